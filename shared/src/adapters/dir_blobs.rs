@@ -1,0 +1,82 @@
+//! Blobs as files in a directory, written through a temporary file so a reader never
+//! sees half a file.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use tokio::io::AsyncRead;
+
+use crate::ports::blobs::BlobReader;
+use crate::ports::{BlobError, Blobs};
+
+pub struct DirBlobs {
+    root: PathBuf,
+}
+
+impl DirBlobs {
+    pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        Ok(Self { root })
+    }
+
+    /// Keys are `a-z0-9._-` segments joined by `/`: nothing can escape the root.
+    fn path(&self, key: &str) -> Result<PathBuf, BlobError> {
+        let valid = !key.is_empty()
+            && key.split('/').all(|seg| {
+                !seg.is_empty()
+                    && !seg.starts_with('.')
+                    && seg.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            });
+        if valid { Ok(self.root.join(key)) } else { Err(BlobError::InvalidKey(key.to_owned())) }
+    }
+}
+
+fn io(e: std::io::Error) -> BlobError {
+    BlobError::Backend(e.into())
+}
+
+async fn write_atomically(path: &Path, body: &mut (dyn AsyncRead + Send + Unpin)) -> std::io::Result<u64> {
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent).await?;
+    }
+    let tmp = path.with_extension(format!("part-{}", uuid::Uuid::new_v4().simple()));
+    let mut file = tokio::fs::File::create(&tmp).await?;
+    let written = tokio::io::copy(body, &mut file).await;
+    let finished = match written {
+        Ok(n) => file.sync_all().await.map(|_| n),
+        Err(e) => Err(e),
+    };
+    match finished {
+        Ok(n) => tokio::fs::rename(&tmp, path).await.map(|_| n),
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            Err(e)
+        }
+    }
+}
+
+#[async_trait]
+impl Blobs for DirBlobs {
+    async fn put(&self, key: &str, body: &mut (dyn AsyncRead + Send + Unpin)) -> Result<u64, BlobError> {
+        write_atomically(&self.path(key)?, body).await.map_err(io)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<(u64, BlobReader)>, BlobError> {
+        match tokio::fs::File::open(self.path(key)?).await {
+            Ok(file) => {
+                let size = file.metadata().await.map_err(io)?.len();
+                Ok(Some((size, Box::new(file))))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        match tokio::fs::remove_file(self.path(key)?).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The card: its connectors and the Telegram accounts found in its fields.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::portal::{UserPortal, batch_record};
+use super::{AppError, Services};
+use crate::auth::Claims;
+use crate::domain::contact::contact_points;
+use crate::domain::{ContactPoint, EntityRef, EntityType, FieldSource, RecipientKey, TelegramUser};
+use crate::i18n::{Lang, text};
+use crate::ports::TelegramError;
+use crate::repo::connectors::{Connector, ConnectorStatus};
+use crate::repo::resolutions::Resolution;
+
+#[derive(Serialize)]
+pub struct CardView {
+    pub entity: EntityView,
+    pub connectors: Vec<ConnectorView>,
+    pub connector_id: Option<String>,
+    pub recipients: Vec<RecipientView>,
+    /// Contact sync progress of the selected connector; `None` when not syncing.
+    pub sync: Option<SyncProgress>,
+}
+
+#[derive(Serialize)]
+pub struct SyncProgress {
+    pub done: u64,
+    pub total: u64,
+}
+
+#[derive(Serialize)]
+pub struct EntityView {
+    #[serde(rename = "type")]
+    pub kind: EntityType,
+    pub id: u64,
+    pub title: String,
+}
+
+#[derive(Serialize)]
+pub struct ConnectorView {
+    pub id: String,
+    pub name: String,
+    pub phone: String,
+    pub username: Option<String>,
+    pub status: ConnectorStatus,
+}
+
+#[derive(Serialize)]
+pub struct SourceView {
+    #[serde(flatten)]
+    pub field: FieldSource,
+    pub label: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecipientState {
+    Found,
+    NotFound,
+    Error,
+}
+
+#[derive(Serialize)]
+pub struct AccountView {
+    pub user_id: i64,
+    pub name: String,
+    pub username: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct RecipientView {
+    pub key: RecipientKey,
+    pub source: SourceView,
+    pub state: RecipientState,
+    pub account: Option<AccountView>,
+    pub explanation: Option<String>,
+}
+
+pub async fn load_card(svc: &Services, claims: &Claims, connector: Option<&str>) -> Result<CardView, AppError> {
+    let connectors = svc.connectors.list(&claims.portal).await?;
+    let selected = select_connector(svc, claims, &connectors, connector).await?;
+    let (title, points) = read_contact_points(svc, claims).await?;
+    let keys: Vec<RecipientKey> = points.iter().map(|p| p.key.clone()).collect();
+    svc.cards.save_recipients(&claims.portal, claims.entity, &keys).await?;
+    let mut recipients = Vec::with_capacity(points.len());
+    for point in points {
+        let state = match selected {
+            Some(c) => resolve(svc, c, &point.key).await,
+            None => Err(RecipientProblem::NoConnector),
+        };
+        recipients.push(recipient_view(claims.lang, point, state));
+    }
+    Ok(CardView {
+        entity: EntityView { kind: claims.entity.kind, id: claims.entity.id, title },
+        connectors: connectors.iter().map(connector_view).collect(),
+        connector_id: selected.map(|c| c.id.clone()),
+        recipients,
+        sync: None,
+    })
+}
+
+/// The asked-for connector, else the one this user used last, else the first connected one.
+async fn select_connector<'c>(
+    svc: &Services,
+    claims: &Claims,
+    connectors: &'c [Connector],
+    asked: Option<&str>,
+) -> Result<Option<&'c Connector>, AppError> {
+    if let Some(id) = asked {
+        return connectors
+            .iter()
+            .find(|c| c.id == id)
+            .map(Some)
+            .ok_or_else(|| AppError::invalid("unknown_connector", "No such Telegram connector on this portal."));
+    }
+    let last = svc.connectors.last_used(&claims.portal, claims.user).await?;
+    Ok(connectors
+        .iter()
+        .find(|c| Some(&c.id) == last.as_ref())
+        .or_else(|| connectors.iter().find(|c| c.status == ConnectorStatus::Connected))
+        .or(connectors.first()))
+}
+
+fn connector_view(c: &Connector) -> ConnectorView {
+    ConnectorView { id: c.id.clone(), name: c.name.clone(), phone: c.phone.clone(), username: c.username.clone(), status: c.status }
+}
+
+/// Reads the record and, for a lead or a deal, its linked contacts and company, in two batches.
+async fn read_contact_points(svc: &Services, claims: &Claims) -> Result<(String, Vec<ContactPoint>), AppError> {
+    let mut portal = UserPortal::open(svc, &claims.portal, claims.user).await?;
+    let EntityRef { kind, id } = claims.entity;
+    let mut first = vec![("record".to_owned(), format!("{}?id={id}", kind.get_method()))];
+    if kind == EntityType::Deal {
+        first.push(("contacts".to_owned(), format!("crm.deal.contact.items.get?id={id}")));
+    }
+    let batch = portal.batch(&first).await?;
+    let record = batch_record(&batch, "record")?;
+    let title = record_title(kind, &record);
+    let mut points = Vec::new();
+    contact_points(kind, id, &title, &record, svc.phone_region, &mut points);
+
+    let linked = linked_records(kind, &record, batch.results.get("contacts"));
+    if !linked.is_empty() {
+        let commands: Vec<(String, String)> = linked
+            .iter()
+            .map(|(t, i)| (format!("{}_{i}", t.as_str()), format!("{}?id={i}", t.get_method())))
+            .collect();
+        let batch = portal.batch(&commands).await?;
+        for ((linked_kind, linked_id), (key, _)) in linked.iter().zip(&commands) {
+            // A linked record the user may not see is skipped, not an error for the whole card.
+            let Some(found) = batch.results.get(key) else { continue };
+            let linked_title = record_title(*linked_kind, found);
+            contact_points(*linked_kind, *linked_id, &linked_title, found, svc.phone_region, &mut points);
+        }
+    }
+    Ok((title, points))
+}
+
+fn id_field(record: &Value, field: &str) -> Option<u64> {
+    match record.get(field)? {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_u64(),
+        _ => None,
+    }
+    .filter(|&id| id > 0)
+}
+
+/// Contacts and company linked to a deal or a lead.
+fn linked_records(kind: EntityType, record: &Value, deal_contacts: Option<&Value>) -> Vec<(EntityType, u64)> {
+    let mut out = Vec::new();
+    match kind {
+        EntityType::Deal => {
+            let contacts = deal_contacts.and_then(Value::as_array).into_iter().flatten();
+            out.extend(contacts.filter_map(|c| id_field(c, "CONTACT_ID")).map(|i| (EntityType::Contact, i)));
+        }
+        EntityType::Lead => out.extend(id_field(record, "CONTACT_ID").map(|i| (EntityType::Contact, i))),
+        EntityType::Contact | EntityType::Company => return out,
+    }
+    out.extend(id_field(record, "COMPANY_ID").map(|i| (EntityType::Company, i)));
+    out
+}
+
+fn record_title(kind: EntityType, record: &Value) -> String {
+    let field = |name: &str| record.get(name).and_then(Value::as_str).unwrap_or("").trim().to_owned();
+    match kind {
+        EntityType::Contact => format!("{} {}", field("NAME"), field("LAST_NAME")).trim().to_owned(),
+        _ => field("TITLE"),
+    }
+}
+
+enum RecipientProblem {
+    NoConnector,
+    NotFound,
+    Telegram(TelegramError),
+}
+
+/// The account behind a key: from the cache, else asked of Telegram and cached.
+async fn resolve(svc: &Services, connector: &Connector, key: &RecipientKey) -> Result<TelegramUser, RecipientProblem> {
+    let cached = svc.resolutions.get(&connector.id, key).await.ok().flatten();
+    let resolution = match cached {
+        Some(found) => found,
+        None => {
+            let account = connector.account();
+            let asked = match key {
+                RecipientKey::Phone(p) => svc.telegram.resolve_phone(&account, p).await,
+                RecipientKey::Username(u) => svc.telegram.resolve_username(&account, u).await,
+            };
+            let resolution = match asked.map_err(RecipientProblem::Telegram)? {
+                Some(user) => Resolution::Found { user },
+                None => Resolution::NotFound,
+            };
+            if let Err(e) = svc.resolutions.save(&connector.id, key, &resolution).await {
+                tracing::warn!("resolution not cached: {e}");
+            }
+            resolution
+        }
+    };
+    match resolution {
+        Resolution::Found { user } => Ok(user),
+        Resolution::NotFound => Err(RecipientProblem::NotFound),
+    }
+}
+
+fn recipient_view(lang: Lang, point: ContactPoint, state: Result<TelegramUser, RecipientProblem>) -> RecipientView {
+    let label = source_label(lang, &point.source);
+    let (state, account, explanation) = match state {
+        Ok(user) => (
+            RecipientState::Found,
+            Some(AccountView { user_id: user.peer.user_id, name: user.display_name(), username: user.username }),
+            None,
+        ),
+        Err(RecipientProblem::NotFound) => {
+            let key = if matches!(point.key, RecipientKey::Phone(_)) { "privacy_explanation" } else { "username_not_found" };
+            (RecipientState::NotFound, None, Some(text(lang, key, &[])))
+        }
+        Err(RecipientProblem::NoConnector) => (RecipientState::Error, None, Some(text(lang, "choose_connector", &[]))),
+        Err(RecipientProblem::Telegram(e)) => (RecipientState::Error, None, Some(telegram_problem(lang, &e))),
+    };
+    RecipientView { key: point.key, source: SourceView { field: point.source, label }, state, account, explanation }
+}
+
+/// What a Telegram error means for the user, in their language.
+pub fn telegram_problem(lang: Lang, e: &TelegramError) -> String {
+    match e {
+        TelegramError::FloodWait { seconds } => text(lang, "flood_wait", &[("seconds", &seconds.to_string())]),
+        TelegramError::Unauthorized(_) => text(lang, "connector_unauthorized", &[]),
+        TelegramError::PeerFlood => text(lang, "connector_limited", &[]),
+        TelegramError::PrivacyRestricted => text(lang, "privacy_restricted", &[]),
+        TelegramError::Rejected(detail) | TelegramError::Transient(detail) => text(lang, "send_failed", &[("detail", detail)]),
+    }
+}
+
+/// "Contact Ivan Petrov · Phone (mobile)".
+fn source_label(lang: Lang, source: &FieldSource) -> String {
+    let kind = text(lang, &format!("entity_{}", source.entity_type.as_str()), &[]);
+    let field = text(lang, &format!("field_{}", source.field.to_ascii_lowercase()), &[]);
+    let subtype = source.value_type.to_lowercase();
+    let subtype = if subtype.is_empty() || subtype == "other" { String::new() } else { format!(" ({subtype})") };
+    format!("{kind} {} · {field}{subtype}", source.entity_title).replace("  ", " ")
+}

@@ -1,0 +1,114 @@
+//! Use cases: what the routes and jobs do, over the ports and repositories.
+
+pub mod card;
+pub mod placement;
+pub mod portal;
+pub mod send;
+
+use std::sync::Arc;
+
+use phonenumber::country;
+
+use crate::auth::SessionSigner;
+use crate::bitrix::BitrixClient;
+use crate::crypto::Sealer;
+use crate::ports::{Blobs, Queue, Table, Telegram};
+use crate::repo::RepoError;
+use crate::repo::cards::Cards;
+use crate::repo::connectors::Connectors;
+use crate::repo::messages::Messages;
+use crate::repo::portals::Portals;
+use crate::repo::resolutions::Resolutions;
+use crate::repo::Records;
+
+/// Everything a route or a job needs, built once per process and lent to every request.
+pub struct Services {
+    pub portals: Portals,
+    pub connectors: Connectors,
+    pub resolutions: Resolutions,
+    pub cards: Cards,
+    pub messages: Messages,
+    pub queue: Arc<dyn Queue>,
+    pub blobs: Arc<dyn Blobs>,
+    pub telegram: Arc<dyn Telegram>,
+    pub bitrix: BitrixClient,
+    pub sessions: SessionSigner,
+    /// For phone numbers typed without a country code.
+    pub phone_region: Option<country::Id>,
+}
+
+/// The adapters a process runs on.
+pub struct Adapters {
+    pub table: Arc<dyn Table>,
+    pub queue: Arc<dyn Queue>,
+    pub blobs: Arc<dyn Blobs>,
+    pub telegram: Arc<dyn Telegram>,
+}
+
+impl Services {
+    pub fn new(adapters: Adapters, bitrix: BitrixClient, sealer: Sealer, session_secs: i64, phone_region: Option<country::Id>) -> Self {
+        let records = Records::new(adapters.table);
+        Self {
+            portals: Portals::new(records.clone(), sealer.clone()),
+            connectors: Connectors::new(records.clone()),
+            resolutions: Resolutions::new(records.clone()),
+            cards: Cards::new(records.clone()),
+            messages: Messages::new(records),
+            queue: adapters.queue,
+            blobs: adapters.blobs,
+            telegram: adapters.telegram,
+            bitrix,
+            sessions: SessionSigner::new(sealer.derive_key("session-token"), session_secs),
+            phone_region,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    /// Well-formed but not acceptable (422).
+    Invalid,
+    /// The portal or Telegram failed us (502).
+    Upstream,
+    /// Try again later (503).
+    Busy,
+    Internal,
+}
+
+/// An error as the user sees it: a kind (the HTTP status), a stable code, a clear message.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct AppError {
+    pub kind: ErrorKind,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl AppError {
+    pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
+        Self { kind, code, message: message.into() }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadRequest, code, message)
+    }
+
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Invalid, code, message)
+    }
+
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!("internal error: {error}");
+        Self::new(ErrorKind::Internal, "internal", "Something went wrong on our side; nothing was lost. Try again.")
+    }
+}
+
+impl From<RepoError> for AppError {
+    fn from(e: RepoError) -> Self {
+        Self::internal(format!("storage: {e:#}"))
+    }
+}

@@ -1,0 +1,89 @@
+//! Opening the tab: trust a placement POST only once the portal it names confirms it.
+
+use serde::Deserialize;
+
+use super::portal::{batch_record, unknown_portal};
+use super::{AppError, ErrorKind, Services};
+use crate::crypto::Secret;
+use crate::domain::{EntityRef, EntityType};
+use crate::i18n::Lang;
+use crate::repo::portals::UserAuth;
+
+/// The form fields Bitrix24 POSTs to a placement handler.
+#[derive(Debug, Deserialize)]
+pub struct PlacementForm {
+    #[serde(rename = "AUTH_ID")]
+    pub auth_id: Secret,
+    #[serde(rename = "REFRESH_ID", default)]
+    pub refresh_id: Option<Secret>,
+    pub member_id: String,
+    #[serde(rename = "PLACEMENT")]
+    pub placement: String,
+    #[serde(rename = "PLACEMENT_OPTIONS", default)]
+    pub placement_options: String,
+}
+
+/// The query string Bitrix24 adds to it.
+#[derive(Debug, Deserialize)]
+pub struct PlacementQuery {
+    #[serde(rename = "DOMAIN")]
+    pub domain: String,
+    #[serde(rename = "LANG", default)]
+    pub lang: String,
+}
+
+#[derive(Deserialize)]
+struct PlacementOptions {
+    #[serde(rename = "ID")]
+    id: serde_json::Value,
+}
+
+pub struct OpenedTab {
+    pub token: String,
+    pub lang: Lang,
+}
+
+/// The CRM record a placement is about, from `PLACEMENT` and `PLACEMENT_OPTIONS`.
+pub fn placement_entity(form: &PlacementForm) -> Result<EntityRef, AppError> {
+    let kind = EntityType::from_placement(&form.placement).ok_or_else(|| {
+        AppError::bad_request("unsupported_placement", format!("The placement {:?} is not one this app serves.", form.placement))
+    })?;
+    let bad_options = || AppError::bad_request("bad_placement_options", "PLACEMENT_OPTIONS must be JSON with the record's numeric ID.");
+    let options: PlacementOptions = serde_json::from_str(&form.placement_options).map_err(|_| bad_options())?;
+    let id = match options.id {
+        serde_json::Value::String(s) => s.parse().ok(),
+        serde_json::Value::Number(n) => n.as_u64(),
+        _ => None,
+    };
+    Ok(EntityRef { kind, id: id.filter(|&i| i > 0).ok_or_else(bad_options)? })
+}
+
+pub async fn open_tab(svc: &Services, query: &PlacementQuery, form: &PlacementForm) -> Result<OpenedTab, AppError> {
+    let entity = placement_entity(form)?;
+    let portal = svc.portals.get(&form.member_id).await?.ok_or_else(unknown_portal)?;
+    // Only the domain stored at install is ever called; a mismatch is refused before any request.
+    if !portal.domain.eq_ignore_ascii_case(query.domain.trim()) {
+        return Err(AppError::new(
+            ErrorKind::Forbidden,
+            "domain_mismatch",
+            "The DOMAIN of this request is not the domain this portal installed the app from.",
+        ));
+    }
+    let commands = [("user".to_owned(), "user.current".to_owned()), ("app".to_owned(), "app.info".to_owned())];
+    let not_confirmed =
+        || AppError::new(ErrorKind::Unauthorized, "auth_not_confirmed", "Bitrix24 did not confirm this user's authorization.");
+    let batch = svc.bitrix.batch(&portal.client_endpoint, &form.auth_id, &commands).await.map_err(|e| {
+        tracing::warn!(member_id = %form.member_id, "placement auth check failed: {e}");
+        not_confirmed()
+    })?;
+    let user = batch_record(&batch, "user").map_err(|_| not_confirmed())?;
+    let user_id = user.get("ID").and_then(|v| v.as_str()?.parse::<u64>().ok()).ok_or_else(not_confirmed)?;
+    let installed = batch_record(&batch, "app").ok().and_then(|a| a.get("INSTALLED")?.as_bool()).unwrap_or(false);
+    if !installed {
+        return Err(AppError::new(ErrorKind::Forbidden, "app_not_installed", "The app is not installed on this portal."));
+    }
+    let auth = UserAuth { access_token: form.auth_id.clone(), refresh_token: form.refresh_id.clone() };
+    svc.portals.save_user_auth(&portal.member_id, user_id, &auth).await?;
+    let lang = Lang::from_portal(&query.lang);
+    Ok(OpenedTab { token: svc.sessions.issue(&portal.member_id, user_id, entity, lang), lang })
+}

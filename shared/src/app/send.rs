@@ -1,0 +1,164 @@
+//! Accepting a message from the tab, and showing how its delivery goes.
+
+use serde::{Deserialize, Serialize};
+
+use super::card::telegram_problem;
+use super::{AppError, ErrorKind, Services};
+use crate::auth::Claims;
+use crate::clock::now_millis;
+use crate::domain::message::{MAX_PARTS, TEXT_LIMIT, split_text};
+use crate::domain::{Failure, Message, MessageStatus, Part, RecipientKey};
+use crate::i18n::{Lang, text};
+use crate::jobs::Job;
+use crate::ports::{JobQueue, TelegramError};
+use crate::repo::connectors::ConnectorStatus;
+use crate::repo::resolutions::Resolution;
+
+#[derive(Debug, Deserialize)]
+pub struct SendRequest {
+    pub connector_id: String,
+    pub recipient: String,
+    pub text: String,
+    pub idempotency_key: String,
+}
+
+#[derive(Serialize)]
+pub struct MessageView {
+    pub id: String,
+    pub status: MessageStatus,
+    pub reason: Option<String>,
+    pub text: String,
+    pub parts: usize,
+    pub recipient: String,
+    pub connector: String,
+    pub created_at: i64,
+}
+
+fn valid_idempotency_key(key: &str) -> bool {
+    (1..=100).contains(&key.len()) && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Validates, stores under the client's idempotency key and queues; the message id.
+/// A repeated submit with the same key returns the first message's id and sends nothing new.
+pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Result<String, AppError> {
+    let lang = claims.lang;
+    if !valid_idempotency_key(&request.idempotency_key) {
+        return Err(AppError::invalid("bad_idempotency_key", text(lang, "bad_idempotency_key", &[])));
+    }
+    let message_text = request.text.trim();
+    if message_text.is_empty() {
+        return Err(AppError::invalid("empty_text", text(lang, "empty_text", &[])));
+    }
+    let parts = split_text(message_text, TEXT_LIMIT);
+    if parts.len() > MAX_PARTS {
+        let args = [("parts", MAX_PARTS.to_string()), ("limit", TEXT_LIMIT.to_string())];
+        let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        return Err(AppError::invalid("too_long", text(lang, "too_long", &args)));
+    }
+    let connector = svc
+        .connectors
+        .get(&claims.portal, &request.connector_id)
+        .await?
+        .ok_or_else(|| AppError::invalid("unknown_connector", text(lang, "unknown_connector", &[])))?;
+    if connector.status == ConnectorStatus::NeedsLogin {
+        return Err(AppError::invalid("connector_unavailable", text(lang, "connector_unavailable", &[])));
+    }
+    let unknown_recipient = || AppError::invalid("unknown_recipient", text(lang, "unknown_recipient", &[]));
+    let recipient: RecipientKey = request.recipient.parse().map_err(|_| unknown_recipient())?;
+    if !svc.cards.recipients(&claims.portal, claims.entity).await?.contains(&recipient) {
+        return Err(unknown_recipient());
+    }
+    let Some(Resolution::Found { user }) = svc.resolutions.get(&connector.id, &recipient).await? else {
+        return Err(AppError::invalid("recipient_not_on_telegram", text(lang, "recipient_not_on_telegram", &[])));
+    };
+
+    let new_id = uuid::Uuid::new_v4().to_string();
+    let id = svc.messages.claim_idempotency_key(&claims.portal, claims.user, &request.idempotency_key, &new_id).await?;
+    if id != new_id {
+        if let Some(earlier) = svc.messages.get(&id).await? {
+            // The earlier submit may have crashed before queueing: queueing again is safe,
+            // the worker sends a message only once.
+            if earlier.status == MessageStatus::Queued {
+                enqueue(svc, &earlier).await?;
+            }
+            return Ok(id);
+        }
+        // The earlier submit stopped between claiming the key and storing: finish its work.
+    }
+    let message = Message {
+        id,
+        member_id: claims.portal.clone(),
+        user_id: claims.user,
+        entity: claims.entity,
+        connector_id: connector.id.clone(),
+        recipient,
+        recipient_name: user.username.as_ref().map(|u| format!("@{u}")).unwrap_or_else(|| user.display_name()),
+        peer: user.peer,
+        parts: parts.into_iter().map(|text| Part { text, sent: false, telegram_id: None }).collect(),
+        status: MessageStatus::Queued,
+        failure: None,
+        retry_at: None,
+        created_at: now_millis(),
+    };
+    svc.messages.create(&message).await?;
+    enqueue(svc, &message).await?;
+    svc.connectors.set_last_used(&claims.portal, claims.user, &connector.id).await?;
+    tracing::info!(message_id = %message.id, parts = message.parts.len(), "message queued");
+    Ok(message.id)
+}
+
+async fn enqueue(svc: &Services, message: &Message) -> Result<(), AppError> {
+    let job = Job::Send { message_id: message.id.clone(), connector_id: message.connector_id.clone() };
+    svc.queue
+        .send(JobQueue::Telegram, &job.to_body(), &message.connector_id, std::time::Duration::ZERO)
+        .await
+        .map_err(|e| AppError::internal(format!("queue: {e:#}")))
+}
+
+pub async fn message_view(svc: &Services, claims: &Claims, id: &str) -> Result<MessageView, AppError> {
+    let not_found = || AppError::new(ErrorKind::NotFound, "message_not_found", "No such message.");
+    if uuid::Uuid::parse_str(id).is_err() {
+        return Err(not_found());
+    }
+    let message = svc.messages.get(id).await?.filter(|m| m.member_id == claims.portal).ok_or_else(not_found)?;
+    let connectors = svc.connectors.list(&claims.portal).await?;
+    Ok(view(claims.lang, &message, &connectors))
+}
+
+pub async fn recent_on_card(svc: &Services, claims: &Claims) -> Result<Vec<MessageView>, AppError> {
+    let messages = svc.messages.recent_on_card(&claims.portal, claims.entity, 30).await?;
+    let connectors = svc.connectors.list(&claims.portal).await?;
+    Ok(messages.iter().map(|m| view(claims.lang, m, &connectors)).collect())
+}
+
+fn view(lang: Lang, m: &Message, connectors: &[crate::repo::connectors::Connector]) -> MessageView {
+    let reason = match (&m.failure, m.retry_at) {
+        (Some(failure), _) => Some(failure_text(lang, failure)),
+        (None, Some(at)) if m.status == MessageStatus::Queued => {
+            let seconds = ((at - now_millis()) / 1000).max(1) as u32;
+            Some(telegram_problem(lang, &TelegramError::FloodWait { seconds }))
+        }
+        _ => None,
+    };
+    MessageView {
+        id: m.id.clone(),
+        status: m.status,
+        reason,
+        text: m.parts.iter().map(|p| p.text.as_str()).collect::<Vec<_>>().join("\n"),
+        parts: m.parts.len(),
+        recipient: m.recipient_name.clone(),
+        connector: connectors.iter().find(|c| c.id == m.connector_id).map(|c| c.name.clone()).unwrap_or_default(),
+        created_at: m.created_at,
+    }
+}
+
+pub fn failure_text(lang: Lang, failure: &Failure) -> String {
+    match failure {
+        Failure::Privacy => text(lang, "privacy_explanation", &[]),
+        Failure::UsernameNotFound => text(lang, "username_not_found", &[]),
+        Failure::PrivacyRestricted => text(lang, "privacy_restricted", &[]),
+        Failure::ConnectorUnauthorized => text(lang, "connector_unauthorized", &[]),
+        Failure::ConnectorLimited => text(lang, "connector_limited", &[]),
+        Failure::Rejected { detail } => text(lang, "send_failed", &[("detail", detail)]),
+    }
+}

@@ -1,0 +1,113 @@
+//! The tab's session token: issued once the placement is verified with the portal,
+//! carried by every `/api/*` call. HMAC-SHA256 over JSON claims, with an expiry.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::clock::now_secs;
+use crate::domain::EntityRef;
+use crate::i18n::Lang;
+
+/// Who may do what through the tab: one user of one portal, on one CRM record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The portal's `member_id`.
+    pub portal: String,
+    pub user: u64,
+    pub entity: EntityRef,
+    pub lang: Lang,
+    /// Unix seconds.
+    pub exp: i64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the session token is missing; open the tab from the CRM card again")]
+    Missing,
+    #[error("the session token is malformed")]
+    Malformed,
+    #[error("the session token's signature is invalid")]
+    BadSignature,
+    #[error("the session has expired; reopen the tab from the CRM card")]
+    Expired,
+}
+
+#[derive(Clone)]
+pub struct SessionSigner {
+    key: [u8; 32],
+    pub lifetime_secs: i64,
+}
+
+impl SessionSigner {
+    pub fn new(key: [u8; 32], lifetime_secs: i64) -> Self {
+        Self { key, lifetime_secs }
+    }
+
+    fn mac(&self, payload: &[u8]) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(payload);
+        mac
+    }
+
+    pub fn issue(&self, portal: &str, user: u64, entity: EntityRef, lang: Lang) -> String {
+        let claims = Claims { portal: portal.to_owned(), user, entity, lang, exp: now_secs() + self.lifetime_secs };
+        self.sign(&claims)
+    }
+
+    pub fn sign(&self, claims: &Claims) -> String {
+        let payload = serde_json::to_vec(claims).expect("claims serialize");
+        let tag = self.mac(&payload).finalize().into_bytes();
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let (payload, tag) = token.split_once('.').ok_or(TokenError::Malformed)?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TokenError::Malformed)?;
+        self.mac(&payload).verify_slice(&tag).map_err(|_| TokenError::BadSignature)?;
+        let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+        if claims.exp <= now_secs() {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::EntityType;
+
+    fn signer() -> SessionSigner {
+        SessionSigner::new([7; 32], 60)
+    }
+
+    fn entity() -> EntityRef {
+        EntityRef { kind: EntityType::Lead, id: 1 }
+    }
+
+    #[test]
+    fn round_trips() {
+        let token = signer().issue("m1", 5, entity(), Lang::Ru);
+        let claims = signer().verify(&token).unwrap();
+        assert_eq!((claims.portal.as_str(), claims.user, claims.entity, claims.lang), ("m1", 5, entity(), Lang::Ru));
+    }
+
+    #[test]
+    fn refuses_forged_tampered_and_expired_tokens() {
+        let token = signer().issue("m1", 5, entity(), Lang::En);
+        assert_eq!(SessionSigner::new([8; 32], 60).verify(&token), Err(TokenError::BadSignature));
+        let (_, tag) = token.split_once('.').unwrap();
+        let forged = Claims { portal: "m2".into(), user: 5, entity: entity(), lang: Lang::En, exp: now_secs() + 60 };
+        let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
+        assert_eq!(signer().verify(&format!("{forged_payload}.{tag}")), Err(TokenError::BadSignature));
+        let expired = Claims { exp: now_secs() - 1, ..forged };
+        assert_eq!(signer().verify(&signer().sign(&expired)), Err(TokenError::Expired));
+        for garbage in ["", "abc", "a.b", "..."] {
+            assert!(signer().verify(garbage).is_err());
+        }
+    }
+}

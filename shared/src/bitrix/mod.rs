@@ -1,0 +1,170 @@
+//! Bitrix24 REST over HTTP: calls, `batch`, and OAuth refresh. Knows nothing of storage:
+//! callers hand it the endpoint and token and keep what it returns.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::crypto::Secret;
+
+/// How many times a rate-limited call is tried before giving up.
+const RATE_LIMIT_TRIES: u32 = 3;
+const RATE_LIMIT_BACKOFF: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BitrixError {
+    #[error("Bitrix24 answered {status} {code}: {description}")]
+    Api { status: u16, code: String, description: String },
+    #[error("Bitrix24 could not be reached: {0}")]
+    Transport(String),
+    #[error("Bitrix24 answered something unexpected: {0}")]
+    Protocol(String),
+}
+
+impl BitrixError {
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    pub fn is_expired_token(&self) -> bool {
+        self.code() == Some("expired_token")
+    }
+
+    fn is_rate_limit(&self) -> bool {
+        matches!(self.code(), Some("QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT" | "OVERLOAD_LIMIT"))
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(default)]
+    error_description: String,
+}
+
+/// The app's credentials with Bitrix24's OAuth server.
+#[derive(Clone, Debug)]
+pub struct AppCredentials {
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// `https://oauth.bitrix.info` for real portals.
+    pub oauth_url: String,
+}
+
+/// What the OAuth server answers to a refresh.
+#[derive(Clone, Debug, Deserialize)]
+pub struct TokenGrant {
+    pub access_token: Secret,
+    pub refresh_token: Secret,
+    #[serde(default)]
+    pub member_id: String,
+}
+
+/// The outcome of a `batch`: each command's result or error, by key.
+#[derive(Debug, Default)]
+pub struct BatchResult {
+    pub results: BTreeMap<String, Value>,
+    pub errors: BTreeMap<String, BitrixError>,
+}
+
+#[derive(Clone)]
+pub struct BitrixClient {
+    http: reqwest::Client,
+    app: AppCredentials,
+}
+
+impl BitrixClient {
+    pub fn new(app: AppCredentials, timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .expect("the HTTP client builds");
+        Self { http, app }
+    }
+
+    /// Calls `method` on the portal whose REST base is `endpoint`, backing off while the
+    /// portal says it is over its rate limit.
+    pub async fn call(&self, endpoint: &str, token: &Secret, method: &str, params: &Value) -> Result<Value, BitrixError> {
+        let url = format!("{}/{method}", endpoint.trim_end_matches('/'));
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.call_once(&url, token, params).await {
+                Err(e) if e.is_rate_limit() && tries < RATE_LIMIT_TRIES => {
+                    tracing::warn!(method, "Bitrix24 rate limit, backing off: {e}");
+                    tokio::time::sleep(RATE_LIMIT_BACKOFF * 2u32.pow(tries - 1)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn call_once(&self, url: &str, token: &Secret, params: &Value) -> Result<Value, BitrixError> {
+        let response = self
+            .http
+            .post(url)
+            .query(&[("auth", token.expose())])
+            .json(params)
+            .send()
+            .await
+            .map_err(|e| BitrixError::Transport(without_url(e)))?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.map_err(|e| BitrixError::Protocol(without_url(e)))?;
+        if let Ok(err) = serde_json::from_value::<ErrorBody>(body.clone()) {
+            return Err(BitrixError::Api { status, code: err.error, description: err.error_description });
+        }
+        body.get("result").cloned().ok_or_else(|| BitrixError::Protocol(format!("no result in a {status} answer")))
+    }
+
+    /// Runs up to 50 commands (`key`, `method?query`) in one request.
+    pub async fn batch(&self, endpoint: &str, token: &Secret, commands: &[(String, String)]) -> Result<BatchResult, BitrixError> {
+        let cmd: serde_json::Map<String, Value> = commands.iter().map(|(k, c)| (k.clone(), Value::String(c.clone()))).collect();
+        let answer = self.call(endpoint, token, "batch", &json!({ "halt": 0, "cmd": cmd })).await?;
+        let mut out = BatchResult::default();
+        if let Some(results) = answer.get("result").and_then(Value::as_object) {
+            out.results = results.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        }
+        // `result_error` is `[]` when empty and an object otherwise.
+        if let Some(errors) = answer.get("result_error").and_then(Value::as_object) {
+            for (key, err) in errors {
+                let err: ErrorBody = serde_json::from_value(err.clone()).map_err(|e| BitrixError::Protocol(e.to_string()))?;
+                out.errors.insert(key.clone(), BitrixError::Api { status: 400, code: err.error, description: err.error_description });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Trades a refresh token for new tokens. The refresh token rotates: store the new one.
+    pub async fn refresh(&self, refresh_token: &Secret) -> Result<TokenGrant, BitrixError> {
+        let url = format!("{}/oauth/token/", self.app.oauth_url.trim_end_matches('/'));
+        let response = self
+            .http
+            .get(url)
+            .query(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", &self.app.client_id),
+                ("client_secret", self.app.client_secret.expose()),
+                ("refresh_token", refresh_token.expose()),
+            ])
+            .send()
+            .await
+            .map_err(|e| BitrixError::Transport(without_url(e)))?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.map_err(|e| BitrixError::Protocol(without_url(e)))?;
+        if let Ok(err) = serde_json::from_value::<ErrorBody>(body.clone()) {
+            return Err(BitrixError::Api { status, code: err.error, description: err.error_description });
+        }
+        serde_json::from_value(body).map_err(|e| BitrixError::Protocol(e.to_string()))
+    }
+}
+
+/// reqwest's errors print the URL, which carries the token: keep only the cause.
+fn without_url(e: reqwest::Error) -> String {
+    e.without_url().to_string()
+}

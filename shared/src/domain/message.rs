@@ -1,0 +1,238 @@
+//! A message's life: queued → sending → sent → read, or failed with a reason.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{EntityRef, Peer, RecipientKey};
+
+/// Telegram's limit for one text message, counted in UTF-16 code units as Telegram does.
+pub const TEXT_LIMIT: usize = 4096;
+/// More parts than this is not a chat message any more; refused at the door.
+pub const MAX_PARTS: usize = 10;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    Queued,
+    Sending,
+    Sent,
+    Read,
+    Failed,
+}
+
+impl MessageStatus {
+    /// Nothing more will be sent for a message in a final state.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Sent | Self::Read | Self::Failed)
+    }
+}
+
+/// Why a message was not delivered; rendered in the user's language when shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Failure {
+    /// No account, or the number is hidden by the owner's privacy settings.
+    Privacy,
+    UsernameNotFound,
+    /// The recipient does not accept messages from strangers.
+    PrivacyRestricted,
+    /// The connector's Telegram session is no longer authorised.
+    ConnectorUnauthorized,
+    /// Telegram limited the account for spam (PEER_FLOOD).
+    ConnectorLimited,
+    /// Telegram refused for another reason.
+    Rejected { detail: String },
+}
+
+/// One part of a message as Telegram sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    pub text: String,
+    pub sent: bool,
+    /// Telegram's id, when Telegram told us (not for a send it reported as a duplicate).
+    pub telegram_id: Option<i32>,
+}
+
+/// A message from a card to one Telegram account, and how far its delivery got.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: String,
+    pub member_id: String,
+    /// The portal user who sent it.
+    pub user_id: u64,
+    pub entity: EntityRef,
+    pub connector_id: String,
+    pub recipient: RecipientKey,
+    pub recipient_name: String,
+    pub peer: Peer,
+    pub parts: Vec<Part>,
+    pub status: MessageStatus,
+    pub failure: Option<Failure>,
+    /// While waiting out a Telegram flood limit: when the next try is due (unix ms).
+    pub retry_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl Message {
+    /// Claims the message for a send attempt; `false` when it is already final.
+    pub fn begin_sending(&mut self) -> bool {
+        if self.status.is_final() {
+            return false;
+        }
+        self.status = MessageStatus::Sending;
+        self.retry_at = None;
+        true
+    }
+
+    /// The first part not yet sent, with its index.
+    pub fn next_part(&self) -> Option<(usize, &str)> {
+        self.parts.iter().enumerate().find(|(_, p)| !p.sent).map(|(i, p)| (i, p.text.as_str()))
+    }
+
+    pub fn part_sent(&mut self, index: usize, telegram_id: Option<i32>) {
+        let part = &mut self.parts[index];
+        part.sent = true;
+        part.telegram_id = telegram_id;
+        if self.parts.iter().all(|p| p.sent) {
+            self.status = MessageStatus::Sent;
+        }
+    }
+
+    /// Back to the queue until `retry_at` (unix ms).
+    pub fn wait_until(&mut self, retry_at: i64) {
+        self.status = MessageStatus::Queued;
+        self.retry_at = Some(retry_at);
+    }
+
+    pub fn fail(&mut self, failure: Failure) {
+        self.status = MessageStatus::Failed;
+        self.failure = Some(failure);
+    }
+}
+
+/// Splits text into parts Telegram accepts, preferring line breaks, then spaces.
+pub fn split_text(text: &str, limit: usize) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while utf16_len(rest) > limit {
+        let hard = byte_index_at_utf16(rest, limit);
+        let window = &rest[..hard];
+        let cut = window
+            .rfind('\n')
+            .or_else(|| window.rfind(char::is_whitespace))
+            .filter(|&i| i > 0)
+            .unwrap_or(hard);
+        parts.push(rest[..cut].trim_end().to_owned());
+        rest = rest[cut..].trim_start();
+    }
+    if !rest.is_empty() || parts.is_empty() {
+        parts.push(rest.to_owned());
+    }
+    parts
+}
+
+pub fn utf16_len(s: &str) -> usize {
+    s.chars().map(char::len_utf16).sum()
+}
+
+fn byte_index_at_utf16(s: &str, units: usize) -> usize {
+    let mut used = 0;
+    for (i, c) in s.char_indices() {
+        used += c.len_utf16();
+        if used > units {
+            return i;
+        }
+    }
+    s.len()
+}
+
+/// Telegram's `random_id` for part `part` of our message: the same on every retry, so
+/// Telegram itself drops a repeated send.
+pub fn random_id(message_id: &str, part: usize) -> i64 {
+    let digest = Sha256::new().chain_update(message_id.as_bytes()).chain_update(part.to_le_bytes()).finalize();
+    i64::from_le_bytes(digest[..8].try_into().expect("a SHA-256 digest has 32 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn message(parts: &[&str]) -> Message {
+        Message {
+            id: "m".into(),
+            member_id: "p".into(),
+            user_id: 1,
+            entity: EntityRef { kind: crate::domain::EntityType::Lead, id: 1 },
+            connector_id: "c".into(),
+            recipient: "username:ivan_p".parse().unwrap(),
+            recipient_name: "Ivan".into(),
+            peer: Peer { user_id: 1, access_hash: 2 },
+            parts: parts.iter().map(|t| Part { text: t.to_string(), sent: false, telegram_id: None }).collect(),
+            status: MessageStatus::Queued,
+            failure: None,
+            retry_at: None,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn sent_once_every_part_is() {
+        let mut m = message(&["a", "b"]);
+        assert!(m.begin_sending());
+        assert_eq!(m.next_part(), Some((0, "a")));
+        m.part_sent(0, Some(10));
+        assert_eq!((m.status, m.next_part()), (MessageStatus::Sending, Some((1, "b"))));
+        m.part_sent(1, None);
+        assert_eq!((m.status, m.next_part()), (MessageStatus::Sent, None));
+        assert!(!m.begin_sending(), "a sent message is never sent again");
+    }
+
+    #[test]
+    fn waits_and_fails() {
+        let mut m = message(&["a"]);
+        m.begin_sending();
+        m.wait_until(99);
+        assert_eq!((m.status, m.retry_at), (MessageStatus::Queued, Some(99)));
+        assert!(m.begin_sending());
+        m.fail(Failure::Privacy);
+        assert!(!m.begin_sending());
+        assert_eq!(m.failure, Some(Failure::Privacy));
+    }
+
+    #[test]
+    fn short_text_is_one_part() {
+        assert_eq!(split_text("hello", TEXT_LIMIT), ["hello"]);
+    }
+
+    #[test]
+    fn splits_at_line_breaks_then_spaces() {
+        assert_eq!(split_text("aaaa\nbbbb cc", 6), ["aaaa", "bbbb", "cc"]);
+        assert_eq!(split_text("abcdefgh", 3), ["abc", "def", "gh"]);
+    }
+
+    #[test]
+    fn counts_utf16_like_telegram() {
+        let emoji = "😀".repeat(3000); // 2 UTF-16 units each
+        let parts = split_text(&emoji, TEXT_LIMIT);
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().all(|p| utf16_len(p) <= TEXT_LIMIT));
+    }
+
+    #[test]
+    fn random_ids_are_stable_and_distinct() {
+        assert_eq!(random_id("m1", 0), random_id("m1", 0));
+        assert_ne!(random_id("m1", 0), random_id("m1", 1));
+        assert_ne!(random_id("m1", 0), random_id("m2", 0));
+    }
+
+    proptest! {
+        #[test]
+        fn parts_fit_and_keep_every_word(words in proptest::collection::vec("[a-zа-я😀]{1,12}", 1..400), limit in 32usize..200) {
+            let text = words.join(" ");
+            let parts = split_text(&text, limit);
+            prop_assert!(parts.iter().all(|p| utf16_len(p) <= limit && !p.is_empty()));
+            prop_assert_eq!(parts.join(" ").split_whitespace().collect::<Vec<_>>(), text.split_whitespace().collect::<Vec<_>>());
+        }
+    }
+}

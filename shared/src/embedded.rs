@@ -1,0 +1,107 @@
+//! The whole product in one process: every HTTP route on one port, every worker in-process,
+//! SQLite and a directory for storage, the sandbox portal and Telegram.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::adapters::{DirBlobs, SqliteDb, SqliteQueue, SqliteTable};
+use crate::app::{Adapters, Services};
+use crate::bitrix::{AppCredentials, BitrixClient};
+use crate::crypto::Secret;
+use crate::domain::phone::region_from_code;
+use crate::http;
+use crate::jobs::runner;
+use crate::ports::JobQueue;
+use crate::sandbox::{self, Sandbox};
+use crate::settings::Settings;
+
+const PORTAL_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct Embedded {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub services: Arc<Services>,
+    pub sandbox: Arc<Sandbox>,
+    pub queue: SqliteQueue,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Embedded {
+    /// Runs until the server stops.
+    pub async fn serve_forever(mut self) -> anyhow::Result<()> {
+        let server = self.tasks.remove(0);
+        server.await.context("server task")
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Binds, seeds the sandbox, and starts the server and the telegram worker.
+pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("creating {}", settings.data_dir.display()))?;
+    let listener = TcpListener::bind(settings.addr).await.with_context(|| format!("binding {}", settings.addr))?;
+    let addr = listener.local_addr()?;
+    let url = format!("http://{addr}");
+
+    let sandbox = Arc::new(Sandbox::new(&url));
+    let db = SqliteDb::open(&settings.data_dir.join("olchat.db"))?;
+    let queue = SqliteQueue::new(db.clone(), settings.max_receives);
+    let adapters = Adapters {
+        table: Arc::new(SqliteTable::new(db)),
+        queue: Arc::new(queue.clone()),
+        blobs: Arc::new(DirBlobs::new(settings.data_dir.join("blobs"))?),
+        telegram: sandbox.telegram.clone(),
+    };
+    let credentials = AppCredentials {
+        client_id: sandbox::CLIENT_ID.into(),
+        client_secret: Secret::new(sandbox::CLIENT_SECRET),
+        oauth_url: Sandbox::oauth_url(&url),
+    };
+    let services = Arc::new(Services::new(
+        adapters,
+        BitrixClient::new(credentials, PORTAL_TIMEOUT),
+        settings.sealer()?,
+        settings.session_minutes * 60,
+        region_from_code(&settings.phone_region),
+    ));
+    sandbox.install_demo(&services).await?;
+
+    let router = http::placement_router(services.clone())
+        .merge(http::send_router(services.clone()))
+        .merge(sandbox.routes())
+        .layer(tower_http_trace());
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!("server stopped: {e}");
+        }
+    });
+    let worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Telegram));
+    Ok(Embedded { addr, url, services, sandbox, queue, tasks: vec![server, worker] })
+}
+
+/// One log line per request, without the query string (it may carry tokens).
+fn tower_http_trace() -> axum::middleware::FromFnLayer<
+    fn(axum::extract::Request, axum::middleware::Next) -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>>,
+    (),
+    (axum::extract::Request,),
+> {
+    axum::middleware::from_fn(|request: axum::extract::Request, next: axum::middleware::Next| {
+        Box::pin(async move {
+            let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+            let response = next.run(request).await;
+            tracing::debug!(%method, path, status = response.status().as_u16(), "request");
+            response
+        }) as std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>>
+    })
+}

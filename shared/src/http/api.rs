@@ -1,0 +1,61 @@
+//! The tab's JSON API. Every route needs the session token issued by `/placement`.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{AppState, Session};
+use crate::app::send::SendRequest;
+use crate::app::{AppError, card, send};
+
+pub fn card_routes() -> Router<AppState> {
+    Router::new().route("/api/card", get(get_card))
+}
+
+pub fn send_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/send", post(post_send))
+        .route("/api/messages", get(list_messages))
+        .route("/api/messages/{id}", get(get_message))
+}
+
+#[derive(Deserialize)]
+struct CardQuery {
+    connector: Option<String>,
+}
+
+async fn get_card(
+    State(svc): State<AppState>,
+    Session(claims): Session,
+    query: Result<Query<CardQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let Query(query) = query.map_err(|e| AppError::bad_request("bad_query", e.body_text()))?;
+    Ok(Json(card::load_card(&svc, &claims, query.connector.as_deref()).await?))
+}
+
+async fn post_send(
+    State(svc): State<AppState>,
+    Session(claims): Session,
+    body: Result<Json<SendRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let Json(request) = body.map_err(|e| AppError::bad_request("bad_json", e.body_text()))?;
+    let message_id = send::accept(&svc, &claims, request).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "message_id": message_id }))))
+}
+
+async fn list_messages(State(svc): State<AppState>, Session(claims): Session) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(json!({ "messages": send::recent_on_card(&svc, &claims).await? })))
+}
+
+async fn get_message(
+    State(svc): State<AppState>,
+    Session(claims): Session,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(send::message_view(&svc, &claims, &id).await?))
+}

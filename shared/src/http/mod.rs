@@ -1,0 +1,76 @@
+//! The HTTP routers. Each function family is one router, so `local` merges them on one
+//! server and Lambda runs each alone.
+
+pub mod api;
+pub mod assets;
+pub mod placement;
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::app::{AppError, ErrorKind, Services};
+use crate::auth::{Claims, TokenError};
+
+pub type AppState = Arc<Services>;
+
+/// `POST /placement`, `GET /api/card`, the tab's assets.
+pub fn placement_router(svc: AppState) -> Router {
+    Router::new()
+        .merge(placement::routes())
+        .merge(api::card_routes())
+        .merge(assets::routes())
+        .with_state(svc)
+}
+
+/// `POST /api/send`, `GET /api/messages[/{id}]`.
+pub fn send_router(svc: AppState) -> Router {
+    api::send_routes().with_state(svc)
+}
+
+impl ErrorKind {
+    fn status(self) -> StatusCode {
+        match self {
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Upstream => StatusCode::BAD_GATEWAY,
+            Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({ "error": self.code, "message": self.message }));
+        (self.kind.status(), body).into_response()
+    }
+}
+
+/// The verified session of an `/api/*` call.
+pub struct Session(pub Claims);
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, svc: &AppState) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(TokenError::Missing);
+        token
+            .and_then(|t| svc.sessions.verify(t.trim()))
+            .map(Session)
+            .map_err(|e| AppError::new(ErrorKind::Unauthorized, "bad_session", e.to_string()))
+    }
+}

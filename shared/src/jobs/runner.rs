@@ -1,0 +1,66 @@
+//! The embedded queue consumer: what SQS triggers do for Lambda, in-process.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use super::{Job, Outcome, handle};
+use crate::adapters::SqliteQueue;
+use crate::app::Services;
+use crate::ports::{Delivery, JobQueue, Queue};
+
+/// Longer than any job takes; a job whose worker died reappears after it.
+pub const VISIBILITY: Duration = Duration::from_secs(60);
+const BATCH: usize = 64;
+const IDLE_WAIT: Duration = Duration::from_millis(250);
+
+/// Consumes `queue` until the task is dropped: receives a batch, runs each group's jobs
+/// in order (groups in parallel), and settles every delivery with the queue.
+pub async fn run(svc: Arc<Services>, queue: SqliteQueue, name: JobQueue) {
+    loop {
+        let batch = match queue.receive(name, BATCH, VISIBILITY).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::error!("queue receive failed: {e:#}");
+                tokio::time::sleep(IDLE_WAIT).await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            queue.wait_for_jobs(IDLE_WAIT).await;
+            continue;
+        }
+        let mut groups: BTreeMap<String, Vec<Delivery>> = BTreeMap::new();
+        for delivery in batch {
+            let group = serde_json::from_str::<Job>(&delivery.body).map(|j| j.group().to_owned()).unwrap_or_default();
+            groups.entry(group).or_default().push(delivery);
+        }
+        let mut tasks = JoinSet::new();
+        for deliveries in groups.into_values() {
+            let (svc, queue) = (svc.clone(), queue.clone());
+            tasks.spawn(async move {
+                for delivery in deliveries {
+                    let outcome = handle(&svc, &delivery).await;
+                    settle(&queue, name, &delivery, outcome).await;
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn settle(queue: &SqliteQueue, name: JobQueue, delivery: &Delivery, outcome: Outcome) {
+    let settled = match outcome {
+        Outcome::Done => queue.delete(name, &delivery.receipt).await,
+        Outcome::RetryAfter(delay) => queue.retry_after(name, &delivery.receipt, delay).await,
+        Outcome::Failed(reason) => {
+            tracing::warn!(reason, "job failed for good");
+            queue.delete(name, &delivery.receipt).await
+        }
+    };
+    if let Err(e) = settled {
+        tracing::error!("queue settle failed (the job will be delivered again): {e:#}");
+    }
+}

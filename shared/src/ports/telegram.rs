@@ -1,0 +1,45 @@
+//! Telegram as the app uses it, through a user account ("connector").
+
+use async_trait::async_trait;
+use crate::domain::{PhoneE164, TelegramUsername};
+pub use crate::domain::{Peer, TelegramUser};
+
+/// The connected account a call acts as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub connector_id: String,
+    pub user_id: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SentMessage {
+    /// Telegram's message id in the private chat; `None` when Telegram reported the
+    /// `random_id` as already used (the message went out on an earlier try).
+    pub id: Option<i32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TelegramError {
+    #[error("FLOOD_WAIT: retry after {seconds} s")]
+    FloodWait { seconds: u32 },
+    #[error("PEER_FLOOD: the account is limited")]
+    PeerFlood,
+    #[error("the user's privacy settings forbid this")]
+    PrivacyRestricted,
+    #[error("the session is not authorised: {0}")]
+    Unauthorized(String),
+    #[error("Telegram refused: {0}")]
+    Rejected(String),
+    /// The outcome is unknown (connection dropped, timeout): try again later.
+    #[error("Telegram did not answer: {0}")]
+    Transient(String),
+}
+
+#[async_trait]
+pub trait Telegram: Send + Sync {
+    /// The account owning `phone`, when its privacy settings let us find it.
+    async fn resolve_phone(&self, account: &Account, phone: &PhoneE164) -> Result<Option<TelegramUser>, TelegramError>;
+    async fn resolve_username(&self, account: &Account, username: &TelegramUsername) -> Result<Option<TelegramUser>, TelegramError>;
+    /// `messages.sendMessage`; Telegram drops a repeated `random_id`.
+    async fn send_text(&self, account: &Account, peer: Peer, text: &str, random_id: i64) -> Result<SentMessage, TelegramError>;
+}

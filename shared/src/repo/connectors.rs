@@ -1,0 +1,81 @@
+//! Connected Telegram accounts of a portal.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Records, RepoError, portal_pk};
+use crate::ports::Account;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectorStatus {
+    Connected,
+    NeedsLogin,
+    /// Telegram limited the account (PEER_FLOOD): no messages to new chats.
+    Limited,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connector {
+    pub id: String,
+    pub member_id: String,
+    pub name: String,
+    pub phone: String,
+    pub username: Option<String>,
+    /// The account's own Telegram user id.
+    pub telegram_user_id: i64,
+    pub status: ConnectorStatus,
+}
+
+impl Connector {
+    pub fn account(&self) -> Account {
+        Account { connector_id: self.id.clone(), user_id: self.telegram_user_id }
+    }
+}
+
+const PREFIX: &str = "connector#";
+
+fn sk(id: &str) -> String {
+    format!("{PREFIX}{id}")
+}
+
+fn last_used_sk(user: u64) -> String {
+    format!("lastconnector#{user}")
+}
+
+#[derive(Clone)]
+pub struct Connectors {
+    records: Records,
+}
+
+impl Connectors {
+    pub fn new(records: Records) -> Self {
+        Self { records }
+    }
+
+    pub async fn list(&self, member_id: &str) -> Result<Vec<Connector>, RepoError> {
+        self.records.query(&portal_pk(member_id), PREFIX, 100, false).await
+    }
+
+    pub async fn get(&self, member_id: &str, id: &str) -> Result<Option<Connector>, RepoError> {
+        Ok(self.records.get(&portal_pk(member_id), &sk(id)).await?.map(|s| s.value))
+    }
+
+    pub async fn save(&self, connector: &Connector) -> Result<(), RepoError> {
+        self.records.put(&portal_pk(&connector.member_id), &sk(&connector.id), connector, None).await
+    }
+
+    pub async fn set_status(&self, member_id: &str, id: &str, status: ConnectorStatus) -> Result<(), RepoError> {
+        self.records
+            .update::<Connector, _>(&portal_pk(member_id), &sk(id), |c| std::mem::replace(&mut c.status, status) != status)
+            .await
+            .map(drop)
+    }
+
+    pub async fn last_used(&self, member_id: &str, user: u64) -> Result<Option<String>, RepoError> {
+        Ok(self.records.get(&portal_pk(member_id), &last_used_sk(user)).await?.map(|s| s.value))
+    }
+
+    pub async fn set_last_used(&self, member_id: &str, user: u64, id: &str) -> Result<(), RepoError> {
+        self.records.put(&portal_pk(member_id), &last_used_sk(user), &id, None).await
+    }
+}

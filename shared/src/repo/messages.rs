@@ -1,0 +1,75 @@
+//! Messages, their idempotency keys, and the per-card index of recent messages.
+
+use std::time::Duration;
+
+use super::{Records, RepoError, portal_pk};
+use crate::domain::{EntityRef, Message};
+
+/// How long a client's idempotency key keeps pointing at its message.
+const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+const MESSAGE_SK: &str = "message";
+
+fn message_pk(id: &str) -> String {
+    format!("message#{id}")
+}
+
+fn idempotency_sk(user: u64, key: &str) -> String {
+    format!("idempotency#{user}#{key}")
+}
+
+fn card_prefix(entity: EntityRef) -> String {
+    format!("cardmessage#{}#{}#", entity.kind.as_str(), entity.id)
+}
+
+#[derive(Clone)]
+pub struct Messages {
+    records: Records,
+}
+
+impl Messages {
+    pub fn new(records: Records) -> Self {
+        Self { records }
+    }
+
+    /// Claims the client's idempotency key for `message_id`. Returns the id the key
+    /// points at: `message_id` itself, or the message of an earlier submit.
+    pub async fn claim_idempotency_key(&self, member_id: &str, user: u64, key: &str, message_id: &str) -> Result<String, RepoError> {
+        let (pk, sk) = (portal_pk(member_id), idempotency_sk(user, key));
+        loop {
+            if self.records.create(&pk, &sk, &message_id, Some(IDEMPOTENCY_TTL)).await? {
+                return Ok(message_id.to_owned());
+            }
+            // Lost the race, or an earlier submit: read whose key it is (it may expire meanwhile).
+            if let Some(existing) = self.records.get::<String>(&pk, &sk).await? {
+                return Ok(existing.value);
+            }
+        }
+    }
+
+    /// Stores a new message and lists it on its card; `false` if it was stored already.
+    pub async fn create(&self, message: &Message) -> Result<bool, RepoError> {
+        let created = self.records.create(&message_pk(&message.id), MESSAGE_SK, message, None).await?;
+        let index_sk = format!("{}{:013}#{}", card_prefix(message.entity), message.created_at, message.id);
+        self.records.put(&portal_pk(&message.member_id), &index_sk, &message.id, None).await?;
+        Ok(created)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Message>, RepoError> {
+        Ok(self.records.get(&message_pk(id), MESSAGE_SK).await?.map(|s| s.value))
+    }
+
+    /// Applies `change` atomically (retrying on concurrent writes); the message as stored after.
+    pub async fn update(&self, id: &str, change: impl FnMut(&mut Message) -> bool) -> Result<Option<Message>, RepoError> {
+        self.records.update(&message_pk(id), MESSAGE_SK, change).await
+    }
+
+    /// The newest messages sent from a card.
+    pub async fn recent_on_card(&self, member_id: &str, entity: EntityRef, limit: usize) -> Result<Vec<Message>, RepoError> {
+        let ids: Vec<String> = self.records.query(&portal_pk(member_id), &card_prefix(entity), limit, true).await?;
+        let mut messages = Vec::with_capacity(ids.len());
+        for id in ids {
+            messages.extend(self.get(&id).await?);
+        }
+        Ok(messages)
+    }
+}

@@ -1,0 +1,115 @@
+//! Domain repositories, written once over the table port.
+
+pub mod cards;
+pub mod connectors;
+pub mod messages;
+pub mod portals;
+pub mod resolutions;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::clock::now_secs;
+use crate::ports::{Condition, Item, Table, TableError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error("stored record {key} is unreadable")]
+    Corrupt { key: String, source: serde_json::Error },
+}
+
+/// A record and the version it was read at.
+#[derive(Clone, Debug)]
+pub struct Stored<T> {
+    pub value: T,
+    pub version: u64,
+    pub expires_at: Option<i64>,
+}
+
+/// Typed access to the table: JSON records, optimistic concurrency, TTL.
+#[derive(Clone)]
+pub struct Records {
+    table: Arc<dyn Table>,
+}
+
+fn expiry(ttl: Option<Duration>) -> Option<i64> {
+    ttl.map(|t| now_secs() + t.as_secs() as i64)
+}
+
+fn decode<T: DeserializeOwned>(item: &Item) -> Result<T, RepoError> {
+    serde_json::from_str(&item.data)
+        .map_err(|source| RepoError::Corrupt { key: format!("{}/{}", item.pk, item.sk), source })
+}
+
+fn item<T: Serialize>(pk: &str, sk: &str, value: &T, version: u64, expires_at: Option<i64>) -> Item {
+    let data = serde_json::to_string(value).expect("records serialize");
+    Item { pk: pk.to_owned(), sk: sk.to_owned(), data, version, expires_at }
+}
+
+impl Records {
+    pub fn new(table: Arc<dyn Table>) -> Self {
+        Self { table }
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, pk: &str, sk: &str) -> Result<Option<Stored<T>>, RepoError> {
+        let Some(found) = self.table.get(pk, sk).await? else { return Ok(None) };
+        Ok(Some(Stored { value: decode(&found)?, version: found.version, expires_at: found.expires_at }))
+    }
+
+    /// Writes only if nothing live is stored there; `false` when something is.
+    pub async fn create<T: Serialize>(&self, pk: &str, sk: &str, value: &T, ttl: Option<Duration>) -> Result<bool, RepoError> {
+        match self.table.put(item(pk, sk, value, 1, expiry(ttl)), Condition::Absent).await {
+            Ok(()) => Ok(true),
+            Err(TableError::ConditionFailed) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn put<T: Serialize>(&self, pk: &str, sk: &str, value: &T, ttl: Option<Duration>) -> Result<(), RepoError> {
+        Ok(self.table.put(item(pk, sk, value, 1, expiry(ttl)), Condition::Always).await?)
+    }
+
+    /// Writes `stored.value` back if nobody changed it since it was read; `false` otherwise.
+    pub async fn replace<T: Serialize>(&self, pk: &str, sk: &str, stored: &Stored<T>) -> Result<bool, RepoError> {
+        let next = item(pk, sk, &stored.value, stored.version + 1, stored.expires_at);
+        match self.table.put(next, Condition::Version(stored.version)).await {
+            Ok(()) => Ok(true),
+            Err(TableError::ConditionFailed) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Read-modify-write until it lands. `change` returns `false` to leave the record as is.
+    /// Returns the record as stored afterwards, or `None` when there is none.
+    pub async fn update<T, F>(&self, pk: &str, sk: &str, mut change: F) -> Result<Option<T>, RepoError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut(&mut T) -> bool,
+    {
+        loop {
+            let Some(mut stored) = self.get::<T>(pk, sk).await? else { return Ok(None) };
+            if !change(&mut stored.value) || self.replace(pk, sk, &stored).await? {
+                return Ok(Some(stored.value));
+            }
+        }
+    }
+
+    pub async fn delete(&self, pk: &str, sk: &str) -> Result<(), RepoError> {
+        Ok(self.table.delete(pk, sk).await?)
+    }
+
+    pub async fn query<T: DeserializeOwned>(&self, pk: &str, sk_prefix: &str, limit: usize, newest_first: bool) -> Result<Vec<T>, RepoError> {
+        let items = self.table.query(pk, sk_prefix, limit, newest_first).await?;
+        items.iter().map(decode).collect()
+    }
+}
+
+/// The partition holding everything of one portal.
+pub fn portal_pk(member_id: &str) -> String {
+    format!("portal#{member_id}")
+}

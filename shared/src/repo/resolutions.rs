@@ -1,0 +1,52 @@
+//! What each recipient key resolved to, per connector: found accounts are kept long
+//! (sends never re-resolve), misses briefly (the owner may change privacy settings).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Records, RepoError};
+use crate::domain::RecipientKey;
+use crate::ports::TelegramUser;
+
+pub const FOUND_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+pub const MISS_TTL: Duration = Duration::from_secs(10 * 60);
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Resolution {
+    Found { user: TelegramUser },
+    /// No account, or hidden by the owner's privacy settings: Telegram does not say which.
+    NotFound,
+}
+
+fn pk(connector_id: &str) -> String {
+    format!("connector#{connector_id}")
+}
+
+fn sk(key: &RecipientKey) -> String {
+    format!("resolved#{key}")
+}
+
+#[derive(Clone)]
+pub struct Resolutions {
+    records: Records,
+}
+
+impl Resolutions {
+    pub fn new(records: Records) -> Self {
+        Self { records }
+    }
+
+    pub async fn get(&self, connector_id: &str, key: &RecipientKey) -> Result<Option<Resolution>, RepoError> {
+        Ok(self.records.get(&pk(connector_id), &sk(key)).await?.map(|s| s.value))
+    }
+
+    pub async fn save(&self, connector_id: &str, key: &RecipientKey, resolution: &Resolution) -> Result<(), RepoError> {
+        let ttl = match resolution {
+            Resolution::Found { .. } => FOUND_TTL,
+            Resolution::NotFound => MISS_TTL,
+        };
+        self.records.put(&pk(connector_id), &sk(key), resolution, Some(ttl)).await
+    }
+}

@@ -1,0 +1,209 @@
+//! The sandbox: a simulated Bitrix24 portal and a simulated Telegram, seeded with demo
+//! data, over the same ports and protocols as the real ones. `cargo run` starts in it.
+
+pub mod portal;
+pub mod seed;
+pub mod telegram;
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Html;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use minijinja::HtmlEscape;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::Services;
+use crate::domain::{EntityType, PhoneE164};
+use crate::repo::RepoError;
+use crate::repo::connectors::{Connector, ConnectorStatus};
+use crate::repo::portals::Portal;
+use portal::SandboxPortal;
+use telegram::{Fault, SandboxTelegram};
+
+pub const CLIENT_ID: &str = "local.sandbox.olchat";
+pub const CLIENT_SECRET: &str = "sandbox-client-secret";
+
+pub struct Sandbox {
+    pub portal: Arc<SandboxPortal>,
+    pub telegram: Arc<SandboxTelegram>,
+}
+
+impl Sandbox {
+    /// `base_url` is where this process answers (`http://127.0.0.1:8080`).
+    pub fn new(base_url: &str) -> Self {
+        let rest_url = format!("{base_url}/sandbox/portal/rest/");
+        Self {
+            portal: Arc::new(SandboxPortal::new(seed::portals(), CLIENT_ID, CLIENT_SECRET, rest_url)),
+            telegram: Arc::new(SandboxTelegram::new(seed::telegram_users())),
+        }
+    }
+
+    pub fn oauth_url(base_url: &str) -> String {
+        format!("{base_url}/sandbox/portal")
+    }
+
+    /// Records the demo portals as installed and their connectors as connected, as the
+    /// install flow and the connector login would.
+    pub async fn install_demo(&self, svc: &Services) -> Result<(), RepoError> {
+        for member_id in [seed::DEMO_MEMBER_ID, seed::OTHER_MEMBER_ID] {
+            let sim = self.portal.portal(member_id).expect("seeded portal");
+            let portal = Portal {
+                member_id: sim.member_id.clone(),
+                domain: sim.domain.clone(),
+                client_endpoint: self.portal.rest_url.clone(),
+                application_token: None,
+            };
+            svc.portals.save(&portal).await?;
+        }
+        let users = self.telegram.users();
+        for demo in seed::DEMO_CONNECTORS {
+            let account = users.iter().find(|u| u.id == demo.telegram_user_id).expect("seeded account");
+            let connector = Connector {
+                id: demo.id.to_owned(),
+                member_id: seed::DEMO_MEMBER_ID.to_owned(),
+                name: demo.name.to_owned(),
+                phone: PhoneE164::parse(&account.phone, None).map(|p| p.to_string()).unwrap_or_default(),
+                username: account.username.clone(),
+                telegram_user_id: account.id,
+                status: ConnectorStatus::Connected,
+            };
+            svc.connectors.save(&connector).await?;
+        }
+        Ok(())
+    }
+
+    pub fn routes(self: &Arc<Self>) -> Router {
+        let pages = Router::new()
+            .route("/sandbox", get(index))
+            .route("/sandbox/open", get(open_card))
+            .route("/sandbox/telegram/messages", get(telegram_messages))
+            .route("/sandbox/telegram/read", post(telegram_read))
+            .route("/sandbox/telegram/faults", post(telegram_faults))
+            .with_state(self.clone());
+        pages.merge(portal::routes().with_state(self.portal.clone()))
+    }
+}
+
+type SandboxState = State<Arc<Sandbox>>;
+
+const CARDS: [(EntityType, u64, &str); 4] = [
+    (EntityType::Lead, 1, "Request: 20 office chairs — phone, Telegram IM, linked contact and company"),
+    (EntityType::Deal, 1, "Chairs for Acme Shop — two contacts and a company with a t.me link"),
+    (EntityType::Contact, 2, "Svetlana Kuznetsova — hides her number from strangers"),
+    (EntityType::Company, 1, "Acme Shop LLC — a t.me link in Website"),
+];
+
+async fn index() -> Html<String> {
+    let mut rows = String::new();
+    for (kind, id, what) in CARDS {
+        rows.push_str(&format!(
+            "<tr><td>{kind} #{id}</td><td>{what}</td><td>{links}</td></tr>",
+            kind = kind.as_str(),
+            what = HtmlEscape(what),
+            links = ["en", "ru"]
+                .iter()
+                .map(|lang| format!("<a href=\"/sandbox/open?entity={}&amp;id={id}&amp;lang={lang}\">open ({lang})</a>", kind.as_str()))
+                .collect::<Vec<_>>()
+                .join(" · "),
+        ));
+    }
+    Html(format!(
+        "<!doctype html><html lang=en><meta charset=utf-8><title>OLChat sandbox</title>
+<link rel=stylesheet href=/assets/tab.css>
+<main class=olc><h1 class=olc-heading>OLChat for Telegram — sandbox</h1>
+<p>A simulated Bitrix24 portal (<code>{domain}</code>) and a simulated Telegram. Open the app in a CRM card,
+as Bitrix24 would: it POSTs the placement with a fresh user token.</p>
+<table class=olc-table><thead><tr><th>Card</th><th>What it shows</th><th>Open the app</th></tr></thead><tbody>{rows}</tbody></table>
+<p>What the simulated Telegram received: <a href=/sandbox/telegram/messages>/sandbox/telegram/messages</a> (JSON).</p>
+<p>Demo Telegram users: Ivan Petrov and Dmitry Sokolov can be found by phone; Olga Smirnova only by her username;
+Svetlana Kuznetsova hides her number; +7 495 100-20-30 has no Telegram account.</p></main></html>",
+        domain = seed::DEMO_DOMAIN
+    ))
+}
+
+#[derive(Deserialize)]
+struct OpenQuery {
+    entity: String,
+    id: u64,
+    #[serde(default = "default_lang")]
+    lang: String,
+    #[serde(default = "default_user")]
+    user: u64,
+}
+
+fn default_lang() -> String {
+    "en".into()
+}
+
+fn default_user() -> u64 {
+    1
+}
+
+/// Does what Bitrix24 does when a user opens the tab: a form POST with a fresh token.
+async fn open_card(State(sandbox): SandboxState, Query(q): Query<OpenQuery>) -> Result<Html<String>, (StatusCode, String)> {
+    let kind: EntityType = q.entity.parse().map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+    let (access, refresh) = sandbox.portal.issue_tokens(seed::DEMO_MEMBER_ID, q.user);
+    let options = json!({ "ID": q.id.to_string(), "URI": format!("/crm/{}/details/{}/?IFRAME=Y&IFRAME_TYPE=SIDE_SLIDER", kind.as_str(), q.id) });
+    let fields = [
+        ("AUTH_ID", access),
+        ("AUTH_EXPIRES", "3600".to_owned()),
+        ("REFRESH_ID", refresh),
+        ("SERVER_ENDPOINT", "https://oauth.bitrix.info/rest/".to_owned()),
+        ("member_id", seed::DEMO_MEMBER_ID.to_owned()),
+        ("status", "L".to_owned()),
+        ("PLACEMENT", kind.placement().to_owned()),
+        ("PLACEMENT_OPTIONS", options.to_string()),
+    ];
+    let inputs: String = fields
+        .iter()
+        .map(|(name, value)| format!("<input type=hidden name=\"{name}\" value=\"{}\">", HtmlEscape(value)))
+        .collect();
+    let action = format!(
+        "/placement?DOMAIN={}&amp;PROTOCOL=0&amp;LANG={}&amp;APP_SID={}",
+        seed::DEMO_DOMAIN,
+        HtmlEscape(&q.lang),
+        uuid::Uuid::new_v4().simple()
+    );
+    Ok(Html(format!(
+        "<!doctype html><meta charset=utf-8><title>Opening…</title><body>
+<form id=placement method=post action=\"{action}\">{inputs}<noscript><button>Open</button></noscript></form>
+<script>document.getElementById('placement').submit()</script></body>"
+    )))
+}
+
+async fn telegram_messages(State(sandbox): SandboxState) -> Json<Value> {
+    Json(json!({ "messages": sandbox.telegram.received() }))
+}
+
+#[derive(Deserialize)]
+struct ReadRequest {
+    user_id: i64,
+}
+
+/// The recipient reads the chat.
+async fn telegram_read(State(sandbox): SandboxState, Json(r): Json<ReadRequest>) -> Json<Value> {
+    Json(json!({ "read": sandbox.telegram.read_all(r.user_id) }))
+}
+
+#[derive(Deserialize)]
+struct FaultRequest {
+    fault: Fault,
+    #[serde(default)]
+    on_resolve: bool,
+    #[serde(default = "one")]
+    count: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// Test hook: the next calls fail as asked.
+async fn telegram_faults(State(sandbox): SandboxState, Json(f): Json<FaultRequest>) -> StatusCode {
+    sandbox.telegram.inject(f.fault, f.on_resolve, f.count);
+    StatusCode::NO_CONTENT
+}

@@ -1,0 +1,126 @@
+//! The demo data a newcomer sees: one portal with a lead, a deal, contacts and a company,
+//! Telegram users behind their fields, and two connected accounts.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use super::portal::SimPortal;
+use super::telegram::{PhonePrivacy, SimUser};
+use crate::domain::EntityType;
+
+pub const DEMO_MEMBER_ID: &str = "sandbox-demo-portal";
+pub const DEMO_DOMAIN: &str = "demo.bitrix24.sandbox";
+/// A second installed portal, so that crossing portals can be tried (and refused).
+pub const OTHER_MEMBER_ID: &str = "sandbox-other-portal";
+pub const OTHER_DOMAIN: &str = "other.bitrix24.sandbox";
+
+/// The connectors' own Telegram accounts.
+pub const SALES_ACCOUNT: i64 = 9001;
+pub const SUPPORT_ACCOUNT: i64 = 9002;
+
+pub struct DemoConnector {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub telegram_user_id: i64,
+}
+
+pub const DEMO_CONNECTORS: [DemoConnector; 2] = [
+    DemoConnector { id: "sales", name: "Sales team", telegram_user_id: SALES_ACCOUNT },
+    DemoConnector { id: "support", name: "Customer care", telegram_user_id: SUPPORT_ACCOUNT },
+];
+
+fn tg(id: i64, phone: &str, username: Option<&str>, name: (&str, &str), privacy: PhonePrivacy) -> SimUser {
+    SimUser {
+        id,
+        access_hash: id * 7919 + 13,
+        phone: phone.to_owned(),
+        username: username.map(str::to_owned),
+        first_name: name.0.to_owned(),
+        last_name: name.1.to_owned(),
+        phone_privacy: privacy,
+        accepts_strangers: true,
+        contacts: Vec::new(),
+        logged_in: true,
+    }
+}
+
+pub fn telegram_users() -> Vec<SimUser> {
+    vec![
+        tg(SALES_ACCOUNT, "+79990001122", Some("olchat_sales"), ("Sales", "Team"), PhonePrivacy::Contacts),
+        tg(SUPPORT_ACCOUNT, "+79990003344", Some("olchat_care"), ("Customer", "Care"), PhonePrivacy::Contacts),
+        tg(1001, "+79161234567", Some("ivan_petrov"), ("Ivan", "Petrov"), PhonePrivacy::Everybody),
+        tg(1002, "+79031112233", Some("olga_smirnova"), ("Olga", "Smirnova"), PhonePrivacy::Contacts),
+        // Hides her number: "Who can find me by my number: My contacts".
+        tg(1003, "+79265554433", None, ("Svetlana", "Kuznetsova"), PhonePrivacy::Contacts),
+        tg(1004, "+74957771122", Some("acme_shop"), ("Acme", "Shop"), PhonePrivacy::Nobody),
+        tg(1005, "+79857776655", Some("d_sokolov"), ("Dmitry", "Sokolov"), PhonePrivacy::Everybody),
+    ]
+}
+
+fn multi(kind: &str, entries: &[(&str, &str)]) -> Value {
+    let items: Vec<Value> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, (value_type, value))| json!({ "ID": (i + 1).to_string(), "TYPE_ID": kind, "VALUE": value, "VALUE_TYPE": value_type }))
+        .collect();
+    Value::Array(items)
+}
+
+fn employee(id: u64, name: &str, last_name: &str, email: &str) -> Value {
+    json!({ "ID": id.to_string(), "ACTIVE": true, "NAME": name, "LAST_NAME": last_name, "EMAIL": email,
+            "ADMIN": id == 1, "TIME_ZONE": "Europe/Moscow", "USER_TYPE": "employee" })
+}
+
+pub fn portals() -> Vec<SimPortal> {
+    let mut records = HashMap::new();
+    records.insert((EntityType::Lead, 1), json!({
+        "ID": "1", "TITLE": "Request: 20 office chairs", "NAME": "Ivan", "LAST_NAME": "Petrov",
+        "STATUS_ID": "NEW", "CONTACT_ID": "2", "COMPANY_ID": "1", "ASSIGNED_BY_ID": "1",
+        "PHONE": multi("PHONE", &[("MOBILE", "+7 916 123-45-67"), ("WORK", "+7 (495) 100-20-30")]),
+        "IM": multi("IM", &[("TELEGRAM", "t.me/olga_smirnova")]),
+        "HAS_PHONE": "Y", "HAS_IMOL": "N",
+    }));
+    records.insert((EntityType::Contact, 1), json!({
+        "ID": "1", "NAME": "Dmitry", "LAST_NAME": "Sokolov", "COMPANY_ID": "1", "TYPE_ID": "CLIENT",
+        "PHONE": multi("PHONE", &[("MOBILE", "8 985 777-66-55")]),
+    }));
+    records.insert((EntityType::Contact, 2), json!({
+        "ID": "2", "NAME": "Svetlana", "LAST_NAME": "Kuznetsova", "COMPANY_ID": "0", "TYPE_ID": "CLIENT",
+        "PHONE": multi("PHONE", &[("MOBILE", "+7 926 555-44-33")]),
+    }));
+    records.insert((EntityType::Company, 1), json!({
+        "ID": "1", "TITLE": "Acme Shop LLC", "COMPANY_TYPE": "CUSTOMER",
+        "PHONE": multi("PHONE", &[("WORK", "+7 495 777-11-22")]),
+        "WEB": multi("WEB", &[("WORK", "https://acme.example"), ("OTHER", "https://t.me/acme_shop")]),
+    }));
+    records.insert((EntityType::Deal, 1), json!({
+        "ID": "1", "TITLE": "Chairs for Acme Shop", "STAGE_ID": "NEW", "COMPANY_ID": "1", "CONTACT_ID": "1",
+        "OPPORTUNITY": "96000.00", "CURRENCY_ID": "RUB",
+    }));
+    let deal_contacts = HashMap::from([(1, vec![
+        json!({ "CONTACT_ID": 1, "SORT": 10, "ROLE_ID": 0, "IS_PRIMARY": "Y" }),
+        json!({ "CONTACT_ID": 2, "SORT": 20, "ROLE_ID": 0, "IS_PRIMARY": "N" }),
+    ])]);
+    let demo = SimPortal {
+        member_id: DEMO_MEMBER_ID.into(),
+        domain: DEMO_DOMAIN.into(),
+        users: vec![
+            employee(1, "Anna", "Smirnova", "anna@demo.example"),
+            employee(2, "Boris", "Ivanov", "boris@demo.example"),
+        ],
+        records,
+        deal_contacts,
+    };
+    let other = SimPortal {
+        member_id: OTHER_MEMBER_ID.into(),
+        domain: OTHER_DOMAIN.into(),
+        users: vec![employee(1, "Oleg", "Other", "oleg@other.example")],
+        records: HashMap::from([((EntityType::Lead, 5), json!({
+            "ID": "5", "TITLE": "A lead of another portal",
+            "PHONE": multi("PHONE", &[("MOBILE", "+7 916 123-45-67")]),
+        }))]),
+        deal_contacts: HashMap::new(),
+    };
+    vec![demo, other]
+}

@@ -1,0 +1,224 @@
+//! A simulated Telegram behind the telegram port: users with phones, usernames and
+//! privacy settings; a log of what they received; read receipts; injectable failures.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::now_secs;
+use crate::domain::{PhoneE164, TelegramUsername};
+use crate::ports::{Account, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
+
+/// "Who can find me by my number".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhonePrivacy {
+    Everybody,
+    /// "My contacts": the number resolves only for accounts in the owner's contacts.
+    Contacts,
+    Nobody,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SimUser {
+    pub id: i64,
+    pub access_hash: i64,
+    pub phone: String,
+    pub username: Option<String>,
+    pub first_name: String,
+    pub last_name: String,
+    pub phone_privacy: PhonePrivacy,
+    /// False: only contacts may start a chat (USER_PRIVACY_RESTRICTED for others).
+    pub accepts_strangers: bool,
+    /// User ids in this user's contact list.
+    pub contacts: Vec<i64>,
+    /// A logged-out session answers AUTH_KEY_UNREGISTERED.
+    pub logged_in: bool,
+}
+
+impl SimUser {
+    fn as_telegram_user(&self) -> TelegramUser {
+        TelegramUser {
+            peer: Peer { user_id: self.id, access_hash: self.access_hash },
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            username: self.username.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReceivedMessage {
+    pub id: i32,
+    pub from_user_id: i64,
+    pub from_username: Option<String>,
+    pub to_user_id: i64,
+    pub to_username: Option<String>,
+    pub text: String,
+    /// `text` for now; `photo`, `document`, `voice` with media sends.
+    pub media: String,
+    pub date: i64,
+    pub read: bool,
+}
+
+/// A failure the next matching call answers with.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fault {
+    FloodWait { seconds: u32 },
+    PeerFlood,
+    PrivacyRestricted,
+    Unauthorized,
+    /// Delivers the message, then loses the answer (a connection drop after sending).
+    DropAfterDelivery,
+}
+
+#[derive(Default)]
+struct State {
+    users: Vec<SimUser>,
+    received: Vec<ReceivedMessage>,
+    /// (sender, random_id) of every delivered message: Telegram drops repeats.
+    random_ids: HashMap<(i64, i64), i32>,
+    send_faults: VecDeque<Fault>,
+    resolve_faults: VecDeque<Fault>,
+}
+
+#[derive(Default)]
+pub struct SandboxTelegram {
+    state: Mutex<State>,
+}
+
+impl SandboxTelegram {
+    pub fn new(users: Vec<SimUser>) -> Self {
+        Self { state: Mutex::new(State { users, ..State::default() }) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn received(&self) -> Vec<ReceivedMessage> {
+        self.lock().received.clone()
+    }
+
+    pub fn users(&self) -> Vec<SimUser> {
+        self.lock().users.clone()
+    }
+
+    /// The next `count` sends (or resolutions) fail with `fault`.
+    pub fn inject(&self, fault: Fault, on_resolve: bool, count: usize) {
+        let mut state = self.lock();
+        let queue = if on_resolve { &mut state.resolve_faults } else { &mut state.send_faults };
+        queue.extend(std::iter::repeat_n(fault, count));
+    }
+
+    /// The recipient opens the chat: everything sent to them so far is read.
+    pub fn read_all(&self, to_user_id: i64) -> usize {
+        let mut state = self.lock();
+        let unread = state.received.iter_mut().filter(|m| m.to_user_id == to_user_id && !m.read);
+        unread.map(|m| m.read = true).count()
+    }
+
+    pub fn set_logged_in(&self, user_id: i64, logged_in: bool) {
+        if let Some(u) = self.lock().users.iter_mut().find(|u| u.id == user_id) {
+            u.logged_in = logged_in;
+        }
+    }
+}
+
+fn fault_error(fault: &Fault) -> TelegramError {
+    match fault {
+        Fault::FloodWait { seconds } => TelegramError::FloodWait { seconds: *seconds },
+        Fault::PeerFlood => TelegramError::PeerFlood,
+        Fault::PrivacyRestricted => TelegramError::PrivacyRestricted,
+        Fault::Unauthorized => TelegramError::Unauthorized("AUTH_KEY_UNREGISTERED".into()),
+        Fault::DropAfterDelivery => TelegramError::Transient("connection lost".into()),
+    }
+}
+
+impl State {
+    fn session(&self, account: &Account) -> Result<&SimUser, TelegramError> {
+        self.users
+            .iter()
+            .find(|u| u.id == account.user_id && u.logged_in)
+            .ok_or_else(|| TelegramError::Unauthorized("AUTH_KEY_UNREGISTERED".into()))
+    }
+
+    fn resolve_fault(&mut self) -> Result<(), TelegramError> {
+        match self.resolve_faults.pop_front() {
+            Some(fault) => Err(fault_error(&fault)),
+            None => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl Telegram for SandboxTelegram {
+    async fn resolve_phone(&self, account: &Account, phone: &PhoneE164) -> Result<Option<TelegramUser>, TelegramError> {
+        let mut state = self.lock();
+        state.resolve_fault()?;
+        let me = state.session(account)?.id;
+        // A hidden number answers exactly like an unregistered one, as in Telegram.
+        Ok(state
+            .users
+            .iter()
+            .find(|u| u.phone == phone.as_str())
+            .filter(|u| match u.phone_privacy {
+                PhonePrivacy::Everybody => true,
+                PhonePrivacy::Contacts => u.contacts.contains(&me),
+                PhonePrivacy::Nobody => false,
+            })
+            .map(SimUser::as_telegram_user))
+    }
+
+    async fn resolve_username(&self, account: &Account, username: &TelegramUsername) -> Result<Option<TelegramUser>, TelegramError> {
+        let mut state = self.lock();
+        state.resolve_fault()?;
+        state.session(account)?;
+        Ok(state
+            .users
+            .iter()
+            .find(|u| u.username.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(username.as_str())))
+            .map(SimUser::as_telegram_user))
+    }
+
+    async fn send_text(&self, account: &Account, peer: Peer, text: &str, random_id: i64) -> Result<SentMessage, TelegramError> {
+        let mut state = self.lock();
+        let fault = state.send_faults.pop_front();
+        if let Some(f) = fault.as_ref().filter(|f| **f != Fault::DropAfterDelivery) {
+            return Err(fault_error(f));
+        }
+        let me = state.session(account)?.clone();
+        if state.random_ids.contains_key(&(me.id, random_id)) {
+            return Ok(SentMessage { id: None }); // RANDOM_ID_DUPLICATE
+        }
+        let to = state
+            .users
+            .iter()
+            .find(|u| u.id == peer.user_id && u.access_hash == peer.access_hash)
+            .ok_or_else(|| TelegramError::Rejected("PEER_ID_INVALID".into()))?
+            .clone();
+        if !to.accepts_strangers && !to.contacts.contains(&me.id) {
+            return Err(TelegramError::PrivacyRestricted);
+        }
+        let id = state.received.len() as i32 + 1;
+        state.received.push(ReceivedMessage {
+            id,
+            from_user_id: me.id,
+            from_username: me.username.clone(),
+            to_user_id: to.id,
+            to_username: to.username.clone(),
+            text: text.to_owned(),
+            media: "text".into(),
+            date: now_secs(),
+            read: false,
+        });
+        state.random_ids.insert((me.id, random_id), id);
+        match fault {
+            Some(f) => Err(fault_error(&f)),
+            None => Ok(SentMessage { id: Some(id) }),
+        }
+    }
+}

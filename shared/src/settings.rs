@@ -1,0 +1,75 @@
+//! Configuration, read from the environment once at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::crypto::{Sealer, Secret};
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Where the embedded server listens (`OLCHAT_ADDR`, default 127.0.0.1:8080; port 0 picks one).
+    pub addr: SocketAddr,
+    /// The SQLite file and the blob directory live here (`OLCHAT_DATA_DIR`, default `./data`).
+    pub data_dir: PathBuf,
+    /// Base64 of 32 bytes (`OLCHAT_ENCRYPTION_KEY`); in the sandbox one is made and kept in the data dir.
+    pub encryption_key: Option<Secret>,
+    /// ISO country for phone numbers typed without a country code (`OLCHAT_PHONE_REGION`, default RU).
+    pub phone_region: String,
+    /// Lifetime of the tab's session token (`OLCHAT_SESSION_MINUTES`, default 60).
+    pub session_minutes: i64,
+    /// Receives before a job goes to the dead-letter queue (`OLCHAT_MAX_RECEIVES`, default 10).
+    pub max_receives: u32,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    var(name).map(|v| v.parse().with_context(|| format!("{name} is not valid"))).unwrap_or(Ok(default))
+}
+
+impl Settings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            addr: parsed("OLCHAT_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            data_dir: var("OLCHAT_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("data")),
+            encryption_key: var("OLCHAT_ENCRYPTION_KEY").map(Secret::new),
+            phone_region: var("OLCHAT_PHONE_REGION").unwrap_or_else(|| "RU".into()),
+            session_minutes: parsed("OLCHAT_SESSION_MINUTES", 60)?,
+            max_receives: parsed("OLCHAT_MAX_RECEIVES", 10)?,
+        })
+    }
+
+    /// Settings for a throwaway instance (tests, benchmarks): a random port, the given directory.
+    pub fn ephemeral(data_dir: PathBuf) -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            encryption_key: Some(Secret::new(Sealer::generate_key())),
+            phone_region: "RU".into(),
+            session_minutes: 60,
+            max_receives: 10,
+        }
+    }
+
+    /// The configured key, or the sandbox's own, made once and kept beside its data.
+    pub fn sealer(&self) -> anyhow::Result<Sealer> {
+        let key = match &self.encryption_key {
+            Some(key) => key.clone(),
+            None => {
+                let path = self.data_dir.join("sandbox.key");
+                if !path.exists() {
+                    std::fs::write(&path, Sealer::generate_key()).with_context(|| format!("writing {}", path.display()))?;
+                }
+                Secret::new(std::fs::read_to_string(&path)?)
+            }
+        };
+        Sealer::from_base64(key.expose()).context("OLCHAT_ENCRYPTION_KEY")
+    }
+}
