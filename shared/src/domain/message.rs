@@ -232,7 +232,8 @@ mod tests {
             let text = words.join(" ");
             let parts = split_text(&text, limit);
             prop_assert!(parts.iter().all(|p| utf16_len(p) <= limit && !p.is_empty()));
-            prop_assert_eq!(parts.join(" ").split_whitespace().collect::<Vec<_>>(), text.split_whitespace().collect::<Vec<_>>());
+            let joined = parts.join(" ");
+            prop_assert_eq!(joined.split_whitespace().collect::<Vec<_>>(), text.split_whitespace().collect::<Vec<_>>());
         }
     }
 }

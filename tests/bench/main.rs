@@ -1,0 +1,112 @@
+//! The benchmark: `cargo run --release -p olchat-tests --bin bench`. Prints ratios against
+//! floors measured in the same run; targets are DESIGN.md §5.
+
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use futures_util::StreamExt;
+use olchat_tests::spawn_app;
+use serde_json::json;
+use shared::sandbox::seed;
+
+const ROUNDS: usize = 2000;
+const PIPELINE: usize = 5000;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1).min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn timed<F: std::future::Future<Output = ()>>(rounds: usize, mut f: impl FnMut() -> F) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        f().await;
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    samples
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let http = reqwest::Client::new();
+
+    // Floor: a bare axum route on the same machine, same client.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let bare_url = format!("http://{}/", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, axum::Router::new().route("/", get(|| async { "ok" }))).await });
+    let bare = timed(ROUNDS, || async { http.get(&bare_url).send().await.unwrap().bytes().await.unwrap(); }).await;
+
+    // The portal round trip the placement makes (one `batch` to the sandbox portal).
+    let (access, _) = app.app.sandbox.portal.issue_tokens(seed::DEMO_MEMBER_ID, 1);
+    let batch_url = app.url(&format!("/sandbox/portal/rest/batch?auth={access}"));
+    let batch_body = json!({ "halt": 0, "cmd": { "user": "user.current", "app": "app.info" } });
+    let portal = timed(ROUNDS, || async { http.post(&batch_url).json(&batch_body).send().await.unwrap().bytes().await.unwrap(); }).await;
+
+    let query = format!("DOMAIN={}&PROTOCOL=0&LANG=en", seed::DEMO_DOMAIN);
+    let forms: Vec<_> = (0..ROUNDS).map(|_| app.placement_form(1, "CRM_LEAD_DETAIL_TAB", 1)).collect();
+    let mut forms_iter = forms.into_iter();
+    let placement = timed(ROUNDS, || {
+        let form = forms_iter.next().unwrap();
+        let (app, query) = (&app, &query);
+        async move { assert_eq!(app.post_placement(query, &form).await.0, 200) }
+    })
+    .await;
+
+    let token = app.open_card("lead", 1, "en").await?;
+    let card = app.get(&token, "/api/card").await;
+    assert_eq!(card.status, 200);
+    let mut n = 0;
+    let send = timed(ROUNDS, || {
+        n += 1;
+        let body = json!({ "connector_id": "sales", "recipient": "phone:+79161234567", "text": "bench", "idempotency_key": format!("send-{n}") });
+        let (app, token) = (&app, &token);
+        async move { assert_eq!(app.send(token, body).await.status, 202) }
+    })
+    .await;
+    // Let the worker drain the sends before the pipeline run.
+    while app.telegram_messages().await.len() < ROUNDS {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let started = Instant::now();
+    futures_util::stream::iter(0..PIPELINE)
+        .for_each_concurrent(32, |i| {
+            let body = json!({ "connector_id": if i % 2 == 0 { "sales" } else { "support" }, "recipient": "phone:+79161234567",
+                               "text": "pipeline", "idempotency_key": format!("pipe-{i}") });
+            let (app, token) = (&app, &token);
+            async move {
+                let answer = app.send(token, body).await;
+                assert_eq!(answer.status, 202, "{}", answer.body);
+            }
+        })
+        .await;
+    let accepted = started.elapsed();
+    while app.app.sandbox.telegram.received().len() < ROUNDS + PIPELINE {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let delivered = started.elapsed();
+
+    let (bare50, portal50, place50) = (percentile(&bare, 0.5), percentile(&portal, 0.5), percentile(&placement, 0.5));
+    let own = place50.saturating_sub(portal50);
+    println!("## Benchmark ({} rounds each, release build, one process, loopback)\n", ROUNDS);
+    println!("| measure | value | ratio | target |\n|---|---|---|---|");
+    println!("| bare axum route p50 (floor) | {} | 1.00 | |", ms(bare50));
+    println!("| placement p50, all | {} | {:.2} × floor | |", ms(place50), place50.as_secs_f64() / bare50.as_secs_f64());
+    println!("| portal round trip p50 (batch user.current + app.info) | {} | | |", ms(portal50));
+    println!("| placement p50 without the portal round trip | {} | {:.2} × floor | ≤ 2 × |", ms(own), own.as_secs_f64() / bare50.as_secs_f64());
+    println!("| POST /api/send p50 | {} | {:.2} × floor | |", ms(percentile(&send, 0.5)), percentile(&send, 0.5).as_secs_f64() / bare50.as_secs_f64());
+    println!("| POST /api/send p99 | {} | | ≤ 10 ms |", ms(percentile(&send, 0.99)));
+    println!(
+        "| pipeline: {PIPELINE} sends (32 concurrent, 2 connectors) → queue → worker → sandbox Telegram | {:.0} msg/s (accepted in {:.2} s, delivered in {:.2} s) | | ≥ 1000 msg/s |",
+        PIPELINE as f64 / delivered.as_secs_f64(),
+        accepted.as_secs_f64(),
+        delivered.as_secs_f64()
+    );
+    Ok(())
+}

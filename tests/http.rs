@@ -1,0 +1,307 @@
+//! The product over real HTTP: placement, card, send, worker, sandbox Telegram.
+
+use std::time::Duration;
+
+use olchat_tests::{TestApp, spawn_app};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shared::ports::Delivery;
+use shared::sandbox::seed;
+
+const IVAN: &str = "phone:+79161234567";
+const SVETLANA: &str = "phone:+79265554433";
+const NO_ACCOUNT: &str = "phone:+74951002030";
+const OLGA: &str = "username:olga_smirnova";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn recipient<'a>(card: &'a Value, key: &str) -> &'a Value {
+    card["recipients"].as_array().unwrap().iter().find(|r| r["key"] == key).unwrap_or_else(|| panic!("{key} in {card}"))
+}
+
+async fn lead_tab(app: &TestApp) -> String {
+    let token = app.open_card("lead", 1, "en").await.unwrap();
+    assert_eq!(app.get(&token, "/api/card").await.status, StatusCode::OK);
+    token
+}
+
+#[tokio::test]
+async fn a_text_goes_from_the_lead_card_to_telegram() {
+    let app = spawn_app().await;
+    let token = app.open_card("lead", 1, "en").await.unwrap();
+    let card = app.get(&token, "/api/card").await;
+    assert_eq!(card.status, StatusCode::OK, "{}", card.body);
+    let card = card.body;
+    assert_eq!(card["connector_id"], "sales");
+    assert_eq!(card["connectors"].as_array().unwrap().len(), 2);
+    let ivan = recipient(&card, IVAN);
+    assert_eq!((ivan["state"].as_str(), ivan["account"]["username"].as_str()), (Some("found"), Some("ivan_petrov")));
+    assert_eq!(ivan["source"]["field"], "PHONE");
+    assert_eq!(recipient(&card, OLGA)["source"]["field"], "IM");
+    // The lead's linked contact hides her number; another number has no account at all.
+    for hidden in [SVETLANA, NO_ACCOUNT] {
+        let r = recipient(&card, hidden);
+        assert_eq!(r["state"], "not_found");
+        assert!(r["explanation"].as_str().unwrap().contains("Who can find me by my number"), "{r}");
+    }
+
+    let id = app.send_text(&token, IVAN, "Hello, Ivan!").await;
+    app.wait_for_status(&token, &id, "sent", WAIT).await;
+    let received = app.telegram_messages().await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["to_username"], "ivan_petrov");
+    assert_eq!(received[0]["from_username"], "olchat_sales");
+    assert_eq!((received[0]["text"].as_str(), received[0]["media"].as_str()), (Some("Hello, Ivan!"), Some("text")));
+    let listed = app.get(&token, "/api/messages").await.body;
+    assert_eq!(listed["messages"][0]["id"], id.as_str());
+    assert_eq!(listed["messages"][0]["recipient"], "@ivan_petrov");
+}
+
+#[tokio::test]
+async fn a_deal_card_lists_its_contacts_and_company() {
+    let app = spawn_app().await;
+    let token = app.open_card("deal", 1, "en").await.unwrap();
+    let card = app.get(&token, "/api/card").await.body;
+    let dmitry = recipient(&card, "phone:+79857776655");
+    assert_eq!((dmitry["state"].as_str(), dmitry["source"]["entity_type"].as_str()), (Some("found"), Some("contact")));
+    assert_eq!(recipient(&card, SVETLANA)["state"], "not_found");
+    let shop = recipient(&card, "username:acme_shop");
+    assert_eq!((shop["state"].as_str(), shop["source"]["field"].as_str()), (Some("found"), Some("WEB")));
+    // The company hides its number from everybody.
+    assert_eq!(recipient(&card, "phone:+74957771122")["state"], "not_found");
+}
+
+#[tokio::test]
+async fn the_tab_speaks_the_portal_language() {
+    let app = spawn_app().await;
+    for (lang, labels) in [("ru", ["Откуда", "Кому", "Сообщение", "Отправить"]), ("en", ["From", "To", "Message", "Send"])] {
+        let form = app.placement_form(1, "CRM_LEAD_DETAIL_TAB", 1);
+        let (status, page) = app.post_placement(&format!("DOMAIN={}&PROTOCOL=0&LANG={lang}", seed::DEMO_DOMAIN), &form).await;
+        assert_eq!(status, StatusCode::OK);
+        for label in labels {
+            assert!(page.contains(&format!(">{label}<")), "{lang}: {label}");
+        }
+    }
+    let token = app.open_card("contact", 2, "ru").await.unwrap();
+    let card = app.get(&token, "/api/card").await.body;
+    assert!(recipient(&card, SVETLANA)["explanation"].as_str().unwrap().contains("Мои контакты"));
+}
+
+#[tokio::test]
+async fn a_double_submit_sends_once() {
+    let app = spawn_app().await;
+    let token = lead_tab(&app).await;
+    let body = json!({ "connector_id": "sales", "recipient": IVAN, "text": "once", "idempotency_key": "double-click" });
+    let (a, b) = tokio::join!(app.send(&token, body.clone()), app.send(&token, body.clone()));
+    assert_eq!((a.status, b.status), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    assert_eq!(a.body["message_id"], b.body["message_id"]);
+    let id = a.body["message_id"].as_str().unwrap();
+    app.wait_for_status(&token, id, "sent", WAIT).await;
+    let again = app.send(&token, body).await;
+    assert_eq!(again.body["message_id"], id);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.telegram_messages().await.len(), 1);
+    assert_eq!(app.get(&token, "/api/messages").await.body["messages"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_worker_crash_between_send_and_acknowledgement_sends_once() {
+    let app = spawn_app().await;
+    let token = lead_tab(&app).await;
+    // Telegram delivers, then the answer is lost: the worker cannot know it was sent.
+    app.inject_telegram_fault(json!({ "kind": "drop_after_delivery" }), false, 1).await;
+    let id = app.send_text(&token, IVAN, "exactly once").await;
+    app.wait_for_status(&token, &id, "sending", WAIT).await;
+    assert_eq!(app.telegram_messages().await.len(), 1);
+    // The redelivered job (run here at once rather than after its backoff) resends with the
+    // same random_id, which Telegram drops.
+    let job = json!({ "kind": "send", "message_id": id, "connector_id": "sales" }).to_string();
+    let redelivery = Delivery { receipt: "redelivered".into(), body: job.clone(), receive_count: 2 };
+    assert_eq!(shared::jobs::handle(&app.app.services, &redelivery).await, shared::jobs::Outcome::Done);
+    app.wait_for_status(&token, &id, "sent", WAIT).await;
+    // A job delivered again after the message was recorded as sent is a no-op.
+    let late = Delivery { receipt: "late".into(), body: job, receive_count: 3 };
+    assert_eq!(shared::jobs::handle(&app.app.services, &late).await, shared::jobs::Outcome::Done);
+    assert_eq!(app.telegram_messages().await.len(), 1);
+}
+
+#[tokio::test]
+async fn flood_wait_retries_after_the_wait() {
+    let app = spawn_app().await;
+    let token = lead_tab(&app).await;
+    app.inject_telegram_fault(json!({ "kind": "flood_wait", "seconds": 1 }), false, 1).await;
+    let id = app.send_text(&token, IVAN, "after the flood").await;
+    let waiting = app.wait_for_status(&token, &id, "queued", WAIT).await;
+    assert!(waiting["reason"].as_str().unwrap_or("").contains("wait"), "{waiting}");
+    assert!(app.telegram_messages().await.is_empty());
+    app.wait_for_status(&token, &id, "sent", WAIT).await;
+    assert_eq!(app.telegram_messages().await.len(), 1);
+}
+
+#[tokio::test]
+async fn refusals_fail_the_message_with_the_reason() {
+    let app = spawn_app().await;
+    let token = lead_tab(&app).await;
+    app.inject_telegram_fault(json!({ "kind": "privacy_restricted" }), false, 1).await;
+    let id = app.send_text(&token, IVAN, "hello").await;
+    let failed = app.wait_for_status(&token, &id, "failed", WAIT).await;
+    assert!(failed["reason"].as_str().unwrap().contains("only from their contacts"), "{failed}");
+
+    app.inject_telegram_fault(json!({ "kind": "unauthorized" }), false, 1).await;
+    let id = app.send_text(&token, IVAN, "hello again").await;
+    let failed = app.wait_for_status(&token, &id, "failed", WAIT).await;
+    assert!(failed["reason"].as_str().unwrap().contains("logged out"), "{failed}");
+    let card = app.get(&token, "/api/card").await.body;
+    assert_eq!(card["connectors"][0]["status"], "needs_login");
+    let refused = app.send(&token, json!({ "connector_id": "sales", "recipient": IVAN, "text": "x", "idempotency_key": "after-logout" })).await;
+    assert_eq!((refused.status, refused.body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("connector_unavailable")));
+    assert!(app.telegram_messages().await.is_empty());
+}
+
+#[tokio::test]
+async fn long_text_is_split_into_several_messages() {
+    let app = spawn_app().await;
+    let token = lead_tab(&app).await;
+    let text = "word ".repeat(1500); // 7500 characters
+    let id = app.send_text(&token, IVAN, &text).await;
+    let view = app.wait_for_status(&token, &id, "sent", WAIT).await;
+    assert_eq!(view["parts"], 2);
+    let received = app.telegram_messages().await;
+    assert_eq!(received.len(), 2);
+    assert!(received.iter().all(|m| m["text"].as_str().unwrap().chars().count() <= 4096));
+    let words: usize = received.iter().map(|m| m["text"].as_str().unwrap().split_whitespace().count()).sum();
+    assert_eq!(words, 1500);
+}
+
+#[tokio::test]
+async fn bad_send_requests_get_a_clear_4xx_and_lose_nothing() {
+    let app = spawn_app().await;
+    let token = lead_tab(&app).await;
+    let kept = app.send_text(&token, IVAN, "kept").await;
+    app.wait_for_status(&token, &kept, "sent", WAIT).await;
+    let send = |connector: &str, recipient: &str, text: String, key: &str| {
+        json!({ "connector_id": connector, "recipient": recipient, "text": text, "idempotency_key": key })
+    };
+    let cases = [
+        (send("sales", IVAN, "   ".into(), "a"), "empty_text"),
+        (send("nope", IVAN, "hi".into(), "b"), "unknown_connector"),
+        (send("sales", "phone:+79000000000", "hi".into(), "c"), "unknown_recipient"),
+        (send("sales", "garbage", "hi".into(), "d"), "unknown_recipient"),
+        (send("sales", SVETLANA, "hi".into(), "e"), "recipient_not_on_telegram"),
+        (send("sales", IVAN, "x".repeat(50_000), "f"), "too_long"),
+        (send("sales", IVAN, "hi".into(), "not a valid key!"), "bad_idempotency_key"),
+    ];
+    for (body, code) in cases {
+        let answer = app.send(&token, body).await;
+        assert_eq!((answer.status, answer.body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(code)), "{}", answer.body);
+        assert!(!answer.body["message"].as_str().unwrap().is_empty());
+    }
+    for raw in ["{bad json", "[]", r#"{"connector_id": 5}"#, ""] {
+        let answer = app.post_raw(&token, "/api/send", raw.into()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{raw}");
+        assert_eq!(answer.body["error"], "bad_json");
+    }
+    let unknown = app.get(&token, "/api/messages/not-a-message").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let listed = app.get(&token, "/api/messages").await.body;
+    assert_eq!(listed["messages"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(app.telegram_messages().await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_api_refuses_missing_forged_and_expired_sessions() {
+    let app = spawn_app().await;
+    let token = lead_tab(&app).await;
+    let response = app.http.get(app.url("/api/card")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let (payload, signature) = token.split_once('.').unwrap();
+    let mut forged = payload.to_owned();
+    forged.replace_range(..1, if &payload[..1] == "e" { "f" } else { "e" });
+    for bad in [format!("{forged}.{signature}"), "garbage".into(), format!("{payload}.AAAA")] {
+        let answer = app.get(&bad, "/api/card").await;
+        assert_eq!((answer.status, answer.body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("bad_session")));
+        assert_eq!(app.send(&bad, json!({})).await.status, StatusCode::UNAUTHORIZED);
+    }
+    // A token signed with the right key but past its expiry.
+    let mut claims = app.app.services.sessions.verify(&token).unwrap();
+    claims.exp = 1;
+    let expired = app.app.services.sessions.sign(&claims);
+    let answer = app.get(&expired, "/api/messages").await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(answer.body["message"].as_str().unwrap().contains("expired"));
+}
+
+#[tokio::test]
+async fn placements_are_verified_before_anything_is_trusted() {
+    let app = spawn_app().await;
+    let query = format!("DOMAIN={}&PROTOCOL=0&LANG=en", seed::DEMO_DOMAIN);
+    let good = app.placement_form(1, "CRM_LEAD_DETAIL_TAB", 1);
+    let with = |name: &str, value: &str| -> Vec<(String, String)> {
+        good.iter().map(|(k, v)| (k.clone(), if k == name { value.to_owned() } else { v.clone() })).collect()
+    };
+    let without = |name: &str| -> Vec<(String, String)> { good.iter().filter(|(k, _)| k != name).cloned().collect() };
+    let cases = [
+        (query.clone(), without("AUTH_ID"), StatusCode::BAD_REQUEST),
+        (query.clone(), without("member_id"), StatusCode::BAD_REQUEST),
+        (query.clone(), with("PLACEMENT_OPTIONS", "{not json"), StatusCode::BAD_REQUEST),
+        (query.clone(), with("PLACEMENT_OPTIONS", r#"{"ID":"-3"}"#), StatusCode::BAD_REQUEST),
+        (query.clone(), with("PLACEMENT", "CRM_QUOTE_DETAIL_TAB"), StatusCode::BAD_REQUEST),
+        ("PROTOCOL=0&LANG=en".into(), good.clone(), StatusCode::BAD_REQUEST),
+        (query.clone(), with("member_id", "unknown-portal"), StatusCode::FORBIDDEN),
+        (query.clone(), with("AUTH_ID", "stolen-or-made-up"), StatusCode::UNAUTHORIZED),
+    ];
+    for (q, form, expected) in cases {
+        let (status, page) = app.post_placement(&q, &form).await;
+        assert_eq!(status, expected, "{q} {form:?}: {page}");
+        assert!(page.contains("role=alert") && !page.contains("olchat-token"), "{page}");
+    }
+    // A DOMAIN other than the one stored at install: refused without calling anyone.
+    let before = app.portal_requests().await;
+    let (status, page) = app.post_placement("DOMAIN=evil.example.com&PROTOCOL=1&LANG=en", &good).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert_eq!(app.portal_requests().await, before, "no request may leave for an unknown host");
+    // The genuine placement still works afterwards.
+    assert_eq!(app.post_placement(&query, &good).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn another_portals_record_is_not_readable() {
+    let app = spawn_app().await;
+    // Lead 5 exists only on the other portal; the demo portal's user asks for it.
+    let token = app.open_card("lead", 5, "en").await.unwrap();
+    let card = app.get(&token, "/api/card").await;
+    assert_eq!((card.status, card.body["error"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    // And a message id of this portal is not visible from a session of another portal.
+    let lead = lead_tab(&app).await;
+    let id = app.send_text(&lead, IVAN, "mine").await;
+    let mut claims = app.app.services.sessions.verify(&lead).unwrap();
+    claims.portal = seed::OTHER_MEMBER_ID.into();
+    let other = app.app.services.sessions.sign(&claims);
+    assert_eq!(app.get(&other, &format!("/api/messages/{id}")).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn expired_portal_tokens_refresh_and_rate_limits_back_off() {
+    let app = spawn_app().await;
+    let token = lead_tab(&app).await;
+    app.portal_fault(json!({ "expire_tokens": true })).await;
+    let card = app.get(&token, "/api/card").await;
+    assert_eq!(card.status, StatusCode::OK, "{}", card.body);
+    app.portal_fault(json!({ "rate_limit_next": 2 })).await;
+    let card = app.get(&token, "/api/card").await;
+    assert_eq!(card.status, StatusCode::OK, "{}", card.body);
+    assert_eq!(recipient(&card.body, IVAN)["state"], "found");
+}
+
+#[tokio::test]
+async fn telegram_flood_during_resolution_is_explained() {
+    let app = spawn_app().await;
+    app.inject_telegram_fault(json!({ "kind": "flood_wait", "seconds": 30 }), true, 1).await;
+    let token = app.open_card("contact", 1, "en").await.unwrap();
+    let card = app.get(&token, "/api/card").await.body;
+    let dmitry = recipient(&card, "phone:+79857776655");
+    assert_eq!(dmitry["state"], "error");
+    assert!(dmitry["explanation"].as_str().unwrap().contains("30"));
+    // Not cached: the next look resolves.
+    let card = app.get(&token, "/api/card").await.body;
+    assert_eq!(recipient(&card, "phone:+79857776655")["state"], "found");
+}

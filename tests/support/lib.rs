@@ -1,0 +1,136 @@
+//! The test harness: a whole local instance on a random port, driven over real HTTP the
+//! way Bitrix24 and the tab drive it (zero2prod's `spawn_app`).
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shared::embedded::{self, Embedded};
+use shared::sandbox::seed;
+use shared::settings::Settings;
+
+pub struct TestApp {
+    pub app: Embedded,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+/// A fresh instance with its own storage and sandbox.
+pub async fn spawn_app() -> TestApp {
+    shared::telemetry::init();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = embedded::start(Settings::ephemeral(dir.path().to_owned())).await.expect("app starts");
+    TestApp { app, http: reqwest::Client::new(), _dir: dir }
+}
+
+fn field<'a>(html: &'a str, name: &str) -> Option<&'a str> {
+    let start = html.find(&format!("name=\"{name}\" value=\""))? + name.len() + 15;
+    Some(&html[start..start + html[start..].find('"')?])
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.app.url)
+    }
+
+    /// The placement form Bitrix24 would POST for a user opening a card tab.
+    pub fn placement_form(&self, user: u64, placement: &str, id: u64) -> Vec<(String, String)> {
+        let (access, refresh) = self.app.sandbox.portal.issue_tokens(seed::DEMO_MEMBER_ID, user);
+        vec![
+            ("AUTH_ID".into(), access),
+            ("AUTH_EXPIRES".into(), "3600".into()),
+            ("REFRESH_ID".into(), refresh),
+            ("member_id".into(), seed::DEMO_MEMBER_ID.into()),
+            ("status".into(), "L".into()),
+            ("PLACEMENT".into(), placement.into()),
+            ("PLACEMENT_OPTIONS".into(), json!({ "ID": id.to_string() }).to_string()),
+        ]
+    }
+
+    pub async fn post_placement(&self, query: &str, form: &[(String, String)]) -> (StatusCode, String) {
+        let response = self.http.post(self.url(&format!("/placement?{query}"))).form(form).send().await.expect("placement answers");
+        (response.status(), response.text().await.unwrap_or_default())
+    }
+
+    /// Opens a card through the sandbox's own launcher page, as a browser would; the session token.
+    pub async fn open_card(&self, entity: &str, id: u64, lang: &str) -> anyhow::Result<String> {
+        let launcher = self.http.get(self.url(&format!("/sandbox/open?entity={entity}&id={id}&lang={lang}"))).send().await?.text().await?;
+        let action = launcher.split("action=\"").nth(1).and_then(|s| s.split('"').next()).context("form action")?.replace("&amp;", "&");
+        let names = ["AUTH_ID", "AUTH_EXPIRES", "REFRESH_ID", "SERVER_ENDPOINT", "member_id", "status", "PLACEMENT", "PLACEMENT_OPTIONS"];
+        let form: Vec<(String, String)> = names
+            .iter()
+            .map(|n| Ok((n.to_string(), field(&launcher, n).context(*n)?.replace("&quot;", "\"").replace("&#x2f;", "/").replace("&amp;", "&"))))
+            .collect::<anyhow::Result<_>>()?;
+        let page = self.http.post(self.url(&action)).form(&form).send().await?;
+        let status = page.status();
+        let page = page.text().await?;
+        if status != StatusCode::OK {
+            return Err(anyhow!("placement answered {status}: {page}"));
+        }
+        Ok(page.split("name=\"olchat-token\" content=\"").nth(1).and_then(|s| s.split('"').next()).context("token in page")?.to_owned())
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> Answer {
+        let response = self.http.get(self.url(path)).bearer_auth(token).send().await.expect("answers");
+        Answer { status: response.status(), body: response.json().await.unwrap_or(Value::Null) }
+    }
+
+    pub async fn post_raw(&self, token: &str, path: &str, body: String) -> Answer {
+        let request = self.http.post(self.url(path)).bearer_auth(token).header("content-type", "application/json").body(body);
+        let response = request.send().await.expect("answers");
+        Answer { status: response.status(), body: response.json().await.unwrap_or(Value::Null) }
+    }
+
+    pub async fn send(&self, token: &str, body: Value) -> Answer {
+        self.post_raw(token, "/api/send", body.to_string()).await
+    }
+
+    /// Sends `text` to `recipient` from the sales connector with a fresh idempotency key; its id.
+    pub async fn send_text(&self, token: &str, recipient: &str, text: &str) -> String {
+        let key = format!("k{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+        let answer = self.send(token, json!({ "connector_id": "sales", "recipient": recipient, "text": text, "idempotency_key": key })).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+        answer.body["message_id"].as_str().expect("message id").to_owned()
+    }
+
+    /// Polls the message until its status is `status`; its last view.
+    pub async fn wait_for_status(&self, token: &str, id: &str, status: &str, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let view = self.get(token, &format!("/api/messages/{id}")).await.body;
+            if view["status"] == status || tokio::time::Instant::now() > deadline {
+                assert_eq!(view["status"], status, "message {id}: {view}");
+                return view;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What the sandbox Telegram received, over its HTTP inspection endpoint.
+    pub async fn telegram_messages(&self) -> Vec<Value> {
+        let body: Value = self.http.get(self.url("/sandbox/telegram/messages")).send().await.unwrap().json().await.unwrap();
+        body["messages"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn inject_telegram_fault(&self, fault: Value, on_resolve: bool, count: usize) {
+        let body = json!({ "fault": fault, "on_resolve": on_resolve, "count": count });
+        let status = self.http.post(self.url("/sandbox/telegram/faults")).json(&body).send().await.unwrap().status();
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+
+    pub async fn portal_fault(&self, body: Value) {
+        let status = self.http.post(self.url("/sandbox/portal/faults")).json(&body).send().await.unwrap().status();
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+
+    pub async fn portal_requests(&self) -> u64 {
+        let body: Value = self.http.get(self.url("/sandbox/portal/stats")).send().await.unwrap().json().await.unwrap();
+        body["rest_requests"].as_u64().unwrap()
+    }
+}
