@@ -23,7 +23,7 @@ pub struct Answer {
 
 /// A fresh instance with its own storage and sandbox.
 pub async fn spawn_app() -> TestApp {
-    shared::telemetry::init();
+    shared::telemetry::init("warn");
     let dir = tempfile::tempdir().expect("temp dir");
     let app = embedded::start(Settings::ephemeral(dir.path().to_owned())).await.expect("app starts");
     TestApp { app, http: reqwest::Client::new(), _dir: dir }
@@ -54,8 +54,18 @@ impl TestApp {
     }
 
     pub async fn post_placement(&self, query: &str, form: &[(String, String)]) -> (StatusCode, String) {
+        let (status, _, page) = self.post_placement_timed(query, form).await;
+        (status, page)
+    }
+
+    /// Also the portal wait the server reported in `Server-Timing` (ms).
+    pub async fn post_placement_timed(&self, query: &str, form: &[(String, String)]) -> (StatusCode, Option<f64>, String) {
         let response = self.http.post(self.url(&format!("/placement?{query}"))).form(form).send().await.expect("placement answers");
-        (response.status(), response.text().await.unwrap_or_default())
+        let portal_ms = response
+            .headers()
+            .get("server-timing")
+            .and_then(|v| v.to_str().ok()?.strip_prefix("portal;dur=")?.parse().ok());
+        (response.status(), portal_ms, response.text().await.unwrap_or_default())
     }
 
     /// Opens a card through the sandbox's own launcher page, as a browser would; the session token.

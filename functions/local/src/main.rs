@@ -5,7 +5,7 @@ use shared::settings::Settings;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    shared::telemetry::init();
+    shared::telemetry::init("info");
     let app = embedded::start(Settings::from_env()?).await?;
     println!("OLChat for Telegram is running in sandbox mode.\nOpen {}/sandbox in a browser.", app.url);
     app.serve_forever().await

@@ -41,6 +41,8 @@ struct PlacementOptions {
 pub struct OpenedTab {
     pub token: String,
     pub lang: Lang,
+    /// Time spent waiting for the portal, reported to the browser as `Server-Timing`.
+    pub portal_time: std::time::Duration,
 }
 
 /// The CRM record a placement is about, from `PLACEMENT` and `PLACEMENT_OPTIONS`.
@@ -72,10 +74,12 @@ pub async fn open_tab(svc: &Services, query: &PlacementQuery, form: &PlacementFo
     let commands = [("user".to_owned(), "user.current".to_owned()), ("app".to_owned(), "app.info".to_owned())];
     let not_confirmed =
         || AppError::new(ErrorKind::Unauthorized, "auth_not_confirmed", "Bitrix24 did not confirm this user's authorization.");
+    let asked = std::time::Instant::now();
     let batch = svc.bitrix.batch(&portal.client_endpoint, &form.auth_id, &commands).await.map_err(|e| {
         tracing::warn!(member_id = %form.member_id, "placement auth check failed: {e}");
         not_confirmed()
     })?;
+    let portal_time = asked.elapsed();
     let user = batch_record(&batch, "user").map_err(|_| not_confirmed())?;
     let user_id = user.get("ID").and_then(|v| v.as_str()?.parse::<u64>().ok()).ok_or_else(not_confirmed)?;
     let installed = batch_record(&batch, "app").ok().and_then(|a| a.get("INSTALLED")?.as_bool()).unwrap_or(false);
@@ -85,5 +89,5 @@ pub async fn open_tab(svc: &Services, query: &PlacementQuery, form: &PlacementFo
     let auth = UserAuth { access_token: form.auth_id.clone(), refresh_token: form.refresh_id.clone() };
     svc.portals.save_user_auth(&portal.member_id, user_id, &auth).await?;
     let lang = Lang::from_portal(&query.lang);
-    Ok(OpenedTab { token: svc.sessions.issue(&portal.member_id, user_id, entity, lang), lang })
+    Ok(OpenedTab { token: svc.sessions.issue(&portal.member_id, user_id, entity, lang), lang, portal_time })
 }

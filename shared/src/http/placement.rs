@@ -29,32 +29,42 @@ async fn placement(State(svc): State<AppState>, RawQuery(query): RawQuery, body:
         Err(e) => return error_page(AppError::bad_request("bad_form", format!("The placement form is incomplete: {e}."))),
     };
     match open_tab(&svc, &query, &form).await {
-        Ok(tab) => render_tab(&tab.token, tab.lang).into_response(),
+        Ok(tab) => {
+            let timing = format!("portal;dur={:.3}", tab.portal_time.as_secs_f64() * 1000.0);
+            ([(header::HeaderName::from_static("server-timing"), timing)], render_tab(&tab.token, tab.lang)).into_response()
+        }
         Err(e) => error_page(e),
     }
 }
 
-fn templates() -> &'static Environment<'static> {
-    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        // A key missing from i18n.json fails loudly instead of rendering blank.
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.add_template("tab.html", include_str!("../../assets/tab.html")).expect("tab.html parses");
-        env
-    })
+/// Stands for the session token in the pre-rendered pages; no token contains it.
+const TOKEN_SLOT: &str = "{{OLCHAT-TOKEN}}";
+
+/// The tab's page per language, rendered once: a request only puts its token in.
+fn page_template(lang: Lang) -> &'static str {
+    static PAGES: OnceLock<[String; 2]> = OnceLock::new();
+    let pages = PAGES.get_or_init(|| [render(Lang::En), render(Lang::Ru)]);
+    &pages[lang as usize]
 }
 
-/// The tab's page. Not framing-restricted: Bitrix24 shows it in an iframe.
-pub fn render_tab(token: &str, lang: Lang) -> Html<String> {
+fn render(lang: Lang) -> String {
+    let mut env = Environment::new();
+    // A key missing from i18n.json fails loudly instead of rendering blank.
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.add_template("tab.html", include_str!("../../assets/tab.html")).expect("tab.html parses");
     let t = strings(lang);
     // JSON inside <script>: escape `<` so no string can close the element.
     let i18n_json = serde_json::to_string(t).expect("strings serialize").replace('<', "\\u003c");
-    let page = templates()
-        .get_template("tab.html")
-        .and_then(|tpl| tpl.render(context! { lang => lang.code(), token, t => minijinja::Value::from_pairs(t.iter().map(|(k, v)| (k.clone(), v.clone()))), i18n_json }))
-        .expect("the tab template renders");
-    Html(page)
+    let t = minijinja::Value::from_pairs(t.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.get_template("tab.html")
+        .and_then(|tpl| tpl.render(context! { lang => lang.code(), token => TOKEN_SLOT, t, i18n_json }))
+        .expect("the tab template renders")
+}
+
+/// The tab's page. Not framing-restricted: Bitrix24 shows it in an iframe. The token is
+/// base64url and a dot, so it needs no escaping.
+pub fn render_tab(token: &str, lang: Lang) -> Html<String> {
+    Html(page_template(lang).replacen(TOKEN_SLOT, token, 1))
 }
 
 /// Placement errors are shown inside the card, so they are a page, with the right status.
