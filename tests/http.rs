@@ -305,3 +305,32 @@ async fn telegram_flood_during_resolution_is_explained() {
     let card = app.get(&token, "/api/card").await.body;
     assert_eq!(recipient(&card, "phone:+79857776655")["state"], "found");
 }
+
+#[tokio::test]
+async fn uploads_go_straight_to_storage_through_a_signed_url() {
+    let app = spawn_app().await;
+    let token = lead_tab(&app).await;
+    let slot = app.post_raw(&token, "/api/uploads", json!({ "name": "../price list.pdf", "size": 11, "content_type": "application/pdf" }).to_string()).await;
+    assert_eq!(slot.status, StatusCode::OK, "{}", slot.body);
+    let (key, url) = (slot.body["key"].as_str().unwrap(), slot.body["url"].as_str().unwrap());
+    assert!(key.ends_with("/price_list.pdf") && key.starts_with("uploads/"), "{key}");
+    let put = app.http.put(url).header("content-type", "application/pdf").body("hello world").send().await.unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    // Stored, and only a signed URL reads it back.
+    let (size, _) = app.app.services.blobs.get(key).await.unwrap().expect("stored");
+    assert_eq!(size, 11);
+    let download = app.app.services.blobs.download_url(key, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(app.http.get(&download).send().await.unwrap().text().await.unwrap(), "hello world");
+    let tampered = url.replace("signature=", "signature=x");
+    assert_eq!(app.http.put(&tampered).body("evil").send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.http.get(app.url(&format!("/blobs/{key}"))).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+
+    for (body, code) in [
+        (json!({ "name": "a.txt", "size": 0 }), "empty_file"),
+        (json!({ "name": "a.mkv", "size": 3u64 * 1024 * 1024 * 1024 }), "file_too_large"),
+    ] {
+        let answer = app.post_raw(&token, "/api/uploads", body.to_string()).await;
+        assert_eq!((answer.status, answer.body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(code)));
+    }
+    assert_eq!(app.post_raw(&token, "/api/uploads", "{".into()).await.status, StatusCode::BAD_REQUEST);
+}

@@ -57,10 +57,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
     let sandbox = Arc::new(Sandbox::new(&url));
     let db = SqliteDb::open(&settings.data_dir.join("olchat.db"))?;
     let queue = SqliteQueue::new(db.clone(), settings.max_receives);
+    let sealer = settings.sealer()?;
+    let blobs = Arc::new(DirBlobs::new(settings.data_dir.join("blobs"), &url, sealer.derive_key("blob-url"))?);
     let adapters = Adapters {
         table: Arc::new(SqliteTable::new(db)),
         queue: Arc::new(queue.clone()),
-        blobs: Arc::new(DirBlobs::new(settings.data_dir.join("blobs"))?),
+        blobs: blobs.clone(),
         telegram: sandbox.telegram.clone(),
     };
     let credentials = AppCredentials {
@@ -71,7 +73,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
     let services = Arc::new(Services::new(
         adapters,
         BitrixClient::new(credentials, PORTAL_TIMEOUT),
-        settings.sealer()?,
+        sealer,
         settings.session_minutes * 60,
         region_from_code(&settings.phone_region),
     ));
@@ -79,6 +81,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
 
     let router = http::placement_router(services.clone())
         .merge(http::send_router(services.clone()))
+        .merge(http::blobs::routes(blobs))
         .merge(sandbox.routes())
         .layer(tower_http_trace());
     let server = tokio::spawn(async move {

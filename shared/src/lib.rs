@@ -11,6 +11,8 @@ pub mod embedded;
 pub mod http;
 pub mod i18n;
 pub mod jobs;
+#[cfg(feature = "aws")]
+pub mod lambda;
 pub mod ports;
 pub mod repo;
 pub mod sandbox;

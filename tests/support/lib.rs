@@ -1,6 +1,9 @@
 //! The test harness: a whole local instance on a random port, driven over real HTTP the
 //! way Bitrix24 and the tab drive it (zero2prod's `spawn_app`).
 
+pub mod contracts;
+pub mod moto;
+
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};

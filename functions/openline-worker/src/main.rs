@@ -1,7 +1,6 @@
-//! The AWS Lambda entry point of this function is built with the AWS deployment (issue 3).
-//! Until then its routes and jobs run inside `functions/local`.
+//! Lambda triggered by SQS: Open Line publication and CRM activities; reports partial batch failures.
 
-fn main() {
-    eprintln!("openline-worker: the Lambda entry point is not built yet; run `cargo run --release` (functions/local) instead.");
-    std::process::exit(2);
+#[tokio::main]
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::run_worker(shared::ports::JobQueue::Openline).await
 }

@@ -1,7 +1,6 @@
-//! The AWS Lambda entry point of this function is built with the AWS deployment (issue 3).
-//! Until then its routes and jobs run inside `functions/local`.
+//! Lambda behind API Gateway: POST /placement, GET /api/card and the tab's assets.
 
-fn main() {
-    eprintln!("placement: the Lambda entry point is not built yet; run `cargo run --release` (functions/local) instead.");
-    std::process::exit(2);
+#[tokio::main]
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::run_http(shared::http::placement_router).await
 }

@@ -1,34 +1,59 @@
 //! Blobs as files in a directory, written through a temporary file so a reader never
-//! sees half a file.
+//! sees half a file. Upload and download URLs point at this server's `/blobs/` route,
+//! signed like S3's presigned URLs: HMAC over method, key and expiry.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 use tokio::io::AsyncRead;
 
+use crate::clock::now_secs;
+
 use crate::ports::blobs::BlobReader;
+use crate::ports::blobs::check_key;
 use crate::ports::{BlobError, Blobs};
 
 pub struct DirBlobs {
     root: PathBuf,
+    /// Where this server answers (`http://127.0.0.1:8080`).
+    base_url: String,
+    signing_key: [u8; 32],
 }
 
 impl DirBlobs {
-    pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
+    pub fn new(root: impl Into<PathBuf>, base_url: &str, signing_key: [u8; 32]) -> std::io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(Self { root })
+        Ok(Self { root, base_url: base_url.trim_end_matches('/').to_owned(), signing_key })
     }
 
-    /// Keys are `a-z0-9._-` segments joined by `/`: nothing can escape the root.
+    fn signature(&self, method: &str, key: &str, expires: i64) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.signing_key).expect("HMAC takes any key length");
+        mac.update(format!("{method}\n{key}\n{expires}").as_bytes());
+        mac
+    }
+
+    fn signed_url(&self, method: &str, key: &str, valid_for: Duration) -> Result<String, BlobError> {
+        self.path(key)?;
+        let expires = now_secs() + valid_for.as_secs() as i64;
+        let signature = URL_SAFE_NO_PAD.encode(self.signature(method, key, expires).finalize().into_bytes());
+        Ok(format!("{}/blobs/{key}?expires={expires}&signature={signature}", self.base_url))
+    }
+
+    /// Whether a `/blobs/` request carries a valid, unexpired signature for `method` on `key`.
+    pub fn verify(&self, method: &str, key: &str, expires: i64, signature: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(signature) else { return false };
+        expires > now_secs() && self.path(key).is_ok() && self.signature(method, key, expires).verify_slice(&tag).is_ok()
+    }
+
     fn path(&self, key: &str) -> Result<PathBuf, BlobError> {
-        let valid = !key.is_empty()
-            && key.split('/').all(|seg| {
-                !seg.is_empty()
-                    && !seg.starts_with('.')
-                    && seg.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-            });
-        if valid { Ok(self.root.join(key)) } else { Err(BlobError::InvalidKey(key.to_owned())) }
+        check_key(key)?;
+        Ok(self.root.join(key))
     }
 }
 
@@ -78,5 +103,13 @@ impl Blobs for DirBlobs {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
             _ => Ok(()),
         }
+    }
+
+    async fn upload_url(&self, key: &str, _content_type: &str, valid_for: Duration) -> Result<String, BlobError> {
+        self.signed_url("PUT", key, valid_for)
+    }
+
+    async fn download_url(&self, key: &str, valid_for: Duration) -> Result<String, BlobError> {
+        self.signed_url("GET", key, valid_for)
     }
 }

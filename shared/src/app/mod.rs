@@ -4,6 +4,7 @@ pub mod card;
 pub mod placement;
 pub mod portal;
 pub mod send;
+pub mod uploads;
 
 use std::sync::Arc;
 

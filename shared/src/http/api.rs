@@ -11,7 +11,8 @@ use serde_json::json;
 
 use super::{AppState, Session};
 use crate::app::send::SendRequest;
-use crate::app::{AppError, card, send};
+use crate::app::uploads::UploadRequest;
+use crate::app::{AppError, card, send, uploads};
 
 pub fn card_routes() -> Router<AppState> {
     Router::new().route("/api/card", get(get_card))
@@ -20,6 +21,7 @@ pub fn card_routes() -> Router<AppState> {
 pub fn send_routes() -> Router<AppState> {
     Router::new()
         .route("/api/send", post(post_send))
+        .route("/api/uploads", post(post_upload))
         .route("/api/messages", get(list_messages))
         .route("/api/messages/{id}", get(get_message))
 }
@@ -46,6 +48,15 @@ async fn post_send(
     let Json(request) = body.map_err(|e| AppError::bad_request("bad_json", e.body_text()))?;
     let message_id = send::accept(&svc, &claims, request).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "message_id": message_id }))))
+}
+
+async fn post_upload(
+    State(svc): State<AppState>,
+    Session(claims): Session,
+    body: Result<Json<UploadRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let Json(request) = body.map_err(|e| AppError::bad_request("bad_json", e.body_text()))?;
+    Ok(Json(uploads::create_upload(&svc, &claims, request).await?))
 }
 
 async fn list_messages(State(svc): State<AppState>, Session(claims): Session) -> Result<impl IntoResponse, AppError> {

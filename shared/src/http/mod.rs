@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod assets;
+pub mod blobs;
 pub mod placement;
 
 use std::sync::Arc;
@@ -28,7 +29,7 @@ pub fn placement_router(svc: AppState) -> Router {
         .with_state(svc)
 }
 
-/// `POST /api/send`, `GET /api/messages[/{id}]`.
+/// `POST /api/send`, `POST /api/uploads`, `GET /api/messages[/{id}]`.
 pub fn send_router(svc: AppState) -> Router {
     api::send_routes().with_state(svc)
 }

@@ -71,7 +71,8 @@ pub fn render_tab(token: &str, lang: Lang) -> Html<String> {
 fn error_page(e: AppError) -> Response {
     let status = e.kind.status();
     let body = format!(
-        "<!doctype html><meta charset=utf-8><title>OLChat</title><p role=alert>{}</p>",
+        "<!doctype html><meta charset=utf-8><title>OLChat</title><p role=alert data-error={}>{}</p>",
+        e.code,
         html_escape(&e.message)
     );
     (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()

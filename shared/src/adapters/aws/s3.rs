@@ -1,0 +1,150 @@
+//! The blob port on S3: streamed in (multipart above one part) and out, and presigned
+//! URLs so browsers upload straight to the bucket and Bitrix24 downloads from it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::sdk_error;
+use crate::ports::blobs::BlobReader;
+use crate::ports::blobs::check_key;
+use crate::ports::{BlobError, Blobs};
+
+/// S3's smallest multipart part (but the last); memory holds one part at a time.
+const PART: usize = 8 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct S3Blobs {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Blobs {
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        Self { client, bucket: bucket.into() }
+    }
+
+    async fn put_multipart(&self, key: &str, first: Vec<u8>, body: &mut (dyn AsyncRead + Send + Unpin)) -> Result<u64, BlobError> {
+        let started = self.client.create_multipart_upload().bucket(&self.bucket).key(key).send().await.map_err(backend)?;
+        let upload_id = started.upload_id().unwrap_or_default().to_owned();
+        let uploaded = self.upload_parts(key, &upload_id, first, body).await;
+        match uploaded {
+            Ok((parts, size)) => {
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                    .send()
+                    .await
+                    .map_err(backend)?;
+                Ok(size)
+            }
+            Err(e) => {
+                let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(&upload_id).send().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        mut chunk: Vec<u8>,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<(Vec<CompletedPart>, u64), BlobError> {
+        let (mut parts, mut size) = (Vec::new(), 0u64);
+        while !chunk.is_empty() {
+            let number = parts.len() as i32 + 1;
+            size += chunk.len() as u64;
+            let next = read_chunk(body).await?;
+            let answer = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(chunk))
+                .send()
+                .await
+                .map_err(backend)?;
+            parts.push(CompletedPart::builder().part_number(number).set_e_tag(answer.e_tag().map(str::to_owned)).build());
+            chunk = next;
+        }
+        Ok((parts, size))
+    }
+
+}
+
+fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> BlobError {
+    BlobError::Backend(sdk_error(e))
+}
+
+/// Up to one part's bytes; fewer only at the end of the stream.
+async fn read_chunk(body: &mut (dyn AsyncRead + Send + Unpin)) -> Result<Vec<u8>, BlobError> {
+    let mut chunk = Vec::with_capacity(PART);
+    body.take(PART as u64).read_to_end(&mut chunk).await.map_err(|e| BlobError::Backend(e.into()))?;
+    Ok(chunk)
+}
+
+#[async_trait]
+impl Blobs for S3Blobs {
+    async fn put(&self, key: &str, body: &mut (dyn AsyncRead + Send + Unpin)) -> Result<u64, BlobError> {
+        check_key(key)?;
+        let first = read_chunk(body).await?;
+        if first.len() == PART {
+            return self.put_multipart(key, first, body).await;
+        }
+        let size = first.len() as u64;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/octet-stream")
+            .body(ByteStream::from(first))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(size)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<(u64, BlobReader)>, BlobError> {
+        check_key(key)?;
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(object) => {
+                let size = object.content_length().unwrap_or(0).max(0) as u64;
+                Ok(Some((size, Box::new(object.body.into_async_read()))))
+            }
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(None),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        check_key(key)?;
+        self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn upload_url(&self, key: &str, content_type: &str, valid_for: Duration) -> Result<String, BlobError> {
+        check_key(key)?;
+        let config = PresigningConfig::expires_in(valid_for).map_err(|e| BlobError::Backend(e.into()))?;
+        let request = self.client.put_object().bucket(&self.bucket).key(key).content_type(content_type);
+        Ok(request.presigned(config).await.map_err(backend)?.uri().to_owned())
+    }
+
+    async fn download_url(&self, key: &str, valid_for: Duration) -> Result<String, BlobError> {
+        check_key(key)?;
+        let config = PresigningConfig::expires_in(valid_for).map_err(|e| BlobError::Backend(e.into()))?;
+        let request = self.client.get_object().bucket(&self.bucket).key(key);
+        Ok(request.presigned(config).await.map_err(backend)?.uri().to_owned())
+    }
+}

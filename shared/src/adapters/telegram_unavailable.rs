@@ -1,0 +1,28 @@
+//! The telegram port where no Telegram adapter is configured: every call says the
+//! connector must log in, so nothing is sent and the tab says why.
+
+use async_trait::async_trait;
+
+use crate::domain::{PhoneE164, TelegramUsername};
+use crate::ports::{Account, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
+
+pub struct TelegramUnavailable;
+
+fn unavailable() -> TelegramError {
+    TelegramError::Unauthorized("no Telegram adapter is configured in this deployment".into())
+}
+
+#[async_trait]
+impl Telegram for TelegramUnavailable {
+    async fn resolve_phone(&self, _: &Account, _: &PhoneE164) -> Result<Option<TelegramUser>, TelegramError> {
+        Err(unavailable())
+    }
+
+    async fn resolve_username(&self, _: &Account, _: &TelegramUsername) -> Result<Option<TelegramUser>, TelegramError> {
+        Err(unavailable())
+    }
+
+    async fn send_text(&self, _: &Account, _: Peer, _: &str, _: i64) -> Result<SentMessage, TelegramError> {
+        Err(unavailable())
+    }
+}

@@ -1,0 +1,114 @@
+//! The deployable Lambda binaries, run by `cargo lambda watch` (the Lambda Runtime API
+//! emulator; PyPI `cargo-lambda`) against moto, each invoked with its sample from `events/`.
+//! `sam local invoke` needs Docker; this runs the same events through the same binaries.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use olchat_tests::moto::{Moto, free_port, provision};
+use serde_json::Value;
+use shared::crypto::Sealer;
+use shared::ports::JobQueue;
+
+/// `CARGO_LAMBDA`, else the venv `.ci/run` makes, else `cargo-lambda` on the PATH.
+fn cargo_lambda() -> PathBuf {
+    if let Ok(path) = std::env::var("CARGO_LAMBDA") {
+        return path.into();
+    }
+    let venv = PathBuf::from("/opt/olchat-tools/bin/cargo-lambda");
+    if venv.exists() { venv } else { "cargo-lambda".into() }
+}
+
+fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// Stops `cargo lambda watch` and the functions it started (its process group).
+struct Watch(Child);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &format!("-{}", self.0.id())]).status();
+        let _ = self.0.wait();
+    }
+}
+
+fn invoke(port: u16, function: &str, event: &str) -> Value {
+    let output = Command::new(cargo_lambda())
+        .args(["lambda", "invoke", function, "-A", "127.0.0.1", "-P", &port.to_string(), "--output-format", "json"])
+        .arg("--data-file")
+        .arg(workspace().join("events").join(event))
+        .current_dir(workspace())
+        .output()
+        .expect("cargo lambda invoke runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{function} {event}: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{function} {event}: {e}: {stdout}"))
+}
+
+#[tokio::test]
+async fn the_lambda_binaries_answer_their_sample_events() {
+    use std::os::unix::process::CommandExt;
+
+    let moto = Moto::start().await;
+    let config = moto.config().await;
+    let resources = provision(&config, "lambda", 10).await;
+    // The encryption key comes from SSM as in a deployment.
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let put = ssm.put_parameter().name("/olchat/encryption-key").value(Sealer::generate_key());
+    put.r#type(aws_sdk_ssm::types::ParameterType::SecureString).send().await.unwrap();
+
+    let port = free_port();
+    let queue = |q: JobQueue| resources.queues[&q].clone();
+    let env = [
+        ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("OLCHAT_TABLE", resources.table.clone()),
+        ("OLCHAT_BUCKET", resources.bucket.clone()),
+        ("OLCHAT_S3_PATH_STYLE", "true".into()),
+        ("OLCHAT_TELEGRAM_QUEUE_URL", queue(JobQueue::Telegram).queue),
+        ("OLCHAT_TELEGRAM_DLQ_URL", queue(JobQueue::Telegram).dead_letters),
+        ("OLCHAT_OPENLINE_QUEUE_URL", queue(JobQueue::Openline).queue),
+        ("OLCHAT_OPENLINE_DLQ_URL", queue(JobQueue::Openline).dead_letters),
+        ("OLCHAT_ENCRYPTION_KEY_PARAMETER", "/olchat/encryption-key".into()),
+        ("BITRIX_CLIENT_ID", "local.test".into()),
+        ("BITRIX_CLIENT_SECRET", "test-secret".into()),
+    ];
+    let child = Command::new(cargo_lambda())
+        .args(["lambda", "watch", "-A", "127.0.0.1", "-P", &port.to_string(), "--ignore-changes"])
+        .envs(env)
+        .current_dir(workspace())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("cargo lambda watch starts (pip install cargo-lambda; .ci/run installs it)");
+    let _watch = Watch(child);
+    for _ in 0..600 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A fresh deployment: no portal installed, no session; every answer is a clear refusal.
+    let cases = [
+        ("placement", "placement.json", 403, "unknown_portal"),
+        ("placement", "card.json", 401, "bad_session"),
+        ("send", "send.json", 401, "bad_session"),
+        ("send", "uploads.json", 401, "bad_session"),
+        ("send", "messages.json", 401, "bad_session"),
+    ];
+    for (function, event, status, code) in cases {
+        let answer = invoke(port, function, event);
+        assert_eq!(answer["statusCode"], status, "{function} {event}: {answer}");
+        let body = answer["body"].as_str().unwrap_or_default();
+        assert!(body.contains(code), "{function} {event}: {body}");
+    }
+    // The job names a message that does not exist: dropped, not retried.
+    let answer = invoke(port, "telegram-worker", "telegram-worker.json");
+    assert_eq!(answer["batchItemFailures"], Value::Array(vec![]), "{answer}");
+}
