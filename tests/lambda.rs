@@ -29,7 +29,8 @@ struct Watch(Child);
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &format!("-{}", self.0.id())]).status();
+        // The watcher ignores SIGTERM; the functions it started exit once its API is gone.
+        let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
@@ -47,10 +48,33 @@ fn invoke(port: u16, function: &str, event: &str) -> Value {
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{function} {event}: {e}: {stdout}"))
 }
 
+/// The Runtime API emulator serving one function's package; stopped when dropped.
+async fn watch(function: &str, env: &[(&str, String)]) -> (Watch, u16) {
+    let port = free_port();
+    // In a session of its own, without a terminal: the watcher manages process groups and
+    // signals, and must not touch the test runner's.
+    let child = Command::new("setsid")
+        .arg(cargo_lambda())
+        .args(["lambda", "watch", "--package", function, "-A", "127.0.0.1", "-P", &port.to_string(), "--ignore-changes"])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(workspace())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cargo lambda watch starts (pip install cargo-lambda; .ci/run installs it)");
+    let watch = Watch(child);
+    for _ in 0..600 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (watch, port)
+}
+
 #[tokio::test]
 async fn the_lambda_binaries_answer_their_sample_events() {
-    use std::os::unix::process::CommandExt;
-
     let moto = Moto::start().await;
     let config = moto.config().await;
     let resources = provision(&config, "lambda", 10).await;
@@ -59,7 +83,6 @@ async fn the_lambda_binaries_answer_their_sample_events() {
     let put = ssm.put_parameter().name("/olchat/encryption-key").value(Sealer::generate_key());
     put.r#type(aws_sdk_ssm::types::ParameterType::SecureString).send().await.unwrap();
 
-    let port = free_port();
     let queue = |q: JobQueue| resources.queues[&q].clone();
     let env = [
         ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
@@ -77,23 +100,6 @@ async fn the_lambda_binaries_answer_their_sample_events() {
         ("BITRIX_CLIENT_ID", "local.test".into()),
         ("BITRIX_CLIENT_SECRET", "test-secret".into()),
     ];
-    let child = Command::new(cargo_lambda())
-        .args(["lambda", "watch", "-A", "127.0.0.1", "-P", &port.to_string(), "--ignore-changes"])
-        .envs(env)
-        .current_dir(workspace())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("cargo lambda watch starts (pip install cargo-lambda; .ci/run installs it)");
-    let _watch = Watch(child);
-    for _ in 0..600 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
     // A fresh deployment: no portal installed, no session; every answer is a clear refusal.
     let cases = [
         ("placement", "placement.json", 403, "unknown_portal"),
@@ -103,12 +109,14 @@ async fn the_lambda_binaries_answer_their_sample_events() {
         ("send", "messages.json", 401, "bad_session"),
     ];
     for (function, event, status, code) in cases {
+        let (_watch, port) = watch(function, &env).await;
         let answer = invoke(port, function, event);
         assert_eq!(answer["statusCode"], status, "{function} {event}: {answer}");
         let body = answer["body"].as_str().unwrap_or_default();
         assert!(body.contains(code), "{function} {event}: {body}");
     }
     // The job names a message that does not exist: dropped, not retried.
+    let (_watch, port) = watch("telegram-worker", &env).await;
     let answer = invoke(port, "telegram-worker", "telegram-worker.json");
     assert_eq!(answer["batchItemFailures"], Value::Array(vec![]), "{answer}");
 }
