@@ -21,6 +21,9 @@ pub struct Settings {
     pub session_minutes: i64,
     /// Receives before a job goes to the dead-letter queue (`OLCHAT_MAX_RECEIVES`, default 10).
     pub max_receives: u32,
+    /// The app's public base URL, for the handlers it registers with portals
+    /// (`OLCHAT_PUBLIC_URL`, default the local server's own URL).
+    pub public_url: Option<String>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -43,6 +46,7 @@ impl Settings {
             phone_region: var("OLCHAT_PHONE_REGION").unwrap_or_else(|| "RU".into()),
             session_minutes: parsed("OLCHAT_SESSION_MINUTES", 60)?,
             max_receives: parsed("OLCHAT_MAX_RECEIVES", 10)?,
+            public_url: var("OLCHAT_PUBLIC_URL"),
         })
     }
 
@@ -55,6 +59,7 @@ impl Settings {
             phone_region: "RU".into(),
             session_minutes: 60,
             max_receives: 10,
+            public_url: None,
         }
     }
 
