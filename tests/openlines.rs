@@ -408,3 +408,19 @@ async fn the_connector_settings_page_connects_another_line() {
     let portal = app.app.services.portals.get(seed::DEMO_MEMBER_ID).await.unwrap().unwrap();
     assert_eq!(portal.line.as_deref(), Some("2"));
 }
+
+#[tokio::test]
+async fn the_sandbox_page_lets_a_person_answer_as_an_operator() {
+    let app = spawn_app().await;
+    let token = lead_tab(&app).await;
+    let chat = ivans_chat(&app, &token).await;
+    let page = app.http.get(app.url("/sandbox/openlines")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(&format!("Chat {chat} — Ivan Petrov")) && page.contains("Send as operator"), "{page}");
+    let form = [("chat_id", chat.to_string()), ("user_id", "2".into()), ("text", "<b>not html</b>".into())];
+    let answer = app.http.post(app.url("/sandbox/portal/openlines/operator")).form(&form).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK, "the form redirects back to the page");
+    let page = answer.text().await.unwrap();
+    assert!(page.contains("&lt;b&gt;not html") && !page.contains("<b>not html"), "escaped on the page: {page}");
+    let received = eventually(WAIT, "the reply", || async { app.telegram_messages().await.get(1).cloned() }).await;
+    assert_eq!(received["text"], "Boris Ivanov:\n<b>not html</b>");
+}

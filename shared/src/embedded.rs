@@ -78,7 +78,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
     };
     let services = Arc::new(Services::new(
         adapters,
-        BitrixClient::new(credentials, PORTAL_TIMEOUT),
+        BitrixClient::new(credentials, PORTAL_TIMEOUT, settings.portal_rate),
         settings.sealer()?,
         settings.session_minutes * 60,
         region_from_code(&settings.phone_region),

@@ -23,9 +23,16 @@ pub struct Answer {
 
 /// A fresh instance with its own storage and sandbox.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// The same, with settings changed by `adjust`.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     shared::telemetry::init("warn");
     let dir = tempfile::tempdir().expect("temp dir");
-    let app = embedded::start(Settings::ephemeral(dir.path().to_owned())).await.expect("app starts");
+    let mut settings = Settings::ephemeral(dir.path().to_owned());
+    adjust(&mut settings);
+    let app = embedded::start(settings).await.expect("app starts");
     TestApp { app, http: reqwest::Client::new(), _dir: dir }
 }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::crypto::Secret;
-use pacer::LeakyBucket;
+use pacer::{LeakyBucket, PortalRate};
 
 /// How many times a rate-limited call is tried before giving up.
 const RATE_LIMIT_TRIES: u32 = 3;
@@ -85,13 +85,13 @@ pub struct BitrixClient {
 }
 
 impl BitrixClient {
-    pub fn new(app: AppCredentials, timeout: Duration) -> Self {
+    pub fn new(app: AppCredentials, timeout: Duration, rate: PortalRate) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()
             .expect("the HTTP client builds");
-        Self { http, app, pacer: Arc::new(LeakyBucket::new(pacer::RATE_PER_SEC, pacer::BURST)) }
+        Self { http, app, pacer: Arc::new(LeakyBucket::new(rate)) }
     }
 
     /// Our app's `client_id`, which `app.info` names as `CODE`.

@@ -6,9 +6,19 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Bitrix24's standard plan: drains 2 requests a second, blocks above 50.
-pub const RATE_PER_SEC: f64 = 2.0;
-pub const BURST: f64 = 50.0;
+/// How fast a portal takes requests: Bitrix24's standard plans drain 2 a second and block
+/// above 50; Enterprise, 5 and 250.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PortalRate {
+    pub per_sec: f64,
+    pub burst: f64,
+}
+
+impl Default for PortalRate {
+    fn default() -> Self {
+        Self { per_sec: 2.0, burst: 50.0 }
+    }
+}
 
 pub struct LeakyBucket {
     rate: f64,
@@ -18,8 +28,8 @@ pub struct LeakyBucket {
 }
 
 impl LeakyBucket {
-    pub fn new(rate: f64, burst: f64) -> Self {
-        Self { rate, burst, levels: Mutex::new(HashMap::new()) }
+    pub fn new(rate: PortalRate) -> Self {
+        Self { rate: rate.per_sec, burst: rate.burst, levels: Mutex::new(HashMap::new()) }
     }
 
     /// Waits until a call to `portal` fits in its bucket.
@@ -48,7 +58,7 @@ mod tests {
 
     #[test]
     fn a_burst_passes_then_calls_are_paced_per_portal() {
-        let bucket = LeakyBucket::new(2.0, 2.0);
+        let bucket = LeakyBucket::new(PortalRate { per_sec: 2.0, burst: 2.0 });
         let t0 = Instant::now();
         assert_eq!(bucket.reserve("a", t0), Duration::ZERO);
         assert_eq!(bucket.reserve("a", t0), Duration::ZERO);
