@@ -424,3 +424,31 @@ async fn the_sandbox_page_lets_a_person_answer_as_an_operator() {
     let received = eventually(WAIT, "the reply", || async { app.telegram_messages().await.get(1).cloned() }).await;
     assert_eq!(received["text"], "Boris Ivanov:\n<b>not html</b>");
 }
+
+#[tokio::test]
+async fn an_app_update_sets_up_again_and_may_bring_a_new_application_token() {
+    let app = spawn_app().await;
+    let portal = &app.app.sandbox.portal;
+    let genuine = portal.install(seed::DEMO_MEMBER_ID).unwrap().application_token;
+    let update = |application_token: &str, access_token: &str| {
+        format!(
+            "event=ONAPPUPDATE&data%5BVERSION%5D=2&auth%5Bmember_id%5D={}&auth%5Bdomain%5D={}\
+             &auth%5Baccess_token%5D={access_token}&auth%5Bapplication_token%5D={application_token}",
+            seed::DEMO_MEMBER_ID,
+            seed::DEMO_DOMAIN
+        )
+    };
+    let (access, _) = portal.issue_tokens(seed::DEMO_MEMBER_ID, 1);
+    let before = app.portal_state(seed::DEMO_MEMBER_ID).await;
+    assert_eq!(app.post_event(&update(&genuine, &access)).await, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = app.portal_state(seed::DEMO_MEMBER_ID).await;
+    assert_eq!((&after["placements"], &after["events"]), (&before["placements"], &before["events"]), "nothing bound twice");
+
+    // A new application_token is taken only with an access token the portal confirms.
+    assert_eq!(app.post_event(&update("rotated", "made-up")).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.post_event(&update("rotated", &access)).await, StatusCode::OK);
+    let stored = app.app.services.portals.get(seed::DEMO_MEMBER_ID).await.unwrap().unwrap();
+    assert!(app.app.services.portals.application_token_matches(&stored, "rotated"));
+    assert!(!app.app.services.portals.application_token_matches(&stored, &genuine));
+}

@@ -34,11 +34,10 @@ async fn try_check(svc: &Services, message_id: &str, attempt: u32) -> Result<Out
         Ok(read) if read >= last => {
             let mut marked = false;
             svc.messages.update(message_id, |m| { marked = m.mark_read(); marked }).await?;
-            if marked && message.create_activity {
-                if let Err(e) = publish_job(&message).enqueue(svc.queue.as_ref(), Duration::ZERO).await {
-                    tracing::error!("could not queue the activity update: {e:#}");
-                    return Ok(Outcome::RetryAfter(pause(attempt)));
-                }
+            let update = marked && message.create_activity;
+            if update && let Err(e) = publish_job(&message).enqueue(svc.queue.as_ref(), Duration::ZERO).await {
+                tracing::error!("could not queue the activity update: {e:#}");
+                return Ok(Outcome::RetryAfter(pause(attempt)));
             }
             tracing::info!("message read");
             Ok(Outcome::Done)

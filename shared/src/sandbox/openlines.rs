@@ -85,6 +85,13 @@ impl SimActivity {
     }
 }
 
+/// Events a call caused: the portal and the event's `data`.
+type Caused = Vec<(String, Value)>;
+
+pub(super) fn is_user(user: &Value, id: u64) -> bool {
+    user["ID"].as_str().and_then(|s| s.parse().ok()) == Some(id)
+}
+
 /// An event for the app, ready to POST.
 pub struct Outgoing {
     pub handler: String,
@@ -125,7 +132,7 @@ impl PortalState {
 
     fn employee_name(&self, member_id: &str, user_id: u64) -> Option<String> {
         let portal = self.portals.iter().find(|p| p.member_id == member_id)?;
-        let user = portal.users.iter().find(|u| u["ID"] == user_id.to_string())?;
+        let user = portal.users.iter().find(|u| is_user(u, user_id))?;
         Some(format!("{} {}", user["NAME"].as_str().unwrap_or(""), user["LAST_NAME"].as_str().unwrap_or("")).trim().to_owned())
     }
 
@@ -156,9 +163,8 @@ impl PortalState {
         let chat = self.chats.iter().find(|c| c.id == chat_id).cloned().ok_or_else(|| arg_error("No such chat"))?;
         let name = self.employee_name(&chat.portal, user_id).ok_or_else(|| arg_error("No such employee"))?;
         let id = self.next_id();
-        let need_signature = self.installation(&chat.portal)?.connectors.get(&chat.connector).is_some_and(|c| {
-            matches!(c.get("NEED_SIGNATURE"), Some(Value::Bool(true))) || text_param(c.as_object().unwrap(), "NEED_SIGNATURE").as_deref() == Some("Y")
-        });
+        let connector = self.installation(&chat.portal)?.connectors.get(&chat.connector).and_then(Value::as_object);
+        let need_signature = connector.and_then(|c| text_param(c, "NEED_SIGNATURE")).is_some_and(|f| f == "Y" || f == "1");
         let shown = if need_signature { signature(&name, text) } else { text.to_owned() };
         self.ol_messages.push(OlMessage {
             id, portal: chat.portal.clone(), chat_id, direction: "outgoing", author: name, author_id: Some(user_id),
@@ -177,7 +183,7 @@ impl PortalState {
 
     /// The app-platform methods; `None` for a method that is not one of them. Events the
     /// call causes are returned beside the answer.
-    pub(super) fn platform_call(&mut self, grant: &Grant, method: &str, params: &Map<String, Value>) -> Option<Result<(Value, Vec<(String, Value)>), RestError>> {
+    pub(super) fn platform_call(&mut self, grant: &Grant, method: &str, params: &Map<String, Value>) -> Option<Result<(Value, Caused), RestError>> {
         let none = |r: Result<Value, RestError>| r.map(|v| (v, Vec::new()));
         Some(match method {
             "placement.bind" => none(self.placement_bind(grant, params)),
@@ -200,7 +206,7 @@ impl PortalState {
 
     fn admin(&self, grant: &Grant) -> Result<(), RestError> {
         let portal = self.portals.iter().find(|p| p.member_id == grant.member_id);
-        let user = portal.and_then(|p| p.users.iter().find(|u| u["ID"] == grant.user_id.to_string()));
+        let user = portal.and_then(|p| p.users.iter().find(|u| is_user(u, grant.user_id)));
         match user {
             Some(u) if u["ADMIN"] == true => Ok(()),
             _ => Err(RestError::new(StatusCode::FORBIDDEN, "ACCESS_DENIED", "Access denied! Administrator permissions required")),
@@ -290,7 +296,7 @@ impl PortalState {
 
     /// `imconnector.send.messages`: finds or creates the chat and its session, adds each
     /// message (an employee's when `message.user_id` is given), and echoes those back.
-    fn send_messages(&mut self, grant: &Grant, params: &Map<String, Value>) -> Result<(Value, Vec<(String, Value)>), RestError> {
+    fn send_messages(&mut self, grant: &Grant, params: &Map<String, Value>) -> Result<(Value, Caused), RestError> {
         let (connector, line) = self.active_line(grant, params)?;
         let messages = params.get("MESSAGES").and_then(Value::as_array).cloned().ok_or_else(|| arg_error("MESSAGES is required"))?;
         let mut results = Vec::new();

@@ -14,7 +14,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::openlines::{Installation, OlMessage, SimActivity, SimChat};
+use super::openlines::{Installation, OlMessage, SimActivity, SimChat, is_user};
 use crate::clock::{now_millis, now_secs};
 use crate::domain::EntityType;
 
@@ -213,7 +213,7 @@ impl SandboxPortal {
             "user.current" => portal
                 .users
                 .iter()
-                .find(|u| u["ID"] == grant.user_id.to_string())
+                .find(|u| is_user(u, grant.user_id))
                 .cloned()
                 .ok_or_else(|| RestError::new(StatusCode::UNAUTHORIZED, "invalid_token", "No such user.")),
             "app.info" => Ok(json!({
