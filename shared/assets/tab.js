@@ -399,7 +399,10 @@
         m.connector ? fmt('message_meta', { connector: m.connector }) : null,
         m.connector && valid ? ' · ' : null,
         valid ? h('time', { dateTime: date.toISOString() }, timeFormat.format(date)) : null),
-      m.reason ? h('p', { className: 'olc-msg-reason' }, String(m.reason)) : null);
+      m.reason ? h('p', { className: 'olc-msg-reason' }, String(m.reason)) : null,
+      m.published?.state === 'failed'
+        ? h('p', { className: 'olc-msg-reason' }, fmt('publication_failed', { reason: String(m.published.reason ?? '') }))
+        : null);
   }
 
   function renderMessages(list) {

@@ -496,8 +496,4 @@ impl SandboxPortal {
     pub fn activities(&self) -> Vec<Value> {
         self.lock().activities.iter().map(SimActivity::view).collect()
     }
-
-    pub fn installation(&self, member_id: &str) -> Option<Installation> {
-        self.portal(member_id).map(|p| p.installation)
-    }
 }
