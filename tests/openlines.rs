@@ -452,3 +452,20 @@ async fn an_app_update_sets_up_again_and_may_bring_a_new_application_token() {
     assert!(app.app.services.portals.application_token_matches(&stored, "rotated"));
     assert!(!app.app.services.portals.application_token_matches(&stored, &genuine));
 }
+
+#[tokio::test]
+async fn a_publication_that_cannot_be_made_says_why_and_the_message_stays_sent() {
+    let app = spawn_app().await;
+    let token = lead_tab(&app).await;
+    app.app.services.portals.update(seed::DEMO_MEMBER_ID, |p| p.line.take().is_some()).await.unwrap();
+    let id = app.send_published(&token, IVAN, "No line", "outgoing", false).await;
+    app.wait_for_status(&token, &id, "sent", WAIT).await;
+    let view = eventually(WAIT, "the publication outcome", || async {
+        let view = app.get(&token, &format!("/api/messages/{id}")).await.body;
+        (!view["published"].is_null()).then_some(view)
+    })
+    .await;
+    assert_eq!(view["published"]["state"], "failed");
+    assert!(view["published"]["reason"].as_str().unwrap().contains("not connected to an Open Line"), "{view}");
+    assert!(app.ol_messages().await.is_empty());
+}
