@@ -469,3 +469,20 @@ async fn a_publication_that_cannot_be_made_says_why_and_the_message_stays_sent()
     assert!(view["published"]["reason"].as_str().unwrap().contains("not connected to an Open Line"), "{view}");
     assert!(app.ol_messages().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_crash_after_creating_the_activity_does_not_create_a_second() {
+    let app = spawn_app().await;
+    let token = lead_tab(&app).await;
+    let id = app.send_published(&token, IVAN, "once", "none", true).await;
+    app.wait_for_status(&token, &id, "sent", WAIT).await;
+    activity_showing(&app, &id, "Sent").await;
+    // As if the worker had stopped between crm.activity.configurable.add and recording its id.
+    let services = &app.app.services;
+    services.messages.update(&id, |m| m.activity.take().is_some()).await.unwrap();
+    let job = json!({ "kind": "publish", "message_id": id, "member_id": seed::DEMO_MEMBER_ID }).to_string();
+    let redelivery = Delivery { receipt: "again".into(), body: job, receive_count: 2 };
+    assert_eq!(shared::jobs::handle(services, &redelivery).await, shared::jobs::Outcome::Done);
+    assert_eq!(app.activities().await.len(), 1);
+    assert!(services.messages.get(&id).await.unwrap().unwrap().activity.is_some(), "found again by its originId");
+}

@@ -110,8 +110,7 @@ async fn send_to_open_line(
         let errors = result.get("ERRORS").map(Value::to_string).unwrap_or_else(|| answer.to_string());
         return Err(AppError::invalid("not_published", format!("Open Lines refused the message: {errors}")));
     }
-    let chat_id = result.pointer("/session/CHAT_ID").and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()));
-    let chat_id = chat_id.ok_or_else(|| AppError::new(ErrorKind::Upstream, "portal_error", "Open Lines gave no chat id."))?;
+    let chat_id = id_of(result.pointer("/session/CHAT_ID")).ok_or_else(|| AppError::new(ErrorKind::Upstream, "portal_error", "Open Lines gave no chat id."))?;
     if link.ol_chat_id != Some(chat_id) {
         svc.openlines.set_chat_id(&portal.portal.member_id, &link.external_chat_id, chat_id).await?;
     }
@@ -129,21 +128,43 @@ async fn sync_activity(svc: &Services, portal: &mut PortalClient<'_>, message_id
         "originatorId": CONNECTOR_ID, "originId": message.id,
     });
     let layout = activity_layout(&message);
-    let id = match message.activity {
-        Some(shown) => {
-            portal.call("crm.activity.configurable.update", &json!({ "id": shown.id, "fields": fields, "layout": layout })).await?;
-            shown.id
+    let existing = match message.activity {
+        Some(shown) => Some(shown.id),
+        None if message.activity_requested => find_activity(portal, &message).await?,
+        None => {
+            svc.messages.update(message_id, |m| !std::mem::replace(&mut m.activity_requested, true)).await?;
+            None
+        }
+    };
+    let id = match existing {
+        Some(id) => {
+            portal.call("crm.activity.configurable.update", &json!({ "id": id, "fields": fields, "layout": layout })).await?;
+            id
         }
         None => {
             let params = json!({ "ownerTypeId": message.entity.kind.type_id(), "ownerId": message.entity.id, "fields": fields, "layout": layout });
             let answer = portal.call("crm.activity.configurable.add", &params).await?;
-            let id = answer.pointer("/activity/id").and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()));
-            id.ok_or_else(|| AppError::new(ErrorKind::Upstream, "portal_error", "Bitrix24 gave no activity id."))?
+            id_of(answer.pointer("/activity/id")).ok_or_else(|| AppError::new(ErrorKind::Upstream, "portal_error", "Bitrix24 gave no activity id."))?
         }
     };
     let shown = ActivityShown { id, status: message.status };
     svc.messages.update(message_id, |m| m.activity.replace(shown) != Some(shown)).await?;
     Ok(())
+}
+
+fn id_of(value: Option<&Value>) -> Option<u64> {
+    value.and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+}
+
+/// The activity an interrupted earlier try created for this message, found by its `originId`.
+async fn find_activity(portal: &mut PortalClient<'_>, message: &Message) -> Result<Option<u64>, AppError> {
+    let filter = json!({
+        "filter": { "OWNER_TYPE_ID": message.entity.kind.type_id(), "OWNER_ID": message.entity.id,
+                    "PROVIDER_ID": "CONFIGURABLE_REST_APP", "ORIGIN_ID": message.id },
+        "select": ["ID"],
+    });
+    let found = portal.call("crm.activity.list", &filter).await?;
+    Ok(id_of(found.as_array().and_then(|rows| rows.first()).and_then(|row| row.get("ID"))))
 }
 
 /// The activity as the timeline shows it: the text, who it went to, and a status tag.

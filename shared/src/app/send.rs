@@ -97,6 +97,7 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
         published: None,
         create_activity: request.create_activity,
         activity: None,
+        activity_requested: false,
     };
     svc.messages.create(&message).await?;
     enqueue(svc, &message).await?;

@@ -88,6 +88,10 @@ pub struct Message {
     pub create_activity: bool,
     #[serde(default)]
     pub activity: Option<ActivityShown>,
+    /// Set before the activity is first created: a retry after a crash looks it up
+    /// instead of creating a second one.
+    #[serde(default)]
+    pub activity_requested: bool,
 }
 
 fn default_lang() -> Lang {
@@ -237,6 +241,7 @@ mod tests {
             published: None,
             create_activity: true,
             activity: None,
+            activity_requested: false,
         }
     }
 

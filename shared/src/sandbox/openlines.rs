@@ -200,6 +200,7 @@ impl PortalState {
             "user.get" => none(self.users(grant)),
             "crm.activity.configurable.add" => none(self.activity_add(grant, params)),
             "crm.activity.configurable.update" => none(self.activity_update(grant, params)),
+            "crm.activity.list" => none(Ok(self.activity_list(grant, params))),
             _ => return None,
         })
     }
@@ -421,6 +422,17 @@ impl PortalState {
             history: vec![SimActivity::status(&layout)], layout,
         });
         Ok(json!({ "activity": { "id": id } }))
+    }
+
+    /// `crm.activity.list` over the configurable activities, filtered by owner and origin.
+    fn activity_list(&self, grant: &Grant, params: &Map<String, Value>) -> Value {
+        let filter = params.get("filter").and_then(Value::as_object).cloned().unwrap_or_default();
+        let wanted = |key: &str, actual: &Value| filter.get(key).is_none_or(|w| text_param(&single("v", w), "v") == text_param(&single("v", actual), "v"));
+        let rows = self.activities.iter().filter(|a| a.portal == grant.member_id).map(|a| {
+            json!({ "ID": a.id.to_string(), "OWNER_TYPE_ID": a.owner_type_id.to_string(), "OWNER_ID": a.owner_id.to_string(),
+                    "PROVIDER_ID": "CONFIGURABLE_REST_APP", "ORIGIN_ID": a.fields.get("originId").cloned().unwrap_or(Value::Null) })
+        });
+        Value::Array(rows.filter(|row| ["OWNER_TYPE_ID", "OWNER_ID", "PROVIDER_ID", "ORIGIN_ID"].iter().all(|k| wanted(k, &row[*k]))).collect())
     }
 
     /// Replaces fields and the whole layout, as Bitrix24 does.
