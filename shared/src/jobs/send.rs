@@ -94,7 +94,7 @@ async fn finished(svc: &Services, message: &Message, check_read: bool, outcome: 
         next.push(Job::CheckRead { message_id: message.id.clone(), connector_id: message.connector_id.clone(), attempt: 0 });
     }
     for job in next {
-        if let Err(e) = job.enqueue(svc.queue.as_ref(), std::time::Duration::ZERO).await {
+        if let Err(e) = job.enqueue(svc.queue.as_ref(), Duration::ZERO).await {
             tracing::error!("could not hand the message on (retrying): {e:#}");
             return Outcome::RetryAfter(backoff(1));
         }
