@@ -14,20 +14,25 @@ use shared::i18n::Lang;
 use shared::lambda::{AwsSettings, handle_sqs, services};
 use shared::ports::JobQueue;
 use shared::repo::connectors::{Connector, ConnectorStatus};
-use shared::repo::portals::{Portal, UserAuth};
+use shared::repo::portals::{Portal, TokenOwner, UserAuth};
 use shared::sandbox::seed;
 use tower::ServiceExt;
 
 /// What each sample must answer: HTTP status and a string in the body, or no batch failures.
 fn expectations() -> BTreeMap<&'static str, (u16, &'static str)> {
     BTreeMap::from([
+        // The sample's portal is installed, but without the sample's application_token.
+        ("bitrix-event.json", (401, "application_token")),
         ("card.json", (200, "\"recipients\"")),
+        // A domain under `.test` is no portal's: refused before any request.
+        ("install.json", (400, "bad_domain")),
         ("messages.json", (200, "\"messages\":[]")),
         // The sample's portal is installed but does not know the sample's AUTH_ID.
         ("placement.json", (401, "auth_not_confirmed")),
         // No Telegram adapter on this deployment yet: the recipient was never resolved.
         ("send.json", (422, "recipient_not_on_telegram")),
         ("uploads.json", (200, "X-Amz-Signature")),
+        ("openline-worker.json", (0, "")),
         ("telegram-worker.json", (0, "")),
     ])
 }
@@ -52,18 +57,27 @@ async fn every_sample_event_runs_through_its_handler() {
         s3_path_style: true,
         phone_region: "RU".into(),
         session_minutes: 60,
+        public_url: app.app.url.clone(),
     };
     let svc = services(&config, &settings).await.unwrap();
 
     // Two portals installed on this deployment, both answering at the sandbox portal.
     let rest = app.app.sandbox.portal.rest_url.clone();
     for (member_id, domain) in [(seed::DEMO_MEMBER_ID, seed::DEMO_DOMAIN), ("8f1d8c3a5b6e4f0a9c2d1e7b3a4c5d6e", "example.bitrix24.com")] {
-        let portal = Portal { member_id: member_id.into(), domain: domain.into(), client_endpoint: rest.clone(), application_token: None };
+        let portal = Portal {
+            member_id: member_id.into(),
+            domain: domain.into(),
+            client_endpoint: rest.clone(),
+            application_token: None,
+            line: None,
+            keep_operator_signature: true,
+            lang: Lang::En,
+        };
         svc.portals.save(&portal).await.unwrap();
     }
     let (access, refresh) = app.app.sandbox.portal.issue_tokens(seed::DEMO_MEMBER_ID, 1);
     let auth = UserAuth { access_token: Secret::new(access), refresh_token: Some(Secret::new(refresh)) };
-    svc.portals.save_user_auth(seed::DEMO_MEMBER_ID, 1, &auth).await.unwrap();
+    svc.portals.save_auth(seed::DEMO_MEMBER_ID, TokenOwner::User(1), &auth).await.unwrap();
     let sales = Connector {
         id: "sales".into(),
         member_id: seed::DEMO_MEMBER_ID.into(),
@@ -96,6 +110,7 @@ async fn every_sample_event_runs_through_its_handler() {
         let request = http_request(request);
         let router = match request.uri().path() {
             "/placement" | "/api/card" => shared::http::placement_router(svc.clone()),
+            path if path.starts_with("/bitrix/") => shared::http::bitrix_events_router(svc.clone()),
             _ => shared::http::send_router(svc.clone()),
         };
         let response = router.oneshot(request).await.unwrap();

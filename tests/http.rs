@@ -73,7 +73,9 @@ async fn a_deal_card_lists_its_contacts_and_company() {
 #[tokio::test]
 async fn the_tab_speaks_the_portal_language() {
     let app = spawn_app().await;
-    for (lang, labels) in [("ru", ["Откуда", "Кому", "Сообщение", "Отправить"]), ("en", ["From", "To", "Message", "Send"])] {
+    let ru = ["Откуда", "Кому", "Сообщение", "Отправить", "Публикация в Открытых линиях", "Без публикации", "Создать дело", "Создать чат"];
+    let en = ["From", "To", "Message", "Send", "Publication in Open Lines", "Without publication", "Create activity", "Create chat"];
+    for (lang, labels) in [("ru", ru), ("en", en)] {
         let form = app.placement_form(1, "CRM_LEAD_DETAIL_TAB", 1);
         let (status, page) = app.post_placement(&format!("DOMAIN={}&PROTOCOL=0&LANG={lang}", seed::DEMO_DOMAIN), &form).await;
         assert_eq!(status, StatusCode::OK);

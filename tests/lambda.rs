@@ -98,6 +98,7 @@ async fn the_lambda_binaries_answer_their_sample_events() {
         ("OLCHAT_OPENLINE_DLQ_URL", queue(JobQueue::Openline).dead_letters),
         ("OLCHAT_ENCRYPTION_KEY_PARAMETER", "/olchat/encryption-key".into()),
         ("BITRIX_CLIENT_ID", "local.test".into()),
+        ("OLCHAT_PUBLIC_URL", "https://olchat.execute-api.eu-central-1.amazonaws.com".into()),
         ("BITRIX_CLIENT_SECRET", "test-secret".into()),
     ];
     // A fresh deployment: no portal installed, no session; every answer is a clear refusal.
@@ -107,6 +108,8 @@ async fn the_lambda_binaries_answer_their_sample_events() {
         ("send", "send.json", 401, "bad_session"),
         ("send", "uploads.json", 401, "bad_session"),
         ("send", "messages.json", 401, "bad_session"),
+        ("bitrix-events", "install.json", 400, "bad_domain"),
+        ("bitrix-events", "bitrix-event.json", 401, "application_token"),
     ];
     for (function, event, status, code) in cases {
         let (_watch, port) = watch(function, &env).await;
@@ -116,7 +119,9 @@ async fn the_lambda_binaries_answer_their_sample_events() {
         assert!(body.contains(code), "{function} {event}: {body}");
     }
     // The job names a message that does not exist: dropped, not retried.
-    let (_watch, port) = watch("telegram-worker", &env).await;
-    let answer = invoke(port, "telegram-worker", "telegram-worker.json");
-    assert_eq!(answer["batchItemFailures"], Value::Array(vec![]), "{answer}");
+    for (function, event) in [("telegram-worker", "telegram-worker.json"), ("openline-worker", "openline-worker.json")] {
+        let (_watch, port) = watch(function, &env).await;
+        let answer = invoke(port, function, event);
+        assert_eq!(answer["batchItemFailures"], Value::Array(vec![]), "{function}: {answer}");
+    }
 }

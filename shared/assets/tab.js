@@ -17,6 +17,8 @@
     to: $('to'), toLoading: $('to-loading'), toList: $('to-list'), toEmpty: $('to-empty'),
     unavailableBox: $('to-unavailable-box'), unavailable: $('to-unavailable'),
     message: $('message'), counter: $('counter'), split: $('split'), send: $('send'),
+    publication: $('publication'), createActivity: $('create-activity'),
+    chatBox: $('chat-box'), employees: $('employees'), createChat: $('create-chat'),
     messages: $('messages'), messagesLoading: $('messages-loading'), messagesEmpty: $('messages-empty'),
   };
 
@@ -34,6 +36,7 @@
     selectedKey: null,   // recipient key of the checked radio
     idemKey: null,       // idempotency key of the message being composed
     sending: false,
+    employeesLoaded: false,
     stopped: false,      // session no longer valid: stop polling
     cardSeq: 0, msgSeq: 0,
     syncTimer: 0, msgTimer: 0,
@@ -294,6 +297,8 @@
           recipient: state.selectedKey,
           text,
           idempotency_key: state.idemKey,
+          publication: el.publication.value,
+          create_activity: el.createActivity.checked,
         },
       });
       state.idemKey = null;
@@ -312,6 +317,39 @@
       el.message.readOnly = false;
       el.send.textContent = fmt('send');
       updateSendButton();
+    }
+  }
+
+  // ---- Open Line chat ----
+
+  async function loadEmployees() {
+    if (state.employeesLoaded) return;
+    try {
+      const { employees = [] } = await api('/api/employees');
+      el.employees.replaceChildren(...employees.map((e) => new Option(String(e.name || e.id), String(e.id))));
+      state.employeesLoaded = true;
+      fit();
+    } catch (e) {
+      showError(e);
+    }
+  }
+
+  async function createChat() {
+    clearAlert();
+    if (!state.connectorId) { showAlert(fmt(state.connectors.length ? 'choose_connector' : 'no_connectors')); return; }
+    if (!state.selectedKey) { showAlert(fmt('choose_recipient')); return; }
+    const userIds = Array.from(el.employees.selectedOptions, (o) => Number(o.value));
+    el.createChat.disabled = true;
+    try {
+      const res = await api('/api/chats', {
+        method: 'POST',
+        body: { connector_id: state.connectorId, recipient: state.selectedKey, user_ids: userIds },
+      });
+      announce(fmt('chat_created', { chat: res.chat_id, count: (res.invited || []).length }));
+    } catch (e) {
+      showError(e);
+    } finally {
+      el.createChat.disabled = false;
     }
   }
 
@@ -361,7 +399,10 @@
         m.connector ? fmt('message_meta', { connector: m.connector }) : null,
         m.connector && valid ? ' · ' : null,
         valid ? h('time', { dateTime: date.toISOString() }, timeFormat.format(date)) : null),
-      m.reason ? h('p', { className: 'olc-msg-reason' }, String(m.reason)) : null);
+      m.reason ? h('p', { className: 'olc-msg-reason' }, String(m.reason)) : null,
+      m.published?.state === 'failed'
+        ? h('p', { className: 'olc-msg-reason' }, fmt('publication_failed', { reason: String(m.published.reason ?? '') }))
+        : null);
   }
 
   function renderMessages(list) {
@@ -405,6 +446,12 @@
     composeChanged();
     updateCounter();
   });
+
+  // Another publication mode or activity choice is another message: a new idempotency key.
+  el.publication.addEventListener('change', composeChanged);
+  el.createActivity.addEventListener('change', composeChanged);
+  el.chatBox.addEventListener('toggle', () => { if (el.chatBox.open) loadEmployees(); fit(); });
+  el.createChat.addEventListener('click', createChat);
 
   el.message.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {

@@ -10,14 +10,15 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::adapters::{DirBlobs, SqliteDb, SqliteQueue, SqliteTable};
-use crate::app::{Adapters, Services};
+use crate::app::install::RestEndpoints;
+use crate::app::{Adapters, Services, Site};
 use crate::bitrix::{AppCredentials, BitrixClient};
 use crate::crypto::Secret;
 use crate::domain::phone::region_from_code;
 use crate::http;
 use crate::jobs::runner;
 use crate::ports::JobQueue;
-use crate::sandbox::{self, Sandbox};
+use crate::sandbox::{self, Sandbox, seed};
 use crate::settings::Settings;
 
 const PORTAL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -47,7 +48,7 @@ impl Drop for Embedded {
     }
 }
 
-/// Binds, seeds the sandbox, and starts the server and the telegram worker.
+/// Binds, starts the server and both workers, and installs the app on the sandbox portals.
 pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
     std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("creating {}", settings.data_dir.display()))?;
     let listener = TcpListener::bind(settings.addr).await.with_context(|| format!("binding {}", settings.addr))?;
@@ -70,18 +71,26 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
         client_secret: Secret::new(sandbox::CLIENT_SECRET),
         oauth_url: Sandbox::oauth_url(&url),
     };
+    let site = Site {
+        public_url: settings.public_url.clone().unwrap_or_else(|| url.clone()),
+        endpoints: RestEndpoints::Sandbox {
+            domains: [seed::DEMO_DOMAIN, seed::OTHER_DOMAIN, seed::FRESH_DOMAIN].map(str::to_owned).to_vec(),
+            rest_url: sandbox.portal.rest_url.clone(),
+        },
+    };
     let services = Arc::new(Services::new(
         adapters,
-        BitrixClient::new(credentials, PORTAL_TIMEOUT),
+        BitrixClient::new(credentials, PORTAL_TIMEOUT, settings.portal_rate),
         sealer,
         settings.session_minutes * 60,
         region_from_code(&settings.phone_region),
+        site,
     ));
-    sandbox.install_demo(&services).await?;
 
     let router = http::placement_router(services.clone())
         .merge(http::send_router(services.clone()))
         .merge(http::blobs::routes(blobs))
+        .merge(http::bitrix_events_router(services.clone()))
         .merge(sandbox.routes())
         .layer(tower_http_trace());
     let server = tokio::spawn(async move {
@@ -89,8 +98,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
             tracing::error!("server stopped: {e}");
         }
     });
-    let worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Telegram));
-    Ok(Embedded { addr, url, services, sandbox, queue, tasks: vec![server, worker] })
+    let telegram_worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Telegram));
+    let openline_worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Openline));
+    let app = Embedded { addr, url, services, sandbox, queue, tasks: vec![server, telegram_worker, openline_worker] };
+    // The sandbox portals install the app over HTTP, as Bitrix24 would, once the server answers.
+    app.sandbox.install_demo(&app.services).await?;
+    Ok(app)
 }
 
 /// One log line per request, without the query string (it may carry tokens).

@@ -11,7 +11,9 @@ use tracing::Instrument;
 
 use crate::adapters::aws::{DynamoTable, QueueUrls, S3Blobs, SqsQueue};
 use crate::adapters::telegram_unavailable::TelegramUnavailable;
-use crate::app::{Adapters, Services};
+use crate::app::install::RestEndpoints;
+use crate::app::{Adapters, Services, Site};
+use crate::bitrix::pacer::PortalRate;
 use crate::bitrix::{AppCredentials, BitrixClient};
 use crate::crypto::{Sealer, Secret};
 use crate::domain::phone::region_from_code;
@@ -41,6 +43,8 @@ pub struct AwsSettings {
     pub s3_path_style: bool,
     pub phone_region: String,
     pub session_minutes: i64,
+    /// The API's base URL, where portals send placements and events (`OLCHAT_PUBLIC_URL`).
+    pub public_url: String,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -73,6 +77,7 @@ impl AwsSettings {
             s3_path_style: var("OLCHAT_S3_PATH_STYLE").is_some_and(|v| v == "true"),
             phone_region: var("OLCHAT_PHONE_REGION").unwrap_or_else(|| "RU".into()),
             session_minutes: var("OLCHAT_SESSION_MINUTES").and_then(|v| v.parse().ok()).unwrap_or(60),
+            public_url: required("OLCHAT_PUBLIC_URL")?,
         })
     }
 }
@@ -120,10 +125,11 @@ pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) ->
     };
     Ok(Arc::new(Services::new(
         adapters,
-        BitrixClient::new(credentials, PORTAL_TIMEOUT),
+        BitrixClient::new(credentials, PORTAL_TIMEOUT, PortalRate::default()),
         sealer,
         settings.session_minutes * 60,
         region_from_code(&settings.phone_region),
+        Site { public_url: settings.public_url.clone(), endpoints: RestEndpoints::Public },
     )))
 }
 

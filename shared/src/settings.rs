@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use crate::bitrix::pacer::PortalRate;
 use crate::crypto::{Sealer, Secret};
 
 #[derive(Clone, Debug)]
@@ -21,6 +22,12 @@ pub struct Settings {
     pub session_minutes: i64,
     /// Receives before a job goes to the dead-letter queue (`OLCHAT_MAX_RECEIVES`, default 10).
     pub max_receives: u32,
+    /// The app's public base URL, for the handlers it registers with portals
+    /// (`OLCHAT_PUBLIC_URL`, default the local server's own URL).
+    pub public_url: Option<String>,
+    /// Our pace per portal (`OLCHAT_PORTAL_RATE` requests a second, default 2, and
+    /// `OLCHAT_PORTAL_BURST`, default 50): the portal's plan's limits.
+    pub portal_rate: PortalRate,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -43,6 +50,11 @@ impl Settings {
             phone_region: var("OLCHAT_PHONE_REGION").unwrap_or_else(|| "RU".into()),
             session_minutes: parsed("OLCHAT_SESSION_MINUTES", 60)?,
             max_receives: parsed("OLCHAT_MAX_RECEIVES", 10)?,
+            public_url: var("OLCHAT_PUBLIC_URL"),
+            portal_rate: PortalRate {
+                per_sec: parsed("OLCHAT_PORTAL_RATE", PortalRate::default().per_sec)?,
+                burst: parsed("OLCHAT_PORTAL_BURST", PortalRate::default().burst)?,
+            },
         })
     }
 
@@ -55,6 +67,8 @@ impl Settings {
             phone_region: "RU".into(),
             session_minutes: 60,
             max_receives: 10,
+            public_url: None,
+            portal_rate: PortalRate::default(),
         }
     }
 

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use futures_util::StreamExt;
-use olchat_tests::spawn_app;
+use olchat_tests::spawn_app_with;
+use shared::bitrix::pacer::PortalRate;
 use serde_json::json;
 use shared::sandbox::seed;
 
@@ -33,7 +34,8 @@ async fn timed<F: std::future::Future<Output = ()>>(rounds: usize, mut f: impl F
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let app = spawn_app().await;
+    // Thousands of tab opens: unpaced, as the sandbox portal has no plan limits.
+    let app = spawn_app_with(|s| s.portal_rate = PortalRate { per_sec: 1e6, burst: 1e6 }).await;
     let http = reqwest::Client::new();
 
     // Floor: a bare axum route on the same machine, same client.

@@ -26,9 +26,16 @@ pub struct Answer {
 
 /// A fresh instance with its own storage and sandbox.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// The same, with settings changed by `adjust`.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     shared::telemetry::init("warn");
     let dir = tempfile::tempdir().expect("temp dir");
-    let app = embedded::start(Settings::ephemeral(dir.path().to_owned())).await.expect("app starts");
+    let mut settings = Settings::ephemeral(dir.path().to_owned());
+    adjust(&mut settings);
+    let app = embedded::start(settings).await.expect("app starts");
     TestApp { app, http: reqwest::Client::new(), _dir: dir }
 }
 
@@ -142,8 +149,78 @@ impl TestApp {
         assert_eq!(status, StatusCode::NO_CONTENT);
     }
 
+    /// Sends `text` to `recipient` with a publication mode and, maybe, an activity; its id.
+    pub async fn send_published(&self, token: &str, recipient: &str, text: &str, publication: &str, create_activity: bool) -> String {
+        let key = format!("k{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+        let body = json!({ "connector_id": "sales", "recipient": recipient, "text": text, "idempotency_key": key,
+                           "publication": publication, "create_activity": create_activity });
+        let answer = self.send(token, body).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+        answer.body["message_id"].as_str().expect("message id").to_owned()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http.get(self.url(path)).send().await.unwrap().json().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> Answer {
+        let response = self.http.post(self.url(path)).json(&body).send().await.expect("answers");
+        Answer { status: response.status(), body: response.json().await.unwrap_or(Value::Null) }
+    }
+
+    /// Open Line messages of the sandbox portal.
+    pub async fn ol_messages(&self) -> Vec<Value> {
+        self.get_json("/sandbox/portal/openlines/messages").await["messages"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// CRM activities of the sandbox portal.
+    pub async fn activities(&self) -> Vec<Value> {
+        self.get_json("/sandbox/portal/activities").await["activities"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// What the app registered on a sandbox portal.
+    pub async fn portal_state(&self, member_id: &str) -> Value {
+        self.get_json(&format!("/sandbox/portal/state?member_id={member_id}")).await
+    }
+
+    /// The sandbox portal installs the app (`via`: `page` or `event`); the app's answer.
+    pub async fn install(&self, member_id: &str, via: &str) -> (u16, String) {
+        let answer = self.post_json("/sandbox/portal/install", json!({ "member_id": member_id, "via": via })).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        (answer.body["status"].as_u64().unwrap() as u16, answer.body["body"].as_str().unwrap_or("").to_owned())
+    }
+
+    /// An employee writes into a sandbox Open Line chat.
+    pub async fn operator_writes(&self, chat_id: u64, user_id: u64, text: &str) -> u64 {
+        let answer = self.post_json("/sandbox/portal/openlines/operator", json!({ "chat_id": chat_id, "user_id": user_id, "text": text })).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        answer.body["message_id"].as_u64().unwrap()
+    }
+
+    /// POSTs a raw event to the app, as Bitrix24 would.
+    pub async fn post_event(&self, body: &str) -> StatusCode {
+        let request = self.http.post(self.url("/bitrix/events")).header("content-type", "application/x-www-form-urlencoded");
+        request.body(body.to_owned()).send().await.expect("answers").status()
+    }
+
     pub async fn portal_requests(&self) -> u64 {
         let body: Value = self.http.get(self.url("/sandbox/portal/stats")).send().await.unwrap().json().await.unwrap();
         body["rest_requests"].as_u64().unwrap()
+    }
+}
+
+/// Polls `probe` until it gives `Some`, or fails after `within` with `what`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

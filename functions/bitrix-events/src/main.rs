@@ -1,7 +1,7 @@
-//! The AWS Lambda entry point of this function is built with the AWS deployment (issue 3).
-//! Until then its routes and jobs run inside `functions/local`.
+//! Lambda behind API Gateway: POST /bitrix/install, POST /bitrix/events and the connector's
+//! settings page (POST /bitrix/connector).
 
-fn main() {
-    eprintln!("bitrix-events: the Lambda entry point is not built yet; run `cargo run --release` (functions/local) instead.");
-    std::process::exit(2);
+#[tokio::main]
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::run_http(shared::http::bitrix_events_router).await
 }

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use crate::domain::{PhoneE164, TelegramUsername};
+use crate::domain::{Formatted, PhoneE164, TelegramUsername};
 use crate::ports::{Account, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
 
 pub struct TelegramUnavailable;
@@ -22,7 +22,11 @@ impl Telegram for TelegramUnavailable {
         Err(unavailable())
     }
 
-    async fn send_text(&self, _: &Account, _: Peer, _: &str, _: i64) -> Result<SentMessage, TelegramError> {
+    async fn send_text(&self, _: &Account, _: Peer, _: &Formatted, _: i64) -> Result<SentMessage, TelegramError> {
+        Err(unavailable())
+    }
+
+    async fn read_outbox_max_id(&self, _: &Account, _: Peer) -> Result<i32, TelegramError> {
         Err(unavailable())
     }
 }

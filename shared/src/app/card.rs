@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::portal::{UserPortal, batch_record};
+use super::portal::{PortalClient, batch_record};
 use super::{AppError, Services};
 use crate::auth::Claims;
 use crate::domain::contact::contact_points;
@@ -128,7 +128,7 @@ fn connector_view(c: &Connector) -> ConnectorView {
 
 /// Reads the record and, for a lead or a deal, its linked contacts and company, in two batches.
 async fn read_contact_points(svc: &Services, claims: &Claims) -> Result<(String, Vec<ContactPoint>), AppError> {
-    let mut portal = UserPortal::open(svc, &claims.portal, claims.user).await?;
+    let mut portal = PortalClient::user(svc, &claims.portal, claims.user).await?;
     let EntityRef { kind, id } = claims.entity;
     let mut first = vec![("record".to_owned(), format!("{}?id={id}", kind.get_method()))];
     if kind == EntityType::Deal {

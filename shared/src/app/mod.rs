@@ -1,6 +1,9 @@
 //! Use cases: what the routes and jobs do, over the ports and repositories.
 
 pub mod card;
+pub mod events;
+pub mod install;
+pub mod openlines;
 pub mod placement;
 pub mod portal;
 pub mod send;
@@ -18,6 +21,7 @@ use crate::repo::RepoError;
 use crate::repo::cards::Cards;
 use crate::repo::connectors::Connectors;
 use crate::repo::messages::Messages;
+use crate::repo::openlines::OpenLines;
 use crate::repo::portals::Portals;
 use crate::repo::resolutions::Resolutions;
 use crate::repo::Records;
@@ -29,6 +33,7 @@ pub struct Services {
     pub resolutions: Resolutions,
     pub cards: Cards,
     pub messages: Messages,
+    pub openlines: OpenLines,
     pub queue: Arc<dyn Queue>,
     pub blobs: Arc<dyn Blobs>,
     pub telegram: Arc<dyn Telegram>,
@@ -36,6 +41,14 @@ pub struct Services {
     pub sessions: SessionSigner,
     /// For phone numbers typed without a country code.
     pub phone_region: Option<country::Id>,
+    pub site: Site,
+}
+
+/// Where the app answers and where the portals it serves answer.
+pub struct Site {
+    /// The app's public base URL: handlers registered with portals point here.
+    pub public_url: String,
+    pub endpoints: install::RestEndpoints,
 }
 
 /// The adapters a process runs on.
@@ -47,20 +60,22 @@ pub struct Adapters {
 }
 
 impl Services {
-    pub fn new(adapters: Adapters, bitrix: BitrixClient, sealer: Sealer, session_secs: i64, phone_region: Option<country::Id>) -> Self {
+    pub fn new(adapters: Adapters, bitrix: BitrixClient, sealer: Sealer, session_secs: i64, phone_region: Option<country::Id>, site: Site) -> Self {
         let records = Records::new(adapters.table);
         Self {
             portals: Portals::new(records.clone(), sealer.clone()),
             connectors: Connectors::new(records.clone()),
             resolutions: Resolutions::new(records.clone()),
             cards: Cards::new(records.clone()),
-            messages: Messages::new(records),
+            messages: Messages::new(records.clone()),
+            openlines: OpenLines::new(records),
             queue: adapters.queue,
             blobs: adapters.blobs,
             telegram: adapters.telegram,
             bitrix,
             sessions: SessionSigner::new(sealer.derive_key("session-token"), session_secs),
             phone_region,
+            site,
         }
     }
 }

@@ -7,7 +7,7 @@ use super::{AppError, ErrorKind, Services};
 use crate::crypto::Secret;
 use crate::domain::{EntityRef, EntityType};
 use crate::i18n::Lang;
-use crate::repo::portals::UserAuth;
+use crate::repo::portals::{TokenOwner, UserAuth};
 
 /// The form fields Bitrix24 POSTs to a placement handler.
 #[derive(Debug, Deserialize)]
@@ -87,7 +87,7 @@ pub async fn open_tab(svc: &Services, query: &PlacementQuery, form: &PlacementFo
         return Err(AppError::new(ErrorKind::Forbidden, "app_not_installed", "The app is not installed on this portal."));
     }
     let auth = UserAuth { access_token: form.auth_id.clone(), refresh_token: form.refresh_id.clone() };
-    svc.portals.save_user_auth(&portal.member_id, user_id, &auth).await?;
+    svc.portals.save_auth(&portal.member_id, TokenOwner::User(user_id), &auth).await?;
     let lang = Lang::from_portal(&query.lang);
     Ok(OpenedTab { token: svc.sessions.issue(&portal.member_id, user_id, entity, lang), lang, portal_time })
 }

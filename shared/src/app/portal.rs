@@ -1,35 +1,50 @@
-//! Calls to a portal on behalf of one of its users, refreshing the token once when
-//! Bitrix24 says it expired.
+//! Calls to a portal with a user's tokens or the portal's own, refreshing once when
+//! Bitrix24 says the access token expired, and keeping the rotated refresh token.
 
 use serde_json::Value;
 
 use super::{AppError, ErrorKind, Services};
-use crate::bitrix::{BatchResult, BitrixError};
-use crate::repo::portals::{Portal, UserAuth};
+use crate::bitrix::{BatchResult, BitrixError, batch_params, parse_batch};
+use crate::repo::portals::{Portal, TokenOwner, UserAuth};
 
-pub struct UserPortal<'a> {
+pub struct PortalClient<'a> {
     svc: &'a Services,
-    portal: Portal,
-    user: u64,
+    pub portal: Portal,
+    owner: TokenOwner,
     auth: UserAuth,
 }
 
-impl<'a> UserPortal<'a> {
-    pub async fn open(svc: &'a Services, member_id: &str, user: u64) -> Result<Self, AppError> {
-        let portal = svc.portals.get(member_id).await?.ok_or_else(unknown_portal)?;
-        let auth = svc.portals.user_auth(member_id, user).await?.ok_or_else(session_gone)?;
-        Ok(Self { svc, portal, user, auth })
+impl<'a> PortalClient<'a> {
+    /// With the tokens of the user who opened the tab.
+    pub async fn user(svc: &'a Services, member_id: &str, user: u64) -> Result<Self, AppError> {
+        Self::open(svc, member_id, TokenOwner::User(user)).await
     }
 
-    pub async fn batch(&mut self, commands: &[(String, String)]) -> Result<BatchResult, AppError> {
+    /// With the portal's own tokens, from the install: for jobs and events, where no user is at hand.
+    pub async fn app(svc: &'a Services, member_id: &str) -> Result<Self, AppError> {
+        Self::open(svc, member_id, TokenOwner::App).await
+    }
+
+    async fn open(svc: &'a Services, member_id: &str, owner: TokenOwner) -> Result<Self, AppError> {
+        let portal = svc.portals.get(member_id).await?.ok_or_else(unknown_portal)?;
+        let auth = svc.portals.auth(member_id, owner).await?.ok_or_else(session_gone)?;
+        Ok(Self { svc, portal, owner, auth })
+    }
+
+    pub async fn call(&mut self, method: &str, params: &Value) -> Result<Value, AppError> {
         let endpoint = self.portal.client_endpoint.clone();
-        match self.svc.bitrix.batch(&endpoint, &self.auth.access_token, commands).await {
+        match self.svc.bitrix.call(&endpoint, &self.auth.access_token, method, params).await {
             Err(e) if e.is_expired_token() => {
                 self.refresh().await?;
-                self.svc.bitrix.batch(&endpoint, &self.auth.access_token, commands).await.map_err(portal_error)
+                self.svc.bitrix.call(&endpoint, &self.auth.access_token, method, params).await.map_err(portal_error)
             }
             other => other.map_err(portal_error),
         }
+    }
+
+    pub async fn batch(&mut self, commands: &[(String, String)]) -> Result<BatchResult, AppError> {
+        let answer = self.call("batch", &batch_params(commands)).await?;
+        parse_batch(&answer).map_err(portal_error)
     }
 
     async fn refresh(&mut self) -> Result<(), AppError> {
@@ -39,7 +54,7 @@ impl<'a> UserPortal<'a> {
             session_gone()
         })?;
         self.auth = UserAuth { access_token: grant.access_token, refresh_token: Some(grant.refresh_token) };
-        self.svc.portals.save_user_auth(&self.portal.member_id, self.user, &self.auth).await?;
+        self.svc.portals.save_auth(&self.portal.member_id, self.owner, &self.auth).await?;
         Ok(())
     }
 }
@@ -60,12 +75,10 @@ pub fn portal_error(e: BitrixError) -> AppError {
             AppError::new(ErrorKind::Forbidden, "access_denied", "Bitrix24 denied access to this CRM record.")
         }
         Some("expired_token" | "invalid_token" | "NO_AUTH_FOUND") => session_gone(),
-        Some("QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT" | "OVERLOAD_LIMIT") => {
-            AppError::new(ErrorKind::Busy, "portal_busy", "Bitrix24 asks to slow down; try again in a few seconds.")
-        }
+        _ if e.is_rate_limit() => AppError::new(ErrorKind::Busy, "portal_busy", "Bitrix24 asks to slow down; try again in a few seconds."),
         _ => {
             tracing::warn!("portal call failed: {e}");
-            AppError::new(ErrorKind::Upstream, "portal_error", "Bitrix24 did not answer as expected; try again.")
+            AppError::new(ErrorKind::Upstream, "portal_error", format!("Bitrix24 did not answer as expected: {e}"))
         }
     }
 }

@@ -7,11 +7,11 @@ use super::{AppError, ErrorKind, Services};
 use crate::auth::Claims;
 use crate::clock::now_millis;
 use crate::domain::message::{MAX_PARTS, TEXT_LIMIT, split_text};
-use crate::domain::{Failure, Message, MessageStatus, Part, RecipientKey};
+use crate::domain::{Failure, Message, MessageStatus, Part, Publication, PublicationMode, RecipientKey, TelegramUser};
 use crate::i18n::{Lang, text};
 use crate::jobs::Job;
-use crate::ports::{JobQueue, TelegramError};
-use crate::repo::connectors::ConnectorStatus;
+use crate::ports::TelegramError;
+use crate::repo::connectors::{Connector, ConnectorStatus};
 use crate::repo::resolutions::Resolution;
 
 #[derive(Debug, Deserialize)]
@@ -20,6 +20,10 @@ pub struct SendRequest {
     pub recipient: String,
     pub text: String,
     pub idempotency_key: String,
+    #[serde(default)]
+    pub publication: PublicationMode,
+    #[serde(default)]
+    pub create_activity: bool,
 }
 
 #[derive(Serialize)]
@@ -32,6 +36,9 @@ pub struct MessageView {
     pub recipient: String,
     pub connector: String,
     pub created_at: i64,
+    pub publication: PublicationMode,
+    /// The Open Line chat it was published to, or why not.
+    pub published: Option<Publication>,
 }
 
 fn valid_idempotency_key(key: &str) -> bool {
@@ -55,22 +62,7 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
         let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
         return Err(AppError::invalid("too_long", text(lang, "too_long", &args)));
     }
-    let connector = svc
-        .connectors
-        .get(&claims.portal, &request.connector_id)
-        .await?
-        .ok_or_else(|| AppError::invalid("unknown_connector", text(lang, "unknown_connector", &[])))?;
-    if connector.status == ConnectorStatus::NeedsLogin {
-        return Err(AppError::invalid("connector_unavailable", text(lang, "connector_unavailable", &[])));
-    }
-    let unknown_recipient = || AppError::invalid("unknown_recipient", text(lang, "unknown_recipient", &[]));
-    let recipient: RecipientKey = request.recipient.parse().map_err(|_| unknown_recipient())?;
-    if !svc.cards.recipients(&claims.portal, claims.entity).await?.contains(&recipient) {
-        return Err(unknown_recipient());
-    }
-    let Some(Resolution::Found { user }) = svc.resolutions.get(&connector.id, &recipient).await? else {
-        return Err(AppError::invalid("recipient_not_on_telegram", text(lang, "recipient_not_on_telegram", &[])));
-    };
+    let (connector, recipient, user) = recipient_account(svc, claims, &request.connector_id, &request.recipient).await?;
 
     let new_id = uuid::Uuid::new_v4().to_string();
     let id = svc.messages.claim_idempotency_key(&claims.portal, claims.user, &request.idempotency_key, &new_id).await?;
@@ -99,20 +91,55 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
         failure: None,
         retry_at: None,
         created_at: now_millis(),
+        lang,
+        client_name: user.display_name(),
+        publication: request.publication,
+        published: None,
+        create_activity: request.create_activity,
+        activity: None,
+        activity_requested: false,
     };
     svc.messages.create(&message).await?;
     enqueue(svc, &message).await?;
+    if message.create_activity {
+        // The activity shows "queued" at once; the worker updates it as the message goes.
+        publish_job(&message).enqueue(svc.queue.as_ref(), std::time::Duration::ZERO).await.map_err(|e| AppError::internal(format!("queue: {e:#}")))?;
+    }
     svc.connectors.set_last_used(&claims.portal, claims.user, &connector.id).await?;
     tracing::info!(message_id = %message.id, parts = message.parts.len(), "message queued");
     Ok(message.id)
 }
 
+/// The connector, the recipient and their Telegram account, if this card may address them.
+pub async fn recipient_account(svc: &Services, claims: &Claims, connector_id: &str, recipient: &str) -> Result<(Connector, RecipientKey, TelegramUser), AppError> {
+    let lang = claims.lang;
+    let connector = svc
+        .connectors
+        .get(&claims.portal, connector_id)
+        .await?
+        .ok_or_else(|| AppError::invalid("unknown_connector", text(lang, "unknown_connector", &[])))?;
+    if connector.status == ConnectorStatus::NeedsLogin {
+        return Err(AppError::invalid("connector_unavailable", text(lang, "connector_unavailable", &[])));
+    }
+    let unknown_recipient = || AppError::invalid("unknown_recipient", text(lang, "unknown_recipient", &[]));
+    let recipient: RecipientKey = recipient.parse().map_err(|_| unknown_recipient())?;
+    if !svc.cards.recipients(&claims.portal, claims.entity).await?.contains(&recipient) {
+        return Err(unknown_recipient());
+    }
+    let Some(Resolution::Found { user }) = svc.resolutions.get(&connector.id, &recipient).await? else {
+        return Err(AppError::invalid("recipient_not_on_telegram", text(lang, "recipient_not_on_telegram", &[])));
+    };
+    Ok((connector, recipient, user))
+}
+
 async fn enqueue(svc: &Services, message: &Message) -> Result<(), AppError> {
     let job = Job::Send { message_id: message.id.clone(), connector_id: message.connector_id.clone() };
-    svc.queue
-        .send(JobQueue::Telegram, &job.to_body(), &message.connector_id, std::time::Duration::ZERO)
-        .await
-        .map_err(|e| AppError::internal(format!("queue: {e:#}")))
+    job.enqueue(svc.queue.as_ref(), std::time::Duration::ZERO).await.map_err(|e| AppError::internal(format!("queue: {e:#}")))
+}
+
+/// The Open Line job of a message: publication and activity.
+pub fn publish_job(message: &Message) -> Job {
+    Job::Publish { message_id: message.id.clone(), member_id: message.member_id.clone() }
 }
 
 pub async fn message_view(svc: &Services, claims: &Claims, id: &str) -> Result<MessageView, AppError> {
@@ -144,11 +171,13 @@ fn view(lang: Lang, m: &Message, connectors: &[crate::repo::connectors::Connecto
         id: m.id.clone(),
         status: m.status,
         reason,
-        text: m.parts.iter().map(|p| p.text.as_str()).collect::<Vec<_>>().join("\n"),
+        text: m.text(),
         parts: m.parts.len(),
         recipient: m.recipient_name.clone(),
         connector: connectors.iter().find(|c| c.id == m.connector_id).map(|c| c.name.clone()).unwrap_or_default(),
         created_at: m.created_at,
+        publication: m.publication,
+        published: m.published.clone(),
     }
 }
 

@@ -1,13 +1,17 @@
-//! Bitrix24 REST over HTTP: calls, `batch`, and OAuth refresh. Knows nothing of storage:
-//! callers hand it the endpoint and token and keep what it returns.
+//! Bitrix24 REST over HTTP: calls, `batch`, and OAuth refresh, paced per portal. Knows
+//! nothing of storage: callers hand it the endpoint and token and keep what it returns.
+
+pub mod pacer;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::crypto::Secret;
+use pacer::{LeakyBucket, PortalRate};
 
 /// How many times a rate-limited call is tried before giving up.
 const RATE_LIMIT_TRIES: u32 = 3;
@@ -35,7 +39,7 @@ impl BitrixError {
         self.code() == Some("expired_token")
     }
 
-    fn is_rate_limit(&self) -> bool {
+    pub fn is_rate_limit(&self) -> bool {
         matches!(self.code(), Some("QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT" | "OVERLOAD_LIMIT"))
     }
 }
@@ -76,25 +80,33 @@ pub struct BatchResult {
 pub struct BitrixClient {
     http: reqwest::Client,
     app: AppCredentials,
+    /// One bucket per REST endpoint, which is one portal.
+    pacer: Arc<LeakyBucket>,
 }
 
 impl BitrixClient {
-    pub fn new(app: AppCredentials, timeout: Duration) -> Self {
+    pub fn new(app: AppCredentials, timeout: Duration, rate: PortalRate) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()
             .expect("the HTTP client builds");
-        Self { http, app }
+        Self { http, app, pacer: Arc::new(LeakyBucket::new(rate)) }
     }
 
-    /// Calls `method` on the portal whose REST base is `endpoint`, backing off while the
-    /// portal says it is over its rate limit.
+    /// Our app's `client_id`, which `app.info` names as `CODE`.
+    pub fn client_id(&self) -> &str {
+        &self.app.client_id
+    }
+
+    /// Calls `method` on the portal whose REST base is `endpoint`, paced by its leaky bucket,
+    /// backing off while the portal says it is over its rate limit anyway.
     pub async fn call(&self, endpoint: &str, token: &Secret, method: &str, params: &Value) -> Result<Value, BitrixError> {
         let url = format!("{}/{method}", endpoint.trim_end_matches('/'));
         let mut tries = 0;
         loop {
             tries += 1;
+            self.pacer.acquire(endpoint).await;
             match self.call_once(&url, token, params).await {
                 Err(e) if e.is_rate_limit() && tries < RATE_LIMIT_TRIES => {
                     tracing::warn!(method, "Bitrix24 rate limit, backing off: {e}");
@@ -124,20 +136,7 @@ impl BitrixClient {
 
     /// Runs up to 50 commands (`key`, `method?query`) in one request.
     pub async fn batch(&self, endpoint: &str, token: &Secret, commands: &[(String, String)]) -> Result<BatchResult, BitrixError> {
-        let cmd: serde_json::Map<String, Value> = commands.iter().map(|(k, c)| (k.clone(), Value::String(c.clone()))).collect();
-        let answer = self.call(endpoint, token, "batch", &json!({ "halt": 0, "cmd": cmd })).await?;
-        let mut out = BatchResult::default();
-        if let Some(results) = answer.get("result").and_then(Value::as_object) {
-            out.results = results.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        }
-        // `result_error` is `[]` when empty and an object otherwise.
-        if let Some(errors) = answer.get("result_error").and_then(Value::as_object) {
-            for (key, err) in errors {
-                let err: ErrorBody = serde_json::from_value(err.clone()).map_err(|e| BitrixError::Protocol(e.to_string()))?;
-                out.errors.insert(key.clone(), BitrixError::Api { status: 400, code: err.error, description: err.error_description });
-            }
-        }
-        Ok(out)
+        parse_batch(&self.call(endpoint, token, "batch", &batch_params(commands)).await?)
     }
 
     /// Trades a refresh token for new tokens. The refresh token rotates: store the new one.
@@ -162,6 +161,28 @@ impl BitrixClient {
         }
         serde_json::from_value(body).map_err(|e| BitrixError::Protocol(e.to_string()))
     }
+}
+
+/// The parameters of a `batch` call.
+pub fn batch_params(commands: &[(String, String)]) -> Value {
+    let cmd: serde_json::Map<String, Value> = commands.iter().map(|(k, c)| (k.clone(), Value::String(c.clone()))).collect();
+    json!({ "halt": 0, "cmd": cmd })
+}
+
+/// Splits a `batch` answer into each command's result or error.
+pub fn parse_batch(answer: &Value) -> Result<BatchResult, BitrixError> {
+    let mut out = BatchResult::default();
+    if let Some(results) = answer.get("result").and_then(Value::as_object) {
+        out.results = results.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    }
+    // `result_error` is `[]` when empty and an object otherwise.
+    if let Some(errors) = answer.get("result_error").and_then(Value::as_object) {
+        for (key, err) in errors {
+            let err: ErrorBody = serde_json::from_value(err.clone()).map_err(|e| BitrixError::Protocol(e.to_string()))?;
+            out.errors.insert(key.clone(), BitrixError::Api { status: 400, code: err.error, description: err.error_description });
+        }
+    }
+    Ok(out)
 }
 
 /// reqwest's errors print the URL, which carries the token: keep only the cause.

@@ -39,6 +39,16 @@ impl EntityType {
         }
     }
 
+    /// CRM's numeric entity type id (`ownerTypeId`).
+    pub fn type_id(self) -> u64 {
+        match self {
+            Self::Lead => 1,
+            Self::Deal => 2,
+            Self::Contact => 3,
+            Self::Company => 4,
+        }
+    }
+
     /// The REST method reading one record: `crm.lead.get` etc.
     pub fn get_method(self) -> String {
         format!("crm.{}.get", self.as_str())

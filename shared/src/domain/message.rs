@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::publication::{Publication, PublicationMode};
 use super::{EntityRef, Peer, RecipientKey};
+use crate::i18n::Lang;
 
 /// Telegram's limit for one text message, counted in UTF-16 code units as Telegram does.
 pub const TEXT_LIMIT: usize = 4096;
@@ -71,6 +73,36 @@ pub struct Message {
     /// While waiting out a Telegram flood limit: when the next try is due (unix ms).
     pub retry_at: Option<i64>,
     pub created_at: i64,
+    /// The sender's language, for what the portal shows of this message (the activity).
+    #[serde(default = "default_lang")]
+    pub lang: Lang,
+    /// The client's name as Telegram gives it, for the Open Line chat.
+    #[serde(default)]
+    pub client_name: String,
+    #[serde(default)]
+    pub publication: PublicationMode,
+    /// Set once published (or given up): a redelivered job never publishes twice.
+    #[serde(default)]
+    pub published: Option<Publication>,
+    #[serde(default)]
+    pub create_activity: bool,
+    #[serde(default)]
+    pub activity: Option<ActivityShown>,
+    /// Set before the activity is first created: a retry after a crash looks it up
+    /// instead of creating a second one.
+    #[serde(default)]
+    pub activity_requested: bool,
+}
+
+fn default_lang() -> Lang {
+    Lang::En
+}
+
+/// The CRM activity of a message and the status it shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityShown {
+    pub id: u64,
+    pub status: MessageStatus,
 }
 
 impl Message {
@@ -107,6 +139,36 @@ impl Message {
     pub fn fail(&mut self, failure: Failure) {
         self.status = MessageStatus::Failed;
         self.failure = Some(failure);
+    }
+
+    /// The recipient read it; `false` unless it was sent and not yet read.
+    pub fn mark_read(&mut self) -> bool {
+        let was_sent = self.status == MessageStatus::Sent;
+        if was_sent {
+            self.status = MessageStatus::Read;
+        }
+        was_sent
+    }
+
+    /// The newest Telegram id of its parts; reading up to it means reading all.
+    pub fn last_telegram_id(&self) -> Option<i32> {
+        self.parts.iter().filter_map(|p| p.telegram_id).max()
+    }
+
+    pub fn text(&self) -> String {
+        self.parts.iter().map(|p| p.text.as_str()).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Due for the Open Line: delivered, to be published, and not published yet.
+    pub fn awaits_publication(&self) -> bool {
+        self.publication != PublicationMode::None
+            && matches!(self.status, MessageStatus::Sent | MessageStatus::Read)
+            && self.published.is_none()
+    }
+
+    /// Its activity is missing or shows an older status.
+    pub fn activity_stale(&self) -> bool {
+        self.create_activity && self.activity.is_none_or(|a| a.status != self.status)
     }
 }
 
@@ -173,7 +235,31 @@ mod tests {
             failure: None,
             retry_at: None,
             created_at: 0,
+            lang: Lang::En,
+            client_name: "Ivan Petrov".into(),
+            publication: PublicationMode::Incoming,
+            published: None,
+            create_activity: true,
+            activity: None,
+            activity_requested: false,
         }
+    }
+
+    #[test]
+    fn published_once_after_delivery_and_read_only_when_sent() {
+        let mut m = message(&["a"]);
+        assert!(!m.awaits_publication(), "not before it is delivered");
+        assert!(!m.mark_read());
+        m.begin_sending();
+        m.part_sent(0, Some(7));
+        assert!(m.awaits_publication() && m.activity_stale());
+        m.published = Some(Publication::Published { ol_chat_id: 1 });
+        m.activity = Some(ActivityShown { id: 3, status: MessageStatus::Sent });
+        assert!(!m.awaits_publication() && !m.activity_stale());
+        assert_eq!(m.last_telegram_id(), Some(7));
+        assert!(m.mark_read());
+        assert!(!m.mark_read());
+        assert!(m.activity_stale(), "the activity must now show read");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{AppState, Session};
+use crate::app::openlines::{self, ChatRequest};
 use crate::app::send::SendRequest;
 use crate::app::uploads::UploadRequest;
 use crate::app::{AppError, card, send, uploads};
@@ -24,6 +25,8 @@ pub fn send_routes() -> Router<AppState> {
         .route("/api/uploads", post(post_upload))
         .route("/api/messages", get(list_messages))
         .route("/api/messages/{id}", get(get_message))
+        .route("/api/chats", post(post_chat))
+        .route("/api/employees", get(list_employees))
 }
 
 #[derive(Deserialize)]
@@ -69,4 +72,17 @@ async fn get_message(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(send::message_view(&svc, &claims, &id).await?))
+}
+
+async fn post_chat(
+    State(svc): State<AppState>,
+    Session(claims): Session,
+    body: Result<Json<ChatRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let Json(request) = body.map_err(|e| AppError::bad_request("bad_json", e.body_text()))?;
+    Ok(Json(openlines::create_chat(&svc, &claims, request).await?))
+}
+
+async fn list_employees(State(svc): State<AppState>, Session(claims): Session) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(json!({ "employees": openlines::employees(&svc, &claims).await? })))
 }

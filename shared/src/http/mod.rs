@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod assets;
+pub mod bitrix;
 pub mod blobs;
 pub mod placement;
 
@@ -29,9 +30,14 @@ pub fn placement_router(svc: AppState) -> Router {
         .with_state(svc)
 }
 
-/// `POST /api/send`, `POST /api/uploads`, `GET /api/messages[/{id}]`.
+/// `POST /api/send`, `POST /api/uploads`, `GET /api/messages[/{id}]`, `POST /api/chats`, `GET /api/employees`.
 pub fn send_router(svc: AppState) -> Router {
     api::send_routes().with_state(svc)
+}
+
+/// `POST /bitrix/install`, `POST /bitrix/events`, `POST /bitrix/connector`.
+pub fn bitrix_events_router(svc: AppState) -> Router {
+    bitrix::routes().with_state(svc)
 }
 
 impl ErrorKind {

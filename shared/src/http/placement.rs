@@ -68,7 +68,7 @@ pub fn render_tab(token: &str, lang: Lang) -> Html<String> {
 }
 
 /// Placement errors are shown inside the card, so they are a page, with the right status.
-fn error_page(e: AppError) -> Response {
+pub(super) fn error_page(e: AppError) -> Response {
     let status = e.kind.status();
     let body = format!(
         "<!doctype html><meta charset=utf-8><title>OLChat</title><p role=alert data-error={}>{}</p>",

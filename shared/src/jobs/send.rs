@@ -2,15 +2,17 @@
 //!
 //! Each part is recorded as sent before the next goes out. A part whose send was
 //! interrupted is sent again with the same `random_id`, which Telegram drops as a
-//! duplicate, so neither a crash nor a redelivery sends a part twice.
+//! duplicate, so neither a crash nor a redelivery sends a part twice. A finished message
+//! goes on to the openline-worker (publication, activity) and, sent, to the read check.
 
 use std::time::Duration;
 
-use super::{Outcome, backoff};
+use super::{Job, Outcome, backoff};
 use crate::app::Services;
+use crate::app::send::publish_job;
 use crate::clock::now_millis;
 use crate::domain::message::random_id;
-use crate::domain::{Failure, Message};
+use crate::domain::{Failure, Formatted, Message, MessageStatus, PublicationMode};
 use crate::ports::TelegramError;
 use crate::repo::RepoError;
 use crate::repo::connectors::ConnectorStatus;
@@ -32,7 +34,8 @@ async fn try_send(svc: &Services, message_id: &str, receive_count: u32) -> Resul
     };
     if !claimed {
         tracing::info!(status = ?message.status, "already final; nothing to send");
-        return Ok(Outcome::Done);
+        // The earlier run may have stopped before handing it on; the next steps repeat nothing.
+        return Ok(finished(svc, &message, false, Outcome::Done).await);
     }
     let Some(connector) = svc.connectors.get(&message.member_id, &message.connector_id).await? else {
         return fail(svc, &message, Failure::ConnectorUnauthorized).await;
@@ -42,7 +45,7 @@ async fn try_send(svc: &Services, message_id: &str, receive_count: u32) -> Resul
     }
     let account = connector.account();
     while let Some((index, text)) = message.next_part() {
-        let sent = svc.telegram.send_text(&account, message.peer, text, random_id(&message.id, index)).await;
+        let sent = svc.telegram.send_text(&account, message.peer, &Formatted::plain(text), random_id(&message.id, index)).await;
         match sent {
             Ok(sent) => {
                 message = svc
@@ -77,12 +80,31 @@ async fn try_send(svc: &Services, message_id: &str, receive_count: u32) -> Resul
         }
     }
     tracing::info!("message sent");
-    Ok(Outcome::Done)
+    Ok(finished(svc, &message, true, Outcome::Done).await)
+}
+
+/// Hands a final message on: to the openline-worker when it is published or has an
+/// activity, and (`check_read`) to the read check when its activity will show "read".
+async fn finished(svc: &Services, message: &Message, check_read: bool, outcome: Outcome) -> Outcome {
+    let mut next = Vec::new();
+    if message.publication != PublicationMode::None || message.create_activity {
+        next.push(publish_job(message));
+    }
+    if check_read && message.status == MessageStatus::Sent && message.create_activity {
+        next.push(Job::CheckRead { message_id: message.id.clone(), connector_id: message.connector_id.clone(), attempt: 0 });
+    }
+    for job in next {
+        if let Err(e) = job.enqueue(svc.queue.as_ref(), Duration::ZERO).await {
+            tracing::error!("could not hand the message on (retrying): {e:#}");
+            return Outcome::RetryAfter(backoff(1));
+        }
+    }
+    outcome
 }
 
 async fn fail(svc: &Services, message: &Message, failure: Failure) -> Result<Outcome, RepoError> {
     let reason = format!("{failure:?}");
-    svc.messages.update(&message.id, |m| { m.fail(failure.clone()); true }).await?;
+    let failed = svc.messages.update(&message.id, |m| { m.fail(failure.clone()); true }).await?;
     tracing::warn!(reason, "message failed");
-    Ok(Outcome::Failed(reason))
+    Ok(finished(svc, failed.as_ref().unwrap_or(message), false, Outcome::Failed(reason)).await)
 }

@@ -1,7 +1,7 @@
 //! Telegram as the app uses it, through a user account ("connector").
 
 use async_trait::async_trait;
-use crate::domain::{PhoneE164, TelegramUsername};
+use crate::domain::{Formatted, PhoneE164, TelegramUsername};
 pub use crate::domain::{Peer, TelegramUser};
 
 /// The connected account a call acts as.
@@ -40,6 +40,9 @@ pub trait Telegram: Send + Sync {
     /// The account owning `phone`, when its privacy settings let us find it.
     async fn resolve_phone(&self, account: &Account, phone: &PhoneE164) -> Result<Option<TelegramUser>, TelegramError>;
     async fn resolve_username(&self, account: &Account, username: &TelegramUsername) -> Result<Option<TelegramUser>, TelegramError>;
-    /// `messages.sendMessage`; Telegram drops a repeated `random_id`.
-    async fn send_text(&self, account: &Account, peer: Peer, text: &str, random_id: i64) -> Result<SentMessage, TelegramError>;
+    /// `messages.sendMessage` with its entities; Telegram drops a repeated `random_id`.
+    async fn send_text(&self, account: &Account, peer: Peer, text: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError>;
+    /// The id of the newest message of ours the peer has read (`messages.getPeerDialogs`
+    /// `read_outbox_max_id`); 0 when none.
+    async fn read_outbox_max_id(&self, account: &Account, peer: Peer) -> Result<i32, TelegramError>;
 }

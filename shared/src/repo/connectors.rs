@@ -64,6 +64,11 @@ impl Connectors {
         self.records.put(&portal_pk(&connector.member_id), &sk(&connector.id), connector, None).await
     }
 
+    /// Forgets every connector of the portal, with its Telegram session (uninstall).
+    pub async fn delete_all(&self, member_id: &str) -> Result<(), RepoError> {
+        self.records.delete_prefix(&portal_pk(member_id), PREFIX).await
+    }
+
     pub async fn set_status(&self, member_id: &str, id: &str, status: ConnectorStatus) -> Result<(), RepoError> {
         self.records
             .update::<Connector, _>(&portal_pk(member_id), &sk(id), |c| std::mem::replace(&mut c.status, status) != status)

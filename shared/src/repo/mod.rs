@@ -3,6 +3,7 @@
 pub mod cards;
 pub mod connectors;
 pub mod messages;
+pub mod openlines;
 pub mod portals;
 pub mod resolutions;
 
@@ -101,6 +102,19 @@ impl Records {
 
     pub async fn delete(&self, pk: &str, sk: &str) -> Result<(), RepoError> {
         Ok(self.table.delete(pk, sk).await?)
+    }
+
+    /// Deletes every item of `pk` whose sort key starts with `sk_prefix`.
+    pub async fn delete_prefix(&self, pk: &str, sk_prefix: &str) -> Result<(), RepoError> {
+        loop {
+            let items = self.table.query(pk, sk_prefix, 100, false).await?;
+            if items.is_empty() {
+                return Ok(());
+            }
+            for item in items {
+                self.table.delete(pk, &item.sk).await?;
+            }
+        }
     }
 
     pub async fn query<T: DeserializeOwned>(&self, pk: &str, sk_prefix: &str, limit: usize, newest_first: bool) -> Result<Vec<T>, RepoError> {

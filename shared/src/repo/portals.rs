@@ -1,9 +1,12 @@
-//! Installed portals and the OAuth tokens of their users, sealed at rest.
+//! Installed portals and their OAuth tokens (the portal's own, from install, and each
+//! user's, from the placement), sealed at rest.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::{Records, RepoError, portal_pk};
 use crate::crypto::{Secret, Sealer};
+use crate::i18n::Lang;
 
 /// A Bitrix24 portal that installed the app. Only these are ever called.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -15,9 +18,35 @@ pub struct Portal {
     pub client_endpoint: String,
     /// Sealed `application_token`, which genuine events carry.
     pub application_token: Option<String>,
+    /// The Open Line our connector is active on.
+    #[serde(default)]
+    pub line: Option<String>,
+    /// Keep the operator's name Bitrix24 puts before a reply, or strip it, when it goes to Telegram.
+    #[serde(default = "keep")]
+    pub keep_operator_signature: bool,
+    /// The portal's language at install, for what operators see from the app.
+    #[serde(default = "english")]
+    pub lang: Lang,
 }
 
-/// A user's OAuth tokens, as stored (sealed).
+fn english() -> Lang {
+    Lang::En
+}
+
+fn keep() -> bool {
+    true
+}
+
+/// Whose OAuth tokens a call uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenOwner {
+    /// A user's, from the placement they opened.
+    User(u64),
+    /// The portal's own, from the install (an administrator's, refreshed as the app's).
+    App,
+}
+
+/// OAuth tokens, as stored (sealed).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct SealedAuth {
     access_token: String,
@@ -31,9 +60,18 @@ pub struct UserAuth {
 }
 
 const PORTAL_SK: &str = "portal";
+const AUTH_PREFIX: &str = "auth#";
+const APPLICATION_TOKEN_CONTEXT: &str = "application_token";
 
-fn auth_sk(user: u64) -> String {
-    format!("auth#{user}")
+fn auth_sk(owner: TokenOwner) -> String {
+    match owner {
+        TokenOwner::User(user) => format!("{AUTH_PREFIX}{user}"),
+        TokenOwner::App => format!("{AUTH_PREFIX}app"),
+    }
+}
+
+fn digest(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
 }
 
 #[derive(Clone)]
@@ -55,8 +93,27 @@ impl Portals {
         self.records.put(&portal_pk(&portal.member_id), PORTAL_SK, portal, None).await
     }
 
-    pub async fn save_user_auth(&self, member_id: &str, user: u64, auth: &UserAuth) -> Result<(), RepoError> {
-        let (pk, sk) = (portal_pk(member_id), auth_sk(user));
+    /// Applies `change` to the stored portal; the portal as stored after.
+    pub async fn update(&self, member_id: &str, change: impl FnMut(&mut Portal) -> bool) -> Result<Option<Portal>, RepoError> {
+        self.records.update(&portal_pk(member_id), PORTAL_SK, change).await
+    }
+
+    /// Seals `token` into `portal`, bound to that portal.
+    pub fn set_application_token(&self, portal: &mut Portal, token: &Secret) {
+        let context = format!("{}/{APPLICATION_TOKEN_CONTEXT}", portal_pk(&portal.member_id));
+        portal.application_token = Some(self.sealer.seal_str(token.expose(), &context));
+    }
+
+    /// Whether `candidate` is the portal's stored `application_token` (compared as digests,
+    /// so the time taken says nothing about the token).
+    pub fn application_token_matches(&self, portal: &Portal, candidate: &str) -> bool {
+        let context = format!("{}/{APPLICATION_TOKEN_CONTEXT}", portal_pk(&portal.member_id));
+        let stored = portal.application_token.as_ref().and_then(|t| self.sealer.open_secret(t, &context).ok());
+        stored.is_some_and(|s| digest(s.expose()) == digest(candidate))
+    }
+
+    pub async fn save_auth(&self, member_id: &str, owner: TokenOwner, auth: &UserAuth) -> Result<(), RepoError> {
+        let (pk, sk) = (portal_pk(member_id), auth_sk(owner));
         let context = format!("{pk}/{sk}");
         let sealed = SealedAuth {
             access_token: self.sealer.seal_str(auth.access_token.expose(), &context),
@@ -66,8 +123,8 @@ impl Portals {
     }
 
     /// `None` when absent or when it no longer opens (key rotated): the user reopens the tab.
-    pub async fn user_auth(&self, member_id: &str, user: u64) -> Result<Option<UserAuth>, RepoError> {
-        let (pk, sk) = (portal_pk(member_id), auth_sk(user));
+    pub async fn auth(&self, member_id: &str, owner: TokenOwner) -> Result<Option<UserAuth>, RepoError> {
+        let (pk, sk) = (portal_pk(member_id), auth_sk(owner));
         let Some(stored) = self.records.get::<SealedAuth>(&pk, &sk).await? else { return Ok(None) };
         let context = format!("{pk}/{sk}");
         let access = self.sealer.open_secret(&stored.value.access_token, &context);
@@ -76,5 +133,12 @@ impl Portals {
             (Ok(access_token), Ok(refresh_token)) => Some(UserAuth { access_token, refresh_token }),
             _ => None,
         })
+    }
+
+    /// Forgets the portal and every token of it (uninstall).
+    pub async fn delete(&self, member_id: &str) -> Result<(), RepoError> {
+        let pk = portal_pk(member_id);
+        self.records.delete_prefix(&pk, AUTH_PREFIX).await?;
+        self.records.delete(&pk, PORTAL_SK).await
     }
 }

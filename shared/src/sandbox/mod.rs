@@ -1,6 +1,7 @@
 //! The sandbox: a simulated Bitrix24 portal and a simulated Telegram, seeded with demo
 //! data, over the same ports and protocols as the real ones. `cargo run` starts in it.
 
+pub mod openlines;
 pub mod portal;
 pub mod seed;
 pub mod telegram;
@@ -18,9 +19,7 @@ use serde_json::{Value, json};
 
 use crate::app::Services;
 use crate::domain::{EntityType, PhoneE164};
-use crate::repo::RepoError;
 use crate::repo::connectors::{Connector, ConnectorStatus};
-use crate::repo::portals::Portal;
 use portal::SandboxPortal;
 use telegram::{Fault, SandboxTelegram};
 
@@ -30,6 +29,18 @@ pub const CLIENT_SECRET: &str = "sandbox-client-secret";
 pub struct Sandbox {
     pub portal: Arc<SandboxPortal>,
     pub telegram: Arc<SandboxTelegram>,
+    /// Where the app answers: the sandbox portal installs it and sends it events here.
+    app_url: String,
+}
+
+/// How Bitrix24 tells the app it was installed.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstallVia {
+    /// The install page (`PLACEMENT=DEFAULT`), opened by the administrator.
+    Page,
+    /// The `ONAPPINSTALL` event.
+    Event,
 }
 
 impl Sandbox {
@@ -39,25 +50,54 @@ impl Sandbox {
         Self {
             portal: Arc::new(SandboxPortal::new(seed::portals(), CLIENT_ID, CLIENT_SECRET, rest_url)),
             telegram: Arc::new(SandboxTelegram::new(seed::telegram_users())),
+            app_url: base_url.to_owned(),
         }
+    }
+
+    /// The sandbox portal installs the app as Bitrix24 does: it POSTs to `/bitrix/install`.
+    /// The app's answer (status and body).
+    pub async fn install_app(&self, member_id: &str, via: InstallVia) -> anyhow::Result<(u16, String)> {
+        let grant = self.portal.install(member_id).ok_or_else(|| anyhow::anyhow!("no sandbox portal {member_id}"))?;
+        let url = format!("{}/bitrix/install", self.app_url);
+        let request = match via {
+            InstallVia::Page => {
+                let query = [("DOMAIN", grant.domain.as_str()), ("PROTOCOL", "0"), ("LANG", "en"), ("APP_SID", "sandbox")];
+                let form = [
+                    ("AUTH_ID", grant.access_token.as_str()), ("AUTH_EXPIRES", "3600"), ("REFRESH_ID", &grant.refresh_token),
+                    ("SERVER_ENDPOINT", "https://oauth.bitrix.info/rest/"), ("APPLICATION_TOKEN", &grant.application_token),
+                    ("member_id", member_id), ("status", "L"), ("PLACEMENT", "DEFAULT"), ("PLACEMENT_OPTIONS", "{}"),
+                ];
+                self.portal.http.post(url).query(&query).form(&form)
+            }
+            InstallVia::Event => {
+                let event = json!({
+                    "event": "ONAPPINSTALL", "data": { "VERSION": "1", "ACTIVE": "Y", "INSTALLED": "Y", "LANGUAGE_ID": "en" },
+                    "ts": crate::clock::now_secs().to_string(),
+                    "auth": {
+                        "domain": grant.domain, "scope": "crm,placement,imopenlines,imconnector,im,user",
+                        "access_token": grant.access_token, "refresh_token": grant.refresh_token, "expires_in": "3600",
+                        "server_endpoint": "https://oauth.bitrix.info/rest/", "status": "L", "client_endpoint": self.portal.rest_url,
+                        "member_id": member_id, "application_token": grant.application_token,
+                    },
+                });
+                let body = serde_qs::Config::new().use_form_encoding(true).serialize_string(&event)?;
+                self.portal.http.post(url).header("content-type", "application/x-www-form-urlencoded").body(body)
+            }
+        };
+        let answer = request.send().await.map_err(|e| anyhow::anyhow!("install request: {}", e.without_url()))?;
+        Ok((answer.status().as_u16(), answer.text().await.unwrap_or_default()))
     }
 
     pub fn oauth_url(base_url: &str) -> String {
         format!("{base_url}/sandbox/portal")
     }
 
-    /// Records the demo portals as installed and their connectors as connected, as the
-    /// install flow and the connector login would.
-    pub async fn install_demo(&self, svc: &Services) -> Result<(), RepoError> {
+    /// Installs the app on the demo portals through the real install flow, and records their
+    /// Telegram accounts as connected, as the connector login would.
+    pub async fn install_demo(&self, svc: &Services) -> anyhow::Result<()> {
         for member_id in [seed::DEMO_MEMBER_ID, seed::OTHER_MEMBER_ID] {
-            let sim = self.portal.portal(member_id).expect("seeded portal");
-            let portal = Portal {
-                member_id: sim.member_id.clone(),
-                domain: sim.domain.clone(),
-                client_endpoint: self.portal.rest_url.clone(),
-                application_token: None,
-            };
-            svc.portals.save(&portal).await?;
+            let (status, page) = self.install_app(member_id, InstallVia::Page).await?;
+            anyhow::ensure!(status == 200, "installing on {member_id} answered {status}: {page}");
         }
         let users = self.telegram.users();
         for demo in seed::DEMO_CONNECTORS {
@@ -83,6 +123,9 @@ impl Sandbox {
             .route("/sandbox/telegram/messages", get(telegram_messages))
             .route("/sandbox/telegram/read", post(telegram_read))
             .route("/sandbox/telegram/faults", post(telegram_faults))
+            .route("/sandbox/openlines", get(openlines_page))
+            .route("/sandbox/portal/install", post(install_hook))
+            .route("/sandbox/portal/uninstall", post(uninstall_hook))
             .with_state(self.clone());
         pages.merge(portal::routes().with_state(self.portal.clone()))
     }
@@ -118,7 +161,10 @@ async fn index() -> Html<String> {
 <p>A simulated Bitrix24 portal (<code>{domain}</code>) and a simulated Telegram. Open the app in a CRM card,
 as Bitrix24 would: it POSTs the placement with a fresh user token.</p>
 <table class=olc-table><thead><tr><th>Card</th><th>What it shows</th><th>Open the app</th></tr></thead><tbody>{rows}</tbody></table>
-<p>What the simulated Telegram received: <a href=/sandbox/telegram/messages>/sandbox/telegram/messages</a> (JSON).</p>
+<p>What the simulated Telegram received: <a href=/sandbox/telegram/messages>/sandbox/telegram/messages</a> (JSON).
+The Open Line chats, where you can answer as an operator: <a href=/sandbox/openlines>/sandbox/openlines</a>;
+their messages and the CRM activities as JSON: <a href=/sandbox/portal/openlines/messages>/sandbox/portal/openlines/messages</a>,
+<a href=/sandbox/portal/activities>/sandbox/portal/activities</a>.</p>
 <p>Demo Telegram users: Ivan Petrov and Dmitry Sokolov can be found by phone; Olga Smirnova only by her username;
 Svetlana Kuznetsova hides her number; +7 495 100-20-30 has no Telegram account.</p></main></html>",
         domain = seed::DEMO_DOMAIN
@@ -206,4 +252,70 @@ fn one() -> usize {
 async fn telegram_faults(State(sandbox): SandboxState, Json(f): Json<FaultRequest>) -> StatusCode {
     sandbox.telegram.inject(f.fault, f.on_resolve, f.count);
     StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct InstallRequest {
+    member_id: String,
+    #[serde(default = "page")]
+    via: InstallVia,
+}
+
+fn page() -> InstallVia {
+    InstallVia::Page
+}
+
+/// Test and demo hook: the portal's administrator installs the app (again).
+async fn install_hook(State(sandbox): SandboxState, Json(r): Json<InstallRequest>) -> (StatusCode, Json<Value>) {
+    match sandbox.install_app(&r.member_id, r.via).await {
+        Ok((status, body)) => (StatusCode::OK, Json(json!({ "status": status, "body": body }))),
+        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e.to_string() }))),
+    }
+}
+
+#[derive(Deserialize)]
+struct UninstallRequest {
+    member_id: String,
+}
+
+/// Test and demo hook: the portal's administrator removes the app.
+async fn uninstall_hook(State(sandbox): SandboxState, Json(r): Json<UninstallRequest>) -> StatusCode {
+    sandbox.portal.uninstall(&r.member_id);
+    StatusCode::NO_CONTENT
+}
+
+/// The Open Line chats of the demo portal; a form on each lets a person answer as an operator.
+async fn openlines_page(State(sandbox): SandboxState) -> Html<String> {
+    let messages = sandbox.portal.ol_messages();
+    let employees = sandbox.portal.portal(seed::DEMO_MEMBER_ID).map(|p| p.users).unwrap_or_default();
+    let options: String = employees
+        .iter()
+        .map(|u| format!("<option value=\"{}\">{} {}</option>", HtmlEscape(u["ID"].as_str().unwrap_or("")),
+            HtmlEscape(u["NAME"].as_str().unwrap_or("")), HtmlEscape(u["LAST_NAME"].as_str().unwrap_or(""))))
+        .collect();
+    let mut chats = String::new();
+    for chat in sandbox.portal.chats().iter().filter(|c| c.portal == seed::DEMO_MEMBER_ID) {
+        let lines: String = messages
+            .iter()
+            .filter(|m| m.chat_id == chat.id)
+            .map(|m| format!("<li><b>{}</b> ({}{}): {}</li>", HtmlEscape(&m.author), m.direction,
+                if m.delivered { ", delivered" } else { "" }, HtmlEscape(&m.text)))
+            .collect();
+        chats.push_str(&format!(
+            "<section><h2 class=olc-heading>Chat {id} — {name}</h2><ul>{lines}</ul>
+<form method=post action=/sandbox/portal/openlines/operator><input type=hidden name=chat_id value={id}>
+<label>Operator <select name=user_id>{options}</select></label>
+<label>Reply <input name=text required></label> <button class=olc-btn>Send as operator</button></form></section>",
+            id = chat.id,
+            name = HtmlEscape(&chat.user_name),
+        ));
+    }
+    if chats.is_empty() {
+        chats = "<p>No Open Line chat yet: send a message from a card with publication on, or create a chat.</p>".into();
+    }
+    Html(format!(
+        "<!doctype html><html lang=en><meta charset=utf-8><title>OLChat sandbox — Open Lines</title>
+<link rel=stylesheet href=/assets/tab.css><main class=olc><h1 class=olc-heading>Open Line chats</h1>{chats}
+<p><a href=/sandbox>Back</a></p></main></html>"
+    ))
 }

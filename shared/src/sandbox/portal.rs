@@ -14,6 +14,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::openlines::{Installation, OlMessage, SimActivity, SimChat, is_user};
 use crate::clock::{now_millis, now_secs};
 use crate::domain::EntityType;
 
@@ -29,23 +30,39 @@ pub struct SimPortal {
     pub records: HashMap<(EntityType, u64), Value>,
     /// Deal id → `crm.deal.contact.items.get` rows.
     pub deal_contacts: HashMap<u64, Vec<Value>>,
+    /// Its Open Lines: `imopenlines.config.list.get` rows.
+    pub lines: Vec<Value>,
+    /// What our app registered here when installed.
+    pub installation: Installation,
 }
 
 #[derive(Clone)]
-struct Grant {
-    member_id: String,
-    user_id: u64,
+pub(super) struct Grant {
+    pub member_id: String,
+    pub user_id: u64,
     expires_at: i64,
 }
 
 #[derive(Default)]
-struct PortalState {
-    portals: Vec<SimPortal>,
+pub(super) struct PortalState {
+    pub portals: Vec<SimPortal>,
     access: HashMap<String, Grant>,
     refresh: HashMap<String, (String, u64)>,
     rest_requests: u64,
     /// The next this many REST calls answer QUERY_LIMIT_EXCEEDED.
     rate_limited: u32,
+    pub next_id: u64,
+    pub chats: Vec<SimChat>,
+    pub ol_messages: Vec<OlMessage>,
+    pub activities: Vec<SimActivity>,
+}
+
+/// What Bitrix24 hands an app when an administrator installs it.
+pub struct InstallGrant {
+    pub domain: String,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub application_token: String,
 }
 
 pub struct SandboxPortal {
@@ -54,17 +71,19 @@ pub struct SandboxPortal {
     client_secret: String,
     /// Where this portal's REST API answers, as `client_endpoint` says.
     pub rest_url: String,
+    /// Delivers events to the app.
+    pub(super) http: reqwest::Client,
 }
 
 /// A REST error as Bitrix24 writes it.
-struct RestError {
+pub(super) struct RestError {
     status: StatusCode,
     code: &'static str,
-    description: String,
+    pub description: String,
 }
 
 impl RestError {
-    fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
         Self { status, code, description: description.into() }
     }
 
@@ -96,10 +115,11 @@ impl SandboxPortal {
             client_id: client_id.to_owned(),
             client_secret: client_secret.to_owned(),
             rest_url,
+            http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().expect("the HTTP client builds"),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, PortalState> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, PortalState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -111,6 +131,27 @@ impl SandboxPortal {
         state.access.insert(access.clone(), grant);
         state.refresh.insert(refresh.clone(), (member_id.to_owned(), user_id));
         (access, refresh)
+    }
+
+    /// An administrator installs the app: tokens for user 1 and the app's `application_token`
+    /// (kept across reinstalls).
+    pub fn install(&self, member_id: &str) -> Option<InstallGrant> {
+        let (access_token, refresh_token) = self.issue_tokens(member_id, 1);
+        let mut state = self.lock();
+        let portal = state.portals.iter_mut().find(|p| p.member_id == member_id)?;
+        let install = &mut portal.installation;
+        install.installed = true;
+        let application_token = install.application_token.get_or_insert_with(token).clone();
+        Some(InstallGrant { domain: portal.domain.clone(), access_token, refresh_token, application_token })
+    }
+
+    /// An administrator removes the app: `OnAppUninstall` goes out, then everything it registered is dropped.
+    pub fn uninstall(&self, member_id: &str) {
+        self.deliver(vec![(member_id.to_owned(), json!({ "LANGUAGE_ID": "en", "CLEAN": "0" }))], "OnAppUninstall");
+        let mut state = self.lock();
+        if let Some(portal) = state.portals.iter_mut().find(|p| p.member_id == member_id) {
+            portal.installation = Installation::default();
+        }
     }
 
     /// Every access token issued so far expires now (refresh tokens stay valid).
@@ -154,7 +195,12 @@ impl SandboxPortal {
         Ok(grant)
     }
 
-    fn call(&self, grant: &Grant, method: &str, params: &Map<String, Value>) -> Result<Value, RestError> {
+    fn call(&self, grant: &Grant, method: &str, params: &Map<String, Value>, events: &mut Vec<(String, Value)>) -> Result<Value, RestError> {
+        if let Some(answer) = self.lock().platform_call(grant, method, params) {
+            let (value, caused) = answer?;
+            events.extend(caused);
+            return Ok(value);
+        }
         let portal = self
             .portal(&grant.member_id)
             .ok_or_else(|| RestError::new(StatusCode::UNAUTHORIZED, "invalid_token", "The portal is gone."))?;
@@ -167,7 +213,7 @@ impl SandboxPortal {
             "user.current" => portal
                 .users
                 .iter()
-                .find(|u| u["ID"] == grant.user_id.to_string())
+                .find(|u| is_user(u, grant.user_id))
                 .cloned()
                 .ok_or_else(|| RestError::new(StatusCode::UNAUTHORIZED, "invalid_token", "No such user.")),
             "app.info" => Ok(json!({
@@ -179,7 +225,7 @@ impl SandboxPortal {
                 portal.records.get(&(EntityType::Deal, id)).ok_or_else(not_found)?;
                 Ok(Value::Array(portal.deal_contacts.get(&id).cloned().unwrap_or_default()))
             }
-            "batch" => Ok(self.batch(grant, params)),
+            "batch" => Ok(self.batch(grant, params, events)),
             other => {
                 let kind = EntityType::ALL
                     .into_iter()
@@ -191,7 +237,7 @@ impl SandboxPortal {
     }
 
     /// `batch`: `cmd` of `method?query`, with `$result[key][field]` references to earlier results.
-    fn batch(&self, grant: &Grant, params: &Map<String, Value>) -> Value {
+    fn batch(&self, grant: &Grant, params: &Map<String, Value>, events: &mut Vec<(String, Value)>) -> Value {
         let mut results = Map::new();
         let mut errors = Map::new();
         let commands = params.get("cmd").and_then(Value::as_object).cloned().unwrap_or_default();
@@ -204,7 +250,7 @@ impl SandboxPortal {
                 .map(|(k, v)| (k, Value::String(substitute(&v, &results))))
                 .collect();
             sub.insert("auth".into(), Value::Null);
-            match self.call(grant, method, &sub) {
+            match self.call(grant, method, &sub, events) {
                 Ok(result) => {
                     results.insert(key.clone(), result);
                 }
@@ -260,6 +306,10 @@ pub fn routes() -> Router<std::sync::Arc<SandboxPortal>> {
         .route("/sandbox/portal/oauth/token/", get(oauth_token))
         .route("/sandbox/portal/faults", post(faults))
         .route("/sandbox/portal/stats", get(stats))
+        .route("/sandbox/portal/state", get(state))
+        .route("/sandbox/portal/openlines/messages", get(openline_messages))
+        .route("/sandbox/portal/openlines/operator", post(operator_writes))
+        .route("/sandbox/portal/activities", get(activities))
 }
 
 async fn rest(
@@ -272,7 +322,9 @@ async fn rest(
     portal.lock().rest_requests += 1;
     let params = params(query.as_deref(), &body);
     let method = method.trim_end_matches(".json").to_ascii_lowercase();
-    let answer = portal.authenticate(&params).and_then(|grant| portal.call(&grant, &method, &params));
+    let mut events = Vec::new();
+    let answer = portal.authenticate(&params).and_then(|grant| portal.call(&grant, &method, &params, &mut events));
+    portal.deliver(events, "OnImConnectorMessageAdd");
     match answer {
         Ok(result) => Json(json!({ "result": result, "time": time_block(started) })).into_response(),
         Err(e) => e.into_response(),
@@ -333,4 +385,53 @@ async fn faults(State(portal): State<std::sync::Arc<SandboxPortal>>, Json(f): Js
 
 async fn stats(State(portal): State<std::sync::Arc<SandboxPortal>>) -> Json<Value> {
     Json(json!({ "rest_requests": portal.rest_requests() }))
+}
+
+#[derive(Deserialize)]
+struct StateQuery {
+    member_id: String,
+}
+
+/// What the app registered on a portal: placements, connector, active lines, event bindings.
+async fn state(State(portal): State<std::sync::Arc<SandboxPortal>>, Query(q): Query<StateQuery>) -> Response {
+    match portal.portal(&q.member_id) {
+        Some(p) => Json(json!({
+            "member_id": p.member_id, "domain": p.domain, "lines": p.lines,
+            "installed": p.installation.installed, "application_token_set": p.installation.application_token.is_some(),
+            "placements": p.installation.placements, "connectors": p.installation.connectors,
+            "active": p.installation.active, "events": p.installation.events,
+            "chats": portal.chats().into_iter().filter(|c| c.portal == p.member_id).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({ "error": "no such sandbox portal" }))).into_response(),
+    }
+}
+
+async fn openline_messages(State(portal): State<std::sync::Arc<SandboxPortal>>) -> Json<Value> {
+    Json(json!({ "messages": portal.ol_messages() }))
+}
+
+async fn activities(State(portal): State<std::sync::Arc<SandboxPortal>>) -> Json<Value> {
+    Json(json!({ "activities": portal.activities() }))
+}
+
+#[derive(Deserialize)]
+struct OperatorMessage {
+    chat_id: u64,
+    user_id: u64,
+    text: String,
+}
+
+/// An employee writes into an Open Line chat (JSON, or the form of the sandbox page).
+async fn operator_writes(State(portal): State<std::sync::Arc<SandboxPortal>>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
+    let is_form = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let parsed: Result<OperatorMessage, String> =
+        if is_form { serde_urlencoded::from_bytes(&body).map_err(|e| e.to_string()) } else { serde_json::from_slice(&body).map_err(|e| e.to_string()) };
+    let written = parsed.and_then(|m| if m.text.trim().is_empty() { Err("the text is empty".into()) } else { Ok(m) })
+        .and_then(|m| portal.operator_writes(m.chat_id, m.user_id, &m.text));
+    match (written, is_form) {
+        (Ok(_), true) => axum::response::Redirect::to("/sandbox/openlines").into_response(),
+        (Ok(id), false) => Json(json!({ "message_id": id })).into_response(),
+        (Err(e), _) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response(),
+    }
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
+use super::openlines::Installation;
 use super::portal::SimPortal;
 use super::telegram::{PhonePrivacy, SimUser};
 use crate::domain::EntityType;
@@ -14,6 +15,9 @@ pub const DEMO_DOMAIN: &str = "demo.bitrix24.sandbox";
 /// A second installed portal, so that crossing portals can be tried (and refused).
 pub const OTHER_MEMBER_ID: &str = "sandbox-other-portal";
 pub const OTHER_DOMAIN: &str = "other.bitrix24.sandbox";
+/// A portal that has not installed the app yet: the install flow can be tried on it.
+pub const FRESH_MEMBER_ID: &str = "sandbox-fresh-portal";
+pub const FRESH_DOMAIN: &str = "fresh.bitrix24.sandbox";
 
 /// The connectors' own Telegram accounts.
 pub const SALES_ACCOUNT: i64 = 9001;
@@ -72,6 +76,10 @@ fn employee(id: u64, name: &str, last_name: &str, email: &str) -> Value {
             "ADMIN": id == 1, "TIME_ZONE": "Europe/Moscow", "USER_TYPE": "employee" })
 }
 
+fn line(id: u64, name: &str) -> Value {
+    json!({ "ID": id.to_string(), "LINE_NAME": name, "ACTIVE": "Y" })
+}
+
 pub fn portals() -> Vec<SimPortal> {
     let mut records = HashMap::new();
     records.insert((EntityType::Lead, 1), json!({
@@ -108,9 +116,12 @@ pub fn portals() -> Vec<SimPortal> {
         users: vec![
             employee(1, "Anna", "Smirnova", "anna@demo.example"),
             employee(2, "Boris", "Ivanov", "boris@demo.example"),
+            employee(3, "Clara", "Orlova", "clara@demo.example"),
         ],
         records,
         deal_contacts,
+        lines: vec![line(1, "Sales"), line(2, "Support")],
+        installation: Installation::default(),
     };
     let other = SimPortal {
         member_id: OTHER_MEMBER_ID.into(),
@@ -121,6 +132,17 @@ pub fn portals() -> Vec<SimPortal> {
             "PHONE": multi("PHONE", &[("MOBILE", "+7 916 123-45-67")]),
         }))]),
         deal_contacts: HashMap::new(),
+        lines: vec![line(1, "Open Line")],
+        installation: Installation::default(),
     };
-    vec![demo, other]
+    let fresh = SimPortal {
+        member_id: FRESH_MEMBER_ID.into(),
+        domain: FRESH_DOMAIN.into(),
+        users: vec![employee(1, "Fiona", "Fresh", "fiona@fresh.example")],
+        records: HashMap::new(),
+        deal_contacts: HashMap::new(),
+        lines: vec![line(7, "Clients")],
+        installation: Installation::default(),
+    };
+    vec![demo, other, fresh]
 }

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::now_secs;
-use crate::domain::{PhoneE164, TelegramUsername};
+use crate::domain::formatting::TextEntity;
+use crate::domain::{Formatted, PhoneE164, TelegramUsername};
 use crate::ports::{Account, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
 
 /// "Who can find me by my number".
@@ -57,6 +58,8 @@ pub struct ReceivedMessage {
     pub to_user_id: i64,
     pub to_username: Option<String>,
     pub text: String,
+    /// Formatting (bold, links...) as Telegram's entities.
+    pub entities: Vec<TextEntity>,
     /// `text` for now; `photo`, `document`, `voice` with media sends.
     pub media: String,
     pub date: i64,
@@ -184,7 +187,7 @@ impl Telegram for SandboxTelegram {
             .map(SimUser::as_telegram_user))
     }
 
-    async fn send_text(&self, account: &Account, peer: Peer, text: &str, random_id: i64) -> Result<SentMessage, TelegramError> {
+    async fn send_text(&self, account: &Account, peer: Peer, text: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError> {
         let mut state = self.lock();
         let fault = state.send_faults.pop_front();
         if let Some(f) = fault.as_ref().filter(|f| **f != Fault::DropAfterDelivery) {
@@ -210,7 +213,8 @@ impl Telegram for SandboxTelegram {
             from_username: me.username.clone(),
             to_user_id: to.id,
             to_username: to.username.clone(),
-            text: text.to_owned(),
+            text: text.text.clone(),
+            entities: text.entities.clone(),
             media: "text".into(),
             date: now_secs(),
             read: false,
@@ -220,5 +224,12 @@ impl Telegram for SandboxTelegram {
             Some(f) => Err(fault_error(&f)),
             None => Ok(SentMessage { id: Some(id) }),
         }
+    }
+
+    async fn read_outbox_max_id(&self, account: &Account, peer: Peer) -> Result<i32, TelegramError> {
+        let state = self.lock();
+        let me = state.session(account)?.id;
+        let read = state.received.iter().filter(|m| m.from_user_id == me && m.to_user_id == peer.user_id && m.read);
+        Ok(read.map(|m| m.id).max().unwrap_or(0))
     }
 }

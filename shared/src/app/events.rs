@@ -1,0 +1,193 @@
+//! Events Bitrix24 POSTs to the app, bracket-encoded (`auth[member_id]=…`): genuine only
+//! with the portal's stored `application_token`, acknowledged at once, the work queued
+//! (Bitrix24 does not retry an event).
+
+use serde::Deserialize;
+
+use super::install::{CONNECTOR_ID, InstallGrant, register_portal, uninstall};
+use super::{AppError, ErrorKind, Services};
+use crate::crypto::Secret;
+use crate::i18n::Lang;
+use crate::jobs::{Job, OperatorMessage};
+
+#[derive(Deserialize)]
+struct Envelope {
+    event: String,
+    auth: EventAuth,
+}
+
+#[derive(Deserialize)]
+struct EventAuth {
+    member_id: String,
+    #[serde(default)]
+    domain: String,
+    access_token: Option<Secret>,
+    refresh_token: Option<Secret>,
+    application_token: Option<Secret>,
+}
+
+#[derive(Deserialize)]
+struct WithData<T> {
+    data: T,
+}
+
+#[derive(Deserialize, Default)]
+struct AppData {
+    #[serde(rename = "LANGUAGE_ID", default)]
+    language_id: String,
+}
+
+#[derive(Deserialize)]
+struct ConnectorMessages {
+    #[serde(rename = "CONNECTOR")]
+    connector: String,
+    #[serde(rename = "LINE")]
+    line: String,
+    #[serde(rename = "MESSAGES")]
+    messages: Vec<ConnectorMessage>,
+}
+
+#[derive(Deserialize)]
+struct ConnectorMessage {
+    im: ImIds,
+    message: WrittenText,
+    chat: ExternalChat,
+}
+
+#[derive(Deserialize)]
+struct ImIds {
+    chat_id: u64,
+    message_id: u64,
+}
+
+#[derive(Deserialize)]
+struct WrittenText {
+    user_id: u64,
+    #[serde(default)]
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct ExternalChat {
+    id: String,
+}
+
+fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, AppError> {
+    serde_qs::Config::new()
+        .use_form_encoding(true)
+        .max_depth(8)
+        .deserialize_bytes(body)
+        .map_err(|e| AppError::bad_request("bad_event", format!("This is not a Bitrix24 event: {e}.")))
+}
+
+/// Whether a POST to the install handler is an event (`ONAPPINSTALL`) rather than the install page.
+pub fn is_event(body: &[u8]) -> bool {
+    decode::<Envelope>(body).is_ok()
+}
+
+/// `ONAPPINSTALL` at the install handler: the portal is registered, its set-up queued.
+pub async fn on_install(svc: &Services, body: &[u8]) -> Result<(), AppError> {
+    let envelope: Envelope = decode(body)?;
+    if !envelope.event.eq_ignore_ascii_case("ONAPPINSTALL") {
+        return Err(AppError::bad_request("unexpected_event", "The install handler takes ONAPPINSTALL only."));
+    }
+    register_and_set_up(svc, body, envelope).await
+}
+
+/// Registers the portal from an event's tokens (verified with the portal) and queues its set-up.
+async fn register_and_set_up(svc: &Services, body: &[u8], envelope: Envelope) -> Result<(), AppError> {
+    let data = decode::<WithData<AppData>>(body).map(|d| d.data).unwrap_or_default();
+    let auth = envelope.auth;
+    let access_token = auth.access_token.ok_or_else(|| AppError::bad_request("missing_token", "The event carries no access token."))?;
+    let grant = InstallGrant {
+        member_id: auth.member_id,
+        domain: auth.domain,
+        access_token,
+        refresh_token: auth.refresh_token,
+        application_token: auth.application_token,
+        lang: Lang::from_portal(&data.language_id),
+    };
+    let portal = register_portal(svc, grant).await?;
+    queue(svc, Job::SetUp { member_id: portal.member_id }).await
+}
+
+async fn queue(svc: &Services, job: Job) -> Result<(), AppError> {
+    job.enqueue(svc.queue.as_ref(), std::time::Duration::ZERO).await.map_err(|e| AppError::internal(format!("queue: {e:#}")))
+}
+
+/// `POST /bitrix/events`: refuses an event without the portal's `application_token`, then
+/// queues its work.
+pub async fn accept(svc: &Services, body: &[u8]) -> Result<(), AppError> {
+    let envelope: Envelope = decode(body)?;
+    let event = envelope.event.to_ascii_uppercase();
+    let member_id = envelope.auth.member_id.clone();
+    let portal = svc.portals.get(&member_id).await?;
+    let offered = envelope.auth.application_token.as_ref().map(Secret::expose).unwrap_or("");
+    let genuine = portal.as_ref().is_some_and(|p| svc.portals.application_token_matches(p, offered));
+    if !genuine {
+        if event == "ONAPPUPDATE" && portal.is_some() {
+            // An update may bring a new application_token: trusted once the portal confirms the event's access token.
+            return register_and_set_up(svc, body, envelope).await;
+        }
+        tracing::warn!(member_id, event, "event refused: its application_token is not the portal's");
+        return Err(AppError::new(ErrorKind::Unauthorized, "bad_application_token", "This event does not carry the portal's application_token."));
+    }
+    match event.as_str() {
+        "ONIMCONNECTORMESSAGEADD" => queue_operator_messages(svc, &member_id, decode::<WithData<ConnectorMessages>>(body)?.data).await,
+        "ONAPPUNINSTALL" => uninstall(svc, &member_id).await,
+        "ONAPPUPDATE" => queue(svc, Job::SetUp { member_id }).await,
+        _ => {
+            tracing::info!(event, "event ignored");
+            Ok(())
+        }
+    }
+}
+
+/// Each message of one of our chats becomes a job; others' connectors and unknown chats are not ours.
+async fn queue_operator_messages(svc: &Services, member_id: &str, data: ConnectorMessages) -> Result<(), AppError> {
+    if data.connector != CONNECTOR_ID {
+        return Ok(());
+    }
+    for item in data.messages {
+        let Some(link) = svc.openlines.chat(member_id, &item.chat.id).await? else {
+            tracing::info!(chat = item.chat.id, "message in a chat we do not know; ignored");
+            continue;
+        };
+        let message = OperatorMessage {
+            member_id: member_id.to_owned(),
+            connector_id: link.connector_id,
+            line: data.line.clone(),
+            external_chat_id: item.chat.id,
+            ol_chat_id: item.im.chat_id,
+            im_message_id: item.im.message_id,
+            user_id: item.message.user_id,
+            text: item.message.text,
+        };
+        queue(svc, Job::Reply(message)).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_bitrix_bracket_forms_encoded_or_not() {
+        let raw = "event=ONIMCONNECTORMESSAGEADD&data[CONNECTOR]=olchat_telegram&data[LINE]=1\
+            &data[MESSAGES][0][im][chat_id]=12&data[MESSAGES][0][im][message_id]=34\
+            &data[MESSAGES][0][message][user_id]=1&data[MESSAGES][0][message][text]=%5Bb%5DHi%5B%2Fb%5D+there\
+            &data[MESSAGES][0][message][id][0]=34&data[MESSAGES][0][chat][id]=sales-1001\
+            &auth[member_id]=m1&auth[application_token]=t";
+        for body in [raw.to_owned(), raw.replace('[', "%5B").replace(']', "%5D")] {
+            let envelope: Envelope = decode(body.as_bytes()).unwrap();
+            assert_eq!((envelope.event.as_str(), envelope.auth.member_id.as_str()), ("ONIMCONNECTORMESSAGEADD", "m1"));
+            let data = decode::<WithData<ConnectorMessages>>(body.as_bytes()).unwrap().data;
+            let m = &data.messages[0];
+            assert_eq!((m.im.chat_id, m.im.message_id, m.message.user_id), (12, 34, 1));
+            assert_eq!((m.message.text.as_str(), m.chat.id.as_str()), ("[b]Hi[/b] there", "sales-1001"));
+        }
+        assert!(decode::<Envelope>(b"garbage").is_err());
+        assert!(decode::<Envelope>(b"event=X").is_err(), "auth is required");
+    }
+}

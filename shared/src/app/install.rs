@@ -1,0 +1,231 @@
+//! Installing the app on a portal: trust the portal's tokens only once the portal confirms
+//! them, store them sealed, then register what the app needs there (card tabs, the Open
+//! Lines connector on a line, event handlers). Every step may run again: reinstalls and
+//! updates change nothing that is already in place.
+
+use serde_json::{Value, json};
+
+use super::portal::{PortalClient, portal_error, unknown_portal};
+use super::{AppError, ErrorKind, Services};
+use crate::crypto::Secret;
+use crate::domain::EntityType;
+use crate::i18n::{Lang, text};
+use crate::repo::portals::{Portal, TokenOwner, UserAuth};
+
+/// Our connector's id in Open Lines.
+pub const CONNECTOR_ID: &str = "olchat_telegram";
+pub const CONNECTOR_NAME: &str = "OLChat for Telegram";
+/// The Telegram plane, as the connector's icon (`ICON[DATA_IMAGE]`).
+const CONNECTOR_ICON: &str = "data:image/svg+xml;charset=US-ASCII,%3Csvg%20xmlns%3D%22http%3A%2F%2Fwww.w3.org%2F2000%2Fsvg%22%20viewBox%3D%220%200%2024%2024%22%3E%3Cpath%20fill%3D%22%23fff%22%20d%3D%22M9.8%2015.2l-.4%205.3c.6%200%20.8-.2%201.1-.5l2.7-2.6%205.6%204.1c1%20.6%201.8.3%202-.9l3.7-17.2c.3-1.5-.6-2.1-1.6-1.7L1.3%209.9c-1.4.6-1.4%201.4-.2%201.8l5.5%201.7L19.3%205.4c.6-.4%201.2-.2.7.2%22%2F%3E%3C%2Fsvg%3E";
+/// The events the app reacts to; Bitrix24 drops bindings on update, so they are bound again each time.
+const EVENTS: [&str; 3] = ["OnImConnectorMessageAdd", "OnAppUninstall", "OnAppUpdate"];
+
+/// Where a portal's REST API answers, derived from the `DOMAIN` Bitrix24 names, never from a
+/// URL a request carries (which could point anywhere).
+#[derive(Clone, Debug)]
+pub enum RestEndpoints {
+    /// `https://{domain}/rest/` for a public host name.
+    Public,
+    /// The sandbox portal answers for its own domains at one local URL.
+    Sandbox { domains: Vec<String>, rest_url: String },
+}
+
+impl RestEndpoints {
+    pub fn for_domain(&self, domain: &str) -> Option<String> {
+        let domain = domain.trim().to_ascii_lowercase();
+        match self {
+            Self::Public => is_public_host(&domain).then(|| format!("https://{domain}/rest/")),
+            Self::Sandbox { domains, rest_url } => domains.contains(&domain).then(|| rest_url.clone()),
+        }
+    }
+}
+
+/// A DNS name on the internet: no IP address, no port, no local-only name.
+fn is_public_host(domain: &str) -> bool {
+    let labels: Vec<&str> = domain.split('.').collect();
+    let label_ok = |l: &&str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let top = labels.last().copied().unwrap_or("");
+    labels.len() >= 2
+        && labels.iter().all(label_ok)
+        && top.bytes().all(|b| b.is_ascii_lowercase())
+        && !["localhost", "local", "internal", "lan", "home", "test", "invalid"].contains(&top)
+}
+
+/// The tokens and ids an install (page or `ONAPPINSTALL`) or an update hands the app.
+pub struct InstallGrant {
+    pub member_id: String,
+    pub domain: String,
+    pub access_token: Secret,
+    pub refresh_token: Option<Secret>,
+    pub application_token: Option<Secret>,
+    pub lang: Lang,
+}
+
+/// Stores the portal and its own tokens once the portal itself confirms the access token
+/// (`app.info` answers with our app). A known portal is only ever called at its stored domain.
+pub async fn register_portal(svc: &Services, grant: InstallGrant) -> Result<Portal, AppError> {
+    let known = svc.portals.get(&grant.member_id).await?;
+    let endpoint = match &known {
+        Some(p) if p.domain.eq_ignore_ascii_case(grant.domain.trim()) => p.client_endpoint.clone(),
+        Some(_) => return Err(AppError::new(ErrorKind::Forbidden, "domain_mismatch", "This portal installed the app from another domain.")),
+        None => svc.site.endpoints.for_domain(&grant.domain).ok_or_else(|| {
+            AppError::bad_request("bad_domain", "DOMAIN must be the Bitrix24 portal's host name.")
+        })?,
+    };
+    let not_confirmed = || AppError::new(ErrorKind::Unauthorized, "install_not_confirmed", "Bitrix24 did not confirm this install.");
+    let info = svc.bitrix.call(&endpoint, &grant.access_token, "app.info", &json!({})).await.map_err(|e| {
+        tracing::warn!(member_id = %grant.member_id, "install check failed: {e}");
+        not_confirmed()
+    })?;
+    if info.get("CODE").and_then(Value::as_str) != Some(svc.bitrix.client_id()) {
+        return Err(not_confirmed());
+    }
+    let mut portal = known.unwrap_or_else(|| Portal {
+        member_id: grant.member_id.clone(),
+        domain: grant.domain.trim().to_ascii_lowercase(),
+        client_endpoint: endpoint,
+        application_token: None,
+        line: None,
+        keep_operator_signature: true,
+        lang: grant.lang,
+    });
+    portal.lang = grant.lang;
+    if let Some(token) = &grant.application_token {
+        svc.portals.set_application_token(&mut portal, token);
+    }
+    svc.portals.save(&portal).await?;
+    // Online events carry no refresh token: keep the one stored.
+    let refresh_token = match grant.refresh_token {
+        Some(token) => Some(token),
+        None => svc.portals.auth(&portal.member_id, TokenOwner::App).await?.and_then(|a| a.refresh_token),
+    };
+    let auth = UserAuth { access_token: grant.access_token, refresh_token };
+    svc.portals.save_auth(&portal.member_id, TokenOwner::App, &auth).await?;
+    tracing::info!(member_id = %portal.member_id, "portal registered");
+    Ok(portal)
+}
+
+/// The install page (`PLACEMENT=DEFAULT`): an administrator is waiting, so the set-up runs now.
+pub async fn install_from_page(svc: &Services, grant: InstallGrant, placement: &str) -> Result<(), AppError> {
+    if placement != "DEFAULT" {
+        return Err(AppError::bad_request("unsupported_placement", "The install page is opened with PLACEMENT=DEFAULT."));
+    }
+    let portal = register_portal(svc, grant).await?;
+    set_up(svc, &portal.member_id).await
+}
+
+/// Binds the card tabs, registers the connector and activates it on a line, binds the
+/// events: whatever is missing, nothing twice.
+pub async fn set_up(svc: &Services, member_id: &str) -> Result<(), AppError> {
+    let mut portal = PortalClient::app(svc, member_id).await?;
+    let base = svc.site.public_url.trim_end_matches('/');
+
+    let placement_handler = format!("{base}/placement");
+    let bound = portal.call("placement.get", &json!({})).await?;
+    for kind in EntityType::ALL {
+        if bound_to(&bound, "placement", kind.placement(), &placement_handler) {
+            continue;
+        }
+        let title = |lang| text(lang, "placement_title", &[]);
+        let params = json!({
+            "PLACEMENT": kind.placement(), "HANDLER": placement_handler, "TITLE": title(Lang::En),
+            "LANG_ALL": { "en": { "TITLE": title(Lang::En) }, "ru": { "TITLE": title(Lang::Ru) } },
+        });
+        portal.call("placement.bind", &params).await?;
+    }
+
+    let connector = json!({
+        "ID": CONNECTOR_ID, "NAME": CONNECTOR_NAME,
+        "ICON": { "DATA_IMAGE": CONNECTOR_ICON, "COLOR": "#2AABEE", "SIZE": "90%", "POSITION": "center" },
+        "PLACEMENT_HANDLER": format!("{base}/bitrix/connector"),
+        // Bitrix24 puts the operator's name before each reply; the portal's setting keeps or strips it.
+        "NEED_SIGNATURE": true, "CHAT_GROUP": false,
+    });
+    portal.call("imconnector.register", &connector).await?;
+    let line = match portal.portal.line.clone() {
+        Some(line) => Some(line),
+        None => first_line(&portal.call("imopenlines.config.list.get", &json!({})).await?),
+    };
+    if let Some(line) = line {
+        activate(svc, &mut portal, &line).await?;
+    }
+
+    let event_handler = format!("{base}/bitrix/events");
+    let bound = portal.call("event.get", &json!({})).await?;
+    for event in EVENTS {
+        if !bound_to(&bound, "event", &event.to_ascii_uppercase(), &event_handler) {
+            portal.call("event.bind", &json!({ "event": event, "handler": event_handler, "event_type": "online" })).await?;
+        }
+    }
+    tracing::info!(member_id, "portal set up");
+    Ok(())
+}
+
+/// Turns our connector on for `line` and remembers the line.
+pub async fn activate(svc: &Services, portal: &mut PortalClient<'_>, line: &str) -> Result<(), AppError> {
+    portal.call("imconnector.activate", &json!({ "CONNECTOR": CONNECTOR_ID, "LINE": line, "ACTIVE": 1 })).await?;
+    let member_id = portal.portal.member_id.clone();
+    svc.portals.update(&member_id, |p| p.line.replace(line.to_owned()).as_deref() != Some(line)).await?;
+    Ok(())
+}
+
+fn first_line(lines: &Value) -> Option<String> {
+    let id = lines.as_array()?.first()?.get("ID")?;
+    id.as_str().map(str::to_owned).or_else(|| id.as_u64().map(|n| n.to_string()))
+}
+
+/// Whether a `placement.get` / `event.get` row binds `name` to `handler` already.
+fn bound_to(rows: &Value, field: &str, name: &str, handler: &str) -> bool {
+    rows.as_array().into_iter().flatten().any(|row| {
+        row.get(field).and_then(Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case(name))
+            && row.get("handler").and_then(Value::as_str) == Some(handler)
+    })
+}
+
+/// `OnAppUninstall`: the portal's tokens and its connectors' Telegram sessions go.
+pub async fn uninstall(svc: &Services, member_id: &str) -> Result<(), AppError> {
+    svc.connectors.delete_all(member_id).await?;
+    svc.portals.delete(member_id).await?;
+    tracing::info!(member_id, "portal uninstalled: tokens and Telegram sessions deleted");
+    Ok(())
+}
+
+/// The connector's settings page inside Open Lines (`SETTING_CONNECTOR`): the
+/// administrator picked a line for it.
+pub async fn connect_line(svc: &Services, member_id: &str, domain: &str, auth_id: &Secret, line: &str) -> Result<(), AppError> {
+    let portal = svc.portals.get(member_id).await?.ok_or_else(unknown_portal)?;
+    if !portal.domain.eq_ignore_ascii_case(domain.trim()) {
+        return Err(AppError::new(ErrorKind::Forbidden, "domain_mismatch", "The DOMAIN of this request is not this portal's."));
+    }
+    let user = svc.bitrix.call(&portal.client_endpoint, auth_id, "user.current", &json!({})).await.map_err(portal_error)?;
+    if user.get("ADMIN") != Some(&Value::Bool(true)) {
+        return Err(AppError::new(ErrorKind::Forbidden, "not_admin", "Only a Bitrix24 administrator can connect the Open Line."));
+    }
+    if line.is_empty() || !line.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AppError::bad_request("bad_line", "PLACEMENT_OPTIONS must name the Open Line (LINE)."));
+    }
+    let mut client = PortalClient::app(svc, member_id).await?;
+    activate(svc, &mut client, line).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_host_names_become_endpoints() {
+        let public = RestEndpoints::Public;
+        assert_eq!(public.for_domain("Example.Bitrix24.com").as_deref(), Some("https://example.bitrix24.com/rest/"));
+        for bad in ["127.0.0.1", "localhost", "intranet", "a.local", "evil.com:8080", "evil.com/x", "x..com", "-a.com", "169.254.169.254", ""] {
+            assert_eq!(public.for_domain(bad), None, "{bad}");
+        }
+        let sandbox = RestEndpoints::Sandbox { domains: vec!["demo.sandbox".into()], rest_url: "http://127.0.0.1:1/rest/".into() };
+        assert_eq!(sandbox.for_domain("demo.sandbox").as_deref(), Some("http://127.0.0.1:1/rest/"));
+        assert_eq!(sandbox.for_domain("example.bitrix24.com"), None);
+    }
+}

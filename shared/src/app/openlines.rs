@@ -1,0 +1,288 @@
+//! The Open Line side of a message: publishing it into the client's chat (creating the
+//! chat when missing), the CRM activity that shows its delivery status, creating a chat
+//! from the card, and operator replies going back to the client.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::install::CONNECTOR_ID;
+use super::portal::PortalClient;
+use super::send::{failure_text, recipient_account};
+use super::{AppError, ErrorKind, Services};
+use crate::auth::Claims;
+use crate::clock::now_secs;
+use crate::domain::message::ActivityShown;
+use crate::domain::{Message, MessageStatus, Publication, PublicationMode, TelegramUser};
+use crate::i18n::text;
+use crate::repo::connectors::Connector;
+use crate::repo::openlines::{ChatLink, external_chat_id};
+
+/// The mark of a message published as if the client wrote it.
+const INCOMING_MARK: &str = "[b]OLChat[/b][br]";
+
+/// Whether a failed portal call may succeed later (rate limit, outage) rather than never.
+pub fn retryable(e: &AppError) -> bool {
+    matches!(e.kind, ErrorKind::Busy | ErrorKind::Upstream | ErrorKind::Internal)
+}
+
+/// Publishes the message if due and brings its activity up to date. Safe to run again:
+/// the message records what was done.
+pub async fn publish_message(svc: &Services, message_id: &str) -> Result<(), AppError> {
+    let Some(message) = svc.messages.get(message_id).await? else { return Ok(()) };
+    if !message.awaits_publication() && !message.activity_stale() {
+        return Ok(());
+    }
+    let mut portal = PortalClient::app(svc, &message.member_id).await?;
+    if message.awaits_publication() {
+        let outcome = match publish(svc, &mut portal, &message).await {
+            Ok(ol_chat_id) => Publication::Published { ol_chat_id },
+            Err(e) if retryable(&e) => return Err(e),
+            Err(e) => Publication::Failed { reason: e.message },
+        };
+        tracing::info!(message_id, ?outcome, "publication");
+        svc.messages.update(message_id, |m| m.published.is_none() && m.published.replace(outcome.clone()).is_none()).await?;
+    }
+    sync_activity(svc, &mut portal, message_id).await
+}
+
+async fn publish(svc: &Services, portal: &mut PortalClient<'_>, message: &Message) -> Result<u64, AppError> {
+    let link = link_chat(svc, &message.member_id, &message.connector_id, message.peer, &message.client_name).await?;
+    let (text, employee) = match message.publication {
+        PublicationMode::Incoming => (format!("{INCOMING_MARK}{}", message.text()), None),
+        PublicationMode::Outgoing => (message.text(), Some(message.user_id)),
+        PublicationMode::None => unreachable!("awaits_publication checked the mode"),
+    };
+    if employee.is_some() {
+        // Written before publishing, so an echo arriving at once is already known as ours.
+        svc.openlines.expect_echo(&message.member_id, &link.external_chat_id, &text, &message.id).await?;
+    }
+    send_to_open_line(svc, portal, &link, &message.id, &text, employee).await
+}
+
+async fn link_chat(svc: &Services, member_id: &str, connector_id: &str, peer: crate::domain::Peer, client_name: &str) -> Result<ChatLink, AppError> {
+    let link = ChatLink {
+        external_chat_id: external_chat_id(connector_id, peer),
+        connector_id: connector_id.to_owned(),
+        peer,
+        client_name: client_name.to_owned(),
+        ol_chat_id: None,
+    };
+    Ok(svc.openlines.link(member_id, link).await?)
+}
+
+/// A name Open Lines accepts: at most 25 letters, spaces, hyphens and apostrophes.
+fn ol_name(name: &str) -> String {
+    let kept: String = name.chars().filter(|c| c.is_alphabetic() || matches!(c, ' ' | '-' | '\'')).take(25).collect();
+    kept.trim().to_owned()
+}
+
+/// One message through our connector (`imconnector.send.messages`), as the client or, with
+/// `employee`, on that employee's behalf. This creates the chat when missing; its id.
+async fn send_to_open_line(
+    svc: &Services,
+    portal: &mut PortalClient<'_>,
+    link: &ChatLink,
+    external_message_id: &str,
+    text: &str,
+    employee: Option<u64>,
+) -> Result<u64, AppError> {
+    let line = portal.portal.line.clone().ok_or_else(|| {
+        AppError::invalid("no_open_line", "The Telegram connector is not connected to an Open Line of this portal.")
+    })?;
+    let (first, last) = link.client_name.split_once(' ').unwrap_or((&link.client_name, ""));
+    let first = Some(ol_name(first)).filter(|n| !n.is_empty()).unwrap_or_else(|| "Telegram".into());
+    let mut message = json!({ "id": external_message_id, "date": now_secs(), "text": text });
+    if let Some(employee) = employee {
+        message["user_id"] = json!(employee);
+    }
+    let params = json!({
+        "CONNECTOR": CONNECTOR_ID, "LINE": line,
+        "MESSAGES": [{
+            "user": { "id": format!("tg{}", link.peer.user_id), "name": first, "last_name": ol_name(last),
+                      "skip_phone_validate": "Y" },
+            "message": message,
+            "chat": { "id": link.external_chat_id, "name": link.client_name },
+        }],
+    });
+    let answer = portal.call("imconnector.send.messages", &params).await?;
+    let result = answer.pointer("/DATA/RESULT/0").cloned().unwrap_or(Value::Null);
+    if result.get("SUCCESS") != Some(&Value::Bool(true)) {
+        let errors = result.get("ERRORS").map(Value::to_string).unwrap_or_else(|| answer.to_string());
+        return Err(AppError::invalid("not_published", format!("Open Lines refused the message: {errors}")));
+    }
+    let chat_id = id_of(result.pointer("/session/CHAT_ID")).ok_or_else(|| AppError::new(ErrorKind::Upstream, "portal_error", "Open Lines gave no chat id."))?;
+    if link.ol_chat_id != Some(chat_id) {
+        svc.openlines.set_chat_id(&portal.portal.member_id, &link.external_chat_id, chat_id).await?;
+    }
+    Ok(chat_id)
+}
+
+/// Creates or updates the message's activity to show its current status (the whole layout).
+async fn sync_activity(svc: &Services, portal: &mut PortalClient<'_>, message_id: &str) -> Result<(), AppError> {
+    let Some(message) = svc.messages.get(message_id).await? else { return Ok(()) };
+    if !message.activity_stale() {
+        return Ok(());
+    }
+    let fields = json!({
+        "completed": message.status.is_final(), "responsibleId": message.user_id, "isIncomingChannel": "N",
+        "originatorId": CONNECTOR_ID, "originId": message.id,
+    });
+    let layout = activity_layout(&message);
+    let existing = match message.activity {
+        Some(shown) => Some(shown.id),
+        None if message.activity_requested => find_activity(portal, &message).await?,
+        None => {
+            svc.messages.update(message_id, |m| !std::mem::replace(&mut m.activity_requested, true)).await?;
+            None
+        }
+    };
+    let id = match existing {
+        Some(id) => {
+            portal.call("crm.activity.configurable.update", &json!({ "id": id, "fields": fields, "layout": layout })).await?;
+            id
+        }
+        None => {
+            let params = json!({ "ownerTypeId": message.entity.kind.type_id(), "ownerId": message.entity.id, "fields": fields, "layout": layout });
+            let answer = portal.call("crm.activity.configurable.add", &params).await?;
+            id_of(answer.pointer("/activity/id")).ok_or_else(|| AppError::new(ErrorKind::Upstream, "portal_error", "Bitrix24 gave no activity id."))?
+        }
+    };
+    let shown = ActivityShown { id, status: message.status };
+    svc.messages.update(message_id, |m| m.activity.replace(shown) != Some(shown)).await?;
+    Ok(())
+}
+
+fn id_of(value: Option<&Value>) -> Option<u64> {
+    value.and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+}
+
+/// The activity an interrupted earlier try created for this message, found by its `originId`.
+async fn find_activity(portal: &mut PortalClient<'_>, message: &Message) -> Result<Option<u64>, AppError> {
+    let filter = json!({
+        "filter": { "OWNER_TYPE_ID": message.entity.kind.type_id(), "OWNER_ID": message.entity.id,
+                    "PROVIDER_ID": "CONFIGURABLE_REST_APP", "ORIGIN_ID": message.id },
+        "select": ["ID"],
+    });
+    let found = portal.call("crm.activity.list", &filter).await?;
+    Ok(id_of(found.as_array().and_then(|rows| rows.first()).and_then(|row| row.get("ID"))))
+}
+
+/// The activity as the timeline shows it: the text, who it went to, and a status tag.
+fn activity_layout(m: &Message) -> Value {
+    let lang = m.lang;
+    let (status, tag) = match m.status {
+        MessageStatus::Queued | MessageStatus::Sending => ("status_queued", "secondary"),
+        MessageStatus::Sent => ("status_sent", "primary"),
+        MessageStatus::Read => ("status_read", "success"),
+        MessageStatus::Failed => ("status_failed", "failure"),
+    };
+    let mut blocks = json!({
+        "recipient": { "type": "withTitle", "properties": {
+            "title": text(lang, "to", &[]), "block": { "type": "text", "properties": { "value": m.recipient_name } } } },
+        "text": { "type": "largeText", "properties": { "value": m.text() } },
+    });
+    if let Some(failure) = &m.failure {
+        blocks["reason"] = json!({ "type": "text", "properties": { "value": failure_text(lang, failure), "color": "base_90" } });
+    }
+    json!({
+        "icon": { "code": "IM" },
+        "header": {
+            "title": text(lang, "activity_title", &[("recipient", &m.recipient_name)]),
+            "tags": { "status": { "title": text(lang, status, &[]), "type": tag } },
+        },
+        "body": { "logo": { "code": "IM" }, "blocks": blocks },
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    pub connector_id: String,
+    pub recipient: String,
+    #[serde(default)]
+    pub user_ids: Vec<u64>,
+}
+
+#[derive(Serialize)]
+pub struct ChatCreated {
+    pub chat_id: u64,
+    pub created: bool,
+    pub invited: Vec<u64>,
+}
+
+#[derive(Serialize)]
+pub struct EmployeeView {
+    pub id: u64,
+    pub name: String,
+}
+
+/// The portal's active employees, to invite into a chat.
+pub async fn employees(svc: &Services, claims: &Claims) -> Result<Vec<EmployeeView>, AppError> {
+    let mut portal = PortalClient::user(svc, &claims.portal, claims.user).await?;
+    let users = portal.call("user.get", &json!({ "FILTER": { "ACTIVE": true, "USER_TYPE": "employee" } })).await?;
+    let field = |u: &Value, name: &str| u.get(name).and_then(Value::as_str).unwrap_or("").trim().to_owned();
+    Ok(users
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| {
+            let id = u.get("ID")?.as_str()?.parse().ok()?;
+            Some(EmployeeView { id, name: format!("{} {}", field(u, "NAME"), field(u, "LAST_NAME")).trim().to_owned() })
+        })
+        .collect())
+}
+
+/// Creates the client's Open Line chat (a first message through our connector, written on
+/// the employee's behalf) unless it exists, and invites the chosen employees.
+pub async fn create_chat(svc: &Services, claims: &Claims, request: ChatRequest) -> Result<ChatCreated, AppError> {
+    let lang = claims.lang;
+    if request.user_ids.len() > 50 {
+        return Err(AppError::invalid("too_many_employees", text(lang, "too_many_employees", &[])));
+    }
+    let (connector, _, user): (Connector, _, TelegramUser) = recipient_account(svc, claims, &request.connector_id, &request.recipient).await?;
+    let known: Vec<u64> = employees(svc, claims).await?.into_iter().map(|e| e.id).collect();
+    if let Some(unknown) = request.user_ids.iter().find(|id| !known.contains(id)) {
+        return Err(AppError::invalid("unknown_employee", text(lang, "unknown_employee", &[("id", &unknown.to_string())])));
+    }
+    let mut portal = PortalClient::app(svc, &claims.portal).await?;
+    let link = link_chat(svc, &claims.portal, &connector.id, user.peer, &user.display_name()).await?;
+    let (chat_id, created) = match link.ol_chat_id {
+        Some(id) => (id, false),
+        None => {
+            let note = text(lang, "chat_created_note", &[]);
+            let note_id = format!("chat-{}", uuid::Uuid::new_v4());
+            svc.openlines.expect_echo(&claims.portal, &link.external_chat_id, &note, &note_id).await?;
+            (send_to_open_line(svc, &mut portal, &link, &note_id, &note, Some(claims.user)).await?, true)
+        }
+    };
+    let mut invited = Vec::new();
+    for user_id in request.user_ids {
+        if invited.contains(&user_id) {
+            continue;
+        }
+        let params = json!({ "CRM_ENTITY_TYPE": claims.entity.kind.as_str(), "CRM_ENTITY": claims.entity.id, "USER_ID": user_id, "CHAT_ID": chat_id });
+        portal.call("imopenlines.crm.chat.user.add", &params).await?;
+        invited.push(user_id);
+    }
+    tracing::info!(chat_id, created, invited = invited.len(), "open line chat ready");
+    Ok(ChatCreated { chat_id, created, invited })
+}
+
+/// Tells Open Lines the client got the operator's message (or our publication came back).
+pub async fn confirm_delivery(svc: &Services, member_id: &str, line: &str, ol_chat_id: u64, im_message_id: u64, external_chat_id: &str, delivered_id: &str) -> Result<(), AppError> {
+    let mut portal = PortalClient::app(svc, member_id).await?;
+    let params = json!({
+        "CONNECTOR": CONNECTOR_ID, "LINE": line,
+        "MESSAGES": [{ "im": { "chat_id": ol_chat_id, "message_id": im_message_id },
+                       "message": { "id": [delivered_id], "date": now_secs() }, "chat": { "id": external_chat_id } }],
+    });
+    portal.call("imconnector.send.status.delivery", &params).await.map(drop)
+}
+
+/// Shows the operator, inside the chat, why their message did not reach the client
+/// (a system message: Open Lines has no "undelivered" status).
+pub async fn report_undelivered(svc: &Services, member_id: &str, ol_chat_id: u64, failure: &crate::domain::Failure) -> Result<(), AppError> {
+    let mut portal = PortalClient::app(svc, member_id).await?;
+    let lang = portal.portal.lang;
+    let message = text(lang, "reply_failed", &[("reason", &failure_text(lang, failure))]);
+    portal.call("im.message.add", &json!({ "DIALOG_ID": format!("chat{ol_chat_id}"), "MESSAGE": message, "SYSTEM": "Y" })).await.map(drop)
+}

@@ -1,0 +1,169 @@
+//! Text as Telegram formats it (plain text plus entities counted in UTF-16 units), and the
+//! BBCode Bitrix24 operators write, converted to it.
+
+use serde::{Deserialize, Serialize};
+
+use super::message::utf16_len;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EntityKind {
+    Bold,
+    Italic,
+    Underline,
+    Strikethrough,
+    Code,
+    TextUrl { url: String },
+}
+
+/// Telegram's `MessageEntity`: a span of the text, in UTF-16 code units.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextEntity {
+    pub offset: usize,
+    pub length: usize,
+    #[serde(flatten)]
+    pub kind: EntityKind,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Formatted {
+    pub text: String,
+    pub entities: Vec<TextEntity>,
+}
+
+impl Formatted {
+    pub fn plain(text: impl Into<String>) -> Self {
+        Self { text: text.into(), entities: Vec::new() }
+    }
+}
+
+/// Removes the operator signature Bitrix24 puts before a connector message
+/// (`[b]Anna Smirnova:[/b][br]`), if there is one.
+pub fn strip_signature(bbcode: &str) -> &str {
+    let Some(rest) = bbcode.strip_prefix("[b]").or_else(|| bbcode.strip_prefix("[B]")) else { return bbcode };
+    let Some(close) = rest.to_ascii_lowercase().find("[/b]") else { return bbcode };
+    if !rest[..close].trim_end().ends_with(':') {
+        return bbcode;
+    }
+    let after = &rest[close + 4..];
+    let lower = after.to_ascii_lowercase();
+    let skip = if lower.starts_with("[br]") { 4 } else if after.starts_with('\n') { 1 } else { return bbcode };
+    &after[skip..]
+}
+
+/// What an opening tag becomes: an entity, or text kept without formatting.
+fn open_tag(tag: &str) -> Option<(&'static str, Option<EntityKind>)> {
+    let lower = tag.to_ascii_lowercase();
+    let (name, value) = lower.split_once('=').map(|(n, _)| (n, Some(&tag[n.len() + 1..]))).unwrap_or((lower.as_str(), None));
+    Some(match (name, value) {
+        ("b", None) => ("b", Some(EntityKind::Bold)),
+        ("i", None) => ("i", Some(EntityKind::Italic)),
+        ("u", None) => ("u", Some(EntityKind::Underline)),
+        ("s", None) => ("s", Some(EntityKind::Strikethrough)),
+        ("code", None) => ("code", Some(EntityKind::Code)),
+        ("url", Some(url)) => ("url", Some(EntityKind::TextUrl { url: url.trim_matches(['"', '\'']).to_owned() })),
+        // A bare [url] wraps the address itself, which Telegram links on its own.
+        ("url", None) => ("url", None),
+        ("quote", _) => ("quote", None),
+        ("user", Some(_)) => ("user", None),
+        ("chat", Some(_)) => ("chat", None),
+        ("send", Some(_)) => ("send", None),
+        ("put", Some(_)) => ("put", None),
+        ("color", Some(_)) => ("color", None),
+        ("size", Some(_)) => ("size", None),
+        ("font", Some(_)) => ("font", None),
+        _ => return None,
+    })
+}
+
+/// Converts operator BBCode to Telegram's text and entities. Unknown tags stay as written.
+pub fn from_bbcode(input: &str) -> Formatted {
+    let mut out = Formatted::default();
+    let mut offset = 0; // UTF-16 units written so far
+    let mut open: Vec<(&'static str, Option<EntityKind>, usize)> = Vec::new();
+    let push = |out: &mut Formatted, s: &str, offset: &mut usize| {
+        out.text.push_str(s);
+        *offset += utf16_len(s);
+    };
+    let mut rest = input;
+    while let Some(i) = rest.find('[') {
+        push(&mut out, &rest[..i], &mut offset);
+        let candidate = &rest[i..];
+        let tag = candidate.find(']').map(|end| (&candidate[1..end], end));
+        let handled = match tag {
+            Some((tag, _)) if tag.eq_ignore_ascii_case("br") => {
+                push(&mut out, "\n", &mut offset);
+                true
+            }
+            Some((tag, _)) if tag.starts_with('/') => match open.iter().rposition(|(name, ..)| name.eq_ignore_ascii_case(&tag[1..])) {
+                Some(at) => {
+                    let (_, kind, start) = open.remove(at);
+                    if let Some(kind) = kind.filter(|_| offset > start) {
+                        out.entities.push(TextEntity { offset: start, length: offset - start, kind });
+                    }
+                    true
+                }
+                None => false,
+            },
+            Some((tag, _)) => match open_tag(tag) {
+                Some((name, kind)) => {
+                    open.push((name, kind, offset));
+                    true
+                }
+                None => false,
+            },
+            None => false,
+        };
+        rest = match (handled, tag) {
+            (true, Some((_, end))) => &candidate[end + 1..],
+            _ => {
+                push(&mut out, "[", &mut offset);
+                &candidate[1..]
+            }
+        };
+    }
+    push(&mut out, rest, &mut offset);
+    out.entities.sort_by_key(|e| e.offset);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn converts_operator_bbcode() {
+        let f = from_bbcode("[b]Hello[/b], [i]Иван[/i]![br]See [url=https://example.com/x]the offer[/url] [USER=5]Anna[/USER].");
+        assert_eq!(f.text, "Hello, Иван!\nSee the offer Anna.");
+        assert_eq!(f.entities, vec![
+            TextEntity { offset: 0, length: 5, kind: EntityKind::Bold },
+            TextEntity { offset: 7, length: 4, kind: EntityKind::Italic },
+            TextEntity { offset: 17, length: 9, kind: EntityKind::TextUrl { url: "https://example.com/x".into() } },
+        ]);
+    }
+
+    #[test]
+    fn counts_offsets_in_utf16_and_keeps_unknown_tags() {
+        let f = from_bbcode("😀 [b]x[/b] [weird] a[1] [/b]");
+        assert_eq!(f.text, "😀 x [weird] a[1] [/b]");
+        assert_eq!(f.entities, vec![TextEntity { offset: 3, length: 1, kind: EntityKind::Bold }]);
+    }
+
+    #[test]
+    fn strips_only_a_signature() {
+        assert_eq!(strip_signature("[b]Anna Smirnova:[/b][br]Hello"), "Hello");
+        assert_eq!(strip_signature("[b]Important[/b][br]Hello"), "[b]Important[/b][br]Hello");
+        assert_eq!(strip_signature("Hello"), "Hello");
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_and_entities_stay_inside_the_text(input in "[a-zа-я😀 \\[\\]/=bBiurlsh]{0,80}") {
+            let f = from_bbcode(&input);
+            let len = utf16_len(&f.text);
+            prop_assert!(f.entities.iter().all(|e| e.length > 0 && e.offset + e.length <= len));
+            let _ = strip_signature(&input);
+        }
+    }
+}

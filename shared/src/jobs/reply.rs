@@ -1,0 +1,92 @@
+//! A message written into one of our Open Line chats. Our own publication coming back is
+//! only confirmed; an operator's reply goes to the client through the chat's connector,
+//! BBCode turned into Telegram formatting, then its delivery is confirmed to Open Lines, or
+//! the operator is shown why it failed. Each step is recorded: nothing is sent twice.
+
+use std::time::Duration;
+
+use super::{OperatorMessage, Outcome, backoff, portal_outcome};
+use crate::app::openlines::{confirm_delivery, report_undelivered};
+use crate::app::{AppError, Services};
+use crate::domain::Failure;
+use crate::domain::formatting::{from_bbcode, strip_signature};
+use crate::domain::message::random_id;
+use crate::ports::TelegramError;
+use crate::repo::openlines::Reply;
+
+pub async fn deliver(svc: &Services, m: &OperatorMessage, receive_count: u32) -> Outcome {
+    match try_deliver(svc, m, receive_count).await {
+        Ok(outcome) => outcome,
+        Err(e) => portal_outcome(Err(e), receive_count),
+    }
+}
+
+/// What Telegram's refusal means for the operator.
+fn failure(e: TelegramError) -> Failure {
+    match e {
+        TelegramError::PrivacyRestricted => Failure::PrivacyRestricted,
+        TelegramError::Unauthorized(_) => Failure::ConnectorUnauthorized,
+        TelegramError::PeerFlood => Failure::ConnectorLimited,
+        TelegramError::Rejected(detail) | TelegramError::Transient(detail) => Failure::Rejected { detail },
+        TelegramError::FloodWait { seconds } => Failure::Rejected { detail: format!("FLOOD_WAIT {seconds}") },
+    }
+}
+
+async fn try_deliver(svc: &Services, m: &OperatorMessage, receive_count: u32) -> Result<Outcome, AppError> {
+    let member = m.member_id.as_str();
+    let reply = svc.openlines.classify(member, &m.external_chat_id, m.ol_chat_id, m.im_message_id, &m.text).await?;
+    let confirmed = |r: &mut Reply| match r {
+        Reply::Echo { confirmed, .. } | Reply::Operator { confirmed, .. } => !std::mem::replace(confirmed, true),
+    };
+    let telegram_id = match reply {
+        Reply::Echo { confirmed: true, .. } | Reply::Operator { confirmed: true, .. } => return Ok(Outcome::Done),
+        Reply::Echo { message_id, .. } => {
+            confirm_delivery(svc, member, &m.line, m.ol_chat_id, m.im_message_id, &m.external_chat_id, &message_id).await?;
+            svc.openlines.update_reply(member, m.ol_chat_id, m.im_message_id, confirmed).await?;
+            tracing::info!(message_id, "our publication came back: delivery confirmed, not sent again");
+            return Ok(Outcome::Done);
+        }
+        Reply::Operator { sent: true, telegram_id, .. } => telegram_id,
+        Reply::Operator { sent: false, .. } => match send_to_client(svc, m).await? {
+            Ok(telegram_id) => {
+                let record = |r: &mut Reply| {
+                    *r = Reply::Operator { sent: true, telegram_id, confirmed: false };
+                    true
+                };
+                svc.openlines.update_reply(member, m.ol_chat_id, m.im_message_id, record).await?;
+                telegram_id
+            }
+            Err(TelegramError::FloodWait { seconds }) => return Ok(Outcome::RetryAfter(Duration::from_secs(seconds.into()))),
+            Err(TelegramError::Transient(e)) => {
+                tracing::warn!("Telegram did not answer ({e}); retrying with the same random_id");
+                return Ok(Outcome::RetryAfter(backoff(receive_count)));
+            }
+            Err(e) => {
+                let failure = failure(e);
+                report_undelivered(svc, member, m.ol_chat_id, &failure).await?;
+                svc.openlines.update_reply(member, m.ol_chat_id, m.im_message_id, confirmed).await?;
+                tracing::warn!(?failure, "operator reply not delivered; the operator was told");
+                return Ok(Outcome::Failed(format!("{failure:?}")));
+            }
+        },
+    };
+    let delivered = telegram_id.map(|id| id.to_string()).unwrap_or_else(|| m.im_message_id.to_string());
+    confirm_delivery(svc, member, &m.line, m.ol_chat_id, m.im_message_id, &m.external_chat_id, &delivered).await?;
+    svc.openlines.update_reply(member, m.ol_chat_id, m.im_message_id, confirmed).await?;
+    tracing::info!("operator reply delivered to the client");
+    Ok(Outcome::Done)
+}
+
+/// Sends the reply through the chat's connector; the outer error is ours, the inner Telegram's.
+async fn send_to_client(svc: &Services, m: &OperatorMessage) -> Result<Result<Option<i32>, TelegramError>, AppError> {
+    let unauthorized = || Ok(Err(TelegramError::Unauthorized("the connector is gone".into())));
+    let Some(link) = svc.openlines.chat(&m.member_id, &m.external_chat_id).await? else { return unauthorized() };
+    let Some(connector) = svc.connectors.get(&m.member_id, &link.connector_id).await? else { return unauthorized() };
+    let keep_signature = svc.portals.get(&m.member_id).await?.is_some_and(|p| p.keep_operator_signature);
+    let text = from_bbcode(if keep_signature { &m.text } else { strip_signature(&m.text) });
+    if text.text.trim().is_empty() {
+        return Ok(Err(TelegramError::Rejected("only text goes to Telegram from an Open Line for now".into())));
+    }
+    let random_id = random_id(&format!("openline#{}#{}", m.ol_chat_id, m.im_message_id), 0);
+    Ok(svc.telegram.send_text(&connector.account(), link.peer, &text, random_id).await.map(|sent| sent.id))
+}
