@@ -1,0 +1,127 @@
+//! Cold start of each Lambda binary: process start → first event served, through a minimal
+//! Lambda Runtime API served here, as a ratio to a hello-world `lambda_runtime` binary.
+//! `cargo build --release -p placement -p send -p bitrix-events -p telegram-worker -p openline-worker -p olchat-tests --bin hello-lambda`
+//! then `cargo run --release -p olchat-tests --bin cold-start` (`LAMBDA_BINARIES=dir` if they
+//! were built elsewhere).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use tokio::sync::{Mutex, mpsc};
+
+const ROUNDS: usize = 15;
+
+struct Api {
+    event: Mutex<String>,
+    done: mpsc::Sender<bool>,
+}
+
+async fn next(State(api): State<Arc<Api>>) -> (HeaderMap, String) {
+    let mut headers = HeaderMap::new();
+    headers.insert("lambda-runtime-aws-request-id", "bench-request".parse().unwrap());
+    headers.insert("lambda-runtime-deadline-ms", "9999999999999".parse().unwrap());
+    headers.insert("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:bench".parse().unwrap());
+    headers.insert("lambda-runtime-trace-id", "Root=1-5759e988-bd862e3fe1be46a994272793".parse().unwrap());
+    (headers, api.event.lock().await.clone())
+}
+
+async fn response(State(api): State<Arc<Api>>, Path(_id): Path<String>) -> &'static str {
+    let _ = api.done.send(true).await;
+    "ok"
+}
+
+async fn error(State(api): State<Arc<Api>>) -> &'static str {
+    let _ = api.done.send(false).await;
+    "ok"
+}
+
+/// Where the release binaries are: `LAMBDA_BINARIES`, else the workspace's target/release.
+fn release(name: &str) -> PathBuf {
+    let dir = std::env::var("LAMBDA_BINARIES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release"));
+    dir.join(name)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let (done, mut finished) = mpsc::channel(4);
+    let api = Arc::new(Api { event: Mutex::new(String::new()), done });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?.to_string();
+    let router = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .route("/2018-06-01/runtime/init/error", post(error))
+        .with_state(api.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let events = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let cases = [
+        ("hello-lambda", "card.json"),
+        ("placement", "card.json"),
+        ("send", "messages.json"),
+        ("bitrix-events", "bitrix-event.json"),
+        ("telegram-worker", "telegram-worker.json"),
+        ("openline-worker", "openline-worker.json"),
+    ];
+    // Configuration as deployed, with the key given directly: no AWS call during init.
+    let env = [
+        ("AWS_LAMBDA_RUNTIME_API", address.as_str()),
+        ("AWS_LAMBDA_FUNCTION_NAME", "bench"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ("OLCHAT_TABLE", "bench"),
+        ("OLCHAT_BUCKET", "bench"),
+        ("OLCHAT_TELEGRAM_QUEUE_URL", "http://127.0.0.1:9/q.fifo"),
+        ("OLCHAT_TELEGRAM_DLQ_URL", "http://127.0.0.1:9/d.fifo"),
+        ("OLCHAT_OPENLINE_QUEUE_URL", "http://127.0.0.1:9/q"),
+        ("OLCHAT_OPENLINE_DLQ_URL", "http://127.0.0.1:9/d"),
+        ("OLCHAT_ENCRYPTION_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+        ("OLCHAT_PUBLIC_URL", "https://bench.example"),
+        ("BITRIX_CLIENT_ID", "bench"),
+        ("BITRIX_CLIENT_SECRET", "bench"),
+        ("RUST_LOG", "off"),
+    ];
+    println!("| binary | size (stripped) | cold init p50 | ratio to hello-world |\n|---|---|---|---|");
+    let mut floor = None;
+    for (binary, event) in cases {
+        let path = release(binary);
+        let size = std::fs::metadata(&path).map_err(|e| anyhow::anyhow!("{}: {e} (build it first)", path.display()))?.len();
+        *api.event.lock().await = std::fs::read_to_string(events.join(event))?;
+        let mut samples = Vec::with_capacity(ROUNDS);
+        for _ in 0..ROUNDS {
+            let started = Instant::now();
+            let mut child = Command::new(&path).envs(env).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+            let served = tokio::time::timeout(Duration::from_secs(20), finished.recv()).await;
+            samples.push(started.elapsed());
+            child.kill()?;
+            child.wait()?;
+            match served {
+                Ok(Some(true)) => {}
+                other => anyhow::bail!("{binary} did not serve its event: {other:?}"),
+            }
+        }
+        samples.sort();
+        let p50 = samples[ROUNDS / 2];
+        let floor = *floor.get_or_insert(p50);
+        println!(
+            "| {binary} | {:.1} MB | {:.1} ms | {:.2} × |",
+            size as f64 / 1e6,
+            p50.as_secs_f64() * 1000.0,
+            p50.as_secs_f64() / floor.as_secs_f64()
+        );
+    }
+    Ok(())
+}

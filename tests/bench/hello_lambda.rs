@@ -1,0 +1,10 @@
+//! The floor for cold-start ratios: a hello-world `lambda_runtime` function, built with the
+//! same release profile as ours.
+
+use lambda_http::lambda_runtime::{self, Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move { Ok::<Value, Error>(event.payload) })).await
+}
