@@ -92,7 +92,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
         .merge(http::blobs::routes(blobs))
         .merge(http::bitrix_events_router(services.clone()))
         .merge(sandbox.routes())
-        .layer(tower_http_trace());
+        .layer(axum::middleware::from_fn(log_request));
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::error!("server stopped: {e}");
@@ -107,17 +107,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
 }
 
 /// One log line per request, without the query string (it may carry tokens).
-fn tower_http_trace() -> axum::middleware::FromFnLayer<
-    fn(axum::extract::Request, axum::middleware::Next) -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>>,
-    (),
-    (axum::extract::Request,),
-> {
-    axum::middleware::from_fn(|request: axum::extract::Request, next: axum::middleware::Next| {
-        Box::pin(async move {
-            let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-            let response = next.run(request).await;
-            tracing::debug!(%method, path, status = response.status().as_u16(), "request");
-            response
-        }) as std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>>
-    })
+async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    tracing::debug!(%method, path, status = response.status().as_u16(), "request");
+    response
 }
