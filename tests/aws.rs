@@ -59,3 +59,41 @@ async fn a_presigned_put_by_plain_http_is_read_back_streamed() {
     let fetched = reqwest::get(&download).await.unwrap().bytes().await.unwrap();
     assert_eq!(fetched.len(), data.len());
 }
+
+#[tokio::test]
+async fn a_delayed_fifo_job_waits_in_the_standard_queue_then_is_handed_on() {
+    use shared::adapters::aws::QueueUrls;
+    use shared::adapters::aws::sqs::Forward;
+    use shared::ports::{JobQueue, Queue};
+
+    let moto = Moto::start().await;
+    let config = moto.config().await;
+    let resources = provision(&config, "fifo", 5).await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let fifo = |name: &str| {
+        sqs.create_queue()
+            .queue_name(name)
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+            .send()
+    };
+    let (main, dead) = (fifo("fifo-telegram.fifo").await.unwrap(), fifo("fifo-telegram-dlq.fifo").await.unwrap());
+    let mut urls = resources.queues.clone();
+    urls.insert(JobQueue::Telegram, QueueUrls { queue: main.queue_url().unwrap().into(), dead_letters: dead.queue_url().unwrap().into() });
+    let queue = SqsQueue::new(sqs.clone(), urls);
+
+    queue.send(JobQueue::Telegram, "now", "connector-1", Duration::ZERO).await.unwrap();
+    queue.send(JobQueue::Telegram, "later", "connector-1", Duration::from_secs(1)).await.unwrap();
+    let direct = queue.receive(JobQueue::Telegram, 10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(direct.iter().map(|d| d.body.as_str()).collect::<Vec<_>>(), ["now"]);
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let waiting = queue.receive(JobQueue::Openline, 10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    let forward = Forward::parse(&waiting[0].body).expect("a forward");
+    assert_eq!((forward.queue(), forward.body.as_str(), forward.group.as_str()), (Some(JobQueue::Telegram), "later", "connector-1"));
+    assert_eq!(forward.remaining(), Duration::ZERO);
+    queue.send(JobQueue::Telegram, &forward.body, &forward.group, forward.remaining()).await.unwrap();
+    queue.delete(JobQueue::Telegram, &direct[0].receipt).await.unwrap();
+    let handed_on = queue.receive(JobQueue::Telegram, 10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(handed_on.iter().map(|d| d.body.as_str()).collect::<Vec<_>>(), ["later"]);
+}

@@ -9,6 +9,7 @@ use anyhow::Context;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::Instrument;
 
+use crate::adapters::aws::sqs::Forward;
 use crate::adapters::aws::{DynamoTable, QueueUrls, S3Blobs, SqsQueue};
 use crate::adapters::telegram_unavailable::TelegramUnavailable;
 use crate::app::install::RestEndpoints;
@@ -133,6 +134,18 @@ pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) ->
     )))
 }
 
+/// A delayed job for a FIFO queue, due or not yet (a standard queue delays 15 min at most).
+async fn hand_on(svc: &Services, forward: Forward) -> Outcome {
+    let Some(queue) = forward.queue() else { return Outcome::Failed(format!("no queue named {}", forward.forward_to)) };
+    match svc.queue.send(queue, &forward.body, &forward.group, forward.remaining()).await {
+        Ok(()) => Outcome::Done,
+        Err(e) => {
+            tracing::error!("forwarding a delayed job failed: {e:#}");
+            Outcome::RetryAfter(Duration::from_secs(5))
+        }
+    }
+}
+
 /// The main of an HTTP function: the router over API Gateway events.
 pub async fn run_http(router: fn(Arc<Services>) -> axum::Router) -> Result<(), Error> {
     let services = cold_start().await?;
@@ -169,7 +182,11 @@ pub async fn handle_sqs(svc: &Services, queue: JobQueue, event: SqsEvent) -> Sqs
             receive_count: record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
         };
         let span = tracing::info_span!("sqs_record", sqs_message_id = %id, queue = queue.name());
-        let retry = match jobs::handle(svc, &delivery).instrument(span).await {
+        let outcome = match Forward::parse(&delivery.body) {
+            Some(forward) => hand_on(svc, forward).await,
+            None => jobs::handle(svc, &delivery).instrument(span).await,
+        };
+        let retry = match outcome {
             Outcome::Done => None,
             Outcome::Failed(reason) => {
                 tracing::warn!(sqs_message_id = %id, reason, "job failed for good");
