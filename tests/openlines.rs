@@ -96,7 +96,12 @@ async fn onappinstall_alone_installs_and_the_demo_portals_went_through_it_too() 
 async fn installs_the_portal_does_not_confirm_are_refused() {
     let app = spawn_app().await;
     let form = |auth: &str, placement: &str| {
-        vec![("AUTH_ID", auth.to_owned()), ("member_id", seed::FRESH_MEMBER_ID.to_owned()), ("PLACEMENT", placement.to_owned())]
+        vec![
+            ("AUTH_ID", auth.to_owned()),
+            ("REFRESH_ID", format!("{auth}-refresh")),
+            ("member_id", seed::FRESH_MEMBER_ID.to_owned()),
+            ("PLACEMENT", placement.to_owned()),
+        ]
     };
     let install = |query: String, form: Vec<(&'static str, String)>| {
         let request = app.http.post(app.url(&format!("/bitrix/install?{query}"))).form(&form);
@@ -104,6 +109,13 @@ async fn installs_the_portal_does_not_confirm_are_refused() {
     };
     let query = format!("DOMAIN={}&PROTOCOL=1&LANG=en", seed::FRESH_DOMAIN);
     assert_eq!(install(query.clone(), form("made-up", "DEFAULT")).await, StatusCode::UNAUTHORIZED);
+    // Genuine tokens of another portal, claimed for this one: the OAuth server tells them apart.
+    let (access, refresh) = app.app.sandbox.portal.issue_tokens(seed::DEMO_MEMBER_ID, 1);
+    let borrowed = vec![("AUTH_ID", access), ("REFRESH_ID", refresh), ("member_id", seed::FRESH_MEMBER_ID.to_owned()), ("PLACEMENT", "DEFAULT".to_owned())];
+    assert_eq!(install(query.clone(), borrowed).await, StatusCode::UNAUTHORIZED);
+    // Without a refresh token a first install cannot be verified.
+    let bare = vec![("AUTH_ID", "x".to_owned()), ("member_id", seed::FRESH_MEMBER_ID.to_owned()), ("PLACEMENT", "DEFAULT".to_owned())];
+    assert_eq!(install(query.clone(), bare).await, StatusCode::BAD_REQUEST);
     let before = app.portal_requests().await;
     assert_eq!(install("DOMAIN=169.254.169.254&LANG=en".into(), form("x", "DEFAULT")).await, StatusCode::BAD_REQUEST);
     assert_eq!(install("DOMAIN=evil.example.com&LANG=en".into(), form("x", "DEFAULT")).await, StatusCode::BAD_REQUEST);

@@ -66,25 +66,47 @@ pub struct InstallGrant {
     pub lang: Lang,
 }
 
-/// Stores the portal and its own tokens once the portal itself confirms the access token
-/// (`app.info` answers with our app). A known portal is only ever called at its stored domain.
-pub async fn register_portal(svc: &Services, grant: InstallGrant) -> Result<Portal, AppError> {
+/// Stores the portal and its own tokens once they are confirmed. A known portal confirms the
+/// access token at its stored endpoint (`app.info` names our app). An unknown one is confirmed
+/// by Bitrix24's OAuth server: its refresh token must belong to our app and to this
+/// `member_id`, at the endpoint of the claimed domain; so no request-named host is ever
+/// called before it is known to be the portal.
+pub async fn register_portal(svc: &Services, mut grant: InstallGrant) -> Result<Portal, AppError> {
     let known = svc.portals.get(&grant.member_id).await?;
-    let endpoint = match &known {
-        Some(p) if p.domain.eq_ignore_ascii_case(grant.domain.trim()) => p.client_endpoint.clone(),
-        Some(_) => return Err(AppError::new(ErrorKind::Forbidden, "domain_mismatch", "This portal installed the app from another domain.")),
-        None => svc.site.endpoints.for_domain(&grant.domain).ok_or_else(|| {
-            AppError::bad_request("bad_domain", "DOMAIN must be the Bitrix24 portal's host name.")
-        })?,
-    };
     let not_confirmed = || AppError::new(ErrorKind::Unauthorized, "install_not_confirmed", "Bitrix24 did not confirm this install.");
-    let info = svc.bitrix.call(&endpoint, &grant.access_token, "app.info", &json!({})).await.map_err(|e| {
-        tracing::warn!(member_id = %grant.member_id, "install check failed: {e}");
-        not_confirmed()
-    })?;
-    if info.get("CODE").and_then(Value::as_str) != Some(svc.bitrix.client_id()) {
-        return Err(not_confirmed());
-    }
+    let endpoint = match &known {
+        Some(p) if p.domain.eq_ignore_ascii_case(grant.domain.trim()) => {
+            let info = svc.bitrix.call(&p.client_endpoint, &grant.access_token, "app.info", &json!({})).await.map_err(|e| {
+                tracing::warn!(member_id = %grant.member_id, "install check failed: {e}");
+                not_confirmed()
+            })?;
+            if info.get("CODE").and_then(Value::as_str) != Some(svc.bitrix.client_id()) {
+                return Err(not_confirmed());
+            }
+            p.client_endpoint.clone()
+        }
+        Some(_) => return Err(AppError::new(ErrorKind::Forbidden, "domain_mismatch", "This portal installed the app from another domain.")),
+        None => {
+            let endpoint = svc.site.endpoints.for_domain(&grant.domain).ok_or_else(|| {
+                AppError::bad_request("bad_domain", "DOMAIN must be the Bitrix24 portal's host name.")
+            })?;
+            let refresh_token = grant.refresh_token.as_ref().ok_or_else(|| {
+                AppError::bad_request("missing_token", "A first install must carry the refresh token to be verified.")
+            })?;
+            let confirmed = svc.bitrix.refresh(refresh_token).await.map_err(|e| {
+                tracing::warn!(member_id = %grant.member_id, "install check failed: {e}");
+                not_confirmed()
+            })?;
+            if confirmed.member_id != grant.member_id || confirmed.client_endpoint.trim_end_matches('/') != endpoint.trim_end_matches('/') {
+                tracing::warn!(member_id = %grant.member_id, "install refused: the OAuth server names another portal");
+                return Err(not_confirmed());
+            }
+            // The refresh token rotated: keep the new pair.
+            grant.access_token = confirmed.access_token;
+            grant.refresh_token = Some(confirmed.refresh_token);
+            endpoint
+        }
+    };
     let mut portal = known.unwrap_or_else(|| Portal {
         member_id: grant.member_id.clone(),
         domain: grant.domain.trim().to_ascii_lowercase(),

@@ -67,6 +67,9 @@ pub struct TokenGrant {
     pub refresh_token: Secret,
     #[serde(default)]
     pub member_id: String,
+    /// The portal's REST base, as the OAuth server (not the caller) knows it.
+    #[serde(default)]
+    pub client_endpoint: String,
 }
 
 /// The outcome of a `batch`: each command's result or error, by key.
