@@ -1,6 +1,6 @@
 //! Cold start of each Lambda binary: process start → first event served, through a minimal
 //! Lambda Runtime API served here, as a ratio to a hello-world `lambda_runtime` binary.
-//! `cargo build --release -p placement -p send -p bitrix-events -p telegram-worker -p openline-worker -p olchat-tests --bin hello-lambda`
+//! `cargo build --release -p placement -p send -p bitrix-events -p telegram-worker -p openline-worker -p hello-lambda`
 //! then `cargo run --release -p olchat-tests --bin cold-start` (`LAMBDA_BINARIES=dir` if they
 //! were built elsewhere).
 

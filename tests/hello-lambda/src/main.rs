@@ -1,7 +1,7 @@
 //! The floor for cold-start ratios: a hello-world `lambda_runtime` function, built with the
 //! same release profile as ours.
 
-use lambda_http::lambda_runtime::{self, Error, LambdaEvent, service_fn};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
 #[tokio::main]
