@@ -372,6 +372,7 @@ async fn files_and_a_voice_note_go_as_their_own_sends_after_the_text() {
             { "key": pdf, "name": "Offer <2026>.pdf", "size": 14, "content_type": "application/pdf" },
         ],
         "voice": { "key": voice, "duration": 2.4, "waveform": [0, 31, 15, 8] },
+        "publication": "incoming",
     });
     let answer = app.send(&token, body).await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
@@ -391,6 +392,21 @@ async fn files_and_a_voice_note_go_as_their_own_sends_after_the_text() {
     let voice = &received[3]["file"];
     assert_eq!((voice["format"].as_str(), voice["mime_type"].as_str(), voice["duration"].as_u64()), (Some("ogg_opus"), Some("audio/ogg"), Some(2)));
     assert_eq!(voice["waveform_bytes"], 3, "4 levels of 5 bits");
+
+    // The Open Line gets the text and the files as URLs Bitrix24 downloads.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let ol = loop {
+        let all: Value = app.http.get(app.url("/sandbox/portal/openlines/messages")).send().await.unwrap().json().await.unwrap();
+        if let Some(m) = all["messages"].as_array().unwrap().iter().find(|m| m["text"].as_str().unwrap().ends_with("Our offer")) {
+            break m.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not published: {all}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let names: Vec<&str> = ol["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["chair.jpg", "Offer <2026>.pdf", "voice.ogg"]);
+    let pdf_url = ol["files"][1]["url"].as_str().unwrap();
+    assert_eq!(app.http.get(pdf_url).send().await.unwrap().text().await.unwrap(), "%PDF-1.4 offer");
 }
 
 #[tokio::test]
