@@ -472,3 +472,27 @@ async fn the_emoji_picker_data_comes_from_the_emojis_crate() {
     let total: usize = groups.iter().map(|g| g["emojis"].as_array().unwrap().len()).sum();
     assert!(total > 1500, "{total}");
 }
+
+#[tokio::test]
+async fn a_file_whose_send_answer_was_lost_is_not_sent_twice() {
+    let app = spawn_app().await;
+    let token = lead_tab(&app).await;
+    let pdf = upload(&app, &token, "offer.pdf", "application/pdf", b"%PDF-1.4 offer".to_vec()).await;
+    let body = json!({ "connector_id": "sales", "recipient": IVAN, "text": "see the file", "idempotency_key": key(),
+                       "attachments": [{ "key": pdf, "name": "offer.pdf" }] });
+    let answer = app.send(&token, body).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    let id = answer.body["message_id"].as_str().unwrap().to_owned();
+    app.wait_for_status(&token, &id, "sent", WAIT).await;
+    assert_eq!(app.telegram_messages().await.len(), 2);
+
+    // A crash after the file went out but before it was recorded: the part is unsent again.
+    app.app.services.messages.update(&id, |m| { m.parts[1].sent = false; m.status = shared::domain::MessageStatus::Queued; true }).await.unwrap();
+    let job = json!({ "kind": "send", "message_id": id, "connector_id": "sales" }).to_string();
+    let redelivery = Delivery { receipt: "redelivered".into(), body: job, receive_count: 2 };
+    assert_eq!(shared::jobs::handle(&app.app.services, &redelivery).await, shared::jobs::Outcome::Done);
+    let view = app.wait_for_status(&token, &id, "sent", WAIT).await;
+    assert_eq!(view["files"], json!(["offer.pdf"]));
+    let received = app.telegram_messages().await;
+    assert_eq!(received.iter().map(|m| m["media"].as_str().unwrap()).collect::<Vec<_>>(), ["text", "document"], "the same random_id is dropped");
+}
