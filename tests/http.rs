@@ -336,3 +336,163 @@ async fn uploads_go_straight_to_storage_through_a_signed_url() {
     }
     assert_eq!(app.post_raw(&token, "/api/uploads", "{".into()).await.status, StatusCode::BAD_REQUEST);
 }
+
+/// Uploads `bytes` through `POST /api/uploads` and the signed URL; the key.
+async fn upload(app: &TestApp, token: &str, name: &str, content_type: &str, bytes: Vec<u8>) -> String {
+    let slot = app.post_raw(token, "/api/uploads", json!({ "name": name, "size": bytes.len(), "content_type": content_type }).to_string()).await;
+    assert_eq!(slot.status, StatusCode::OK, "{}", slot.body);
+    let put = app.http.put(slot.body["url"].as_str().unwrap()).header("content-type", content_type).body(bytes).send().await.unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    slot.body["key"].as_str().unwrap().to_owned()
+}
+
+fn key() -> String {
+    format!("k{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}
+
+/// The first page of an OGG/Opus stream as Firefox records it (enough to be recognised).
+fn ogg_opus() -> Vec<u8> {
+    let mut page = b"OggS".to_vec();
+    page.resize(28, 0);
+    page.extend_from_slice(b"OpusHead\x01\x01\0\0\x80\xbb\0\0\0\0\0");
+    page
+}
+
+#[tokio::test]
+async fn files_and_a_voice_note_go_as_their_own_sends_after_the_text() {
+    let app = spawn_app().await;
+    let token = lead_tab(&app).await;
+    let photo = upload(&app, &token, "chair.jpg", "image/jpeg", [&[0xFF, 0xD8, 0xFF, 0xE0][..], &[7; 5000]].concat()).await;
+    let pdf = upload(&app, &token, "offer.pdf", "application/pdf", b"%PDF-1.4 offer".to_vec()).await;
+    let voice = upload(&app, &token, "voice.ogg", "audio/ogg", ogg_opus()).await;
+    let body = json!({
+        "connector_id": "sales", "recipient": IVAN, "text": "Our offer", "idempotency_key": key(),
+        "attachments": [
+            { "key": photo, "name": "chair.jpg", "size": 5004, "content_type": "image/jpeg" },
+            { "key": pdf, "name": "Offer <2026>.pdf", "size": 14, "content_type": "application/pdf" },
+        ],
+        "voice": { "key": voice, "duration": 2.4, "waveform": [0, 31, 15, 8] },
+        "publication": "incoming",
+    });
+    let answer = app.send(&token, body).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    let id = answer.body["message_id"].as_str().unwrap();
+    let view = app.wait_for_status(&token, id, "sent", WAIT).await;
+    assert_eq!(view["files"], json!(["chair.jpg", "Offer <2026>.pdf"]));
+    assert_eq!(view["voice"], true);
+    assert_eq!(view["text"], "Our offer");
+
+    let received = app.telegram_messages().await;
+    let kinds: Vec<&str> = received.iter().map(|m| m["media"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["text", "photo", "document", "voice"]);
+    assert_eq!(received[1]["file"]["received_bytes"], 5004);
+    assert_eq!(received[1]["file"]["format"], "jpeg");
+    assert_eq!(received[2]["file"]["file_name"], "Offer <2026>.pdf");
+    assert_eq!(received[2]["file"]["mime_type"], "application/pdf");
+    let voice = &received[3]["file"];
+    assert_eq!((voice["format"].as_str(), voice["mime_type"].as_str(), voice["duration"].as_u64()), (Some("ogg_opus"), Some("audio/ogg"), Some(2)));
+    assert_eq!(voice["waveform_bytes"], 3, "4 levels of 5 bits");
+
+    // The Open Line gets the text and the files as URLs Bitrix24 downloads.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let ol = loop {
+        let all: Value = app.http.get(app.url("/sandbox/portal/openlines/messages")).send().await.unwrap().json().await.unwrap();
+        if let Some(m) = all["messages"].as_array().unwrap().iter().find(|m| m["text"].as_str().unwrap().ends_with("Our offer")) {
+            break m.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not published: {all}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let names: Vec<&str> = ol["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["chair.jpg", "Offer <2026>.pdf", "voice.ogg"]);
+    let pdf_url = ol["files"][1]["url"].as_str().unwrap();
+    assert_eq!(app.http.get(pdf_url).send().await.unwrap().text().await.unwrap(), "%PDF-1.4 offer");
+}
+
+#[tokio::test]
+async fn send_as_document_keeps_photos_uncompressed_and_text_is_optional() {
+    let app = spawn_app().await;
+    let token = lead_tab(&app).await;
+    let photo = upload(&app, &token, "chair.png", "image/png", b"\x89PNG\r\n\x1a\nrest".to_vec()).await;
+    let body = json!({
+        "connector_id": "sales", "recipient": IVAN, "idempotency_key": key(), "as_document": true,
+        "attachments": [{ "key": photo, "name": "chair.png", "size": 12, "content_type": "image/png" }],
+    });
+    let answer = app.send(&token, body).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    app.wait_for_status(&token, answer.body["message_id"].as_str().unwrap(), "sent", WAIT).await;
+    let received = app.telegram_messages().await;
+    assert_eq!(received.len(), 1, "no empty text part");
+    assert_eq!((received[0]["media"].as_str(), received[0]["file"]["format"].as_str()), (Some("document"), Some("png")));
+}
+
+#[tokio::test]
+async fn attachments_must_be_this_portals_finished_uploads() {
+    let app = spawn_app().await;
+    let token = lead_tab(&app).await;
+    let mine = upload(&app, &token, "a.pdf", "application/pdf", b"%PDF".to_vec()).await;
+    let foreign = mine.replacen(seed::DEMO_MEMBER_ID, seed::OTHER_MEMBER_ID, 1);
+    let never_uploaded = format!("uploads/{}/0123/missing.pdf", seed::DEMO_MEMBER_ID);
+    for (attachments, voice, code) in [
+        (json!([{ "key": foreign, "name": "a.pdf" }]), Value::Null, "unknown_upload"),
+        (json!([{ "key": never_uploaded, "name": "a.pdf" }]), Value::Null, "unknown_upload"),
+        (json!([{ "key": format!("uploads/{}/../x", seed::DEMO_MEMBER_ID), "name": "a" }]), Value::Null, "unknown_upload"),
+        (json!([]), Value::Null, "empty_text"),
+        (json!([]), json!({ "key": mine, "duration": 3, "waveform": [32] }), "bad_voice"),
+        (json!([]), json!({ "key": mine, "duration": 0, "waveform": [] }), "bad_voice"),
+        (json!(vec![json!({ "key": mine, "name": "a.pdf" }); 11]), Value::Null, "too_many_files"),
+    ] {
+        let body = json!({ "connector_id": "sales", "recipient": IVAN, "idempotency_key": key(), "attachments": attachments, "voice": voice });
+        let answer = app.send(&token, body).await;
+        assert_eq!((answer.status, answer.body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(code)), "{}", answer.body);
+    }
+    assert!(app.telegram_messages().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_voice_note_that_is_not_opus_fails_with_the_reason() {
+    let app = spawn_app().await;
+    let token = lead_tab(&app).await;
+    let voice = upload(&app, &token, "voice.wav", "audio/wav", b"RIFF....WAVE".to_vec()).await;
+    let body = json!({ "connector_id": "sales", "recipient": IVAN, "idempotency_key": key(), "voice": { "key": voice, "duration": 1, "waveform": [] } });
+    let answer = app.send(&token, body).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    let view = app.wait_for_status(&token, answer.body["message_id"].as_str().unwrap(), "failed", WAIT).await;
+    assert!(view["reason"].as_str().unwrap().contains("neither OGG nor WebM"), "{view}");
+}
+
+#[tokio::test]
+async fn the_emoji_picker_data_comes_from_the_emojis_crate() {
+    let app = spawn_app().await;
+    let data: Value = app.http.get(app.url("/assets/emoji.json")).send().await.unwrap().json().await.unwrap();
+    let groups = data["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 9);
+    assert_eq!(groups[0]["id"], "smileys");
+    assert_eq!(groups[0]["emojis"][0], json!(["😀", "grinning face"]));
+    let total: usize = groups.iter().map(|g| g["emojis"].as_array().unwrap().len()).sum();
+    assert!(total > 1500, "{total}");
+}
+
+#[tokio::test]
+async fn a_file_whose_send_answer_was_lost_is_not_sent_twice() {
+    let app = spawn_app().await;
+    let token = lead_tab(&app).await;
+    let pdf = upload(&app, &token, "offer.pdf", "application/pdf", b"%PDF-1.4 offer".to_vec()).await;
+    let body = json!({ "connector_id": "sales", "recipient": IVAN, "text": "see the file", "idempotency_key": key(),
+                       "attachments": [{ "key": pdf, "name": "offer.pdf" }] });
+    let answer = app.send(&token, body).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    let id = answer.body["message_id"].as_str().unwrap().to_owned();
+    app.wait_for_status(&token, &id, "sent", WAIT).await;
+    assert_eq!(app.telegram_messages().await.len(), 2);
+
+    // A crash after the file went out but before it was recorded: the part is unsent again.
+    app.app.services.messages.update(&id, |m| { m.parts[1].sent = false; m.status = shared::domain::MessageStatus::Queued; true }).await.unwrap();
+    let job = json!({ "kind": "send", "message_id": id, "connector_id": "sales" }).to_string();
+    let redelivery = Delivery { receipt: "redelivered".into(), body: job, receive_count: 2 };
+    assert_eq!(shared::jobs::handle(&app.app.services, &redelivery).await, shared::jobs::Outcome::Done);
+    let view = app.wait_for_status(&token, &id, "sent", WAIT).await;
+    assert_eq!(view["files"], json!(["offer.pdf"]));
+    let received = app.telegram_messages().await;
+    assert_eq!(received.iter().map(|m| m["media"].as_str().unwrap()).collect::<Vec<_>>(), ["text", "document"], "the same random_id is dropped");
+}

@@ -19,6 +19,11 @@
     message: $('message'), counter: $('counter'), split: $('split'), send: $('send'),
     publication: $('publication'), createActivity: $('create-activity'),
     chatBox: $('chat-box'), employees: $('employees'), createChat: $('create-chat'),
+    emojiToggle: $('emoji-toggle'), emojiPanel: $('emoji-panel'), emojiSearch: $('emoji-search'),
+    emojiGroups: $('emoji-groups'), emojiNone: $('emoji-none'),
+    files: $('files'), fileList: $('file-list'), asDocument: $('as-document'),
+    voiceRecord: $('voice-record'), voiceTimer: $('voice-timer'), voiceDelete: $('voice-delete'),
+    voicePreview: $('voice-preview'), voiceLabel: $('voice-label'), voiceWave: $('voice-wave'), voiceAudio: $('voice-audio'),
     messages: $('messages'), messagesLoading: $('messages-loading'), messagesEmpty: $('messages-empty'),
   };
 
@@ -42,7 +47,14 @@
     syncTimer: 0, msgTimer: 0,
     connSig: '', rcptSig: '', msgSig: '',
     watched: new Map(),  // message id -> last status, for messages sent from this page
+    files: [],           // {file, key, status: 'uploading'|'done'|'failed', progress, row}
+    voice: null,         // {blob, url, duration, waveform, upload: Promise<key>}
+    recorder: null,      // {media, chunks, started, timer}
+    emojiLoaded: false,
   };
+  const MAX_FILES = Number(el.files.dataset.maxFiles) || 10;
+  const MAX_BYTES = Number(el.files.dataset.maxBytes) || 2 ** 31;
+  const WAVE_LEVELS = 100; // Telegram shows up to 100 levels of 0..31
 
   // ---- helpers ----
 
@@ -220,12 +232,27 @@
     const id = `recipient-${i}`;
     const { name, username } = r.account;
     const src = r.source || {};
+    const copy = username
+      ? h('button', { type: 'button', className: 'olc-btn olc-btn-light olc-btn-small olc-copy', dataset: { username: `@${username}` } },
+        fmt('copy_username'))
+      : null;
+    if (copy) copy.setAttribute('aria-describedby', `${id}-name`);
     return h('div', { className: 'olc-choice' },
       h('input', { type: 'radio', name: 'recipient', id, value: r.key, checked: r.key === state.selectedKey }),
-      h('label', { htmlFor: id },
+      h('label', { htmlFor: id, id: `${id}-name` },
         h('span', { className: 'olc-name' }, name || (username ? `@${username}` : src.value || r.key)),
         name && username ? h('span', { className: 'olc-username' }, `@${username}`) : null,
-        h('span', { className: 'olc-source' }, sourceText(src))));
+        h('span', { className: 'olc-source' }, sourceText(src))),
+      copy);
+  }
+
+  async function copyUsername(username) {
+    try {
+      await navigator.clipboard.writeText(username);
+      announce(fmt('copied', { username }));
+    } catch {
+      showAlert(fmt('copy_failed', { username }));
+    }
   }
 
   function sourceText(src) {
@@ -252,7 +279,7 @@
   // ---- composing and sending ----
 
   function canSend() {
-    return !state.sending && Boolean(state.connectorId) && Boolean(state.selectedKey);
+    return !state.sending && !state.recorder && Boolean(state.connectorId) && Boolean(state.selectedKey);
   }
 
   function updateSendButton() {
@@ -275,7 +302,12 @@
     if (state.sending) return; // a second click or Ctrl+Enter while in flight sends nothing more
     clearAlert();
     const text = el.message.value;
-    if (!text.trim()) {
+    if (state.files.some((f) => f.status === 'uploading')) {
+      showAlert(fmt('uploads_pending'));
+      return;
+    }
+    const files = state.files.filter((f) => f.status === 'done');
+    if (!text.trim() && !files.length && !state.voice) {
       showAlert(fmt('empty_text'));
       el.message.focus();
       return;
@@ -290,6 +322,9 @@
     el.send.textContent = fmt('sending');
     announce(fmt('sending'));
     try {
+      const voice = state.voice
+        ? { key: await state.voice.upload, duration: state.voice.duration, waveform: state.voice.waveform }
+        : null;
       const res = await api('/api/send', {
         method: 'POST',
         body: {
@@ -299,10 +334,16 @@
           idempotency_key: state.idemKey,
           publication: el.publication.value,
           create_activity: el.createActivity.checked,
+          attachments: files.map((f) => ({ key: f.key, name: f.file.name, size: f.file.size, content_type: f.file.type })),
+          as_document: el.asDocument.checked,
+          voice,
         },
       });
       state.idemKey = null;
       el.message.value = '';
+      state.files = [];
+      el.fileList.replaceChildren();
+      deleteVoice();
       updateCounter();
       announce(fmt('queued'));
       if (res.message_id) state.watched.set(String(res.message_id), 'queued');
@@ -318,6 +359,277 @@
       el.send.textContent = fmt('send');
       updateSendButton();
     }
+  }
+
+  // ---- files: straight to storage, with progress ----
+
+  function formatSize(bytes) {
+    const units = ['B', 'KB', 'MB', 'GB'];
+    let n = bytes;
+    let u = 0;
+    while (n >= 1024 && u < units.length - 1) { n /= 1024; u += 1; }
+    return `${n.toFixed(u ? 1 : 0)} ${units[u]}`;
+  }
+
+  // PUT to the upload slot with XMLHttpRequest: fetch has no upload progress.
+  function putFile(slot, body, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open(slot.method || 'PUT', slot.url);
+      for (const [k, v] of Object.entries(slot.headers || {})) xhr.setRequestHeader(k, v);
+      xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
+      xhr.onload = () => {
+        if (xhr.status >= 200 && xhr.status < 300) { resolve(); return; }
+        let message = fmt('http_error', { status: xhr.status });
+        try { message = JSON.parse(xhr.responseText).message || message; } catch { /* not JSON (S3 answers XML) */ }
+        reject(new Error(message));
+      };
+      xhr.onerror = () => reject(new Error(fmt('network_error')));
+      xhr.send(body);
+    });
+  }
+
+  async function upload(blob, name, onProgress) {
+    const slot = await api('/api/uploads', { method: 'POST', body: { name, size: blob.size, content_type: blob.type } });
+    await putFile(slot, blob, onProgress);
+    return slot.key;
+  }
+
+  function fileRow(entry) {
+    const { file } = entry;
+    const progress = h('progress', { max: 1, value: 0 });
+    progress.setAttribute('aria-label', fmt('uploading', { name: file.name }));
+    const note = h('span', { className: 'olc-muted' }, formatSize(file.size));
+    const remove = h('button', { type: 'button', className: 'olc-btn olc-btn-light olc-btn-small' }, '✕');
+    remove.setAttribute('aria-label', fmt('remove_file', { name: file.name }));
+    remove.addEventListener('click', () => {
+      state.files = state.files.filter((f) => f !== entry);
+      entry.row.remove();
+      composeChanged();
+      el.files.focus();
+      fit();
+    });
+    entry.row = h('li', { className: 'olc-file-item', dataset: { status: 'uploading' } },
+      h('span', { className: 'olc-file-name' }, file.name), note, progress, remove);
+    entry.progress = progress;
+    entry.note = note;
+    return entry.row;
+  }
+
+  function addFiles(list) {
+    clearAlert();
+    for (const file of list) {
+      if (state.files.length >= MAX_FILES) { showAlert(fmt('too_many_files', { count: MAX_FILES })); break; }
+      if (file.size === 0) { showAlert(`${file.name}: ${fmt('empty_file')}`); continue; }
+      if (file.size > MAX_BYTES) {
+        showAlert(`${file.name}: ${fmt('file_too_large', { mb: Math.floor(MAX_BYTES / 2 ** 20) })}`);
+        continue;
+      }
+      const entry = { file, key: null, status: 'uploading' };
+      state.files.push(entry);
+      el.fileList.append(fileRow(entry));
+      composeChanged();
+      upload(file, file.name, (p) => { entry.progress.value = p; })
+        .then((key) => {
+          entry.key = key;
+          entry.status = 'done';
+          entry.progress.value = 1;
+          announce(fmt('uploaded', { name: file.name }));
+        })
+        .catch((e) => {
+          entry.status = 'failed';
+          setText(entry.note, fmt('upload_failed', { name: file.name, reason: e.message }));
+          showAlert(fmt('upload_failed', { name: file.name, reason: e.message }));
+        })
+        .finally(() => { entry.row.dataset.status = entry.status; updateSendButton(); });
+    }
+    el.files.value = '';
+    fit();
+  }
+
+  // ---- voice: record, listen back, delete; sent with the message ----
+
+  function clock(seconds) {
+    const s = Math.max(0, Math.round(seconds));
+    return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+  }
+
+  // Peak level of each of WAVE_LEVELS slices, scaled to 0..31 against the loudest.
+  async function analyse(blob, fallbackSeconds) {
+    try {
+      const ctx = new (window.AudioContext || window.webkitAudioContext)();
+      const audio = await ctx.decodeAudioData(await blob.arrayBuffer());
+      ctx.close();
+      const data = audio.getChannelData(0);
+      const step = Math.max(1, Math.floor(data.length / WAVE_LEVELS));
+      const peaks = [];
+      for (let i = 0; i < WAVE_LEVELS && i * step < data.length; i += 1) {
+        let peak = 0;
+        for (let j = i * step; j < Math.min(data.length, (i + 1) * step); j += 1) peak = Math.max(peak, Math.abs(data[j]));
+        peaks.push(peak);
+      }
+      const max = Math.max(...peaks, 1e-6);
+      return { duration: audio.duration, waveform: peaks.map((p) => Math.round((p / max) * 31)) };
+    } catch {
+      return { duration: fallbackSeconds, waveform: [] };
+    }
+  }
+
+  function recorderType() {
+    // Firefox records OGG/Opus (sent as is); Chromium WebM/Opus (the server remuxes it).
+    return ['audio/ogg;codecs=opus', 'audio/webm;codecs=opus', 'audio/webm']
+      .find((t) => window.MediaRecorder?.isTypeSupported?.(t)) || '';
+  }
+
+  async function startRecording() {
+    clearAlert();
+    if (!navigator.mediaDevices?.getUserMedia || !window.MediaRecorder) { showAlert(fmt('voice_unsupported')); return; }
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    } catch (e) {
+      showAlert(fmt('voice_denied', { reason: e.message || e.name }));
+      return;
+    }
+    deleteVoice();
+    const type = recorderType();
+    const media = new MediaRecorder(stream, type ? { mimeType: type } : undefined);
+    const rec = { media, chunks: [], started: performance.now(), timer: 0 };
+    state.recorder = rec;
+    media.ondataavailable = (e) => { if (e.data.size) rec.chunks.push(e.data); };
+    media.onstop = () => finishRecording(rec, stream);
+    media.start(250);
+    el.voiceRecord.textContent = fmt('voice_stop');
+    el.voiceRecord.setAttribute('aria-pressed', 'true');
+    el.voiceTimer.hidden = false;
+    el.voiceTimer.textContent = '0:00';
+    rec.timer = setInterval(() => { el.voiceTimer.textContent = clock((performance.now() - rec.started) / 1000); }, 250);
+    updateSendButton();
+    announce(fmt('voice_recording'));
+  }
+
+  async function finishRecording(rec, stream) {
+    clearInterval(rec.timer);
+    stream.getTracks().forEach((t) => t.stop());
+    const elapsed = (performance.now() - rec.started) / 1000;
+    const blob = new Blob(rec.chunks, { type: rec.media.mimeType.split(';')[0] || 'audio/webm' });
+    const { duration, waveform } = await analyse(blob, elapsed);
+    const seconds = Number.isFinite(duration) && duration > 0 ? duration : elapsed;
+    const voice = { blob, url: URL.createObjectURL(blob), duration: seconds, waveform };
+    const ext = blob.type.includes('ogg') ? 'ogg' : 'webm';
+    voice.upload = upload(blob, `voice.${ext}`, () => {});
+    voice.upload.catch((e) => { if (state.voice === voice) showAlert(fmt('upload_failed', { name: fmt('voice_note'), reason: e.message })); });
+    state.voice = voice;
+    state.recorder = null;
+    composeChanged();
+    el.voiceRecord.textContent = fmt('voice_record');
+    el.voiceRecord.setAttribute('aria-pressed', 'false');
+    el.voiceTimer.hidden = true;
+    el.voiceAudio.src = voice.url;
+    setText(el.voiceLabel, fmt('voice_ready', { time: clock(seconds) }));
+    el.voiceWave.replaceChildren(...waveform.map((l) => {
+      const bar = h('span');
+      bar.style.height = `${Math.max(2, (l / 31) * 100)}%`;
+      return bar;
+    }));
+    el.voicePreview.hidden = false;
+    el.voiceDelete.hidden = false;
+    updateSendButton();
+    announce(fmt('voice_ready', { time: clock(seconds) }));
+    fit();
+  }
+
+  function deleteVoice() {
+    if (!state.voice) return;
+    URL.revokeObjectURL(state.voice.url);
+    state.voice = null;
+    el.voiceAudio.removeAttribute('src');
+    el.voicePreview.hidden = true;
+    el.voiceDelete.hidden = true;
+    composeChanged();
+    fit();
+  }
+
+  // ---- emoji picker (data: /assets/emoji.json, from the server's `emojis` crate) ----
+
+  async function loadEmoji() {
+    if (state.emojiLoaded) return;
+    state.emojiLoaded = true;
+    let data;
+    try {
+      const res = await fetch('/assets/emoji.json');
+      data = await res.json();
+    } catch {
+      state.emojiLoaded = false;
+      showAlert(fmt('network_error'));
+      return;
+    }
+    el.emojiGroups.replaceChildren(...data.groups.map((g) => {
+      const heading = h('h3', { className: 'olc-emoji-heading', id: `emoji-${g.id}` }, fmt(`emoji_group_${g.id}`));
+      const grid = h('div', { className: 'olc-emoji-grid', role: 'group' },
+        ...g.emojis.map(([char, name]) => {
+          const b = h('button', { type: 'button', className: 'olc-emoji-btn', title: name, tabIndex: -1, dataset: { name } }, char);
+          b.setAttribute('aria-label', name);
+          return b;
+        }));
+      grid.setAttribute('aria-labelledby', heading.id);
+      return h('section', { className: 'olc-emoji-group' }, heading, grid);
+    }));
+    filterEmoji();
+  }
+
+  function visibleEmoji() {
+    return Array.from(el.emojiGroups.querySelectorAll('.olc-emoji-btn')).filter((b) => !b.hidden);
+  }
+
+  function filterEmoji() {
+    const q = el.emojiSearch.value.trim().toLowerCase();
+    let any = false;
+    for (const section of el.emojiGroups.children) {
+      let shown = 0;
+      for (const b of section.querySelectorAll('.olc-emoji-btn')) {
+        b.hidden = Boolean(q) && !b.dataset.name.includes(q);
+        if (!b.hidden) shown += 1;
+      }
+      section.hidden = shown === 0;
+      any = any || shown > 0;
+    }
+    el.emojiNone.hidden = any || !state.emojiLoaded;
+    const first = visibleEmoji()[0];
+    if (first) first.tabIndex = 0;
+  }
+
+  function toggleEmoji(open) {
+    el.emojiPanel.hidden = !open;
+    el.emojiToggle.setAttribute('aria-expanded', String(open));
+    if (open) {
+      loadEmoji();
+      el.emojiSearch.focus();
+    }
+    fit();
+  }
+
+  function insertEmoji(char) {
+    const { selectionStart: start, selectionEnd: end } = el.message;
+    el.message.setRangeText(char, start, end, 'end');
+    el.message.dispatchEvent(new Event('input', { bubbles: true }));
+    toggleEmoji(false);
+    el.message.focus();
+  }
+
+  // Arrow keys move between the visible emoji (8 to a row), Escape closes the picker.
+  function emojiKeys(e) {
+    if (e.key === 'Escape') { e.preventDefault(); toggleEmoji(false); el.emojiToggle.focus(); return; }
+    const moves = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: 8, ArrowUp: -8 };
+    if (!(e.key in moves)) return;
+    const list = visibleEmoji();
+    if (!list.length) return;
+    const at = list.indexOf(document.activeElement);
+    if (at < 0 && e.target !== el.emojiSearch) return;
+    e.preventDefault();
+    const next = list[Math.min(list.length - 1, Math.max(0, at < 0 ? 0 : at + moves[e.key]))];
+    list.forEach((b) => { b.tabIndex = b === next ? 0 : -1; });
+    next.focus();
   }
 
   // ---- Open Line chat ----
@@ -394,7 +706,11 @@
       h('div', { className: 'olc-msg-head' },
         h('span', { className: 'olc-msg-to' }, String(m.recipient ?? '')),
         h('span', { className: 'olc-badge' }, statusText(m.status))),
-      h('p', { className: 'olc-msg-text' }, String(m.text ?? '')),
+      m.text ? h('p', { className: 'olc-msg-text' }, String(m.text)) : null,
+      Array.isArray(m.files) && m.files.length
+        ? h('p', { className: 'olc-msg-files' }, fmt('message_files', { names: m.files.join(', ') }))
+        : null,
+      m.voice ? h('p', { className: 'olc-msg-files' }, `🎤 ${fmt('voice_note')}`) : null,
       h('div', { className: 'olc-msg-meta' },
         m.connector ? fmt('message_meta', { connector: m.connector }) : null,
         m.connector && valid ? ' · ' : null,
@@ -433,6 +749,26 @@
     state.connectorId = el.from.value || null;
     updateSendButton();
     loadCard(state.connectorId);
+  });
+
+  el.toList.addEventListener('click', (e) => {
+    const button = e.target.closest('.olc-copy');
+    if (button) copyUsername(button.dataset.username);
+  });
+
+  el.files.addEventListener('change', () => addFiles(Array.from(el.files.files)));
+  el.asDocument.addEventListener('change', composeChanged);
+  el.voiceRecord.addEventListener('click', () => {
+    if (state.recorder) state.recorder.media.stop();
+    else startRecording();
+  });
+  el.voiceDelete.addEventListener('click', () => { deleteVoice(); el.voiceRecord.focus(); });
+  el.emojiToggle.addEventListener('click', () => toggleEmoji(el.emojiPanel.hidden));
+  el.emojiSearch.addEventListener('input', filterEmoji);
+  el.emojiPanel.addEventListener('keydown', emojiKeys);
+  el.emojiGroups.addEventListener('click', (e) => {
+    const b = e.target.closest('.olc-emoji-btn');
+    if (b) insertEmoji(b.textContent);
   });
 
   el.toList.addEventListener('change', (e) => {

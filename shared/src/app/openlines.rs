@@ -12,7 +12,7 @@ use super::{AppError, ErrorKind, Services};
 use crate::auth::Claims;
 use crate::clock::now_secs;
 use crate::domain::message::ActivityShown;
-use crate::domain::{Message, MessageStatus, Publication, PublicationMode, TelegramUser};
+use crate::domain::{Message, MessageStatus, Publication, PublicationMode, SendAs, TelegramUser};
 use crate::i18n::text;
 use crate::repo::connectors::Connector;
 use crate::repo::openlines::{ChatLink, external_chat_id};
@@ -56,7 +56,26 @@ async fn publish(svc: &Services, portal: &mut PortalClient<'_>, message: &Messag
         // Written before publishing, so an echo arriving at once is already known as ours.
         svc.openlines.expect_echo(&message.member_id, &link.external_chat_id, &text, &message.id).await?;
     }
-    send_to_open_line(svc, portal, &link, &message.id, &text, employee).await
+    let files = open_line_files(svc, message).await?;
+    send_to_open_line(svc, portal, &link, &message.id, &text, employee, &files).await
+}
+
+/// How long Bitrix24 may take to fetch a published file.
+const OL_FILE_URL_LIFETIME: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// The message's files for the Open Line chat: signed download URLs Bitrix24 fetches.
+async fn open_line_files(svc: &Services, message: &Message) -> Result<Vec<Value>, AppError> {
+    let mut files = Vec::new();
+    for file in message.attachments() {
+        let url = svc.blobs.download_url(&file.key, OL_FILE_URL_LIFETIME).await.map_err(|e| AppError::internal(format!("blobs: {e:#}")))?;
+        // A voice note is stored as recorded (WebM from Chromium): named as uploaded.
+        let name = match file.send_as {
+            SendAs::Voice { .. } => file.key.rsplit('/').next().unwrap_or(&file.file_name),
+            _ => &file.file_name,
+        };
+        files.push(json!({ "url": url, "name": name }));
+    }
+    Ok(files)
 }
 
 async fn link_chat(svc: &Services, member_id: &str, connector_id: &str, peer: crate::domain::Peer, client_name: &str) -> Result<ChatLink, AppError> {
@@ -85,6 +104,7 @@ async fn send_to_open_line(
     external_message_id: &str,
     text: &str,
     employee: Option<u64>,
+    files: &[Value],
 ) -> Result<u64, AppError> {
     let line = portal.portal.line.clone().ok_or_else(|| {
         AppError::invalid("no_open_line", "The Telegram connector is not connected to an Open Line of this portal.")
@@ -94,6 +114,9 @@ async fn send_to_open_line(
     let mut message = json!({ "id": external_message_id, "date": now_secs(), "text": text });
     if let Some(employee) = employee {
         message["user_id"] = json!(employee);
+    }
+    if !files.is_empty() {
+        message["files"] = json!(files);
     }
     let params = json!({
         "CONNECTOR": CONNECTOR_ID, "LINE": line,
@@ -181,6 +204,11 @@ fn activity_layout(m: &Message) -> Value {
             "title": text(lang, "to", &[]), "block": { "type": "text", "properties": { "value": m.recipient_name } } } },
         "text": { "type": "largeText", "properties": { "value": m.text() } },
     });
+    let files: Vec<&str> = m.attachments().map(|a| a.file_name.as_str()).collect();
+    if !files.is_empty() {
+        blocks["files"] = json!({ "type": "withTitle", "properties": {
+            "title": text(lang, "files", &[]), "block": { "type": "text", "properties": { "value": files.join(", ") } } } });
+    }
     if let Some(failure) = &m.failure {
         blocks["reason"] = json!({ "type": "text", "properties": { "value": failure_text(lang, failure), "color": "base_90" } });
     }
@@ -251,7 +279,7 @@ pub async fn create_chat(svc: &Services, claims: &Claims, request: ChatRequest) 
             let note = text(lang, "chat_created_note", &[]);
             let note_id = format!("chat-{}", uuid::Uuid::new_v4());
             svc.openlines.expect_echo(&claims.portal, &link.external_chat_id, &note, &note_id).await?;
-            (send_to_open_line(svc, &mut portal, &link, &note_id, &note, Some(claims.user)).await?, true)
+            (send_to_open_line(svc, &mut portal, &link, &note_id, &note, Some(claims.user), &[]).await?, true)
         }
     };
     let mut invited = Vec::new();

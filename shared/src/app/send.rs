@@ -3,11 +3,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::card::telegram_problem;
+use super::uploads::{self, FileRef, VoiceRef};
 use super::{AppError, ErrorKind, Services};
 use crate::auth::Claims;
 use crate::clock::now_millis;
 use crate::domain::message::{MAX_PARTS, TEXT_LIMIT, split_text};
-use crate::domain::{Failure, Message, MessageStatus, Part, Publication, PublicationMode, RecipientKey, TelegramUser};
+use crate::domain::{Failure, Message, MessageStatus, Part, Publication, PublicationMode, RecipientKey, SendAs, TelegramUser};
 use crate::i18n::{Lang, text};
 use crate::jobs::Job;
 use crate::ports::TelegramError;
@@ -18,8 +19,17 @@ use crate::repo::resolutions::Resolution;
 pub struct SendRequest {
     pub connector_id: String,
     pub recipient: String,
+    /// Optional when files or a voice note go along.
+    #[serde(default)]
     pub text: String,
     pub idempotency_key: String,
+    #[serde(default)]
+    pub attachments: Vec<FileRef>,
+    /// Files go uncompressed (as documents), photos included.
+    #[serde(default)]
+    pub as_document: bool,
+    #[serde(default)]
+    pub voice: Option<VoiceRef>,
     #[serde(default)]
     pub publication: PublicationMode,
     #[serde(default)]
@@ -32,6 +42,9 @@ pub struct MessageView {
     pub status: MessageStatus,
     pub reason: Option<String>,
     pub text: String,
+    /// File names of the attachments.
+    pub files: Vec<String>,
+    pub voice: bool,
     pub parts: usize,
     pub recipient: String,
     pub connector: String,
@@ -53,16 +66,22 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
         return Err(AppError::invalid("bad_idempotency_key", text(lang, "bad_idempotency_key", &[])));
     }
     let message_text = request.text.trim();
-    if message_text.is_empty() {
+    if message_text.is_empty() && request.attachments.is_empty() && request.voice.is_none() {
         return Err(AppError::invalid("empty_text", text(lang, "empty_text", &[])));
     }
-    let parts = split_text(message_text, TEXT_LIMIT);
+    let parts = if message_text.is_empty() { Vec::new() } else { split_text(message_text, TEXT_LIMIT) };
     if parts.len() > MAX_PARTS {
         let args = [("parts", MAX_PARTS.to_string()), ("limit", TEXT_LIMIT.to_string())];
         let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
         return Err(AppError::invalid("too_long", text(lang, "too_long", &args)));
     }
+    let mut files = uploads::attachments(svc, claims, &request.attachments, request.as_document).await?;
+    if let Some(voice) = &request.voice {
+        files.push(uploads::voice_attachment(svc, claims, voice).await?);
+    }
     let (connector, recipient, user) = recipient_account(svc, claims, &request.connector_id, &request.recipient).await?;
+    let text_parts = parts.into_iter().map(|text| Part { text, media: None, sent: false, telegram_id: None });
+    let file_parts = files.into_iter().map(|file| Part { text: String::new(), media: Some(file), sent: false, telegram_id: None });
 
     let new_id = uuid::Uuid::new_v4().to_string();
     let id = svc.messages.claim_idempotency_key(&claims.portal, claims.user, &request.idempotency_key, &new_id).await?;
@@ -86,7 +105,7 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
         recipient,
         recipient_name: user.username.as_ref().map(|u| format!("@{u}")).unwrap_or_else(|| user.display_name()),
         peer: user.peer,
-        parts: parts.into_iter().map(|text| Part { text, sent: false, telegram_id: None }).collect(),
+        parts: text_parts.chain(file_parts).collect(),
         status: MessageStatus::Queued,
         failure: None,
         retry_at: None,
@@ -172,6 +191,8 @@ fn view(lang: Lang, m: &Message, connectors: &[crate::repo::connectors::Connecto
         status: m.status,
         reason,
         text: m.text(),
+        files: m.attachments().filter(|a| !matches!(a.send_as, SendAs::Voice { .. })).map(|a| a.file_name.clone()).collect(),
+        voice: m.attachments().any(|a| matches!(a.send_as, SendAs::Voice { .. })),
         parts: m.parts.len(),
         recipient: m.recipient_name.clone(),
         connector: connectors.iter().find(|c| c.id == m.connector_id).map(|c| c.name.clone()).unwrap_or_default(),

@@ -7,9 +7,41 @@ use serde::{Deserialize, Serialize};
 
 use super::{AppError, Services};
 use crate::auth::Claims;
-use crate::http::blobs::MAX_UPLOAD;
+use crate::domain::voice::{MAX_LEVEL, MAX_LEVELS, pack_waveform};
+use crate::domain::{Attachment, SendAs};
+use crate::i18n::{Lang, text};
 
 const URL_LIFETIME: Duration = Duration::from_secs(3600);
+/// Telegram's limit for one file.
+pub const MAX_UPLOAD: u64 = 2 * 1024 * 1024 * 1024;
+/// Files of one message (Telegram's album size).
+pub const MAX_FILES: usize = 10;
+/// Larger images go as documents: Telegram compresses photos up to 10 MB.
+const MAX_PHOTO: u64 = 10 * 1024 * 1024;
+const PHOTO_TYPES: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
+/// A voice note is remuxed in memory; an hour of browser Opus is about 15 MB.
+pub const MAX_VOICE: u64 = 32 * 1024 * 1024;
+const MAX_VOICE_SECS: u32 = 3 * 3600;
+
+/// A file the browser uploaded, as named in `POST /api/send`.
+#[derive(Debug, Deserialize)]
+pub struct FileRef {
+    pub key: String,
+    pub name: String,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub content_type: String,
+}
+
+/// A recording from the tab: its upload, length and waveform (levels 0..=31).
+#[derive(Debug, Deserialize)]
+pub struct VoiceRef {
+    pub key: String,
+    pub duration: f64,
+    #[serde(default)]
+    pub waveform: Vec<u8>,
+}
 
 #[derive(Debug, Deserialize)]
 pub struct UploadRequest {
@@ -42,22 +74,120 @@ fn safe_name(name: &str) -> String {
     if bounded.is_empty() { "file".into() } else { bounded }
 }
 
+/// A MIME type as `type/subtype`, or the generic binary type.
+fn mime_type(content_type: &str) -> String {
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let valid = essence.len() <= 100
+        && essence.split_once('/').is_some_and(|(t, s)| {
+            let token = |x: &str| !x.is_empty() && x.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '_'));
+            token(t) && token(s)
+        });
+    if valid { essence } else { "application/octet-stream".into() }
+}
+
+fn uploads_prefix(claims: &Claims) -> String {
+    format!("uploads/{}/", claims.portal)
+}
+
 pub async fn create_upload(svc: &Services, claims: &Claims, request: UploadRequest) -> Result<UploadSlot, AppError> {
-    if request.size == 0 {
-        return Err(AppError::invalid("empty_file", "The file is empty."));
-    }
-    if request.size > MAX_UPLOAD {
-        return Err(AppError::invalid("file_too_large", "Telegram accepts files up to 2 GB."));
-    }
-    let content_type = if request.content_type.is_empty() { "application/octet-stream".to_owned() } else { request.content_type };
-    let key = format!("uploads/{}/{}/{}", claims.portal, uuid::Uuid::new_v4().simple(), safe_name(&request.name));
+    check_size(claims.lang, request.size, MAX_UPLOAD)?;
+    let content_type = mime_type(&request.content_type);
+    let key = format!("{}{}/{}", uploads_prefix(claims), uuid::Uuid::new_v4().simple(), safe_name(&request.name));
     let url = svc.blobs.upload_url(&key, &content_type, URL_LIFETIME).await.map_err(|e| AppError::internal(format!("{e:#}")))?;
     Ok(UploadSlot { key, url, method: "PUT", headers: serde_json::json!({ "content-type": content_type }) })
 }
 
+fn check_size(lang: Lang, size: u64, limit: u64) -> Result<(), AppError> {
+    if size == 0 {
+        return Err(AppError::invalid("empty_file", text(lang, "empty_file", &[])));
+    }
+    if size > limit {
+        let mb = (limit / (1024 * 1024)).to_string();
+        return Err(AppError::invalid("file_too_large", text(lang, "file_too_large", &[("mb", &mb)])));
+    }
+    Ok(())
+}
+
+/// The stored size of an upload of this portal; refused when the key is another portal's,
+/// malformed, or names nothing stored.
+async fn stored_size(svc: &Services, claims: &Claims, key: &str) -> Result<u64, AppError> {
+    let unknown = || AppError::invalid("unknown_upload", text(claims.lang, "unknown_upload", &[]));
+    if !key.starts_with(&uploads_prefix(claims)) || crate::ports::blobs::check_key(key).is_err() {
+        return Err(unknown());
+    }
+    let stored = svc.blobs.get(key).await.map_err(|e| AppError::internal(format!("blobs: {e:#}")))?;
+    stored.map(|(size, _)| size).ok_or_else(unknown)
+}
+
+/// A name to show in Telegram: the user's own, without path or control characters.
+fn display_name(name: &str, key: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
+    let cleaned = cleaned.trim();
+    if cleaned.is_empty() { key.rsplit('/').next().unwrap_or("file").to_owned() } else { cleaned.to_owned() }
+}
+
+/// The files of a message, checked against storage: photos (unless `as_document`) and documents.
+pub async fn attachments(svc: &Services, claims: &Claims, files: &[FileRef], as_document: bool) -> Result<Vec<Attachment>, AppError> {
+    if files.len() > MAX_FILES {
+        return Err(AppError::invalid("too_many_files", text(claims.lang, "too_many_files", &[("count", &MAX_FILES.to_string())])));
+    }
+    let mut out = Vec::with_capacity(files.len());
+    for file in files {
+        let size = stored_size(svc, claims, &file.key).await?;
+        check_size(claims.lang, size, MAX_UPLOAD)?;
+        let mime_type = mime_type(&file.content_type);
+        let photo = !as_document && size <= MAX_PHOTO && PHOTO_TYPES.contains(&mime_type.as_str());
+        out.push(Attachment {
+            key: file.key.clone(),
+            file_name: display_name(&file.name, &file.key),
+            mime_type,
+            size,
+            send_as: if photo { SendAs::Photo } else { SendAs::Document },
+        });
+    }
+    Ok(out)
+}
+
+/// A voice note, checked against storage; its waveform packed for Telegram.
+pub async fn voice_attachment(svc: &Services, claims: &Claims, voice: &VoiceRef) -> Result<Attachment, AppError> {
+    let size = stored_size(svc, claims, &voice.key).await?;
+    check_size(claims.lang, size, MAX_VOICE)?;
+    let valid = voice.duration.is_finite()
+        && voice.duration > 0.0
+        && voice.duration <= f64::from(MAX_VOICE_SECS)
+        && voice.waveform.len() <= MAX_LEVELS
+        && voice.waveform.iter().all(|l| *l <= MAX_LEVEL);
+    if !valid {
+        return Err(AppError::invalid("bad_voice", text(claims.lang, "bad_voice", &[])));
+    }
+    Ok(Attachment {
+        key: voice.key.clone(),
+        file_name: "voice.ogg".into(),
+        mime_type: "audio/ogg".into(),
+        size,
+        send_as: SendAs::Voice { duration_secs: voice.duration.round().max(1.0) as u32, waveform: pack_waveform(&voice.waveform) },
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::safe_name;
+    use super::{display_name, mime_type, safe_name};
+
+    #[test]
+    fn mime_types_are_kept_only_when_well_formed() {
+        assert_eq!(mime_type("image/JPEG"), "image/jpeg");
+        assert_eq!(mime_type("audio/webm;codecs=opus"), "audio/webm");
+        assert_eq!(mime_type(""), "application/octet-stream");
+        assert_eq!(mime_type("text/html\r\nx: y"), "application/octet-stream");
+    }
+
+    #[test]
+    fn display_names_keep_the_users_name_without_paths() {
+        assert_eq!(display_name("C:\\docs\\отчёт.pdf", "uploads/p/x/_____.pdf"), "отчёт.pdf");
+        assert_eq!(display_name("a\u{0}b", "k"), "ab");
+        assert_eq!(display_name("", "uploads/p/x/file.bin"), "file.bin");
+    }
 
     #[test]
     fn names_are_made_safe() {

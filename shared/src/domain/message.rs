@@ -46,10 +46,33 @@ pub enum Failure {
     Rejected { detail: String },
 }
 
-/// One part of a message as Telegram sees it.
+/// How a file goes to Telegram.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SendAs {
+    Photo,
+    Document,
+    /// `waveform` is Telegram's packed 5-bit format.
+    Voice { duration_secs: u32, waveform: Vec<u8> },
+}
+
+/// A file of a message, in blob storage under `key`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub key: String,
+    pub file_name: String,
+    pub mime_type: String,
+    pub size: u64,
+    pub send_as: SendAs,
+}
+
+/// One part of a message as Telegram sees it: a text, or a file (with an empty text).
+/// Text parts come first, then one part per file; each is one send with its own `random_id`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Part {
     pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<Attachment>,
     pub sent: bool,
     /// Telegram's id, when Telegram told us (not for a send it reported as a duplicate).
     pub telegram_id: Option<i32>,
@@ -117,8 +140,8 @@ impl Message {
     }
 
     /// The first part not yet sent, with its index.
-    pub fn next_part(&self) -> Option<(usize, &str)> {
-        self.parts.iter().enumerate().find(|(_, p)| !p.sent).map(|(i, p)| (i, p.text.as_str()))
+    pub fn next_part(&self) -> Option<(usize, &Part)> {
+        self.parts.iter().enumerate().find(|(_, p)| !p.sent)
     }
 
     pub fn part_sent(&mut self, index: usize, telegram_id: Option<i32>) {
@@ -155,8 +178,13 @@ impl Message {
         self.parts.iter().filter_map(|p| p.telegram_id).max()
     }
 
+    /// The text the user wrote (its text parts joined).
     pub fn text(&self) -> String {
-        self.parts.iter().map(|p| p.text.as_str()).collect::<Vec<_>>().join("\n")
+        self.parts.iter().filter(|p| p.media.is_none()).map(|p| p.text.as_str()).collect::<Vec<_>>().join("\n")
+    }
+
+    pub fn attachments(&self) -> impl Iterator<Item = &Attachment> {
+        self.parts.iter().filter_map(|p| p.media.as_ref())
     }
 
     /// Due for the Open Line: delivered, to be published, and not published yet.
@@ -230,7 +258,7 @@ mod tests {
             recipient: "username:ivan_p".parse().unwrap(),
             recipient_name: "Ivan".into(),
             peer: Peer { user_id: 1, access_hash: 2 },
-            parts: parts.iter().map(|t| Part { text: t.to_string(), sent: false, telegram_id: None }).collect(),
+            parts: parts.iter().map(|t| Part { text: t.to_string(), media: None, sent: false, telegram_id: None }).collect(),
             status: MessageStatus::Queued,
             failure: None,
             retry_at: None,
@@ -266,12 +294,33 @@ mod tests {
     fn sent_once_every_part_is() {
         let mut m = message(&["a", "b"]);
         assert!(m.begin_sending());
-        assert_eq!(m.next_part(), Some((0, "a")));
+        assert_eq!(m.next_part().map(|(i, p)| (i, p.text.as_str())), Some((0, "a")));
         m.part_sent(0, Some(10));
-        assert_eq!((m.status, m.next_part()), (MessageStatus::Sending, Some((1, "b"))));
+        assert_eq!(m.status, MessageStatus::Sending);
+        assert_eq!(m.next_part().map(|(i, p)| (i, p.text.as_str())), Some((1, "b")));
         m.part_sent(1, None);
         assert_eq!((m.status, m.next_part()), (MessageStatus::Sent, None));
         assert!(!m.begin_sending(), "a sent message is never sent again");
+    }
+
+    #[test]
+    fn files_are_parts_after_the_text_and_not_in_it() {
+        let mut m = message(&["hello"]);
+        let file = Attachment { key: "k".into(), file_name: "a.pdf".into(), mime_type: "application/pdf".into(), size: 3, send_as: SendAs::Document };
+        m.parts.push(Part { text: String::new(), media: Some(file.clone()), sent: false, telegram_id: None });
+        assert!(m.begin_sending());
+        m.part_sent(0, Some(1));
+        let (index, part) = m.next_part().expect("the file is next");
+        assert_eq!((index, part.media.as_ref()), (1, Some(&file)));
+        assert_ne!(random_id(&m.id, 0), random_id(&m.id, 1), "each part has its own random_id");
+        // A crash before recording the file part: the retry finds the same part and random_id.
+        assert_eq!(m.next_part().map(|(i, _)| i), Some(1));
+        m.part_sent(1, Some(2));
+        assert_eq!(m.status, MessageStatus::Sent);
+        assert_eq!(m.text(), "hello");
+        assert_eq!(m.attachments().count(), 1);
+        let stored: Message = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(stored, m);
     }
 
     #[test]

@@ -8,11 +8,12 @@ pub mod peer;
 pub mod phone;
 pub mod publication;
 pub mod username;
+pub mod voice;
 
 pub use contact::{ContactPoint, FieldSource, RecipientKey};
 pub use entity::{EntityRef, EntityType};
 pub use formatting::Formatted;
-pub use message::{Failure, Message, MessageStatus, Part};
+pub use message::{Attachment, Failure, Message, MessageStatus, Part, SendAs};
 pub use publication::{Publication, PublicationMode};
 pub use peer::{Peer, TelegramUser};
 pub use phone::PhoneE164;

@@ -1,4 +1,7 @@
-//! The tab's script and style, compiled into the binary: no front-end build step.
+//! The tab's script and style, compiled into the binary: no front-end build step; the
+//! emoji picker's data from the `emojis` crate (Unicode CLDR), built once per process.
+
+use std::sync::OnceLock;
 
 use axum::Router;
 use axum::http::header;
@@ -13,6 +16,38 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/assets/tab.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../assets/tab.js")) }))
         .route("/assets/tab.css", get(|| async { asset("text/css; charset=utf-8", include_str!("../../assets/tab.css")) }))
+        .route("/assets/emoji.json", get(|| async { asset("application/json", emoji_json()) }))
+}
+
+/// The picker's groups, ids matching the `emoji_group_*` strings of `i18n.json`.
+fn group_id(group: emojis::Group) -> &'static str {
+    use emojis::Group::*;
+    match group {
+        SmileysAndEmotion => "smileys",
+        PeopleAndBody => "people",
+        AnimalsAndNature => "nature",
+        FoodAndDrink => "food",
+        TravelAndPlaces => "travel",
+        Activities => "activities",
+        Objects => "objects",
+        Symbols => "symbols",
+        Flags => "flags",
+    }
+}
+
+/// `{"groups":[{"id":"smileys","emojis":[["😀","grinning face"],…]},…]}`: every emoji
+/// without skin-tone variants, with its CLDR name for search.
+pub fn emoji_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| {
+        let groups: Vec<serde_json::Value> = emojis::Group::iter()
+            .map(|g| {
+                let list: Vec<[&str; 2]> = g.emojis().map(|e| [e.as_str(), e.name()]).collect();
+                serde_json::json!({ "id": group_id(g), "emojis": list })
+            })
+            .collect();
+        serde_json::json!({ "groups": groups }).to_string()
+    })
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {

@@ -16,10 +16,8 @@ use tokio::io::AsyncReadExt;
 use tokio_util::io::{ReaderStream, StreamReader};
 
 use crate::adapters::DirBlobs;
+use crate::app::uploads::MAX_UPLOAD;
 use crate::ports::Blobs;
-
-/// Telegram's limit for one file.
-pub const MAX_UPLOAD: u64 = 2 * 1024 * 1024 * 1024;
 
 #[derive(Deserialize)]
 struct Signed {

@@ -13,7 +13,8 @@ use minijinja::{Environment, UndefinedBehavior, context};
 use super::AppState;
 use crate::app::placement::{PlacementForm, PlacementQuery, open_tab};
 use crate::app::AppError;
-use crate::i18n::{Lang, strings};
+use crate::app::uploads::{MAX_FILES, MAX_UPLOAD};
+use crate::i18n::{Lang, strings, text};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/placement", post(placement))
@@ -57,7 +58,13 @@ fn render(lang: Lang) -> String {
     let i18n_json = serde_json::to_string(t).expect("strings serialize").replace('<', "\\u003c");
     let t = minijinja::Value::from_pairs(t.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.get_template("tab.html")
-        .and_then(|tpl| tpl.render(context! { lang => lang.code(), token => TOKEN_SLOT, t, i18n_json }))
+        .and_then(|tpl| {
+            tpl.render(context! {
+                lang => lang.code(), token => TOKEN_SLOT, t, i18n_json,
+                files_limit => text(lang, "files_limit", &[("count", &MAX_FILES.to_string())]),
+                max_files => MAX_FILES, max_upload => MAX_UPLOAD,
+            })
+        })
         .expect("the tab template renders")
 }
 

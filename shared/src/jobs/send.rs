@@ -7,13 +7,18 @@
 
 use std::time::Duration;
 
+use tokio::io::AsyncReadExt;
+
 use super::{Job, Outcome, backoff};
 use crate::app::Services;
 use crate::app::send::publish_job;
+use crate::app::uploads::MAX_VOICE;
 use crate::clock::now_millis;
 use crate::domain::message::random_id;
-use crate::domain::{Failure, Formatted, Message, MessageStatus, PublicationMode};
-use crate::ports::TelegramError;
+use crate::domain::voice::{self, VoiceContainer};
+use crate::domain::{Attachment, Failure, Formatted, Message, MessageStatus, PublicationMode, SendAs};
+use crate::ports::blobs::BlobReader;
+use crate::ports::{Media, MediaKind, TelegramError};
 use crate::repo::RepoError;
 use crate::repo::connectors::ConnectorStatus;
 
@@ -44,8 +49,19 @@ async fn try_send(svc: &Services, message_id: &str, receive_count: u32) -> Resul
         return fail(svc, &message, Failure::ConnectorUnauthorized).await;
     }
     let account = connector.account();
-    while let Some((index, text)) = message.next_part() {
-        let sent = svc.telegram.send_text(&account, message.peer, &Formatted::plain(text), random_id(&message.id, index)).await;
+    while let Some((index, part)) = message.next_part() {
+        let random_id = random_id(&message.id, index);
+        let sent = match &part.media {
+            None => svc.telegram.send_text(&account, message.peer, &Formatted::plain(&part.text), random_id).await,
+            Some(file) => match open_media(svc, file).await {
+                Ok((media, body)) => svc.telegram.send_media(&account, message.peer, &media, body, &Formatted::plain(&part.text), random_id).await,
+                Err(MediaError::Storage(e)) => {
+                    tracing::warn!("blob storage failed ({e:#}); retrying");
+                    return Ok(Outcome::RetryAfter(backoff(receive_count)));
+                }
+                Err(MediaError::Unusable(detail)) => return fail(svc, &message, Failure::Rejected { detail }).await,
+            },
+        };
         match sent {
             Ok(sent) => {
                 message = svc
@@ -81,6 +97,51 @@ async fn try_send(svc: &Services, message_id: &str, receive_count: u32) -> Resul
     }
     tracing::info!("message sent");
     Ok(finished(svc, &message, true, Outcome::Done).await)
+}
+
+enum MediaError {
+    /// Storage did not answer: try again later.
+    Storage(anyhow::Error),
+    /// The file cannot be sent (gone, or a recording that is not Opus).
+    Unusable(String),
+}
+
+/// The file of a part as Telegram gets it: streamed from storage, a voice note as OGG/Opus.
+async fn open_media(svc: &Services, file: &Attachment) -> Result<(Media, BlobReader), MediaError> {
+    let (size, body) = svc
+        .blobs
+        .get(&file.key)
+        .await
+        .map_err(|e| MediaError::Storage(e.into()))?
+        .ok_or_else(|| MediaError::Unusable(format!("the file {} is no longer stored", file.file_name)))?;
+    let (kind, size, body) = match &file.send_as {
+        SendAs::Photo => (MediaKind::Photo, size, body),
+        SendAs::Document => (MediaKind::Document, size, body),
+        SendAs::Voice { duration_secs, waveform } => {
+            let ogg = ogg_voice(body).await?;
+            let kind = MediaKind::Voice { duration_secs: *duration_secs, waveform: waveform.clone() };
+            (kind, ogg.len() as u64, Box::new(std::io::Cursor::new(ogg)) as BlobReader)
+        }
+    };
+    Ok((Media { kind, file_name: file.file_name.clone(), mime_type: file.mime_type.clone(), size }, body))
+}
+
+/// A recording as OGG/Opus: Firefox's passes through, Chromium's WebM is remuxed (not
+/// re-encoded). Held in memory, bounded by the voice size limit checked at send.
+async fn ogg_voice(mut body: BlobReader) -> Result<Vec<u8>, MediaError> {
+    let mut bytes = Vec::new();
+    (&mut body).take(MAX_VOICE + 1).read_to_end(&mut bytes).await.map_err(|e| MediaError::Storage(e.into()))?;
+    match voice::sniff_container(&bytes) {
+        Some(VoiceContainer::Ogg) => Ok(bytes),
+        Some(VoiceContainer::WebM) => tokio::task::spawn_blocking(move || {
+            let mut ogg = Vec::with_capacity(bytes.len());
+            voice::remux_webm_to_ogg(std::io::Cursor::new(bytes), &mut ogg).map(|_| ogg)
+        })
+        .await
+        .map_err(|e| MediaError::Storage(e.into()))?
+        .map_err(|e| MediaError::Unusable(format!("the voice recording could not be read: {e}"))),
+        None => Err(MediaError::Unusable("the voice recording is neither OGG nor WebM".into())),
+    }
 }
 
 /// Hands a final message on: to the openline-worker when it is published or has an

@@ -11,6 +11,25 @@ pub struct Account {
     pub user_id: i64,
 }
 
+/// What kind of media a file is sent as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MediaKind {
+    /// Compressed photo.
+    Photo,
+    /// Uncompressed file ("send as document").
+    Document,
+    /// OGG/Opus voice note; `waveform` is Telegram's packed 5-bit format.
+    Voice { duration_secs: u32, waveform: Vec<u8> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Media {
+    pub kind: MediaKind,
+    pub file_name: String,
+    pub mime_type: String,
+    pub size: u64,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SentMessage {
     /// Telegram's message id in the private chat; `None` when Telegram reported the
@@ -42,6 +61,9 @@ pub trait Telegram: Send + Sync {
     async fn resolve_username(&self, account: &Account, username: &TelegramUsername) -> Result<Option<TelegramUser>, TelegramError>;
     /// `messages.sendMessage` with its entities; Telegram drops a repeated `random_id`.
     async fn send_text(&self, account: &Account, peer: Peer, text: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError>;
+    /// `messages.sendMedia` with the file streamed from `body` (memory does not grow with size);
+    /// Telegram drops a repeated `random_id`.
+    async fn send_media(&self, account: &Account, peer: Peer, media: &Media, body: crate::ports::blobs::BlobReader, caption: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError>;
     /// The id of the newest message of ours the peer has read (`messages.getPeerDialogs`
     /// `read_outbox_max_id`); 0 when none.
     async fn read_outbox_max_id(&self, account: &Account, peer: Peer) -> Result<i32, TelegramError>;

@@ -133,11 +133,12 @@ impl Sandbox {
 
 type SandboxState = State<Arc<Sandbox>>;
 
-const CARDS: [(EntityType, u64, &str); 4] = [
+const CARDS: [(EntityType, u64, &str); 5] = [
     (EntityType::Lead, 1, "Request: 20 office chairs — phone, Telegram IM, linked contact and company"),
     (EntityType::Deal, 1, "Chairs for Acme Shop — two contacts and a company with a t.me link"),
     (EntityType::Contact, 2, "Svetlana Kuznetsova — hides her number from strangers"),
     (EntityType::Company, 1, "Acme Shop LLC — a t.me link in Website"),
+    (EntityType::Contact, 3, "Mallory — HTML in her names: shown as text, never run"),
 ];
 
 async fn index() -> Html<String> {

@@ -59,6 +59,8 @@ pub fn telegram_users() -> Vec<SimUser> {
         tg(1003, "+79265554433", None, ("Svetlana", "Kuznetsova"), PhonePrivacy::Contacts),
         tg(1004, "+74957771122", Some("acme_shop"), ("Acme", "Shop"), PhonePrivacy::Nobody),
         tg(1005, "+79857776655", Some("d_sokolov"), ("Dmitry", "Sokolov"), PhonePrivacy::Everybody),
+        // Names are the sender's to choose: this one must show as text, never run.
+        tg(1006, "+79167770011", Some("mallory_x"), ("<script>alert('name')</script>", "<img src=x onerror=alert(1)>"), PhonePrivacy::Nobody),
     ]
 }
 
@@ -96,6 +98,10 @@ pub fn portals() -> Vec<SimPortal> {
     records.insert((EntityType::Contact, 2), json!({
         "ID": "2", "NAME": "Svetlana", "LAST_NAME": "Kuznetsova", "COMPANY_ID": "0", "TYPE_ID": "CLIENT",
         "PHONE": multi("PHONE", &[("MOBILE", "+7 926 555-44-33")]),
+    }));
+    records.insert((EntityType::Contact, 3), json!({
+        "ID": "3", "NAME": "<b>Mallory</b>", "LAST_NAME": "<script>alert('card')</script>", "COMPANY_ID": "0", "TYPE_ID": "CLIENT",
+        "IM": multi("IM", &[("TELEGRAM", "@mallory_x")]),
     }));
     records.insert((EntityType::Company, 1), json!({
         "ID": "1", "TITLE": "Acme Shop LLC", "COMPANY_TYPE": "CUSTOMER",

@@ -6,11 +6,14 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
 
 use crate::clock::now_secs;
 use crate::domain::formatting::TextEntity;
 use crate::domain::{Formatted, PhoneE164, TelegramUsername};
-use crate::ports::{Account, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
+use crate::ports::blobs::BlobReader;
+use crate::ports::{Account, Media, MediaKind, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
 
 /// "Who can find me by my number".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,10 +63,67 @@ pub struct ReceivedMessage {
     pub text: String,
     /// Formatting (bold, links...) as Telegram's entities.
     pub entities: Vec<TextEntity>,
-    /// `text` for now; `photo`, `document`, `voice` with media sends.
+    /// `text`, `photo`, `document` or `voice`.
     pub media: String,
+    /// What arrived with a media send.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<ReceivedFile>,
     pub date: i64,
     pub read: bool,
+}
+
+/// A file as the simulated Telegram received it: counted and hashed while streaming in.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReceivedFile {
+    pub file_name: String,
+    pub mime_type: String,
+    /// The size the sender declared, and the bytes that actually arrived.
+    pub size: u64,
+    pub received_bytes: u64,
+    pub sha256: String,
+    /// `ogg_opus`, `ogg`, `webm`, `jpeg`, `png`, `pdf` or `other`, from the first bytes.
+    pub format: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waveform_bytes: Option<usize>,
+}
+
+/// Enough of a file's start to tell its format.
+const HEAD_BYTES: usize = 64;
+
+fn file_format(head: &[u8]) -> &'static str {
+    // An OGG stream's first page holds the codec's header packet right after its 27+1 byte header.
+    if head.starts_with(b"OggS") {
+        return if head.get(28..36) == Some(b"OpusHead") { "ogg_opus" } else { "ogg" };
+    }
+    match head {
+        [0x1A, 0x45, 0xDF, 0xA3, ..] => "webm",
+        [0xFF, 0xD8, 0xFF, ..] => "jpeg",
+        [0x89, b'P', b'N', b'G', ..] => "png",
+        [b'%', b'P', b'D', b'F', ..] => "pdf",
+        _ => "other",
+    }
+}
+
+/// Reads the whole stream in fixed chunks: its length, SHA-256 and first bytes.
+async fn consume(mut body: BlobReader) -> Result<(u64, String, Vec<u8>), TelegramError> {
+    let mut hasher = Sha256::new();
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = body.read(&mut chunk).await.map_err(|e| TelegramError::Transient(format!("upload interrupted: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        let wanted = HEAD_BYTES.saturating_sub(head.len()).min(n);
+        head.extend_from_slice(&chunk[..wanted]);
+        hasher.update(&chunk[..n]);
+        total += n as u64;
+    }
+    let sha = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((total, sha, head))
 }
 
 /// A failure the next matching call answers with.
@@ -142,6 +202,46 @@ fn fault_error(fault: &Fault) -> TelegramError {
 }
 
 impl State {
+    /// Delivers to `peer` as Telegram would: faults first, then duplicates, then privacy.
+    fn deliver(&mut self, account: &Account, peer: Peer, text: &Formatted, media: &str, file: Option<ReceivedFile>, random_id: i64) -> Result<SentMessage, TelegramError> {
+        let fault = self.send_faults.pop_front();
+        if let Some(f) = fault.as_ref().filter(|f| **f != Fault::DropAfterDelivery) {
+            return Err(fault_error(f));
+        }
+        let me = self.session(account)?.clone();
+        if self.random_ids.contains_key(&(me.id, random_id)) {
+            return Ok(SentMessage { id: None }); // RANDOM_ID_DUPLICATE
+        }
+        let to = self
+            .users
+            .iter()
+            .find(|u| u.id == peer.user_id && u.access_hash == peer.access_hash)
+            .ok_or_else(|| TelegramError::Rejected("PEER_ID_INVALID".into()))?
+            .clone();
+        if !to.accepts_strangers && !to.contacts.contains(&me.id) {
+            return Err(TelegramError::PrivacyRestricted);
+        }
+        let id = self.received.len() as i32 + 1;
+        self.received.push(ReceivedMessage {
+            id,
+            from_user_id: me.id,
+            from_username: me.username.clone(),
+            to_user_id: to.id,
+            to_username: to.username.clone(),
+            text: text.text.clone(),
+            entities: text.entities.clone(),
+            media: media.into(),
+            file,
+            date: now_secs(),
+            read: false,
+        });
+        self.random_ids.insert((me.id, random_id), id);
+        match fault {
+            Some(f) => Err(fault_error(&f)),
+            None => Ok(SentMessage { id: Some(id) }),
+        }
+    }
+
     fn session(&self, account: &Account) -> Result<&SimUser, TelegramError> {
         self.users
             .iter()
@@ -188,42 +288,28 @@ impl Telegram for SandboxTelegram {
     }
 
     async fn send_text(&self, account: &Account, peer: Peer, text: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError> {
-        let mut state = self.lock();
-        let fault = state.send_faults.pop_front();
-        if let Some(f) = fault.as_ref().filter(|f| **f != Fault::DropAfterDelivery) {
-            return Err(fault_error(f));
-        }
-        let me = state.session(account)?.clone();
-        if state.random_ids.contains_key(&(me.id, random_id)) {
-            return Ok(SentMessage { id: None }); // RANDOM_ID_DUPLICATE
-        }
-        let to = state
-            .users
-            .iter()
-            .find(|u| u.id == peer.user_id && u.access_hash == peer.access_hash)
-            .ok_or_else(|| TelegramError::Rejected("PEER_ID_INVALID".into()))?
-            .clone();
-        if !to.accepts_strangers && !to.contacts.contains(&me.id) {
-            return Err(TelegramError::PrivacyRestricted);
-        }
-        let id = state.received.len() as i32 + 1;
-        state.received.push(ReceivedMessage {
-            id,
-            from_user_id: me.id,
-            from_username: me.username.clone(),
-            to_user_id: to.id,
-            to_username: to.username.clone(),
-            text: text.text.clone(),
-            entities: text.entities.clone(),
-            media: "text".into(),
-            date: now_secs(),
-            read: false,
-        });
-        state.random_ids.insert((me.id, random_id), id);
-        match fault {
-            Some(f) => Err(fault_error(&f)),
-            None => Ok(SentMessage { id: Some(id) }),
-        }
+        self.lock().deliver(account, peer, text, "text", None, random_id)
+    }
+
+    async fn send_media(&self, account: &Account, peer: Peer, media: &Media, body: BlobReader, caption: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError> {
+        // The upload streams in before the send, as with Telegram's upload.saveFilePart.
+        let (received_bytes, sha256, head) = consume(body).await?;
+        let (kind, duration, waveform_bytes) = match &media.kind {
+            MediaKind::Photo => ("photo", None, None),
+            MediaKind::Document => ("document", None, None),
+            MediaKind::Voice { duration_secs, waveform } => ("voice", Some(*duration_secs), Some(waveform.len())),
+        };
+        let file = ReceivedFile {
+            file_name: media.file_name.clone(),
+            mime_type: media.mime_type.clone(),
+            size: media.size,
+            received_bytes,
+            sha256,
+            format: file_format(&head),
+            duration,
+            waveform_bytes,
+        };
+        self.lock().deliver(account, peer, caption, kind, Some(file), random_id)
     }
 
     async fn read_outbox_max_id(&self, account: &Account, peer: Peer) -> Result<i32, TelegramError> {
