@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 
 use crate::domain::{Formatted, PhoneE164, TelegramUsername};
-use crate::ports::{Account, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
+use crate::ports::blobs::BlobReader;
+use crate::ports::{Account, Media, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
 
 pub struct TelegramUnavailable;
 
@@ -27,6 +28,10 @@ impl Telegram for TelegramUnavailable {
     }
 
     async fn read_outbox_max_id(&self, _: &Account, _: Peer) -> Result<i32, TelegramError> {
+        Err(unavailable())
+    }
+
+    async fn send_media(&self, _: &Account, _: Peer, _: &Media, _: BlobReader, _: &Formatted, _: i64) -> Result<SentMessage, TelegramError> {
         Err(unavailable())
     }
 }

@@ -35,6 +35,24 @@ pub enum TelegramError {
     Transient(String),
 }
 
+/// What kind of media a file is sent as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MediaKind {
+    /// Compressed photo.
+    Photo,
+    /// Uncompressed file ("send as document").
+    Document,
+    /// OGG/Opus voice note; `waveform` is Telegram's packed 5-bit format.
+    Voice { duration_secs: u32, waveform: Vec<u8> },
+}
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Media {
+    pub kind: MediaKind,
+    pub file_name: String,
+    pub mime_type: String,
+    pub size: u64,
+}
+
 #[async_trait]
 pub trait Telegram: Send + Sync {
     /// The account owning `phone`, when its privacy settings let us find it.
@@ -45,4 +63,7 @@ pub trait Telegram: Send + Sync {
     /// The id of the newest message of ours the peer has read (`messages.getPeerDialogs`
     /// `read_outbox_max_id`); 0 when none.
     async fn read_outbox_max_id(&self, account: &Account, peer: Peer) -> Result<i32, TelegramError>;
+    /// `messages.sendMedia` with the file streamed from `body` (memory does not grow with size);
+    /// Telegram drops a repeated `random_id`.
+    async fn send_media(&self, account: &Account, peer: Peer, media: &Media, body: crate::ports::blobs::BlobReader, caption: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError>;
 }

@@ -6,6 +6,7 @@ pub mod messages;
 pub mod openlines;
 pub mod portals;
 pub mod resolutions;
+pub mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::now_secs;
 use crate::domain::formatting::TextEntity;
 use crate::domain::{Formatted, PhoneE164, TelegramUsername};
-use crate::ports::{Account, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
+use crate::ports::blobs::BlobReader;
+use crate::ports::{Account, Media, MediaKind, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
 
 /// "Who can find me by my number".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +61,7 @@ pub struct ReceivedMessage {
     pub text: String,
     /// Formatting (bold, links...) as Telegram's entities.
     pub entities: Vec<TextEntity>,
-    /// `text` for now; `photo`, `document`, `voice` with media sends.
+    /// `text`, `photo`, `document` or `voice`.
     pub media: String,
     pub date: i64,
     pub read: bool,
@@ -131,6 +132,49 @@ impl SandboxTelegram {
     }
 }
 
+impl SandboxTelegram {
+    /// A message (`media` says what kind) arrives, once per `random_id`, unless a fault or
+    /// the recipient's privacy says otherwise.
+    fn deliver(&self, account: &Account, peer: Peer, text: &Formatted, media: &str, random_id: i64) -> Result<SentMessage, TelegramError> {
+        let mut state = self.lock();
+        let fault = state.send_faults.pop_front();
+        if let Some(f) = fault.as_ref().filter(|f| **f != Fault::DropAfterDelivery) {
+            return Err(fault_error(f));
+        }
+        let me = state.session(account)?.clone();
+        if state.random_ids.contains_key(&(me.id, random_id)) {
+            return Ok(SentMessage { id: None }); // RANDOM_ID_DUPLICATE
+        }
+        let to = state
+            .users
+            .iter()
+            .find(|u| u.id == peer.user_id && u.access_hash == peer.access_hash)
+            .ok_or_else(|| TelegramError::Rejected("PEER_ID_INVALID".into()))?
+            .clone();
+        if !to.accepts_strangers && !to.contacts.contains(&me.id) {
+            return Err(TelegramError::PrivacyRestricted);
+        }
+        let id = state.received.len() as i32 + 1;
+        state.received.push(ReceivedMessage {
+            id,
+            from_user_id: me.id,
+            from_username: me.username.clone(),
+            to_user_id: to.id,
+            to_username: to.username.clone(),
+            text: text.text.clone(),
+            entities: text.entities.clone(),
+            media: media.into(),
+            date: now_secs(),
+            read: false,
+        });
+        state.random_ids.insert((me.id, random_id), id);
+        match fault {
+            Some(f) => Err(fault_error(&f)),
+            None => Ok(SentMessage { id: Some(id) }),
+        }
+    }
+}
+
 fn fault_error(fault: &Fault) -> TelegramError {
     match fault {
         Fault::FloodWait { seconds } => TelegramError::FloodWait { seconds: *seconds },
@@ -188,42 +232,20 @@ impl Telegram for SandboxTelegram {
     }
 
     async fn send_text(&self, account: &Account, peer: Peer, text: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError> {
-        let mut state = self.lock();
-        let fault = state.send_faults.pop_front();
-        if let Some(f) = fault.as_ref().filter(|f| **f != Fault::DropAfterDelivery) {
-            return Err(fault_error(f));
+        self.deliver(account, peer, text, "text", random_id)
+    }
+
+    async fn send_media(&self, account: &Account, peer: Peer, media: &Media, mut body: BlobReader, caption: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError> {
+        let received = tokio::io::copy(&mut body, &mut tokio::io::sink()).await.map_err(|e| TelegramError::Transient(format!("upload: {e}")))?;
+        if received != media.size {
+            return Err(TelegramError::Rejected("FILE_PARTS_INVALID".into()));
         }
-        let me = state.session(account)?.clone();
-        if state.random_ids.contains_key(&(me.id, random_id)) {
-            return Ok(SentMessage { id: None }); // RANDOM_ID_DUPLICATE
-        }
-        let to = state
-            .users
-            .iter()
-            .find(|u| u.id == peer.user_id && u.access_hash == peer.access_hash)
-            .ok_or_else(|| TelegramError::Rejected("PEER_ID_INVALID".into()))?
-            .clone();
-        if !to.accepts_strangers && !to.contacts.contains(&me.id) {
-            return Err(TelegramError::PrivacyRestricted);
-        }
-        let id = state.received.len() as i32 + 1;
-        state.received.push(ReceivedMessage {
-            id,
-            from_user_id: me.id,
-            from_username: me.username.clone(),
-            to_user_id: to.id,
-            to_username: to.username.clone(),
-            text: text.text.clone(),
-            entities: text.entities.clone(),
-            media: "text".into(),
-            date: now_secs(),
-            read: false,
-        });
-        state.random_ids.insert((me.id, random_id), id);
-        match fault {
-            Some(f) => Err(fault_error(&f)),
-            None => Ok(SentMessage { id: Some(id) }),
-        }
+        let kind = match media.kind {
+            MediaKind::Photo => "photo",
+            MediaKind::Document => "document",
+            MediaKind::Voice { .. } => "voice",
+        };
+        self.deliver(account, peer, caption, kind, random_id)
     }
 
     async fn read_outbox_max_id(&self, account: &Account, peer: Peer) -> Result<i32, TelegramError> {
