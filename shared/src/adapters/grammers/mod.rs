@@ -7,6 +7,7 @@
 //! `messages.sendMessage`/`sendMedia` with our `random_id`, so a retry is dropped by Telegram.
 
 pub mod errors;
+mod login;
 pub mod session;
 
 use std::num::NonZeroU32;
@@ -25,7 +26,7 @@ use crate::crypto::Secret;
 use crate::domain::formatting::{EntityKind, TextEntity};
 use crate::domain::{Formatted, PhoneE164, TelegramUsername};
 use crate::ports::blobs::BlobReader;
-use crate::ports::{Account, Media, MediaKind, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
+use crate::ports::{Account, LoginError, LoginStep, Media, MediaKind, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
 use crate::repo::sessions::TelegramSessions;
 
 /// Flood waits up to this long are slept through inside the call; longer ones are the queue's.
@@ -55,11 +56,15 @@ impl GrammersTelegram {
 
     /// Connects as the connector's account, holding its session's lease for `work` at most.
     async fn connect(&self, account: &Account, work: Duration) -> Result<Connection<'_>, TelegramError> {
-        let connector_id = account.connector_id.as_str();
+        self.connect_session(&account.connector_id, work, false).await
+    }
+
+    /// Connects with the session named `connector_id`; a missing one is made afresh when
+    /// `fresh` (a login), else the account must log in.
+    async fn connect_session(&self, connector_id: &str, work: Duration, fresh: bool) -> Result<Connection<'_>, TelegramError> {
         let holder = uuid::Uuid::new_v4().to_string();
-        let lease = work + CALL_TIMEOUT;
         let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
-        while !self.sessions.try_lease(connector_id, &holder, lease).await.map_err(storage)? {
+        while !self.sessions.try_lease(connector_id, &holder, work + CALL_TIMEOUT).await.map_err(storage)? {
             if tokio::time::Instant::now() >= deadline {
                 return Err(TelegramError::Transient("the account's session is busy".into()));
             }
@@ -67,6 +72,7 @@ impl GrammersTelegram {
         }
         let session = match self.sessions.load(connector_id).await.map_err(storage) {
             Ok(Some(bytes)) => TableSession::from_bytes(&bytes).map_err(|e| TelegramError::Unauthorized(e.to_string())),
+            Ok(None) if fresh => Ok(TableSession::fresh()),
             Ok(None) => Err(TelegramError::Unauthorized("no session: the account has not logged in".into())),
             Err(e) => Err(e),
         };
@@ -386,6 +392,49 @@ impl Telegram for GrammersTelegram {
         let result = conn.send_media(peer, media, body, caption, random_id).await;
         conn.close().await;
         result
+    }
+
+    async fn send_code(&self, login: &str, phone: &PhoneE164) -> Result<LoginStep, LoginError> {
+        let conn = self.connect_session(login, CALL_TIMEOUT * 3, true).await?;
+        let result = conn.send_code(digits(phone)).await;
+        conn.close().await;
+        result
+    }
+
+    async fn sign_in(&self, login: &str, phone: &PhoneE164, phone_code_hash: &Secret, code: &str) -> Result<LoginStep, LoginError> {
+        let conn = self.connect_session(login, CALL_TIMEOUT * 3, false).await?;
+        let result = conn.sign_in(digits(phone), phone_code_hash, code).await;
+        conn.close().await;
+        result
+    }
+
+    async fn check_password(&self, login: &str, password: &Secret) -> Result<LoginStep, LoginError> {
+        let conn = self.connect_session(login, CALL_TIMEOUT * 3, false).await?;
+        let result = conn.check_password(password).await;
+        conn.close().await;
+        result
+    }
+
+    async fn qr_login(&self, login: &str) -> Result<LoginStep, LoginError> {
+        let conn = self.connect_session(login, CALL_TIMEOUT * 3, true).await?;
+        let result = conn.qr_login().await;
+        conn.close().await;
+        result
+    }
+
+    async fn log_out(&self, account: &Account) -> Result<(), TelegramError> {
+        match self.connect(account, CALL_TIMEOUT).await {
+            Ok(conn) => {
+                if let Err(e) = conn.call(&tl::functions::auth::LogOut {}).await {
+                    // A session Telegram already dropped is as good as signed out.
+                    tracing::warn!("auth.logOut failed ({e}); forgetting the session anyway");
+                }
+                conn.close().await;
+            }
+            Err(TelegramError::Unauthorized(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.sessions.delete(&account.connector_id).await.map_err(storage)
     }
 }
 
