@@ -1,6 +1,7 @@
 //! Use cases: what the routes and jobs do, over the ports and repositories.
 
 pub mod card;
+pub mod connectors;
 pub mod events;
 pub mod install;
 pub mod openlines;
@@ -20,6 +21,7 @@ use crate::ports::{Blobs, Queue, Table, Telegram};
 use crate::repo::RepoError;
 use crate::repo::cards::Cards;
 use crate::repo::connectors::Connectors;
+use crate::repo::logins::Logins;
 use crate::repo::messages::Messages;
 use crate::repo::openlines::OpenLines;
 use crate::repo::portals::Portals;
@@ -30,6 +32,7 @@ use crate::repo::Records;
 pub struct Services {
     pub portals: Portals,
     pub connectors: Connectors,
+    pub logins: Logins,
     pub resolutions: Resolutions,
     pub cards: Cards,
     pub messages: Messages,
@@ -65,6 +68,7 @@ impl Services {
         Self {
             portals: Portals::new(records.clone(), sealer.clone()),
             connectors: Connectors::new(records.clone()),
+            logins: Logins::new(records.clone(), sealer.clone()),
             resolutions: Resolutions::new(records.clone()),
             cards: Cards::new(records.clone()),
             messages: Messages::new(records.clone()),

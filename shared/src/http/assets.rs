@@ -1,4 +1,4 @@
-//! The tab's script and style, compiled into the binary: no front-end build step.
+//! The tab's and the connectors page's scripts and style, compiled into the binary: no front-end build step.
 
 use axum::Router;
 use axum::http::header;
@@ -12,6 +12,7 @@ const CACHE: &str = "public, max-age=300";
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/assets/tab.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../assets/tab.js")) }))
+        .route("/assets/connectors.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../assets/connectors.js")) }))
         .route("/assets/tab.css", get(|| async { asset("text/css; charset=utf-8", include_str!("../../assets/tab.css")) }))
 }
 

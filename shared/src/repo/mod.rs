@@ -2,6 +2,7 @@
 
 pub mod cards;
 pub mod connectors;
+pub mod logins;
 pub mod messages;
 pub mod openlines;
 pub mod portals;
@@ -123,6 +124,15 @@ impl Records {
         items.iter().map(decode).collect()
     }
 }
+
+/// The partition holding what one connector keeps: its session and lease, its look-ups, its
+/// counters and contacts.
+pub fn connector_pk(connector_id: &str) -> String {
+    format!("connector#{connector_id}")
+}
+
+/// The sort key prefixes of a connector's partition, to forget it whole.
+pub const CONNECTOR_ITEMS: [&str; 5] = ["session", "lease", "resolved#", "usage#", "contact#"];
 
 /// The partition holding everything of one portal.
 pub fn portal_pk(member_id: &str) -> String {

@@ -5,12 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Records, RepoError};
+use super::{Records, RepoError, connector_pk as pk};
 use crate::crypto::Sealer;
 
-fn pk(connector_id: &str) -> String {
-    format!("connector#{connector_id}")
-}
 
 const SESSION_SK: &str = "session";
 const LEASE_SK: &str = "lease";
