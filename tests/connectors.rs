@@ -191,3 +191,66 @@ async fn every_media_kind_arrives_as_itself_and_a_repeat_is_dropped() {
     assert!(cut.is_err(), "a stream shorter than announced is refused");
     assert_eq!(app.telegram_messages().await.len(), 3);
 }
+
+const OLGA: &str = "username:olga_smirnova";
+
+fn key() -> String {
+    format!("k{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}
+
+async fn send_from_sales(app: &TestApp, tab: &str, recipient: &str) -> (StatusCode, Value) {
+    let answer = app.send(tab, json!({ "connector_id": "sales", "recipient": recipient, "text": "hi", "idempotency_key": key() })).await;
+    (answer.status, answer.body)
+}
+
+#[tokio::test]
+async fn new_chats_beyond_the_daily_budget_are_refused_and_shown() {
+    let app = olchat_tests::spawn_app_with(|s| s.limits.new_chats_per_day = 1).await;
+    let tab = app.open_card("lead", 1, "en").await.unwrap();
+    assert_eq!(app.get(&tab, "/api/card").await.status, StatusCode::OK);
+    assert_eq!(send_from_sales(&app, &tab, IVAN).await.0, StatusCode::ACCEPTED);
+    let (status, refused) = send_from_sales(&app, &tab, OLGA).await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("budget_new_chats")));
+    assert!(refused["message"].as_str().unwrap().contains("banned"), "{refused}");
+    assert_eq!(send_from_sales(&app, &tab, IVAN).await.0, StatusCode::ACCEPTED, "an existing chat is no new one");
+
+    let admin = app.admin_token().await;
+    let listed = app.get(&admin, "/api/connectors").await.body;
+    let sales = listed["connectors"].as_array().unwrap().iter().find(|c| c["id"] == "sales").unwrap().clone();
+    assert_eq!(sales["usage"]["new_chats"], 1);
+    assert_eq!(listed["limits"]["new_chats_per_day"], 1);
+}
+
+#[tokio::test]
+async fn phone_look_ups_are_paced_and_budgeted() {
+    let app = olchat_tests::spawn_app_with(|s| s.limits.phone_pace = Duration::from_secs(1)).await;
+    let tab = app.open_card("lead", 1, "en").await.unwrap();
+    let started = std::time::Instant::now();
+    let card = app.get(&tab, "/api/card").await.body;
+    let phones = card["recipients"].as_array().unwrap().iter().filter(|r| r["key"].as_str().unwrap().starts_with("phone:")).count();
+    assert!(phones >= 2, "{card}");
+    assert!(started.elapsed() >= Duration::from_secs(phones as u64 - 1), "{phones} look-ups took {:?}", started.elapsed());
+
+    let app = olchat_tests::spawn_app_with(|s| s.limits.phone_lookups_per_day = 1).await;
+    let tab = app.open_card("lead", 1, "en").await.unwrap();
+    let card = app.get(&tab, "/api/card").await.body;
+    let over: Vec<&Value> = card["recipients"].as_array().unwrap().iter().filter(|r| r["state"] == "error").collect();
+    assert_eq!(over.len(), phones - 1, "{card}");
+    assert!(over[0]["explanation"].as_str().unwrap().contains("looked up 1 phone"), "{card}");
+}
+
+#[tokio::test]
+async fn a_limited_account_still_writes_to_its_chats_but_opens_no_new_ones() {
+    let app = spawn_app().await;
+    let tab = app.open_card("lead", 1, "en").await.unwrap();
+    assert_eq!(app.get(&tab, "/api/card").await.status, StatusCode::OK);
+    app.inject_telegram_fault(json!({ "kind": "peer_flood" }), false, 1).await;
+    let (_, sent) = send_from_sales(&app, &tab, IVAN).await;
+    app.wait_for_status(&tab, sent["message_id"].as_str().unwrap(), "failed", Duration::from_secs(10)).await;
+    let sales = app.app.services.connectors.get(seed::DEMO_MEMBER_ID, "sales").await.unwrap().unwrap();
+    assert_eq!(sales.status, shared::repo::connectors::ConnectorStatus::Limited);
+
+    let (status, refused) = send_from_sales(&app, &tab, OLGA).await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("connector_limited")));
+    assert_eq!(send_from_sales(&app, &tab, IVAN).await.0, StatusCode::ACCEPTED, "its existing chat still works");
+}

@@ -62,6 +62,7 @@ async fn every_sample_event_runs_through_its_handler() {
         telegram_api_id: None,
         telegram_api_hash: None,
         telegram_api_hash_parameter: None,
+        limits: shared::repo::safety::SafetyLimits { phone_pace: std::time::Duration::ZERO, ..Default::default() },
     };
     let svc = services(&config, &settings).await.unwrap();
 

@@ -55,11 +55,19 @@
     return b;
   }
 
-  function row(c) {
+  function row(c, limits) {
     const tr = document.createElement('tr');
     tr.dataset.connector = c.id;
     tr.append(cell([c.name, c.username ? `@${c.username}` : '', c.phone].filter(Boolean).join(' · ')));
-    tr.append(cell(t(`connector_status_${c.status}`)));
+    const status = cell(t(`connector_status_${c.status}`));
+    const usage = document.createElement('div');
+    usage.className = 'olc-muted';
+    usage.textContent = t('usage_today', {
+      chats: c.usage.new_chats, chats_limit: limits.new_chats_per_day,
+      lookups: c.usage.phone_lookups, lookups_limit: limits.phone_lookups_per_day,
+    });
+    status.append(usage);
+    tr.append(status);
     const line = document.createElement('td');
     const input = document.createElement('input');
     input.className = 'olc-control';
@@ -95,8 +103,8 @@
   }
 
   async function load() {
-    const { connectors } = await api('GET', '/api/connectors');
-    $('connectors').replaceChildren(...connectors.map(row));
+    const { connectors, limits } = await api('GET', '/api/connectors');
+    $('connectors').replaceChildren(...connectors.map((c) => row(c, limits)));
     $('connectors-empty').hidden = connectors.length > 0;
   }
 

@@ -21,6 +21,7 @@ use crate::domain::phone::region_from_code;
 use crate::jobs::{self, Outcome};
 use crate::ports::{Delivery, JobQueue, Table, Telegram};
 use crate::repo::Records;
+use crate::repo::safety::SafetyLimits;
 use crate::repo::sessions::TelegramSessions;
 
 /// What a function's main returns on failure (lambda_http's and lambda_runtime's are the same).
@@ -53,6 +54,8 @@ pub struct AwsSettings {
     /// The api_hash itself (`TELEGRAM_API_HASH`), or the SSM SecureString holding it.
     pub telegram_api_hash: Option<Secret>,
     pub telegram_api_hash_parameter: Option<String>,
+    /// Account-safety budgets and the phone look-up pace (3 s unless configured).
+    pub limits: SafetyLimits,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -89,6 +92,7 @@ impl AwsSettings {
             telegram_api_id: var("TELEGRAM_API_ID").map(|v| v.parse()).transpose().context("TELEGRAM_API_ID must be a number")?,
             telegram_api_hash: var("TELEGRAM_API_HASH").map(Secret::new),
             telegram_api_hash_parameter: var("TELEGRAM_API_HASH_PARAMETER"),
+            limits: SafetyLimits::from_env(3)?,
         })
     }
 }
@@ -154,6 +158,7 @@ pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) ->
         settings.session_minutes * 60,
         region_from_code(&settings.phone_region),
         Site { public_url: settings.public_url.clone(), endpoints: RestEndpoints::Public },
+        settings.limits,
     )))
 }
 

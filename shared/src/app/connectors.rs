@@ -13,6 +13,7 @@ use crate::i18n::{Lang, text};
 use crate::ports::{LoggedIn, LoginError, LoginStep, TelegramError};
 use crate::repo::connectors::{Connector, ConnectorStatus};
 use crate::repo::logins::{LoginStage, PendingLogin};
+use crate::repo::safety::Usage;
 
 /// Confirms with the portal that `auth_id` is one of its administrators; the page's token.
 pub async fn open_page(svc: &Services, member_id: &str, domain: &str, auth_id: &Secret, lang: Lang) -> Result<String, AppError> {
@@ -37,15 +38,34 @@ pub struct ConnectorAdminView {
     pub status: ConnectorStatus,
     /// The Open Line its chats go to; `None`: the portal's line.
     pub line: Option<String>,
+    /// Today's new chats and phone look-ups, against `limits`.
+    pub usage: Usage,
 }
 
-pub async fn list(svc: &Services, admin: &AdminClaims) -> Result<Vec<ConnectorAdminView>, AppError> {
-    let connectors = svc.connectors.list(&admin.portal).await?;
-    Ok(connectors.into_iter().map(admin_view).collect())
+#[derive(Serialize)]
+pub struct ConnectorsView {
+    pub connectors: Vec<ConnectorAdminView>,
+    pub limits: LimitsView,
 }
 
-fn admin_view(c: Connector) -> ConnectorAdminView {
-    ConnectorAdminView { id: c.id, name: c.name, phone: c.phone, username: c.username, status: c.status, line: c.line }
+#[derive(Serialize)]
+pub struct LimitsView {
+    pub new_chats_per_day: u32,
+    pub phone_lookups_per_day: u32,
+}
+
+pub async fn list(svc: &Services, admin: &AdminClaims) -> Result<ConnectorsView, AppError> {
+    let mut views = Vec::new();
+    for connector in svc.connectors.list(&admin.portal).await? {
+        views.push(admin_view(svc, connector).await?);
+    }
+    let limits = LimitsView { new_chats_per_day: svc.limits.new_chats_per_day, phone_lookups_per_day: svc.limits.phone_lookups_per_day };
+    Ok(ConnectorsView { connectors: views, limits })
+}
+
+async fn admin_view(svc: &Services, c: Connector) -> Result<ConnectorAdminView, AppError> {
+    let usage = svc.safety.today(&c.id).await?;
+    Ok(ConnectorAdminView { id: c.id, name: c.name, phone: c.phone, username: c.username, status: c.status, line: c.line, usage })
 }
 
 /// Where a login stands, for the page.
@@ -130,7 +150,7 @@ async fn advance(svc: &Services, admin: &AdminClaims, mut login: PendingLogin, s
         LoginStep::Done(done) => {
             let connector = connect(svc, admin, &login, done).await?;
             svc.logins.delete(&admin.portal, &login.id).await?;
-            return Ok(LoginView::Done { connector: admin_view(connector) });
+            return Ok(LoginView::Done { connector: admin_view(svc, connector).await? });
         }
     };
     svc.logins.save(&login).await?;
@@ -177,7 +197,7 @@ pub async fn link_line(svc: &Services, admin: &AdminClaims, id: &str, line: Opti
     }
     let line = line.map(str::to_owned);
     let updated = svc.connectors.update(&admin.portal, id, |c| std::mem::replace(&mut c.line, line.clone()) != line).await?;
-    updated.map(admin_view).ok_or_else(|| unknown_connector(admin.lang))
+    admin_view(svc, updated.ok_or_else(|| unknown_connector(admin.lang))?).await
 }
 
 fn unknown_connector(lang: Lang) -> AppError {

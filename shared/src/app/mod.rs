@@ -26,6 +26,7 @@ use crate::repo::messages::Messages;
 use crate::repo::openlines::OpenLines;
 use crate::repo::portals::Portals;
 use crate::repo::resolutions::Resolutions;
+use crate::repo::safety::{Safety, SafetyLimits};
 use crate::repo::Records;
 
 /// Everything a route or a job needs, built once per process and lent to every request.
@@ -34,6 +35,9 @@ pub struct Services {
     pub connectors: Connectors,
     pub logins: Logins,
     pub resolutions: Resolutions,
+    pub safety: Safety,
+    /// Account-safety budgets and pacing of every connector.
+    pub limits: SafetyLimits,
     pub cards: Cards,
     pub messages: Messages,
     pub openlines: OpenLines,
@@ -63,13 +67,23 @@ pub struct Adapters {
 }
 
 impl Services {
-    pub fn new(adapters: Adapters, bitrix: BitrixClient, sealer: Sealer, session_secs: i64, phone_region: Option<country::Id>, site: Site) -> Self {
+    pub fn new(
+        adapters: Adapters,
+        bitrix: BitrixClient,
+        sealer: Sealer,
+        session_secs: i64,
+        phone_region: Option<country::Id>,
+        site: Site,
+        limits: SafetyLimits,
+    ) -> Self {
         let records = Records::new(adapters.table);
         Self {
             portals: Portals::new(records.clone(), sealer.clone()),
             connectors: Connectors::new(records.clone()),
             logins: Logins::new(records.clone(), sealer.clone()),
             resolutions: Resolutions::new(records.clone()),
+            safety: Safety::new(records.clone()),
+            limits,
             cards: Cards::new(records.clone()),
             messages: Messages::new(records.clone()),
             openlines: OpenLines::new(records),

@@ -11,7 +11,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::placement::{error_page, render_page};
 use super::{Admin, AppState};
@@ -69,7 +68,7 @@ fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, AppError> {
 }
 
 async fn list(State(svc): State<AppState>, Admin(admin): Admin) -> Result<impl IntoResponse, AppError> {
-    Ok(Json(json!({ "connectors": connectors::list(&svc, &admin).await? })))
+    Ok(Json(connectors::list(&svc, &admin).await?))
 }
 
 #[derive(Deserialize)]

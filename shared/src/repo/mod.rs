@@ -7,6 +7,7 @@ pub mod messages;
 pub mod openlines;
 pub mod portals;
 pub mod resolutions;
+pub mod safety;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -132,7 +133,7 @@ pub fn connector_pk(connector_id: &str) -> String {
 }
 
 /// The sort key prefixes of a connector's partition, to forget it whole.
-pub const CONNECTOR_ITEMS: [&str; 5] = ["session", "lease", "resolved#", "usage#", "contact#"];
+pub const CONNECTOR_ITEMS: [&str; 6] = ["session", "lease", "resolved#", "usage#", "chat#", "pace#"];
 
 /// The partition holding everything of one portal.
 pub fn portal_pk(member_id: &str) -> String {
