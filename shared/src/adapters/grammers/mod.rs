@@ -47,11 +47,18 @@ pub struct ApiCredentials {
 pub struct GrammersTelegram {
     credentials: ApiCredentials,
     sessions: TelegramSessions,
+    /// New logins start on Telegram's test servers (the opt-in live test).
+    test_servers: bool,
 }
 
 impl GrammersTelegram {
     pub fn new(credentials: ApiCredentials, sessions: TelegramSessions) -> Self {
-        Self { credentials, sessions }
+        Self { credentials, sessions, test_servers: false }
+    }
+
+    /// New logins go to Telegram's test servers instead of the production ones.
+    pub fn on_test_servers(self) -> Self {
+        Self { test_servers: true, ..self }
     }
 
     /// Connects as the connector's account, holding its session's lease for `work` at most.
@@ -72,6 +79,7 @@ impl GrammersTelegram {
         }
         let session = match self.sessions.load(connector_id).await.map_err(storage) {
             Ok(Some(bytes)) => TableSession::from_bytes(&bytes).map_err(|e| TelegramError::Unauthorized(e.to_string())),
+            Ok(None) if fresh && self.test_servers => Ok(TableSession::fresh_on_test_servers()),
             Ok(None) if fresh => Ok(TableSession::fresh()),
             Ok(None) => Err(TelegramError::Unauthorized("no session: the account has not logged in".into())),
             Err(e) => Err(e),

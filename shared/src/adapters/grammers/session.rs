@@ -47,6 +47,22 @@ impl TableSession {
         Self { dirty: AtomicBool::new(true), ..Self::default() }
     }
 
+    /// A fresh session on Telegram's test servers (for the opt-in live test).
+    pub fn fresh_on_test_servers() -> Self {
+        let session = Self::fresh();
+        session.change(|s| {
+            for (id, ip) in [(1, [149, 154, 175, 10]), (2, [149, 154, 167, 40]), (3, [149, 154, 175, 117])] {
+                let ipv4 = std::net::SocketAddrV4::new(ip.into(), 443);
+                let ipv6 = std::net::SocketAddrV6::new(ipv4.ip().to_ipv6_mapped(), 443, 0, 0);
+                s.dc_options.insert(id, DcOption { id, ipv4, ipv6, auth_key: None });
+            }
+            s.dc_options.retain(|id, _| *id <= 3);
+            s.home_dc = 2;
+        })
+        .expect("a fresh session's lock is not poisoned");
+        session
+    }
+
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, BadSessionBytes> {
         Ok(Self { snapshot: Mutex::new(serde_json::from_slice(bytes)?), dirty: AtomicBool::new(false) })
     }
@@ -200,6 +216,14 @@ mod tests {
         assert!(session.take_dirty());
         assert!(!session.take_dirty(), "taking the flag clears it");
         assert_eq!(session.peer(PeerId::user(5).unwrap()).await.unwrap(), None);
+    }
+
+    #[test]
+    fn test_server_sessions_start_on_test_dc_2() {
+        let session = TableSession::fresh_on_test_servers();
+        assert_eq!(session.home_dc_id().unwrap(), 2);
+        assert_eq!(session.dc_option(2).unwrap().unwrap().ipv4.to_string(), "149.154.167.40:443");
+        assert_eq!(session.dc_option(4).unwrap(), None);
     }
 
     #[test]
