@@ -111,6 +111,14 @@ impl GrammersTelegram {
     }
 }
 
+/// A login step whose session is gone: the login has to start again.
+fn login_gone(e: TelegramError) -> LoginError {
+    match e {
+        TelegramError::Unauthorized(_) => LoginError::CodeExpired,
+        other => other.into(),
+    }
+}
+
 fn storage(e: crate::repo::RepoError) -> TelegramError {
     TelegramError::Transient(format!("storage: {e}"))
 }
@@ -410,14 +418,14 @@ impl Telegram for GrammersTelegram {
     }
 
     async fn sign_in(&self, login: &str, phone: &PhoneE164, phone_code_hash: &Secret, code: &str) -> Result<LoginStep, LoginError> {
-        let conn = self.connect_session(login, CALL_TIMEOUT * 3, false).await?;
+        let conn = self.connect_session(login, CALL_TIMEOUT * 3, false).await.map_err(login_gone)?;
         let result = conn.sign_in(digits(phone), phone_code_hash, code).await;
         conn.close().await;
         result
     }
 
     async fn check_password(&self, login: &str, password: &Secret) -> Result<LoginStep, LoginError> {
-        let conn = self.connect_session(login, CALL_TIMEOUT * 3, false).await?;
+        let conn = self.connect_session(login, CALL_TIMEOUT * 3, false).await.map_err(login_gone)?;
         let result = conn.check_password(password).await;
         conn.close().await;
         result
