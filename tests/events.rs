@@ -58,6 +58,11 @@ async fn every_sample_event_runs_through_its_handler() {
         phone_region: "RU".into(),
         session_minutes: 60,
         public_url: app.app.url.clone(),
+        // A deployment without Telegram credentials: the port refuses, the tab says why.
+        telegram_api_id: None,
+        telegram_api_hash: None,
+        telegram_api_hash_parameter: None,
+        limits: shared::repo::safety::SafetyLimits { phone_pace: std::time::Duration::ZERO, ..Default::default() },
     };
     let svc = services(&config, &settings).await.unwrap();
 
@@ -86,6 +91,7 @@ async fn every_sample_event_runs_through_its_handler() {
         username: None,
         telegram_user_id: seed::SALES_ACCOUNT,
         status: ConnectorStatus::Connected,
+        line: None,
     };
     svc.connectors.save(&sales).await.unwrap();
     let token = svc.sessions.issue(seed::DEMO_MEMBER_ID, 1, EntityRef { kind: EntityType::Lead, id: 1 }, Lang::En);

@@ -224,7 +224,7 @@ async fn the_api_refuses_missing_forged_and_expired_sessions() {
         assert_eq!(app.send(&bad, json!({})).await.status, StatusCode::UNAUTHORIZED);
     }
     // A token signed with the right key but past its expiry.
-    let mut claims = app.app.services.sessions.verify(&token).unwrap();
+    let mut claims = app.app.services.sessions.verify::<shared::auth::Claims>(&token).unwrap();
     claims.exp = 1;
     let expired = app.app.services.sessions.sign(&claims);
     let answer = app.get(&expired, "/api/messages").await;
@@ -275,7 +275,7 @@ async fn another_portals_record_is_not_readable() {
     // And a message id of this portal is not visible from a session of another portal.
     let lead = lead_tab(&app).await;
     let id = app.send_text(&lead, IVAN, "mine").await;
-    let mut claims = app.app.services.sessions.verify(&lead).unwrap();
+    let mut claims = app.app.services.sessions.verify::<shared::auth::Claims>(&lead).unwrap();
     claims.portal = seed::OTHER_MEMBER_ID.into();
     let other = app.app.services.sessions.sign(&claims);
     assert_eq!(app.get(&other, &format!("/api/messages/{id}")).await.status, StatusCode::NOT_FOUND);

@@ -100,6 +100,9 @@ async fn the_lambda_binaries_answer_their_sample_events() {
         ("BITRIX_CLIENT_ID", "local.test".into()),
         ("OLCHAT_PUBLIC_URL", "https://olchat.execute-api.eu-central-1.amazonaws.com".into()),
         ("BITRIX_CLIENT_SECRET", "test-secret".into()),
+        // The grammers adapter is built at cold start; nothing here reaches Telegram.
+        ("TELEGRAM_API_ID", "12345".into()),
+        ("TELEGRAM_API_HASH", "0123456789abcdef0123456789abcdef".into()),
     ];
     // A fresh deployment: no portal installed, no session; every answer is a clear refusal.
     let cases = [

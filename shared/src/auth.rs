@@ -23,6 +23,34 @@ pub struct Claims {
     pub exp: i64,
 }
 
+/// Who may manage the portal's connectors: an administrator, on the app's own page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminClaims {
+    pub portal: String,
+    pub user: u64,
+    pub lang: Lang,
+    pub exp: i64,
+    /// Always `true`: a tab's token has no such field, so it never passes as this one.
+    pub admin: bool,
+}
+
+/// Signed claims that expire.
+pub trait Expiring: Serialize + serde::de::DeserializeOwned {
+    fn exp(&self) -> i64;
+}
+
+impl Expiring for Claims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+}
+
+impl Expiring for AdminClaims {
+    fn exp(&self) -> i64 {
+        if self.admin { self.exp } else { 0 }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
     #[error("the session token is missing; open the tab from the CRM card again")]
@@ -57,19 +85,23 @@ impl SessionSigner {
         self.sign(&claims)
     }
 
-    pub fn sign(&self, claims: &Claims) -> String {
+    pub fn issue_admin(&self, portal: &str, user: u64, lang: Lang) -> String {
+        self.sign(&AdminClaims { portal: portal.to_owned(), user, lang, exp: now_secs() + self.lifetime_secs, admin: true })
+    }
+
+    pub fn sign<C: Expiring>(&self, claims: &C) -> String {
         let payload = serde_json::to_vec(claims).expect("claims serialize");
         let tag = self.mac(&payload).finalize().into_bytes();
         format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag))
     }
 
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+    pub fn verify<C: Expiring>(&self, token: &str) -> Result<C, TokenError> {
         let (payload, tag) = token.split_once('.').ok_or(TokenError::Malformed)?;
         let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?;
         let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TokenError::Malformed)?;
         self.mac(&payload).verify_slice(&tag).map_err(|_| TokenError::BadSignature)?;
-        let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
-        if claims.exp <= now_secs() {
+        let claims: C = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+        if claims.exp() <= now_secs() {
             return Err(TokenError::Expired);
         }
         Ok(claims)
@@ -92,22 +124,31 @@ mod tests {
     #[test]
     fn round_trips() {
         let token = signer().issue("m1", 5, entity(), Lang::Ru);
-        let claims = signer().verify(&token).unwrap();
+        let claims: Claims = signer().verify(&token).unwrap();
         assert_eq!((claims.portal.as_str(), claims.user, claims.entity, claims.lang), ("m1", 5, entity(), Lang::Ru));
     }
 
     #[test]
     fn refuses_forged_tampered_and_expired_tokens() {
         let token = signer().issue("m1", 5, entity(), Lang::En);
-        assert_eq!(SessionSigner::new([8; 32], 60).verify(&token), Err(TokenError::BadSignature));
+        assert_eq!(SessionSigner::new([8; 32], 60).verify::<Claims>(&token), Err(TokenError::BadSignature));
         let (_, tag) = token.split_once('.').unwrap();
         let forged = Claims { portal: "m2".into(), user: 5, entity: entity(), lang: Lang::En, exp: now_secs() + 60 };
         let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
-        assert_eq!(signer().verify(&format!("{forged_payload}.{tag}")), Err(TokenError::BadSignature));
+        assert_eq!(signer().verify::<Claims>(&format!("{forged_payload}.{tag}")), Err(TokenError::BadSignature));
         let expired = Claims { exp: now_secs() - 1, ..forged };
-        assert_eq!(signer().verify(&signer().sign(&expired)), Err(TokenError::Expired));
+        assert_eq!(signer().verify::<Claims>(&signer().sign(&expired)), Err(TokenError::Expired));
         for garbage in ["", "abc", "a.b", "..."] {
-            assert!(signer().verify(garbage).is_err());
+            assert!(signer().verify::<Claims>(garbage).is_err());
         }
+    }
+
+    #[test]
+    fn tab_and_admin_tokens_do_not_stand_for_each_other() {
+        let tab = signer().issue("m1", 5, entity(), Lang::En);
+        assert_eq!(signer().verify::<AdminClaims>(&tab), Err(TokenError::Malformed));
+        let admin = signer().issue_admin("m1", 5, Lang::En);
+        assert_eq!(signer().verify::<Claims>(&admin), Err(TokenError::Malformed));
+        assert_eq!(signer().verify::<AdminClaims>(&admin).unwrap().user, 5);
     }
 }

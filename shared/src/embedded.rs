@@ -85,6 +85,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
         settings.session_minutes * 60,
         region_from_code(&settings.phone_region),
         site,
+        settings.limits,
     ));
 
     let router = http::placement_router(services.clone())

@@ -11,6 +11,7 @@ use tracing::Instrument;
 
 use crate::adapters::aws::sqs::Forward;
 use crate::adapters::aws::{DynamoTable, QueueUrls, S3Blobs, SqsQueue};
+use crate::adapters::grammers::{ApiCredentials, GrammersTelegram};
 use crate::adapters::telegram_unavailable::TelegramUnavailable;
 use crate::app::install::RestEndpoints;
 use crate::app::{Adapters, Services, Site};
@@ -19,7 +20,10 @@ use crate::bitrix::{AppCredentials, BitrixClient};
 use crate::crypto::{Sealer, Secret};
 use crate::domain::phone::region_from_code;
 use crate::jobs::{self, Outcome};
-use crate::ports::{Delivery, JobQueue};
+use crate::ports::{Delivery, JobQueue, Table, Telegram};
+use crate::repo::Records;
+use crate::repo::safety::SafetyLimits;
+use crate::repo::sessions::TelegramSessions;
 
 /// What a function's main returns on failure (lambda_http's and lambda_runtime's are the same).
 pub type Error = lambda_runtime::Error;
@@ -46,6 +50,13 @@ pub struct AwsSettings {
     pub session_minutes: i64,
     /// The API's base URL, where portals send placements and events (`OLCHAT_PUBLIC_URL`).
     pub public_url: String,
+    /// Telegram's api_id (`TELEGRAM_API_ID`); without it no account can connect or send.
+    pub telegram_api_id: Option<i32>,
+    /// The api_hash itself (`TELEGRAM_API_HASH`), or the SSM SecureString holding it.
+    pub telegram_api_hash: Option<Secret>,
+    pub telegram_api_hash_parameter: Option<String>,
+    /// Account-safety budgets and the phone look-up pace (3 s unless configured).
+    pub limits: SafetyLimits,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -79,6 +90,10 @@ impl AwsSettings {
             phone_region: var("OLCHAT_PHONE_REGION").unwrap_or_else(|| "RU".into()),
             session_minutes: var("OLCHAT_SESSION_MINUTES").and_then(|v| v.parse().ok()).unwrap_or(60),
             public_url: required("OLCHAT_PUBLIC_URL")?,
+            telegram_api_id: var("TELEGRAM_API_ID").map(|v| v.parse()).transpose().context("TELEGRAM_API_ID must be a number")?,
+            telegram_api_hash: var("TELEGRAM_API_HASH").map(Secret::new),
+            telegram_api_hash_parameter: var("TELEGRAM_API_HASH_PARAMETER"),
+            limits: SafetyLimits::from_env(3)?,
         })
     }
 }
@@ -113,11 +128,24 @@ pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) ->
         (JobQueue::Telegram, settings.telegram_queue.clone()),
         (JobQueue::Openline, settings.openline_queue.clone()),
     ]);
+    let table: Arc<dyn Table> = Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(config), &settings.table));
+    let telegram: Arc<dyn Telegram> = match settings.telegram_api_id {
+        Some(api_id) => {
+            let api_hash =
+                secret(&ssm, &settings.telegram_api_hash, &settings.telegram_api_hash_parameter, "TELEGRAM_API_HASH").await?;
+            let sessions = TelegramSessions::new(Records::new(table.clone()), sealer.clone());
+            Arc::new(GrammersTelegram::new(ApiCredentials { api_id, api_hash }, sessions))
+        }
+        None => {
+            tracing::warn!("TELEGRAM_API_ID is not set: no Telegram account can be used");
+            Arc::new(TelegramUnavailable)
+        }
+    };
     let adapters = Adapters {
-        table: Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(config), &settings.table)),
+        table,
         queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(config), queues)),
         blobs: Arc::new(S3Blobs::new(aws_sdk_s3::Client::from_conf(s3_config), &settings.bucket)),
-        telegram: Arc::new(TelegramUnavailable),
+        telegram,
     };
     let credentials = AppCredentials {
         client_id: settings.bitrix_client_id.clone(),
@@ -131,6 +159,7 @@ pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) ->
         settings.session_minutes * 60,
         region_from_code(&settings.phone_region),
         Site { public_url: settings.public_url.clone(), endpoints: RestEndpoints::Public },
+        settings.limits,
     )))
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::bitrix::pacer::PortalRate;
+use crate::repo::safety::SafetyLimits;
 use crate::crypto::{Sealer, Secret};
 
 #[derive(Clone, Debug)]
@@ -28,6 +29,10 @@ pub struct Settings {
     /// Our pace per portal (`OLCHAT_PORTAL_RATE` requests a second, default 2, and
     /// `OLCHAT_PORTAL_BURST`, default 50): the portal's plan's limits.
     pub portal_rate: PortalRate,
+    /// Per connector and day: new chats (`OLCHAT_DAILY_NEW_CHATS`, default 40) and phone
+    /// look-ups (`OLCHAT_DAILY_PHONE_LOOKUPS`, default 50); seconds between two phone look-ups
+    /// (`OLCHAT_PHONE_PACE_SECS`, default 0 here: the sandbox Telegram needs no pacing).
+    pub limits: SafetyLimits,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -39,6 +44,18 @@ where
     T::Err: std::error::Error + Send + Sync + 'static,
 {
     var(name).map(|v| v.parse().with_context(|| format!("{name} is not valid"))).unwrap_or(Ok(default))
+}
+
+impl SafetyLimits {
+    /// The limits from the environment; `pace_secs` when `OLCHAT_PHONE_PACE_SECS` is unset.
+    pub fn from_env(pace_secs: u64) -> anyhow::Result<Self> {
+        let defaults = Self::default();
+        Ok(Self {
+            new_chats_per_day: parsed("OLCHAT_DAILY_NEW_CHATS", defaults.new_chats_per_day)?,
+            phone_lookups_per_day: parsed("OLCHAT_DAILY_PHONE_LOOKUPS", defaults.phone_lookups_per_day)?,
+            phone_pace: std::time::Duration::from_secs(parsed("OLCHAT_PHONE_PACE_SECS", pace_secs)?),
+        })
+    }
 }
 
 impl Settings {
@@ -55,6 +72,7 @@ impl Settings {
                 per_sec: parsed("OLCHAT_PORTAL_RATE", PortalRate::default().per_sec)?,
                 burst: parsed("OLCHAT_PORTAL_BURST", PortalRate::default().burst)?,
             },
+            limits: SafetyLimits::from_env(0)?,
         })
     }
 
@@ -69,6 +87,7 @@ impl Settings {
             max_receives: 10,
             public_url: None,
             portal_rate: PortalRate::default(),
+            limits: SafetyLimits { phone_pace: std::time::Duration::ZERO, ..SafetyLimits::default() },
         }
     }
 

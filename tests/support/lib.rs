@@ -44,6 +44,11 @@ fn field<'a>(html: &'a str, name: &str) -> Option<&'a str> {
     Some(&html[start..start + html[start..].find('"')?])
 }
 
+/// The session token a page carries.
+pub fn page_token(page: &str) -> Option<String> {
+    Some(page.split("name=\"olchat-token\" content=\"").nth(1)?.split('"').next()?.to_owned())
+}
+
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.app.url)
@@ -93,7 +98,28 @@ impl TestApp {
         if status != StatusCode::OK {
             return Err(anyhow!("placement answered {status}: {page}"));
         }
-        Ok(page.split("name=\"olchat-token\" content=\"").nth(1).and_then(|s| s.split('"').next()).context("token in page")?.to_owned())
+        page_token(&page).context("token in page")
+    }
+
+    /// Opens the app's own page (the connectors) as portal user `user`: the status and the page.
+    pub async fn open_connectors(&self, user: u64, lang: &str) -> (StatusCode, String) {
+        let (access, _) = self.app.sandbox.portal.issue_tokens(seed::DEMO_MEMBER_ID, user);
+        let form = [("AUTH_ID", access), ("member_id", seed::DEMO_MEMBER_ID.into()), ("PLACEMENT", "DEFAULT".into())];
+        let url = self.url(&format!("/connectors?DOMAIN={}&LANG={lang}", seed::DEMO_DOMAIN));
+        let response = self.http.post(url).form(&form).send().await.expect("the page answers");
+        (response.status(), response.text().await.unwrap_or_default())
+    }
+
+    /// An administrator's token for the connectors API.
+    pub async fn admin_token(&self) -> String {
+        let (status, page) = self.open_connectors(1, "en").await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        page_token(&page).expect("token in page")
+    }
+
+    pub async fn put_json(&self, token: &str, path: &str, body: Value) -> Answer {
+        let response = self.http.put(self.url(path)).bearer_auth(token).json(&body).send().await.expect("answers");
+        Answer { status: response.status(), body: response.json().await.unwrap_or(Value::Null) }
     }
 
     pub async fn get(&self, token: &str, path: &str) -> Answer {

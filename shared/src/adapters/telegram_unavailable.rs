@@ -5,7 +5,8 @@ use async_trait::async_trait;
 
 use crate::domain::{Formatted, PhoneE164, TelegramUsername};
 use crate::ports::blobs::BlobReader;
-use crate::ports::{Account, Media, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
+use crate::crypto::Secret;
+use crate::ports::{Account, LoginError, LoginStep, Media, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
 
 pub struct TelegramUnavailable;
 
@@ -33,5 +34,25 @@ impl Telegram for TelegramUnavailable {
 
     async fn read_outbox_max_id(&self, _: &Account, _: Peer) -> Result<i32, TelegramError> {
         Err(unavailable())
+    }
+
+    async fn send_code(&self, _: &str, _: &PhoneE164) -> Result<LoginStep, LoginError> {
+        Err(unavailable().into())
+    }
+
+    async fn sign_in(&self, _: &str, _: &PhoneE164, _: &Secret, _: &str) -> Result<LoginStep, LoginError> {
+        Err(unavailable().into())
+    }
+
+    async fn check_password(&self, _: &str, _: &Secret) -> Result<LoginStep, LoginError> {
+        Err(unavailable().into())
+    }
+
+    async fn qr_login(&self, _: &str) -> Result<LoginStep, LoginError> {
+        Err(unavailable().into())
+    }
+
+    async fn log_out(&self, _: &Account) -> Result<(), TelegramError> {
+        Ok(())
     }
 }

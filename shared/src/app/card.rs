@@ -12,6 +12,7 @@ use crate::i18n::{Lang, text};
 use crate::ports::TelegramError;
 use crate::repo::connectors::{Connector, ConnectorStatus};
 use crate::repo::resolutions::Resolution;
+use crate::repo::safety::Counter;
 
 #[derive(Serialize)]
 pub struct CardView {
@@ -192,8 +193,13 @@ fn record_title(kind: EntityType, record: &Value) -> String {
 enum RecipientProblem {
     NoConnector,
     NotFound,
+    /// The connector's phone look-ups for today are used up.
+    OverBudget(u32),
     Telegram(TelegramError),
 }
+
+/// How long a card waits for the connector's next phone look-up slot.
+const LOOKUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// The account behind a key: from the cache, else asked of Telegram and cached.
 async fn resolve(svc: &Services, connector: &Connector, key: &RecipientKey) -> Result<TelegramUser, RecipientProblem> {
@@ -201,6 +207,9 @@ async fn resolve(svc: &Services, connector: &Connector, key: &RecipientKey) -> R
     let resolution = match cached {
         Some(found) => found,
         None => {
+            if let RecipientKey::Phone(_) = key {
+                phone_lookup_allowed(svc, connector).await?;
+            }
             let account = connector.account();
             let asked = match key {
                 RecipientKey::Phone(p) => svc.telegram.resolve_phone(&account, p).await,
@@ -222,6 +231,21 @@ async fn resolve(svc: &Services, connector: &Connector, key: &RecipientKey) -> R
     }
 }
 
+/// Paces phone look-ups (one per `phone_pace` per account) and keeps them in the day's budget.
+async fn phone_lookup_allowed(svc: &Services, connector: &Connector) -> Result<(), RecipientProblem> {
+    let storage = |e: crate::repo::RepoError| RecipientProblem::Telegram(TelegramError::Transient(format!("storage: {e}")));
+    if !svc.safety.phone_slot(&connector.id, svc.limits.phone_pace, LOOKUP_PATIENCE).await.map_err(storage)? {
+        let seconds = svc.limits.phone_pace.as_secs().max(1) as u32;
+        return Err(RecipientProblem::Telegram(TelegramError::FloodWait { seconds }));
+    }
+    let limit = svc.limits.phone_lookups_per_day;
+    if !svc.safety.take(&connector.id, Counter::PhoneLookups, limit).await.map_err(storage)? {
+        tracing::warn!(connector_id = connector.id, limit, "daily phone look-up budget used up");
+        return Err(RecipientProblem::OverBudget(limit));
+    }
+    Ok(())
+}
+
 fn recipient_view(lang: Lang, point: ContactPoint, state: Result<TelegramUser, RecipientProblem>) -> RecipientView {
     let label = source_label(lang, &point.source);
     let (state, account, explanation) = match state {
@@ -235,6 +259,9 @@ fn recipient_view(lang: Lang, point: ContactPoint, state: Result<TelegramUser, R
             (RecipientState::NotFound, None, Some(text(lang, key, &[])))
         }
         Err(RecipientProblem::NoConnector) => (RecipientState::Error, None, Some(text(lang, "choose_connector", &[]))),
+        Err(RecipientProblem::OverBudget(limit)) => {
+            (RecipientState::Error, None, Some(text(lang, "budget_phone_lookups", &[("limit", &limit.to_string())])))
+        }
         Err(RecipientProblem::Telegram(e)) => (RecipientState::Error, None, Some(telegram_problem(lang, &e))),
     };
     RecipientView { key: point.key, source: SourceView { field: point.source, label }, state, account, explanation }

@@ -1,6 +1,7 @@
 //! Use cases: what the routes and jobs do, over the ports and repositories.
 
 pub mod card;
+pub mod connectors;
 pub mod events;
 pub mod install;
 pub mod openlines;
@@ -20,17 +21,23 @@ use crate::ports::{Blobs, Queue, Table, Telegram};
 use crate::repo::RepoError;
 use crate::repo::cards::Cards;
 use crate::repo::connectors::Connectors;
+use crate::repo::logins::Logins;
 use crate::repo::messages::Messages;
 use crate::repo::openlines::OpenLines;
 use crate::repo::portals::Portals;
 use crate::repo::resolutions::Resolutions;
+use crate::repo::safety::{Safety, SafetyLimits};
 use crate::repo::Records;
 
 /// Everything a route or a job needs, built once per process and lent to every request.
 pub struct Services {
     pub portals: Portals,
     pub connectors: Connectors,
+    pub logins: Logins,
     pub resolutions: Resolutions,
+    pub safety: Safety,
+    /// Account-safety budgets and pacing of every connector.
+    pub limits: SafetyLimits,
     pub cards: Cards,
     pub messages: Messages,
     pub openlines: OpenLines,
@@ -60,12 +67,23 @@ pub struct Adapters {
 }
 
 impl Services {
-    pub fn new(adapters: Adapters, bitrix: BitrixClient, sealer: Sealer, session_secs: i64, phone_region: Option<country::Id>, site: Site) -> Self {
+    pub fn new(
+        adapters: Adapters,
+        bitrix: BitrixClient,
+        sealer: Sealer,
+        session_secs: i64,
+        phone_region: Option<country::Id>,
+        site: Site,
+        limits: SafetyLimits,
+    ) -> Self {
         let records = Records::new(adapters.table);
         Self {
             portals: Portals::new(records.clone(), sealer.clone()),
             connectors: Connectors::new(records.clone()),
+            logins: Logins::new(records.clone(), sealer.clone()),
             resolutions: Resolutions::new(records.clone()),
+            safety: Safety::new(records.clone()),
+            limits,
             cards: Cards::new(records.clone()),
             messages: Messages::new(records.clone()),
             openlines: OpenLines::new(records),

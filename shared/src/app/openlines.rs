@@ -106,7 +106,9 @@ async fn send_to_open_line(
     employee: Option<u64>,
     files: &[Value],
 ) -> Result<u64, AppError> {
-    let line = portal.portal.line.clone().ok_or_else(|| {
+    // The connector's own Open Line, else the portal's.
+    let own_line = svc.connectors.get(&portal.portal.member_id, &link.connector_id).await?.and_then(|c| c.line);
+    let line = own_line.or_else(|| portal.portal.line.clone()).ok_or_else(|| {
         AppError::invalid("no_open_line", "The Telegram connector is not connected to an Open Line of this portal.")
     })?;
     let (first, last) = link.client_name.split_once(' ').unwrap_or((&link.client_name, ""));

@@ -14,6 +14,7 @@ use crate::jobs::Job;
 use crate::ports::TelegramError;
 use crate::repo::connectors::{Connector, ConnectorStatus};
 use crate::repo::resolutions::Resolution;
+use crate::repo::safety::Counter;
 
 #[derive(Debug, Deserialize)]
 pub struct SendRequest {
@@ -96,6 +97,7 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
         }
         // The earlier submit stopped between claiming the key and storing: finish its work.
     }
+    admit_chat(svc, lang, &connector, user.peer.user_id).await?;
     let message = Message {
         id,
         member_id: claims.portal.clone(),
@@ -149,6 +151,23 @@ pub async fn recipient_account(svc: &Services, claims: &Claims, connector_id: &s
         return Err(AppError::invalid("recipient_not_on_telegram", text(lang, "recipient_not_on_telegram", &[])));
     };
     Ok((connector, recipient, user))
+}
+
+/// A message to someone this connector never wrote to opens a new chat: refused while
+/// Telegram limits the account, and beyond the day's budget of new chats.
+async fn admit_chat(svc: &Services, lang: Lang, connector: &Connector, user_id: i64) -> Result<(), AppError> {
+    if svc.safety.knows_chat(&connector.id, user_id).await? {
+        return Ok(());
+    }
+    if connector.status == ConnectorStatus::Limited {
+        return Err(AppError::invalid("connector_limited", text(lang, "connector_limited", &[])));
+    }
+    let limit = svc.limits.new_chats_per_day;
+    if !svc.safety.take(&connector.id, Counter::NewChats, limit).await? {
+        tracing::warn!(connector_id = connector.id, limit, "daily new-chat budget used up");
+        return Err(AppError::invalid("budget_new_chats", text(lang, "budget_new_chats", &[("limit", &limit.to_string())])));
+    }
+    Ok(svc.safety.remember_chat(&connector.id, user_id).await?)
 }
 
 async fn enqueue(svc: &Services, message: &Message) -> Result<(), AppError> {

@@ -1,5 +1,6 @@
-//! The tab's script and style, compiled into the binary: no front-end build step; the
-//! emoji picker's data from the `emojis` crate (Unicode CLDR), built once per process.
+//! The tab's and the connectors page's scripts and style, compiled into the binary: no
+//! front-end build step; the emoji picker's data from the `emojis` crate (Unicode CLDR),
+//! built once per process.
 
 use std::sync::OnceLock;
 
@@ -15,6 +16,7 @@ const CACHE: &str = "public, max-age=300";
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/assets/tab.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../assets/tab.js")) }))
+        .route("/assets/connectors.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../assets/connectors.js")) }))
         .route("/assets/tab.css", get(|| async { asset("text/css; charset=utf-8", include_str!("../../assets/tab.css")) }))
         .route("/assets/emoji.json", get(|| async { asset("application/json", emoji_json()) }))
 }

@@ -13,10 +13,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
+use super::connectors::render_connectors;
 use super::placement::error_page;
 use crate::app::install::{InstallGrant, connect_line, install_from_page};
 use crate::app::placement::PlacementQuery;
-use crate::app::{AppError, events};
+use crate::app::{AppError, connectors, events};
 use crate::crypto::Secret;
 use crate::i18n::{Lang, text};
 
@@ -128,8 +129,13 @@ async fn connector_settings(State(svc): State<AppState>, RawQuery(query): RawQue
         Err(e) => return error_page(e),
     };
     let lang = Lang::from_portal(&query.lang);
-    match connect_line(&svc, &form.member_id, &query.domain, &form.auth_id, &line).await {
-        Ok(()) => done_page(lang, &text(lang, "connector_connected", &[("line", &line)]), false),
+    // The line is connected, then the administrator manages the accounts on the same page.
+    let page = async {
+        connect_line(&svc, &form.member_id, &query.domain, &form.auth_id, &line).await?;
+        connectors::open_page(&svc, &form.member_id, &query.domain, &form.auth_id, lang).await
+    };
+    match page.await {
+        Ok(token) => render_connectors(&token, lang).into_response(),
         Err(e) => error_page(e),
     }
 }

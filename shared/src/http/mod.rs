@@ -4,6 +4,7 @@
 pub mod api;
 pub mod assets;
 pub mod bitrix;
+pub mod connectors;
 pub mod blobs;
 pub mod placement;
 
@@ -17,14 +18,15 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::app::{AppError, ErrorKind, Services};
-use crate::auth::{Claims, TokenError};
+use crate::auth::{AdminClaims, Claims, Expiring, TokenError};
 
 pub type AppState = Arc<Services>;
 
-/// `POST /placement`, `GET /api/card`, the tab's assets.
+/// `POST /placement`, `GET /api/card`, the tab's assets, the connectors page and its API.
 pub fn placement_router(svc: AppState) -> Router {
     Router::new()
         .merge(placement::routes())
+        .merge(connectors::routes())
         .merge(api::card_routes())
         .merge(assets::routes())
         .with_state(svc)
@@ -62,22 +64,36 @@ impl IntoResponse for AppError {
     }
 }
 
-/// The verified session of an `/api/*` call.
+/// The verified session of an `/api/*` call from the tab.
 pub struct Session(pub Claims);
+
+/// The verified session of an administrator on the connectors page.
+pub struct Admin(pub AdminClaims);
+
+fn bearer<C: Expiring>(parts: &Parts, svc: &AppState) -> Result<C, AppError> {
+    let token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(TokenError::Missing);
+    token
+        .and_then(|t| svc.sessions.verify(t.trim()))
+        .map_err(|e| AppError::new(ErrorKind::Unauthorized, "bad_session", e.to_string()))
+}
 
 impl FromRequestParts<AppState> for Session {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, svc: &AppState) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(TokenError::Missing);
-        token
-            .and_then(|t| svc.sessions.verify(t.trim()))
-            .map(Session)
-            .map_err(|e| AppError::new(ErrorKind::Unauthorized, "bad_session", e.to_string()))
+        bearer(parts, svc).map(Session)
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, svc: &AppState) -> Result<Self, Self::Rejection> {
+        bearer(parts, svc).map(Admin)
     }
 }

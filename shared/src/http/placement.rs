@@ -44,20 +44,22 @@ const TOKEN_SLOT: &str = "{{OLCHAT-TOKEN}}";
 /// The tab's page per language, rendered once: a request only puts its token in.
 fn page_template(lang: Lang) -> &'static str {
     static PAGES: OnceLock<[String; 2]> = OnceLock::new();
-    let pages = PAGES.get_or_init(|| [render(Lang::En), render(Lang::Ru)]);
+    let source = include_str!("../../assets/tab.html");
+    let pages = PAGES.get_or_init(|| [render_page("tab.html", source, Lang::En), render_page("tab.html", source, Lang::Ru)]);
     &pages[lang as usize]
 }
 
-fn render(lang: Lang) -> String {
+/// A page template in one language, with the token left as a slot.
+pub(super) fn render_page(name: &'static str, source: &'static str, lang: Lang) -> String {
     let mut env = Environment::new();
     // A key missing from i18n.json fails loudly instead of rendering blank.
     env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.add_template("tab.html", include_str!("../../assets/tab.html")).expect("tab.html parses");
+    env.add_template(name, source).expect("the page template parses");
     let t = strings(lang);
     // JSON inside <script>: escape `<` so no string can close the element.
     let i18n_json = serde_json::to_string(t).expect("strings serialize").replace('<', "\\u003c");
     let t = minijinja::Value::from_pairs(t.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env.get_template("tab.html")
+    env.get_template(name)
         .and_then(|tpl| {
             tpl.render(context! {
                 lang => lang.code(), token => TOKEN_SLOT, t, i18n_json,
@@ -65,13 +67,17 @@ fn render(lang: Lang) -> String {
                 max_files => MAX_FILES, max_upload => MAX_UPLOAD,
             })
         })
-        .expect("the tab template renders")
+        .expect("the page template renders")
 }
 
 /// The tab's page. Not framing-restricted: Bitrix24 shows it in an iframe. The token is
 /// base64url and a dot, so it needs no escaping.
 pub fn render_tab(token: &str, lang: Lang) -> Html<String> {
-    Html(page_template(lang).replacen(TOKEN_SLOT, token, 1))
+    with_token(page_template(lang), token)
+}
+
+pub(super) fn with_token(page: &str, token: &str) -> Html<String> {
+    Html(page.replacen(TOKEN_SLOT, token, 1))
 }
 
 /// Placement errors are shown inside the card, so they are a page, with the right status.

@@ -8,4 +8,6 @@ pub mod telegram;
 pub use blobs::{BlobError, Blobs};
 pub use queue::{Delivery, JobQueue, Queue, QueueError};
 pub use table::{Condition, Item, Table, TableError};
-pub use telegram::{Account, Media, MediaKind, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
+pub use telegram::{
+    Account, LoggedIn, LoginError, LoginStep, Media, MediaKind, Peer, SentMessage, Telegram, TelegramError, TelegramUser,
+};

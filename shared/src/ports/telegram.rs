@@ -1,6 +1,7 @@
 //! Telegram as the app uses it, through a user account ("connector").
 
 use async_trait::async_trait;
+use crate::crypto::Secret;
 use crate::domain::{Formatted, PhoneE164, TelegramUsername};
 pub use crate::domain::{Peer, TelegramUser};
 
@@ -54,6 +55,45 @@ pub enum TelegramError {
     Transient(String),
 }
 
+/// Where a login stands after a step. A login is named by the id its connector will have:
+/// the session it makes is that connector's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoginStep {
+    /// The code went to the account's Telegram apps (or by SMS); the hash comes back with it.
+    CodeSent { phone_code_hash: Secret },
+    /// The account has a cloud password (two-step verification).
+    PasswordNeeded { hint: Option<String> },
+    /// Scan `url` as a QR code in Telegram (Settings → Devices → Link Desktop Device) before
+    /// `expires` (unix seconds); ask again for a fresh one.
+    Qr { url: String, expires: i64 },
+    /// Logged in.
+    Done(LoggedIn),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedIn {
+    pub user: TelegramUser,
+    /// The account's phone number, digits only, as Telegram gives it.
+    pub phone: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LoginError {
+    #[error("PHONE_NUMBER_INVALID")]
+    InvalidPhone,
+    /// No Telegram account uses this number (sign-up is not ours to do).
+    #[error("PHONE_NUMBER_UNOCCUPIED")]
+    NoAccount,
+    #[error("PHONE_CODE_INVALID")]
+    InvalidCode,
+    #[error("PHONE_CODE_EXPIRED")]
+    CodeExpired,
+    #[error("PASSWORD_HASH_INVALID")]
+    InvalidPassword,
+    #[error(transparent)]
+    Telegram(#[from] TelegramError),
+}
+
 #[async_trait]
 pub trait Telegram: Send + Sync {
     /// The account owning `phone`, when its privacy settings let us find it.
@@ -67,4 +107,15 @@ pub trait Telegram: Send + Sync {
     /// The id of the newest message of ours the peer has read (`messages.getPeerDialogs`
     /// `read_outbox_max_id`); 0 when none.
     async fn read_outbox_max_id(&self, account: &Account, peer: Peer) -> Result<i32, TelegramError>;
+
+    /// `auth.sendCode` for a new login: `CodeSent`, or `Done` when Telegram needs no code.
+    async fn send_code(&self, login: &str, phone: &PhoneE164) -> Result<LoginStep, LoginError>;
+    /// `auth.signIn` with the code: `Done`, or `PasswordNeeded`.
+    async fn sign_in(&self, login: &str, phone: &PhoneE164, phone_code_hash: &Secret, code: &str) -> Result<LoginStep, LoginError>;
+    /// The cloud password of a login that asked for it: `Done`.
+    async fn check_password(&self, login: &str, password: &Secret) -> Result<LoginStep, LoginError>;
+    /// `auth.exportLoginToken`: a fresh `Qr` until someone scans it, then `Done` (or `PasswordNeeded`).
+    async fn qr_login(&self, login: &str) -> Result<LoginStep, LoginError>;
+    /// Signs the account out (`auth.logOut`) and forgets its session.
+    async fn log_out(&self, account: &Account) -> Result<(), TelegramError>;
 }

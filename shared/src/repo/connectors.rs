@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Records, RepoError, portal_pk};
+use super::{CONNECTOR_ITEMS, Records, RepoError, connector_pk, portal_pk};
 use crate::ports::Account;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +24,9 @@ pub struct Connector {
     /// The account's own Telegram user id.
     pub telegram_user_id: i64,
     pub status: ConnectorStatus,
+    /// The Open Line its chats go to; `None`: the portal's line.
+    #[serde(default)]
+    pub line: Option<String>,
 }
 
 impl Connector {
@@ -66,7 +69,29 @@ impl Connectors {
 
     /// Forgets every connector of the portal, with its Telegram session (uninstall).
     pub async fn delete_all(&self, member_id: &str) -> Result<(), RepoError> {
+        for connector in self.list(member_id).await? {
+            self.forget(&connector.id).await?;
+        }
         self.records.delete_prefix(&portal_pk(member_id), PREFIX).await
+    }
+
+    /// Forgets one connector with everything kept under it: session, look-ups, counters.
+    pub async fn delete(&self, member_id: &str, id: &str) -> Result<(), RepoError> {
+        self.forget(id).await?;
+        self.records.delete(&portal_pk(member_id), &sk(id)).await
+    }
+
+    async fn forget(&self, id: &str) -> Result<(), RepoError> {
+        let pk = connector_pk(id);
+        for prefix in CONNECTOR_ITEMS {
+            self.records.delete_prefix(&pk, prefix).await?;
+        }
+        Ok(())
+    }
+
+    /// Read-modify-write of one connector; `change` returns `false` to leave it as is.
+    pub async fn update(&self, member_id: &str, id: &str, change: impl FnMut(&mut Connector) -> bool) -> Result<Option<Connector>, RepoError> {
+        self.records.update(&portal_pk(member_id), &sk(id), change).await
     }
 
     pub async fn set_status(&self, member_id: &str, id: &str, status: ConnectorStatus) -> Result<(), RepoError> {

@@ -2,10 +2,13 @@
 
 pub mod cards;
 pub mod connectors;
+pub mod logins;
 pub mod messages;
 pub mod openlines;
 pub mod portals;
 pub mod resolutions;
+pub mod safety;
+pub mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,6 +125,15 @@ impl Records {
         items.iter().map(decode).collect()
     }
 }
+
+/// The partition holding what one connector keeps: its session and lease, its look-ups, its
+/// counters and contacts.
+pub fn connector_pk(connector_id: &str) -> String {
+    format!("connector#{connector_id}")
+}
+
+/// The sort key prefixes of a connector's partition, to forget it whole.
+pub const CONNECTOR_ITEMS: [&str; 6] = ["session", "lease", "resolved#", "usage#", "chat#", "pace#"];
 
 /// The partition holding everything of one portal.
 pub fn portal_pk(member_id: &str) -> String {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Records, RepoError};
+use super::{Records, RepoError, connector_pk as pk};
 use crate::domain::RecipientKey;
 use crate::ports::TelegramUser;
 
@@ -20,9 +20,6 @@ pub enum Resolution {
     NotFound,
 }
 
-fn pk(connector_id: &str) -> String {
-    format!("connector#{connector_id}")
-}
 
 fn sk(key: &RecipientKey) -> String {
     format!("resolved#{key}")

@@ -110,6 +110,7 @@ impl Sandbox {
                 username: account.username.clone(),
                 telegram_user_id: account.id,
                 status: ConnectorStatus::Connected,
+                line: None,
             };
             svc.connectors.save(&connector).await?;
         }
@@ -123,6 +124,8 @@ impl Sandbox {
             .route("/sandbox/telegram/messages", get(telegram_messages))
             .route("/sandbox/telegram/read", post(telegram_read))
             .route("/sandbox/telegram/faults", post(telegram_faults))
+            .route("/sandbox/telegram/qr", post(telegram_scan_qr))
+            .route("/sandbox/connectors", get(open_connectors))
             .route("/sandbox/openlines", get(openlines_page))
             .route("/sandbox/portal/install", post(install_hook))
             .route("/sandbox/portal/uninstall", post(uninstall_hook))
@@ -166,6 +169,10 @@ as Bitrix24 would: it POSTs the placement with a fresh user token.</p>
 The Open Line chats, where you can answer as an operator: <a href=/sandbox/openlines>/sandbox/openlines</a>;
 their messages and the CRM activities as JSON: <a href=/sandbox/portal/openlines/messages>/sandbox/portal/openlines/messages</a>,
 <a href=/sandbox/portal/activities>/sandbox/portal/activities</a>.</p>
+<p>Connect Telegram accounts as the portal's administrator: <a href=\"/sandbox/connectors?lang=en\">connectors (en)</a> ·
+<a href=\"/sandbox/connectors?lang=ru\">(ru)</a>. Sandbox accounts to connect: +7 999 000-55-66 (code 12345), and +7 999 000-77-88
+(code 12345, cloud password <code>sandbox-password</code>); the code 00000 acts expired. For a QR login,
+<code>POST /sandbox/telegram/qr {{\"user_id\":9003}}</code> scans the code shown.</p>
 <p>Demo Telegram users: Ivan Petrov and Dmitry Sokolov can be found by phone; Olga Smirnova only by her username;
 Svetlana Kuznetsova hides her number; +7 495 100-20-30 has no Telegram account.</p></main></html>",
         domain = seed::DEMO_DOMAIN
@@ -205,21 +212,50 @@ async fn open_card(State(sandbox): SandboxState, Query(q): Query<OpenQuery>) -> 
         ("PLACEMENT", kind.placement().to_owned()),
         ("PLACEMENT_OPTIONS", options.to_string()),
     ];
-    let inputs: String = fields
-        .iter()
-        .map(|(name, value)| format!("<input type=hidden name=\"{name}\" value=\"{}\">", HtmlEscape(value)))
-        .collect();
     let action = format!(
         "/placement?DOMAIN={}&amp;PROTOCOL=0&amp;LANG={}&amp;APP_SID={}",
         seed::DEMO_DOMAIN,
         HtmlEscape(&q.lang),
         uuid::Uuid::new_v4().simple()
     );
-    Ok(Html(format!(
+    Ok(auto_post(&action, &fields))
+}
+
+/// A page that POSTs `fields` to `action` (HTML-escaped already) at once, as Bitrix24 opens an app's page.
+fn auto_post(action: &str, fields: &[(&str, String)]) -> Html<String> {
+    let inputs: String = fields
+        .iter()
+        .map(|(name, value)| format!("<input type=hidden name=\"{name}\" value=\"{}\">", HtmlEscape(value)))
+        .collect();
+    Html(format!(
         "<!doctype html><meta charset=utf-8><title>Opening…</title><body>
 <form id=placement method=post action=\"{action}\">{inputs}<noscript><button>Open</button></noscript></form>
 <script>document.getElementById('placement').submit()</script></body>"
-    )))
+    ))
+}
+
+#[derive(Deserialize)]
+struct ConnectorsQuery {
+    #[serde(default = "default_lang")]
+    lang: String,
+}
+
+/// Opens the app's own page, the connectors, as the portal's administrator (user 1).
+async fn open_connectors(State(sandbox): SandboxState, Query(q): Query<ConnectorsQuery>) -> Html<String> {
+    let (access, _) = sandbox.portal.issue_tokens(seed::DEMO_MEMBER_ID, 1);
+    let fields = [("AUTH_ID", access), ("member_id", seed::DEMO_MEMBER_ID.to_owned()), ("PLACEMENT", "DEFAULT".to_owned())];
+    let lang = if q.lang == "ru" { "ru" } else { "en" };
+    auto_post(&format!("/connectors?DOMAIN={}&amp;PROTOCOL=0&amp;LANG={lang}", seed::DEMO_DOMAIN), &fields)
+}
+
+#[derive(Deserialize)]
+struct ScanRequest {
+    user_id: i64,
+}
+
+/// Test hook: the Telegram user `user_id` scans the QR code shown last.
+async fn telegram_scan_qr(State(sandbox): SandboxState, Json(r): Json<ScanRequest>) -> StatusCode {
+    if sandbox.telegram.scan_qr(r.user_id) { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND }
 }
 
 async fn telegram_messages(State(sandbox): SandboxState) -> Json<Value> {

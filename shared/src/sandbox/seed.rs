@@ -22,6 +22,13 @@ pub const FRESH_DOMAIN: &str = "fresh.bitrix24.sandbox";
 /// The connectors' own Telegram accounts.
 pub const SALES_ACCOUNT: i64 = 9001;
 pub const SUPPORT_ACCOUNT: i64 = 9002;
+/// A Telegram account no connector uses yet: connect it with the sandbox code, 12345.
+pub const SPARE_ACCOUNT: i64 = 9003;
+pub const SPARE_PHONE: &str = "+79990005566";
+/// A spare account with two-step verification; its cloud password is [`CLOUD_PASSWORD`].
+pub const GUARDED_ACCOUNT: i64 = 9004;
+pub const GUARDED_PHONE: &str = "+79990007788";
+pub const CLOUD_PASSWORD: &str = "sandbox-password";
 
 pub struct DemoConnector {
     pub id: &'static str,
@@ -46,6 +53,7 @@ fn tg(id: i64, phone: &str, username: Option<&str>, name: (&str, &str), privacy:
         accepts_strangers: true,
         contacts: Vec::new(),
         logged_in: true,
+        cloud_password: None,
     }
 }
 
@@ -53,6 +61,11 @@ pub fn telegram_users() -> Vec<SimUser> {
     vec![
         tg(SALES_ACCOUNT, "+79990001122", Some("olchat_sales"), ("Sales", "Team"), PhonePrivacy::Contacts),
         tg(SUPPORT_ACCOUNT, "+79990003344", Some("olchat_care"), ("Customer", "Care"), PhonePrivacy::Contacts),
+        tg(SPARE_ACCOUNT, SPARE_PHONE, Some("olchat_marketing"), ("Marketing", "Team"), PhonePrivacy::Contacts),
+        SimUser {
+            cloud_password: Some(CLOUD_PASSWORD.into()),
+            ..tg(GUARDED_ACCOUNT, GUARDED_PHONE, Some("olchat_director"), ("Director", "Office"), PhonePrivacy::Contacts)
+        },
         tg(1001, "+79161234567", Some("ivan_petrov"), ("Ivan", "Petrov"), PhonePrivacy::Everybody),
         tg(1002, "+79031112233", Some("olga_smirnova"), ("Olga", "Smirnova"), PhonePrivacy::Contacts),
         // Hides her number: "Who can find me by my number: My contacts".

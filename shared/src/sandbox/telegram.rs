@@ -10,10 +10,13 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use crate::clock::now_secs;
+use crate::crypto::Secret;
 use crate::domain::formatting::TextEntity;
 use crate::domain::{Formatted, PhoneE164, TelegramUsername};
 use crate::ports::blobs::BlobReader;
-use crate::ports::{Account, Media, MediaKind, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
+use crate::ports::{
+    Account, LoggedIn, LoginError, LoginStep, Media, MediaKind, Peer, SentMessage, Telegram, TelegramError, TelegramUser,
+};
 
 /// "Who can find me by my number".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +43,9 @@ pub struct SimUser {
     pub contacts: Vec<i64>,
     /// A logged-out session answers AUTH_KEY_UNREGISTERED.
     pub logged_in: bool,
+    /// The cloud password (two-step verification), if the account has one; never shown.
+    #[serde(skip)]
+    pub cloud_password: Option<String>,
 }
 
 impl SimUser {
@@ -138,9 +144,28 @@ pub enum Fault {
     DropAfterDelivery,
 }
 
+/// The sandbox's login code; any other is wrong, except [`EXPIRED_CODE`].
+pub const LOGIN_CODE: &str = "12345";
+/// A code the sandbox treats as expired.
+pub const EXPIRED_CODE: &str = "00000";
+/// How long a code or a QR token stays valid.
+const CODE_TTL_SECS: i64 = 300;
+const QR_TTL_SECS: i64 = 30;
+
+/// A login under way, by the id its connector will get.
+#[derive(Clone, Debug, Default)]
+struct SimLogin {
+    user_id: Option<i64>,
+    phone_code_hash: String,
+    code_sent_at: i64,
+    awaiting_password: bool,
+    qr_token: Option<String>,
+}
+
 #[derive(Default)]
 struct State {
     users: Vec<SimUser>,
+    logins: HashMap<String, SimLogin>,
     received: Vec<ReceivedMessage>,
     /// (sender, random_id) of every delivered message: Telegram drops repeats.
     random_ids: HashMap<(i64, i64), i32>,
@@ -170,7 +195,7 @@ impl SandboxTelegram {
         self.lock().users.clone()
     }
 
-    /// The next `count` sends (or resolutions) fail with `fault`.
+    /// The next `count` sends (or look-ups and login steps) fail with `fault`.
     pub fn inject(&self, fault: Fault, on_resolve: bool, count: usize) {
         let mut state = self.lock();
         let queue = if on_resolve { &mut state.resolve_faults } else { &mut state.send_faults };
@@ -182,6 +207,20 @@ impl SandboxTelegram {
         let mut state = self.lock();
         let unread = state.received.iter_mut().filter(|m| m.to_user_id == to_user_id && !m.read);
         unread.map(|m| m.read = true).count()
+    }
+
+    /// Someone scans the newest QR code on their phone as `user_id`; `false` when none is shown.
+    pub fn scan_qr(&self, user_id: i64) -> bool {
+        let mut state = self.lock();
+        let now = now_secs();
+        let shown = state.logins.values_mut().filter(|l| l.qr_token.is_some() && l.code_sent_at + QR_TTL_SECS > now);
+        match shown.max_by_key(|l| l.code_sent_at) {
+            Some(login) => {
+                login.user_id = Some(user_id);
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn set_logged_in(&self, user_id: i64, logged_in: bool) {
@@ -249,6 +288,21 @@ impl State {
             .ok_or_else(|| TelegramError::Unauthorized("AUTH_KEY_UNREGISTERED".into()))
     }
 
+    /// The login's account signs in, unless its cloud password is still to come.
+    fn finish_login(&mut self, login: &str) -> Result<LoginStep, LoginError> {
+        let found = self.logins.get_mut(login).ok_or(LoginError::CodeExpired)?;
+        let user_id = found.user_id.ok_or(LoginError::CodeExpired)?;
+        let user = self.users.iter_mut().find(|u| u.id == user_id).ok_or(LoginError::NoAccount)?;
+        if user.cloud_password.is_some() && !found.awaiting_password {
+            found.awaiting_password = true;
+            return Ok(LoginStep::PasswordNeeded { hint: Some("sandbox".into()) });
+        }
+        user.logged_in = true;
+        let done = LoggedIn { user: user.as_telegram_user(), phone: user.phone.trim_start_matches('+').to_owned() };
+        self.logins.remove(login);
+        Ok(LoginStep::Done(done))
+    }
+
     fn resolve_fault(&mut self) -> Result<(), TelegramError> {
         match self.resolve_faults.pop_front() {
             Some(fault) => Err(fault_error(&fault)),
@@ -310,6 +364,61 @@ impl Telegram for SandboxTelegram {
             waveform_bytes,
         };
         self.lock().deliver(account, peer, caption, kind, Some(file), random_id)
+    }
+
+    async fn send_code(&self, login: &str, phone: &PhoneE164) -> Result<LoginStep, LoginError> {
+        let mut state = self.lock();
+        state.resolve_fault()?;
+        let user_id = state.users.iter().find(|u| u.phone == phone.as_str()).ok_or(LoginError::NoAccount)?.id;
+        let phone_code_hash = format!("sandbox-{login}");
+        let sim = SimLogin { user_id: Some(user_id), phone_code_hash: phone_code_hash.clone(), code_sent_at: now_secs(), ..SimLogin::default() };
+        state.logins.insert(login.to_owned(), sim);
+        Ok(LoginStep::CodeSent { phone_code_hash: Secret::new(phone_code_hash) })
+    }
+
+    async fn sign_in(&self, login: &str, phone: &PhoneE164, phone_code_hash: &Secret, code: &str) -> Result<LoginStep, LoginError> {
+        let mut state = self.lock();
+        state.resolve_fault()?;
+        let user_id = state.users.iter().find(|u| u.phone == phone.as_str()).map(|u| u.id);
+        let found = state.logins.get(login).filter(|l| l.phone_code_hash == phone_code_hash.expose() && l.user_id == user_id);
+        let found = found.ok_or(LoginError::CodeExpired)?;
+        if code.trim() == EXPIRED_CODE || found.code_sent_at + CODE_TTL_SECS <= now_secs() {
+            return Err(LoginError::CodeExpired);
+        }
+        if code.trim() != LOGIN_CODE {
+            return Err(LoginError::InvalidCode);
+        }
+        state.finish_login(login)
+    }
+
+    async fn check_password(&self, login: &str, password: &Secret) -> Result<LoginStep, LoginError> {
+        let mut state = self.lock();
+        state.resolve_fault()?;
+        let found = state.logins.get(login).filter(|l| l.awaiting_password).ok_or(LoginError::CodeExpired)?;
+        let user = state.users.iter().find(|u| Some(u.id) == found.user_id).ok_or(LoginError::NoAccount)?;
+        if user.cloud_password.as_deref() != Some(password.expose()) {
+            return Err(LoginError::InvalidPassword);
+        }
+        state.finish_login(login)
+    }
+
+    async fn qr_login(&self, login: &str) -> Result<LoginStep, LoginError> {
+        let mut state = self.lock();
+        state.resolve_fault()?;
+        let scanned = state.logins.get(login).is_some_and(|l| l.user_id.is_some());
+        if scanned {
+            return state.finish_login(login);
+        }
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let now = now_secs();
+        let sim = SimLogin { qr_token: Some(token.clone()), code_sent_at: now, ..SimLogin::default() };
+        state.logins.insert(login.to_owned(), sim);
+        Ok(LoginStep::Qr { url: format!("tg://login?token={token}"), expires: now + QR_TTL_SECS })
+    }
+
+    async fn log_out(&self, account: &Account) -> Result<(), TelegramError> {
+        self.set_logged_in(account.user_id, false);
+        Ok(())
     }
 
     async fn read_outbox_max_id(&self, account: &Account, peer: Peer) -> Result<i32, TelegramError> {

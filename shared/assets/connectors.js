@@ -1,0 +1,159 @@
+// OLChat for Telegram: the connectors page. Plain DOM; server data goes in as text only.
+'use strict';
+
+(() => {
+  const QR_POLL_MS = 3000;
+  const $ = (id) => document.getElementById(id);
+  const TOKEN = document.querySelector('meta[name="olchat-token"]')?.content ?? '';
+  const LANG = document.documentElement.lang || 'en';
+  const T = (() => {
+    const raw = JSON.parse($('i18n')?.textContent || '{}');
+    return raw[LANG] && typeof raw[LANG] === 'object' ? raw[LANG] : raw;
+  })();
+  const t = (key, args = {}) => (T[key] || key).replace(/\{(\w+)\}/g, (_, k) => args[k] ?? '');
+
+  const state = { loginId: null, reconnect: null, qrTimer: null };
+
+  const say = (text, isError) => {
+    $('alert').textContent = isError ? text : '';
+    $('status').textContent = isError ? '' : text;
+  };
+
+  async function api(method, path, body) {
+    const response = await fetch(path, {
+      method,
+      headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const data = response.status === 204 ? {} : await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(data.message || response.statusText);
+    return data;
+  }
+
+  function show(step) {
+    $('phone-form').hidden = step !== 'phone';
+    $('code-form').hidden = step !== 'code';
+    $('password-form').hidden = step !== 'password';
+    $('qr-box').hidden = step !== 'qr';
+    if (step !== 'qr') clearTimeout(state.qrTimer);
+    const focus = { phone: 'phone', code: 'code', password: 'password' }[step];
+    if (focus) $(focus).focus();
+  }
+
+  function cell(text) {
+    const td = document.createElement('td');
+    td.textContent = text;
+    return td;
+  }
+
+  function button(label, onClick, secondary = true) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = secondary ? 'olc-btn olc-btn-secondary' : 'olc-btn';
+    b.textContent = label;
+    b.addEventListener('click', onClick);
+    return b;
+  }
+
+  function row(c, limits) {
+    const tr = document.createElement('tr');
+    tr.dataset.connector = c.id;
+    tr.append(cell([c.name, c.username ? `@${c.username}` : '', c.phone].filter(Boolean).join(' · ')));
+    const status = cell(t(`connector_status_${c.status}`));
+    const usage = document.createElement('div');
+    usage.className = 'olc-muted';
+    usage.textContent = t('usage_today', {
+      chats: c.usage.new_chats, chats_limit: limits.new_chats_per_day,
+      lookups: c.usage.phone_lookups, lookups_limit: limits.phone_lookups_per_day,
+    });
+    status.append(usage);
+    tr.append(status);
+    const line = document.createElement('td');
+    const input = document.createElement('input');
+    input.className = 'olc-control';
+    input.inputMode = 'numeric';
+    input.value = c.line ?? '';
+    input.placeholder = t('line_default');
+    input.setAttribute('aria-label', `${t('line_label')}: ${c.name}`);
+    line.append(input, button(t('save'), async () => {
+      try {
+        await api('PUT', `/api/connectors/${encodeURIComponent(c.id)}/line`, { line: input.value.trim() || null });
+        say(t('saved'));
+      } catch (e) { say(e.message, true); }
+    }));
+    tr.append(line);
+    const actions = document.createElement('td');
+    if (c.status === 'needs_login') {
+      actions.append(button(t('reconnect'), () => {
+        state.reconnect = c.id;
+        $('phone').value = c.phone;
+        show('phone');
+      }, false));
+    }
+    actions.append(button(t('disconnect'), async () => {
+      if (!window.confirm(t('disconnect_confirm', { name: c.name }))) return;
+      try {
+        await api('POST', `/api/connectors/${encodeURIComponent(c.id)}/disconnect`);
+        say(t('disconnected'));
+        await load();
+      } catch (e) { say(e.message, true); }
+    }));
+    tr.append(actions);
+    return tr;
+  }
+
+  async function load() {
+    const { connectors, limits } = await api('GET', '/api/connectors');
+    $('connectors').replaceChildren(...connectors.map((c) => row(c, limits)));
+    $('connectors-empty').hidden = connectors.length > 0;
+  }
+
+  async function step(view) {
+    state.loginId = view.login_id ?? null;
+    if (view.step === 'done') {
+      state.reconnect = null;
+      say(t('connected_ok', { name: view.connector.name }));
+      show('phone');
+      $('phone').value = '';
+      await load();
+    } else if (view.step === 'password') {
+      $('password-hint').textContent = view.hint ? t('password_hint', { hint: view.hint }) : '';
+      show('password');
+    } else if (view.step === 'qr') {
+      $('qr').src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(view.svg)}`;
+      show('qr');
+      state.qrTimer = setTimeout(pollQr, QR_POLL_MS);
+    } else {
+      show('code');
+    }
+  }
+
+  async function pollQr() {
+    try {
+      await step(await api('POST', '/api/connectors/login/qr', { login_id: state.loginId }));
+    } catch (e) { say(e.message, true); show('phone'); }
+  }
+
+  const submit = (form, send) => $(form).addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const buttons = $(form).querySelectorAll('button');
+    buttons.forEach((b) => { b.disabled = true; });
+    try {
+      say('');
+      await step(await send());
+    } catch (e) { say(e.message, true); } finally { buttons.forEach((b) => { b.disabled = false; }); }
+  });
+
+  submit('phone-form', () => api('POST', '/api/connectors/login/phone', { phone: $('phone').value, reconnect: state.reconnect }));
+  submit('code-form', () => api('POST', '/api/connectors/login/code', { login_id: state.loginId, code: $('code').value }));
+  submit('password-form', () => api('POST', '/api/connectors/login/password', { login_id: state.loginId, password: $('password').value }));
+  $('qr-start').addEventListener('click', async () => {
+    try {
+      say('');
+      await step(await api('POST', '/api/connectors/login/qr', { reconnect: state.reconnect }));
+    } catch (e) { say(e.message, true); }
+  });
+  $('qr-cancel').addEventListener('click', () => show('phone'));
+
+  load().catch((e) => say(e.message, true));
+})();

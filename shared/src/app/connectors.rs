@@ -1,0 +1,224 @@
+//! The connectors page: an administrator connects Telegram accounts (phone → code → cloud
+//! password, or a QR code), sees their status, links each to an Open Line, disconnects.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::portal::{portal_error, unknown_portal};
+use super::{AppError, ErrorKind, Services};
+use crate::auth::AdminClaims;
+use crate::crypto::Secret;
+use crate::domain::PhoneE164;
+use crate::i18n::{Lang, text};
+use crate::ports::{LoggedIn, LoginError, LoginStep, TelegramError};
+use crate::repo::connectors::{Connector, ConnectorStatus};
+use crate::repo::logins::{LoginStage, PendingLogin};
+use crate::repo::safety::Usage;
+
+/// Confirms with the portal that `auth_id` is one of its administrators; the page's token.
+pub async fn open_page(svc: &Services, member_id: &str, domain: &str, auth_id: &Secret, lang: Lang) -> Result<String, AppError> {
+    let portal = svc.portals.get(member_id).await?.ok_or_else(unknown_portal)?;
+    if !portal.domain.eq_ignore_ascii_case(domain.trim()) {
+        return Err(AppError::new(ErrorKind::Forbidden, "domain_mismatch", "The DOMAIN of this request is not this portal's."));
+    }
+    let user = svc.bitrix.call(&portal.client_endpoint, auth_id, "user.current", &json!({})).await.map_err(portal_error)?;
+    if user.get("ADMIN") != Some(&Value::Bool(true)) {
+        return Err(AppError::new(ErrorKind::Forbidden, "not_admin", text(lang, "admins_only", &[])));
+    }
+    let user_id = user.get("ID").and_then(|v| v.as_str()?.parse::<u64>().ok()).unwrap_or_default();
+    Ok(svc.sessions.issue_admin(member_id, user_id, lang))
+}
+
+#[derive(Serialize)]
+pub struct ConnectorAdminView {
+    pub id: String,
+    pub name: String,
+    pub phone: String,
+    pub username: Option<String>,
+    pub status: ConnectorStatus,
+    /// The Open Line its chats go to; `None`: the portal's line.
+    pub line: Option<String>,
+    /// Today's new chats and phone look-ups, against `limits`.
+    pub usage: Usage,
+}
+
+#[derive(Serialize)]
+pub struct ConnectorsView {
+    pub connectors: Vec<ConnectorAdminView>,
+    pub limits: LimitsView,
+}
+
+#[derive(Serialize)]
+pub struct LimitsView {
+    pub new_chats_per_day: u32,
+    pub phone_lookups_per_day: u32,
+}
+
+pub async fn list(svc: &Services, admin: &AdminClaims) -> Result<ConnectorsView, AppError> {
+    let mut views = Vec::new();
+    for connector in svc.connectors.list(&admin.portal).await? {
+        views.push(admin_view(svc, connector).await?);
+    }
+    let limits = LimitsView { new_chats_per_day: svc.limits.new_chats_per_day, phone_lookups_per_day: svc.limits.phone_lookups_per_day };
+    Ok(ConnectorsView { connectors: views, limits })
+}
+
+async fn admin_view(svc: &Services, c: Connector) -> Result<ConnectorAdminView, AppError> {
+    let usage = svc.safety.today(&c.id).await?;
+    Ok(ConnectorAdminView { id: c.id, name: c.name, phone: c.phone, username: c.username, status: c.status, line: c.line, usage })
+}
+
+/// Where a login stands, for the page.
+#[derive(Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum LoginView {
+    Code { login_id: String },
+    Password { login_id: String, hint: Option<String> },
+    Qr { login_id: String, svg: String, expires: i64 },
+    Done { connector: ConnectorAdminView },
+}
+
+/// A new login, or the login of an existing connector whose session is gone (`reconnect`).
+async fn new_login(svc: &Services, admin: &AdminClaims, reconnect: Option<&str>, stage: LoginStage) -> Result<PendingLogin, AppError> {
+    let id = match reconnect {
+        Some(id) => {
+            svc.connectors.get(&admin.portal, id).await?.ok_or_else(|| unknown_connector(admin.lang))?;
+            id.to_owned()
+        }
+        None => uuid::Uuid::new_v4().simple().to_string(),
+    };
+    Ok(PendingLogin { id, member_id: admin.portal.clone(), user: admin.user, phone: None, phone_code_hash: None, stage })
+}
+
+async fn pending(svc: &Services, admin: &AdminClaims, login_id: &str, stage: LoginStage) -> Result<PendingLogin, AppError> {
+    svc.logins
+        .get(&admin.portal, login_id)
+        .await?
+        .filter(|l| l.stage == stage)
+        .ok_or_else(|| login_problem(admin.lang, LoginError::CodeExpired))
+}
+
+pub async fn start_phone(svc: &Services, admin: &AdminClaims, phone: &str, reconnect: Option<&str>) -> Result<LoginView, AppError> {
+    let phone = PhoneE164::parse(phone, svc.phone_region).map_err(|_| login_problem(admin.lang, LoginError::InvalidPhone))?;
+    let mut login = new_login(svc, admin, reconnect, LoginStage::Code).await?;
+    login.phone = Some(phone.to_string());
+    let step = svc.telegram.send_code(&login.id, &phone).await.map_err(|e| login_problem(admin.lang, e))?;
+    advance(svc, admin, login, step).await
+}
+
+pub async fn submit_code(svc: &Services, admin: &AdminClaims, login_id: &str, code: &str) -> Result<LoginView, AppError> {
+    let login = pending(svc, admin, login_id, LoginStage::Code).await?;
+    let expired = || login_problem(admin.lang, LoginError::CodeExpired);
+    let phone = login.phone.as_deref().and_then(|p| PhoneE164::parse(p, None).ok()).ok_or_else(expired)?;
+    let hash = svc.logins.open_hash(&login).ok_or_else(expired)?;
+    let step = svc.telegram.sign_in(&login.id, &phone, &hash, code).await.map_err(|e| login_problem(admin.lang, e))?;
+    advance(svc, admin, login, step).await
+}
+
+pub async fn submit_password(svc: &Services, admin: &AdminClaims, login_id: &str, password: &Secret) -> Result<LoginView, AppError> {
+    let login = pending(svc, admin, login_id, LoginStage::Password).await?;
+    let step = svc.telegram.check_password(&login.id, password).await.map_err(|e| login_problem(admin.lang, e))?;
+    advance(svc, admin, login, step).await
+}
+
+/// A QR code to scan (a fresh one each time: they live about 30 s), until it is scanned.
+pub async fn qr(svc: &Services, admin: &AdminClaims, login_id: Option<&str>, reconnect: Option<&str>) -> Result<LoginView, AppError> {
+    let login = match login_id {
+        Some(id) => pending(svc, admin, id, LoginStage::Qr).await?,
+        None => new_login(svc, admin, reconnect, LoginStage::Qr).await?,
+    };
+    let step = svc.telegram.qr_login(&login.id).await.map_err(|e| login_problem(admin.lang, e))?;
+    advance(svc, admin, login, step).await
+}
+
+/// Records where the login got to; a finished one becomes a connected connector.
+async fn advance(svc: &Services, admin: &AdminClaims, mut login: PendingLogin, step: LoginStep) -> Result<LoginView, AppError> {
+    let view = match step {
+        LoginStep::CodeSent { phone_code_hash } => {
+            login.stage = LoginStage::Code;
+            login.phone_code_hash = Some(svc.logins.seal_hash(&login, &phone_code_hash));
+            LoginView::Code { login_id: login.id.clone() }
+        }
+        LoginStep::PasswordNeeded { hint } => {
+            login.stage = LoginStage::Password;
+            LoginView::Password { login_id: login.id.clone(), hint }
+        }
+        LoginStep::Qr { url, expires } => {
+            login.stage = LoginStage::Qr;
+            LoginView::Qr { login_id: login.id.clone(), svg: qr_svg(&url)?, expires }
+        }
+        LoginStep::Done(done) => {
+            let connector = connect(svc, admin, &login, done).await?;
+            svc.logins.delete(&admin.portal, &login.id).await?;
+            return Ok(LoginView::Done { connector: admin_view(svc, connector).await? });
+        }
+    };
+    svc.logins.save(&login).await?;
+    Ok(view)
+}
+
+async fn connect(svc: &Services, admin: &AdminClaims, login: &PendingLogin, done: LoggedIn) -> Result<Connector, AppError> {
+    let existing = svc.connectors.get(&admin.portal, &login.id).await?;
+    let phone = PhoneE164::parse(&format!("+{}", done.phone), None).map(|p| p.to_string()).unwrap_or(done.phone);
+    let connector = Connector {
+        id: login.id.clone(),
+        member_id: admin.portal.clone(),
+        name: existing.as_ref().map(|c| c.name.clone()).unwrap_or_else(|| done.user.display_name()),
+        phone,
+        username: done.user.username.clone(),
+        telegram_user_id: done.user.peer.user_id,
+        status: ConnectorStatus::Connected,
+        line: existing.and_then(|c| c.line),
+    };
+    svc.connectors.save(&connector).await?;
+    tracing::info!(connector_id = connector.id, "Telegram account connected");
+    Ok(connector)
+}
+
+fn qr_svg(url: &str) -> Result<String, AppError> {
+    let code = qrcode::QrCode::new(url.as_bytes()).map_err(AppError::internal)?;
+    Ok(code.render::<qrcode::render::svg::Color>().min_dimensions(220, 220).build())
+}
+
+/// Signs the account out, forgets its session and the connector.
+pub async fn disconnect(svc: &Services, admin: &AdminClaims, id: &str) -> Result<(), AppError> {
+    let connector = svc.connectors.get(&admin.portal, id).await?.ok_or_else(|| unknown_connector(admin.lang))?;
+    svc.telegram.log_out(&connector.account()).await.map_err(|e| login_problem(admin.lang, e.into()))?;
+    svc.connectors.delete(&admin.portal, id).await?;
+    tracing::info!(connector_id = id, "Telegram account disconnected");
+    Ok(())
+}
+
+/// Sends the connector's chats to Open Line `line` (`None`: the portal's line).
+pub async fn link_line(svc: &Services, admin: &AdminClaims, id: &str, line: Option<&str>) -> Result<ConnectorAdminView, AppError> {
+    let line = line.map(str::trim).filter(|l| !l.is_empty());
+    if line.is_some_and(|l| !l.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(AppError::invalid("bad_line", text(admin.lang, "bad_line", &[])));
+    }
+    let line = line.map(str::to_owned);
+    let updated = svc.connectors.update(&admin.portal, id, |c| std::mem::replace(&mut c.line, line.clone()) != line).await?;
+    admin_view(svc, updated.ok_or_else(|| unknown_connector(admin.lang))?).await
+}
+
+fn unknown_connector(lang: Lang) -> AppError {
+    AppError::new(ErrorKind::NotFound, "unknown_connector", text(lang, "unknown_connector", &[]))
+}
+
+/// A login that did not work, said plainly.
+fn login_problem(lang: Lang, e: LoginError) -> AppError {
+    let invalid = |code, key| AppError::invalid(code, text(lang, key, &[]));
+    match e {
+        LoginError::InvalidPhone => invalid("invalid_phone", "login_invalid_phone"),
+        LoginError::NoAccount => invalid("no_account", "login_no_account"),
+        LoginError::InvalidCode => invalid("wrong_code", "login_wrong_code"),
+        LoginError::CodeExpired => invalid("code_expired", "login_code_expired"),
+        LoginError::InvalidPassword => invalid("wrong_password", "login_wrong_password"),
+        LoginError::Telegram(TelegramError::FloodWait { seconds }) => {
+            AppError::new(ErrorKind::Busy, "flood_wait", text(lang, "login_flood_wait", &[("seconds", &seconds.to_string())]))
+        }
+        LoginError::Telegram(e) => {
+            tracing::warn!("Telegram login step failed: {e}");
+            AppError::new(ErrorKind::Upstream, "telegram_failed", text(lang, "login_failed", &[("detail", &e.to_string())]))
+        }
+    }
+}

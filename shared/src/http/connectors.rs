@@ -1,0 +1,137 @@
+//! The connectors page (the app's own page, and the `SETTING_CONNECTOR` placement after it
+//! connects the line) and its JSON API. Every API route needs an administrator's token.
+
+use std::sync::OnceLock;
+
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::placement::{error_page, render_page};
+use super::{Admin, AppState};
+use crate::app::placement::PlacementQuery;
+use crate::app::{AppError, connectors};
+use crate::crypto::Secret;
+use crate::i18n::Lang;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/connectors", post(page))
+        .route("/api/connectors", get(list))
+        .route("/api/connectors/login/phone", post(login_phone))
+        .route("/api/connectors/login/code", post(login_code))
+        .route("/api/connectors/login/password", post(login_password))
+        .route("/api/connectors/login/qr", post(login_qr))
+        .route("/api/connectors/{id}/disconnect", post(disconnect))
+        .route("/api/connectors/{id}/line", put(line))
+}
+
+/// The form Bitrix24 POSTs to an app page.
+#[derive(Deserialize)]
+pub(super) struct PageForm {
+    #[serde(rename = "AUTH_ID")]
+    pub auth_id: Secret,
+    pub member_id: String,
+}
+
+async fn page(State(svc): State<AppState>, RawQuery(query): RawQuery, body: Bytes) -> Response {
+    let query: PlacementQuery = match serde_urlencoded::from_str(query.as_deref().unwrap_or("")) {
+        Ok(q) => q,
+        Err(e) => return error_page(AppError::bad_request("bad_query", format!("The query is incomplete: {e}."))),
+    };
+    let form: PageForm = match serde_urlencoded::from_bytes(&body) {
+        Ok(f) => f,
+        Err(e) => return error_page(AppError::bad_request("bad_form", format!("The form is incomplete: {e}."))),
+    };
+    let lang = Lang::from_portal(&query.lang);
+    match connectors::open_page(&svc, &form.member_id, &query.domain, &form.auth_id, lang).await {
+        Ok(token) => render_connectors(&token, lang).into_response(),
+        Err(e) => error_page(e),
+    }
+}
+
+/// The connectors page with its token in.
+pub(super) fn render_connectors(token: &str, lang: Lang) -> Html<String> {
+    static PAGES: OnceLock<[String; 2]> = OnceLock::new();
+    let source = include_str!("../../assets/connectors.html");
+    let pages = PAGES.get_or_init(|| [render_page("connectors.html", source, Lang::En), render_page("connectors.html", source, Lang::Ru)]);
+    super::placement::with_token(&pages[lang as usize], token)
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, AppError> {
+    body.map(|Json(b)| b).map_err(|e| AppError::bad_request("bad_json", e.body_text()))
+}
+
+async fn list(State(svc): State<AppState>, Admin(admin): Admin) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(connectors::list(&svc, &admin).await?))
+}
+
+#[derive(Deserialize)]
+struct PhoneRequest {
+    phone: String,
+    /// Log an existing connector in again.
+    reconnect: Option<String>,
+}
+
+async fn login_phone(State(svc): State<AppState>, Admin(admin): Admin, body: Result<Json<PhoneRequest>, JsonRejection>) -> Result<impl IntoResponse, AppError> {
+    let r = json_body(body)?;
+    Ok(Json(connectors::start_phone(&svc, &admin, &r.phone, r.reconnect.as_deref()).await?))
+}
+
+#[derive(Deserialize)]
+struct CodeRequest {
+    login_id: String,
+    code: String,
+}
+
+async fn login_code(State(svc): State<AppState>, Admin(admin): Admin, body: Result<Json<CodeRequest>, JsonRejection>) -> Result<impl IntoResponse, AppError> {
+    let r = json_body(body)?;
+    Ok(Json(connectors::submit_code(&svc, &admin, &r.login_id, &r.code).await?))
+}
+
+#[derive(Deserialize)]
+struct PasswordRequest {
+    login_id: String,
+    password: Secret,
+}
+
+async fn login_password(State(svc): State<AppState>, Admin(admin): Admin, body: Result<Json<PasswordRequest>, JsonRejection>) -> Result<impl IntoResponse, AppError> {
+    let r = json_body(body)?;
+    Ok(Json(connectors::submit_password(&svc, &admin, &r.login_id, &r.password).await?))
+}
+
+#[derive(Deserialize)]
+struct QrRequest {
+    login_id: Option<String>,
+    reconnect: Option<String>,
+}
+
+async fn login_qr(State(svc): State<AppState>, Admin(admin): Admin, body: Result<Json<QrRequest>, JsonRejection>) -> Result<impl IntoResponse, AppError> {
+    let r = json_body(body)?;
+    Ok(Json(connectors::qr(&svc, &admin, r.login_id.as_deref(), r.reconnect.as_deref()).await?))
+}
+
+async fn disconnect(State(svc): State<AppState>, Admin(admin): Admin, Path(id): Path<String>) -> Result<impl IntoResponse, AppError> {
+    connectors::disconnect(&svc, &admin, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct LineRequest {
+    line: Option<String>,
+}
+
+async fn line(
+    State(svc): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    body: Result<Json<LineRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let r = json_body(body)?;
+    Ok(Json(connectors::link_line(&svc, &admin, &id, r.line.as_deref()).await?))
+}

@@ -1,0 +1,107 @@
+//! Account safety: what each connector did today (new chats, phone look-ups) against its
+//! budgets, the chats it already has, and the pace of its phone look-ups.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Records, RepoError, connector_pk as pk};
+use crate::clock::now_secs;
+
+/// Per connector and UTC day, what Telegram tolerates from a user account before it limits
+/// it; defaults from field reports (grammers.md), configurable per deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafetyLimits {
+    pub new_chats_per_day: u32,
+    pub phone_lookups_per_day: u32,
+    /// At most one phone look-up per this long per account (Telegram asks for 3 s).
+    pub phone_pace: Duration,
+}
+
+impl Default for SafetyLimits {
+    fn default() -> Self {
+        Self { new_chats_per_day: 40, phone_lookups_per_day: 50, phone_pace: Duration::from_secs(3) }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub new_chats: u32,
+    pub phone_lookups: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Counter {
+    NewChats,
+    PhoneLookups,
+}
+
+fn today_sk() -> String {
+    format!("usage#{}", now_secs() / 86_400)
+}
+
+const PACE_SK: &str = "pace#phone";
+const DAY: Duration = Duration::from_secs(2 * 86_400);
+
+#[derive(Clone)]
+pub struct Safety {
+    records: Records,
+}
+
+impl Safety {
+    pub fn new(records: Records) -> Self {
+        Self { records }
+    }
+
+    pub async fn today(&self, connector_id: &str) -> Result<Usage, RepoError> {
+        Ok(self.records.get(&pk(connector_id), &today_sk()).await?.map(|s| s.value).unwrap_or_default())
+    }
+
+    /// Counts one more today unless `limit` is reached; `false` when it is.
+    pub async fn take(&self, connector_id: &str, counter: Counter, limit: u32) -> Result<bool, RepoError> {
+        let (pk, sk) = (pk(connector_id), today_sk());
+        self.records.create(&pk, &sk, &Usage::default(), Some(DAY)).await?;
+        let mut taken = false;
+        self.records
+            .update::<Usage, _>(&pk, &sk, |usage| {
+                let count = match counter {
+                    Counter::NewChats => &mut usage.new_chats,
+                    Counter::PhoneLookups => &mut usage.phone_lookups,
+                };
+                taken = *count < limit;
+                *count += u32::from(taken);
+                taken
+            })
+            .await?;
+        Ok(taken)
+    }
+
+    /// Whether this connector has written to this Telegram user before.
+    pub async fn knows_chat(&self, connector_id: &str, user_id: i64) -> Result<bool, RepoError> {
+        Ok(self.records.get::<bool>(&pk(connector_id), &format!("chat#{user_id}")).await?.is_some())
+    }
+
+    pub async fn remember_chat(&self, connector_id: &str, user_id: i64) -> Result<(), RepoError> {
+        self.records.put(&pk(connector_id), &format!("chat#{user_id}"), &true, None).await
+    }
+
+    /// Waits for this account's next phone look-up slot (one per `pace`); `false` when none
+    /// came within `patience`.
+    pub async fn phone_slot(&self, connector_id: &str, pace: Duration, patience: Duration) -> Result<bool, RepoError> {
+        if pace.is_zero() {
+            return Ok(true);
+        }
+        let deadline = tokio::time::Instant::now() + patience;
+        // Expiry counts in whole seconds: round up so slots are never closer than `pace`.
+        let ttl = Duration::from_secs(pace.as_secs() + u64::from(pace.subsec_nanos() > 0) + 1);
+        loop {
+            if self.records.create(&pk(connector_id), PACE_SK, &now_secs(), Some(ttl)).await? {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
