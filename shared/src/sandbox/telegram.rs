@@ -348,6 +348,10 @@ impl Telegram for SandboxTelegram {
     async fn send_media(&self, account: &Account, peer: Peer, media: &Media, body: BlobReader, caption: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError> {
         // The upload streams in before the send, as with Telegram's upload.saveFilePart.
         let (received_bytes, sha256, head) = consume(body).await?;
+        if received_bytes != media.size {
+            // Telegram checks the parts against the size the upload announced.
+            return Err(TelegramError::Rejected("FILE_PARTS_INVALID".into()));
+        }
         let (kind, duration, waveform_bytes) = match &media.kind {
             MediaKind::Photo => ("photo", None, None),
             MediaKind::Document => ("document", None, None),
