@@ -496,3 +496,31 @@ async fn a_file_whose_send_answer_was_lost_is_not_sent_twice() {
     let received = app.telegram_messages().await;
     assert_eq!(received.iter().map(|m| m["media"].as_str().unwrap()).collect::<Vec<_>>(), ["text", "document"], "the same random_id is dropped");
 }
+
+#[tokio::test]
+async fn the_first_card_starts_the_contact_sync_and_its_contacts_resolve() {
+    let app = spawn_app().await;
+    let token = app.open_card("contact", 4, "en").await.unwrap();
+    let pavel = "phone:+79037778899";
+    // The tab opens at once; the sync of the sales account's 41 contacts runs meanwhile.
+    let first = app.get(&token, "/api/card").await;
+    assert_eq!(first.status, StatusCode::OK);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let card = loop {
+        let card = app.get(&token, "/api/card").await.body;
+        if card["sync"].is_null() && recipient(&card, pavel)["state"] == "found" || tokio::time::Instant::now() > deadline {
+            break card;
+        }
+        if let Some(progress) = card["sync"].as_object() {
+            assert!(progress["done"].as_u64() <= progress["total"].as_u64(), "{card}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // His number is hidden from everybody: only the contact list knows him.
+    let found = recipient(&card, pavel);
+    assert_eq!((found["state"].as_str(), found["account"]["name"].as_str()), (Some("found"), Some("Pavel Orlov")), "{card}");
+    assert!(card["sync"].is_null());
+    // Another connector has no such contact: the same number stays hidden from it.
+    let other = app.get(&token, "/api/card?connector=support").await.body;
+    assert_eq!(recipient(&other, pavel)["state"], "not_found");
+}

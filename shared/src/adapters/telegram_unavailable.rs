@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use crate::domain::{Formatted, PhoneE164, TelegramUsername};
 use crate::ports::blobs::BlobReader;
 use crate::crypto::Secret;
-use crate::ports::{Account, LoginError, LoginStep, Media, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
+use crate::ports::{Account, Contact, LoginError, LoginStep, Media, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
 
 pub struct TelegramUnavailable;
 
@@ -33,6 +33,10 @@ impl Telegram for TelegramUnavailable {
     }
 
     async fn read_outbox_max_id(&self, _: &Account, _: Peer) -> Result<i32, TelegramError> {
+        Err(unavailable())
+    }
+
+    async fn contacts(&self, _: &Account) -> Result<Vec<Contact>, TelegramError> {
         Err(unavailable())
     }
 

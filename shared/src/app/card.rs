@@ -11,6 +11,7 @@ use crate::domain::{ContactPoint, EntityRef, EntityType, FieldSource, RecipientK
 use crate::i18n::{Lang, text};
 use crate::ports::TelegramError;
 use crate::repo::connectors::{Connector, ConnectorStatus};
+use crate::jobs::Job;
 use crate::repo::resolutions::Resolution;
 use crate::repo::safety::Counter;
 
@@ -81,6 +82,10 @@ pub struct RecipientView {
 pub async fn load_card(svc: &Services, claims: &Claims, connector: Option<&str>) -> Result<CardView, AppError> {
     let connectors = svc.connectors.list(&claims.portal).await?;
     let selected = select_connector(svc, claims, &connectors, connector).await?;
+    let sync = match selected {
+        Some(c) if c.status != ConnectorStatus::NeedsLogin => contact_sync(svc, c).await?,
+        _ => None,
+    };
     let (title, points) = read_contact_points(svc, claims).await?;
     let keys: Vec<RecipientKey> = points.iter().map(|p| p.key.clone()).collect();
     svc.cards.save_recipients(&claims.portal, claims.entity, &keys).await?;
@@ -97,8 +102,19 @@ pub async fn load_card(svc: &Services, claims: &Claims, connector: Option<&str>)
         connectors: connectors.iter().map(connector_view).collect(),
         connector_id: selected.map(|c| c.id.clone()),
         recipients,
-        sync: None,
+        sync,
     })
+}
+
+/// The connector's contact sync while it runs; the first card opened with a connector
+/// starts it. Recipients resolve on demand meanwhile.
+async fn contact_sync(svc: &Services, connector: &Connector) -> Result<Option<SyncProgress>, AppError> {
+    if svc.resolutions.start_sync(&connector.id).await? {
+        let job = Job::SyncContacts { member_id: connector.member_id.clone(), connector_id: connector.id.clone() };
+        job.enqueue(svc.queue.as_ref(), std::time::Duration::ZERO).await.map_err(|e| AppError::internal(format!("queue: {e:#}")))?;
+    }
+    let progress = svc.resolutions.sync(&connector.id).await?;
+    Ok(progress.filter(|p| !p.finished).map(|p| SyncProgress { done: p.done, total: p.total }))
 }
 
 /// The asked-for connector, else the one this user used last, else the first connected one.

@@ -6,6 +6,7 @@ pub mod read;
 pub mod reply;
 pub mod runner;
 pub mod send;
+pub mod sync;
 
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ pub enum Job {
     Reply(OperatorMessage),
     /// Register the card tabs, the connector and the events (after `ONAPPINSTALL` or an update).
     SetUp { member_id: String },
+    /// Copy a connector's Telegram contacts into its resolutions (first use).
+    SyncContacts { member_id: String, connector_id: String },
 }
 
 /// One message of an `OnImConnectorMessageAdd` event.
@@ -54,7 +57,9 @@ impl Job {
     /// portal's Open Line work in order.
     pub fn group(&self) -> &str {
         match self {
-            Self::Send { connector_id, .. } | Self::CheckRead { connector_id, .. } => connector_id,
+            Self::Send { connector_id, .. } | Self::CheckRead { connector_id, .. } | Self::SyncContacts { connector_id, .. } => {
+                connector_id
+            }
             Self::Reply(m) => &m.connector_id,
             Self::Publish { member_id, .. } | Self::SetUp { member_id } => member_id,
         }
@@ -63,7 +68,7 @@ impl Job {
     /// Telegram work goes to the telegram-worker, portal work to the openline-worker.
     pub fn queue(&self) -> JobQueue {
         match self {
-            Self::Send { .. } | Self::CheckRead { .. } | Self::Reply(_) => JobQueue::Telegram,
+            Self::Send { .. } | Self::CheckRead { .. } | Self::Reply(_) | Self::SyncContacts { .. } => JobQueue::Telegram,
             Self::Publish { .. } | Self::SetUp { .. } => JobQueue::Openline,
         }
     }
@@ -126,6 +131,10 @@ pub async fn handle(svc: &Services, delivery: &Delivery) -> Outcome {
         Job::SetUp { member_id } => {
             let span = tracing::info_span!("set_up", member_id = %member_id, receive);
             async { portal_outcome(install::set_up(svc, &member_id).await, receive) }.instrument(span).await
+        }
+        Job::SyncContacts { member_id, connector_id } => {
+            let span = tracing::info_span!("sync_contacts", connector_id = %connector_id, receive);
+            sync::sync_contacts(svc, &member_id, &connector_id, receive).instrument(span).await
         }
     }
 }

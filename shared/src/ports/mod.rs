@@ -9,5 +9,5 @@ pub use blobs::{BlobError, Blobs};
 pub use queue::{Delivery, JobQueue, Queue, QueueError};
 pub use table::{Condition, Item, Table, TableError};
 pub use telegram::{
-    Account, LoggedIn, LoginError, LoginStep, Media, MediaKind, Peer, SentMessage, Telegram, TelegramError, TelegramUser,
+    Account, Contact, LoggedIn, LoginError, LoginStep, Media, MediaKind, Peer, SentMessage, Telegram, TelegramError, TelegramUser,
 };

@@ -31,6 +31,14 @@ pub struct Media {
     pub size: u64,
 }
 
+/// One of the account's own Telegram contacts (`contacts.getContacts`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    pub user: TelegramUser,
+    /// Digits as Telegram gives them, without `+`; absent when the contact hides it.
+    pub phone: Option<String>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SentMessage {
     /// Telegram's message id in the private chat; `None` when Telegram reported the
@@ -104,6 +112,8 @@ pub trait Telegram: Send + Sync {
     /// `messages.sendMedia` with the file streamed from `body` (memory does not grow with size);
     /// Telegram drops a repeated `random_id`.
     async fn send_media(&self, account: &Account, peer: Peer, media: &Media, body: crate::ports::blobs::BlobReader, caption: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError>;
+    /// The account's contact list, with the `access_hash` and phone of each.
+    async fn contacts(&self, account: &Account) -> Result<Vec<Contact>, TelegramError>;
     /// The id of the newest message of ours the peer has read (`messages.getPeerDialogs`
     /// `read_outbox_max_id`); 0 when none.
     async fn read_outbox_max_id(&self, account: &Account, peer: Peer) -> Result<i32, TelegramError>;

@@ -47,3 +47,29 @@ impl Resolutions {
         self.records.put(&pk(connector_id), &sk(key), resolution, Some(ttl)).await
     }
 }
+
+/// How far a connector's first-use contact sync got.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncProgress {
+    pub done: u64,
+    pub total: u64,
+    pub finished: bool,
+}
+
+const SYNC_SK: &str = "contact-sync";
+
+impl Resolutions {
+    /// Claims the first sync of a connector; `false` when one was started before.
+    pub async fn start_sync(&self, connector_id: &str) -> Result<bool, RepoError> {
+        let started = SyncProgress { done: 0, total: 0, finished: false };
+        self.records.create(&pk(connector_id), SYNC_SK, &started, None).await
+    }
+
+    pub async fn sync(&self, connector_id: &str) -> Result<Option<SyncProgress>, RepoError> {
+        Ok(self.records.get(&pk(connector_id), SYNC_SK).await?.map(|s| s.value))
+    }
+
+    pub async fn save_sync(&self, connector_id: &str, progress: &SyncProgress) -> Result<(), RepoError> {
+        self.records.put(&pk(connector_id), SYNC_SK, progress, None).await
+    }
+}

@@ -57,9 +57,16 @@ fn tg(id: i64, phone: &str, username: Option<&str>, name: (&str, &str), privacy:
     }
 }
 
+/// Clients in the sales account's own Telegram contacts, found by the first-use sync.
+const SALES_CONTACTS: std::ops::Range<i64> = 3000..3040;
+/// In the sales account's contacts, but hides his number from everybody: only the sync finds him.
+pub const PAVEL: i64 = 1007;
+
 pub fn telegram_users() -> Vec<SimUser> {
-    vec![
-        tg(SALES_ACCOUNT, "+79990001122", Some("olchat_sales"), ("Sales", "Team"), PhonePrivacy::Contacts),
+    let sales_contacts = SALES_CONTACTS.chain([PAVEL]).collect();
+    let clients = SALES_CONTACTS.map(|id| tg(id, &format!("+7900555{:04}", id - 3000), None, ("Client", &format!("{}", id - 2999)), PhonePrivacy::Nobody));
+    let mut users = vec![
+        SimUser { contacts: sales_contacts, ..tg(SALES_ACCOUNT, "+79990001122", Some("olchat_sales"), ("Sales", "Team"), PhonePrivacy::Contacts) },
         tg(SUPPORT_ACCOUNT, "+79990003344", Some("olchat_care"), ("Customer", "Care"), PhonePrivacy::Contacts),
         tg(SPARE_ACCOUNT, SPARE_PHONE, Some("olchat_marketing"), ("Marketing", "Team"), PhonePrivacy::Contacts),
         SimUser {
@@ -74,7 +81,10 @@ pub fn telegram_users() -> Vec<SimUser> {
         tg(1005, "+79857776655", Some("d_sokolov"), ("Dmitry", "Sokolov"), PhonePrivacy::Everybody),
         // Names are the sender's to choose: this one must show as text, never run.
         tg(1006, "+79167770011", Some("mallory_x"), ("<script>alert('name')</script>", "<img src=x onerror=alert(1)>"), PhonePrivacy::Nobody),
-    ]
+        tg(PAVEL, "+79037778899", None, ("Pavel", "Orlov"), PhonePrivacy::Nobody),
+    ];
+    users.extend(clients);
+    users
 }
 
 fn multi(kind: &str, entries: &[(&str, &str)]) -> Value {
@@ -115,6 +125,11 @@ pub fn portals() -> Vec<SimPortal> {
     records.insert((EntityType::Contact, 3), json!({
         "ID": "3", "NAME": "<b>Mallory</b>", "LAST_NAME": "<script>alert('card')</script>", "COMPANY_ID": "0", "TYPE_ID": "CLIENT",
         "IM": multi("IM", &[("TELEGRAM", "@mallory_x")]),
+    }));
+    // His number is hidden from everybody; the sales account has him in its contacts.
+    records.insert((EntityType::Contact, 4), json!({
+        "ID": "4", "NAME": "Pavel", "LAST_NAME": "Orlov", "COMPANY_ID": "0", "TYPE_ID": "CLIENT",
+        "PHONE": multi("PHONE", &[("MOBILE", "+7 903 777-88-99")]),
     }));
     records.insert((EntityType::Company, 1), json!({
         "ID": "1", "TITLE": "Acme Shop LLC", "COMPANY_TYPE": "CUSTOMER",

@@ -15,7 +15,7 @@ use crate::domain::formatting::TextEntity;
 use crate::domain::{Formatted, PhoneE164, TelegramUsername};
 use crate::ports::blobs::BlobReader;
 use crate::ports::{
-    Account, LoggedIn, LoginError, LoginStep, Media, MediaKind, Peer, SentMessage, Telegram, TelegramError, TelegramUser,
+    Account, Contact, LoggedIn, LoginError, LoginStep, Media, MediaKind, Peer, SentMessage, Telegram, TelegramError, TelegramUser,
 };
 
 /// "Who can find me by my number".
@@ -423,6 +423,13 @@ impl Telegram for SandboxTelegram {
     async fn log_out(&self, account: &Account) -> Result<(), TelegramError> {
         self.set_logged_in(account.user_id, false);
         Ok(())
+    }
+
+    async fn contacts(&self, account: &Account) -> Result<Vec<Contact>, TelegramError> {
+        let state = self.lock();
+        let me = state.session(account)?.clone();
+        let contacts = state.users.iter().filter(|u| me.contacts.contains(&u.id));
+        Ok(contacts.map(|u| Contact { user: u.as_telegram_user(), phone: Some(u.phone.trim_start_matches('+').to_owned()) }).collect())
     }
 
     async fn read_outbox_max_id(&self, account: &Account, peer: Peer) -> Result<i32, TelegramError> {

@@ -26,7 +26,7 @@ use crate::crypto::Secret;
 use crate::domain::formatting::{EntityKind, TextEntity};
 use crate::domain::{Formatted, PhoneE164, TelegramUsername};
 use crate::ports::blobs::BlobReader;
-use crate::ports::{Account, LoginError, LoginStep, Media, MediaKind, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
+use crate::ports::{Account, Contact, LoginError, LoginStep, Media, MediaKind, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
 use crate::repo::sessions::TelegramSessions;
 
 /// Flood waits up to this long are slept through inside the call; longer ones are the queue's.
@@ -185,6 +185,20 @@ impl Connection<'_> {
         }
         let Some(tl::enums::ImportedContact::Contact(found)) = imported.imported.first() else { return Ok(None) };
         Ok(imported.users.iter().find_map(|u| telegram_user(u).filter(|t| t.peer.user_id == found.user_id)))
+    }
+
+    async fn contacts(&self) -> Result<Vec<Contact>, TelegramError> {
+        match self.call(&tl::functions::contacts::GetContacts { hash: 0 }).await? {
+            tl::enums::contacts::Contacts::Contacts(list) => Ok(list
+                .users
+                .iter()
+                .filter_map(|user| {
+                    let tl::enums::User::User(u) = user else { return None };
+                    Some(Contact { user: telegram_user(user)?, phone: u.phone.clone() })
+                })
+                .collect()),
+            tl::enums::contacts::Contacts::NotModified => Ok(Vec::new()),
+        }
     }
 
     async fn resolve_username(&self, username: &str) -> Result<Option<TelegramUser>, TelegramError> {
@@ -392,6 +406,13 @@ impl Telegram for GrammersTelegram {
     async fn send_text(&self, account: &Account, peer: Peer, text: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError> {
         let conn = self.connect(account, CALL_TIMEOUT).await?;
         let result = conn.send_text(peer, text, random_id).await;
+        conn.close().await;
+        result
+    }
+
+    async fn contacts(&self, account: &Account) -> Result<Vec<Contact>, TelegramError> {
+        let conn = self.connect(account, CALL_TIMEOUT * 2).await?;
+        let result = conn.contacts().await;
         conn.close().await;
         result
     }
