@@ -254,3 +254,37 @@ async fn a_limited_account_still_writes_to_its_chats_but_opens_no_new_ones() {
     assert_eq!((status, refused["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("connector_limited")));
     assert_eq!(send_from_sales(&app, &tab, IVAN).await.0, StatusCode::ACCEPTED, "its existing chat still works");
 }
+
+#[tokio::test]
+async fn an_administrator_sets_one_connectors_own_budgets() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let put = |id: &str, budgets: Value| {
+        let (app, admin, path) = (&app, admin.clone(), format!("/api/connectors/{id}/budgets"));
+        async move {
+            let request = app.http.put(app.url(&path)).bearer_auth(admin).json(&json!({ "budgets": budgets }));
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, view) = put("sales", json!({ "new_chats_per_day": 1, "phone_lookups_per_day": 7 })).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!((view["budgets"]["new_chats_per_day"].as_u64(), view["own_budgets"].as_bool()), (Some(1), Some(true)));
+    let listed = connectors(&app, &admin).await;
+    let support = listed.iter().find(|c| c["id"] == "support").unwrap();
+    assert_eq!((support["budgets"]["new_chats_per_day"].as_u64(), support["own_budgets"].as_bool()), (Some(40), Some(false)));
+
+    // The sales account's own budget applies to its sends; the other keeps the default.
+    let tab = app.open_card("lead", 1, "en").await.unwrap();
+    assert_eq!(app.get(&tab, "/api/card").await.status, StatusCode::OK);
+    assert_eq!(send_from_sales(&app, &tab, IVAN).await.0, StatusCode::ACCEPTED);
+    let (status, refused) = send_from_sales(&app, &tab, OLGA).await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("budget_new_chats")));
+
+    let (status, bad) = put("sales", json!({ "new_chats_per_day": 100000, "phone_lookups_per_day": 7 })).await;
+    assert_eq!((status, bad["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_budgets")));
+    assert_eq!(put("nope", Value::Null).await.0, StatusCode::NOT_FOUND);
+    let (status, reset) = put("sales", Value::Null).await;
+    assert_eq!((status, reset["own_budgets"].as_bool(), reset["budgets"]["new_chats_per_day"].as_u64()), (StatusCode::OK, Some(false), Some(40)));
+    assert_eq!(send_from_sales(&app, &tab, OLGA).await.0, StatusCode::ACCEPTED);
+}

@@ -92,6 +92,7 @@ async fn every_sample_event_runs_through_its_handler() {
         telegram_user_id: seed::SALES_ACCOUNT,
         status: ConnectorStatus::Connected,
         line: None,
+        budgets: None,
     };
     svc.connectors.save(&sales).await.unwrap();
     let token = svc.sessions.issue(seed::DEMO_MEMBER_ID, 1, EntityRef { kind: EntityType::Lead, id: 1 }, Lang::En);

@@ -55,6 +55,47 @@
     return b;
   }
 
+  // This connector's own daily budgets, or the deployment's defaults (`limits`).
+  function budgetsEditor(c, limits) {
+    const box = document.createElement('fieldset');
+    box.className = 'olc-budgets';
+    const legend = document.createElement('legend');
+    legend.textContent = t('budgets_label');
+    box.append(legend);
+    const number = (key, label) => {
+      const wrap = document.createElement('label');
+      wrap.textContent = `${t(label)} `;
+      const input = document.createElement('input');
+      input.type = 'number';
+      input.min = '0';
+      input.max = '1000';
+      input.className = 'olc-control';
+      input.dataset.budget = key;
+      input.value = String(c.budgets[key]);
+      wrap.append(input);
+      box.append(wrap);
+      return input;
+    };
+    const chats = number('new_chats_per_day', 'budget_chats_label');
+    const lookups = number('phone_lookups_per_day', 'budget_lookups_label');
+    const put = async (budgets) => {
+      try {
+        await api('PUT', `/api/connectors/${encodeURIComponent(c.id)}/budgets`, { budgets });
+        say(t('saved'));
+        await load();
+      } catch (e) { say(e.message, true); }
+    };
+    box.append(
+      button(t('save'), () => put({ new_chats_per_day: Number(chats.value), phone_lookups_per_day: Number(lookups.value) })),
+      button(t('budgets_default'), () => put(null), false),
+    );
+    if (!c.own_budgets) {
+      chats.placeholder = String(limits.new_chats_per_day);
+      lookups.placeholder = String(limits.phone_lookups_per_day);
+    }
+    return box;
+  }
+
   function row(c, limits) {
     const tr = document.createElement('tr');
     tr.dataset.connector = c.id;
@@ -63,10 +104,10 @@
     const usage = document.createElement('div');
     usage.className = 'olc-muted';
     usage.textContent = t('usage_today', {
-      chats: c.usage.new_chats, chats_limit: limits.new_chats_per_day,
-      lookups: c.usage.phone_lookups, lookups_limit: limits.phone_lookups_per_day,
+      chats: c.usage.new_chats, chats_limit: c.budgets.new_chats_per_day,
+      lookups: c.usage.phone_lookups, lookups_limit: c.budgets.phone_lookups_per_day,
     });
-    status.append(usage);
+    status.append(usage, budgetsEditor(c, limits));
     tr.append(status);
     const line = document.createElement('td');
     const input = document.createElement('input');

@@ -41,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
         telegram_user_id: seed::SALES_ACCOUNT,
         status: shared::repo::connectors::ConnectorStatus::Connected,
         line: None,
+        budgets: None,
     }
     .account();
 

@@ -254,7 +254,7 @@ async fn phone_lookup_allowed(svc: &Services, connector: &Connector) -> Result<(
         let seconds = svc.limits.phone_pace.as_secs().max(1) as u32;
         return Err(RecipientProblem::Telegram(TelegramError::FloodWait { seconds }));
     }
-    let limit = svc.limits.phone_lookups_per_day;
+    let limit = svc.limits.budgets(connector).phone_lookups_per_day;
     if !svc.safety.take(&connector.id, Counter::PhoneLookups, limit).await.map_err(storage)? {
         tracing::warn!(connector_id = connector.id, limit, "daily phone look-up budget used up");
         return Err(RecipientProblem::OverBudget(limit));

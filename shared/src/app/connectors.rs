@@ -11,7 +11,7 @@ use crate::crypto::Secret;
 use crate::domain::PhoneE164;
 use crate::i18n::{Lang, text};
 use crate::ports::{LoggedIn, LoginError, LoginStep, TelegramError};
-use crate::repo::connectors::{Connector, ConnectorStatus};
+use crate::repo::connectors::{Budgets, Connector, ConnectorStatus};
 use crate::repo::logins::{LoginStage, PendingLogin};
 use crate::repo::safety::Usage;
 
@@ -38,8 +38,11 @@ pub struct ConnectorAdminView {
     pub status: ConnectorStatus,
     /// The Open Line its chats go to; `None`: the portal's line.
     pub line: Option<String>,
-    /// Today's new chats and phone look-ups, against `limits`.
+    /// Today's new chats and phone look-ups, against `budgets`.
     pub usage: Usage,
+    pub budgets: Budgets,
+    /// Whether `budgets` are this connector's own rather than the defaults.
+    pub own_budgets: bool,
 }
 
 #[derive(Serialize)]
@@ -65,7 +68,8 @@ pub async fn list(svc: &Services, admin: &AdminClaims) -> Result<ConnectorsView,
 
 async fn admin_view(svc: &Services, c: Connector) -> Result<ConnectorAdminView, AppError> {
     let usage = svc.safety.today(&c.id).await?;
-    Ok(ConnectorAdminView { id: c.id, name: c.name, phone: c.phone, username: c.username, status: c.status, line: c.line, usage })
+    let (budgets, own_budgets) = (svc.limits.budgets(&c), c.budgets.is_some());
+    Ok(ConnectorAdminView { id: c.id, name: c.name, phone: c.phone, username: c.username, status: c.status, line: c.line, usage, budgets, own_budgets })
 }
 
 /// Where a login stands, for the page.
@@ -169,6 +173,7 @@ async fn connect(svc: &Services, admin: &AdminClaims, login: &PendingLogin, done
         telegram_user_id: done.user.peer.user_id,
         status: ConnectorStatus::Connected,
         line: existing.and_then(|c| c.line),
+        budgets: None,
     };
     svc.connectors.save(&connector).await?;
     tracing::info!(connector_id = connector.id, "Telegram account connected");
@@ -197,6 +202,20 @@ pub async fn link_line(svc: &Services, admin: &AdminClaims, id: &str, line: Opti
     }
     let line = line.map(str::to_owned);
     let updated = svc.connectors.update(&admin.portal, id, |c| std::mem::replace(&mut c.line, line.clone()) != line).await?;
+    admin_view(svc, updated.ok_or_else(|| unknown_connector(admin.lang))?).await
+}
+
+/// The most an administrator may allow per day: far above what Telegram tolerates, so a
+/// typo cannot open the gates.
+const MAX_DAILY: u32 = 1000;
+
+/// Sets a connector's own daily budgets (`None`: back to the deployment's defaults).
+pub async fn set_budgets(svc: &Services, admin: &AdminClaims, id: &str, budgets: Option<Budgets>) -> Result<ConnectorAdminView, AppError> {
+    if budgets.is_some_and(|b| b.new_chats_per_day > MAX_DAILY || b.phone_lookups_per_day > MAX_DAILY) {
+        let max = MAX_DAILY.to_string();
+        return Err(AppError::invalid("bad_budgets", text(admin.lang, "bad_budgets", &[("max", &max)])));
+    }
+    let updated = svc.connectors.update(&admin.portal, id, |c| std::mem::replace(&mut c.budgets, budgets) != budgets).await?;
     admin_view(svc, updated.ok_or_else(|| unknown_connector(admin.lang))?).await
 }
 

@@ -162,7 +162,7 @@ async fn admit_chat(svc: &Services, lang: Lang, connector: &Connector, user_id: 
     if connector.status == ConnectorStatus::Limited {
         return Err(AppError::invalid("connector_limited", text(lang, "connector_limited", &[])));
     }
-    let limit = svc.limits.new_chats_per_day;
+    let limit = svc.limits.budgets(connector).new_chats_per_day;
     if !svc.safety.take(&connector.id, Counter::NewChats, limit).await? {
         tracing::warn!(connector_id = connector.id, limit, "daily new-chat budget used up");
         return Err(AppError::invalid("budget_new_chats", text(lang, "budget_new_chats", &[("limit", &limit.to_string())])));

@@ -17,6 +17,7 @@ use super::{Admin, AppState};
 use crate::app::placement::PlacementQuery;
 use crate::app::{AppError, connectors};
 use crate::crypto::Secret;
+use crate::repo::connectors::Budgets;
 use crate::i18n::Lang;
 
 pub fn routes() -> Router<AppState> {
@@ -29,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/connectors/login/qr", post(login_qr))
         .route("/api/connectors/{id}/disconnect", post(disconnect))
         .route("/api/connectors/{id}/line", put(line))
+        .route("/api/connectors/{id}/budgets", put(budgets))
 }
 
 /// The form Bitrix24 POSTs to an app page.
@@ -124,6 +126,22 @@ async fn disconnect(State(svc): State<AppState>, Admin(admin): Admin, Path(id): 
 #[derive(Deserialize)]
 struct LineRequest {
     line: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BudgetsRequest {
+    /// `null`: back to the defaults.
+    budgets: Option<Budgets>,
+}
+
+async fn budgets(
+    State(svc): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    body: Result<Json<BudgetsRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let r = json_body(body)?;
+    Ok(Json(connectors::set_budgets(&svc, &admin, &id, r.budgets).await?))
 }
 
 async fn line(

@@ -27,6 +27,16 @@ pub struct Connector {
     /// The Open Line its chats go to; `None`: the portal's line.
     #[serde(default)]
     pub line: Option<String>,
+    /// This account's own daily budgets; `None`: the deployment's defaults.
+    #[serde(default)]
+    pub budgets: Option<Budgets>,
+}
+
+/// How much one account may do per UTC day before a send or look-up is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budgets {
+    pub new_chats_per_day: u32,
+    pub phone_lookups_per_day: u32,
 }
 
 impl Connector {

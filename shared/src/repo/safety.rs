@@ -24,6 +24,16 @@ impl Default for SafetyLimits {
     }
 }
 
+impl SafetyLimits {
+    /// The budgets of one connector: its own when an administrator set them, else these.
+    pub fn budgets(&self, connector: &super::connectors::Connector) -> super::connectors::Budgets {
+        connector.budgets.unwrap_or(super::connectors::Budgets {
+            new_chats_per_day: self.new_chats_per_day,
+            phone_lookups_per_day: self.phone_lookups_per_day,
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub new_chats: u32,

@@ -111,6 +111,7 @@ impl Sandbox {
                 telegram_user_id: account.id,
                 status: ConnectorStatus::Connected,
                 line: None,
+                budgets: None,
             };
             svc.connectors.save(&connector).await?;
         }
