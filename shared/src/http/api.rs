@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, Session};
+use super::{AppState, Session, json_body};
 use crate::app::openlines::{self, ChatRequest};
 use crate::app::send::SendRequest;
 use crate::app::uploads::UploadRequest;
@@ -48,7 +48,7 @@ async fn post_send(
     Session(claims): Session,
     body: Result<Json<SendRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, AppError> {
-    let Json(request) = body.map_err(|e| AppError::bad_request("bad_json", e.body_text()))?;
+    let request = json_body(body)?;
     let message_id = send::accept(&svc, &claims, request).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "message_id": message_id }))))
 }
@@ -58,7 +58,7 @@ async fn post_upload(
     Session(claims): Session,
     body: Result<Json<UploadRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, AppError> {
-    let Json(request) = body.map_err(|e| AppError::bad_request("bad_json", e.body_text()))?;
+    let request = json_body(body)?;
     Ok(Json(uploads::create_upload(&svc, &claims, request).await?))
 }
 
@@ -79,7 +79,7 @@ async fn post_chat(
     Session(claims): Session,
     body: Result<Json<ChatRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, AppError> {
-    let Json(request) = body.map_err(|e| AppError::bad_request("bad_json", e.body_text()))?;
+    let request = json_body(body)?;
     Ok(Json(openlines::create_chat(&svc, &claims, request).await?))
 }
 

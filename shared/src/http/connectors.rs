@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::placement::{error_page, render_page};
-use super::{Admin, AppState};
+use super::{Admin, AppState, json_body};
 use crate::app::placement::PlacementQuery;
 use crate::app::{AppError, connectors};
 use crate::crypto::Secret;
@@ -63,10 +63,6 @@ pub(super) fn render_connectors(token: &str, lang: Lang) -> Html<String> {
     let source = include_str!("../../assets/connectors.html");
     let pages = PAGES.get_or_init(|| [render_page("connectors.html", source, Lang::En), render_page("connectors.html", source, Lang::Ru)]);
     super::placement::with_token(&pages[lang as usize], token)
-}
-
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, AppError> {
-    body.map(|Json(b)| b).map_err(|e| AppError::bad_request("bad_json", e.body_text()))
 }
 
 async fn list(State(svc): State<AppState>, Admin(admin): Admin) -> Result<impl IntoResponse, AppError> {

@@ -64,6 +64,11 @@ impl IntoResponse for AppError {
     }
 }
 
+/// A JSON body, or a 400 saying what is wrong with it.
+pub fn json_body<T>(body: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, AppError> {
+    body.map(|Json(b)| b).map_err(|e| AppError::bad_request("bad_json", e.body_text()))
+}
+
 /// The verified session of an `/api/*` call from the tab.
 pub struct Session(pub Claims);
 
