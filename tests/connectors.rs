@@ -101,7 +101,7 @@ async fn expired_codes_unknown_numbers_and_flood_waits_are_said_plainly() {
     let (status, bad) = login(&app, &admin, "phone", json!({ "phone": "12" })).await;
     assert_eq!((status, bad["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_phone")));
 
-    app.inject_telegram_fault(json!({ "kind": "flood_wait", "seconds": 42 }), true, 1).await;
+    app.inject_telegram_fault(json!({ "kind": "flood_wait", "seconds": 42 }), "resolve", 1).await;
     let (status, flood) = login(&app, &admin, "phone", json!({ "phone": seed::SPARE_PHONE })).await;
     assert_eq!((status, flood["error"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("flood_wait")));
     assert!(flood["message"].as_str().unwrap().contains("42"), "{flood}");
@@ -244,7 +244,7 @@ async fn a_limited_account_still_writes_to_its_chats_but_opens_no_new_ones() {
     let app = spawn_app().await;
     let tab = app.open_card("lead", 1, "en").await.unwrap();
     assert_eq!(app.get(&tab, "/api/card").await.status, StatusCode::OK);
-    app.inject_telegram_fault(json!({ "kind": "peer_flood" }), false, 1).await;
+    app.inject_telegram_fault(json!({ "kind": "peer_flood" }), "send", 1).await;
     let (_, sent) = send_from_sales(&app, &tab, IVAN).await;
     app.wait_for_status(&tab, sent["message_id"].as_str().unwrap(), "failed", Duration::from_secs(10)).await;
     let sales = app.app.services.connectors.get(seed::DEMO_MEMBER_ID, "sales").await.unwrap().unwrap();

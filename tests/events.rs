@@ -32,6 +32,7 @@ fn expectations() -> BTreeMap<&'static str, (u16, &'static str)> {
         // No Telegram adapter on this deployment yet: the recipient was never resolved.
         ("send.json", (422, "recipient_not_on_telegram")),
         ("uploads.json", (200, "X-Amz-Signature")),
+        ("openline-schedule.json", (0, "")),
         ("openline-worker.json", (0, "")),
         ("telegram-worker.json", (0, "")),
     ])
@@ -93,6 +94,7 @@ async fn every_sample_event_runs_through_its_handler() {
         status: ConnectorStatus::Connected,
         line: None,
         budgets: None,
+        accept_all: false,
     };
     svc.connectors.save(&sales).await.unwrap();
     let token = svc.sessions.issue(seed::DEMO_MEMBER_ID, 1, EntityRef { kind: EntityType::Lead, id: 1 }, Lang::En);
@@ -127,6 +129,9 @@ async fn every_sample_event_runs_through_its_handler() {
         assert_eq!(code, status, "{name}: {body}");
         assert!(body.contains(needle), "{name}: {body}");
     }
+    // The schedule's tick queued a catch-up of the connector, in its FIFO group.
+    let queued = svc.queue.receive(JobQueue::Telegram, 10, std::time::Duration::from_secs(30)).await.unwrap();
+    assert!(queued.iter().any(|d| d.body.contains("\"catch_up\"") && d.body.contains("\"sales\"")), "{queued:?}");
 }
 
 /// The request lambda_http hands the router, with its body as axum's.

@@ -110,7 +110,7 @@ async fn a_worker_crash_between_send_and_acknowledgement_sends_once() {
     let app = spawn_app().await;
     let token = lead_tab(&app).await;
     // Telegram delivers, then the answer is lost: the worker cannot know it was sent.
-    app.inject_telegram_fault(json!({ "kind": "drop_after_delivery" }), false, 1).await;
+    app.inject_telegram_fault(json!({ "kind": "drop_after_delivery" }), "send", 1).await;
     let id = app.send_text(&token, IVAN, "exactly once").await;
     app.wait_for_status(&token, &id, "sending", WAIT).await;
     assert_eq!(app.telegram_messages().await.len(), 1);
@@ -130,7 +130,7 @@ async fn a_worker_crash_between_send_and_acknowledgement_sends_once() {
 async fn flood_wait_retries_after_the_wait() {
     let app = spawn_app().await;
     let token = lead_tab(&app).await;
-    app.inject_telegram_fault(json!({ "kind": "flood_wait", "seconds": 1 }), false, 1).await;
+    app.inject_telegram_fault(json!({ "kind": "flood_wait", "seconds": 1 }), "send", 1).await;
     let id = app.send_text(&token, IVAN, "after the flood").await;
     let waiting = app.wait_for_status(&token, &id, "queued", WAIT).await;
     assert!(waiting["reason"].as_str().unwrap_or("").contains("wait"), "{waiting}");
@@ -143,12 +143,12 @@ async fn flood_wait_retries_after_the_wait() {
 async fn refusals_fail_the_message_with_the_reason() {
     let app = spawn_app().await;
     let token = lead_tab(&app).await;
-    app.inject_telegram_fault(json!({ "kind": "privacy_restricted" }), false, 1).await;
+    app.inject_telegram_fault(json!({ "kind": "privacy_restricted" }), "send", 1).await;
     let id = app.send_text(&token, IVAN, "hello").await;
     let failed = app.wait_for_status(&token, &id, "failed", WAIT).await;
     assert!(failed["reason"].as_str().unwrap().contains("only from their contacts"), "{failed}");
 
-    app.inject_telegram_fault(json!({ "kind": "unauthorized" }), false, 1).await;
+    app.inject_telegram_fault(json!({ "kind": "unauthorized" }), "send", 1).await;
     let id = app.send_text(&token, IVAN, "hello again").await;
     let failed = app.wait_for_status(&token, &id, "failed", WAIT).await;
     assert!(failed["reason"].as_str().unwrap().contains("logged out"), "{failed}");
@@ -297,7 +297,7 @@ async fn expired_portal_tokens_refresh_and_rate_limits_back_off() {
 #[tokio::test]
 async fn telegram_flood_during_resolution_is_explained() {
     let app = spawn_app().await;
-    app.inject_telegram_fault(json!({ "kind": "flood_wait", "seconds": 30 }), true, 1).await;
+    app.inject_telegram_fault(json!({ "kind": "flood_wait", "seconds": 30 }), "resolve", 1).await;
     let token = app.open_card("contact", 1, "en").await.unwrap();
     let card = app.get(&token, "/api/card").await.body;
     let dmitry = recipient(&card, "phone:+79857776655");

@@ -214,7 +214,7 @@ async fn the_activity_shows_sent_then_read() {
 async fn the_activity_shows_a_failure_with_its_reason() {
     let app = spawn_app().await;
     let token = lead_tab(&app).await;
-    app.inject_telegram_fault(json!({ "kind": "privacy_restricted" }), false, 1).await;
+    app.inject_telegram_fault(json!({ "kind": "privacy_restricted" }), "send", 1).await;
     let id = app.send_published(&token, IVAN, "hello", "incoming", true).await;
     app.wait_for_status(&token, &id, "failed", WAIT).await;
     let failed = activity_showing(&app, &id, "Failed").await;
@@ -274,7 +274,7 @@ async fn an_undelivered_reply_is_shown_to_the_operator() {
     let app = spawn_app().await;
     let token = lead_tab(&app).await;
     let chat = ivans_chat(&app, &token).await;
-    app.inject_telegram_fault(json!({ "kind": "privacy_restricted" }), false, 1).await;
+    app.inject_telegram_fault(json!({ "kind": "privacy_restricted" }), "send", 1).await;
     app.operator_writes(chat, 2, "Are you there?").await;
     let notice = eventually(WAIT, "a system message in the chat", || async {
         app.ol_messages().await.into_iter().find(|m| m["direction"] == "system" && m["chat_id"] == chat)

@@ -96,6 +96,27 @@
     return box;
   }
 
+  // Whether messages from anyone reach the Open Line, or only from people the portal wrote to.
+  function acceptAll(c) {
+    const label = document.createElement('label');
+    label.className = 'olc-check';
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.checked = c.accept_all;
+    box.dataset.acceptAll = c.id;
+    box.addEventListener('change', async () => {
+      try {
+        await api('PUT', `/api/connectors/${encodeURIComponent(c.id)}/accept-all`, { accept_all: box.checked });
+        say(t('saved'));
+      } catch (e) {
+        box.checked = !box.checked;
+        say(e.message, true);
+      }
+    });
+    label.append(box, ` ${t('accept_all_label')}`);
+    return label;
+  }
+
   function row(c, limits) {
     const tr = document.createElement('tr');
     tr.dataset.connector = c.id;
@@ -122,6 +143,7 @@
         say(t('saved'));
       } catch (e) { say(e.message, true); }
     }));
+    line.append(acceptAll(c));
     tr.append(line);
     const actions = document.createElement('td');
     if (c.status === 'needs_login') {

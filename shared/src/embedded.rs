@@ -16,7 +16,7 @@ use crate::bitrix::{AppCredentials, BitrixClient};
 use crate::crypto::Secret;
 use crate::domain::phone::region_from_code;
 use crate::http;
-use crate::jobs::runner;
+use crate::jobs::{Job, runner};
 use crate::ports::JobQueue;
 use crate::sandbox::{self, Sandbox, seed};
 use crate::settings::Settings;
@@ -101,10 +101,26 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
     });
     let telegram_worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Telegram));
     let openline_worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Openline));
-    let app = Embedded { addr, url, services, sandbox, queue, tasks: vec![server, telegram_worker, openline_worker] };
+    let mut tasks = vec![server, telegram_worker, openline_worker];
+    if let Some(every) = settings.catch_up_every {
+        tasks.push(tokio::spawn(catch_up_schedule(queue.clone(), every)));
+    }
+    let app = Embedded { addr, url, services, sandbox, queue, tasks };
     // The sandbox portals install the app over HTTP, as Bitrix24 would, once the server answers.
     app.sandbox.install_demo(&app.services).await?;
     Ok(app)
+}
+
+/// What the EventBridge rule does on AWS: a tick on the openline queue every `every`.
+async fn catch_up_schedule(queue: SqliteQueue, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = Job::CatchUpAll.enqueue(&queue, Duration::ZERO).await {
+            tracing::error!("catch-up tick not queued: {e:#}");
+        }
+    }
 }
 
 /// One log line per request, without the query string (it may carry tokens).

@@ -33,6 +33,9 @@ pub struct Settings {
     /// look-ups (`OLCHAT_DAILY_PHONE_LOOKUPS`, default 50); seconds between two phone look-ups
     /// (`OLCHAT_PHONE_PACE_SECS`, default 0 here: the sandbox Telegram needs no pacing).
     pub limits: SafetyLimits,
+    /// How often every connected account is caught up with Telegram (`OLCHAT_CATCH_UP_SECS`,
+    /// default 5; 0: only after sends). On AWS an EventBridge rule does this every minute.
+    pub catch_up_every: Option<std::time::Duration>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -73,6 +76,7 @@ impl Settings {
                 burst: parsed("OLCHAT_PORTAL_BURST", PortalRate::default().burst)?,
             },
             limits: SafetyLimits::from_env(0)?,
+            catch_up_every: Some(parsed("OLCHAT_CATCH_UP_SECS", 5u64)?).filter(|&s| s > 0).map(std::time::Duration::from_secs),
         })
     }
 
@@ -88,6 +92,8 @@ impl Settings {
             public_url: None,
             portal_rate: PortalRate::default(),
             limits: SafetyLimits { phone_pace: std::time::Duration::ZERO, ..SafetyLimits::default() },
+            // As often as a test can wait for; tests that drive catch-ups themselves turn it off.
+            catch_up_every: Some(std::time::Duration::from_millis(250)),
         }
     }
 

@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         status: shared::repo::connectors::ConnectorStatus::Connected,
         line: None,
         budgets: None,
+        accept_all: false,
     }
     .account();
 

@@ -164,8 +164,9 @@ impl TestApp {
         body["messages"].as_array().cloned().unwrap_or_default()
     }
 
-    pub async fn inject_telegram_fault(&self, fault: Value, on_resolve: bool, count: usize) {
-        let body = json!({ "fault": fault, "on_resolve": on_resolve, "count": count });
+    /// The next `count` calls `on` (`send`, `resolve` or `updates`) fail with `fault`.
+    pub async fn inject_telegram_fault(&self, fault: Value, on: &str, count: usize) {
+        let body = json!({ "fault": fault, "on": on, "count": count });
         let status = self.http.post(self.url("/sandbox/telegram/faults")).json(&body).send().await.unwrap().status();
         assert_eq!(status, StatusCode::NO_CONTENT);
     }

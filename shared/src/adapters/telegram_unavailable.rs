@@ -6,7 +6,10 @@ use async_trait::async_trait;
 use crate::domain::{Formatted, PhoneE164, TelegramUsername};
 use crate::ports::blobs::BlobReader;
 use crate::crypto::Secret;
-use crate::ports::{Account, Contact, LoginError, LoginStep, Media, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
+use crate::ports::{
+    Account, Contact, Difference, HistoryPage, LoginError, LoginStep, Media, Peer, RemoteFile, SentMessage, Telegram, TelegramError,
+    TelegramUser, UpdatesState,
+};
 
 pub struct TelegramUnavailable;
 
@@ -37,6 +40,22 @@ impl Telegram for TelegramUnavailable {
     }
 
     async fn contacts(&self, _: &Account) -> Result<Vec<Contact>, TelegramError> {
+        Err(unavailable())
+    }
+
+    async fn updates_state(&self, _: &Account) -> Result<UpdatesState, TelegramError> {
+        Err(unavailable())
+    }
+
+    async fn difference(&self, _: &Account, _: UpdatesState) -> Result<Difference, TelegramError> {
+        Err(unavailable())
+    }
+
+    async fn history(&self, _: &Account, _: Peer, _: i32) -> Result<HistoryPage, TelegramError> {
+        Err(unavailable())
+    }
+
+    async fn download(&self, _: &Account, _: &RemoteFile, _: &mut (dyn tokio::io::AsyncWrite + Send + Unpin)) -> Result<u64, TelegramError> {
         Err(unavailable())
     }
 

@@ -43,6 +43,8 @@ pub struct ConnectorAdminView {
     pub budgets: Budgets,
     /// Whether `budgets` are this connector's own rather than the defaults.
     pub own_budgets: bool,
+    /// Messages from anyone reach the Open Line, not only from people the portal wrote to.
+    pub accept_all: bool,
 }
 
 #[derive(Serialize)]
@@ -69,7 +71,18 @@ pub async fn list(svc: &Services, admin: &AdminClaims) -> Result<ConnectorsView,
 async fn admin_view(svc: &Services, c: Connector) -> Result<ConnectorAdminView, AppError> {
     let usage = svc.safety.today(&c.id).await?;
     let (budgets, own_budgets) = (svc.limits.budgets(&c), c.budgets.is_some());
-    Ok(ConnectorAdminView { id: c.id, name: c.name, phone: c.phone, username: c.username, status: c.status, line: c.line, usage, budgets, own_budgets })
+    Ok(ConnectorAdminView {
+        id: c.id,
+        name: c.name,
+        phone: c.phone,
+        username: c.username,
+        status: c.status,
+        line: c.line,
+        usage,
+        budgets,
+        own_budgets,
+        accept_all: c.accept_all,
+    })
 }
 
 /// Where a login stands, for the page.
@@ -172,8 +185,9 @@ async fn connect(svc: &Services, admin: &AdminClaims, login: &PendingLogin, done
         username: done.user.username.clone(),
         telegram_user_id: done.user.peer.user_id,
         status: ConnectorStatus::Connected,
+        accept_all: existing.as_ref().is_some_and(|c| c.accept_all),
+        budgets: existing.as_ref().and_then(|c| c.budgets),
         line: existing.and_then(|c| c.line),
-        budgets: None,
     };
     svc.connectors.save(&connector).await?;
     tracing::info!(connector_id = connector.id, "Telegram account connected");
@@ -216,6 +230,13 @@ pub async fn set_budgets(svc: &Services, admin: &AdminClaims, id: &str, budgets:
         return Err(AppError::invalid("bad_budgets", text(admin.lang, "bad_budgets", &[("max", &max)])));
     }
     let updated = svc.connectors.update(&admin.portal, id, |c| std::mem::replace(&mut c.budgets, budgets) != budgets).await?;
+    admin_view(svc, updated.ok_or_else(|| unknown_connector(admin.lang))?).await
+}
+
+/// Lets messages from anyone who writes to the account reach the Open Line, or only from
+/// people the portal wrote to.
+pub async fn set_accept_all(svc: &Services, admin: &AdminClaims, id: &str, accept_all: bool) -> Result<ConnectorAdminView, AppError> {
+    let updated = svc.connectors.update(&admin.portal, id, |c| std::mem::replace(&mut c.accept_all, accept_all) != accept_all).await?;
     admin_view(svc, updated.ok_or_else(|| unknown_connector(admin.lang))?).await
 }
 

@@ -22,6 +22,7 @@ use crate::repo::RepoError;
 use crate::repo::cards::Cards;
 use crate::repo::connectors::Connectors;
 use crate::repo::logins::Logins;
+use crate::repo::mailbox::Mailbox;
 use crate::repo::messages::Messages;
 use crate::repo::openlines::OpenLines;
 use crate::repo::portals::Portals;
@@ -41,6 +42,7 @@ pub struct Services {
     pub cards: Cards,
     pub messages: Messages,
     pub openlines: OpenLines,
+    pub mailbox: Mailbox,
     pub queue: Arc<dyn Queue>,
     pub blobs: Arc<dyn Blobs>,
     pub telegram: Arc<dyn Telegram>,
@@ -86,7 +88,8 @@ impl Services {
             limits,
             cards: Cards::new(records.clone()),
             messages: Messages::new(records.clone()),
-            openlines: OpenLines::new(records),
+            openlines: OpenLines::new(records.clone()),
+            mailbox: Mailbox::new(records),
             queue: adapters.queue,
             blobs: adapters.blobs,
             telegram: adapters.telegram,

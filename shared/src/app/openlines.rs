@@ -299,13 +299,57 @@ pub async fn create_chat(svc: &Services, claims: &Claims, request: ChatRequest) 
 
 /// Tells Open Lines the client got the operator's message (or our publication came back).
 pub async fn confirm_delivery(svc: &Services, member_id: &str, line: &str, ol_chat_id: u64, im_message_id: u64, external_chat_id: &str, delivered_id: &str) -> Result<(), AppError> {
+    message_status(svc, "imconnector.send.status.delivery", member_id, line, ol_chat_id, im_message_id, external_chat_id, delivered_id).await
+}
+
+/// Tells Open Lines the client read the operator's message.
+pub async fn confirm_reading(svc: &Services, member_id: &str, line: &str, ol_chat_id: u64, im_message_id: u64, external_chat_id: &str) -> Result<(), AppError> {
+    let id = im_message_id.to_string();
+    message_status(svc, "imconnector.send.status.reading", member_id, line, ol_chat_id, im_message_id, external_chat_id, &id).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn message_status(svc: &Services, method: &str, member_id: &str, line: &str, ol_chat_id: u64, im_message_id: u64, external_chat_id: &str, message_id: &str) -> Result<(), AppError> {
     let mut portal = PortalClient::app(svc, member_id).await?;
     let params = json!({
         "CONNECTOR": CONNECTOR_ID, "LINE": line,
         "MESSAGES": [{ "im": { "chat_id": ol_chat_id, "message_id": im_message_id },
-                       "message": { "id": [delivered_id], "date": now_secs() }, "chat": { "id": external_chat_id } }],
+                       "message": { "id": [message_id], "date": now_secs() }, "chat": { "id": external_chat_id } }],
     });
-    portal.call("imconnector.send.status.delivery", &params).await.map(drop)
+    portal.call(method, &params).await.map(drop)
+}
+
+/// Longer than one publication takes, shorter than the openline queue's visibility timeout,
+/// so a redelivered job finds a crashed claim expired.
+const FORWARD_LEASE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Clients' messages the catch-up stored, into the connector's Open Line as the client's
+/// (their files as download URLs), each once and in order.
+pub async fn forward_received(svc: &Services, member_id: &str, connector_id: &str, telegram_ids: &[i32]) -> Result<(), AppError> {
+    let mut portal = PortalClient::app(svc, member_id).await?;
+    for &telegram_id in telegram_ids {
+        let Some(message) = svc.mailbox.claim_forward(connector_id, telegram_id, FORWARD_LEASE).await? else { continue };
+        let link = link_chat(svc, member_id, connector_id, message.from.peer, &message.from.display_name()).await?;
+        let mut body = message.text.clone();
+        let mut files = Vec::new();
+        for file in &message.files {
+            match &file.key {
+                Some(key) => {
+                    let url = svc.blobs.download_url(key, OL_FILE_URL_LIFETIME).await.map_err(|e| AppError::internal(format!("blobs: {e:#}")))?;
+                    files.push(json!({ "url": url, "name": file.file_name }));
+                }
+                None => {
+                    let note = text(portal.portal.lang, "file_unavailable", &[("name", &file.file_name)]);
+                    body = if body.is_empty() { note } else { format!("{body}[br]{note}") };
+                }
+            }
+        }
+        let external_id = format!("tg-{connector_id}-{telegram_id}");
+        send_to_open_line(svc, &mut portal, &link, &external_id, &body, None, &files).await?;
+        svc.mailbox.mark_forwarded(connector_id, telegram_id).await?;
+        tracing::info!(telegram_id, "client message forwarded to the Open Line");
+    }
+    Ok(())
 }
 
 /// Shows the operator, inside the chat, why their message did not reach the client

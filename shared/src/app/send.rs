@@ -8,7 +8,7 @@ use super::{AppError, ErrorKind, Services};
 use crate::auth::Claims;
 use crate::clock::now_millis;
 use crate::domain::message::{MAX_PARTS, TEXT_LIMIT, split_text};
-use crate::domain::{Failure, Message, MessageStatus, Part, Publication, PublicationMode, RecipientKey, SendAs, TelegramUser};
+use crate::domain::{Failure, Message, MessageStatus, Part, Publication, PublicationMode, Peer, RecipientKey, SendAs, TelegramUser};
 use crate::i18n::{Lang, text};
 use crate::jobs::Job;
 use crate::ports::TelegramError;
@@ -97,7 +97,7 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
         }
         // The earlier submit stopped between claiming the key and storing: finish its work.
     }
-    admit_chat(svc, lang, &connector, user.peer.user_id).await?;
+    admit_chat(svc, lang, &connector, user.peer).await?;
     let message = Message {
         id,
         member_id: claims.portal.clone(),
@@ -155,8 +155,8 @@ pub async fn recipient_account(svc: &Services, claims: &Claims, connector_id: &s
 
 /// A message to someone this connector never wrote to opens a new chat: refused while
 /// Telegram limits the account, and beyond the day's budget of new chats.
-async fn admit_chat(svc: &Services, lang: Lang, connector: &Connector, user_id: i64) -> Result<(), AppError> {
-    if svc.safety.knows_chat(&connector.id, user_id).await? {
+async fn admit_chat(svc: &Services, lang: Lang, connector: &Connector, peer: Peer) -> Result<(), AppError> {
+    if svc.safety.knows_chat(&connector.id, peer.user_id).await? {
         return Ok(());
     }
     if connector.status == ConnectorStatus::Limited {
@@ -167,7 +167,7 @@ async fn admit_chat(svc: &Services, lang: Lang, connector: &Connector, user_id: 
         tracing::warn!(connector_id = connector.id, limit, "daily new-chat budget used up");
         return Err(AppError::invalid("budget_new_chats", text(lang, "budget_new_chats", &[("limit", &limit.to_string())])));
     }
-    Ok(svc.safety.remember_chat(&connector.id, user_id).await?)
+    Ok(svc.safety.remember_chat(&connector.id, peer).await?)
 }
 
 async fn enqueue(svc: &Services, message: &Message) -> Result<(), AppError> {

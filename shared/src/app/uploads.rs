@@ -61,7 +61,7 @@ pub struct UploadSlot {
 }
 
 /// A file name reduced to what every store accepts, keeping its extension readable.
-fn safe_name(name: &str) -> String {
+pub fn safe_name(name: &str) -> String {
     let cleaned: String = name
         .rsplit(['/', '\\'])
         .next()

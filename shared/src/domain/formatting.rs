@@ -127,6 +127,46 @@ pub fn from_bbcode(input: &str) -> Formatted {
     out
 }
 
+/// Telegram's text and entities as the BBCode Open Lines shows: what [`from_bbcode`] reads.
+pub fn to_bbcode(f: &Formatted) -> String {
+    let tag = |kind: &EntityKind, open: bool| -> String {
+        let name = match kind {
+            EntityKind::Bold => "b",
+            EntityKind::Italic => "i",
+            EntityKind::Underline => "u",
+            EntityKind::Strikethrough => "s",
+            EntityKind::Code => "code",
+            EntityKind::TextUrl { url } if open => return format!("[url={url}]"),
+            EntityKind::TextUrl { .. } => "url",
+        };
+        if open { format!("[{name}]") } else { format!("[/{name}]") }
+    };
+    // Outer entities open first and close last: by start, then longest first.
+    let mut entities: Vec<&TextEntity> = f.entities.iter().filter(|e| e.length > 0).collect();
+    entities.sort_by_key(|e| (e.offset, std::cmp::Reverse(e.length)));
+    let mut out = String::with_capacity(f.text.len());
+    let mut open: Vec<&TextEntity> = Vec::new();
+    let mut next = entities.into_iter().peekable();
+    let mut offset = 0;
+    for c in f.text.chars().map(Some).chain([None]) {
+        while let Some(e) = open.last().filter(|e| e.offset + e.length <= offset) {
+            out.push_str(&tag(&e.kind, false));
+            open.pop();
+        }
+        while let Some(e) = next.next_if(|e| e.offset <= offset) {
+            out.push_str(&tag(&e.kind, true));
+            open.push(e);
+        }
+        let Some(c) = c else { break };
+        out.push(c);
+        offset += c.len_utf16();
+    }
+    for e in open.iter().rev() {
+        out.push_str(&tag(&e.kind, false));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +191,15 @@ mod tests {
     }
 
     #[test]
+    fn writes_entities_as_bbcode_that_reads_back() {
+        let f = from_bbcode("😀 [b]Hello [i]dear[/i][/b], see [url=https://e.x/a]this[/url][br][code]x[/code]");
+        let written = to_bbcode(&f);
+        assert_eq!(written, "😀 [b]Hello [i]dear[/i][/b], see [url=https://e.x/a]this[/url]\n[code]x[/code]");
+        assert_eq!(from_bbcode(&written), f);
+        assert_eq!(to_bbcode(&Formatted::plain("no formatting")), "no formatting");
+    }
+
+    #[test]
     fn strips_only_a_signature() {
         assert_eq!(strip_signature("[b]Anna Smirnova:[/b][br]Hello"), "Hello");
         assert_eq!(strip_signature("[b]Important[/b][br]Hello"), "[b]Important[/b][br]Hello");
@@ -164,6 +213,22 @@ mod tests {
             let len = utf16_len(&f.text);
             prop_assert!(f.entities.iter().all(|e| e.length > 0 && e.offset + e.length <= len));
             let _ = strip_signature(&input);
+        }
+
+        #[test]
+        fn bbcode_written_reads_back(parts in proptest::collection::vec(("[a-zа-я😀 \n]{1,8}", 0..5usize), 0..8)) {
+            let input: String = parts
+                .iter()
+                .map(|(t, kind)| match kind {
+                    0 => t.clone(),
+                    1 => format!("[b]{t}[/b]"),
+                    2 => format!("[i]{t}[/i]"),
+                    3 => format!("[b]x[i]{t}[/i][/b]"),
+                    _ => format!("[url=https://e.x/{kind}]{t}[/url]"),
+                })
+                .collect();
+            let f = from_bbcode(&input);
+            prop_assert_eq!(from_bbcode(&to_bbcode(&f)), f);
         }
     }
 }

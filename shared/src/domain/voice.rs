@@ -96,6 +96,22 @@ pub fn remux_webm_to_ogg<R: Read + Seek, W: Write>(input: R, output: W) -> Resul
     Ok(granule)
 }
 
+/// An OGG/Opus voice note of `seconds` of silence (20 ms CELT frames): what the sandbox's
+/// clients record.
+pub fn silent_ogg(seconds: u32) -> Vec<u8> {
+    const SILENT_FRAME: [u8; 3] = [0xF8, 0xFF, 0xFE];
+    let frames = seconds.max(1) * 50;
+    let mut ogg = PacketWriter::new(Vec::new());
+    let write = |ogg: &mut PacketWriter<Vec<u8>>, packet: Vec<u8>, end, granule| ogg.write_packet(packet, SERIAL, end, granule).expect("writing to memory");
+    write(&mut ogg, opus_head(1), PacketWriteEndInfo::EndPage, 0);
+    write(&mut ogg, opus_tags(), PacketWriteEndInfo::EndPage, 0);
+    for frame in 1..=frames {
+        let end = if frame == frames { PacketWriteEndInfo::EndStream } else { PacketWriteEndInfo::NormalPacket };
+        write(&mut ogg, SILENT_FRAME.to_vec(), end, u64::from(frame) * packet_samples(&SILENT_FRAME));
+    }
+    ogg.into_inner()
+}
+
 /// Samples at 48 kHz in one Opus packet, from its TOC byte (RFC 6716 §3.1).
 fn packet_samples(packet: &[u8]) -> u64 {
     let Some(&toc) = packet.first() else { return 0 };
@@ -236,6 +252,21 @@ mod tests {
         let last = audio.last().unwrap();
         assert!(last.1, "the last packet ends the stream");
         assert_eq!(last.0, 3 * 960, "the final granule position is the duration");
+    }
+
+    #[test]
+    fn silence_is_a_whole_ogg_opus_stream() {
+        let mut reader = ogg::PacketReader::new(Cursor::new(silent_ogg(2)));
+        assert!(reader.read_packet_expected().unwrap().data.starts_with(b"OpusHead"));
+        assert!(reader.read_packet_expected().unwrap().data.starts_with(b"OpusTags"));
+        let mut last = None;
+        let mut count = 0;
+        while let Some(p) = reader.read_packet().unwrap() {
+            count += 1;
+            last = Some((p.absgp_page(), p.last_in_stream()));
+        }
+        assert_eq!(count, 100);
+        assert_eq!(last, Some((2 * 48_000, true)), "two seconds, and the stream ends");
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/connectors/{id}/disconnect", post(disconnect))
         .route("/api/connectors/{id}/line", put(line))
         .route("/api/connectors/{id}/budgets", put(budgets))
+        .route("/api/connectors/{id}/accept-all", put(accept_all))
 }
 
 /// The form Bitrix24 POSTs to an app page.
@@ -138,6 +139,21 @@ async fn budgets(
 ) -> Result<impl IntoResponse, AppError> {
     let r = json_body(body)?;
     Ok(Json(connectors::set_budgets(&svc, &admin, &id, r.budgets).await?))
+}
+
+#[derive(Deserialize)]
+struct AcceptAllRequest {
+    accept_all: bool,
+}
+
+async fn accept_all(
+    State(svc): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    body: Result<Json<AcceptAllRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let r = json_body(body)?;
+    Ok(Json(connectors::set_accept_all(&svc, &admin, &id, r.accept_all).await?))
 }
 
 async fn line(

@@ -1,8 +1,8 @@
 //! Queue jobs and their handlers: `job -> Done | RetryAfter | Failed`. Lambda maps the
 //! outcome to SQS batch failures and visibility; the embedded runner to its queue.
 
+pub mod catch_up;
 pub mod publish;
-pub mod read;
 pub mod reply;
 pub mod runner;
 pub mod send;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use crate::app::openlines::retryable;
+use crate::app::openlines::{self, retryable};
 use crate::app::{AppError, Services, install};
 use crate::ports::{Delivery, JobQueue, Queue, QueueError};
 
@@ -24,8 +24,14 @@ pub enum Job {
     Send { message_id: String, connector_id: String },
     /// Mirror a message into its Open Line chat and its CRM activity.
     Publish { message_id: String, member_id: String },
-    /// See whether the recipient has read a sent message yet (`attempt` counts the looks).
-    CheckRead { message_id: String, connector_id: String, attempt: u32 },
+    /// Read what happened on a connected account since the last look.
+    CatchUp { member_id: String, connector_id: String },
+    /// The schedule's tick: a catch-up for every connected account.
+    CatchUpAll,
+    /// Clients' messages, stored by the catch-up, into the connector's Open Line.
+    Forward { member_id: String, connector_id: String, telegram_ids: Vec<i32> },
+    /// The client read an operator's reply: tell Open Lines.
+    Reading { member_id: String, line: String, external_chat_id: String, ol_chat_id: u64, im_message_id: u64 },
     /// A message written into one of our Open Line chats: an operator's reply for the
     /// client, or our own publication come back.
     Reply(OperatorMessage),
@@ -57,19 +63,23 @@ impl Job {
     /// portal's Open Line work in order.
     pub fn group(&self) -> &str {
         match self {
-            Self::Send { connector_id, .. } | Self::CheckRead { connector_id, .. } | Self::SyncContacts { connector_id, .. } => {
+            Self::Send { connector_id, .. } | Self::CatchUp { connector_id, .. } | Self::SyncContacts { connector_id, .. } => {
                 connector_id
             }
             Self::Reply(m) => &m.connector_id,
-            Self::Publish { member_id, .. } | Self::SetUp { member_id } => member_id,
+            Self::Publish { member_id, .. }
+            | Self::SetUp { member_id }
+            | Self::Forward { member_id, .. }
+            | Self::Reading { member_id, .. } => member_id,
+            Self::CatchUpAll => "schedule",
         }
     }
 
     /// Telegram work goes to the telegram-worker, portal work to the openline-worker.
     pub fn queue(&self) -> JobQueue {
         match self {
-            Self::Send { .. } | Self::CheckRead { .. } | Self::Reply(_) | Self::SyncContacts { .. } => JobQueue::Telegram,
-            Self::Publish { .. } | Self::SetUp { .. } => JobQueue::Openline,
+            Self::Send { .. } | Self::CatchUp { .. } | Self::Reply(_) | Self::SyncContacts { .. } => JobQueue::Telegram,
+            Self::Publish { .. } | Self::SetUp { .. } | Self::CatchUpAll | Self::Forward { .. } | Self::Reading { .. } => JobQueue::Openline,
         }
     }
 
@@ -120,9 +130,20 @@ pub async fn handle(svc: &Services, delivery: &Delivery) -> Outcome {
             let span = tracing::info_span!("publish", message_id = %message_id, receive);
             publish::publish(svc, &message_id, receive).instrument(span).await
         }
-        Job::CheckRead { message_id, attempt, .. } => {
-            let span = tracing::info_span!("check_read", message_id = %message_id, attempt);
-            read::check_read(svc, &message_id, attempt).instrument(span).await
+        Job::CatchUp { member_id, connector_id } => {
+            let span = tracing::info_span!("catch_up", connector_id = %connector_id, receive);
+            catch_up::catch_up(svc, &member_id, &connector_id, receive).instrument(span).await
+        }
+        Job::CatchUpAll => catch_up::request_all(svc, receive).instrument(tracing::info_span!("catch_up_all")).await,
+        Job::Forward { member_id, connector_id, telegram_ids } => {
+            let span = tracing::info_span!("forward", connector_id = %connector_id, receive);
+            let forwarded = openlines::forward_received(svc, &member_id, &connector_id, &telegram_ids);
+            async { portal_outcome(forwarded.await, receive) }.instrument(span).await
+        }
+        Job::Reading { member_id, line, external_chat_id, ol_chat_id, im_message_id } => {
+            let span = tracing::info_span!("reading", ol_chat_id, im_message_id, receive);
+            let confirmed = openlines::confirm_reading(svc, &member_id, &line, ol_chat_id, im_message_id, &external_chat_id);
+            async { portal_outcome(confirmed.await, receive) }.instrument(span).await
         }
         Job::Reply(message) => {
             let span = tracing::info_span!("reply", ol_chat_id = message.ol_chat_id, im_message_id = message.im_message_id, receive);

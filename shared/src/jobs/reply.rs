@@ -12,6 +12,7 @@ use crate::domain::Failure;
 use crate::domain::formatting::{from_bbcode, strip_signature};
 use crate::domain::message::random_id;
 use crate::ports::TelegramError;
+use crate::repo::mailbox::Sent;
 use crate::repo::openlines::Reply;
 
 pub async fn deliver(svc: &Services, m: &OperatorMessage, receive_count: u32) -> Outcome {
@@ -49,6 +50,7 @@ async fn try_deliver(svc: &Services, m: &OperatorMessage, receive_count: u32) ->
         Reply::Operator { sent: true, telegram_id, .. } => telegram_id,
         Reply::Operator { sent: false, .. } => match send_to_client(svc, m).await? {
             Ok(telegram_id) => {
+                await_reading(svc, m, telegram_id).await?;
                 let record = |r: &mut Reply| {
                     *r = Reply::Operator { sent: true, telegram_id, confirmed: false };
                     true
@@ -75,6 +77,20 @@ async fn try_deliver(svc: &Services, m: &OperatorMessage, receive_count: u32) ->
     svc.openlines.update_reply(member, m.ol_chat_id, m.im_message_id, confirmed).await?;
     tracing::info!("operator reply delivered to the client");
     Ok(Outcome::Done)
+}
+
+/// The sent reply waits in the connector's mailbox for the client to read it.
+async fn await_reading(svc: &Services, m: &OperatorMessage, telegram_id: Option<i32>) -> Result<(), AppError> {
+    let (Some(telegram_id), Some(link)) = (telegram_id, svc.openlines.chat(&m.member_id, &m.external_chat_id).await?) else { return Ok(()) };
+    let sent = Sent::OperatorReply {
+        line: m.line.clone(),
+        external_chat_id: m.external_chat_id.clone(),
+        ol_chat_id: m.ol_chat_id,
+        im_message_id: m.im_message_id,
+    };
+    svc.mailbox.sent(&link.connector_id, link.peer.user_id, telegram_id, &sent).await?;
+    svc.safety.remember_chat(&link.connector_id, link.peer).await?;
+    Ok(())
 }
 
 /// Sends the reply through the chat's connector; the outer error is ours, the inner Telegram's.

@@ -3,13 +3,14 @@
 //! Each part is recorded as sent before the next goes out. A part whose send was
 //! interrupted is sent again with the same `random_id`, which Telegram drops as a
 //! duplicate, so neither a crash nor a redelivery sends a part twice. A finished message
-//! goes on to the openline-worker (publication, activity) and, sent, to the read check.
+//! goes on to the openline-worker (publication, activity); a sent one waits in the mailbox
+//! for the client to read it, and a catch-up follows.
 
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use super::{Job, Outcome, backoff};
+use super::{Outcome, backoff, catch_up};
 use crate::app::Services;
 use crate::app::send::publish_job;
 use crate::app::uploads::MAX_VOICE;
@@ -21,6 +22,7 @@ use crate::ports::blobs::BlobReader;
 use crate::ports::{Media, MediaKind, TelegramError};
 use crate::repo::RepoError;
 use crate::repo::connectors::ConnectorStatus;
+use crate::repo::mailbox::Sent;
 
 pub async fn send_message(svc: &Services, message_id: &str, receive_count: u32) -> Outcome {
     match try_send(svc, message_id, receive_count).await {
@@ -40,7 +42,7 @@ async fn try_send(svc: &Services, message_id: &str, receive_count: u32) -> Resul
     if !claimed {
         tracing::info!(status = ?message.status, "already final; nothing to send");
         // The earlier run may have stopped before handing it on; the next steps repeat nothing.
-        return Ok(finished(svc, &message, false, Outcome::Done).await);
+        return Ok(finished(svc, &message, Outcome::Done).await);
     }
     let Some(connector) = svc.connectors.get(&message.member_id, &message.connector_id).await? else {
         return fail(svc, &message, Failure::ConnectorUnauthorized).await;
@@ -96,7 +98,7 @@ async fn try_send(svc: &Services, message_id: &str, receive_count: u32) -> Resul
         }
     }
     tracing::info!("message sent");
-    Ok(finished(svc, &message, true, Outcome::Done).await)
+    Ok(finished(svc, &message, Outcome::Done).await)
 }
 
 enum MediaError {
@@ -145,27 +147,33 @@ async fn ogg_voice(mut body: BlobReader) -> Result<Vec<u8>, MediaError> {
 }
 
 /// Hands a final message on: to the openline-worker when it is published or has an
-/// activity, and (`check_read`) to the read check when its activity will show "read".
-async fn finished(svc: &Services, message: &Message, check_read: bool, outcome: Outcome) -> Outcome {
-    let mut next = Vec::new();
-    if message.publication != PublicationMode::None || message.create_activity {
-        next.push(publish_job(message));
-    }
-    if check_read && message.status == MessageStatus::Sent && message.create_activity {
-        next.push(Job::CheckRead { message_id: message.id.clone(), connector_id: message.connector_id.clone(), attempt: 0 });
-    }
-    for job in next {
-        if let Err(e) = job.enqueue(svc.queue.as_ref(), Duration::ZERO).await {
+/// activity; sent, to the mailbox until the client reads it, and a catch-up right away.
+/// Each step may repeat harmlessly.
+async fn finished(svc: &Services, message: &Message, outcome: Outcome) -> Outcome {
+    match hand_on(svc, message).await {
+        Ok(()) => outcome,
+        Err(e) => {
             tracing::error!("could not hand the message on (retrying): {e:#}");
-            return Outcome::RetryAfter(backoff(1));
+            Outcome::RetryAfter(backoff(1))
         }
     }
-    outcome
+}
+
+async fn hand_on(svc: &Services, message: &Message) -> anyhow::Result<()> {
+    if message.publication != PublicationMode::None || message.create_activity {
+        publish_job(message).enqueue(svc.queue.as_ref(), Duration::ZERO).await?;
+    }
+    if let (MessageStatus::Sent, Some(last)) = (message.status, message.last_telegram_id()) {
+        let sent = Sent::Message { message_id: message.id.clone() };
+        svc.mailbox.sent(&message.connector_id, message.peer.user_id, last, &sent).await?;
+        catch_up::request(svc, &message.member_id, &message.connector_id).await?;
+    }
+    Ok(())
 }
 
 async fn fail(svc: &Services, message: &Message, failure: Failure) -> Result<Outcome, RepoError> {
     let reason = format!("{failure:?}");
     let failed = svc.messages.update(&message.id, |m| { m.fail(failure.clone()); true }).await?;
     tracing::warn!(reason, "message failed");
-    Ok(finished(svc, failed.as_ref().unwrap_or(message), false, Outcome::Failed(reason)).await)
+    Ok(finished(svc, failed.as_ref().unwrap_or(message), Outcome::Failed(reason)).await)
 }

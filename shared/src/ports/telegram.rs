@@ -1,9 +1,13 @@
 //! Telegram as the app uses it, through a user account ("connector").
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use crate::crypto::Secret;
 use crate::domain::{Formatted, PhoneE164, TelegramUsername};
 pub use crate::domain::{Peer, TelegramUser};
+
+/// The most messages [`Telegram::history`] returns per chat.
+pub const HISTORY_LIMIT: usize = 100;
 
 /// The connected account a call acts as.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +48,73 @@ pub struct SentMessage {
     /// Telegram's message id in the private chat; `None` when Telegram reported the
     /// `random_id` as already used (the message went out on an earlier try).
     pub id: Option<i32>,
+}
+
+/// Where an account's updates stand (`updates.State`): a catch-up continues from here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdatesState {
+    pub pts: i32,
+    pub qts: i32,
+    pub date: i32,
+    pub seq: i32,
+}
+
+/// A file as Telegram holds it; `location` is the adapter's own handle for [`Telegram::download`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteFile {
+    pub kind: IncomingKind,
+    pub file_name: String,
+    pub mime_type: String,
+    pub size: u64,
+    pub location: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncomingKind {
+    Photo,
+    Document,
+    Voice,
+}
+
+/// A message a user wrote to the account in their private chat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncomingMessage {
+    /// Telegram's id of the message in the account's mailbox.
+    pub id: i32,
+    pub from: TelegramUser,
+    /// Unix seconds.
+    pub date: i64,
+    pub text: Formatted,
+    pub file: Option<RemoteFile>,
+}
+
+/// A page of a chat's history.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// What the user wrote, oldest first (ours is left out).
+    pub messages: Vec<IncomingMessage>,
+    /// Where the next page starts (the newest id on this one, ours included); `None` when
+    /// this page is the last.
+    pub next_after: Option<i32>,
+}
+
+/// What happened on the account that the app acts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Update {
+    Message(IncomingMessage),
+    /// `updateReadHistoryOutbox`: the user read our messages up to `max_id`.
+    ReadOutbox { user_id: i64, max_id: i32 },
+}
+
+/// `updates.getDifference`, reduced to what the app acts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Difference {
+    /// What happened after the state asked from, and the state after it; `more` when this
+    /// was only a slice (`updates.differenceSlice`): ask again from `state`.
+    Updates { updates: Vec<Update>, state: UpdatesState, more: bool },
+    /// `updates.differenceTooLong`: too much happened; the chats' histories tell what.
+    TooLong,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -117,6 +188,15 @@ pub trait Telegram: Send + Sync {
     /// The id of the newest message of ours the peer has read (`messages.getPeerDialogs`
     /// `read_outbox_max_id`); 0 when none.
     async fn read_outbox_max_id(&self, account: &Account, peer: Peer) -> Result<i32, TelegramError>;
+    /// Where the account's updates stand now (`updates.getState`).
+    async fn updates_state(&self, account: &Account) -> Result<UpdatesState, TelegramError>;
+    /// What happened since `from` (`updates.getDifference`).
+    async fn difference(&self, account: &Account, from: UpdatesState) -> Result<Difference, TelegramError>;
+    /// The next [`HISTORY_LIMIT`] messages of the chat with `peer` after message `after_id`
+    /// (`messages.getHistory` paging forward).
+    async fn history(&self, account: &Account, peer: Peer, after_id: i32) -> Result<HistoryPage, TelegramError>;
+    /// Streams a received file into `sink` (`upload.getFile`); the bytes written.
+    async fn download(&self, account: &Account, file: &RemoteFile, sink: &mut (dyn tokio::io::AsyncWrite + Send + Unpin)) -> Result<u64, TelegramError>;
 
     /// `auth.sendCode` for a new login: `CodeSent`, or `Done` when Telegram needs no code.
     async fn send_code(&self, login: &str, phone: &PhoneE164) -> Result<LoginStep, LoginError>;

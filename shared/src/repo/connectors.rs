@@ -30,6 +30,10 @@ pub struct Connector {
     /// This account's own daily budgets; `None`: the deployment's defaults.
     #[serde(default)]
     pub budgets: Option<Budgets>,
+    /// Forward messages from anyone who writes to the account, not only from people the
+    /// portal wrote to.
+    #[serde(default)]
+    pub accept_all: bool,
 }
 
 /// How much one account may do per UTC day before a send or look-up is refused.
@@ -49,6 +53,20 @@ const PREFIX: &str = "connector#";
 
 fn sk(id: &str) -> String {
     format!("{PREFIX}{id}")
+}
+
+/// Every connector of every portal, for the scheduled catch-up.
+const ALL_PK: &str = "connectors";
+
+fn all_sk(member_id: &str, id: &str) -> String {
+    format!("{PREFIX}{member_id}#{id}")
+}
+
+/// A connector as the index of all connectors names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorRef {
+    pub member_id: String,
+    pub id: String,
 }
 
 fn last_used_sk(user: u64) -> String {
@@ -74,24 +92,32 @@ impl Connectors {
     }
 
     pub async fn save(&self, connector: &Connector) -> Result<(), RepoError> {
+        let (member_id, id) = (connector.member_id.clone(), connector.id.clone());
+        self.records.put(ALL_PK, &all_sk(&member_id, &id), &ConnectorRef { member_id, id }, None).await?;
         self.records.put(&portal_pk(&connector.member_id), &sk(&connector.id), connector, None).await
+    }
+
+    /// Every connector of every portal.
+    pub async fn all(&self) -> Result<Vec<ConnectorRef>, RepoError> {
+        self.records.query(ALL_PK, PREFIX, usize::MAX >> 1, false).await
     }
 
     /// Forgets every connector of the portal, with its Telegram session (uninstall).
     pub async fn delete_all(&self, member_id: &str) -> Result<(), RepoError> {
         for connector in self.list(member_id).await? {
-            self.forget(&connector.id).await?;
+            self.forget(member_id, &connector.id).await?;
         }
         self.records.delete_prefix(&portal_pk(member_id), PREFIX).await
     }
 
     /// Forgets one connector with everything kept under it: session, look-ups, counters.
     pub async fn delete(&self, member_id: &str, id: &str) -> Result<(), RepoError> {
-        self.forget(id).await?;
+        self.forget(member_id, id).await?;
         self.records.delete(&portal_pk(member_id), &sk(id)).await
     }
 
-    async fn forget(&self, id: &str) -> Result<(), RepoError> {
+    async fn forget(&self, member_id: &str, id: &str) -> Result<(), RepoError> {
+        self.records.delete(ALL_PK, &all_sk(member_id, id)).await?;
         let pk = connector_pk(id);
         for prefix in CONNECTOR_ITEMS {
             self.records.delete_prefix(&pk, prefix).await?;

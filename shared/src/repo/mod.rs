@@ -3,6 +3,7 @@
 pub mod cards;
 pub mod connectors;
 pub mod logins;
+pub mod mailbox;
 pub mod messages;
 pub mod openlines;
 pub mod portals;
@@ -120,6 +121,12 @@ impl Records {
         }
     }
 
+    /// Like [`Self::query`], with each record's sort key.
+    pub async fn entries<T: DeserializeOwned>(&self, pk: &str, sk_prefix: &str, limit: usize) -> Result<Vec<(String, T)>, RepoError> {
+        let items = self.table.query(pk, sk_prefix, limit, false).await?;
+        items.iter().map(|item| Ok((item.sk.clone(), decode(item)?))).collect()
+    }
+
     pub async fn query<T: DeserializeOwned>(&self, pk: &str, sk_prefix: &str, limit: usize, newest_first: bool) -> Result<Vec<T>, RepoError> {
         let items = self.table.query(pk, sk_prefix, limit, newest_first).await?;
         items.iter().map(decode).collect()
@@ -133,7 +140,7 @@ pub fn connector_pk(connector_id: &str) -> String {
 }
 
 /// The sort key prefixes of a connector's partition, to forget it whole.
-pub const CONNECTOR_ITEMS: [&str; 6] = ["session", "lease", "resolved#", "usage#", "chat#", "pace#"];
+pub const CONNECTOR_ITEMS: [&str; 9] = ["session", "lease", "resolved#", "usage#", "chat#", "pace#", "catchup", "inbox#", "sent#"];
 
 /// The partition holding everything of one portal.
 pub fn portal_pk(member_id: &str) -> String {

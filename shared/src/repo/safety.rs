@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Records, RepoError, connector_pk as pk};
 use crate::clock::now_secs;
+use crate::domain::Peer;
 
 /// Per connector and UTC day, what Telegram tolerates from a user account before it limits
 /// it; defaults from field reports (grammers.md), configurable per deployment.
@@ -51,6 +52,7 @@ fn today_sk() -> String {
 }
 
 const PACE_SK: &str = "pace#phone";
+const CHAT: &str = "chat#";
 const DAY: Duration = Duration::from_secs(2 * 86_400);
 
 #[derive(Clone)]
@@ -86,13 +88,18 @@ impl Safety {
         Ok(taken)
     }
 
-    /// Whether this connector has written to this Telegram user before.
+    /// Whether this connector has a chat with this Telegram user (wrote or was written to).
     pub async fn knows_chat(&self, connector_id: &str, user_id: i64) -> Result<bool, RepoError> {
-        Ok(self.records.get::<bool>(&pk(connector_id), &format!("chat#{user_id}")).await?.is_some())
+        Ok(self.records.get::<Peer>(&pk(connector_id), &format!("{CHAT}{user_id}")).await?.is_some())
     }
 
-    pub async fn remember_chat(&self, connector_id: &str, user_id: i64) -> Result<(), RepoError> {
-        self.records.put(&pk(connector_id), &format!("chat#{user_id}"), &true, None).await
+    pub async fn remember_chat(&self, connector_id: &str, peer: Peer) -> Result<(), RepoError> {
+        self.records.put(&pk(connector_id), &format!("{CHAT}{}", peer.user_id), &peer, None).await
+    }
+
+    /// Everyone this connector has a chat with.
+    pub async fn chats(&self, connector_id: &str) -> Result<Vec<Peer>, RepoError> {
+        self.records.query(&pk(connector_id), CHAT, usize::MAX >> 1, false).await
     }
 
     /// Waits for this account's next phone look-up slot (one per `pace`); `false` when none

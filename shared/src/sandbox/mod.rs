@@ -1,6 +1,7 @@
 //! The sandbox: a simulated Bitrix24 portal and a simulated Telegram, seeded with demo
 //! data, over the same ports and protocols as the real ones. `cargo run` starts in it.
 
+pub mod clients;
 pub mod openlines;
 pub mod portal;
 pub mod seed;
@@ -9,19 +10,20 @@ pub mod telegram;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Html;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use minijinja::HtmlEscape;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::app::Services;
 use crate::domain::{EntityType, PhoneE164};
 use crate::repo::connectors::{Connector, ConnectorStatus};
 use portal::SandboxPortal;
-use telegram::{Fault, SandboxTelegram};
+use telegram::{Fault, FaultTarget, SandboxTelegram};
 
 pub const CLIENT_ID: &str = "local.sandbox.olchat";
 pub const CLIENT_SECRET: &str = "sandbox-client-secret";
@@ -112,6 +114,7 @@ impl Sandbox {
                 status: ConnectorStatus::Connected,
                 line: None,
                 budgets: None,
+                accept_all: false,
             };
             svc.connectors.save(&connector).await?;
         }
@@ -123,13 +126,13 @@ impl Sandbox {
             .route("/sandbox", get(index))
             .route("/sandbox/open", get(open_card))
             .route("/sandbox/telegram/messages", get(telegram_messages))
-            .route("/sandbox/telegram/read", post(telegram_read))
             .route("/sandbox/telegram/faults", post(telegram_faults))
             .route("/sandbox/telegram/qr", post(telegram_scan_qr))
             .route("/sandbox/connectors", get(open_connectors))
             .route("/sandbox/openlines", get(openlines_page))
             .route("/sandbox/portal/install", post(install_hook))
             .route("/sandbox/portal/uninstall", post(uninstall_hook))
+            .merge(clients::routes())
             .with_state(self.clone());
         pages.merge(portal::routes().with_state(self.portal.clone()))
     }
@@ -166,7 +169,8 @@ async fn index() -> Html<String> {
 <p>A simulated Bitrix24 portal (<code>{domain}</code>) and a simulated Telegram. Open the app in a CRM card,
 as Bitrix24 would: it POSTs the placement with a fresh user token.</p>
 <table class=olc-table><thead><tr><th>Card</th><th>What it shows</th><th>Open the app</th></tr></thead><tbody>{rows}</tbody></table>
-<p>What the simulated Telegram received: <a href=/sandbox/telegram/messages>/sandbox/telegram/messages</a> (JSON).
+<p>Answer as a client, or read the accounts' messages, in Telegram: <a href=/sandbox/telegram>/sandbox/telegram</a>;
+every message as JSON: <a href=/sandbox/telegram/messages>/sandbox/telegram/messages</a>.
 The Open Line chats, where you can answer as an operator: <a href=/sandbox/openlines>/sandbox/openlines</a>;
 their messages and the CRM activities as JSON: <a href=/sandbox/portal/openlines/messages>/sandbox/portal/openlines/messages</a>,
 <a href=/sandbox/portal/activities>/sandbox/portal/activities</a>.</p>
@@ -263,21 +267,20 @@ async fn telegram_messages(State(sandbox): SandboxState) -> Json<Value> {
     Json(json!({ "messages": sandbox.telegram.received() }))
 }
 
-#[derive(Deserialize)]
-struct ReadRequest {
-    user_id: i64,
-}
-
-/// The recipient reads the chat.
-async fn telegram_read(State(sandbox): SandboxState, Json(r): Json<ReadRequest>) -> Json<Value> {
-    Json(json!({ "read": sandbox.telegram.read_all(r.user_id) }))
+/// A sandbox page's form, or the same fields as JSON from a test: the fields, and whether
+/// they came from a form (whose answer is the page again).
+pub(crate) fn form_or_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> (Result<T, String>, bool) {
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let is_form = content_type.starts_with("application/x-www-form-urlencoded");
+    let parsed = if is_form { serde_urlencoded::from_bytes(body).map_err(|e| e.to_string()) } else { serde_json::from_slice(body).map_err(|e| e.to_string()) };
+    (parsed, is_form)
 }
 
 #[derive(Deserialize)]
 struct FaultRequest {
     fault: Fault,
     #[serde(default)]
-    on_resolve: bool,
+    on: FaultTarget,
     #[serde(default = "one")]
     count: usize,
 }
@@ -288,7 +291,7 @@ fn one() -> usize {
 
 /// Test hook: the next calls fail as asked.
 async fn telegram_faults(State(sandbox): SandboxState, Json(f): Json<FaultRequest>) -> StatusCode {
-    sandbox.telegram.inject(f.fault, f.on_resolve, f.count);
+    sandbox.telegram.inject(f.fault, f.on, f.count);
     StatusCode::NO_CONTENT
 }
 
@@ -336,8 +339,10 @@ async fn openlines_page(State(sandbox): SandboxState) -> Html<String> {
         let lines: String = messages
             .iter()
             .filter(|m| m.chat_id == chat.id)
-            .map(|m| format!("<li><b>{}</b> ({}{}): {}</li>", HtmlEscape(&m.author), m.direction,
-                if m.delivered { ", delivered" } else { "" }, HtmlEscape(&m.text)))
+            .map(|m| format!("<li><b>{}</b> ({}{}{}): {}{}</li>", HtmlEscape(&m.author), m.direction,
+                if m.delivered { ", delivered" } else { "" }, if m.read { ", read" } else { "" }, HtmlEscape(&m.text),
+                m.files.iter().map(|f| format!(" <a href=\"{}\">{}</a>", HtmlEscape(f["url"].as_str().unwrap_or("")),
+                    HtmlEscape(f["name"].as_str().unwrap_or("file")))).collect::<String>()))
             .collect();
         chats.push_str(&format!(
             "<section><h2 class=olc-heading>Chat {id} — {name}</h2><ul>{lines}</ul>

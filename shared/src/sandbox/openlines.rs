@@ -55,6 +55,8 @@ pub struct OlMessage {
     pub external_id: Option<String>,
     /// The connector confirmed delivery to the client.
     pub delivered: bool,
+    /// The connector reported that the client read it.
+    pub read: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -168,7 +170,7 @@ impl PortalState {
         let shown = if need_signature { signature(&name, text) } else { text.to_owned() };
         self.ol_messages.push(OlMessage {
             id, portal: chat.portal.clone(), chat_id, direction: "outgoing", author: name, author_id: Some(user_id),
-            text: text.to_owned(), files: Vec::new(), external_id: None, delivered: false,
+            text: text.to_owned(), files: Vec::new(), external_id: None, delivered: false, read: false,
         });
         Ok((chat.portal.clone(), connector_message_event(&chat, id, user_id, &shown)))
     }
@@ -194,7 +196,8 @@ impl PortalState {
             "imconnector.activate" => none(self.connector_activate(grant, params)),
             "imopenlines.config.list.get" => none(self.lines(grant)),
             "imconnector.send.messages" => self.send_messages(grant, params),
-            "imconnector.send.status.delivery" => none(self.status_delivery(grant, params)),
+            "imconnector.send.status.delivery" => none(self.message_status(grant, params, |m| m.delivered = true)),
+            "imconnector.send.status.reading" => none(self.message_status(grant, params, |m| m.read = true)),
             "imopenlines.crm.chat.user.add" => none(self.chat_user_add(grant, params)),
             "im.message.add" => none(self.im_message_add(grant, params)),
             "user.get" => none(self.users(grant)),
@@ -345,7 +348,7 @@ impl PortalState {
             };
             self.ol_messages.push(OlMessage {
                 id: message_id, portal: grant.member_id.clone(), chat_id: chat.id, direction, author, author_id: employee,
-                text: text.clone(), files, external_id, delivered: false,
+                text: text.clone(), files, external_id, delivered: false, read: false,
             });
             if let Some(e) = employee {
                 events.push((grant.member_id.clone(), connector_message_event(&chat, message_id, e, &text)));
@@ -358,13 +361,14 @@ impl PortalState {
         Ok((json!({ "SUCCESS": true, "DATA": { "RESULT": results } }), events))
     }
 
-    fn status_delivery(&mut self, grant: &Grant, params: &Map<String, Value>) -> Result<Value, RestError> {
+    /// `imconnector.send.status.delivery` / `.reading`: marks each message named by its `im` ids.
+    fn message_status(&mut self, grant: &Grant, params: &Map<String, Value>, mark: fn(&mut OlMessage)) -> Result<Value, RestError> {
         self.active_line(grant, params)?;
         let messages = params.get("MESSAGES").and_then(Value::as_array).cloned().ok_or_else(|| arg_error("MESSAGES is required"))?;
         for m in messages {
             let (chat, id) = (number(m.pointer("/im/chat_id")), number(m.pointer("/im/message_id")));
             let found = self.ol_messages.iter_mut().find(|o| Some(o.chat_id) == chat && Some(o.id) == id && o.portal == grant.member_id);
-            found.ok_or_else(|| arg_error("No such message"))?.delivered = true;
+            mark(found.ok_or_else(|| arg_error("No such message"))?);
         }
         Ok(json!({ "SUCCESS": true }))
     }
@@ -401,7 +405,7 @@ impl PortalState {
         let author = if system { "System".to_owned() } else { self.employee_name(&grant.member_id, grant.user_id).unwrap_or_default() };
         self.ol_messages.push(OlMessage {
             id, portal: grant.member_id.clone(), chat_id, direction: if system { "system" } else { "outgoing" }, author,
-            author_id: (!system).then_some(grant.user_id), text, files: Vec::new(), external_id: None, delivered: false,
+            author_id: (!system).then_some(grant.user_id), text, files: Vec::new(), external_id: None, delivered: false, read: false,
         });
         Ok(json!(id))
     }

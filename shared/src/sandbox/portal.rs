@@ -424,9 +424,7 @@ struct OperatorMessage {
 
 /// An employee writes into an Open Line chat (JSON, or the form of the sandbox page).
 async fn operator_writes(State(portal): State<std::sync::Arc<SandboxPortal>>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
-    let is_form = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let parsed: Result<OperatorMessage, String> =
-        if is_form { serde_urlencoded::from_bytes(&body).map_err(|e| e.to_string()) } else { serde_json::from_slice(&body).map_err(|e| e.to_string()) };
+    let (parsed, is_form) = super::form_or_json::<OperatorMessage>(&headers, &body);
     let written = parsed.and_then(|m| if m.text.trim().is_empty() { Err("the text is empty".into()) } else { Ok(m) })
         .and_then(|m| portal.operator_writes(m.chat_id, m.user_id, &m.text));
     match (written, is_form) {

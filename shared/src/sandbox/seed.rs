@@ -52,7 +52,7 @@ fn tg(id: i64, phone: &str, username: Option<&str>, name: (&str, &str), privacy:
         phone_privacy: privacy,
         accepts_strangers: true,
         contacts: Vec::new(),
-        logged_in: true,
+        logged_in: false,
         cloud_password: None,
     }
 }
@@ -66,8 +66,12 @@ pub fn telegram_users() -> Vec<SimUser> {
     let sales_contacts = SALES_CONTACTS.chain([PAVEL]).collect();
     let clients = SALES_CONTACTS.map(|id| tg(id, &format!("+7900555{:04}", id - 3000), None, ("Client", &format!("{}", id - 2999)), PhonePrivacy::Nobody));
     let mut users = vec![
-        SimUser { contacts: sales_contacts, ..tg(SALES_ACCOUNT, "+79990001122", Some("olchat_sales"), ("Sales", "Team"), PhonePrivacy::Contacts) },
-        tg(SUPPORT_ACCOUNT, "+79990003344", Some("olchat_care"), ("Customer", "Care"), PhonePrivacy::Contacts),
+        SimUser {
+            contacts: sales_contacts,
+            logged_in: true,
+            ..tg(SALES_ACCOUNT, "+79990001122", Some("olchat_sales"), ("Sales", "Team"), PhonePrivacy::Contacts)
+        },
+        SimUser { logged_in: true, ..tg(SUPPORT_ACCOUNT, "+79990003344", Some("olchat_care"), ("Customer", "Care"), PhonePrivacy::Contacts) },
         tg(SPARE_ACCOUNT, SPARE_PHONE, Some("olchat_marketing"), ("Marketing", "Team"), PhonePrivacy::Contacts),
         SimUser {
             cloud_password: Some(CLOUD_PASSWORD.into()),

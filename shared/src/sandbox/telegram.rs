@@ -1,13 +1,14 @@
 //! A simulated Telegram behind the telegram port: users with phones, usernames and
-//! privacy settings; a log of what they received; read receipts; injectable failures.
+//! privacy settings; a log of what they wrote each other; read receipts; each account's
+//! updates as `updates.getDifference` hands them out; injectable failures.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::clock::now_secs;
 use crate::crypto::Secret;
@@ -15,7 +16,8 @@ use crate::domain::formatting::TextEntity;
 use crate::domain::{Formatted, PhoneE164, TelegramUsername};
 use crate::ports::blobs::BlobReader;
 use crate::ports::{
-    Account, Contact, LoggedIn, LoginError, LoginStep, Media, MediaKind, Peer, SentMessage, Telegram, TelegramError, TelegramUser,
+    Account, Contact, Difference, HISTORY_LIMIT, HistoryPage, IncomingKind, IncomingMessage, LoggedIn, LoginError, LoginStep, Media, MediaKind, Peer,
+    RemoteFile, SentMessage, Telegram, TelegramError, TelegramUser, Update, UpdatesState,
 };
 
 /// "Who can find me by my number".
@@ -41,7 +43,8 @@ pub struct SimUser {
     pub accepts_strangers: bool,
     /// User ids in this user's contact list.
     pub contacts: Vec<i64>,
-    /// A logged-out session answers AUTH_KEY_UNREGISTERED.
+    /// The app holds a session of this account (a connector's); calls without one answer
+    /// AUTH_KEY_UNREGISTERED. The clients write from their own apps, which are not simulated.
     pub logged_in: bool,
     /// The cloud password (two-step verification), if the account has one; never shown.
     #[serde(skip)]
@@ -76,6 +79,9 @@ pub struct ReceivedMessage {
     pub file: Option<ReceivedFile>,
     pub date: i64,
     pub read: bool,
+    /// The bytes of a file a client sent, for `upload.getFile`.
+    #[serde(skip)]
+    pub content: Option<Arc<[u8]>>,
 }
 
 /// A file as the simulated Telegram received it: counted and hashed while streaming in.
@@ -142,6 +148,20 @@ pub enum Fault {
     Unauthorized,
     /// Delivers the message, then loses the answer (a connection drop after sending).
     DropAfterDelivery,
+    /// `updates.differenceTooLong` for the next difference.
+    DifferenceTooLong,
+}
+
+/// Which calls an injected fault hits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultTarget {
+    #[default]
+    Send,
+    /// Look-ups and login steps.
+    Resolve,
+    /// `updates.getDifference`.
+    Updates,
 }
 
 /// The sandbox's login code; any other is wrong, except [`EXPIRED_CODE`].
@@ -162,15 +182,38 @@ struct SimLogin {
     qr_token: Option<String>,
 }
 
+/// What an account's `getDifference` reports, in `pts` order (an update's `pts` is its
+/// position in the log, from 1).
+#[derive(Clone, Copy, Debug)]
+enum SimUpdate {
+    /// A message the account sent or received.
+    Message(i32),
+    /// `user_id` read the account's messages up to `max_id`.
+    ReadOutbox { user_id: i64, max_id: i32 },
+}
+
+/// More updates than this behind and Telegram answers `differenceTooLong`.
+const TOO_LONG_GAP: usize = 1000;
+/// At most this many updates per difference; the rest come in the next (`differenceSlice`).
+pub const DIFFERENCE_SLICE: usize = 100;
+/// Message ids start from the clock, so a restarted sandbox never reuses an id an app
+/// already stored (its state outlives this process).
+const ID_EPOCH: i64 = 1_700_000_000;
+
 #[derive(Default)]
 struct State {
     users: Vec<SimUser>,
     logins: HashMap<String, SimLogin>,
+    /// Every message, in the order written.
     received: Vec<ReceivedMessage>,
+    next_message_id: i32,
+    /// Each account's updates, by user id.
+    updates: HashMap<i64, Vec<SimUpdate>>,
     /// (sender, random_id) of every delivered message: Telegram drops repeats.
     random_ids: HashMap<(i64, i64), i32>,
     send_faults: VecDeque<Fault>,
     resolve_faults: VecDeque<Fault>,
+    update_faults: VecDeque<Fault>,
 }
 
 #[derive(Default)]
@@ -180,7 +223,8 @@ pub struct SandboxTelegram {
 
 impl SandboxTelegram {
     pub fn new(users: Vec<SimUser>) -> Self {
-        Self { state: Mutex::new(State { users, ..State::default() }) }
+        let next_message_id = i32::try_from((now_secs() - ID_EPOCH).max(1) * 8).unwrap_or(1);
+        Self { state: Mutex::new(State { users, next_message_id, ..State::default() }) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -195,19 +239,84 @@ impl SandboxTelegram {
         self.lock().users.clone()
     }
 
-    /// The next `count` sends (or look-ups and login steps) fail with `fault`.
-    pub fn inject(&self, fault: Fault, on_resolve: bool, count: usize) {
+    /// The next `count` calls of `target` fail with `fault`.
+    pub fn inject(&self, fault: Fault, target: FaultTarget, count: usize) {
         let mut state = self.lock();
-        let queue = if on_resolve { &mut state.resolve_faults } else { &mut state.send_faults };
+        let queue = match target {
+            FaultTarget::Send => &mut state.send_faults,
+            FaultTarget::Resolve => &mut state.resolve_faults,
+            FaultTarget::Updates => &mut state.update_faults,
+        };
         queue.extend(std::iter::repeat_n(fault, count));
     }
 
-    /// The recipient opens the chat: everything sent to them so far is read.
+    /// The recipient opens the chat: everything sent to them so far is read, and each
+    /// sender gets `updateReadHistoryOutbox`. How many messages turned read.
     pub fn read_all(&self, to_user_id: i64) -> usize {
         let mut state = self.lock();
-        let unread = state.received.iter_mut().filter(|m| m.to_user_id == to_user_id && !m.read);
-        unread.map(|m| m.read = true).count()
+        let mut newest: HashMap<i64, i32> = HashMap::new();
+        let mut count = 0;
+        for m in state.received.iter_mut().filter(|m| m.to_user_id == to_user_id && !m.read) {
+            m.read = true;
+            count += 1;
+            let max = newest.entry(m.from_user_id).or_default();
+            *max = (*max).max(m.id);
+        }
+        for (sender, max_id) in newest {
+            state.log(sender, SimUpdate::ReadOutbox { user_id: to_user_id, max_id });
+        }
+        count
     }
+
+    /// `from_user_id` writes to `to_user_id` (a client answering a connected account), with
+    /// an optional file; the new message's id.
+    pub fn reply(&self, from_user_id: i64, to_user_id: i64, text: &str, file: Option<ClientFile>) -> Result<i32, String> {
+        let mut state = self.lock();
+        let find = |id: i64| state.users.iter().find(|u| u.id == id).cloned().ok_or_else(|| format!("no sandbox user {id}"));
+        let (from, to) = (find(from_user_id)?, find(to_user_id)?);
+        if text.trim().is_empty() && file.is_none() {
+            return Err("write some text or attach a file".into());
+        }
+        let (media, received_file, content) = match file {
+            None => ("text", None, None),
+            Some(f) => {
+                let received = ReceivedFile {
+                    file_name: f.file_name,
+                    mime_type: f.mime_type,
+                    size: f.bytes.len() as u64,
+                    received_bytes: f.bytes.len() as u64,
+                    sha256: Sha256::digest(&f.bytes).iter().map(|b| format!("{b:02x}")).collect(),
+                    format: file_format(&f.bytes[..f.bytes.len().min(HEAD_BYTES)]),
+                    duration: f.duration,
+                    waveform_bytes: None,
+                };
+                (f.kind.as_str(), Some(received), Some(Arc::from(f.bytes)))
+            }
+        };
+        Ok(state.push_message(&from, &to, &Formatted::plain(text), media, received_file, content))
+    }
+}
+
+/// A file a sandbox client sends.
+pub struct ClientFile {
+    pub kind: IncomingKind,
+    pub file_name: String,
+    pub mime_type: String,
+    pub bytes: Vec<u8>,
+    pub duration: Option<u32>,
+}
+
+impl IncomingKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            IncomingKind::Photo => "photo",
+            IncomingKind::Document => "document",
+            IncomingKind::Voice => "voice",
+        }
+    }
+}
+
+impl SandboxTelegram {
 
     /// Someone scans the newest QR code on their phone as `user_id`; `false` when none is shown.
     pub fn scan_qr(&self, user_id: i64) -> bool {
@@ -237,6 +346,7 @@ fn fault_error(fault: &Fault) -> TelegramError {
         Fault::PrivacyRestricted => TelegramError::PrivacyRestricted,
         Fault::Unauthorized => TelegramError::Unauthorized("AUTH_KEY_UNREGISTERED".into()),
         Fault::DropAfterDelivery => TelegramError::Transient("connection lost".into()),
+        Fault::DifferenceTooLong => TelegramError::Rejected("differenceTooLong answers getDifference only".into()),
     }
 }
 
@@ -260,11 +370,22 @@ impl State {
         if !to.accepts_strangers && !to.contacts.contains(&me.id) {
             return Err(TelegramError::PrivacyRestricted);
         }
-        let id = self.received.len() as i32 + 1;
+        let id = self.push_message(&me, &to, text, media, file, None);
+        self.random_ids.insert((me.id, random_id), id);
+        match fault {
+            Some(f) => Err(fault_error(&f)),
+            None => Ok(SentMessage { id: Some(id) }),
+        }
+    }
+
+    /// Writes a message into the log and into both sides' updates.
+    fn push_message(&mut self, from: &SimUser, to: &SimUser, text: &Formatted, media: &str, file: Option<ReceivedFile>, content: Option<Arc<[u8]>>) -> i32 {
+        let id = self.next_message_id;
+        self.next_message_id += 1;
         self.received.push(ReceivedMessage {
             id,
-            from_user_id: me.id,
-            from_username: me.username.clone(),
+            from_user_id: from.id,
+            from_username: from.username.clone(),
             to_user_id: to.id,
             to_username: to.username.clone(),
             text: text.text.clone(),
@@ -273,12 +394,47 @@ impl State {
             file,
             date: now_secs(),
             read: false,
+            content,
         });
-        self.random_ids.insert((me.id, random_id), id);
-        match fault {
-            Some(f) => Err(fault_error(&f)),
-            None => Ok(SentMessage { id: Some(id) }),
+        self.log(from.id, SimUpdate::Message(id));
+        self.log(to.id, SimUpdate::Message(id));
+        id
+    }
+
+    fn log(&mut self, user_id: i64, update: SimUpdate) {
+        self.updates.entry(user_id).or_default().push(update);
+    }
+
+    fn updates_state(&self, user_id: i64) -> UpdatesState {
+        let pts = self.updates.get(&user_id).map_or(0, Vec::len);
+        UpdatesState { pts: pts as i32, qts: 0, date: now_secs() as i32, seq: 0 }
+    }
+
+    /// A message `me` received, as the app sees it; `None` for one `me` sent.
+    fn incoming(&self, me: i64, m: &ReceivedMessage) -> Option<IncomingMessage> {
+        if m.to_user_id != me {
+            return None;
         }
+        let from = self.users.iter().find(|u| u.id == m.from_user_id)?.as_telegram_user();
+        let kind = match m.media.as_str() {
+            "photo" => Some(IncomingKind::Photo),
+            "voice" => Some(IncomingKind::Voice),
+            "document" => Some(IncomingKind::Document),
+            _ => None,
+        };
+        let file = kind.zip(m.file.as_ref()).map(|(kind, f)| RemoteFile {
+            kind,
+            file_name: f.file_name.clone(),
+            mime_type: f.mime_type.clone(),
+            size: f.size,
+            location: m.id.to_le_bytes().to_vec(),
+        });
+        let text = Formatted { text: m.text.clone(), entities: m.entities.clone() };
+        Some(IncomingMessage { id: m.id, from, date: m.date, text, file })
+    }
+
+    fn message(&self, id: i32) -> Option<&ReceivedMessage> {
+        self.received.iter().find(|m| m.id == id)
     }
 
     fn session(&self, account: &Account) -> Result<&SimUser, TelegramError> {
@@ -432,10 +588,126 @@ impl Telegram for SandboxTelegram {
         Ok(contacts.map(|u| Contact { user: u.as_telegram_user(), phone: Some(u.phone.trim_start_matches('+').to_owned()) }).collect())
     }
 
+    async fn updates_state(&self, account: &Account) -> Result<UpdatesState, TelegramError> {
+        let state = self.lock();
+        let me = state.session(account)?.id;
+        Ok(state.updates_state(me))
+    }
+
+    async fn difference(&self, account: &Account, from: UpdatesState) -> Result<Difference, TelegramError> {
+        let mut state = self.lock();
+        match state.update_faults.pop_front() {
+            Some(Fault::DifferenceTooLong) => return Ok(Difference::TooLong),
+            Some(fault) => return Err(fault_error(&fault)),
+            None => {}
+        }
+        let me = state.session(account)?.id;
+        let log = state.updates.get(&me).map(Vec::as_slice).unwrap_or_default();
+        let start = usize::try_from(from.pts).unwrap_or(0);
+        if start > log.len() {
+            // A state from before this sandbox restarted: start over from now.
+            return Ok(Difference::Updates { updates: Vec::new(), state: state.updates_state(me), more: false });
+        }
+        if log.len() - start > TOO_LONG_GAP {
+            return Ok(Difference::TooLong);
+        }
+        let end = log.len().min(start + DIFFERENCE_SLICE);
+        let updates = log[start..end]
+            .iter()
+            .filter_map(|u| match *u {
+                SimUpdate::Message(id) => state.message(id).and_then(|m| state.incoming(me, m)).map(Update::Message),
+                SimUpdate::ReadOutbox { user_id, max_id } => Some(Update::ReadOutbox { user_id, max_id }),
+            })
+            .collect();
+        let next = UpdatesState { pts: end as i32, qts: 0, date: now_secs() as i32, seq: 0 };
+        Ok(Difference::Updates { updates, state: next, more: end < log.len() })
+    }
+
+    async fn history(&self, account: &Account, peer: Peer, after_id: i32) -> Result<HistoryPage, TelegramError> {
+        let state = self.lock();
+        let me = state.session(account)?.id;
+        let between = |m: &&ReceivedMessage| {
+            (m.from_user_id, m.to_user_id) == (me, peer.user_id) || (m.from_user_id, m.to_user_id) == (peer.user_id, me)
+        };
+        let page: Vec<&ReceivedMessage> = state.received.iter().filter(|m| m.id > after_id).filter(between).take(HISTORY_LIMIT).collect();
+        let next_after = page.last().map(|m| m.id).filter(|_| page.len() == HISTORY_LIMIT);
+        Ok(HistoryPage { messages: page.iter().filter_map(|m| state.incoming(me, m)).collect(), next_after })
+    }
+
+    async fn download(&self, account: &Account, file: &RemoteFile, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64, TelegramError> {
+        let content = {
+            let state = self.lock();
+            let me = state.session(account)?.id;
+            let id = file.location.as_slice().try_into().map(i32::from_le_bytes).map_err(|_| TelegramError::Rejected("LOCATION_INVALID".into()))?;
+            let found = state.message(id).filter(|m| m.to_user_id == me || m.from_user_id == me);
+            found.and_then(|m| m.content.clone()).ok_or_else(|| TelegramError::Rejected("FILE_REFERENCE_INVALID".into()))?
+        };
+        sink.write_all(&content).await.map_err(|e| TelegramError::Transient(format!("download interrupted: {e}")))?;
+        Ok(content.len() as u64)
+    }
+
     async fn read_outbox_max_id(&self, account: &Account, peer: Peer) -> Result<i32, TelegramError> {
         let state = self.lock();
         let me = state.session(account)?.id;
         let read = state.received.iter().filter(|m| m.from_user_id == me && m.to_user_id == peer.user_id && m.read);
         Ok(read.map(|m| m.id).max().unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::seed::{self, SALES_ACCOUNT};
+
+    const IVAN: i64 = 1001;
+
+    fn sales() -> Account {
+        Account { connector_id: "sales".into(), user_id: SALES_ACCOUNT }
+    }
+
+    fn messages(d: &Difference) -> Vec<String> {
+        let Difference::Updates { updates, .. } = d else { panic!("{d:?}") };
+        updates.iter().filter_map(|u| if let Update::Message(m) = u { Some(m.text.text.clone()) } else { None }).collect()
+    }
+
+    #[tokio::test]
+    async fn differences_come_in_slices_then_too_long_past_the_gap() {
+        let tg = SandboxTelegram::new(seed::telegram_users());
+        let start = tg.updates_state(&sales()).await.unwrap();
+        for i in 0..DIFFERENCE_SLICE + 5 {
+            tg.reply(IVAN, SALES_ACCOUNT, &format!("m{i}"), None).unwrap();
+        }
+        let first = tg.difference(&sales(), start).await.unwrap();
+        let Difference::Updates { state, more: true, .. } = &first else { panic!("{first:?}") };
+        assert_eq!(messages(&first).len(), DIFFERENCE_SLICE);
+        let rest = tg.difference(&sales(), *state).await.unwrap();
+        assert!(matches!(rest, Difference::Updates { more: false, .. }));
+        assert_eq!(messages(&rest), (DIFFERENCE_SLICE..DIFFERENCE_SLICE + 5).map(|i| format!("m{i}")).collect::<Vec<_>>());
+
+        for _ in 0..TOO_LONG_GAP {
+            tg.reply(IVAN, SALES_ACCOUNT, "more", None).unwrap();
+        }
+        assert_eq!(tg.difference(&sales(), start).await.unwrap(), Difference::TooLong);
+    }
+
+    #[tokio::test]
+    async fn reading_tells_the_sender_and_history_pages_forward() {
+        let tg = SandboxTelegram::new(seed::telegram_users());
+        let start = tg.updates_state(&sales()).await.unwrap();
+        let ivan = tg.users().into_iter().find(|u| u.id == IVAN).unwrap().as_telegram_user().peer;
+        let ours = tg.send_text(&sales(), ivan, &Formatted::plain("offer"), 7).await.unwrap().id.unwrap();
+        let first = tg.reply(IVAN, SALES_ACCOUNT, "thanks", None).unwrap();
+        assert_eq!(tg.read_all(IVAN), 1);
+        let Difference::Updates { updates, .. } = tg.difference(&sales(), start).await.unwrap() else { panic!() };
+        assert!(matches!(updates.as_slice(), [Update::Message(m), Update::ReadOutbox { user_id: IVAN, max_id }] if m.id == first && *max_id == ours));
+
+        for i in 0..HISTORY_LIMIT {
+            tg.reply(IVAN, SALES_ACCOUNT, &format!("h{i}"), None).unwrap();
+        }
+        let page = tg.history(&sales(), ivan, 0).await.unwrap();
+        assert_eq!(page.messages.len(), HISTORY_LIMIT - 1, "ours is on the page but not in it");
+        assert_eq!(page.messages[0].id, first);
+        let next = tg.history(&sales(), ivan, page.next_after.unwrap()).await.unwrap();
+        assert_eq!((next.messages.len(), next.next_after), (2, None));
     }
 }

@@ -9,6 +9,7 @@
 pub mod errors;
 mod login;
 pub mod session;
+mod updates;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -26,15 +27,18 @@ use crate::crypto::Secret;
 use crate::domain::formatting::{EntityKind, TextEntity};
 use crate::domain::{Formatted, PhoneE164, TelegramUsername};
 use crate::ports::blobs::BlobReader;
-use crate::ports::{Account, Contact, LoginError, LoginStep, Media, MediaKind, Peer, SentMessage, Telegram, TelegramError, TelegramUser};
+use crate::ports::{
+    Account, Contact, Difference, HistoryPage, LoginError, LoginStep, Media, MediaKind, Peer, RemoteFile, SentMessage, Telegram,
+    TelegramError, TelegramUser, UpdatesState,
+};
 use crate::repo::sessions::TelegramSessions;
 
 /// Flood waits up to this long are slept through inside the call; longer ones are the queue's.
 const FLOOD_SLEEP: Duration = Duration::from_secs(3);
 /// How long one call (or the wait for a busy session) may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
-/// Slowest upload we wait for before giving up: 128 KiB/s.
-const UPLOAD_BYTES_PER_SEC: u64 = 128 * 1024;
+/// Slowest upload or download we wait for before giving up: 128 KiB/s.
+const TRANSFER_BYTES_PER_SEC: u64 = 128 * 1024;
 
 /// The app's Telegram API credentials (my.telegram.org).
 #[derive(Clone, Debug)]
@@ -136,11 +140,9 @@ struct Connection<'a> {
 }
 
 impl Connection<'_> {
-    /// A raw call with a timeout; no answer in time counts as a dropped request.
+    /// A raw call with a timeout.
     async fn invoke<R: tl::RemoteCall>(&self, request: &R) -> Result<R::Return, InvocationError> {
-        tokio::time::timeout(CALL_TIMEOUT, self.client.invoke(request))
-            .await
-            .unwrap_or(Err(InvocationError::Dropped("no answer in time")))
+        in_time(self.client.invoke(request)).await
     }
 
     async fn call<R: tl::RemoteCall>(&self, request: &R) -> Result<R::Return, TelegramError> {
@@ -241,7 +243,7 @@ impl Connection<'_> {
     async fn send_media(&self, peer: Peer, media: &Media, mut body: BlobReader, caption: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError> {
         let size = usize::try_from(media.size).map_err(|_| TelegramError::Rejected("FILE_TOO_LARGE".into()))?;
         let upload = self.client.upload_stream(&mut body, size, media.file_name.clone());
-        let uploaded = match tokio::time::timeout(upload_time(media.size), upload).await {
+        let uploaded = match tokio::time::timeout(transfer_time(media.size), upload).await {
             Ok(Ok(uploaded)) => uploaded,
             Ok(Err(e)) => return Err(upload_error(&e)),
             Err(_) => return Err(TelegramError::Transient("the upload did not finish in time".into())),
@@ -287,9 +289,14 @@ impl Connection<'_> {
     }
 }
 
-/// Time allowed for uploading `size` bytes.
-fn upload_time(size: u64) -> Duration {
-    CALL_TIMEOUT + Duration::from_secs(size / UPLOAD_BYTES_PER_SEC)
+/// Time allowed for uploading or downloading `size` bytes.
+fn transfer_time(size: u64) -> Duration {
+    CALL_TIMEOUT + Duration::from_secs(size / TRANSFER_BYTES_PER_SEC)
+}
+
+/// A call with a timeout; no answer in time counts as a dropped request.
+async fn in_time<T>(call: impl Future<Output = Result<T, InvocationError>>) -> Result<T, InvocationError> {
+    tokio::time::timeout(CALL_TIMEOUT, call).await.unwrap_or(Err(InvocationError::Dropped("no answer in time")))
 }
 
 /// grammers hands RPC errors of an upload back inside an `io::Error`.
@@ -425,8 +432,36 @@ impl Telegram for GrammersTelegram {
     }
 
     async fn send_media(&self, account: &Account, peer: Peer, media: &Media, body: BlobReader, caption: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError> {
-        let conn = self.connect(account, upload_time(media.size) + CALL_TIMEOUT).await?;
+        let conn = self.connect(account, transfer_time(media.size) + CALL_TIMEOUT).await?;
         let result = conn.send_media(peer, media, body, caption, random_id).await;
+        conn.close().await;
+        result
+    }
+
+    async fn updates_state(&self, account: &Account) -> Result<UpdatesState, TelegramError> {
+        let conn = self.connect(account, CALL_TIMEOUT).await?;
+        let result = conn.updates_state().await;
+        conn.close().await;
+        result
+    }
+
+    async fn difference(&self, account: &Account, from: UpdatesState) -> Result<Difference, TelegramError> {
+        let conn = self.connect(account, CALL_TIMEOUT).await?;
+        let result = conn.difference(from).await;
+        conn.close().await;
+        result
+    }
+
+    async fn history(&self, account: &Account, peer: Peer, after_id: i32) -> Result<HistoryPage, TelegramError> {
+        let conn = self.connect(account, CALL_TIMEOUT).await?;
+        let result = conn.history(peer, after_id).await;
+        conn.close().await;
+        result
+    }
+
+    async fn download(&self, account: &Account, file: &RemoteFile, sink: &mut (dyn tokio::io::AsyncWrite + Send + Unpin)) -> Result<u64, TelegramError> {
+        let conn = self.connect(account, transfer_time(file.size) + CALL_TIMEOUT).await?;
+        let result = conn.download(file, sink).await;
         conn.close().await;
         result
     }

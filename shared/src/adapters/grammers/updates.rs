@@ -1,0 +1,484 @@
+//! Catching up on what happened to the account: `updates.getState`/`getDifference`, a chat's
+//! history and downloads, with Telegram's messages reduced to the port's in one pure conversion.
+
+use grammers_client::media::{Media, Photo};
+use grammers_client::tl::{self, Deserializable, Serializable};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::errors::classify;
+use super::{Connection, in_time, input_peer, telegram_user, transfer_time};
+use crate::domain::Formatted;
+use crate::domain::formatting::{EntityKind, TextEntity};
+use crate::ports::{Difference, HISTORY_LIMIT, HistoryPage, IncomingKind, IncomingMessage, Peer, RemoteFile, TelegramError, Update, UpdatesState};
+
+impl Connection<'_> {
+    pub(super) async fn updates_state(&self) -> Result<UpdatesState, TelegramError> {
+        let tl::enums::updates::State::State(s) = self.call(&tl::functions::updates::GetState {}).await?;
+        Ok(state(s))
+    }
+
+    pub(super) async fn difference(&self, from: UpdatesState) -> Result<Difference, TelegramError> {
+        let request = tl::functions::updates::GetDifference {
+            pts: from.pts,
+            pts_limit: None,
+            pts_total_limit: None,
+            date: from.date,
+            qts: from.qts,
+            qts_limit: None,
+        };
+        Ok(difference(self.call(&request).await?, from))
+    }
+
+    pub(super) async fn history(&self, peer: Peer, after_id: i32) -> Result<HistoryPage, TelegramError> {
+        // Forward from `after_id`: the page of messages just after it, not the newest.
+        let request = tl::functions::messages::GetHistory {
+            peer: input_peer(peer),
+            offset_id: after_id,
+            offset_date: 0,
+            add_offset: -(HISTORY_LIMIT as i32),
+            limit: HISTORY_LIMIT as i32,
+            max_id: 0,
+            min_id: after_id,
+            hash: 0,
+        };
+        Ok(history(self.call(&request).await?, peer.user_id))
+    }
+
+    pub(super) async fn download(&self, file: &RemoteFile, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64, TelegramError> {
+        let media = tl::enums::MessageMedia::from_bytes(&file.location)
+            .ok()
+            .and_then(Media::from_raw)
+            .ok_or_else(|| TelegramError::Rejected("not a downloadable file".into()))?;
+        let mut chunks = self.client.iter_download(&media);
+        // Each chunk within a call's time, and the whole within the lease taken for it.
+        let copy = async {
+            let mut written = 0;
+            while let Some(chunk) = in_time(chunks.next()).await.map_err(|e| classify(&e))? {
+                sink.write_all(&chunk).await.map_err(|e| TelegramError::Transient(format!("download: {e}")))?;
+                written += chunk.len() as u64;
+            }
+            Ok(written)
+        };
+        tokio::time::timeout(transfer_time(file.size), copy)
+            .await
+            .unwrap_or_else(|_| Err(TelegramError::Transient("the download did not finish in time".into())))
+    }
+}
+
+fn state(s: tl::types::updates::State) -> UpdatesState {
+    UpdatesState { pts: s.pts, qts: s.qts, date: s.date, seq: s.seq }
+}
+
+/// `updates.Difference` as the port's: every new message first, then the reads, so a read
+/// never comes before a message it covers.
+pub fn difference(answer: tl::enums::updates::Difference, from: UpdatesState) -> Difference {
+    use tl::enums::updates::Difference as D;
+    let (new_messages, other_updates, users, after, more) = match answer {
+        D::Empty(e) => {
+            return Difference::Updates { updates: Vec::new(), state: UpdatesState { date: e.date, seq: e.seq, ..from }, more: false };
+        }
+        D::TooLong(_) => return Difference::TooLong,
+        D::Difference(d) => (d.new_messages, d.other_updates, d.users, d.state, false),
+        D::Slice(d) => (d.new_messages, d.other_updates, d.users, d.intermediate_state, true),
+    };
+    let tl::enums::updates::State::State(after) = after;
+    let mut updates: Vec<Update> = new_messages.into_iter().filter_map(|m| incoming(m, &users)).map(Update::Message).collect();
+    let mut reads = Vec::new();
+    for update in other_updates {
+        match update {
+            tl::enums::Update::NewMessage(u) => updates.extend(incoming(u.message, &users).map(Update::Message)),
+            tl::enums::Update::ReadHistoryOutbox(u) => {
+                if let tl::enums::Peer::User(peer) = u.peer {
+                    reads.push(Update::ReadOutbox { user_id: peer.user_id, max_id: u.max_id });
+                }
+            }
+            _ => {}
+        }
+    }
+    updates.append(&mut reads);
+    Difference::Updates { updates, state: state(after), more }
+}
+
+/// A page of `messages.Messages` of the chat with `user_id`: what that user wrote, oldest
+/// first, and where the next page starts when this one is full.
+pub fn history(answer: tl::enums::messages::Messages, user_id: i64) -> HistoryPage {
+    use tl::enums::messages::Messages as M;
+    let (messages, users) = match answer {
+        M::Messages(m) => (m.messages, m.users),
+        M::Slice(m) => (m.messages, m.users),
+        M::ChannelMessages(m) => (m.messages, m.users),
+        M::NotModified(_) => return HistoryPage::default(),
+    };
+    let newest = messages.iter().filter_map(|m| match m {
+        tl::enums::Message::Message(m) => Some(m.id),
+        tl::enums::Message::Service(m) => Some(m.id),
+        tl::enums::Message::Empty(m) => Some(m.id),
+    });
+    let next_after = newest.max().filter(|_| messages.len() >= HISTORY_LIMIT);
+    // Telegram lists the newest first.
+    let messages = messages.into_iter().rev().filter_map(|m| incoming(m, &users)).filter(|m| m.from.peer.user_id == user_id).collect();
+    HistoryPage { messages, next_after }
+}
+
+/// A message a user wrote to the account in their private chat, as the port's; `None` for
+/// anything else (our own, groups, service messages, nothing we can pass on).
+fn incoming(message: tl::enums::Message, users: &[tl::enums::User]) -> Option<IncomingMessage> {
+    let tl::enums::Message::Message(m) = message else { return None };
+    let tl::enums::Peer::User(chat) = &m.peer_id else { return None };
+    let by_them = match &m.from_id {
+        None => true,
+        Some(tl::enums::Peer::User(from)) => from.user_id == chat.user_id,
+        Some(_) => false,
+    };
+    if m.out || !by_them {
+        return None;
+    }
+    let from = users.iter().find_map(|u| telegram_user(u).filter(|t| t.peer.user_id == chat.user_id))?;
+    let file = m.media.and_then(|media| remote_file(m.id, media));
+    if m.message.is_empty() && file.is_none() {
+        return None;
+    }
+    let entities = m.entities.iter().flatten().filter_map(text_entity).collect();
+    Some(IncomingMessage { id: m.id, from, date: m.date.into(), text: Formatted { text: m.message, entities }, file })
+}
+
+/// Telegram's entity as our formatting, for the kinds we have (offsets are UTF-16 units on both sides).
+fn text_entity(entity: &tl::enums::MessageEntity) -> Option<TextEntity> {
+    use tl::enums::MessageEntity as E;
+    let (offset, length, kind) = match entity {
+        E::Bold(e) => (e.offset, e.length, EntityKind::Bold),
+        E::Italic(e) => (e.offset, e.length, EntityKind::Italic),
+        E::Underline(e) => (e.offset, e.length, EntityKind::Underline),
+        E::Strike(e) => (e.offset, e.length, EntityKind::Strikethrough),
+        E::Code(e) => (e.offset, e.length, EntityKind::Code),
+        E::TextUrl(e) => (e.offset, e.length, EntityKind::TextUrl { url: e.url.clone() }),
+        _ => return None,
+    };
+    Some(TextEntity { offset: usize::try_from(offset).ok()?, length: usize::try_from(length).ok()?, kind })
+}
+
+/// A photo, voice note or other document of message `id`; its location is the media itself,
+/// serialized, for [`Connection::download`] to rebuild.
+fn remote_file(id: i32, media: tl::enums::MessageMedia) -> Option<RemoteFile> {
+    let location = media.to_bytes();
+    let (kind, file_name, mime_type, size) = match media {
+        tl::enums::MessageMedia::Photo(photo) => {
+            let Some(tl::enums::Photo::Photo(_)) = &photo.photo else { return None };
+            // Telegram keeps no original: a download fetches the largest size.
+            let size = Photo::from_raw_media(photo).size().unwrap_or(0);
+            (IncomingKind::Photo, format!("photo-{id}.jpg"), "image/jpeg".to_owned(), size as u64)
+        }
+        tl::enums::MessageMedia::Document(document) => {
+            let Some(tl::enums::Document::Document(doc)) = document.document else { return None };
+            let voice = document.voice
+                || doc.attributes.iter().any(|a| matches!(a, tl::enums::DocumentAttribute::Audio(audio) if audio.voice));
+            let mime = |default: &str| if doc.mime_type.is_empty() { default.to_owned() } else { doc.mime_type.clone() };
+            let (kind, file_name, mime_type) = if voice {
+                (IncomingKind::Voice, format!("voice-{id}.ogg"), mime("audio/ogg"))
+            } else {
+                let name = doc.attributes.iter().find_map(|a| match a {
+                    tl::enums::DocumentAttribute::Filename(f) => Some(f.file_name.clone()),
+                    _ => None,
+                });
+                (IncomingKind::Document, name.unwrap_or_else(|| format!("file-{id}")), mime("application/octet-stream"))
+            };
+            (kind, file_name, mime_type, u64::try_from(doc.size).unwrap_or(0))
+        }
+        _ => return None,
+    };
+    Some(RemoteFile { kind, file_name, mime_type, size, location })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const THEM: i64 = 42;
+
+    fn user(id: i64) -> tl::enums::User {
+        tl::types::User {
+            is_self: false,
+            contact: false,
+            mutual_contact: false,
+            deleted: false,
+            bot: false,
+            bot_chat_history: false,
+            bot_nochats: false,
+            verified: false,
+            restricted: false,
+            min: false,
+            bot_inline_geo: false,
+            support: false,
+            scam: false,
+            apply_min_photo: false,
+            fake: false,
+            bot_attach_menu: false,
+            premium: false,
+            attach_menu_enabled: false,
+            bot_can_edit: false,
+            close_friend: false,
+            stories_hidden: false,
+            stories_unavailable: false,
+            contact_require_premium: false,
+            bot_business: false,
+            bot_has_main_app: false,
+            bot_forum_view: false,
+            bot_forum_can_manage_topics: false,
+            bot_can_manage_bots: false,
+            bot_guestchat: false,
+            bot_guard: false,
+            id,
+            access_hash: Some(7),
+            first_name: Some("Ann".into()),
+            last_name: None,
+            username: None,
+            phone: None,
+            photo: None,
+            status: None,
+            bot_info_version: None,
+            restriction_reason: None,
+            bot_inline_placeholder: None,
+            lang_code: None,
+            emoji_status: None,
+            usernames: None,
+            stories_max_id: None,
+            color: None,
+            profile_color: None,
+            bot_active_users: None,
+            bot_verification_icon: None,
+            send_paid_messages_stars: None,
+            linked_community_id: None,
+        }
+        .into()
+    }
+
+    /// Message `id` in the private chat with [`THEM`].
+    fn message(id: i32, text: &str) -> tl::types::Message {
+        tl::types::Message {
+            out: false,
+            mentioned: false,
+            media_unread: false,
+            silent: false,
+            post: false,
+            from_scheduled: false,
+            legacy: false,
+            edit_hide: false,
+            pinned: false,
+            noforwards: false,
+            invert_media: false,
+            offline: false,
+            video_processing_pending: false,
+            paid_suggested_post_stars: false,
+            paid_suggested_post_ton: false,
+            id,
+            from_id: None,
+            from_boosts_applied: None,
+            from_rank: None,
+            peer_id: tl::types::PeerUser { user_id: THEM }.into(),
+            saved_peer_id: None,
+            fwd_from: None,
+            via_bot_id: None,
+            via_business_bot_id: None,
+            guestchat_via_from: None,
+            reply_to: None,
+            date: 1_700_000_000,
+            message: text.into(),
+            media: None,
+            reply_markup: None,
+            entities: None,
+            views: None,
+            forwards: None,
+            replies: None,
+            edit_date: None,
+            post_author: None,
+            grouped_id: None,
+            reactions: None,
+            restriction_reason: None,
+            ttl_period: None,
+            quick_reply_shortcut_id: None,
+            effect: None,
+            factcheck: None,
+            report_delivery_until_date: None,
+            paid_message_stars: None,
+            suggested_post: None,
+            schedule_repeat_period: None,
+            summary_from_language: None,
+            rich_message: None,
+        }
+    }
+
+    fn document(attributes: Vec<tl::enums::DocumentAttribute>, mime_type: &str) -> tl::enums::MessageMedia {
+        let document = tl::types::Document {
+            id: 9,
+            access_hash: 8,
+            file_reference: vec![1, 2, 3],
+            date: 1_700_000_000,
+            mime_type: mime_type.into(),
+            size: 2048,
+            thumbs: None,
+            video_thumbs: None,
+            dc_id: 2,
+            attributes,
+        };
+        tl::types::MessageMediaDocument {
+            nopremium: false,
+            spoiler: false,
+            video: false,
+            round: false,
+            voice: false,
+            document: Some(document.into()),
+            alt_documents: None,
+            video_cover: None,
+            video_timestamp: None,
+            ttl_seconds: None,
+        }
+        .into()
+    }
+
+    fn state(pts: i32) -> tl::enums::updates::State {
+        tl::types::updates::State { pts, qts: 2, date: 3, seq: 4, unread_count: 0 }.into()
+    }
+
+    fn from() -> UpdatesState {
+        UpdatesState { pts: 1, qts: 2, date: 1, seq: 1 }
+    }
+
+    fn got(new_messages: Vec<tl::types::Message>, other_updates: Vec<tl::enums::Update>) -> Difference {
+        let answer = tl::types::updates::Difference {
+            new_messages: new_messages.into_iter().map(Into::into).collect(),
+            new_encrypted_messages: Vec::new(),
+            other_updates,
+            chats: Vec::new(),
+            users: vec![user(THEM)],
+            state: state(10),
+        };
+        difference(answer.into(), from())
+    }
+
+    fn only_message(difference: Difference) -> IncomingMessage {
+        let Difference::Updates { mut updates, .. } = difference else { panic!("{difference:?}") };
+        let (Some(Update::Message(m)), None) = (updates.pop(), updates.pop()) else { panic!("{updates:?}") };
+        m
+    }
+
+    #[test]
+    fn an_incoming_text_keeps_its_formatting() {
+        let mut hi = message(5, "Hi there");
+        hi.entities = Some(vec![
+            tl::types::MessageEntityBold { offset: 0, length: 2 }.into(),
+            tl::types::MessageEntityMention { offset: 3, length: 5 }.into(),
+        ]);
+        let Difference::Updates { updates, state, more } = got(vec![hi], Vec::new()) else { panic!() };
+        assert_eq!((state, more), (UpdatesState { pts: 10, qts: 2, date: 3, seq: 4 }, false));
+        let [Update::Message(m)] = updates.as_slice() else { panic!("{updates:?}") };
+        assert_eq!((m.id, m.date, m.from.peer.user_id, m.from.peer.access_hash), (5, 1_700_000_000, THEM, 7));
+        assert_eq!(m.text.text, "Hi there");
+        assert_eq!(m.text.entities, vec![TextEntity { offset: 0, length: 2, kind: EntityKind::Bold }]);
+        assert_eq!(m.file, None);
+    }
+
+    #[test]
+    fn our_own_and_empty_messages_are_skipped() {
+        let mut ours = message(5, "from us");
+        ours.out = true;
+        let mut by_someone_else = message(6, "hi");
+        by_someone_else.from_id = Some(tl::types::PeerUser { user_id: THEM + 1 }.into());
+        let Difference::Updates { updates, .. } = got(vec![ours, by_someone_else, message(7, "")], Vec::new()) else { panic!() };
+        assert_eq!(updates, Vec::new());
+    }
+
+    #[test]
+    fn documents_become_files() {
+        let mut voice = message(5, "");
+        let audio = tl::types::DocumentAttributeAudio { voice: true, duration: 3, title: None, performer: None, waveform: None };
+        voice.media = Some(document(vec![audio.into()], ""));
+        let file = only_message(got(vec![voice], Vec::new())).file.unwrap();
+        let found = (file.kind, file.file_name.as_str(), file.mime_type.as_str(), file.size);
+        assert_eq!(found, (IncomingKind::Voice, "voice-5.ogg", "audio/ogg", 2048));
+
+        let mut pdf = message(6, "see");
+        let name = tl::types::DocumentAttributeFilename { file_name: "a.pdf".into() };
+        pdf.media = Some(document(vec![name.into()], "application/pdf"));
+        let m = only_message(got(vec![pdf], Vec::new()));
+        let file = m.file.unwrap();
+        let found = (m.text.text.as_str(), file.kind, file.file_name.as_str(), file.mime_type.as_str());
+        assert_eq!(found, ("see", IncomingKind::Document, "a.pdf", "application/pdf"));
+    }
+
+    #[test]
+    fn a_photo_is_sized_by_its_largest_size() {
+        let photo = tl::types::Photo {
+            has_stickers: false,
+            id: 9,
+            access_hash: 8,
+            file_reference: vec![1],
+            date: 1_700_000_000,
+            sizes: vec![
+                tl::types::PhotoSize { r#type: "m".into(), w: 320, h: 240, size: 1000 }.into(),
+                tl::types::PhotoSize { r#type: "y".into(), w: 1280, h: 960, size: 90_000 }.into(),
+            ],
+            video_sizes: None,
+            dc_id: 2,
+        };
+        let mut m = message(5, "");
+        let media = tl::types::MessageMediaPhoto { spoiler: false, live_photo: false, photo: Some(photo.into()), ttl_seconds: None, video: None };
+        m.media = Some(media.into());
+        let file = only_message(got(vec![m], Vec::new())).file.unwrap();
+        let found = (file.kind, file.file_name.as_str(), file.mime_type.as_str(), file.size);
+        assert_eq!(found, (IncomingKind::Photo, "photo-5.jpg", "image/jpeg", 90_000));
+    }
+
+    #[test]
+    fn a_location_rebuilds_the_media_it_came_from() {
+        let media = document(vec![tl::types::DocumentAttributeFilename { file_name: "a.pdf".into() }.into()], "application/pdf");
+        let mut m = message(5, "");
+        m.media = Some(media.clone());
+        let file = only_message(got(vec![m], Vec::new())).file.unwrap();
+        assert_eq!(tl::enums::MessageMedia::from_bytes(&file.location).unwrap(), media);
+        assert!(matches!(Media::from_raw(media), Some(Media::Document(_))));
+    }
+
+    #[test]
+    fn reads_come_after_the_messages() {
+        let read = tl::types::UpdateReadHistoryOutbox { peer: tl::types::PeerUser { user_id: THEM }.into(), max_id: 3, pts: 9, pts_count: 1 };
+        let late = tl::types::UpdateNewMessage { message: message(6, "late").into(), pts: 10, pts_count: 1 };
+        let Difference::Updates { updates, .. } = got(vec![message(5, "hi")], vec![read.into(), late.into()]) else { panic!() };
+        let [Update::Message(first), Update::Message(second), read] = updates.as_slice() else { panic!("{updates:?}") };
+        assert_eq!((first.id, second.id), (5, 6));
+        assert_eq!(read, &Update::ReadOutbox { user_id: THEM, max_id: 3 });
+    }
+
+    #[test]
+    fn slices_empty_and_too_long_differences() {
+        let slice = tl::types::updates::DifferenceSlice {
+            new_messages: Vec::new(),
+            new_encrypted_messages: Vec::new(),
+            other_updates: Vec::new(),
+            chats: Vec::new(),
+            users: Vec::new(),
+            intermediate_state: state(5),
+        };
+        let Difference::Updates { state, more, .. } = difference(slice.into(), from()) else { panic!() };
+        assert_eq!((state.pts, more), (5, true));
+        let empty = tl::types::updates::DifferenceEmpty { date: 8, seq: 9 };
+        let expected = UpdatesState { date: 8, seq: 9, ..from() };
+        assert_eq!(difference(empty.into(), from()), Difference::Updates { updates: Vec::new(), state: expected, more: false });
+        assert_eq!(difference(tl::types::updates::DifferenceTooLong { pts: 50 }.into(), from()), Difference::TooLong);
+    }
+
+    #[test]
+    fn history_is_what_they_wrote_oldest_first() {
+        let mut ours = message(7, "ours");
+        ours.out = true;
+        let answer = || tl::types::messages::Messages {
+            messages: vec![ours.clone().into(), message(6, "second").into(), message(5, "first").into()],
+            topics: Vec::new(),
+            chats: Vec::new(),
+            users: vec![user(THEM)],
+        };
+        let page = history(answer().into(), THEM);
+        assert_eq!(page.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![5, 6]);
+        assert_eq!(page.next_after, None, "a page that is not full is the last");
+        assert_eq!(history(answer().into(), THEM + 1).messages, Vec::new(), "another chat's history");
+    }
+}

@@ -1,0 +1,282 @@
+//! The catch-up: what happened on a connected account since the last look, read with
+//! `updates.getDifference` (no long-lived connection). Clients' messages are stored once
+//! (by Telegram id) with their files and handed to the openline-worker; read receipts mark
+//! our messages read. The state moves on only after what came in is handled, so a catch-up
+//! cut short reads the same difference again and repeats nothing.
+
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use super::{Job, Outcome, backoff};
+use crate::app::Services;
+use crate::app::send::publish_job;
+use crate::app::uploads::safe_name;
+use crate::domain::formatting::to_bbcode;
+use crate::ports::{Account, Difference, IncomingMessage, Peer, RemoteFile, TelegramError, Update};
+use crate::repo::RepoError;
+use crate::repo::connectors::{Connector, ConnectorStatus};
+use crate::repo::mailbox::{CatchUpState, Received, ReceivedFile, Sent};
+use crate::repo::openlines::external_chat_id;
+
+/// Slices read per job; a longer backlog goes on in the next job.
+const MAX_SLICES: usize = 10;
+/// History pages read per chat when recovering from `differenceTooLong`.
+const MAX_HISTORY_PAGES: usize = 20;
+
+enum Stop {
+    Telegram(TelegramError),
+    Storage(String),
+}
+
+impl From<TelegramError> for Stop {
+    fn from(e: TelegramError) -> Self {
+        Self::Telegram(e)
+    }
+}
+
+impl From<RepoError> for Stop {
+    fn from(e: RepoError) -> Self {
+        Self::Storage(e.to_string())
+    }
+}
+
+/// Queues a catch-up of the connector unless one is queued and not started yet.
+pub async fn request(svc: &Services, member_id: &str, connector_id: &str) -> anyhow::Result<()> {
+    if svc.mailbox.queue_catch_up(connector_id).await? {
+        let job = Job::CatchUp { member_id: member_id.to_owned(), connector_id: connector_id.to_owned() };
+        job.enqueue(svc.queue.as_ref(), Duration::ZERO).await?;
+    }
+    Ok(())
+}
+
+/// The schedule's tick: a catch-up for every connected account.
+pub async fn request_all(svc: &Services, receive_count: u32) -> Outcome {
+    let connectors = match svc.connectors.all().await {
+        Ok(all) => all,
+        Err(e) => return Outcome::RetryAfter(storage_failed(e.to_string(), receive_count)),
+    };
+    for c in connectors {
+        if let Err(e) = request(svc, &c.member_id, &c.id).await {
+            tracing::error!(connector_id = c.id, "catch-up not queued: {e:#}");
+        }
+    }
+    Outcome::Done
+}
+
+fn storage_failed(e: String, receive_count: u32) -> Duration {
+    tracing::error!("storage failed during the catch-up: {e}");
+    backoff(receive_count)
+}
+
+pub async fn catch_up(svc: &Services, member_id: &str, connector_id: &str, receive_count: u32) -> Outcome {
+    let connector = match start(svc, member_id, connector_id).await {
+        Ok(Some(connector)) => connector,
+        Ok(None) => return Outcome::Done,
+        Err(e) => return Outcome::RetryAfter(storage_failed(e.to_string(), receive_count)),
+    };
+    match read_updates(svc, &connector).await {
+        Ok(()) => Outcome::Done,
+        Err(Stop::Storage(e)) => Outcome::RetryAfter(storage_failed(e, receive_count)),
+        Err(Stop::Telegram(TelegramError::Unauthorized(e))) => {
+            tracing::warn!("connector session unauthorized: {e}");
+            match svc.connectors.set_status(member_id, connector_id, ConnectorStatus::NeedsLogin).await {
+                Ok(()) => Outcome::Failed("the connector needs to log in again".into()),
+                Err(e) => Outcome::RetryAfter(storage_failed(e.to_string(), receive_count)),
+            }
+        }
+        Err(Stop::Telegram(TelegramError::FloodWait { seconds })) => Outcome::RetryAfter(Duration::from_secs(seconds.into())),
+        Err(Stop::Telegram(TelegramError::Transient(e))) => {
+            tracing::warn!("Telegram did not answer ({e}); catching up later");
+            Outcome::RetryAfter(backoff(receive_count))
+        }
+        Err(Stop::Telegram(e)) => Outcome::Failed(format!("Telegram refused the catch-up: {e}")),
+    }
+}
+
+/// The connector to catch up, if it can be: one that must log in again has nothing to read.
+async fn start(svc: &Services, member_id: &str, connector_id: &str) -> Result<Option<Connector>, RepoError> {
+    svc.mailbox.catch_up_started(connector_id).await?;
+    let connector = svc.connectors.get(member_id, connector_id).await?;
+    Ok(connector.filter(|c| c.status != ConnectorStatus::NeedsLogin))
+}
+
+async fn read_updates(svc: &Services, connector: &Connector) -> Result<(), Stop> {
+    let account = connector.account();
+    let Some(mut saved) = svc.mailbox.catch_up_state(&connector.id).await? else {
+        // The first look: what happened before the account was connected is not ours.
+        let state = svc.telegram.updates_state(&account).await?;
+        svc.mailbox.save_catch_up_state(&connector.id, &CatchUpState { state, last_message_id: 0 }).await?;
+        tracing::info!("catch-up starts");
+        return Ok(());
+    };
+    for _ in 0..MAX_SLICES {
+        match svc.telegram.difference(&account, saved.state).await? {
+            Difference::Updates { updates, state, more } => {
+                let last = handle(svc, connector, &updates).await?;
+                saved = CatchUpState { state, last_message_id: saved.last_message_id.max(last) };
+                svc.mailbox.save_catch_up_state(&connector.id, &saved).await?;
+                tracing::info!(updates = updates.len(), pts = state.pts, more, "caught up");
+                if !more {
+                    return Ok(());
+                }
+            }
+            Difference::TooLong => return recover(svc, connector, saved).await,
+        }
+    }
+    // A long backlog: the rest in a job of its own, after what else waits for this account.
+    request(svc, &connector.member_id, &connector.id).await.map_err(|e| Stop::Storage(format!("{e:#}")))
+}
+
+/// Handles one difference in order; the newest client message id in it.
+async fn handle(svc: &Services, connector: &Connector, updates: &[Update]) -> Result<i32, Stop> {
+    let mut forward = Vec::new();
+    let mut last = 0;
+    for update in updates {
+        match update {
+            Update::Message(message) => {
+                forward.extend(receive(svc, connector, message).await?);
+                last = last.max(message.id);
+            }
+            Update::ReadOutbox { user_id, max_id } => read(svc, connector, *user_id, *max_id).await?,
+        }
+    }
+    hand_on(svc, connector, forward).await?;
+    Ok(last)
+}
+
+async fn hand_on(svc: &Services, connector: &Connector, telegram_ids: Vec<i32>) -> Result<(), Stop> {
+    if telegram_ids.is_empty() {
+        return Ok(());
+    }
+    let job = Job::Forward { member_id: connector.member_id.clone(), connector_id: connector.id.clone(), telegram_ids };
+    job.enqueue(svc.queue.as_ref(), Duration::ZERO).await.map_err(|e| Stop::Storage(format!("queue: {e:#}")))
+}
+
+/// Stores a client's message the first time it is seen; its id while it waits to be
+/// forwarded, `None` once forwarded or when it is not for the Open Line.
+async fn receive(svc: &Services, connector: &Connector, message: &IncomingMessage) -> Result<Option<i32>, Stop> {
+    if let Some(stored) = svc.mailbox.received(&connector.id, message.id).await? {
+        return Ok((!stored.forwarded).then_some(message.id));
+    }
+    let peer = message.from.peer;
+    if !accepts(svc, connector, peer).await? {
+        tracing::debug!(telegram_id = message.id, "a message from someone the portal never wrote to; not forwarded");
+        return Ok(None);
+    }
+    let files = match &message.file {
+        Some(file) => vec![store_file(svc, &connector.account(), message.id, file).await?],
+        None => Vec::new(),
+    };
+    let received = Received {
+        telegram_id: message.id,
+        from: message.from.clone(),
+        date: message.date,
+        text: to_bbcode(&message.text),
+        files,
+        forwarded: false,
+        claimed_until: 0,
+    };
+    if !svc.mailbox.receive(&connector.id, &received).await? {
+        return Ok(None); // stored meanwhile by another catch-up, which hands it on
+    }
+    // A chat both ways now: answering it opens nothing new.
+    svc.safety.remember_chat(&connector.id, peer).await?;
+    tracing::info!(telegram_id = message.id, "client message received");
+    Ok(Some(message.id))
+}
+
+/// Whether the Open Line should see this sender's messages: people the portal wrote to or
+/// has a chat with, or anyone when the connector accepts all.
+async fn accepts(svc: &Services, connector: &Connector, peer: Peer) -> Result<bool, RepoError> {
+    Ok(connector.accept_all
+        || svc.safety.knows_chat(&connector.id, peer.user_id).await?
+        || svc.openlines.chat(&connector.member_id, &external_chat_id(&connector.id, peer)).await?.is_some())
+}
+
+/// Streams a client's file from Telegram into storage.
+async fn store_file(svc: &Services, account: &Account, telegram_id: i32, file: &RemoteFile) -> Result<ReceivedFile, Stop> {
+    let key = format!("received/{}/{telegram_id}/{}", account.connector_id, safe_name(&file.file_name));
+    let (mut writer, mut reader) = tokio::io::duplex(64 * 1024);
+    let download = async {
+        let result = svc.telegram.download(account, file, &mut writer).await;
+        let _ = writer.shutdown().await;
+        result
+    };
+    let (downloaded, stored) = tokio::join!(download, svc.blobs.put(&key, &mut reader));
+    let key = match downloaded {
+        Ok(_) => Some(key),
+        // Telegram will not hand this file over (too old, removed): the message goes without it.
+        Err(TelegramError::Rejected(e)) => {
+            tracing::warn!(telegram_id, "file not downloadable: {e}");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    stored.map_err(|e| Stop::Storage(format!("blobs: {e:#}")))?;
+    Ok(ReceivedFile { key, file_name: file.file_name.clone() })
+}
+
+/// `user_id` read our messages up to `max_id`: each turns read, once.
+async fn read(svc: &Services, connector: &Connector, user_id: i64, max_id: i32) -> Result<(), Stop> {
+    let read = svc.mailbox.read_up_to(&connector.id, user_id, max_id).await?;
+    for unread in &read {
+        match &unread.sent {
+            Sent::Message { message_id } => {
+                let mut marked = false;
+                let message = svc.messages.update(message_id, |m| { marked = m.mark_read(); marked }).await?;
+                if let Some(message) = message.filter(|m| marked && m.create_activity) {
+                    publish_job(&message).enqueue(svc.queue.as_ref(), Duration::ZERO).await.map_err(|e| Stop::Storage(format!("queue: {e:#}")))?;
+                }
+                tracing::info!(message_id, "message read");
+            }
+            Sent::OperatorReply { line, external_chat_id, ol_chat_id, im_message_id } => {
+                let job = Job::Reading {
+                    member_id: connector.member_id.clone(),
+                    line: line.clone(),
+                    external_chat_id: external_chat_id.clone(),
+                    ol_chat_id: *ol_chat_id,
+                    im_message_id: *im_message_id,
+                };
+                job.enqueue(svc.queue.as_ref(), Duration::ZERO).await.map_err(|e| Stop::Storage(format!("queue: {e:#}")))?;
+            }
+        }
+    }
+    svc.mailbox.forget(&connector.id, &read).await?;
+    Ok(())
+}
+
+/// After `differenceTooLong`: the state starts again from now, and what was missed comes
+/// from each chat's history (messages after the last handled, not older than the last look)
+/// and its read marker. What was seen already is recognised by its Telegram id.
+async fn recover(svc: &Services, connector: &Connector, saved: CatchUpState) -> Result<(), Stop> {
+    let account = connector.account();
+    let fresh = svc.telegram.updates_state(&account).await?;
+    tracing::warn!(from_pts = saved.state.pts, to_pts = fresh.pts, "difference too long: recovering from chat histories");
+    let mut last = saved.last_message_id;
+    let mut forward = Vec::new();
+    let chats = svc.safety.chats(&connector.id).await?;
+    for &peer in &chats {
+        let mut after = saved.last_message_id;
+        for _ in 0..MAX_HISTORY_PAGES {
+            let page = svc.telegram.history(&account, peer, after).await?;
+            // Older than the last look: an earlier difference brought it.
+            for message in page.messages.iter().filter(|m| m.date >= i64::from(saved.state.date)) {
+                forward.extend(receive(svc, connector, message).await?);
+                last = last.max(message.id);
+            }
+            match page.next_after {
+                Some(next) => after = next,
+                None => break,
+            }
+        }
+    }
+    for user_id in svc.mailbox.unread_peers(&connector.id).await? {
+        let Some(&peer) = chats.iter().find(|p| p.user_id == user_id) else { continue };
+        let max_id = svc.telegram.read_outbox_max_id(&account, peer).await?;
+        read(svc, connector, user_id, max_id).await?;
+    }
+    hand_on(svc, connector, forward).await?;
+    svc.mailbox.save_catch_up_state(&connector.id, &CatchUpState { state: fresh, last_message_id: last }).await?;
+    Ok(())
+}

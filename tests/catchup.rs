@@ -1,0 +1,242 @@
+//! The other direction, end to end: what clients do in the sandbox Telegram (reply, send
+//! files, read) reaches the Open Line and the activity through the catch-up worker
+//! (`updates.getDifference`), exactly once, through repeats, gaps and lost sessions.
+
+use std::time::Duration;
+
+use olchat_tests::{TestApp, eventually, spawn_app, spawn_app_with};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shared::jobs::{Job, Outcome};
+use shared::ports::Delivery;
+use shared::repo::connectors::ConnectorStatus;
+use shared::sandbox::seed;
+
+const IVAN: &str = "phone:+79161234567";
+const IVAN_ID: i64 = 1001;
+const OLGA_ID: i64 = 1002;
+const WAIT: Duration = Duration::from_secs(10);
+
+/// An instance whose catch-ups run only when the test says.
+async fn spawn_manual() -> TestApp {
+    spawn_app_with(|s| s.catch_up_every = None).await
+}
+
+/// One catch-up of the sales connector, as the telegram-worker runs it.
+async fn catch_up(app: &TestApp) -> Outcome {
+    let job = Job::CatchUp { member_id: seed::DEMO_MEMBER_ID.into(), connector_id: "sales".into() };
+    shared::jobs::handle(&app.app.services, &Delivery { receipt: "test".into(), body: job.to_body(), receive_count: 1 }).await
+}
+
+/// Sends Ivan a message published as incoming, with an activity; waits until it is sent and
+/// the catch-up that follows a send has taken the account's state. The message id.
+async fn write_to_ivan(app: &TestApp, token: &str, text: &str) -> String {
+    let id = app.send_published(token, IVAN, text, "incoming", true).await;
+    app.wait_for_status(token, &id, "sent", WAIT).await;
+    eventually(WAIT, "the account's updates state", || async {
+        app.app.services.mailbox.catch_up_state("sales").await.unwrap().map(drop)
+    })
+    .await;
+    id
+}
+
+/// `from` writes to the sales account in the sandbox Telegram; the message id.
+async fn client_writes(app: &TestApp, from: i64, text: &str, attach: &str) -> i64 {
+    let body = json!({ "from_user_id": from, "to_user_id": seed::SALES_ACCOUNT, "text": text, "attach": attach });
+    let answer = app.post_json("/sandbox/telegram/reply", body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.body["message_id"].as_i64().unwrap()
+}
+
+/// The Open Line messages the client wrote, once there are `count`.
+async fn client_messages(app: &TestApp, count: usize) -> Vec<Value> {
+    eventually(WAIT, &format!("{count} client messages in the Open Line"), || async {
+        let incoming: Vec<Value> = app.ol_messages().await.into_iter().filter(|m| m["external_id"].as_str().is_some_and(|e| e.starts_with("tg-"))).collect();
+        (incoming.len() >= count).then_some(incoming)
+    })
+    .await
+}
+
+fn texts(messages: &[Value]) -> Vec<&str> {
+    messages.iter().map(|m| m["text"].as_str().unwrap()).collect()
+}
+
+/// The lead's tab, opened and its card read (which resolves its recipients).
+async fn lead_tab(app: &TestApp) -> String {
+    let token = app.open_card("lead", 1, "en").await.unwrap();
+    assert_eq!(app.get(&token, "/api/card").await.status, StatusCode::OK);
+    token
+}
+
+#[tokio::test]
+async fn a_reply_reaches_the_open_line_once_even_when_the_same_difference_is_read_twice() {
+    let app = spawn_manual().await;
+    let token = lead_tab(&app).await;
+    write_to_ivan(&app, &token, "Here is our offer").await;
+    let before = app.app.services.mailbox.catch_up_state("sales").await.unwrap().unwrap();
+
+    // Ivan answers on the sandbox's Telegram page, as a person would: a form, then the page again.
+    let form = [("from_user_id", IVAN_ID.to_string()), ("to_user_id", seed::SALES_ACCOUNT.to_string()),
+        ("text", "Thanks! Is delivery included?".into()), ("attach", "photo".into())];
+    let page = app.http.post(app.url("/sandbox/telegram/reply")).form(&form).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK, "the redirect leads back to the page");
+    let page = page.text().await.unwrap();
+    assert!(page.contains("Thanks! Is delivery included?") && page.contains("Reply as Ivan Petrov"), "{page}");
+
+    assert_eq!(catch_up(&app).await, Outcome::Done);
+    let forwarded = client_messages(&app, 1).await;
+    let reply = &forwarded[0];
+    assert_eq!((reply["direction"].as_str(), reply["author"].as_str()), (Some("incoming"), Some("Ivan Petrov")));
+    assert_eq!(reply["text"], "Thanks! Is delivery included?");
+    let ours = app.ol_messages().await.into_iter().find(|m| m["text"].as_str().unwrap().ends_with("Here is our offer")).unwrap();
+    assert_eq!(reply["chat_id"], ours["chat_id"], "the reply lands in the chat of our message");
+
+    // The photo went Telegram → storage → a download URL Bitrix24 fetches: the same bytes.
+    let url = reply["files"][0]["url"].as_str().unwrap();
+    let bytes = app.http.get(url).send().await.unwrap().bytes().await.unwrap();
+    let sent = app.telegram_messages().await.into_iter().find(|m| m["text"] == "Thanks! Is delivery included?").unwrap();
+    assert_eq!(sent["file"]["size"].as_u64(), Some(bytes.len() as u64));
+    assert!(bytes.starts_with(b"\x89PNG"));
+
+    // The state is set back, as after a crash before it was stored: the same difference again.
+    app.app.services.mailbox.save_catch_up_state("sales", &before).await.unwrap();
+    assert_eq!(catch_up(&app).await, Outcome::Done);
+    assert_eq!(catch_up(&app).await, Outcome::Done);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(client_messages(&app, 1).await.len(), 1, "posted once");
+
+    // And the catch-up goes on from there.
+    client_writes(&app, IVAN_ID, "Also, can you invoice us?", "none").await;
+    catch_up(&app).await;
+    assert_eq!(texts(&client_messages(&app, 2).await), ["Thanks! Is delivery included?", "Also, can you invoice us?"]);
+}
+
+#[tokio::test]
+async fn documents_and_voice_notes_arrive_as_files_and_formatting_as_bbcode() {
+    let app = spawn_manual().await;
+    let token = lead_tab(&app).await;
+    write_to_ivan(&app, &token, "Send us the details").await;
+    client_writes(&app, IVAN_ID, "", "document").await;
+    client_writes(&app, IVAN_ID, "", "voice").await;
+    catch_up(&app).await;
+    let files = client_messages(&app, 2).await;
+    let names: Vec<&str> = files.iter().map(|m| m["files"][0]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["price-list.pdf", "voice.ogg"]);
+    let voice = app.http.get(files[1]["files"][0]["url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(shared::domain::voice::sniff_container(&voice), Some(shared::domain::voice::VoiceContainer::Ogg));
+}
+
+#[tokio::test]
+async fn reading_turns_the_activity_read_within_a_catch_up_interval_and_tells_open_lines() {
+    // The schedule on, as in the sandbox: nobody asks for a catch-up.
+    let app = spawn_app_with(|s| s.catch_up_every = Some(Duration::from_millis(500))).await;
+    let token = lead_tab(&app).await;
+    let id = app.send_published(&token, IVAN, "Your order is ready", "incoming", true).await;
+    app.wait_for_status(&token, &id, "sent", WAIT).await;
+    let chat = eventually(WAIT, "the chat", || async { app.ol_messages().await.first().and_then(|m| m["chat_id"].as_u64()) }).await;
+    let operator = app.operator_writes(chat, 2, "We deliver tomorrow").await;
+    eventually(WAIT, "the operator's reply in Telegram", || async { (app.telegram_messages().await.len() == 2).then_some(()) }).await;
+
+    let read = app.post_json("/sandbox/telegram/read", json!({ "user_id": IVAN_ID })).await;
+    assert_eq!(read.body["read"], 2);
+    eventually(WAIT, "the activity showing read", || async {
+        app.activities().await.into_iter().find(|a| a["origin_id"] == id.as_str() && a["status"]["title"] == "Read").map(drop)
+    })
+    .await;
+    app.wait_for_status(&token, &id, "read", WAIT).await;
+    eventually(WAIT, "the operator's reply marked read", || async {
+        app.ol_messages().await.into_iter().find(|m| m["id"] == operator && m["read"] == true).map(drop)
+    })
+    .await;
+
+    // A client's reply comes in on the schedule as well.
+    client_writes(&app, IVAN_ID, "Great, thank you", "none").await;
+    assert_eq!(texts(&client_messages(&app, 1).await), ["Great, thank you"]);
+}
+
+#[tokio::test]
+async fn a_session_that_turns_unauthorized_marks_the_connector_as_needing_login() {
+    let app = spawn_manual().await;
+    let token = lead_tab(&app).await;
+    write_to_ivan(&app, &token, "Hello").await;
+    app.inject_telegram_fault(json!({ "kind": "unauthorized" }), "updates", 1).await;
+    assert!(matches!(catch_up(&app).await, Outcome::Failed(_)));
+    let connector = app.app.services.connectors.get(seed::DEMO_MEMBER_ID, "sales").await.unwrap().unwrap();
+    assert_eq!(connector.status, ConnectorStatus::NeedsLogin);
+    let admin = app.admin_token().await;
+    let listed = app.get(&admin, "/api/connectors").await.body;
+    let sales = listed["connectors"].as_array().unwrap().iter().find(|c| c["id"] == "sales").unwrap().clone();
+    assert_eq!(sales["status"], "needs_login", "the administrator sees it");
+    // Until it logs in again there is nothing to read: no call, no failure.
+    assert_eq!(catch_up(&app).await, Outcome::Done);
+}
+
+#[tokio::test]
+async fn a_gap_too_long_for_a_difference_recovers_without_losing_or_duplicating() {
+    let app = spawn_manual().await;
+    let token = lead_tab(&app).await;
+    let ours = write_to_ivan(&app, &token, "Shall we meet?").await;
+    client_writes(&app, IVAN_ID, "one", "none").await;
+    catch_up(&app).await;
+    client_messages(&app, 1).await;
+
+    // Much happens while nobody looks: two replies, and Ivan reads our message.
+    client_writes(&app, IVAN_ID, "two", "none").await;
+    client_writes(&app, IVAN_ID, "three", "none").await;
+    app.post_json("/sandbox/telegram/read", json!({ "user_id": IVAN_ID })).await;
+    // Even with the last handled message forgotten, what was forwarded is recognised.
+    let mailbox = &app.app.services.mailbox;
+    let mut saved = mailbox.catch_up_state("sales").await.unwrap().unwrap();
+    saved.last_message_id = 0;
+    mailbox.save_catch_up_state("sales", &saved).await.unwrap();
+    app.inject_telegram_fault(json!({ "kind": "difference_too_long" }), "updates", 1).await;
+
+    assert_eq!(catch_up(&app).await, Outcome::Done);
+    assert_eq!(texts(&client_messages(&app, 3).await), ["one", "two", "three"]);
+    app.wait_for_status(&token, &ours, "read", WAIT).await;
+    let recovered = mailbox.catch_up_state("sales").await.unwrap().unwrap();
+    assert!(recovered.state.pts > saved.state.pts, "the state starts again from now");
+
+    // The catch-up goes on normally, and nothing came twice.
+    client_writes(&app, IVAN_ID, "four", "none").await;
+    catch_up(&app).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(texts(&client_messages(&app, 4).await), ["one", "two", "three", "four"]);
+}
+
+#[tokio::test]
+async fn strangers_reach_the_open_line_only_when_the_connector_accepts_everyone() {
+    let app = spawn_manual().await;
+    // Initialise the state: the first look starts from now.
+    catch_up(&app).await;
+    client_writes(&app, OLGA_ID, "Hi, I saw your ad", "none").await;
+    catch_up(&app).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(app.ol_messages().await.is_empty(), "nobody wrote to Olga: not forwarded");
+
+    let admin = app.admin_token().await;
+    let set = app.put_json(&admin, "/api/connectors/sales/accept-all", json!({ "accept_all": true })).await;
+    assert_eq!((set.status, &set.body["accept_all"]), (StatusCode::OK, &json!(true)), "{}", set.body);
+    let refused = app.put_json(&admin, "/api/connectors/sales/accept-all", json!({ "accept_all": "yes" })).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+
+    client_writes(&app, OLGA_ID, "Hello again", "none").await;
+    catch_up(&app).await;
+    let forwarded = client_messages(&app, 1).await;
+    assert_eq!((forwarded[0]["text"].as_str(), forwarded[0]["author"].as_str()), (Some("Hello again"), Some("Olga Smirnova")));
+    assert_eq!(forwarded.len(), 1);
+    // Olga wrote first, so answering her opens no new chat.
+    assert!(app.app.services.safety.knows_chat("sales", OLGA_ID).await.unwrap());
+}
+
+#[tokio::test]
+async fn the_schedule_catches_up_every_connected_account() {
+    let app = spawn_app().await;
+    eventually(WAIT, "both demo connectors caught up", || async {
+        let mailbox = &app.app.services.mailbox;
+        let sales = mailbox.catch_up_state("sales").await.unwrap();
+        let care = mailbox.catch_up_state("support").await.unwrap();
+        (sales.is_some() && care.is_some()).then_some(())
+    })
+    .await;
+}
