@@ -7,6 +7,9 @@
   const MESSAGES_POLL_MS = 1500;
   const SYNC_POLL_MS = 3000;
   const ACTIVE = new Set(['queued', 'sending']);
+  // A sent message turns read when the client reads it (the app catches up with Telegram
+  // every few seconds): looked at again, less often.
+  const READ_POLL_MS = 6000;
   const FINAL = new Set(['sent', 'read', 'failed']);
 
   const $ = (id) => document.getElementById(id);
@@ -682,8 +685,11 @@
     }
     if (seq !== state.msgSeq) return;
     renderMessages(list);
-    if (!state.stopped && list.some((m) => ACTIVE.has(m.status))) {
+    if (state.stopped) return;
+    if (list.some((m) => ACTIVE.has(m.status))) {
       state.msgTimer = setTimeout(loadMessages, MESSAGES_POLL_MS);
+    } else if (list.some((m) => m.status === 'sent')) {
+      state.msgTimer = setTimeout(loadMessages, READ_POLL_MS);
     }
   }
 

@@ -246,3 +246,52 @@ describe('the card tab', () => {
     await shot(page, 'escaped');
   }));
 });
+
+describe('the other direction', () => {
+  test('a client answers with a photo on the Telegram page: it reaches the Open Line; reading shows in the tab', () => tab({})(async ({ page, context }) => {
+    const marker = unique('Question');
+    await page.getByLabel('Publication in Open Lines', { exact: true }).selectOption('incoming');
+    await page.getByLabel('Message', { exact: true }).fill(marker);
+    const item = await sendAndWait(page, marker);
+
+    const client = await context.newPage();
+    await client.goto(`${app.url}/sandbox/telegram`);
+    const chat = client.locator('section', { hasText: marker });
+    const answer = unique('Answer');
+    await chat.getByLabel('Reply as Ivan Petrov').fill(answer);
+    await chat.getByLabel('Attach', { exact: true }).selectOption('photo');
+    await chat.getByRole('button', { name: 'Send', exact: true }).click();
+    await client.locator('li', { hasText: answer }).waitFor();
+    // The schedule's next catch-up (5 s) brings it to the Open Line, as the client's, with the file.
+    const reply = await eventually(async () => (await olMessages()).find((m) => m.text === answer), { timeout: 20_000 });
+    assert.equal(reply.direction, 'incoming');
+    assert.equal(reply.author, 'Ivan Petrov');
+    assert.equal(reply.files[0].name, 'photo.png');
+
+    await client.locator('section', { hasText: marker }).getByRole('button', { name: 'Read as Ivan Petrov' }).click();
+    await eventually(async () => (await item.getAttribute('data-status')) === 'read', { timeout: 20_000 });
+    await shot(client, 'telegram-clients');
+  }));
+
+  test('an administrator lets messages from anyone reach the Open Line', async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      const label = 'Forward messages from anyone, not only from people we wrote to';
+      await page.goto(`${app.url}/sandbox/connectors?lang=en`);
+      const box = page.getByLabel(label).first();
+      await box.waitFor();
+      assert.equal(await box.isChecked(), false);
+      await box.check();
+      await eventually(async () => {
+        await page.goto(`${app.url}/sandbox/connectors?lang=en`);
+        const again = page.getByLabel(label).first();
+        await again.waitFor();
+        return again.isChecked();
+      });
+      await page.getByLabel(label).first().uncheck();
+    } finally {
+      await context.close();
+    }
+  });
+});

@@ -149,7 +149,7 @@ async fn hand_on(svc: &Services, connector: &Connector, telegram_ids: Vec<i32>) 
     if telegram_ids.is_empty() {
         return Ok(());
     }
-    let job = Job::Forward { member_id: connector.member_id.clone(), connector_id: connector.id.clone(), telegram_ids };
+    let job = Job::ForwardReceived { member_id: connector.member_id.clone(), connector_id: connector.id.clone(), telegram_ids };
     job.enqueue(svc.queue.as_ref(), Duration::ZERO).await.map_err(|e| Stop::Storage(format!("queue: {e:#}")))
 }
 

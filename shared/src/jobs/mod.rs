@@ -29,7 +29,7 @@ pub enum Job {
     /// The schedule's tick: a catch-up for every connected account.
     CatchUpAll,
     /// Clients' messages, stored by the catch-up, into the connector's Open Line.
-    Forward { member_id: String, connector_id: String, telegram_ids: Vec<i32> },
+    ForwardReceived { member_id: String, connector_id: String, telegram_ids: Vec<i32> },
     /// The client read an operator's reply: tell Open Lines.
     Reading { member_id: String, line: String, external_chat_id: String, ol_chat_id: u64, im_message_id: u64 },
     /// A message written into one of our Open Line chats: an operator's reply for the
@@ -69,7 +69,7 @@ impl Job {
             Self::Reply(m) => &m.connector_id,
             Self::Publish { member_id, .. }
             | Self::SetUp { member_id }
-            | Self::Forward { member_id, .. }
+            | Self::ForwardReceived { member_id, .. }
             | Self::Reading { member_id, .. } => member_id,
             Self::CatchUpAll => "schedule",
         }
@@ -79,7 +79,7 @@ impl Job {
     pub fn queue(&self) -> JobQueue {
         match self {
             Self::Send { .. } | Self::CatchUp { .. } | Self::Reply(_) | Self::SyncContacts { .. } => JobQueue::Telegram,
-            Self::Publish { .. } | Self::SetUp { .. } | Self::CatchUpAll | Self::Forward { .. } | Self::Reading { .. } => JobQueue::Openline,
+            Self::Publish { .. } | Self::SetUp { .. } | Self::CatchUpAll | Self::ForwardReceived { .. } | Self::Reading { .. } => JobQueue::Openline,
         }
     }
 
@@ -135,7 +135,7 @@ pub async fn handle(svc: &Services, delivery: &Delivery) -> Outcome {
             catch_up::catch_up(svc, &member_id, &connector_id, receive).instrument(span).await
         }
         Job::CatchUpAll => catch_up::request_all(svc, receive).instrument(tracing::info_span!("catch_up_all")).await,
-        Job::Forward { member_id, connector_id, telegram_ids } => {
+        Job::ForwardReceived { member_id, connector_id, telegram_ids } => {
             let span = tracing::info_span!("forward", connector_id = %connector_id, receive);
             let forwarded = openlines::forward_received(svc, &member_id, &connector_id, &telegram_ids);
             async { portal_outcome(forwarded.await, receive) }.instrument(span).await

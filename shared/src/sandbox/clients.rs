@@ -123,7 +123,8 @@ async fn page(State(sandbox): State<Arc<Sandbox>>) -> Html<String> {
     let users = sandbox.telegram.users();
     let messages = sandbox.telegram.received();
     let accounts: Vec<&SimUser> = users.iter().filter(|u| u.logged_in).collect();
-    let clients: Vec<&SimUser> = users.iter().filter(|u| !u.logged_in).collect();
+    let mut clients: Vec<&SimUser> = users.iter().filter(|u| !u.logged_in).collect();
+    clients.sort_by_key(|u| u.id);
     let mut chats = String::new();
     for account in &accounts {
         for client in &clients {
@@ -138,7 +139,7 @@ async fn page(State(sandbox): State<Arc<Sandbox>>) -> Html<String> {
                 "<section><h2 class=olc-heading>{client} ↔ {account}</h2><ul>{lines}</ul>
 <form method=post action=/sandbox/telegram/reply><input type=hidden name=from_user_id value={client_id}>
 <input type=hidden name=to_user_id value={account_id}>
-<label>Reply as {client} <input name=text></label> <label>with <select name=attach>{ATTACH_OPTIONS}</select></label>
+<label>Reply as {client} <input name=text></label> <label>Attach <select name=attach aria-label=Attach>{ATTACH_OPTIONS}</select></label>
 <button class=olc-btn>Send</button></form>
 <form method=post action=/sandbox/telegram/read><input type=hidden name=user_id value={client_id}>
 <button class=olc-btn>Read as {client}</button></form></section>",
@@ -161,7 +162,7 @@ async fn page(State(sandbox): State<Arc<Sandbox>>) -> Html<String> {
 <section><h2 class=olc-heading>Write to an account</h2>
 <form method=post action=/sandbox/telegram/reply><label>As <select name=from_user_id>{clients}</select></label>
 <label>to <select name=to_user_id>{accounts}</select></label> <label>Text <input name=text></label>
-<label>with <select name=attach>{ATTACH_OPTIONS}</select></label> <button class=olc-btn>Send</button></form>
+<label>Attach <select name=attach aria-label=Attach>{ATTACH_OPTIONS}</select></label> <button class=olc-btn>Send</button></form>
 <p>Only people the portal wrote to reach the Open Line, unless the connector accepts messages from anyone.</p></section>
 <p><a href=/sandbox/openlines>Open Line chats</a> · <a href=/sandbox>Back</a></p></main></html>",
         clients = options(&clients),
