@@ -61,17 +61,10 @@ fn texts(messages: &[Value]) -> Vec<&str> {
     messages.iter().map(|m| m["text"].as_str().unwrap()).collect()
 }
 
-/// The lead's tab, opened and its card read (which resolves its recipients).
-async fn lead_tab(app: &TestApp) -> String {
-    let token = app.open_card("lead", 1, "en").await.unwrap();
-    assert_eq!(app.get(&token, "/api/card").await.status, StatusCode::OK);
-    token
-}
-
 #[tokio::test]
 async fn a_reply_reaches_the_open_line_once_even_when_the_same_difference_is_read_twice() {
     let app = spawn_manual().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     write_to_ivan(&app, &token, "Here is our offer").await;
     let before = app.app.services.mailbox.catch_up_state("sales").await.unwrap().unwrap();
 
@@ -114,7 +107,7 @@ async fn a_reply_reaches_the_open_line_once_even_when_the_same_difference_is_rea
 #[tokio::test]
 async fn documents_and_voice_notes_arrive_as_files_and_formatting_as_bbcode() {
     let app = spawn_manual().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     write_to_ivan(&app, &token, "Send us the details").await;
     client_writes(&app, IVAN_ID, "", "document").await;
     client_writes(&app, IVAN_ID, "", "voice").await;
@@ -130,7 +123,7 @@ async fn documents_and_voice_notes_arrive_as_files_and_formatting_as_bbcode() {
 async fn reading_turns_the_activity_read_within_a_catch_up_interval_and_tells_open_lines() {
     // The schedule on, as in the sandbox: nobody asks for a catch-up.
     let app = spawn_app_with(|s| s.catch_up_every = Some(Duration::from_millis(500))).await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let id = app.send_published(&token, IVAN, "Your order is ready", "incoming", true).await;
     app.wait_for_status(&token, &id, "sent", WAIT).await;
     let chat = eventually(WAIT, "the chat", || async { app.ol_messages().await.first().and_then(|m| m["chat_id"].as_u64()) }).await;
@@ -157,7 +150,7 @@ async fn reading_turns_the_activity_read_within_a_catch_up_interval_and_tells_op
 #[tokio::test]
 async fn a_session_that_turns_unauthorized_marks_the_connector_as_needing_login() {
     let app = spawn_manual().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     write_to_ivan(&app, &token, "Hello").await;
     app.inject_telegram_fault(json!({ "kind": "unauthorized" }), "updates", 1).await;
     assert!(matches!(catch_up(&app).await, Outcome::Failed(_)));
@@ -174,7 +167,7 @@ async fn a_session_that_turns_unauthorized_marks_the_connector_as_needing_login(
 #[tokio::test]
 async fn a_gap_too_long_for_a_difference_recovers_without_losing_or_duplicating() {
     let app = spawn_manual().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let ours = write_to_ivan(&app, &token, "Shall we meet?").await;
     client_writes(&app, IVAN_ID, "one", "none").await;
     catch_up(&app).await;

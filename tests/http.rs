@@ -18,12 +18,6 @@ fn recipient<'a>(card: &'a Value, key: &str) -> &'a Value {
     card["recipients"].as_array().unwrap().iter().find(|r| r["key"] == key).unwrap_or_else(|| panic!("{key} in {card}"))
 }
 
-async fn lead_tab(app: &TestApp) -> String {
-    let token = app.open_card("lead", 1, "en").await.unwrap();
-    assert_eq!(app.get(&token, "/api/card").await.status, StatusCode::OK);
-    token
-}
-
 #[tokio::test]
 async fn a_text_goes_from_the_lead_card_to_telegram() {
     let app = spawn_app().await;
@@ -91,7 +85,7 @@ async fn the_tab_speaks_the_portal_language() {
 #[tokio::test]
 async fn a_double_submit_sends_once() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let body = json!({ "connector_id": "sales", "recipient": IVAN, "text": "once", "idempotency_key": "double-click" });
     let (a, b) = tokio::join!(app.send(&token, body.clone()), app.send(&token, body.clone()));
     assert_eq!((a.status, b.status), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
@@ -108,7 +102,7 @@ async fn a_double_submit_sends_once() {
 #[tokio::test]
 async fn a_worker_crash_between_send_and_acknowledgement_sends_once() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     // Telegram delivers, then the answer is lost: the worker cannot know it was sent.
     app.inject_telegram_fault(json!({ "kind": "drop_after_delivery" }), "send", 1).await;
     let id = app.send_text(&token, IVAN, "exactly once").await;
@@ -129,7 +123,7 @@ async fn a_worker_crash_between_send_and_acknowledgement_sends_once() {
 #[tokio::test]
 async fn flood_wait_retries_after_the_wait() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     app.inject_telegram_fault(json!({ "kind": "flood_wait", "seconds": 1 }), "send", 1).await;
     let id = app.send_text(&token, IVAN, "after the flood").await;
     let waiting = app.wait_for_status(&token, &id, "queued", WAIT).await;
@@ -142,7 +136,7 @@ async fn flood_wait_retries_after_the_wait() {
 #[tokio::test]
 async fn refusals_fail_the_message_with_the_reason() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     app.inject_telegram_fault(json!({ "kind": "privacy_restricted" }), "send", 1).await;
     let id = app.send_text(&token, IVAN, "hello").await;
     let failed = app.wait_for_status(&token, &id, "failed", WAIT).await;
@@ -162,7 +156,7 @@ async fn refusals_fail_the_message_with_the_reason() {
 #[tokio::test]
 async fn long_text_is_split_into_several_messages() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let text = "word ".repeat(1500); // 7500 characters
     let id = app.send_text(&token, IVAN, &text).await;
     let view = app.wait_for_status(&token, &id, "sent", WAIT).await;
@@ -177,7 +171,7 @@ async fn long_text_is_split_into_several_messages() {
 #[tokio::test]
 async fn bad_send_requests_get_a_clear_4xx_and_lose_nothing() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let kept = app.send_text(&token, IVAN, "kept").await;
     app.wait_for_status(&token, &kept, "sent", WAIT).await;
     let send = |connector: &str, recipient: &str, text: String, key: &str| {
@@ -212,7 +206,7 @@ async fn bad_send_requests_get_a_clear_4xx_and_lose_nothing() {
 #[tokio::test]
 async fn the_api_refuses_missing_forged_and_expired_sessions() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let response = app.http.get(app.url("/api/card")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let (payload, signature) = token.split_once('.').unwrap();
@@ -273,7 +267,7 @@ async fn another_portals_record_is_not_readable() {
     let card = app.get(&token, "/api/card").await;
     assert_eq!((card.status, card.body["error"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
     // And a message id of this portal is not visible from a session of another portal.
-    let lead = lead_tab(&app).await;
+    let lead = app.lead_tab().await;
     let id = app.send_text(&lead, IVAN, "mine").await;
     let mut claims = app.app.services.sessions.verify::<shared::auth::Claims>(&lead).unwrap();
     claims.portal = seed::OTHER_MEMBER_ID.into();
@@ -284,7 +278,7 @@ async fn another_portals_record_is_not_readable() {
 #[tokio::test]
 async fn expired_portal_tokens_refresh_and_rate_limits_back_off() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     app.portal_fault(json!({ "expire_tokens": true })).await;
     let card = app.get(&token, "/api/card").await;
     assert_eq!(card.status, StatusCode::OK, "{}", card.body);
@@ -311,7 +305,7 @@ async fn telegram_flood_during_resolution_is_explained() {
 #[tokio::test]
 async fn uploads_go_straight_to_storage_through_a_signed_url() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let slot = app.post_raw(&token, "/api/uploads", json!({ "name": "../price list.pdf", "size": 11, "content_type": "application/pdf" }).to_string()).await;
     assert_eq!(slot.status, StatusCode::OK, "{}", slot.body);
     let (key, url) = (slot.body["key"].as_str().unwrap(), slot.body["url"].as_str().unwrap());
@@ -361,7 +355,7 @@ fn ogg_opus() -> Vec<u8> {
 #[tokio::test]
 async fn files_and_a_voice_note_go_as_their_own_sends_after_the_text() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let photo = upload(&app, &token, "chair.jpg", "image/jpeg", [&[0xFF, 0xD8, 0xFF, 0xE0][..], &[7; 5000]].concat()).await;
     let pdf = upload(&app, &token, "offer.pdf", "application/pdf", b"%PDF-1.4 offer".to_vec()).await;
     let voice = upload(&app, &token, "voice.ogg", "audio/ogg", ogg_opus()).await;
@@ -412,7 +406,7 @@ async fn files_and_a_voice_note_go_as_their_own_sends_after_the_text() {
 #[tokio::test]
 async fn send_as_document_keeps_photos_uncompressed_and_text_is_optional() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let photo = upload(&app, &token, "chair.png", "image/png", b"\x89PNG\r\n\x1a\nrest".to_vec()).await;
     let body = json!({
         "connector_id": "sales", "recipient": IVAN, "idempotency_key": key(), "as_document": true,
@@ -429,7 +423,7 @@ async fn send_as_document_keeps_photos_uncompressed_and_text_is_optional() {
 #[tokio::test]
 async fn attachments_must_be_this_portals_finished_uploads() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let mine = upload(&app, &token, "a.pdf", "application/pdf", b"%PDF".to_vec()).await;
     let foreign = mine.replacen(seed::DEMO_MEMBER_ID, seed::OTHER_MEMBER_ID, 1);
     let never_uploaded = format!("uploads/{}/0123/missing.pdf", seed::DEMO_MEMBER_ID);
@@ -452,7 +446,7 @@ async fn attachments_must_be_this_portals_finished_uploads() {
 #[tokio::test]
 async fn a_voice_note_that_is_not_opus_fails_with_the_reason() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let voice = upload(&app, &token, "voice.wav", "audio/wav", b"RIFF....WAVE".to_vec()).await;
     let body = json!({ "connector_id": "sales", "recipient": IVAN, "idempotency_key": key(), "voice": { "key": voice, "duration": 1, "waveform": [] } });
     let answer = app.send(&token, body).await;
@@ -476,7 +470,7 @@ async fn the_emoji_picker_data_comes_from_the_emojis_crate() {
 #[tokio::test]
 async fn a_file_whose_send_answer_was_lost_is_not_sent_twice() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let pdf = upload(&app, &token, "offer.pdf", "application/pdf", b"%PDF-1.4 offer".to_vec()).await;
     let body = json!({ "connector_id": "sales", "recipient": IVAN, "text": "see the file", "idempotency_key": key(),
                        "attachments": [{ "key": pdf, "name": "offer.pdf" }] });

@@ -12,12 +12,6 @@ use shared::sandbox::seed;
 const IVAN: &str = "phone:+79161234567";
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn lead_tab(app: &TestApp) -> String {
-    let token = app.open_card("lead", 1, "en").await.unwrap();
-    assert_eq!(app.get(&token, "/api/card").await.status, StatusCode::OK);
-    token
-}
-
 /// The Open Line messages once there are `count` of them.
 async fn ol_messages(app: &TestApp, count: usize) -> Vec<Value> {
     eventually(WAIT, &format!("{count} Open Line messages"), || async {
@@ -132,7 +126,7 @@ async fn installs_the_portal_does_not_confirm_are_refused() {
 #[tokio::test]
 async fn incoming_publication_creates_the_chat_as_the_client_marked_olchat() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let first = app.send_published(&token, IVAN, "Hello, Ivan!", "incoming", false).await;
     app.wait_for_status(&token, &first, "sent", WAIT).await;
     let messages = ol_messages(&app, 1).await;
@@ -160,7 +154,7 @@ async fn incoming_publication_creates_the_chat_as_the_client_marked_olchat() {
 #[tokio::test]
 async fn outgoing_publication_is_the_employees_and_its_echo_is_confirmed_not_resent() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let id = app.send_published(&token, IVAN, "Your order ships today", "outgoing", false).await;
     app.wait_for_status(&token, &id, "sent", WAIT).await;
     let m = ol_messages(&app, 1).await.remove(0);
@@ -177,7 +171,7 @@ async fn outgoing_publication_is_the_employees_and_its_echo_is_confirmed_not_res
 #[tokio::test]
 async fn without_publication_nothing_reaches_open_lines() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let id = app.send_published(&token, IVAN, "Just Telegram", "none", false).await;
     app.wait_for_status(&token, &id, "sent", WAIT).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -191,7 +185,7 @@ async fn without_publication_nothing_reaches_open_lines() {
 #[tokio::test]
 async fn the_activity_shows_sent_then_read() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let id = app.send_published(&token, IVAN, "Have a look at the offer", "incoming", true).await;
     app.wait_for_status(&token, &id, "sent", WAIT).await;
     let sent = activity_showing(&app, &id, "Sent").await;
@@ -213,7 +207,7 @@ async fn the_activity_shows_sent_then_read() {
 #[tokio::test]
 async fn the_activity_shows_a_failure_with_its_reason() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     app.inject_telegram_fault(json!({ "kind": "privacy_restricted" }), "send", 1).await;
     let id = app.send_published(&token, IVAN, "hello", "incoming", true).await;
     app.wait_for_status(&token, &id, "failed", WAIT).await;
@@ -235,7 +229,7 @@ async fn ivans_chat(app: &TestApp, token: &str) -> u64 {
 #[tokio::test]
 async fn an_operator_reply_reaches_the_client_once_formatted() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let chat = ivans_chat(&app, &token).await;
     let reply = app.operator_writes(chat, 2, "[b]Good news[/b], Ivan![br]See [url=https://shop.example/o/1]your order[/url]").await;
     let received = eventually(WAIT, "the reply in Telegram", || async {
@@ -272,7 +266,7 @@ async fn an_operator_reply_reaches_the_client_once_formatted() {
 #[tokio::test]
 async fn an_undelivered_reply_is_shown_to_the_operator() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let chat = ivans_chat(&app, &token).await;
     app.inject_telegram_fault(json!({ "kind": "privacy_restricted" }), "send", 1).await;
     app.operator_writes(chat, 2, "Are you there?").await;
@@ -287,7 +281,7 @@ async fn an_undelivered_reply_is_shown_to_the_operator() {
 #[tokio::test]
 async fn events_without_the_portals_application_token_are_refused_and_nothing_is_queued() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let chat = ivans_chat(&app, &token).await;
     let event = |member: &str, application_token: &str| {
         format!(
@@ -316,7 +310,7 @@ async fn events_without_the_portals_application_token_are_refused_and_nothing_is
 #[tokio::test]
 async fn create_chat_creates_it_once_and_invites_the_chosen_employees() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let employees = app.get(&token, "/api/employees").await;
     assert_eq!(employees.status, StatusCode::OK, "{}", employees.body);
     let names: Vec<&str> = employees.body["employees"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
@@ -355,7 +349,7 @@ async fn create_chat_creates_it_once_and_invites_the_chosen_employees() {
 #[tokio::test]
 async fn expired_portal_tokens_mid_flow_are_refreshed_transparently() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     for round in 0..2 {
         // Every token the portal issued expires, the app's own included; refresh tokens rotate.
         app.portal_fault(json!({ "expire_tokens": true })).await;
@@ -369,7 +363,7 @@ async fn expired_portal_tokens_mid_flow_are_refreshed_transparently() {
 #[tokio::test]
 async fn rate_limited_portal_calls_back_off_and_nothing_is_lost() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     // More refusals than one call's retries: the job itself comes back later.
     app.portal_fault(json!({ "rate_limit_next": 4 })).await;
     let id = app.send_published(&token, IVAN, "despite the limit", "incoming", true).await;
@@ -387,7 +381,7 @@ async fn rate_limited_portal_calls_back_off_and_nothing_is_lost() {
 #[tokio::test]
 async fn uninstall_deletes_the_portals_tokens_and_telegram_sessions() {
     let app = spawn_app().await;
-    lead_tab(&app).await;
+    app.lead_tab().await;
     let answer = app.post_json("/sandbox/portal/uninstall", json!({ "member_id": seed::DEMO_MEMBER_ID })).await;
     assert_eq!(answer.status, StatusCode::NO_CONTENT);
     let services = &app.app.services;
@@ -424,7 +418,7 @@ async fn the_connector_settings_page_connects_another_line() {
 #[tokio::test]
 async fn the_sandbox_page_lets_a_person_answer_as_an_operator() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let chat = ivans_chat(&app, &token).await;
     let page = app.http.get(app.url("/sandbox/openlines")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains(&format!("Chat {chat} — Ivan Petrov")) && page.contains("Send as operator"), "{page}");
@@ -468,7 +462,7 @@ async fn an_app_update_sets_up_again_and_may_bring_a_new_application_token() {
 #[tokio::test]
 async fn a_publication_that_cannot_be_made_says_why_and_the_message_stays_sent() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     app.app.services.portals.update(seed::DEMO_MEMBER_ID, |p| p.line.take().is_some()).await.unwrap();
     let id = app.send_published(&token, IVAN, "No line", "outgoing", false).await;
     app.wait_for_status(&token, &id, "sent", WAIT).await;
@@ -485,7 +479,7 @@ async fn a_publication_that_cannot_be_made_says_why_and_the_message_stays_sent()
 #[tokio::test]
 async fn a_crash_after_creating_the_activity_does_not_create_a_second() {
     let app = spawn_app().await;
-    let token = lead_tab(&app).await;
+    let token = app.lead_tab().await;
     let id = app.send_published(&token, IVAN, "once", "none", true).await;
     app.wait_for_status(&token, &id, "sent", WAIT).await;
     activity_showing(&app, &id, "Sent").await;

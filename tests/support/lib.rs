@@ -110,6 +110,13 @@ impl TestApp {
         (response.status(), response.text().await.unwrap_or_default())
     }
 
+    /// The lead's tab, opened and its card read (which resolves its recipients); its token.
+    pub async fn lead_tab(&self) -> String {
+        let token = self.open_card("lead", 1, "en").await.unwrap();
+        assert_eq!(self.get(&token, "/api/card").await.status, StatusCode::OK);
+        token
+    }
+
     /// An administrator's token for the connectors API.
     pub async fn admin_token(&self) -> String {
         let (status, page) = self.open_connectors(1, "en").await;

@@ -109,10 +109,10 @@ pub fn history(answer: tl::enums::messages::Messages, user_id: i64) -> HistoryPa
         M::ChannelMessages(m) => (m.messages, m.users),
         M::NotModified(_) => return HistoryPage::default(),
     };
-    let newest = messages.iter().filter_map(|m| match m {
-        tl::enums::Message::Message(m) => Some(m.id),
-        tl::enums::Message::Service(m) => Some(m.id),
-        tl::enums::Message::Empty(m) => Some(m.id),
+    let newest = messages.iter().map(|m| match m {
+        tl::enums::Message::Message(m) => m.id,
+        tl::enums::Message::Service(m) => m.id,
+        tl::enums::Message::Empty(m) => m.id,
     });
     let next_after = newest.max().filter(|_| messages.len() >= HISTORY_LIMIT);
     // Telegram lists the newest first.
