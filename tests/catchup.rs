@@ -8,9 +8,10 @@ use olchat_tests::{TestApp, eventually, spawn_app, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::jobs::{Job, Outcome};
-use shared::ports::Delivery;
+use shared::ports::{Delivery, IncomingKind};
 use shared::repo::connectors::ConnectorStatus;
 use shared::sandbox::seed;
+use shared::sandbox::telegram::ClientFile;
 
 const IVAN: &str = "phone:+79161234567";
 const IVAN_ID: i64 = 1001;
@@ -232,4 +233,19 @@ async fn the_schedule_catches_up_every_connected_account() {
         (sales.is_some() && care.is_some()).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_file_too_large_to_bring_over_is_named_and_holds_nothing_up() {
+    let app = spawn_manual().await;
+    let token = app.lead_tab().await;
+    write_to_ivan(&app, &token, "Send the video").await;
+    let limit = shared::jobs::catch_up::RECEIVED_FILE_LIMIT as usize;
+    let video = ClientFile { kind: IncomingKind::Document, file_name: "tour.mp4".into(), mime_type: "video/mp4".into(), bytes: vec![0; limit + 1], duration: None };
+    app.app.sandbox.telegram.reply(IVAN_ID, seed::SALES_ACCOUNT, "Here it is", Some(video)).unwrap();
+    assert_eq!(catch_up(&app).await, Outcome::Done);
+    let forwarded = client_messages(&app, 1).await;
+    let text = forwarded[0]["text"].as_str().unwrap();
+    assert!(text.starts_with("Here it is") && text.contains("tour.mp4 (50 MB): too large"), "{text}");
+    assert!(forwarded[0]["files"].as_array().is_none_or(Vec::is_empty));
 }

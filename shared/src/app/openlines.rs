@@ -14,6 +14,7 @@ use crate::clock::now_secs;
 use crate::domain::message::ActivityShown;
 use crate::domain::{Message, MessageStatus, Publication, PublicationMode, SendAs, TelegramUser};
 use crate::i18n::text;
+use crate::jobs::catch_up::RECEIVED_FILE_LIMIT;
 use crate::repo::connectors::Connector;
 use crate::repo::openlines::{ChatLink, external_chat_id};
 
@@ -339,7 +340,13 @@ pub async fn forward_received(svc: &Services, member_id: &str, connector_id: &st
                     files.push(json!({ "url": url, "name": file.file_name }));
                 }
                 None => {
-                    let note = text(portal.portal.lang, "file_unavailable", &[("name", &file.file_name)]);
+                    let lang = portal.portal.lang;
+                    let note = if file.size > RECEIVED_FILE_LIMIT {
+                        let mb = (file.size / (1024 * 1024)).to_string();
+                        text(lang, "file_too_large", &[("name", &file.file_name), ("size", &mb)])
+                    } else {
+                        text(lang, "file_unavailable", &[("name", &file.file_name)])
+                    };
                     body = if body.is_empty() { note } else { format!("{body}[br]{note}") };
                 }
             }

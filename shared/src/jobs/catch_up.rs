@@ -194,8 +194,17 @@ async fn accepts(svc: &Services, connector: &Connector, peer: Peer) -> Result<bo
         || svc.openlines.chat(&connector.member_id, &external_chat_id(&connector.id, peer)).await?.is_some())
 }
 
+/// The largest file a catch-up brings over: more would hold the account's queue (and its
+/// sends) longer than a worker runs.
+pub const RECEIVED_FILE_LIMIT: u64 = 50 * 1024 * 1024;
+
 /// Streams a client's file from Telegram into storage.
 async fn store_file(svc: &Services, account: &Account, telegram_id: i32, file: &RemoteFile) -> Result<ReceivedFile, Stop> {
+    let skipped = ReceivedFile { key: None, file_name: file.file_name.clone(), size: file.size };
+    if file.size > RECEIVED_FILE_LIMIT {
+        tracing::info!(telegram_id, size = file.size, "file too large to bring over");
+        return Ok(skipped);
+    }
     let key = format!("received/{}/{telegram_id}/{}", account.connector_id, safe_name(&file.file_name));
     let (mut writer, mut reader) = tokio::io::duplex(64 * 1024);
     let download = async {
@@ -204,17 +213,17 @@ async fn store_file(svc: &Services, account: &Account, telegram_id: i32, file: &
         result
     };
     let (downloaded, stored) = tokio::join!(download, svc.blobs.put(&key, &mut reader));
-    let key = match downloaded {
-        Ok(_) => Some(key),
+    match downloaded {
+        Ok(_) => {}
         // Telegram will not hand this file over (too old, removed): the message goes without it.
         Err(TelegramError::Rejected(e)) => {
             tracing::warn!(telegram_id, "file not downloadable: {e}");
-            None
+            return Ok(skipped);
         }
         Err(e) => return Err(e.into()),
-    };
-    stored.map_err(|e| Stop::Storage(format!("blobs: {e:#}")))?;
-    Ok(ReceivedFile { key, file_name: file.file_name.clone() })
+    }
+    let size = stored.map_err(|e| Stop::Storage(format!("blobs: {e:#}")))?;
+    Ok(ReceivedFile { key: Some(key), size, ..skipped })
 }
 
 /// `user_id` read our messages up to `max_id`: each turns read, once.

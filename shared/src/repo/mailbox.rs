@@ -43,9 +43,12 @@ pub struct Received {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceivedFile {
-    /// Where it is stored; `None` when Telegram would not hand it over.
+    /// Where it is stored; `None` when it was too large to bring over or Telegram would not
+    /// hand it over.
     pub key: Option<String>,
     pub file_name: String,
+    #[serde(default)]
+    pub size: u64,
 }
 
 /// One of our messages in a client's chat, waiting for the client to read it.
