@@ -8,10 +8,14 @@ use futures_util::StreamExt;
 use olchat_tests::spawn_app_with;
 use shared::bitrix::pacer::PortalRate;
 use serde_json::json;
+use shared::jobs::Job;
+use shared::ports::Delivery;
 use shared::sandbox::seed;
 
 const ROUNDS: usize = 2000;
 const PIPELINE: usize = 5000;
+/// Client replies caught up from Telegram and forwarded into the Open Line.
+const REPLIES: usize = 500;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1).min(sorted.len() - 1)]
@@ -35,7 +39,11 @@ async fn timed<F: std::future::Future<Output = ()>>(rounds: usize, mut f: impl F
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // Thousands of tab opens: unpaced, as the sandbox portal has no plan limits.
-    let app = spawn_app_with(|s| s.portal_rate = PortalRate { per_sec: 1e6, burst: 1e6 }).await;
+    let app = spawn_app_with(|s| {
+        s.portal_rate = PortalRate { per_sec: 1e6, burst: 1e6 };
+        s.catch_up_every = None;
+    })
+    .await;
     let http = reqwest::Client::new();
 
     // Floor: a bare axum route on the same machine, same client.
@@ -94,6 +102,21 @@ async fn main() -> anyhow::Result<()> {
     }
     let delivered = started.elapsed();
 
+    // The other direction: replies written in Telegram, then one catch-up job (it reads the
+    // difference in slices and hands the rest on), until all are in the Open Line.
+    let services = &app.app.services;
+    for i in 0..REPLIES {
+        app.app.sandbox.telegram.reply(1001, seed::SALES_ACCOUNT, &format!("reply {i}"), None).map_err(anyhow::Error::msg)?;
+    }
+    let started = Instant::now();
+    let catch_up = Job::CatchUp { member_id: seed::DEMO_MEMBER_ID.into(), connector_id: "sales".into() };
+    shared::jobs::handle(services, &Delivery { receipt: "bench".into(), body: catch_up.to_body(), receive_count: 1 }).await;
+    let forwarded = || async { app.app.sandbox.portal.ol_messages().iter().filter(|m| m.text.starts_with("reply ")).count() };
+    while forwarded().await < REPLIES {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let replies = started.elapsed();
+
     let (bare50, place50, own) = (percentile(&bare, 0.5), percentile(&placement, 0.5), percentile(&own, 0.5));
     println!("## Benchmark ({} rounds each, release build, one process, loopback)\n", ROUNDS);
     println!("| measure | value | ratio | target |\n|---|---|---|---|");
@@ -107,6 +130,11 @@ async fn main() -> anyhow::Result<()> {
         PIPELINE as f64 / delivered.as_secs_f64(),
         accepted.as_secs_f64(),
         delivered.as_secs_f64()
+    );
+    let (sends_per_sec, replies_per_sec) = (PIPELINE as f64 / delivered.as_secs_f64(), REPLIES as f64 / replies.as_secs_f64());
+    println!(
+        "| catch-up: {REPLIES} client replies → getDifference (slices) → stored once → Open Line | {replies_per_sec:.0} msg/s | {:.2} × the send pipeline | |",
+        replies_per_sec / sends_per_sec
     );
     Ok(())
 }
