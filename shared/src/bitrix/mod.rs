@@ -4,7 +4,7 @@
 pub mod pacer;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -81,7 +81,10 @@ pub struct BatchResult {
 
 #[derive(Clone)]
 pub struct BitrixClient {
-    http: reqwest::Client,
+    /// Built on the first portal call: loading the TLS roots is a good part of a Lambda's
+    /// cold start, and most invocations of most functions never call a portal.
+    http: Arc<OnceLock<reqwest::Client>>,
+    timeout: Duration,
     app: AppCredentials,
     /// One bucket per REST endpoint, which is one portal.
     pacer: Arc<LeakyBucket>,
@@ -89,12 +92,14 @@ pub struct BitrixClient {
 
 impl BitrixClient {
     pub fn new(app: AppCredentials, timeout: Duration, rate: PortalRate) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .expect("the HTTP client builds");
-        Self { http, app, pacer: Arc::new(LeakyBucket::new(rate)) }
+        Self { http: Arc::default(), timeout, app, pacer: Arc::new(LeakyBucket::new(rate)) }
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            let builder = reqwest::Client::builder().timeout(self.timeout).connect_timeout(self.timeout);
+            builder.build().expect("the HTTP client builds")
+        })
     }
 
     /// Our app's `client_id`, which `app.info` names as `CODE`.
@@ -122,7 +127,7 @@ impl BitrixClient {
 
     async fn call_once(&self, url: &str, token: &Secret, params: &Value) -> Result<Value, BitrixError> {
         let response = self
-            .http
+            .http()
             .post(url)
             .query(&[("auth", token.expose())])
             .json(params)
@@ -146,7 +151,7 @@ impl BitrixClient {
     pub async fn refresh(&self, refresh_token: &Secret) -> Result<TokenGrant, BitrixError> {
         let url = format!("{}/oauth/token/", self.app.oauth_url.trim_end_matches('/'));
         let response = self
-            .http
+            .http()
             .get(url)
             .query(&[
                 ("grant_type", "refresh_token"),
