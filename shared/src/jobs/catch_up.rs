@@ -112,6 +112,11 @@ async fn read_updates(svc: &Services, connector: &Connector) -> Result<(), Stop>
     };
     for _ in 0..MAX_SLICES {
         match svc.telegram.difference(&account, saved.state).await? {
+            Difference::Updates { updates, state, .. } if updates.is_empty() && (state.pts, state.qts) == (saved.state.pts, saved.state.qts) => {
+                // Nothing happened: no write (the stored, older `date` only widens a recovery).
+                tracing::debug!(pts = state.pts, "nothing new");
+                return Ok(());
+            }
             Difference::Updates { updates, state, more } => {
                 let last = handle(svc, connector, &updates).await?;
                 saved = CatchUpState { state, last_message_id: saved.last_message_id.max(last) };
