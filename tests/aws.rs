@@ -7,7 +7,7 @@ use std::time::Duration;
 use olchat_tests::contracts::{blobs_contract, queue_contract, table_contract};
 use olchat_tests::moto::{Moto, provision};
 use shared::adapters::aws::{DynamoTable, S3Blobs, SqsQueue};
-use shared::ports::Blobs;
+use shared::ports::{Blobs, Condition, Item, Table};
 use tokio::io::AsyncReadExt;
 
 #[tokio::test]
@@ -17,10 +17,18 @@ async fn aws_adapters_keep_the_port_contracts() {
     let resources = provision(&config, "contract", 5).await;
 
     let dynamo = aws_sdk_dynamodb::Client::new(&config);
-    table_contract(Arc::new(DynamoTable::new(dynamo.clone(), &resources.table))).await;
-    let ttl = dynamo.describe_time_to_live().table_name(&resources.table).send().await.unwrap();
-    let ttl = ttl.time_to_live_description().unwrap();
-    assert_eq!(ttl.attribute_name(), Some("expires_at"));
+    let table = Arc::new(DynamoTable::new(dynamo.clone(), &resources.table));
+    table_contract(table.clone()).await;
+
+    // What the adapter writes as an item's expiry is what the deployed table expires by.
+    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
+    let ttl_spec = template.split("TimeToLiveSpecification:").nth(1).unwrap();
+    let deployed = ttl_spec.split("AttributeName:").nth(1).unwrap().lines().next().unwrap().trim();
+    let item = Item { pk: "ttl".into(), sk: "item".into(), data: "{}".into(), version: 1, expires_at: Some(4_000_000_000) };
+    table.put(item, Condition::Always).await.unwrap();
+    let s = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.into());
+    let raw = dynamo.get_item().table_name(&resources.table).key("pk", s("ttl")).key("sk", s("item")).send().await.unwrap();
+    assert!(raw.item().unwrap().contains_key(deployed), "the table expires items by {deployed}: {raw:?}");
 
     let sqs = SqsQueue::new(aws_sdk_sqs::Client::new(&config), resources.queues.clone());
     queue_contract(Arc::new(sqs), 5, Duration::from_secs(1)).await;
@@ -61,9 +69,8 @@ async fn a_presigned_put_by_plain_http_is_read_back_streamed() {
 }
 
 #[tokio::test]
-async fn a_delayed_fifo_job_waits_in_the_standard_queue_then_is_handed_on() {
+async fn a_fifo_queue_keeps_each_groups_order_and_takes_no_delay() {
     use shared::adapters::aws::QueueUrls;
-    use shared::adapters::aws::sqs::Forward;
     use shared::ports::{JobQueue, Queue};
 
     let moto = Moto::start().await;
@@ -81,19 +88,17 @@ async fn a_delayed_fifo_job_waits_in_the_standard_queue_then_is_handed_on() {
     urls.insert(JobQueue::Telegram, QueueUrls { queue: main.queue_url().unwrap().into(), dead_letters: dead.queue_url().unwrap().into() });
     let queue = SqsQueue::new(sqs.clone(), urls);
 
-    queue.send(JobQueue::Telegram, "now", "connector-1", Duration::ZERO).await.unwrap();
-    queue.send(JobQueue::Telegram, "later", "connector-1", Duration::from_secs(1)).await.unwrap();
-    let direct = queue.receive(JobQueue::Telegram, 10, Duration::from_secs(30)).await.unwrap();
-    assert_eq!(direct.iter().map(|d| d.body.as_str()).collect::<Vec<_>>(), ["now"]);
-
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let waiting = queue.receive(JobQueue::Openline, 10, Duration::from_secs(30)).await.unwrap();
-    assert_eq!(waiting.len(), 1);
-    let forward = Forward::parse(&waiting[0].body).expect("a forward");
-    assert_eq!((forward.queue(), forward.body.as_str(), forward.group.as_str()), (Some(JobQueue::Telegram), "later", "connector-1"));
-    assert_eq!(forward.remaining(), Duration::ZERO);
-    queue.send(JobQueue::Telegram, &forward.body, &forward.group, forward.remaining()).await.unwrap();
-    queue.delete(JobQueue::Telegram, &direct[0].receipt).await.unwrap();
-    let handed_on = queue.receive(JobQueue::Telegram, 10, Duration::from_secs(30)).await.unwrap();
-    assert_eq!(handed_on.iter().map(|d| d.body.as_str()).collect::<Vec<_>>(), ["later"]);
+    for body in ["first", "second", "third"] {
+        queue.send(JobQueue::Telegram, body, "connector-1", Duration::ZERO).await.unwrap();
+    }
+    let delayed = queue.send(JobQueue::Telegram, "later", "connector-1", Duration::from_secs(1)).await;
+    assert!(delayed.is_err(), "a FIFO queue has no per-message delay: a job waits by its visibility instead");
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        for delivery in queue.receive(JobQueue::Telegram, 10, Duration::from_secs(30)).await.unwrap() {
+            got.push(delivery.body.clone());
+            queue.delete(JobQueue::Telegram, &delivery.receipt).await.unwrap();
+        }
+    }
+    assert_eq!(got, ["first", "second", "third"]);
 }

@@ -161,7 +161,8 @@ async fn a_session_that_turns_unauthorized_marks_the_connector_as_needing_login(
     let listed = app.get(&admin, "/api/connectors").await.body;
     let sales = listed["connectors"].as_array().unwrap().iter().find(|c| c["id"] == "sales").unwrap().clone();
     assert_eq!(sales["status"], "needs_login", "the administrator sees it");
-    // Until it logs in again there is nothing to read: no call, no failure.
+    // Until it logs in again there is nothing to read: no call (it would fail), no failure.
+    app.inject_telegram_fault(json!({ "kind": "unauthorized" }), "updates", 1).await;
     assert_eq!(catch_up(&app).await, Outcome::Done);
 }
 
@@ -248,4 +249,22 @@ async fn a_file_too_large_to_bring_over_is_named_and_holds_nothing_up() {
     let text = forwarded[0]["text"].as_str().unwrap();
     assert!(text.starts_with("Here it is") && text.contains("tour.mp4 (50 MB): too large"), "{text}");
     assert!(forwarded[0]["files"].as_array().is_none_or(Vec::is_empty));
+}
+
+#[tokio::test]
+async fn an_sqs_batch_retries_a_waiting_job_and_holds_the_rest_of_its_group_behind_it() {
+    let app = spawn_manual().await;
+    catch_up(&app).await; // the sales account's first look: its state from now
+    app.inject_telegram_fault(json!({ "kind": "flood_wait", "seconds": 30 }), "updates", 1).await;
+    let record = |id: &str, connector: &str| {
+        let job = Job::CatchUp { member_id: seed::DEMO_MEMBER_ID.into(), connector_id: connector.into() };
+        json!({ "messageId": id, "receiptHandle": format!("receipt-{id}"), "body": job.to_body(),
+                "attributes": { "ApproximateReceiveCount": "1", "MessageGroupId": connector } })
+    };
+    let batch = json!({ "Records": [record("a", "sales"), record("b", "sales"), record("c", "support")] });
+    let batch = serde_json::from_value(batch).unwrap();
+    let response = shared::lambda::handle_sqs(&app.app.services, shared::ports::JobQueue::Telegram, batch).await;
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, ["a", "b"], "the flood wait retries a, and b waits behind it in the sales group");
+    assert!(app.app.services.mailbox.catch_up_state("support").await.unwrap().is_some(), "another group goes on");
 }

@@ -58,6 +58,7 @@ async fn every_sample_event_runs_through_its_handler() {
         s3_path_style: true,
         phone_region: "RU".into(),
         session_minutes: 60,
+        portal_rate: Default::default(),
         public_url: app.app.url.clone(),
         // A deployment without Telegram credentials: the port refuses, the tab says why.
         telegram_api_id: None,

@@ -250,7 +250,7 @@ async fn an_operator_reply_reaches_the_client_once_formatted() {
 
     // A redelivered job, and the same event delivered again, send nothing more.
     let job = json!({ "kind": "reply", "member_id": seed::DEMO_MEMBER_ID, "connector_id": "sales", "line": "1",
-        "external_chat_id": "sales-1001", "ol_chat_id": chat, "im_message_id": reply, "user_id": 2, "text": "[b]Good news[/b]" });
+        "external_chat_id": "sales-1001", "ol_chat_id": chat, "im_message_id": reply, "text": "[b]Good news[/b]" });
     let redelivery = Delivery { receipt: "again".into(), body: job.to_string(), receive_count: 2 };
     assert_eq!(shared::jobs::handle(&app.app.services, &redelivery).await, shared::jobs::Outcome::Done);
     tokio::time::sleep(Duration::from_millis(300)).await;

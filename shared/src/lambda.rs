@@ -9,7 +9,6 @@ use anyhow::Context;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::Instrument;
 
-use crate::adapters::aws::sqs::Forward;
 use crate::adapters::aws::{DynamoTable, QueueUrls, S3Blobs, SqsQueue};
 use crate::adapters::grammers::{ApiCredentials, GrammersTelegram};
 use crate::adapters::telegram_unavailable::TelegramUnavailable;
@@ -24,6 +23,7 @@ use crate::ports::{Delivery, JobQueue, Table, Telegram};
 use crate::repo::Records;
 use crate::repo::safety::SafetyLimits;
 use crate::repo::sessions::TelegramSessions;
+use crate::settings::{parsed, var};
 
 /// What a function's main returns on failure (lambda_http's and lambda_runtime's are the same).
 pub type Error = lambda_runtime::Error;
@@ -48,6 +48,8 @@ pub struct AwsSettings {
     pub s3_path_style: bool,
     pub phone_region: String,
     pub session_minutes: i64,
+    /// Our pace per portal (`OLCHAT_PORTAL_RATE` / `OLCHAT_PORTAL_BURST`), per function instance.
+    pub portal_rate: PortalRate,
     /// The API's base URL, where portals send placements and events (`OLCHAT_PUBLIC_URL`).
     pub public_url: String,
     /// Telegram's api_id (`TELEGRAM_API_ID`); without it no account can connect or send.
@@ -57,10 +59,6 @@ pub struct AwsSettings {
     pub telegram_api_hash_parameter: Option<String>,
     /// Account-safety budgets and the phone look-up pace (3 s unless configured).
     pub limits: SafetyLimits,
-}
-
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 fn required(name: &str) -> anyhow::Result<String> {
@@ -88,7 +86,8 @@ impl AwsSettings {
             bitrix_oauth_url: var("BITRIX_OAUTH_URL").unwrap_or_else(|| "https://oauth.bitrix.info".into()),
             s3_path_style: var("OLCHAT_S3_PATH_STYLE").is_some_and(|v| v == "true"),
             phone_region: var("OLCHAT_PHONE_REGION").unwrap_or_else(|| "RU".into()),
-            session_minutes: var("OLCHAT_SESSION_MINUTES").and_then(|v| v.parse().ok()).unwrap_or(60),
+            session_minutes: parsed("OLCHAT_SESSION_MINUTES", 60)?,
+            portal_rate: PortalRate::from_env()?,
             public_url: required("OLCHAT_PUBLIC_URL")?,
             telegram_api_id: var("TELEGRAM_API_ID").map(|v| v.parse()).transpose().context("TELEGRAM_API_ID must be a number")?,
             telegram_api_hash: var("TELEGRAM_API_HASH").map(Secret::new),
@@ -98,15 +97,38 @@ impl AwsSettings {
     }
 }
 
-/// A secret given directly, else read (decrypted) from SSM Parameter Store.
-async fn secret(ssm: &aws_sdk_ssm::Client, direct: &Option<Secret>, parameter: &Option<String>, what: &str) -> anyhow::Result<Secret> {
-    if let Some(value) = direct {
-        return Ok(value.clone());
+/// A secret: given directly, or the SSM SecureString parameter holding it.
+struct Wanted<'a> {
+    what: &'static str,
+    direct: &'a Option<Secret>,
+    parameter: &'a Option<String>,
+}
+
+/// The secrets, those not given directly read (decrypted) from SSM Parameter Store in one
+/// call: a cold start waits for one round trip, not one per secret.
+async fn secrets(ssm: &aws_sdk_ssm::Client, wanted: &[Wanted<'_>]) -> anyhow::Result<Vec<Secret>> {
+    let mut names = Vec::new();
+    for w in wanted.iter().filter(|w| w.direct.is_none()) {
+        names.push(w.parameter.clone().with_context(|| format!("neither {} nor its SSM parameter is configured", w.what))?);
     }
-    let name = parameter.as_ref().with_context(|| format!("neither {what} nor its SSM parameter is configured"))?;
-    let answer = ssm.get_parameter().name(name).with_decryption(true).send().await.map_err(crate::adapters::aws::sdk_error)?;
-    let value = answer.parameter().and_then(|p| p.value()).with_context(|| format!("SSM parameter {name} is empty"))?;
-    Ok(Secret::new(value))
+    let mut fetched = HashMap::new();
+    if !names.is_empty() {
+        let answer = ssm.get_parameters().set_names(Some(names)).with_decryption(true).send().await.map_err(crate::adapters::aws::sdk_error)?;
+        for p in answer.parameters() {
+            fetched.insert(p.name().unwrap_or_default().to_owned(), p.value().unwrap_or_default().to_owned());
+        }
+    }
+    wanted
+        .iter()
+        .map(|w| match (w.direct, w.parameter) {
+            (Some(value), _) => Ok(value.clone()),
+            (None, Some(name)) => {
+                let value = fetched.get(name).filter(|v| !v.is_empty());
+                value.map(Secret::new).with_context(|| format!("SSM parameter {name} is missing or empty"))
+            }
+            (None, None) => unreachable!("checked above"),
+        })
+        .collect()
 }
 
 /// A function's cold start: JSON logs, settings from the environment, the services.
@@ -118,28 +140,29 @@ pub async fn cold_start() -> anyhow::Result<Arc<Services>> {
 /// Builds the AWS adapters and the services once; every invocation borrows them.
 pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) -> anyhow::Result<Arc<Services>> {
     let s3_config = aws_sdk_s3::config::Builder::from(config).force_path_style(settings.s3_path_style).build();
-    let ssm = aws_sdk_ssm::Client::new(config);
-    let sealer = Sealer::from_base64(
-        secret(&ssm, &settings.encryption_key, &settings.encryption_key_parameter, "OLCHAT_ENCRYPTION_KEY").await?.expose(),
-    )?;
-    let client_secret =
-        secret(&ssm, &settings.bitrix_client_secret, &settings.bitrix_client_secret_parameter, "BITRIX_CLIENT_SECRET").await?;
+    let mut wanted = vec![
+        Wanted { what: "OLCHAT_ENCRYPTION_KEY", direct: &settings.encryption_key, parameter: &settings.encryption_key_parameter },
+        Wanted { what: "BITRIX_CLIENT_SECRET", direct: &settings.bitrix_client_secret, parameter: &settings.bitrix_client_secret_parameter },
+    ];
+    if settings.telegram_api_id.is_some() {
+        wanted.push(Wanted { what: "TELEGRAM_API_HASH", direct: &settings.telegram_api_hash, parameter: &settings.telegram_api_hash_parameter });
+    }
+    let mut secrets = secrets(&aws_sdk_ssm::Client::new(config), &wanted).await?.into_iter();
+    let (encryption_key, client_secret, api_hash) = (secrets.next().expect("asked"), secrets.next().expect("asked"), secrets.next());
+    let sealer = Sealer::from_base64(encryption_key.expose())?;
     let queues = HashMap::from([
         (JobQueue::Telegram, settings.telegram_queue.clone()),
         (JobQueue::Openline, settings.openline_queue.clone()),
     ]);
     let table: Arc<dyn Table> = Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(config), &settings.table));
-    let telegram: Arc<dyn Telegram> = match settings.telegram_api_id {
-        Some(api_id) => {
-            let api_hash =
-                secret(&ssm, &settings.telegram_api_hash, &settings.telegram_api_hash_parameter, "TELEGRAM_API_HASH").await?;
+    // Only the functions that talk to Telegram (placement: logins and look-ups; the
+    // telegram-worker) are given its credentials.
+    let telegram: Arc<dyn Telegram> = match (settings.telegram_api_id, api_hash) {
+        (Some(api_id), Some(api_hash)) => {
             let sessions = TelegramSessions::new(Records::new(table.clone()), sealer.clone());
             Arc::new(GrammersTelegram::new(ApiCredentials { api_id, api_hash }, sessions))
         }
-        None => {
-            tracing::warn!("TELEGRAM_API_ID is not set: no Telegram account can be used");
-            Arc::new(TelegramUnavailable)
-        }
+        _ => Arc::new(TelegramUnavailable),
     };
     let adapters = Adapters {
         table,
@@ -154,25 +177,13 @@ pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) ->
     };
     Ok(Arc::new(Services::new(
         adapters,
-        BitrixClient::new(credentials, PORTAL_TIMEOUT, PortalRate::default()),
+        BitrixClient::new(credentials, PORTAL_TIMEOUT, settings.portal_rate),
         sealer,
         settings.session_minutes * 60,
         region_from_code(&settings.phone_region),
         Site { public_url: settings.public_url.clone(), endpoints: RestEndpoints::Public },
         settings.limits,
     )))
-}
-
-/// A delayed job for a FIFO queue, due or not yet (a standard queue delays 15 min at most).
-async fn hand_on(svc: &Services, forward: Forward) -> Outcome {
-    let Some(queue) = forward.queue() else { return Outcome::Failed(format!("no queue named {}", forward.forward_to)) };
-    match svc.queue.send(queue, &forward.body, &forward.group, forward.remaining()).await {
-        Ok(()) => Outcome::Done,
-        Err(e) => {
-            tracing::error!("forwarding a delayed job failed: {e:#}");
-            Outcome::RetryAfter(Duration::from_secs(5))
-        }
-    }
 }
 
 /// The main of an HTTP function: the router over API Gateway events.
@@ -194,28 +205,28 @@ pub async fn run_worker(queue: JobQueue) -> Result<(), Error> {
 /// Runs each record of an SQS batch through its job handler, in its own span, and reports
 /// the ones to deliver again. A retry-after moves the message's visibility to its time.
 /// In a FIFO queue a failed record also fails the later records of its group, which keeps
-/// their order.
+/// their order; those are made visible again at once, to wait behind it in their group.
 pub async fn handle_sqs(svc: &Services, queue: JobQueue, event: SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     let mut failed_groups = HashSet::new();
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();
         let group = record.attributes.get("MessageGroupId").cloned();
+        let receipt = record.receipt_handle.clone().unwrap_or_default();
         if group.as_ref().is_some_and(|g| failed_groups.contains(g)) {
+            if let Err(e) = svc.queue.retry_after(queue, &receipt, Duration::ZERO).await {
+                tracing::warn!(sqs_message_id = %id, "visibility change failed; SQS retries after its default: {e:#}");
+            }
             response.add_failure(id);
             continue;
         }
         let delivery = Delivery {
-            receipt: record.receipt_handle.clone().unwrap_or_default(),
+            receipt,
             body: record.body.clone().unwrap_or_default(),
             receive_count: record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
         };
         let span = tracing::info_span!("sqs_record", sqs_message_id = %id, queue = queue.name());
-        let outcome = match Forward::parse(&delivery.body) {
-            Some(forward) => hand_on(svc, forward).await,
-            None => jobs::handle(svc, &delivery).instrument(span).await,
-        };
-        let retry = match outcome {
+        let retry = match jobs::handle(svc, &delivery).instrument(span).await {
             Outcome::Done => None,
             Outcome::Failed(reason) => {
                 tracing::warn!(sqs_message_id = %id, reason, "job failed for good");

@@ -38,15 +38,26 @@ pub struct Settings {
     pub catch_up_every: Option<std::time::Duration>,
 }
 
-fn var(name: &str) -> Option<String> {
+/// An environment variable, unset when empty.
+pub(crate) fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn parsed<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
+/// An environment variable parsed, `default` when unset; an error when it does not parse.
+pub(crate) fn parsed<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
 where
     T::Err: std::error::Error + Send + Sync + 'static,
 {
     var(name).map(|v| v.parse().with_context(|| format!("{name} is not valid"))).unwrap_or(Ok(default))
+}
+
+impl PortalRate {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            per_sec: parsed("OLCHAT_PORTAL_RATE", Self::default().per_sec)?,
+            burst: parsed("OLCHAT_PORTAL_BURST", Self::default().burst)?,
+        })
+    }
 }
 
 impl SafetyLimits {
@@ -71,10 +82,7 @@ impl Settings {
             session_minutes: parsed("OLCHAT_SESSION_MINUTES", 60)?,
             max_receives: parsed("OLCHAT_MAX_RECEIVES", 10)?,
             public_url: var("OLCHAT_PUBLIC_URL"),
-            portal_rate: PortalRate {
-                per_sec: parsed("OLCHAT_PORTAL_RATE", PortalRate::default().per_sec)?,
-                burst: parsed("OLCHAT_PORTAL_BURST", PortalRate::default().burst)?,
-            },
+            portal_rate: PortalRate::from_env()?,
             limits: SafetyLimits::from_env(0)?,
             catch_up_every: Some(parsed("OLCHAT_CATCH_UP_SECS", 5u64)?).filter(|&s| s > 0).map(std::time::Duration::from_secs),
         })

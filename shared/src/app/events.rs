@@ -62,7 +62,6 @@ struct ImIds {
 
 #[derive(Deserialize)]
 struct WrittenText {
-    user_id: u64,
     #[serde(default)]
     text: String,
 }
@@ -160,7 +159,6 @@ async fn queue_operator_messages(svc: &Services, member_id: &str, data: Connecto
             external_chat_id: item.chat.id,
             ol_chat_id: item.im.chat_id,
             im_message_id: item.im.message_id,
-            user_id: item.message.user_id,
             text: item.message.text,
         };
         queue(svc, Job::Reply(message)).await?;
@@ -184,7 +182,7 @@ mod tests {
             assert_eq!((envelope.event.as_str(), envelope.auth.member_id.as_str()), ("ONIMCONNECTORMESSAGEADD", "m1"));
             let data = decode::<WithData<ConnectorMessages>>(body.as_bytes()).unwrap().data;
             let m = &data.messages[0];
-            assert_eq!((m.im.chat_id, m.im.message_id, m.message.user_id), (12, 34, 1));
+            assert_eq!((m.im.chat_id, m.im.message_id), (12, 34));
             assert_eq!((m.message.text.as_str(), m.chat.id.as_str()), ("[b]Hi[/b] there", "sales-1001"));
         }
         assert!(decode::<Envelope>(b"garbage").is_err());

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use super::{Job, Outcome, backoff};
+use super::{Job, Outcome, backoff, note_connector};
 use crate::app::Services;
 use crate::app::send::publish_job;
 use crate::app::uploads::safe_name;
@@ -78,19 +78,15 @@ pub async fn catch_up(svc: &Services, member_id: &str, connector_id: &str, recei
     match read_updates(svc, &connector).await {
         Ok(()) => Outcome::Done,
         Err(Stop::Storage(e)) => Outcome::RetryAfter(storage_failed(e, receive_count)),
-        Err(Stop::Telegram(TelegramError::Unauthorized(e))) => {
-            tracing::warn!("connector session unauthorized: {e}");
-            match svc.connectors.set_status(member_id, connector_id, ConnectorStatus::NeedsLogin).await {
-                Ok(()) => Outcome::Failed("the connector needs to log in again".into()),
-                Err(e) => Outcome::RetryAfter(storage_failed(e.to_string(), receive_count)),
-            }
-        }
         Err(Stop::Telegram(TelegramError::FloodWait { seconds })) => Outcome::RetryAfter(Duration::from_secs(seconds.into())),
         Err(Stop::Telegram(TelegramError::Transient(e))) => {
             tracing::warn!("Telegram did not answer ({e}); catching up later");
             Outcome::RetryAfter(backoff(receive_count))
         }
-        Err(Stop::Telegram(e)) => Outcome::Failed(format!("Telegram refused the catch-up: {e}")),
+        Err(Stop::Telegram(e)) => match note_connector(svc, member_id, connector_id, &e).await {
+            Ok(()) => Outcome::Failed(format!("Telegram refused the catch-up: {e}")),
+            Err(e) => Outcome::RetryAfter(storage_failed(e.to_string(), receive_count)),
+        },
     }
 }
 

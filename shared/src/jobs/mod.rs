@@ -15,7 +15,9 @@ use tracing::Instrument;
 
 use crate::app::openlines::{self, retryable};
 use crate::app::{AppError, Services, install};
-use crate::ports::{Delivery, JobQueue, Queue, QueueError};
+use crate::domain::Failure;
+use crate::ports::{Delivery, JobQueue, Queue, QueueError, TelegramError};
+use crate::repo::connectors::ConnectorStatus;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -50,7 +52,6 @@ pub struct OperatorMessage {
     pub external_chat_id: String,
     pub ol_chat_id: u64,
     pub im_message_id: u64,
-    pub user_id: u64,
     pub text: String,
 }
 
@@ -95,6 +96,36 @@ pub enum Outcome {
     RetryAfter(Duration),
     /// The job can never succeed; drop it (its message already says why).
     Failed(String),
+}
+
+/// What a refusal from Telegram means for the message it was about.
+impl From<TelegramError> for Failure {
+    fn from(e: TelegramError) -> Self {
+        match e {
+            TelegramError::PrivacyRestricted => Failure::PrivacyRestricted,
+            TelegramError::Unauthorized(_) => Failure::ConnectorUnauthorized,
+            TelegramError::PeerFlood => Failure::ConnectorLimited,
+            TelegramError::Rejected(detail) | TelegramError::Transient(detail) => Failure::Rejected { detail },
+            TelegramError::FloodWait { seconds } => Failure::Rejected { detail: format!("FLOOD_WAIT {seconds}") },
+        }
+    }
+}
+
+/// What a refusal from Telegram says about the account itself: a dead session needs a login,
+/// PEER_FLOOD limits it. Every job that talks to Telegram records it the same way.
+pub async fn note_connector(svc: &Services, member_id: &str, connector_id: &str, e: &TelegramError) -> Result<(), crate::repo::RepoError> {
+    let status = match e {
+        TelegramError::Unauthorized(detail) => {
+            tracing::warn!(connector_id, "connector session unauthorized: {detail}");
+            ConnectorStatus::NeedsLogin
+        }
+        TelegramError::PeerFlood => {
+            tracing::warn!(connector_id, "connector limited by Telegram (PEER_FLOOD)");
+            ConnectorStatus::Limited
+        }
+        _ => return Ok(()),
+    };
+    svc.connectors.set_status(member_id, connector_id, status).await
 }
 
 /// Backoff for failures whose outcome is unknown: 5 s, 10 s, 20 s ... capped at 5 min.

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{OperatorMessage, Outcome, backoff, portal_outcome};
+use super::{OperatorMessage, Outcome, backoff, note_connector, portal_outcome};
 use crate::app::openlines::{confirm_delivery, report_undelivered};
 use crate::app::{AppError, Services};
 use crate::domain::Failure;
@@ -13,23 +13,12 @@ use crate::domain::formatting::{from_bbcode, strip_signature};
 use crate::domain::message::random_id;
 use crate::ports::TelegramError;
 use crate::repo::mailbox::Sent;
-use crate::repo::openlines::Reply;
+use crate::repo::openlines::{ChatLink, Reply};
 
 pub async fn deliver(svc: &Services, m: &OperatorMessage, receive_count: u32) -> Outcome {
     match try_deliver(svc, m, receive_count).await {
         Ok(outcome) => outcome,
         Err(e) => portal_outcome(Err(e), receive_count),
-    }
-}
-
-/// What Telegram's refusal means for the operator.
-fn failure(e: TelegramError) -> Failure {
-    match e {
-        TelegramError::PrivacyRestricted => Failure::PrivacyRestricted,
-        TelegramError::Unauthorized(_) => Failure::ConnectorUnauthorized,
-        TelegramError::PeerFlood => Failure::ConnectorLimited,
-        TelegramError::Rejected(detail) | TelegramError::Transient(detail) => Failure::Rejected { detail },
-        TelegramError::FloodWait { seconds } => Failure::Rejected { detail: format!("FLOOD_WAIT {seconds}") },
     }
 }
 
@@ -48,29 +37,37 @@ async fn try_deliver(svc: &Services, m: &OperatorMessage, receive_count: u32) ->
             return Ok(Outcome::Done);
         }
         Reply::Operator { sent: true, telegram_id, .. } => telegram_id,
-        Reply::Operator { sent: false, .. } => match send_to_client(svc, m).await? {
-            Ok(telegram_id) => {
-                await_reading(svc, m, telegram_id).await?;
-                let record = |r: &mut Reply| {
-                    *r = Reply::Operator { sent: true, telegram_id, confirmed: false };
-                    true
-                };
-                svc.openlines.update_reply(member, m.ol_chat_id, m.im_message_id, record).await?;
-                telegram_id
+        Reply::Operator { sent: false, .. } => {
+            let link = svc.openlines.chat(member, &m.external_chat_id).await?;
+            match send_to_client(svc, m, link.as_ref()).await? {
+                Ok(telegram_id) => {
+                    if let (Some(link), Some(telegram_id)) = (&link, telegram_id) {
+                        await_reading(svc, m, link, telegram_id).await?;
+                    }
+                    let record = |r: &mut Reply| {
+                        *r = Reply::Operator { sent: true, telegram_id, confirmed: false };
+                        true
+                    };
+                    svc.openlines.update_reply(member, m.ol_chat_id, m.im_message_id, record).await?;
+                    telegram_id
+                }
+                Err(TelegramError::FloodWait { seconds }) => return Ok(Outcome::RetryAfter(Duration::from_secs(seconds.into()))),
+                Err(TelegramError::Transient(e)) => {
+                    tracing::warn!("Telegram did not answer ({e}); retrying with the same random_id");
+                    return Ok(Outcome::RetryAfter(backoff(receive_count)));
+                }
+                Err(e) => {
+                    if let Some(link) = &link {
+                        note_connector(svc, member, &link.connector_id, &e).await?;
+                    }
+                    let failure = Failure::from(e);
+                    report_undelivered(svc, member, m.ol_chat_id, &failure).await?;
+                    svc.openlines.update_reply(member, m.ol_chat_id, m.im_message_id, confirmed).await?;
+                    tracing::warn!(?failure, "operator reply not delivered; the operator was told");
+                    return Ok(Outcome::Failed(format!("{failure:?}")));
+                }
             }
-            Err(TelegramError::FloodWait { seconds }) => return Ok(Outcome::RetryAfter(Duration::from_secs(seconds.into()))),
-            Err(TelegramError::Transient(e)) => {
-                tracing::warn!("Telegram did not answer ({e}); retrying with the same random_id");
-                return Ok(Outcome::RetryAfter(backoff(receive_count)));
-            }
-            Err(e) => {
-                let failure = failure(e);
-                report_undelivered(svc, member, m.ol_chat_id, &failure).await?;
-                svc.openlines.update_reply(member, m.ol_chat_id, m.im_message_id, confirmed).await?;
-                tracing::warn!(?failure, "operator reply not delivered; the operator was told");
-                return Ok(Outcome::Failed(format!("{failure:?}")));
-            }
-        },
+        }
     };
     let delivered = telegram_id.map(|id| id.to_string()).unwrap_or_else(|| m.im_message_id.to_string());
     confirm_delivery(svc, member, &m.line, m.ol_chat_id, m.im_message_id, &m.external_chat_id, &delivered).await?;
@@ -80,8 +77,7 @@ async fn try_deliver(svc: &Services, m: &OperatorMessage, receive_count: u32) ->
 }
 
 /// The sent reply waits in the connector's mailbox for the client to read it.
-async fn await_reading(svc: &Services, m: &OperatorMessage, telegram_id: Option<i32>) -> Result<(), AppError> {
-    let (Some(telegram_id), Some(link)) = (telegram_id, svc.openlines.chat(&m.member_id, &m.external_chat_id).await?) else { return Ok(()) };
+async fn await_reading(svc: &Services, m: &OperatorMessage, link: &ChatLink, telegram_id: i32) -> Result<(), AppError> {
     let sent = Sent::OperatorReply {
         line: m.line.clone(),
         external_chat_id: m.external_chat_id.clone(),
@@ -94,9 +90,9 @@ async fn await_reading(svc: &Services, m: &OperatorMessage, telegram_id: Option<
 }
 
 /// Sends the reply through the chat's connector; the outer error is ours, the inner Telegram's.
-async fn send_to_client(svc: &Services, m: &OperatorMessage) -> Result<Result<Option<i32>, TelegramError>, AppError> {
+async fn send_to_client(svc: &Services, m: &OperatorMessage, link: Option<&ChatLink>) -> Result<Result<Option<i32>, TelegramError>, AppError> {
     let unauthorized = || Ok(Err(TelegramError::Unauthorized("the connector is gone".into())));
-    let Some(link) = svc.openlines.chat(&m.member_id, &m.external_chat_id).await? else { return unauthorized() };
+    let Some(link) = link else { return unauthorized() };
     let Some(connector) = svc.connectors.get(&m.member_id, &link.connector_id).await? else { return unauthorized() };
     let keep_signature = svc.portals.get(&m.member_id).await?.is_some_and(|p| p.keep_operator_signature);
     let text = from_bbcode(if keep_signature { &m.text } else { strip_signature(&m.text) });

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use super::{Outcome, backoff, catch_up};
+use super::{Outcome, backoff, catch_up, note_connector};
 use crate::app::Services;
 use crate::app::send::publish_job;
 use crate::app::uploads::MAX_VOICE;
@@ -83,18 +83,10 @@ async fn try_send(svc: &Services, message_id: &str, receive_count: u32) -> Resul
                 tracing::warn!("Telegram did not answer ({e}); retrying with the same random_id");
                 return Ok(Outcome::RetryAfter(backoff(receive_count)));
             }
-            Err(TelegramError::PrivacyRestricted) => return fail(svc, &message, Failure::PrivacyRestricted).await,
-            Err(TelegramError::Unauthorized(e)) => {
-                tracing::warn!("connector session unauthorized: {e}");
-                svc.connectors.set_status(&message.member_id, &connector.id, ConnectorStatus::NeedsLogin).await?;
-                return fail(svc, &message, Failure::ConnectorUnauthorized).await;
+            Err(e) => {
+                note_connector(svc, &message.member_id, &connector.id, &e).await?;
+                return fail(svc, &message, e.into()).await;
             }
-            Err(TelegramError::PeerFlood) => {
-                tracing::warn!("connector limited by Telegram (PEER_FLOOD)");
-                svc.connectors.set_status(&message.member_id, &connector.id, ConnectorStatus::Limited).await?;
-                return fail(svc, &message, Failure::ConnectorLimited).await;
-            }
-            Err(TelegramError::Rejected(detail)) => return fail(svc, &message, Failure::Rejected { detail }).await,
         }
     }
     tracing::info!("message sent");

@@ -2,7 +2,7 @@
 //! cached resolutions, so the cards find them without a look-up each, even those whose owners
 //! hide their number from strangers. The tab never waits: it shows the progress meanwhile.
 
-use super::{Outcome, backoff};
+use super::{Outcome, backoff, note_connector};
 use crate::app::Services;
 use crate::domain::{PhoneE164, RecipientKey, TelegramUsername};
 use crate::ports::TelegramError;
@@ -13,7 +13,7 @@ use crate::repo::resolutions::{Resolution, SyncProgress};
 const STEP: usize = 25;
 
 pub async fn sync_contacts(svc: &Services, member_id: &str, connector_id: &str, receive_count: u32) -> Outcome {
-    match try_sync(svc, member_id, connector_id).await {
+    match try_sync(svc, member_id, connector_id, receive_count).await {
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::error!("storage failed while syncing contacts: {e:#}");
@@ -22,17 +22,18 @@ pub async fn sync_contacts(svc: &Services, member_id: &str, connector_id: &str, 
     }
 }
 
-async fn try_sync(svc: &Services, member_id: &str, connector_id: &str) -> Result<Outcome, RepoError> {
+async fn try_sync(svc: &Services, member_id: &str, connector_id: &str, receive_count: u32) -> Result<Outcome, RepoError> {
     let Some(connector) = svc.connectors.get(member_id, connector_id).await? else { return Ok(Outcome::Done) };
     let contacts = match svc.telegram.contacts(&connector.account()).await {
         Ok(contacts) => contacts,
         Err(TelegramError::FloodWait { seconds }) => return Ok(Outcome::RetryAfter(std::time::Duration::from_secs(seconds.into()))),
         Err(TelegramError::Transient(e)) => {
             tracing::warn!("contacts not fetched, retrying: {e}");
-            return Ok(Outcome::RetryAfter(backoff(1)));
+            return Ok(Outcome::RetryAfter(backoff(receive_count)));
         }
         Err(e) => {
             tracing::warn!("contacts not fetched: {e}");
+            note_connector(svc, member_id, connector_id, &e).await?;
             svc.resolutions.save_sync(connector_id, &SyncProgress { done: 0, total: 0, finished: true }).await?;
             return Ok(Outcome::Failed(e.to_string()));
         }

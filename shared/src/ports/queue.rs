@@ -20,10 +20,6 @@ impl JobQueue {
             Self::Openline => "openline",
         }
     }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        [Self::Telegram, Self::Openline].into_iter().find(|q| q.name() == name)
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

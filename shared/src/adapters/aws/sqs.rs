@@ -1,7 +1,6 @@
 //! The queue port on SQS. The telegram queue is FIFO with `MessageGroupId` = connector, so
 //! one Telegram session is never used by two invocations at once. FIFO queues have no
-//! per-message delay: a delayed job for one goes through a standard queue as a `Forward`,
-//! which its worker hands on to the FIFO queue once due.
+//! per-message delay: jobs go there at once, and a job waits by its visibility (`retry_after`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -9,9 +8,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use serde::{Deserialize, Serialize};
-
-use crate::clock::now_millis;
 
 use super::sdk_error;
 use crate::ports::{Delivery, JobQueue, Queue, QueueError};
@@ -24,31 +20,6 @@ const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 pub struct QueueUrls {
     pub queue: String,
     pub dead_letters: String,
-}
-
-/// A job waiting in a standard queue to be handed on to a FIFO queue at `not_before`.
-#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Forward {
-    pub forward_to: String,
-    pub group: String,
-    pub body: String,
-    /// Unix ms.
-    pub not_before: i64,
-}
-
-impl Forward {
-    pub fn parse(body: &str) -> Option<Self> {
-        serde_json::from_str(body).ok()
-    }
-
-    pub fn queue(&self) -> Option<JobQueue> {
-        JobQueue::from_name(&self.forward_to)
-    }
-
-    /// How long it still has to wait.
-    pub fn remaining(&self) -> Duration {
-        Duration::from_millis((self.not_before - now_millis()).max(0) as u64)
-    }
 }
 
 #[derive(Clone)]
@@ -76,16 +47,7 @@ impl Queue for SqsQueue {
     async fn send(&self, queue: JobQueue, body: &str, group: &str, delay: Duration) -> Result<(), QueueError> {
         let url = &self.urls(queue)?.queue;
         if url.ends_with(".fifo") && !delay.is_zero() {
-            let standard = self.urls.iter().find(|(_, u)| !u.queue.ends_with(".fifo")).map(|(q, _)| *q);
-            let standard = standard.ok_or_else(|| QueueError(anyhow::anyhow!("a delayed FIFO job needs a standard queue")))?;
-            let forward = Forward {
-                forward_to: queue.name().to_owned(),
-                group: group.to_owned(),
-                body: body.to_owned(),
-                not_before: now_millis() + delay.as_millis() as i64,
-            };
-            let forward = serde_json::to_string(&forward).expect("forwards serialize");
-            return self.send(standard, &forward, group, delay).await;
+            return Err(QueueError(anyhow::anyhow!("the {} queue is FIFO: it takes no delay", queue.name())));
         }
         let request = self.client.send_message().queue_url(url).message_body(body);
         let request = if url.ends_with(".fifo") {
