@@ -43,9 +43,15 @@ pub fn strings(lang: Lang) -> &'static Strings {
     &catalog()[&lang]
 }
 
+/// The `{name}` placeholders of a string.
+fn placeholders(template: &str) -> impl Iterator<Item = &str> {
+    template.split('{').skip(1).filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+}
+
 /// One string, with `{name}` placeholders filled in.
 pub fn text(lang: Lang, key: &str, args: &[(&str, &str)]) -> String {
     let mut out = strings(lang).get(key).cloned().unwrap_or_else(|| key.to_owned());
+    debug_assert!(placeholders(&out).all(|p| args.iter().any(|(name, _)| *name == p)), "{key}: a placeholder has no value");
     for (name, value) in args {
         out = out.replace(&format!("{{{name}}}"), value);
     }
@@ -63,6 +69,17 @@ mod tests {
         en.sort();
         ru.sort();
         assert_eq!(en, ru);
+    }
+
+    #[test]
+    fn both_languages_fill_the_same_placeholders() {
+        for (key, en) in strings(Lang::En) {
+            let mut ours: Vec<_> = placeholders(en).collect();
+            let mut theirs: Vec<_> = placeholders(&strings(Lang::Ru)[key]).collect();
+            ours.sort();
+            theirs.sort();
+            assert_eq!(ours, theirs, "{key}");
+        }
     }
 
     #[test]

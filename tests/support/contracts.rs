@@ -44,6 +44,7 @@ pub async fn table_contract(table: Arc<dyn Table>) {
     assert_eq!(sks(table.query("q", "m#", 2, true).await.unwrap()), ["m#3", "m#2"]);
     table.delete("q", "m#2").await.unwrap();
     assert_eq!(sks(table.query("q", "m#", 10, false).await.unwrap()), ["m#1", "m#3"]);
+    assert_eq!(sks(table.query("q", "", 10, false).await.unwrap()), ["m#1", "m#3", "n#1"], "no prefix: the whole partition");
 }
 
 /// `unit` is the backend's time granularity (SQS counts whole seconds).

@@ -109,12 +109,21 @@ pub async fn load_card(svc: &Services, claims: &Claims, connector: Option<&str>)
 /// The connector's contact sync while it runs; the first card opened with a connector
 /// starts it. Recipients resolve on demand meanwhile.
 async fn contact_sync(svc: &Services, connector: &Connector) -> Result<Option<SyncProgress>, AppError> {
-    if svc.resolutions.start_sync(&connector.id).await? {
-        let job = Job::SyncContacts { member_id: connector.member_id.clone(), connector_id: connector.id.clone() };
-        job.enqueue(svc.queue.as_ref(), std::time::Duration::ZERO).await.map_err(|e| AppError::internal(format!("queue: {e:#}")))?;
-    }
-    let progress = svc.resolutions.sync(&connector.id).await?;
-    Ok(progress.filter(|p| !p.finished).map(|p| SyncProgress { done: p.done, total: p.total }))
+    let progress = match svc.resolutions.sync(&connector.id).await? {
+        Some(progress) => progress,
+        None => {
+            if svc.resolutions.start_sync(&connector.id).await? {
+                let job = Job::SyncContacts { member_id: connector.member_id.clone(), connector_id: connector.id.clone() };
+                if let Err(e) = job.enqueue(svc.queue.as_ref(), std::time::Duration::ZERO).await {
+                    // Unclaimed, so the next card starts it again.
+                    svc.resolutions.cancel_sync(&connector.id).await?;
+                    return Err(AppError::internal(format!("queue: {e:#}")));
+                }
+            }
+            svc.resolutions.sync(&connector.id).await?.unwrap_or_default()
+        }
+    };
+    Ok((!progress.finished).then_some(SyncProgress { done: progress.done, total: progress.total }))
 }
 
 /// The asked-for connector, else the one this user used last, else the first connected one.

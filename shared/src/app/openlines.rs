@@ -343,7 +343,7 @@ pub async fn forward_received(svc: &Services, member_id: &str, connector_id: &st
                     let lang = portal.portal.lang;
                     let note = if file.size > RECEIVED_FILE_LIMIT {
                         let mb = (file.size / (1024 * 1024)).to_string();
-                        text(lang, "file_too_large", &[("name", &file.file_name), ("size", &mb)])
+                        text(lang, "received_file_too_large", &[("name", &file.file_name), ("size", &mb)])
                     } else {
                         text(lang, "file_unavailable", &[("name", &file.file_name)])
                     };

@@ -45,7 +45,11 @@ impl From<RepoError> for Stop {
 pub async fn request(svc: &Services, member_id: &str, connector_id: &str) -> anyhow::Result<()> {
     if svc.mailbox.queue_catch_up(connector_id).await? {
         let job = Job::CatchUp { member_id: member_id.to_owned(), connector_id: connector_id.to_owned() };
-        job.enqueue(svc.queue.as_ref(), Duration::ZERO).await?;
+        if let Err(e) = job.enqueue(svc.queue.as_ref(), Duration::ZERO).await {
+            // No job stands behind the marker: the next request must queue one.
+            svc.mailbox.catch_up_started(connector_id).await?;
+            return Err(e.into());
+        }
     }
     Ok(())
 }

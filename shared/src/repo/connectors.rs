@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CONNECTOR_ITEMS, Records, RepoError, connector_pk, portal_pk};
+use super::{Records, RepoError, connector_pk, portal_pk};
 use crate::ports::Account;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,11 +118,7 @@ impl Connectors {
 
     async fn forget(&self, member_id: &str, id: &str) -> Result<(), RepoError> {
         self.records.delete(ALL_PK, &all_sk(member_id, id)).await?;
-        let pk = connector_pk(id);
-        for prefix in CONNECTOR_ITEMS {
-            self.records.delete_prefix(&pk, prefix).await?;
-        }
-        Ok(())
+        self.records.delete_prefix(&connector_pk(id), "").await
     }
 
     /// Read-modify-write of one connector; `change` returns `false` to leave it as is.

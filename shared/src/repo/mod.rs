@@ -108,7 +108,7 @@ impl Records {
         Ok(self.table.delete(pk, sk).await?)
     }
 
-    /// Deletes every item of `pk` whose sort key starts with `sk_prefix`.
+    /// Deletes every item of `pk` whose sort key starts with `sk_prefix` (all of them for "").
     pub async fn delete_prefix(&self, pk: &str, sk_prefix: &str) -> Result<(), RepoError> {
         loop {
             let items = self.table.query(pk, sk_prefix, 100, false).await?;
@@ -138,9 +138,6 @@ impl Records {
 pub fn connector_pk(connector_id: &str) -> String {
     format!("connector#{connector_id}")
 }
-
-/// The sort key prefixes of a connector's partition, to forget it whole.
-pub const CONNECTOR_ITEMS: [&str; 9] = ["session", "lease", "resolved#", "usage#", "chat#", "pace#", "catchup", "inbox#", "sent#"];
 
 /// The partition holding everything of one portal.
 pub fn portal_pk(member_id: &str) -> String {

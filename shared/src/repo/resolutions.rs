@@ -49,7 +49,7 @@ impl Resolutions {
 }
 
 /// How far a connector's first-use contact sync got.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncProgress {
     pub done: u64,
     pub total: u64,
@@ -63,6 +63,11 @@ impl Resolutions {
     pub async fn start_sync(&self, connector_id: &str) -> Result<bool, RepoError> {
         let started = SyncProgress { done: 0, total: 0, finished: false };
         self.records.create(&pk(connector_id), SYNC_SK, &started, None).await
+    }
+
+    /// Gives up a claim whose job could not be queued.
+    pub async fn cancel_sync(&self, connector_id: &str) -> Result<(), RepoError> {
+        self.records.delete(&pk(connector_id), SYNC_SK).await
     }
 
     pub async fn sync(&self, connector_id: &str) -> Result<Option<SyncProgress>, RepoError> {

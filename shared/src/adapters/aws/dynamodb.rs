@@ -114,16 +114,19 @@ impl Table for DynamoTable {
         let mut out = Vec::new();
         let mut start: Option<Attributes> = None;
         // A filter applies after DynamoDB's page limit, so page until enough live items are in.
+        // DynamoDB refuses an empty prefix: no prefix is the whole partition.
+        let key_condition = if sk_prefix.is_empty() { "pk = :pk" } else { "pk = :pk AND begins_with(sk, :prefix)" };
         loop {
-            let answer = self
+            let request = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .key_condition_expression(key_condition)
                 .filter_expression(LIVE)
                 .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":prefix", s(sk_prefix))
-                .expression_attribute_values(":now", n(now_secs()))
+                .expression_attribute_values(":now", n(now_secs()));
+            let request = if sk_prefix.is_empty() { request } else { request.expression_attribute_values(":prefix", s(sk_prefix)) };
+            let answer = request
                 .scan_index_forward(!descending)
                 .limit(limit.clamp(1, 1000) as i32)
                 .consistent_read(true)

@@ -7,7 +7,7 @@ use grammers_client::tl;
 use crate::ports::{SentMessage, TelegramError};
 
 /// An RPC error (`FLOOD_WAIT_31` arrives as code 420, name `FLOOD_WAIT`, value 31) as the port's error.
-pub fn classify_rpc(code: i32, name: &str, value: Option<u32>) -> TelegramError {
+fn classify_rpc(code: i32, name: &str, value: Option<u32>) -> TelegramError {
     match (code, name) {
         (420, _) | (_, "FLOOD_WAIT" | "FLOOD_PREMIUM_WAIT" | "SLOWMODE_WAIT") => {
             TelegramError::FloodWait { seconds: value.unwrap_or(60) }
@@ -45,7 +45,7 @@ pub fn sent(result: Result<tl::enums::Updates, InvocationError>, random_id: i64)
 }
 
 /// The id Telegram gave the message sent with `random_id`.
-pub fn sent_id(updates: &tl::enums::Updates, random_id: i64) -> Option<i32> {
+fn sent_id(updates: &tl::enums::Updates, random_id: i64) -> Option<i32> {
     use tl::enums::{Update, Updates};
     let list = match updates {
         Updates::UpdateShortSentMessage(u) => return Some(u.id),

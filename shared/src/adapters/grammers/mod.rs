@@ -37,6 +37,8 @@ use crate::repo::sessions::TelegramSessions;
 const FLOOD_SLEEP: Duration = Duration::from_secs(3);
 /// How long one call (or the wait for a busy session) may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// No worker runs longer (Lambda's limit): one killed mid-transfer holds the account no longer.
+const MAX_LEASE: Duration = Duration::from_secs(15 * 60);
 /// Slowest upload or download we wait for before giving up: 128 KiB/s.
 const TRANSFER_BYTES_PER_SEC: u64 = 128 * 1024;
 
@@ -75,7 +77,8 @@ impl GrammersTelegram {
     async fn connect_session(&self, connector_id: &str, work: Duration, fresh: bool) -> Result<Connection<'_>, TelegramError> {
         let holder = uuid::Uuid::new_v4().to_string();
         let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
-        while !self.sessions.try_lease(connector_id, &holder, work + CALL_TIMEOUT).await.map_err(storage)? {
+        let lease = (work + CALL_TIMEOUT).min(MAX_LEASE);
+        while !self.sessions.try_lease(connector_id, &holder, lease).await.map_err(storage)? {
             if tokio::time::Instant::now() >= deadline {
                 return Err(TelegramError::Transient("the account's session is busy".into()));
             }
@@ -105,7 +108,10 @@ impl GrammersTelegram {
         let pool = SenderPool::with_configuration(session.clone(), self.credentials.api_id, params);
         let client = Client::with_configuration(pool.handle, ClientConfiguration { auto_cache_peers: false });
         let runner = tokio::spawn(pool.runner.run());
-        Connection { adapter: self, connector_id, holder, session, client, runner, _updates: pool.updates }
+        // Nobody reads pushed updates (the catch-up asks for a difference); with the channel
+        // closed the runner stops forwarding them.
+        drop(pool.updates);
+        Connection { adapter: self, connector_id, holder, session, client, runner }
     }
 
     async fn release(&self, connector_id: &str, holder: &str) {
@@ -135,8 +141,6 @@ struct Connection<'a> {
     session: Arc<TableSession>,
     client: Client,
     runner: JoinHandle<()>,
-    /// Kept open so the runner can hand over updates; nobody reads them.
-    _updates: tokio::sync::mpsc::Receiver<grammers_client::session::updates::UpdatesLike>,
 }
 
 impl Connection<'_> {
@@ -186,7 +190,7 @@ impl Connection<'_> {
             return Err(TelegramError::Rejected("CONTACT_IMPORT_LIMITED".into()));
         }
         let Some(tl::enums::ImportedContact::Contact(found)) = imported.imported.first() else { return Ok(None) };
-        Ok(imported.users.iter().find_map(|u| telegram_user(u).filter(|t| t.peer.user_id == found.user_id)))
+        Ok(user_by_id(&imported.users, found.user_id))
     }
 
     async fn contacts(&self) -> Result<Vec<Contact>, TelegramError> {
@@ -312,7 +316,7 @@ fn input_peer(peer: Peer) -> tl::enums::InputPeer {
 }
 
 /// Our formatting as Telegram's entities (offsets are UTF-16 units on both sides).
-pub fn entities(text: &Formatted) -> Option<Vec<tl::enums::MessageEntity>> {
+pub(super) fn entities(text: &Formatted) -> Option<Vec<tl::enums::MessageEntity>> {
     if text.entities.is_empty() {
         return None;
     }
@@ -331,7 +335,7 @@ pub fn entities(text: &Formatted) -> Option<Vec<tl::enums::MessageEntity>> {
 }
 
 /// The uploaded file as the media kind asked for.
-pub fn input_media(media: &Media, file: tl::enums::InputFile) -> tl::enums::InputMedia {
+fn input_media(media: &Media, file: tl::enums::InputFile) -> tl::enums::InputMedia {
     let document = |force_file: bool, attributes: Vec<tl::enums::DocumentAttribute>, mime_type: &str| {
         tl::types::InputMediaUploadedDocument {
             nosound_video: false,
@@ -375,11 +379,16 @@ pub fn input_media(media: &Media, file: tl::enums::InputFile) -> tl::enums::Inpu
 
 fn resolved_user(found: &tl::types::contacts::ResolvedPeer) -> Option<TelegramUser> {
     let tl::enums::Peer::User(peer) = &found.peer else { return None };
-    found.users.iter().find_map(|u| telegram_user(u).filter(|t| t.peer.user_id == peer.user_id))
+    user_by_id(&found.users, peer.user_id)
+}
+
+/// The user `id` among those an answer carries, if it came with its `access_hash`.
+fn user_by_id(users: &[tl::enums::User], id: i64) -> Option<TelegramUser> {
+    users.iter().find_map(|u| telegram_user(u).filter(|t| t.peer.user_id == id))
 }
 
 /// A user we can address: one that came with its `access_hash`.
-pub fn telegram_user(user: &tl::enums::User) -> Option<TelegramUser> {
+fn telegram_user(user: &tl::enums::User) -> Option<TelegramUser> {
     let tl::enums::User::User(u) = user else { return None };
     Some(TelegramUser {
         peer: Peer { user_id: u.id, access_hash: u.access_hash? },

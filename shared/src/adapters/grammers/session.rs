@@ -77,14 +77,6 @@ impl TableSession {
         self.dirty.swap(false, Ordering::AcqRel)
     }
 
-    /// The logged-in account's user id, once signed in.
-    pub fn self_user_id(&self) -> Option<i64> {
-        match self.snapshot.lock().ok()?.self_user {
-            Some(PeerInfo::User { id, .. }) => Some(id),
-            _ => None,
-        }
-    }
-
     /// Changes the snapshot; marks it dirty only when `change` really changed something.
     fn change(&self, change: impl FnOnce(&mut Snapshot)) -> Result<(), Poisoned> {
         let mut snapshot = self.snapshot.lock().map_err(|_| Poisoned)?;
@@ -197,7 +189,6 @@ mod tests {
         assert_eq!(back.home_dc_id().unwrap(), 2);
         assert_eq!(back.dc_option(2).unwrap().unwrap().auth_key, Some([7; 256]));
         assert_eq!(back.peer(PeerId::self_user()).await.unwrap(), Some(me()));
-        assert_eq!(back.self_user_id(), Some(777));
         assert_eq!(back.updates_state().await.unwrap().pts, 5);
         assert!(opened.len() < 2048, "a session stays small: {} bytes", opened.len());
     }

@@ -6,7 +6,7 @@ use grammers_client::tl::{self, Deserializable, Serializable};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::errors::classify;
-use super::{Connection, in_time, input_peer, telegram_user, transfer_time};
+use super::{Connection, in_time, input_peer, transfer_time, user_by_id};
 use crate::domain::Formatted;
 use crate::domain::formatting::{EntityKind, TextEntity};
 use crate::ports::{Difference, HISTORY_LIMIT, HistoryPage, IncomingKind, IncomingMessage, Peer, RemoteFile, TelegramError, Update, UpdatesState};
@@ -71,7 +71,7 @@ fn state(s: tl::types::updates::State) -> UpdatesState {
 
 /// `updates.Difference` as the port's: every new message first, then the reads, so a read
 /// never comes before a message it covers.
-pub fn difference(answer: tl::enums::updates::Difference, from: UpdatesState) -> Difference {
+fn difference(answer: tl::enums::updates::Difference, from: UpdatesState) -> Difference {
     use tl::enums::updates::Difference as D;
     let (new_messages, other_updates, users, after, more) = match answer {
         D::Empty(e) => {
@@ -101,7 +101,7 @@ pub fn difference(answer: tl::enums::updates::Difference, from: UpdatesState) ->
 
 /// A page of `messages.Messages` of the chat with `user_id`: what that user wrote, oldest
 /// first, and where the next page starts when this one is full.
-pub fn history(answer: tl::enums::messages::Messages, user_id: i64) -> HistoryPage {
+fn history(answer: tl::enums::messages::Messages, user_id: i64) -> HistoryPage {
     use tl::enums::messages::Messages as M;
     let (messages, users) = match answer {
         M::Messages(m) => (m.messages, m.users),
@@ -133,7 +133,7 @@ fn incoming(message: tl::enums::Message, users: &[tl::enums::User]) -> Option<In
     if m.out || !by_them {
         return None;
     }
-    let from = users.iter().find_map(|u| telegram_user(u).filter(|t| t.peer.user_id == chat.user_id))?;
+    let from = user_by_id(users, chat.user_id)?;
     let file = m.media.and_then(|media| remote_file(m.id, media));
     if m.message.is_empty() && file.is_none() {
         return None;
