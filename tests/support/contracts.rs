@@ -88,6 +88,8 @@ pub async fn blobs_contract(blobs: Arc<dyn Blobs>) {
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let size = blobs.put("uploads/a/file.bin", &mut data.as_slice()).await.unwrap();
     assert_eq!(size, data.len() as u64);
+    assert_eq!(blobs.size("uploads/a/file.bin").await.unwrap(), Some(data.len() as u64));
+    assert_eq!(blobs.size("uploads/a/missing.bin").await.unwrap(), None);
     let (stored_size, mut reader) = blobs.get("uploads/a/file.bin").await.unwrap().expect("stored");
     let mut back = Vec::new();
     reader.read_to_end(&mut back).await.unwrap();

@@ -115,8 +115,8 @@ async fn stored_size(svc: &Services, claims: &Claims, key: &str) -> Result<u64, 
     if !key.starts_with(&uploads_prefix(claims)) || crate::ports::blobs::check_key(key).is_err() {
         return Err(unknown());
     }
-    let stored = svc.blobs.get(key).await.map_err(|e| AppError::internal(format!("blobs: {e:#}")))?;
-    stored.map(|(size, _)| size).ok_or_else(unknown)
+    let stored = svc.blobs.size(key).await.map_err(|e| AppError::internal(format!("blobs: {e:#}")))?;
+    stored.ok_or_else(unknown)
 }
 
 /// A name to show in Telegram: the user's own, without path or control characters.

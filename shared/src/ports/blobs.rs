@@ -31,6 +31,8 @@ pub trait Blobs: Send + Sync {
     async fn put(&self, key: &str, body: &mut (dyn AsyncRead + Send + Unpin)) -> Result<u64, BlobError>;
     /// The stored bytes and their size, or `None`.
     async fn get(&self, key: &str) -> Result<Option<(u64, BlobReader)>, BlobError>;
+    /// The stored size, or `None`, without reading the bytes.
+    async fn size(&self, key: &str) -> Result<Option<u64>, BlobError>;
     async fn delete(&self, key: &str) -> Result<(), BlobError>;
     /// A URL a browser PUTs the file to directly, without credentials, until it expires.
     async fn upload_url(&self, key: &str, content_type: &str, valid_for: Duration) -> Result<String, BlobError>;

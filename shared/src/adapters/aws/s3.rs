@@ -128,6 +128,15 @@ impl Blobs for S3Blobs {
         }
     }
 
+    async fn size(&self, key: &str) -> Result<Option<u64>, BlobError> {
+        check_key(key)?;
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(object) => Ok(Some(object.content_length().unwrap_or(0).max(0) as u64)),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(None),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
     async fn delete(&self, key: &str) -> Result<(), BlobError> {
         check_key(key)?;
         self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(backend)?;
