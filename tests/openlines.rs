@@ -169,6 +169,23 @@ async fn outgoing_publication_is_the_employees_and_its_echo_is_confirmed_not_res
 }
 
 #[tokio::test]
+async fn the_same_text_published_twice_is_expected_back_twice() {
+    let app = spawn_app().await;
+    let openlines = &app.app.services.openlines;
+    let member = seed::DEMO_MEMBER_ID;
+    for id in ["m1", "m2"] {
+        openlines.expect_echo(member, "sales-1001", "Ok", id).await.unwrap();
+    }
+    let classify = |im: u64| openlines.classify(member, "sales-1001", 7, im, "Ok");
+    let echo = |id: &str| shared::repo::openlines::Reply::Echo { message_id: id.into(), confirmed: false };
+    assert_eq!(classify(1).await.unwrap(), echo("m1"));
+    assert_eq!(classify(1).await.unwrap(), echo("m1"), "a redelivered event is decided the same");
+    assert_eq!(classify(2).await.unwrap(), echo("m2"), "the second echo is ours too, not a reply to send");
+    let operator = shared::repo::openlines::Reply::Operator { sent: false, telegram_id: None, confirmed: false };
+    assert_eq!(classify(3).await.unwrap(), operator, "after both came back, the same text is an operator's");
+}
+
+#[tokio::test]
 async fn without_publication_nothing_reaches_open_lines() {
     let app = spawn_app().await;
     let token = app.lead_tab().await;

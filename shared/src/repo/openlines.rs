@@ -89,9 +89,26 @@ impl OpenLines {
         self.records.update::<ChatLink, _>(&pk, &sk, |l| l.ol_chat_id.replace(ol_chat_id) != Some(ol_chat_id)).await.map(drop)
     }
 
-    /// Remembers, before publishing, that `text` in this chat is ours when it comes back.
+    /// Remembers, before publishing, that `text` in this chat is ours when it comes back; the
+    /// same text published twice is expected back twice.
     pub async fn expect_echo(&self, member_id: &str, external_chat_id: &str, text: &str, message_id: &str) -> Result<(), RepoError> {
-        self.records.put(&portal_pk(member_id), &echo_sk(external_chat_id, text), &message_id, Some(ECHO_TTL)).await
+        let (pk, sk) = (portal_pk(member_id), echo_sk(external_chat_id, text));
+        let ours = vec![message_id.to_owned()];
+        if self.records.create(&pk, &sk, &ours, Some(ECHO_TTL)).await? {
+            return Ok(());
+        }
+        let add = |expected: &mut Vec<String>| {
+            let new = !expected.contains(&ours[0]);
+            if new {
+                expected.push(ours[0].clone());
+            }
+            new
+        };
+        if self.records.update(&pk, &sk, add).await?.is_none() {
+            // Expired or consumed meanwhile: start again.
+            self.records.put(&pk, &sk, &ours, Some(ECHO_TTL)).await?;
+        }
+        Ok(())
     }
 
     /// What this operator message is: decided on first sight (ours if an echo was expected,
@@ -103,16 +120,20 @@ impl OpenLines {
             return Ok(decided.value);
         }
         let echo = echo_sk(external_chat_id, text);
-        let reply = match self.records.get::<String>(&pk, &echo).await? {
-            Some(ours) => Reply::Echo { message_id: ours.value, confirmed: false },
+        let expected = self.records.get::<Vec<String>>(&pk, &echo).await?.map(|s| s.value).unwrap_or_default();
+        let reply = match expected.first() {
+            Some(ours) => Reply::Echo { message_id: ours.clone(), confirmed: false },
             None => Reply::Operator { sent: false, telegram_id: None, confirmed: false },
         };
         if !self.records.create(&pk, &sk, &reply, Some(REPLY_TTL)).await? {
             return Ok(self.records.get::<Reply>(&pk, &sk).await?.map(|s| s.value).unwrap_or(reply));
         }
-        if matches!(reply, Reply::Echo { .. }) {
-            // Consumed: the same text written later by an operator is a reply again.
-            self.records.delete(&pk, &echo).await?;
+        if let Reply::Echo { message_id, .. } = &reply {
+            // Consumed: once every publication of this text is back, the same text written by
+            // an operator is a reply again.
+            // (An emptied list stays until it expires: deleting it could drop one added meanwhile.)
+            let consume = |ids: &mut Vec<String>| ids.iter().position(|id| id == message_id).map(|at| ids.remove(at)).is_some();
+            self.records.update(&pk, &echo, consume).await?;
         }
         Ok(reply)
     }
