@@ -509,3 +509,16 @@ async fn a_crash_after_creating_the_activity_does_not_create_a_second() {
     assert_eq!(app.activities().await.len(), 1);
     assert!(services.messages.get(&id).await.unwrap().unwrap().activity.is_some(), "found again by its originId");
 }
+
+#[tokio::test]
+async fn two_jobs_refreshing_the_portals_expired_token_at_once_both_go_on() {
+    use shared::app::portal::PortalClient;
+    let app = spawn_app().await;
+    let svc = &app.app.services;
+    let mut first = PortalClient::app(svc, seed::DEMO_MEMBER_ID).await.unwrap();
+    let mut second = PortalClient::app(svc, seed::DEMO_MEMBER_ID).await.unwrap();
+    app.portal_fault(json!({ "expire_tokens": true })).await;
+    first.call("app.info", &json!({})).await.expect("the first refreshes");
+    // The second's refresh token was rotated away by the first: it takes the stored pair.
+    second.call("app.info", &json!({})).await.expect("the second goes on with the first's tokens");
+}

@@ -49,10 +49,19 @@ impl<'a> PortalClient<'a> {
 
     async fn refresh(&mut self) -> Result<(), AppError> {
         let refresh_token = self.auth.refresh_token.as_ref().ok_or_else(session_gone)?;
-        let grant = self.svc.bitrix.refresh(refresh_token).await.map_err(|e| {
-            tracing::warn!("token refresh refused: {e}");
-            session_gone()
-        })?;
+        let grant = match self.svc.bitrix.refresh(refresh_token).await {
+            Ok(grant) => grant,
+            Err(e) => {
+                // Refresh tokens rotate: another job may have refreshed first and stored the new pair.
+                let stored = self.svc.portals.auth(&self.portal.member_id, self.owner).await?;
+                if let Some(stored) = stored.filter(|s| s.access_token.expose() != self.auth.access_token.expose()) {
+                    self.auth = stored;
+                    return Ok(());
+                }
+                tracing::warn!("token refresh refused: {e}");
+                return Err(session_gone());
+            }
+        };
         self.auth = UserAuth { access_token: grant.access_token, refresh_token: Some(grant.refresh_token) };
         self.svc.portals.save_auth(&self.portal.member_id, self.owner, &self.auth).await?;
         Ok(())
