@@ -121,6 +121,14 @@ async fn installs_the_portal_does_not_confirm_are_refused() {
     let known = format!("DOMAIN={}&LANG=en", seed::OTHER_DOMAIN);
     let other = vec![("AUTH_ID", "x".to_owned()), ("member_id", seed::DEMO_MEMBER_ID.to_owned()), ("PLACEMENT", "DEFAULT".to_owned())];
     assert_eq!(install(known, other).await, StatusCode::FORBIDDEN);
+    // An employee's genuine token names our app, but only an administrator re-installs: the
+    // portal's tokens and application_token stay.
+    let (access, refresh) = app.app.sandbox.portal.issue_tokens(seed::DEMO_MEMBER_ID, 2);
+    let employee = vec![("AUTH_ID", access), ("REFRESH_ID", refresh), ("APPLICATION_TOKEN", "chosen-by-employee".to_owned()),
+        ("member_id", seed::DEMO_MEMBER_ID.to_owned()), ("PLACEMENT", "DEFAULT".to_owned())];
+    assert_eq!(install(format!("DOMAIN={}&LANG=en", seed::DEMO_DOMAIN), employee).await, StatusCode::UNAUTHORIZED);
+    let portal = app.app.services.portals.get(seed::DEMO_MEMBER_ID).await.unwrap().unwrap();
+    assert!(!app.app.services.portals.application_token_matches(&portal, "chosen-by-employee"));
 }
 
 #[tokio::test]

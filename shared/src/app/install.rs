@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::portal::{PortalClient, portal_error, unknown_portal};
+use super::portal::{PortalClient, batch_record, portal_error, unknown_portal};
 use super::{AppError, ErrorKind, Services};
 use crate::crypto::Secret;
 use crate::domain::EntityType;
@@ -67,7 +67,9 @@ pub struct InstallGrant {
 }
 
 /// Stores the portal and its own tokens once they are confirmed. A known portal confirms the
-/// access token at its stored endpoint (`app.info` names our app). An unknown one is confirmed
+/// access token at its stored endpoint: `app.info` names our app and `user.current` is one of
+/// its administrators (any employee's token names our app, and must not replace the portal's
+/// tokens or its `application_token`). An unknown one is confirmed
 /// by Bitrix24's OAuth server: its refresh token must belong to our app and to this
 /// `member_id`, at the endpoint of the claimed domain; so no request-named host is ever
 /// called before it is known to be the portal.
@@ -76,11 +78,15 @@ pub async fn register_portal(svc: &Services, mut grant: InstallGrant) -> Result<
     let not_confirmed = || AppError::new(ErrorKind::Unauthorized, "install_not_confirmed", "Bitrix24 did not confirm this install.");
     let endpoint = match &known {
         Some(p) if p.domain.eq_ignore_ascii_case(grant.domain.trim()) => {
-            let info = svc.bitrix.call(&p.client_endpoint, &grant.access_token, "app.info", &json!({})).await.map_err(|e| {
+            let commands = [("app".to_owned(), "app.info".to_owned()), ("user".to_owned(), "user.current".to_owned())];
+            let batch = svc.bitrix.batch(&p.client_endpoint, &grant.access_token, &commands).await.map_err(|e| {
                 tracing::warn!(member_id = %grant.member_id, "install check failed: {e}");
                 not_confirmed()
             })?;
-            if info.get("CODE").and_then(Value::as_str) != Some(svc.bitrix.client_id()) {
+            let ours = batch_record(&batch, "app").is_ok_and(|info| info.get("CODE").and_then(Value::as_str) == Some(svc.bitrix.client_id()));
+            let admin = batch_record(&batch, "user").is_ok_and(|user| user.get("ADMIN") == Some(&Value::Bool(true)));
+            if !(ours && admin) {
+                tracing::warn!(member_id = %grant.member_id, ours, admin, "install refused");
                 return Err(not_confirmed());
             }
             p.client_endpoint.clone()
@@ -107,20 +113,31 @@ pub async fn register_portal(svc: &Services, mut grant: InstallGrant) -> Result<
             endpoint
         }
     };
-    let mut portal = known.unwrap_or_else(|| Portal {
-        member_id: grant.member_id.clone(),
-        domain: grant.domain.trim().to_ascii_lowercase(),
-        client_endpoint: endpoint,
-        application_token: None,
-        line: None,
-        keep_operator_signature: true,
-        lang: grant.lang,
-    });
-    portal.lang = grant.lang;
-    if let Some(token) = &grant.application_token {
-        svc.portals.set_application_token(&mut portal, token);
-    }
-    svc.portals.save(&portal).await?;
+    let registered = |portal: &mut Portal| {
+        portal.lang = grant.lang;
+        if let Some(token) = &grant.application_token {
+            svc.portals.set_application_token(portal, token);
+        }
+        true
+    };
+    // A known portal is changed in place, so a setting saved meanwhile (its line) stays.
+    let portal = match known {
+        Some(_) => svc.portals.update(&grant.member_id, registered).await?.ok_or_else(unknown_portal)?,
+        None => {
+            let mut portal = Portal {
+                member_id: grant.member_id.clone(),
+                domain: grant.domain.trim().to_ascii_lowercase(),
+                client_endpoint: endpoint,
+                application_token: None,
+                line: None,
+                keep_operator_signature: true,
+                lang: grant.lang,
+            };
+            registered(&mut portal);
+            svc.portals.save(&portal).await?;
+            portal
+        }
+    };
     // Online events carry no refresh token: keep the one stored.
     let refresh_token = match grant.refresh_token {
         Some(token) => Some(token),

@@ -82,7 +82,12 @@ pub async fn open_tab(svc: &Services, query: &PlacementQuery, form: &PlacementFo
     let portal_time = asked.elapsed();
     let user = batch_record(&batch, "user").map_err(|_| not_confirmed())?;
     let user_id = user.get("ID").and_then(|v| v.as_str()?.parse::<u64>().ok()).ok_or_else(not_confirmed)?;
-    let installed = batch_record(&batch, "app").ok().and_then(|a| a.get("INSTALLED")?.as_bool()).unwrap_or(false);
+    // The token must be ours: another app's on the same portal answers `app.info` too.
+    let app = batch_record(&batch, "app").map_err(|_| not_confirmed())?;
+    if app.get("CODE").and_then(|c| c.as_str()) != Some(svc.bitrix.client_id()) {
+        return Err(not_confirmed());
+    }
+    let installed = app.get("INSTALLED").and_then(|i| i.as_bool()).unwrap_or(false);
     if !installed {
         return Err(AppError::new(ErrorKind::Forbidden, "app_not_installed", "The app is not installed on this portal."));
     }
