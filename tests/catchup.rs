@@ -8,7 +8,7 @@ use olchat_tests::{TestApp, eventually, spawn_app, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::jobs::{Job, Outcome};
-use shared::ports::{Delivery, IncomingKind};
+use shared::ports::IncomingKind;
 use shared::repo::connectors::ConnectorStatus;
 use shared::sandbox::seed;
 use shared::sandbox::telegram::ClientFile;
@@ -26,7 +26,7 @@ async fn spawn_manual() -> TestApp {
 /// One catch-up of the sales connector, as the telegram-worker runs it.
 async fn catch_up(app: &TestApp) -> Outcome {
     let job = Job::CatchUp { member_id: seed::DEMO_MEMBER_ID.into(), connector_id: "sales".into() };
-    shared::jobs::handle(&app.app.services, &Delivery { receipt: "test".into(), body: job.to_body(), receive_count: 1 }).await
+    app.run_job(&job.to_body(), 1).await
 }
 
 /// Sends Ivan a message published as incoming, with an activity; waits until it is sent and

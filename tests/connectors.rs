@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use olchat_tests::{TestApp, page_token, spawn_app};
+use olchat_tests::{TestApp, fresh_key, page_token, spawn_app};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::domain::Formatted;
@@ -194,12 +194,8 @@ async fn every_media_kind_arrives_as_itself_and_a_repeat_is_dropped() {
 
 const OLGA: &str = "username:olga_smirnova";
 
-fn key() -> String {
-    format!("k{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
-}
-
 async fn send_from_sales(app: &TestApp, tab: &str, recipient: &str) -> (StatusCode, Value) {
-    let answer = app.send(tab, json!({ "connector_id": "sales", "recipient": recipient, "text": "hi", "idempotency_key": key() })).await;
+    let answer = app.send(tab, json!({ "connector_id": "sales", "recipient": recipient, "text": "hi", "idempotency_key": fresh_key() })).await;
     (answer.status, answer.body)
 }
 
@@ -249,6 +245,10 @@ async fn a_limited_account_still_writes_to_its_chats_but_opens_no_new_ones() {
     app.wait_for_status(&tab, sent["message_id"].as_str().unwrap(), "failed", Duration::from_secs(10)).await;
     let sales = app.app.services.connectors.get(seed::DEMO_MEMBER_ID, "sales").await.unwrap().unwrap();
     assert_eq!(sales.status, shared::repo::connectors::ConnectorStatus::Limited);
+    let admin = app.admin_token().await;
+    let listed = app.get(&admin, "/api/connectors").await.body;
+    let shown = listed["connectors"].as_array().unwrap().iter().find(|c| c["id"] == "sales").unwrap()["status"].clone();
+    assert_eq!(shown, "limited", "the administrator is told");
 
     let (status, refused) = send_from_sales(&app, &tab, OLGA).await;
     assert_eq!((status, refused["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("connector_limited")));

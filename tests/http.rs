@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use olchat_tests::{TestApp, spawn_app};
+use olchat_tests::{TestApp, eventually, fresh_key, spawn_app};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shared::ports::Delivery;
 use shared::sandbox::seed;
 
 const IVAN: &str = "phone:+79161234567";
@@ -111,12 +110,10 @@ async fn a_worker_crash_between_send_and_acknowledgement_sends_once() {
     // The redelivered job (run here at once rather than after its backoff) resends with the
     // same random_id, which Telegram drops.
     let job = json!({ "kind": "send", "message_id": id, "connector_id": "sales" }).to_string();
-    let redelivery = Delivery { receipt: "redelivered".into(), body: job.clone(), receive_count: 2 };
-    assert_eq!(shared::jobs::handle(&app.app.services, &redelivery).await, shared::jobs::Outcome::Done);
+    assert_eq!(app.run_job(&job, 2).await, shared::jobs::Outcome::Done);
     app.wait_for_status(&token, &id, "sent", WAIT).await;
     // A job delivered again after the message was recorded as sent is a no-op.
-    let late = Delivery { receipt: "late".into(), body: job, receive_count: 3 };
-    assert_eq!(shared::jobs::handle(&app.app.services, &late).await, shared::jobs::Outcome::Done);
+    assert_eq!(app.run_job(&job, 3).await, shared::jobs::Outcome::Done);
     assert_eq!(app.telegram_messages().await.len(), 1);
 }
 
@@ -340,10 +337,6 @@ async fn upload(app: &TestApp, token: &str, name: &str, content_type: &str, byte
     slot.body["key"].as_str().unwrap().to_owned()
 }
 
-fn key() -> String {
-    format!("k{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
-}
-
 /// The first page of an OGG/Opus stream as Firefox records it (enough to be recognised).
 fn ogg_opus() -> Vec<u8> {
     let mut page = b"OggS".to_vec();
@@ -360,7 +353,7 @@ async fn files_and_a_voice_note_go_as_their_own_sends_after_the_text() {
     let pdf = upload(&app, &token, "offer.pdf", "application/pdf", b"%PDF-1.4 offer".to_vec()).await;
     let voice = upload(&app, &token, "voice.ogg", "audio/ogg", ogg_opus()).await;
     let body = json!({
-        "connector_id": "sales", "recipient": IVAN, "text": "Our offer", "idempotency_key": key(),
+        "connector_id": "sales", "recipient": IVAN, "text": "Our offer", "idempotency_key": fresh_key(),
         "attachments": [
             { "key": photo, "name": "chair.jpg", "size": 5004, "content_type": "image/jpeg" },
             { "key": pdf, "name": "Offer <2026>.pdf", "size": 14, "content_type": "application/pdf" },
@@ -409,7 +402,7 @@ async fn send_as_document_keeps_photos_uncompressed_and_text_is_optional() {
     let token = app.lead_tab().await;
     let photo = upload(&app, &token, "chair.png", "image/png", b"\x89PNG\r\n\x1a\nrest".to_vec()).await;
     let body = json!({
-        "connector_id": "sales", "recipient": IVAN, "idempotency_key": key(), "as_document": true,
+        "connector_id": "sales", "recipient": IVAN, "idempotency_key": fresh_key(), "as_document": true,
         "attachments": [{ "key": photo, "name": "chair.png", "size": 12, "content_type": "image/png" }],
     });
     let answer = app.send(&token, body).await;
@@ -436,7 +429,7 @@ async fn attachments_must_be_this_portals_finished_uploads() {
         (json!([]), json!({ "key": mine, "duration": 0, "waveform": [] }), "bad_voice"),
         (json!(vec![json!({ "key": mine, "name": "a.pdf" }); 11]), Value::Null, "too_many_files"),
     ] {
-        let body = json!({ "connector_id": "sales", "recipient": IVAN, "idempotency_key": key(), "attachments": attachments, "voice": voice });
+        let body = json!({ "connector_id": "sales", "recipient": IVAN, "idempotency_key": fresh_key(), "attachments": attachments, "voice": voice });
         let answer = app.send(&token, body).await;
         assert_eq!((answer.status, answer.body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(code)), "{}", answer.body);
     }
@@ -448,7 +441,7 @@ async fn a_voice_note_that_is_not_opus_fails_with_the_reason() {
     let app = spawn_app().await;
     let token = app.lead_tab().await;
     let voice = upload(&app, &token, "voice.wav", "audio/wav", b"RIFF....WAVE".to_vec()).await;
-    let body = json!({ "connector_id": "sales", "recipient": IVAN, "idempotency_key": key(), "voice": { "key": voice, "duration": 1, "waveform": [] } });
+    let body = json!({ "connector_id": "sales", "recipient": IVAN, "idempotency_key": fresh_key(), "voice": { "key": voice, "duration": 1, "waveform": [] } });
     let answer = app.send(&token, body).await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
     let view = app.wait_for_status(&token, answer.body["message_id"].as_str().unwrap(), "failed", WAIT).await;
@@ -472,7 +465,7 @@ async fn a_file_whose_send_answer_was_lost_is_not_sent_twice() {
     let app = spawn_app().await;
     let token = app.lead_tab().await;
     let pdf = upload(&app, &token, "offer.pdf", "application/pdf", b"%PDF-1.4 offer".to_vec()).await;
-    let body = json!({ "connector_id": "sales", "recipient": IVAN, "text": "see the file", "idempotency_key": key(),
+    let body = json!({ "connector_id": "sales", "recipient": IVAN, "text": "see the file", "idempotency_key": fresh_key(),
                        "attachments": [{ "key": pdf, "name": "offer.pdf" }] });
     let answer = app.send(&token, body).await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
@@ -483,8 +476,7 @@ async fn a_file_whose_send_answer_was_lost_is_not_sent_twice() {
     // A crash after the file went out but before it was recorded: the part is unsent again.
     app.app.services.messages.update(&id, |m| { m.parts[1].sent = false; m.status = shared::domain::MessageStatus::Queued; true }).await.unwrap();
     let job = json!({ "kind": "send", "message_id": id, "connector_id": "sales" }).to_string();
-    let redelivery = Delivery { receipt: "redelivered".into(), body: job, receive_count: 2 };
-    assert_eq!(shared::jobs::handle(&app.app.services, &redelivery).await, shared::jobs::Outcome::Done);
+    assert_eq!(app.run_job(&job, 2).await, shared::jobs::Outcome::Done);
     let view = app.wait_for_status(&token, &id, "sent", WAIT).await;
     assert_eq!(view["files"], json!(["offer.pdf"]));
     let received = app.telegram_messages().await;
@@ -499,17 +491,16 @@ async fn the_first_card_starts_the_contact_sync_and_its_contacts_resolve() {
     // The tab opens at once; the sync of the sales account's 41 contacts runs meanwhile.
     let first = app.get(&token, "/api/card").await;
     assert_eq!(first.status, StatusCode::OK);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let card = loop {
+    let sync = first.body["sync"].as_object().unwrap_or_else(|| panic!("the tab shows the sync running: {}", first.body));
+    assert!(sync["done"].as_u64() <= sync["total"].as_u64(), "{sync:?}");
+    let card = eventually(WAIT, "the sync done and Pavel found", || async {
         let card = app.get(&token, "/api/card").await.body;
-        if card["sync"].is_null() && recipient(&card, pavel)["state"] == "found" || tokio::time::Instant::now() > deadline {
-            break card;
-        }
         if let Some(progress) = card["sync"].as_object() {
             assert!(progress["done"].as_u64() <= progress["total"].as_u64(), "{card}");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        (card["sync"].is_null() && recipient(&card, pavel)["state"] == "found").then_some(card)
+    })
+    .await;
     // His number is hidden from everybody: only the contact list knows him.
     let found = recipient(&card, pavel);
     assert_eq!((found["state"].as_str(), found["account"]["name"].as_str()), (Some("found"), Some("Pavel Orlov")), "{card}");

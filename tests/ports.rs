@@ -31,3 +31,30 @@ async fn queued_jobs_survive_a_restart() {
     let again = queue.receive(JobQueue::Telegram, 1, Duration::from_secs(5)).await.unwrap();
     assert_eq!((again[0].body.as_str(), again[0].receive_count), ("job", 2));
 }
+
+#[tokio::test]
+async fn a_session_lease_is_one_holders_until_released_or_expired_and_sessions_are_sealed() {
+    use shared::crypto::Sealer;
+    use shared::ports::Table;
+    use shared::repo::Records;
+    use shared::repo::sessions::TelegramSessions;
+
+    let dir = tempfile::tempdir().unwrap();
+    let table = Arc::new(SqliteTable::new(SqliteDb::open(&dir.path().join("t.db")).unwrap()));
+    let sessions = TelegramSessions::new(Records::new(table.clone()), Sealer::from_base64(&Sealer::generate_key()).unwrap());
+    let minute = Duration::from_secs(60);
+    assert!(sessions.try_lease("c1", "a", minute).await.unwrap());
+    assert!(!sessions.try_lease("c1", "b", minute).await.unwrap(), "one connection per session");
+    assert!(sessions.try_lease("c2", "b", minute).await.unwrap(), "another account's session is its own");
+    sessions.release("c1", "b").await.unwrap();
+    assert!(!sessions.try_lease("c1", "b", minute).await.unwrap(), "only the holder gives it back");
+    sessions.release("c1", "a").await.unwrap();
+    assert!(sessions.try_lease("c1", "b", Duration::from_secs(1)).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(sessions.try_lease("c1", "c", minute).await.unwrap(), "a holder that died lets go when its lease expires");
+
+    sessions.save("c1", b"auth-key-bytes").await.unwrap();
+    assert_eq!(sessions.load("c1").await.unwrap().as_deref(), Some(&b"auth-key-bytes"[..]));
+    let stored = table.query("connector#c1", "session", 10, false).await.unwrap();
+    assert!(!stored.is_empty() && stored.iter().all(|item| !item.data.contains("auth-key-bytes")), "sealed at rest");
+}

@@ -49,7 +49,7 @@ async fn logs_in_sends_and_logs_out_on_the_test_servers() {
     let first = telegram.send_text(&me, done.user.peer, &Formatted::plain("OLChat live test"), random_id).await.expect("send");
     assert!(first.id.is_some());
     let again = telegram.send_text(&me, done.user.peer, &Formatted::plain("OLChat live test"), random_id).await.expect("resend");
-    println!("a repeated random_id answered {again:?}");
+    assert_eq!(again.id, None, "a repeated random_id is dropped by Telegram (RANDOM_ID_DUPLICATE)");
     telegram.log_out(&me).await.expect("log out");
     assert!(sessions.load(login).await.unwrap().is_none(), "the session is forgotten");
 }

@@ -117,6 +117,12 @@ impl TestApp {
         token
     }
 
+    /// Runs a job as its worker would on its `receive_count`th delivery (a redelivery, at once).
+    pub async fn run_job(&self, body: &str, receive_count: u32) -> shared::jobs::Outcome {
+        let delivery = shared::ports::Delivery { receipt: format!("test-{receive_count}"), body: body.to_owned(), receive_count };
+        shared::jobs::handle(&self.app.services, &delivery).await
+    }
+
     /// An administrator's token for the connectors API.
     pub async fn admin_token(&self) -> String {
         let (status, page) = self.open_connectors(1, "en").await;
@@ -146,7 +152,7 @@ impl TestApp {
 
     /// Sends `text` to `recipient` from the sales connector with a fresh idempotency key; its id.
     pub async fn send_text(&self, token: &str, recipient: &str, text: &str) -> String {
-        let key = format!("k{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+        let key = fresh_key();
         let answer = self.send(token, json!({ "connector_id": "sales", "recipient": recipient, "text": text, "idempotency_key": key })).await;
         assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
         answer.body["message_id"].as_str().expect("message id").to_owned()
@@ -185,7 +191,7 @@ impl TestApp {
 
     /// Sends `text` to `recipient` with a publication mode and, maybe, an activity; its id.
     pub async fn send_published(&self, token: &str, recipient: &str, text: &str, publication: &str, create_activity: bool) -> String {
-        let key = format!("k{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+        let key = fresh_key();
         let body = json!({ "connector_id": "sales", "recipient": recipient, "text": text, "idempotency_key": key,
                            "publication": publication, "create_activity": create_activity });
         let answer = self.send(token, body).await;
@@ -241,6 +247,11 @@ impl TestApp {
         let body: Value = self.http.get(self.url("/sandbox/portal/stats")).send().await.unwrap().json().await.unwrap();
         body["rest_requests"].as_u64().unwrap()
     }
+}
+
+/// An idempotency key no earlier submit used.
+pub fn fresh_key() -> String {
+    format!("k{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
 }
 
 /// Polls `probe` until it gives `Some`, or fails after `within` with `what`.
