@@ -99,7 +99,10 @@ pub enum LoginView {
 async fn new_login(svc: &Services, admin: &AdminClaims, reconnect: Option<&str>, stage: LoginStage) -> Result<PendingLogin, AppError> {
     let id = match reconnect {
         Some(id) => {
-            svc.connectors.get(&admin.portal, id).await?.ok_or_else(|| unknown_connector(admin.lang))?;
+            let connector = svc.connectors.get(&admin.portal, id).await?.ok_or_else(|| unknown_connector(admin.lang))?;
+            // The old session is dead (its key unknown to Telegram, or unreadable): the new login
+            // must not start from it.
+            svc.telegram.log_out(&connector.account()).await.map_err(|e| login_problem(admin.lang, e.into()))?;
             id.to_owned()
         }
         None => uuid::Uuid::new_v4().simple().to_string(),

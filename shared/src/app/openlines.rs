@@ -29,7 +29,7 @@ pub fn retryable(e: &AppError) -> bool {
 /// Publishes the message if due and brings its activity up to date. Safe to run again:
 /// the message records what was done.
 pub async fn publish_message(svc: &Services, message_id: &str) -> Result<(), AppError> {
-    let Some(message) = svc.messages.get(message_id).await? else { return Ok(()) };
+    let Some(mut message) = svc.messages.get(message_id).await? else { return Ok(()) };
     if !message.awaits_publication() && !message.activity_stale() {
         return Ok(());
     }
@@ -41,9 +41,10 @@ pub async fn publish_message(svc: &Services, message_id: &str) -> Result<(), App
             Err(e) => Publication::Failed { reason: e.message },
         };
         tracing::info!(message_id, ?outcome, "publication");
-        svc.messages.update(message_id, |m| m.published.is_none() && m.published.replace(outcome.clone()).is_none()).await?;
+        let recorded = svc.messages.update(message_id, |m| m.published.is_none() && m.published.replace(outcome.clone()).is_none()).await?;
+        message = recorded.unwrap_or(message);
     }
-    sync_activity(svc, &mut portal, message_id).await
+    sync_activity(svc, &mut portal, &message).await
 }
 
 async fn publish(svc: &Services, portal: &mut PortalClient<'_>, message: &Message) -> Result<u64, AppError> {
@@ -144,8 +145,8 @@ async fn send_to_open_line(
 }
 
 /// Creates or updates the message's activity to show its current status (the whole layout).
-async fn sync_activity(svc: &Services, portal: &mut PortalClient<'_>, message_id: &str) -> Result<(), AppError> {
-    let Some(message) = svc.messages.get(message_id).await? else { return Ok(()) };
+async fn sync_activity(svc: &Services, portal: &mut PortalClient<'_>, message: &Message) -> Result<(), AppError> {
+    let message_id = message.id.as_str();
     if !message.activity_stale() {
         return Ok(());
     }
@@ -153,10 +154,10 @@ async fn sync_activity(svc: &Services, portal: &mut PortalClient<'_>, message_id
         "completed": message.status.is_final(), "responsibleId": message.user_id, "isIncomingChannel": "N",
         "originatorId": CONNECTOR_ID, "originId": message.id,
     });
-    let layout = activity_layout(&message);
+    let layout = activity_layout(message);
     let existing = match message.activity {
         Some(shown) => Some(shown.id),
-        None if message.activity_requested => find_activity(portal, &message).await?,
+        None if message.activity_requested => find_activity(portal, message).await?,
         None => {
             svc.messages.update(message_id, |m| !std::mem::replace(&mut m.activity_requested, true)).await?;
             None

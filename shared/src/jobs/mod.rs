@@ -60,8 +60,10 @@ impl Job {
         serde_json::to_string(self).expect("jobs serialize")
     }
 
-    /// Jobs of one group run one at a time: one Telegram session, one connection; one
-    /// portal's Open Line work in order.
+    /// Jobs of one group run one at a time: one Telegram session, one connection (the FIFO
+    /// telegram queue on AWS, the embedded runner locally). The openline queue is a standard
+    /// one on AWS: its groups keep order only in the embedded runner, so its jobs must not
+    /// depend on it (each records what it did).
     pub fn group(&self) -> &str {
         match self {
             Self::Send { connector_id, .. } | Self::CatchUp { connector_id, .. } | Self::SyncContacts { connector_id, .. } => {
