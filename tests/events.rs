@@ -52,6 +52,7 @@ async fn every_sample_event_runs_through_its_handler() {
         encryption_key: Some(Secret::new(Sealer::generate_key())),
         encryption_key_parameter: None,
         bitrix_client_id: shared::sandbox::CLIENT_ID.into(),
+        bitrix_app_code: shared::sandbox::APP_CODE.into(),
         bitrix_client_secret: Some(Secret::new(shared::sandbox::CLIENT_SECRET)),
         bitrix_client_secret_parameter: None,
         bitrix_oauth_url: shared::sandbox::Sandbox::oauth_url(&app.app.url),
@@ -79,6 +80,8 @@ async fn every_sample_event_runs_through_its_handler() {
             line: None,
             keep_operator_signature: true,
             lang: Lang::En,
+            system_messages: false,
+            timeline: None,
         };
         svc.portals.save(&portal).await.unwrap();
     }

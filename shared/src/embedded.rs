@@ -68,6 +68,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
     };
     let credentials = AppCredentials {
         client_id: sandbox::CLIENT_ID.into(),
+        code: sandbox::APP_CODE.into(),
         client_secret: Secret::new(sandbox::CLIENT_SECRET),
         oauth_url: Sandbox::oauth_url(&url),
     };

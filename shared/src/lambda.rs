@@ -41,6 +41,9 @@ pub struct AwsSettings {
     pub encryption_key: Option<Secret>,
     pub encryption_key_parameter: Option<String>,
     pub bitrix_client_id: String,
+    /// What `app.info` names as our `CODE` (`BITRIX_APP_CODE`): a Marketplace app's code; a
+    /// local app's is its `client_id`, the default.
+    pub bitrix_app_code: String,
     pub bitrix_client_secret: Option<Secret>,
     pub bitrix_client_secret_parameter: Option<String>,
     pub bitrix_oauth_url: String,
@@ -81,6 +84,7 @@ impl AwsSettings {
             encryption_key: var("OLCHAT_ENCRYPTION_KEY").map(Secret::new),
             encryption_key_parameter: var("OLCHAT_ENCRYPTION_KEY_PARAMETER"),
             bitrix_client_id: var("BITRIX_CLIENT_ID").unwrap_or_default(),
+            bitrix_app_code: var("BITRIX_APP_CODE").or_else(|| var("BITRIX_CLIENT_ID")).unwrap_or_default(),
             bitrix_client_secret: var("BITRIX_CLIENT_SECRET").map(Secret::new),
             bitrix_client_secret_parameter: var("BITRIX_CLIENT_SECRET_PARAMETER"),
             bitrix_oauth_url: var("BITRIX_OAUTH_URL").unwrap_or_else(|| "https://oauth.bitrix.info".into()),
@@ -172,6 +176,7 @@ pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) ->
     };
     let credentials = AppCredentials {
         client_id: settings.bitrix_client_id.clone(),
+        code: settings.bitrix_app_code.clone(),
         client_secret,
         oauth_url: settings.bitrix_oauth_url.clone(),
     };

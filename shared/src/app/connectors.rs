@@ -2,9 +2,8 @@
 //! password, or a QR code), sees their status, links each to an Open Line, disconnects.
 
 use serde::Serialize;
-use serde_json::{Value, json};
 
-use super::portal::{portal_error, unknown_portal};
+use super::portal::{confirm_admin, unknown_portal};
 use super::{AppError, ErrorKind, Services};
 use crate::auth::AdminClaims;
 use crate::crypto::Secret;
@@ -21,11 +20,7 @@ pub async fn open_page(svc: &Services, member_id: &str, domain: &str, auth_id: &
     if !portal.domain.eq_ignore_ascii_case(domain.trim()) {
         return Err(AppError::new(ErrorKind::Forbidden, "domain_mismatch", "The DOMAIN of this request is not this portal's."));
     }
-    let user = svc.bitrix.call(&portal.client_endpoint, auth_id, "user.current", &json!({})).await.map_err(portal_error)?;
-    if user.get("ADMIN") != Some(&Value::Bool(true)) {
-        return Err(AppError::new(ErrorKind::Forbidden, "not_admin", text(lang, "admins_only", &[])));
-    }
-    let user_id = user.get("ID").and_then(|v| v.as_str()?.parse::<u64>().ok()).unwrap_or_default();
+    let user_id = confirm_admin(svc, &portal, auth_id, lang).await?;
     Ok(svc.sessions.issue_admin(member_id, user_id, lang))
 }
 

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::install::{CONNECTOR_ID, InstallGrant, register_portal, uninstall};
+use super::install::{CONNECTOR_ID, InstallGrant, line_gone, register_portal, uninstall};
 use super::{AppError, ErrorKind, Services};
 use crate::crypto::Secret;
 use crate::i18n::Lang;
@@ -63,7 +63,16 @@ struct ImIds {
 #[derive(Deserialize)]
 struct WrittenText {
     #[serde(default)]
+    user_id: u64,
+    #[serde(default)]
     text: String,
+}
+
+/// `OnImConnectorStatusDelete` (`events/on-im-connector-status-delete.md`): lower-case keys.
+#[derive(Deserialize)]
+struct ConnectorTurnedOff {
+    connector: String,
+    line: String,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +143,15 @@ pub async fn accept(svc: &Services, body: &[u8]) -> Result<(), AppError> {
     match event.as_str() {
         "ONIMCONNECTORMESSAGEADD" => queue_operator_messages(svc, &member_id, decode::<WithData<ConnectorMessages>>(body)?.data).await,
         "ONAPPUNINSTALL" => uninstall(svc, &member_id).await,
+        "ONIMCONNECTORSTATUSDELETE" => {
+            let off = decode::<WithData<ConnectorTurnedOff>>(body)?.data;
+            if off.connector != CONNECTOR_ID {
+                return Ok(());
+            }
+            line_gone(svc, &member_id, &off.line).await
+        }
+        // `events/on-im-connector-line-delete.md`: `data` is the deleted line's id.
+        "ONIMCONNECTORLINEDELETE" => line_gone(svc, &member_id, &decode::<WithData<String>>(body)?.data).await,
         "ONAPPUPDATE" => queue(svc, Job::SetUp { member_id }).await,
         _ => {
             tracing::info!(event, "event ignored");
@@ -159,6 +177,7 @@ async fn queue_operator_messages(svc: &Services, member_id: &str, data: Connecto
             external_chat_id: item.chat.id,
             ol_chat_id: item.im.chat_id,
             im_message_id: item.im.message_id,
+            user_id: item.message.user_id,
             text: item.message.text,
         };
         queue(svc, Job::Reply(message)).await?;

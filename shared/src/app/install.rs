@@ -5,12 +5,12 @@
 
 use serde_json::{Value, json};
 
-use super::portal::{PortalClient, batch_record, portal_error, unknown_portal};
+use super::portal::{PortalClient, confirm_admin, unknown_portal};
 use super::{AppError, ErrorKind, Services};
 use crate::crypto::Secret;
 use crate::domain::EntityType;
 use crate::i18n::{Lang, text};
-use crate::repo::portals::{Portal, TokenOwner, UserAuth};
+use crate::repo::portals::{Portal, TimelineLook, TokenOwner, UserAuth};
 
 /// Our connector's id in Open Lines.
 pub const CONNECTOR_ID: &str = "olchat_telegram";
@@ -18,7 +18,10 @@ pub const CONNECTOR_NAME: &str = "OLChat for Telegram";
 /// The Telegram plane, as the connector's icon (`ICON[DATA_IMAGE]`).
 const CONNECTOR_ICON: &str = "data:image/svg+xml;charset=US-ASCII,%3Csvg%20xmlns%3D%22http%3A%2F%2Fwww.w3.org%2F2000%2Fsvg%22%20viewBox%3D%220%200%2024%2024%22%3E%3Cpath%20fill%3D%22%23fff%22%20d%3D%22M9.8%2015.2l-.4%205.3c.6%200%20.8-.2%201.1-.5l2.7-2.6%205.6%204.1c1%20.6%201.8.3%202-.9l3.7-17.2c.3-1.5-.6-2.1-1.6-1.7L1.3%209.9c-1.4.6-1.4%201.4-.2%201.8l5.5%201.7L19.3%205.4c.6-.4%201.2-.2.7.2%22%2F%3E%3C%2Fsvg%3E";
 /// The events the app reacts to; Bitrix24 drops bindings on update, so they are bound again each time.
-const EVENTS: [&str; 3] = ["OnImConnectorMessageAdd", "OnAppUninstall", "OnAppUpdate"];
+const EVENTS: [&str; 5] = ["OnImConnectorMessageAdd", "OnImConnectorStatusDelete", "OnImConnectorLineDelete", "OnAppUninstall", "OnAppUpdate"];
+/// The timeline looks we prefer, best first; the first the portal offers is taken.
+const ICONS: [&str; 3] = ["telegram", "comment", "info"];
+const LOGOS: [&str; 3] = ["channel-telegram", "notification", "info"];
 
 /// Where a portal's REST API answers, derived from the `DOMAIN` Bitrix24 names, never from a
 /// URL a request carries (which could point anywhere).
@@ -67,7 +70,7 @@ pub struct InstallGrant {
 }
 
 /// Stores the portal and its own tokens once they are confirmed. A known portal confirms the
-/// access token at its stored endpoint: `app.info` names our app and `user.current` is one of
+/// access token at its stored endpoint: `app.info` names our app and `user.admin` says it is one of
 /// its administrators (any employee's token names our app, and must not replace the portal's
 /// tokens or its `application_token`). An unknown one is confirmed
 /// by Bitrix24's OAuth server: its refresh token must belong to our app and to this
@@ -78,17 +81,10 @@ pub async fn register_portal(svc: &Services, mut grant: InstallGrant) -> Result<
     let not_confirmed = || AppError::new(ErrorKind::Unauthorized, "install_not_confirmed", "Bitrix24 did not confirm this install.");
     let endpoint = match &known {
         Some(p) if p.domain.eq_ignore_ascii_case(grant.domain.trim()) => {
-            let commands = [("app".to_owned(), "app.info".to_owned()), ("user".to_owned(), "user.current".to_owned())];
-            let batch = svc.bitrix.batch(&p.client_endpoint, &grant.access_token, &commands).await.map_err(|e| {
-                tracing::warn!(member_id = %grant.member_id, "install check failed: {e}");
+            confirm_admin(svc, p, &grant.access_token, grant.lang).await.map_err(|e| {
+                tracing::warn!(member_id = %grant.member_id, code = e.code, "install refused: {e}");
                 not_confirmed()
             })?;
-            let ours = batch_record(&batch, "app").is_ok_and(|info| info.get("CODE").and_then(Value::as_str) == Some(svc.bitrix.client_id()));
-            let admin = batch_record(&batch, "user").is_ok_and(|user| user.get("ADMIN") == Some(&Value::Bool(true)));
-            if !(ours && admin) {
-                tracing::warn!(member_id = %grant.member_id, ours, admin, "install refused");
-                return Err(not_confirmed());
-            }
             p.client_endpoint.clone()
         }
         Some(_) => return Err(AppError::new(ErrorKind::Forbidden, "domain_mismatch", "This portal installed the app from another domain.")),
@@ -132,6 +128,8 @@ pub async fn register_portal(svc: &Services, mut grant: InstallGrant) -> Result<
                 line: None,
                 keep_operator_signature: true,
                 lang: grant.lang,
+                system_messages: false,
+                timeline: None,
             };
             registered(&mut portal);
             svc.portals.save(&portal).await?;
@@ -178,14 +176,7 @@ pub async fn set_up(svc: &Services, member_id: &str) -> Result<(), AppError> {
         portal.call("placement.bind", &params).await?;
     }
 
-    let connector = json!({
-        "ID": CONNECTOR_ID, "NAME": CONNECTOR_NAME,
-        "ICON": { "DATA_IMAGE": CONNECTOR_ICON, "COLOR": "#2AABEE", "SIZE": "90%", "POSITION": "center" },
-        "PLACEMENT_HANDLER": format!("{base}/bitrix/connector"),
-        // Bitrix24 puts the operator's name before each reply; the portal's setting keeps or strips it.
-        "NEED_SIGNATURE": true, "CHAT_GROUP": false,
-    });
-    portal.call("imconnector.register", &connector).await?;
+    register_connector(&mut portal, base).await?;
     let line = match portal.portal.line.clone() {
         Some(line) => Some(line),
         None => first_line(&portal.call("imopenlines.config.list.get", &json!({})).await?),
@@ -193,6 +184,7 @@ pub async fn set_up(svc: &Services, member_id: &str) -> Result<(), AppError> {
     if let Some(line) = line {
         activate(svc, &mut portal, &line).await?;
     }
+    choose_timeline_look(svc, &mut portal).await?;
 
     let event_handler = format!("{base}/bitrix/events");
     let bound = portal.call("event.get", &json!({})).await?;
@@ -205,11 +197,66 @@ pub async fn set_up(svc: &Services, member_id: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Turns our connector on for `line` and remembers the line.
+/// Registers (or updates) our connector (`imconnector-register.md`: a refusal comes back as
+/// HTTP 200 with `result: false`). Open Lines' own messages reach clients only if the
+/// portal's administrator allowed them.
+pub async fn register_connector(portal: &mut PortalClient<'_>, base: &str) -> Result<(), AppError> {
+    let connector = json!({
+        "ID": CONNECTOR_ID, "NAME": CONNECTOR_NAME,
+        "ICON": { "DATA_IMAGE": CONNECTOR_ICON, "COLOR": "#2AABEE", "SIZE": "90%", "POSITION": "center" },
+        "PLACEMENT_HANDLER": format!("{base}/bitrix/connector"),
+        // Bitrix24 puts the operator's name before each reply; the portal's setting keeps or strips it.
+        "NEED_SIGNATURE": true, "CHAT_GROUP": false,
+        "NEED_SYSTEM_MESSAGES": portal.portal.system_messages,
+    });
+    let answer = portal.call("imconnector.register", &connector).await?;
+    if answer.get("result") != Some(&Value::Bool(true)) {
+        let why = answer.get("error_description").or_else(|| answer.get("error")).map(Value::to_string).unwrap_or_else(|| answer.to_string());
+        return Err(AppError::new(ErrorKind::Upstream, "connector_not_registered", format!("Bitrix24 did not register the connector: {why}")));
+    }
+    Ok(())
+}
+
+/// Turns our connector on for `line`, tells the Contact Center it is connected there
+/// (`imconnector-connector-data-set.md`), and remembers the line.
 pub async fn activate(svc: &Services, portal: &mut PortalClient<'_>, line: &str) -> Result<(), AppError> {
     portal.call("imconnector.activate", &json!({ "CONNECTOR": CONNECTOR_ID, "LINE": line, "ACTIVE": 1 })).await?;
+    let base = svc.site.public_url.trim_end_matches('/');
+    let data = json!({ "ID": format!("{CONNECTOR_ID}_line{line}"), "URL": base, "URL_IM": base, "NAME": CONNECTOR_NAME });
+    portal.call("imconnector.connector.data.set", &json!({ "CONNECTOR": CONNECTOR_ID, "LINE": line, "DATA": data })).await?;
     let member_id = portal.portal.member_id.clone();
     svc.portals.update(&member_id, |p| p.line.replace(line.to_owned()).as_deref() != Some(line)).await?;
+    Ok(())
+}
+
+/// The activity's icon and logo must be codes the portal lists (`crm.timeline.icon.list`,
+/// `crm.timeline.logo.list`): the first of ours it offers, else its first.
+async fn choose_timeline_look(svc: &Services, portal: &mut PortalClient<'_>) -> Result<(), AppError> {
+    let pick = |answer: &Value, key: &str, preferred: &[&str]| -> Option<String> {
+        let codes: Vec<&str> = answer.get(key)?.as_array()?.iter().filter_map(|c| c.get("code")?.as_str()).collect();
+        preferred.iter().find(|p| codes.contains(p)).map(|p| (*p).to_owned()).or_else(|| codes.first().map(|c| (*c).to_owned()))
+    };
+    let icons = portal.call("crm.timeline.icon.list", &json!({})).await?;
+    let logos = portal.call("crm.timeline.logo.list", &json!({})).await?;
+    let (Some(icon), Some(logo)) = (pick(&icons, "icons", &ICONS), pick(&logos, "logos", &LOGOS)) else {
+        return Err(AppError::new(ErrorKind::Upstream, "no_timeline_look", "Bitrix24 lists no timeline icons or logos."));
+    };
+    let look = Some(TimelineLook { icon, logo });
+    let member_id = portal.portal.member_id.clone();
+    svc.portals.update(&member_id, |p| std::mem::replace(&mut p.timeline, look.clone()) != look).await?;
+    Ok(())
+}
+
+/// Our connector was turned off on `line`, or the line deleted: nothing is published there
+/// any more, and the tab says why, until an administrator connects a line again.
+pub async fn line_gone(svc: &Services, member_id: &str, line: &str) -> Result<(), AppError> {
+    svc.portals.update(member_id, |p| p.line.take_if(|l| l == line).is_some()).await?;
+    for connector in svc.connectors.list(member_id).await? {
+        if connector.line.as_deref() == Some(line) {
+            svc.connectors.update(member_id, &connector.id, |c| c.line.take().is_some()).await?;
+        }
+    }
+    tracing::info!(member_id, line, "our connector left an Open Line");
     Ok(())
 }
 
@@ -241,10 +288,7 @@ pub async fn connect_line(svc: &Services, member_id: &str, domain: &str, auth_id
     if !portal.domain.eq_ignore_ascii_case(domain.trim()) {
         return Err(AppError::new(ErrorKind::Forbidden, "domain_mismatch", "The DOMAIN of this request is not this portal's."));
     }
-    let user = svc.bitrix.call(&portal.client_endpoint, auth_id, "user.current", &json!({})).await.map_err(portal_error)?;
-    if user.get("ADMIN") != Some(&Value::Bool(true)) {
-        return Err(AppError::new(ErrorKind::Forbidden, "not_admin", "Only a Bitrix24 administrator can connect the Open Line."));
-    }
+    confirm_admin(svc, &portal, auth_id, portal.lang).await?;
     if line.is_empty() || !line.bytes().all(|b| b.is_ascii_digit()) {
         return Err(AppError::bad_request("bad_line", "PLACEMENT_OPTIONS must name the Open Line (LINE)."));
     }

@@ -123,11 +123,13 @@ pub struct AppError {
     pub kind: ErrorKind,
     pub code: &'static str,
     pub message: String,
+    /// When the other side said how long to wait before trying again.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl AppError {
     pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
-        Self { kind, code, message: message.into() }
+        Self { kind, code, message: message.into(), retry_after: None }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {

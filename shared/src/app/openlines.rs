@@ -17,6 +17,7 @@ use crate::i18n::text;
 use crate::jobs::catch_up::RECEIVED_FILE_LIMIT;
 use crate::repo::connectors::Connector;
 use crate::repo::openlines::{ChatLink, external_chat_id};
+use crate::repo::portals::TimelineLook;
 
 /// The mark of a message published as if the client wrote it.
 const INCOMING_MARK: &str = "[b]OLChat[/b][br]";
@@ -47,17 +48,13 @@ pub async fn publish_message(svc: &Services, message_id: &str) -> Result<(), App
     sync_activity(svc, &mut portal, &message).await
 }
 
-async fn publish(svc: &Services, portal: &mut PortalClient<'_>, message: &Message) -> Result<u64, AppError> {
+async fn publish(svc: &Services, portal: &mut PortalClient<'_>, message: &Message) -> Result<Option<u64>, AppError> {
     let link = link_chat(svc, &message.member_id, &message.connector_id, message.peer, &message.client_name).await?;
     let (text, employee) = match message.publication {
         PublicationMode::Incoming => (format!("{INCOMING_MARK}{}", message.text()), None),
         PublicationMode::Outgoing => (message.text(), Some(message.user_id)),
         PublicationMode::None => unreachable!("awaits_publication checked the mode"),
     };
-    if employee.is_some() {
-        // Written before publishing, so an echo arriving at once is already known as ours.
-        svc.openlines.expect_echo(&message.member_id, &link.external_chat_id, &text, &message.id).await?;
-    }
     let files = open_line_files(svc, message).await?;
     send_to_open_line(svc, portal, &link, &message.id, &text, employee, &files).await
 }
@@ -98,7 +95,9 @@ fn ol_name(name: &str) -> String {
 }
 
 /// One message through our connector (`imconnector.send.messages`), as the client or, with
-/// `employee`, on that employee's behalf. This creates the chat when missing; its id.
+/// `employee`, on that employee's behalf. This creates the chat when missing; its id, which
+/// the answer gives only "if available" (`session`): otherwise the dialog is looked up by its
+/// user code, and without it the message still counts as published (never sent again).
 async fn send_to_open_line(
     svc: &Services,
     portal: &mut PortalClient<'_>,
@@ -107,7 +106,7 @@ async fn send_to_open_line(
     text: &str,
     employee: Option<u64>,
     files: &[Value],
-) -> Result<u64, AppError> {
+) -> Result<Option<u64>, AppError> {
     // The connector's own Open Line, else the portal's.
     let own_line = svc.connectors.get(&portal.portal.member_id, &link.connector_id).await?.and_then(|c| c.line);
     let line = own_line.or_else(|| portal.portal.line.clone()).ok_or_else(|| {
@@ -122,11 +121,11 @@ async fn send_to_open_line(
     if !files.is_empty() {
         message["files"] = json!(files);
     }
+    let user_id = format!("tg{}", link.peer.user_id);
     let params = json!({
         "CONNECTOR": CONNECTOR_ID, "LINE": line,
         "MESSAGES": [{
-            "user": { "id": format!("tg{}", link.peer.user_id), "name": first, "last_name": ol_name(last),
-                      "skip_phone_validate": "Y" },
+            "user": { "id": user_id, "name": first, "last_name": ol_name(last), "skip_phone_validate": "Y" },
             "message": message,
             "chat": { "id": link.external_chat_id, "name": link.client_name },
         }],
@@ -137,11 +136,32 @@ async fn send_to_open_line(
         let errors = result.get("ERRORS").map(Value::to_string).unwrap_or_else(|| answer.to_string());
         return Err(AppError::invalid("not_published", format!("Open Lines refused the message: {errors}")));
     }
-    let chat_id = id_of(result.pointer("/session/CHAT_ID")).ok_or_else(|| AppError::new(ErrorKind::Upstream, "portal_error", "Open Lines gave no chat id."))?;
-    if link.ol_chat_id != Some(chat_id) {
+    let chat_id = match id_of(result.pointer("/session/CHAT_ID")) {
+        Some(id) => Some(id),
+        None => find_chat(portal, &format!("{CONNECTOR_ID}|{line}|{}|{user_id}", link.external_chat_id)).await,
+    };
+    if let Some(chat_id) = chat_id.filter(|&id| link.ol_chat_id != Some(id)) {
         svc.openlines.set_chat_id(&portal.portal.member_id, &link.external_chat_id, chat_id).await?;
     }
-    Ok(chat_id)
+    Ok(chat_id.or(link.ol_chat_id))
+}
+
+/// The Open Line chat of a dialog, by its user code (`imopenlines-dialog-get.md`).
+async fn find_chat(portal: &mut PortalClient<'_>, user_code: &str) -> Option<u64> {
+    match portal.call("imopenlines.dialog.get", &json!({ "USER_CODE": user_code })).await {
+        Ok(dialog) => id_of(dialog.get("id")),
+        Err(e) => {
+            tracing::warn!(code = e.code, "the dialog's chat could not be looked up: {e}");
+            None
+        }
+    }
+}
+
+/// The CRM records a chat is bound to, from `entity_data_2` (`LEAD|1209|COMPANY|0|CONTACT|0|DEAL|0`).
+fn crm_bindings(dialog: &Value) -> Vec<(String, u64)> {
+    let data = dialog.get("entity_data_2").and_then(Value::as_str).unwrap_or("");
+    let parts: Vec<&str> = data.split('|').collect();
+    parts.chunks(2).filter_map(|p| Some((p.first()?.to_ascii_lowercase(), p.get(1)?.parse().ok().filter(|&id: &u64| id > 0)?))).collect()
 }
 
 /// Creates or updates the message's activity to show its current status (the whole layout).
@@ -154,7 +174,10 @@ async fn sync_activity(svc: &Services, portal: &mut PortalClient<'_>, message: &
         "completed": message.status.is_final(), "responsibleId": message.user_id, "isIncomingChannel": "N",
         "originatorId": CONNECTOR_ID, "originId": message.id,
     });
-    let layout = activity_layout(message);
+    let look = portal.portal.timeline.clone().ok_or_else(|| {
+        AppError::new(ErrorKind::Busy, "not_set_up", "The app's set-up on this portal has not finished yet.")
+    })?;
+    let layout = activity_layout(message, &look);
     let existing = match message.activity {
         Some(shown) => Some(shown.id),
         None if message.activity_requested => find_activity(portal, message).await?,
@@ -194,8 +217,10 @@ async fn find_activity(portal: &mut PortalClient<'_>, message: &Message) -> Resu
     Ok(id_of(found.as_array().and_then(|rows| rows.first()).and_then(|row| row.get("ID"))))
 }
 
-/// The activity as the timeline shows it: the text, who it went to, and a status tag.
-fn activity_layout(m: &Message) -> Value {
+/// The activity as the timeline shows it: the text, who it went to, and a status tag. A
+/// block's required `value` is never empty (`structure/content-block.md`): a block with
+/// nothing to say is left out; the recipient, always known, keeps the body from being empty.
+fn activity_layout(m: &Message, look: &TimelineLook) -> Value {
     let lang = m.lang;
     let (status, tag) = match m.status {
         MessageStatus::Queued | MessageStatus::Sending => ("status_queued", "secondary"),
@@ -203,11 +228,15 @@ fn activity_layout(m: &Message) -> Value {
         MessageStatus::Read => ("status_read", "success"),
         MessageStatus::Failed => ("status_failed", "failure"),
     };
+    let recipient = Some(m.recipient_name.trim()).filter(|r| !r.is_empty()).unwrap_or("Telegram");
     let mut blocks = json!({
         "recipient": { "type": "withTitle", "properties": {
-            "title": text(lang, "to", &[]), "block": { "type": "text", "properties": { "value": m.recipient_name } } } },
-        "text": { "type": "largeText", "properties": { "value": m.text() } },
+            "title": text(lang, "to", &[]), "block": { "type": "text", "properties": { "value": recipient } } } },
     });
+    let body = m.text();
+    if !body.trim().is_empty() {
+        blocks["text"] = json!({ "type": "largeText", "properties": { "value": body } });
+    }
     let files: Vec<&str> = m.attachments().map(|a| a.file_name.as_str()).collect();
     if !files.is_empty() {
         blocks["files"] = json!({ "type": "withTitle", "properties": {
@@ -217,12 +246,12 @@ fn activity_layout(m: &Message) -> Value {
         blocks["reason"] = json!({ "type": "text", "properties": { "value": failure_text(lang, failure), "color": "base_90" } });
     }
     json!({
-        "icon": { "code": "IM" },
+        "icon": { "code": look.icon },
         "header": {
-            "title": text(lang, "activity_title", &[("recipient", &m.recipient_name)]),
+            "title": text(lang, "activity_title", &[("recipient", recipient)]),
             "tags": { "status": { "title": text(lang, status, &[]), "type": tag } },
         },
-        "body": { "logo": { "code": "IM" }, "blocks": blocks },
+        "body": { "logo": { "code": look.logo }, "blocks": blocks },
     })
 }
 
@@ -247,15 +276,13 @@ pub struct EmployeeView {
     pub name: String,
 }
 
-/// The portal's active employees, to invite into a chat.
+/// The portal's active employees, to invite into a chat: every page of `user.get` (50 a page).
 pub async fn employees(svc: &Services, claims: &Claims) -> Result<Vec<EmployeeView>, AppError> {
     let mut portal = PortalClient::user(svc, &claims.portal, claims.user).await?;
-    let users = portal.call("user.get", &json!({ "FILTER": { "ACTIVE": true, "USER_TYPE": "employee" } })).await?;
+    let users = portal.call_all("user.get", &json!({ "FILTER": { "ACTIVE": true, "USER_TYPE": "employee" } })).await?;
     let field = |u: &Value, name: &str| u.get(name).and_then(Value::as_str).unwrap_or("").trim().to_owned();
     Ok(users
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .filter_map(|u| {
             let id = u.get("ID")?.as_str()?.parse().ok()?;
             Some(EmployeeView { id, name: format!("{} {}", field(u, "NAME"), field(u, "LAST_NAME")).trim().to_owned() })
@@ -264,16 +291,22 @@ pub async fn employees(svc: &Services, claims: &Claims) -> Result<Vec<EmployeeVi
 }
 
 /// Creates the client's Open Line chat (a first message through our connector, written on
-/// the employee's behalf) unless it exists, and invites the chosen employees.
+/// the employee's behalf) unless it exists, and invites the chosen employees into it through
+/// the CRM record the chat is bound to. Bitrix24's CRM tracker binds a new chat (it may create
+/// a lead for a new client), so that is read from the dialog (`imopenlines-dialog-get.md`)
+/// rather than assumed to be this card; an employee already in the chat (`WRONG_REQUEST`,
+/// `imopenlines-crm-chat-user-add.md`) counts as invited.
 pub async fn create_chat(svc: &Services, claims: &Claims, request: ChatRequest) -> Result<ChatCreated, AppError> {
     let lang = claims.lang;
     if request.user_ids.len() > 50 {
         return Err(AppError::invalid("too_many_employees", text(lang, "too_many_employees", &[])));
     }
     let (connector, _, user): (Connector, _, TelegramUser) = recipient_account(svc, claims, &request.connector_id, &request.recipient).await?;
-    let known: Vec<u64> = employees(svc, claims).await?.into_iter().map(|e| e.id).collect();
-    if let Some(unknown) = request.user_ids.iter().find(|id| !known.contains(id)) {
-        return Err(AppError::invalid("unknown_employee", text(lang, "unknown_employee", &[("id", &unknown.to_string())])));
+    if !request.user_ids.is_empty() {
+        let known: Vec<u64> = employees(svc, claims).await?.into_iter().map(|e| e.id).collect();
+        if let Some(unknown) = request.user_ids.iter().find(|id| !known.contains(id)) {
+            return Err(AppError::invalid("unknown_employee", text(lang, "unknown_employee", &[("id", &unknown.to_string())])));
+        }
     }
     let mut portal = PortalClient::app(svc, &claims.portal).await?;
     let link = link_chat(svc, &claims.portal, &connector.id, user.peer, &user.display_name()).await?;
@@ -282,18 +315,26 @@ pub async fn create_chat(svc: &Services, claims: &Claims, request: ChatRequest) 
         None => {
             let note = text(lang, "chat_created_note", &[]);
             let note_id = format!("chat-{}", uuid::Uuid::new_v4());
-            svc.openlines.expect_echo(&claims.portal, &link.external_chat_id, &note, &note_id).await?;
-            (send_to_open_line(svc, &mut portal, &link, &note_id, &note, Some(claims.user), &[]).await?, true)
+            let chat_id = send_to_open_line(svc, &mut portal, &link, &note_id, &note, Some(claims.user), &[]).await?;
+            (chat_id.ok_or_else(|| AppError::new(ErrorKind::Upstream, "portal_error", "Open Lines did not say which chat it opened."))?, true)
         }
     };
     let mut invited = Vec::new();
-    for user_id in request.user_ids {
-        if invited.contains(&user_id) {
-            continue;
+    if !request.user_ids.is_empty() {
+        let dialog = portal.call("imopenlines.dialog.get", &json!({ "CHAT_ID": chat_id })).await?;
+        let (kind, id) = crm_bindings(&dialog).into_iter().next().ok_or_else(|| AppError::invalid("chat_not_in_crm", text(lang, "chat_not_in_crm", &[])))?;
+        for user_id in request.user_ids {
+            if invited.contains(&user_id) {
+                continue;
+            }
+            let params = json!({ "CRM_ENTITY_TYPE": kind, "CRM_ENTITY": id, "USER_ID": user_id, "CHAT_ID": chat_id });
+            match portal.call("imopenlines.crm.chat.user.add", &params).await {
+                Ok(_) => {}
+                Err(e) if e.code == "wrong_request" => {}
+                Err(e) => return Err(e),
+            }
+            invited.push(user_id);
         }
-        let params = json!({ "CRM_ENTITY_TYPE": claims.entity.kind.as_str(), "CRM_ENTITY": claims.entity.id, "USER_ID": user_id, "CHAT_ID": chat_id });
-        portal.call("imopenlines.crm.chat.user.add", &params).await?;
-        invited.push(user_id);
     }
     tracing::info!(chat_id, created, invited = invited.len(), "open line chat ready");
     Ok(ChatCreated { chat_id, created, invited })
@@ -360,11 +401,17 @@ pub async fn forward_received(svc: &Services, member_id: &str, connector_id: &st
     Ok(())
 }
 
-/// Shows the operator, inside the chat, why their message did not reach the client
-/// (a system message: Open Lines has no "undelivered" status).
-pub async fn report_undelivered(svc: &Services, member_id: &str, ol_chat_id: u64, failure: &crate::domain::Failure) -> Result<(), AppError> {
+/// Tells the operator why their message did not reach the client: a system notification
+/// to them (`im-notify-system-add.md`: any user may be notified with the app's token; an
+/// `im.message.add` into the chat needs a member's, `im-message-add.md`). Open Lines has no
+/// "undelivered" status.
+pub async fn report_undelivered(svc: &Services, member_id: &str, reply: &crate::jobs::OperatorMessage, failure: &crate::domain::Failure) -> Result<(), AppError> {
+    if reply.user_id == 0 {
+        return Ok(());
+    }
     let mut portal = PortalClient::app(svc, member_id).await?;
     let lang = portal.portal.lang;
-    let message = text(lang, "reply_failed", &[("reason", &failure_text(lang, failure))]);
-    portal.call("im.message.add", &json!({ "DIALOG_ID": format!("chat{ol_chat_id}"), "MESSAGE": message, "SYSTEM": "Y" })).await.map(drop)
+    let message = text(lang, "reply_failed", &[("reason", &failure_text(lang, failure)), ("chat", &reply.ol_chat_id.to_string())]);
+    let tag = format!("olchat-undelivered-{}-{}", reply.ol_chat_id, reply.im_message_id);
+    portal.call("im.notify.system.add", &json!({ "USER_ID": reply.user_id, "MESSAGE": message, "TAG": tag })).await.map(drop)
 }

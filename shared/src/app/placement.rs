@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::portal::{batch_record, unknown_portal};
+use super::portal::{batch_record, unknown_portal, user_id};
 use super::{AppError, ErrorKind, Services};
 use crate::crypto::Secret;
 use crate::domain::{EntityRef, EntityType};
@@ -71,7 +71,9 @@ pub async fn open_tab(svc: &Services, query: &PlacementQuery, form: &PlacementFo
             "The DOMAIN of this request is not the domain this portal installed the app from.",
         ));
     }
-    let commands = [("user".to_owned(), "user.current".to_owned()), ("app".to_owned(), "app.info".to_owned())];
+    // The record is read with the user's own token: a placement is only for a card they may see.
+    let record = format!("{}?id={}", entity.kind.get_method(), entity.id);
+    let commands = [("user", "user.current".to_owned()), ("app", "app.info".to_owned()), ("record", record)].map(|(k, c)| (k.to_owned(), c));
     let not_confirmed =
         || AppError::new(ErrorKind::Unauthorized, "auth_not_confirmed", "Bitrix24 did not confirm this user's authorization.");
     let asked = std::time::Instant::now();
@@ -81,16 +83,17 @@ pub async fn open_tab(svc: &Services, query: &PlacementQuery, form: &PlacementFo
     })?;
     let portal_time = asked.elapsed();
     let user = batch_record(&batch, "user").map_err(|_| not_confirmed())?;
-    let user_id = user.get("ID").and_then(|v| v.as_str()?.parse::<u64>().ok()).ok_or_else(not_confirmed)?;
+    let user_id = user_id(&user).ok_or_else(not_confirmed)?;
     // The token must be ours: another app's on the same portal answers `app.info` too.
     let app = batch_record(&batch, "app").map_err(|_| not_confirmed())?;
-    if app.get("CODE").and_then(|c| c.as_str()) != Some(svc.bitrix.client_id()) {
+    if app.get("CODE").and_then(|c| c.as_str()) != Some(svc.bitrix.app_code()) {
         return Err(not_confirmed());
     }
     let installed = app.get("INSTALLED").and_then(|i| i.as_bool()).unwrap_or(false);
     if !installed {
         return Err(AppError::new(ErrorKind::Forbidden, "app_not_installed", "The app is not installed on this portal."));
     }
+    batch_record(&batch, "record")?;
     let auth = UserAuth { access_token: form.auth_id.clone(), refresh_token: form.refresh_id.clone() };
     svc.portals.save_auth(&portal.member_id, TokenOwner::User(user_id), &auth).await?;
     let lang = Lang::from_portal(&query.lang);

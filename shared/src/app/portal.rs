@@ -4,7 +4,9 @@
 use serde_json::Value;
 
 use super::{AppError, ErrorKind, Services};
-use crate::bitrix::{BatchResult, BitrixError, batch_params, parse_batch};
+use crate::bitrix::{BatchResult, BitrixError, Page, batch_params, parse_batch};
+use crate::crypto::Secret;
+use crate::i18n::{Lang, text};
 use crate::repo::portals::{Portal, TokenOwner, UserAuth};
 
 pub struct PortalClient<'a> {
@@ -32,13 +34,32 @@ impl<'a> PortalClient<'a> {
     }
 
     pub async fn call(&mut self, method: &str, params: &Value) -> Result<Value, AppError> {
+        self.call_page(method, params).await.map(|p| p.result)
+    }
+
+    /// A call whose answer is a page of a list (`next` says where the next one starts).
+    pub async fn call_page(&mut self, method: &str, params: &Value) -> Result<Page, AppError> {
         let endpoint = self.portal.client_endpoint.clone();
-        match self.svc.bitrix.call(&endpoint, &self.auth.access_token, method, params).await {
+        match self.svc.bitrix.call_page(&endpoint, &self.auth.access_token, method, params).await {
             Err(e) if e.is_expired_token() => {
                 self.refresh().await?;
-                self.svc.bitrix.call(&endpoint, &self.auth.access_token, method, params).await.map_err(portal_error)
+                self.svc.bitrix.call_page(&endpoint, &self.auth.access_token, method, params).await.map_err(portal_error)
             }
             other => other.map_err(portal_error),
+        }
+    }
+
+    /// Every row of a list method, page after page (`start` = the previous page's `next`).
+    pub async fn call_all(&mut self, method: &str, params: &Value) -> Result<Vec<Value>, AppError> {
+        let mut rows = Vec::new();
+        let mut params = params.clone();
+        loop {
+            let page = self.call_page(method, &params).await?;
+            rows.extend(page.result.as_array().cloned().unwrap_or_default());
+            match page.next {
+                Some(next) => params["start"] = next.into(),
+                None => return Ok(rows),
+            }
         }
     }
 
@@ -76,20 +97,65 @@ fn session_gone() -> AppError {
     AppError::new(ErrorKind::Unauthorized, "session_expired", "Your Bitrix24 session has expired; reopen the tab from the CRM card.")
 }
 
-/// Maps what the portal answered to what the user is told.
+/// Maps what the portal answered to what the user is told (`_includes/system-errors.md`).
 pub fn portal_error(e: BitrixError) -> AppError {
+    let description = match &e {
+        BitrixError::Api { description, .. } => description.as_str(),
+        _ => "",
+    };
     match e.code() {
         Some("NOT_FOUND") => AppError::new(ErrorKind::NotFound, "not_found", "This CRM record does not exist on this portal."),
-        Some("ACCESS_DENIED" | "insufficient_scope") => {
-            AppError::new(ErrorKind::Forbidden, "access_denied", "Bitrix24 denied access to this CRM record.")
-        }
+        // `crm.*.get` answer a missing or hidden record with an empty code and these words.
+        Some("") if description == "Not found" => AppError::new(ErrorKind::NotFound, "not_found", "This CRM record does not exist on this portal."),
+        Some("") if description == "Access denied" => record_denied(),
+        Some("ACCESS_DENIED" | "insufficient_scope" | "INVALID_CREDENTIALS") => record_denied(),
+        Some("user_access_error") => AppError::new(
+            ErrorKind::Forbidden,
+            "no_app_access",
+            "The portal's administrator has not given you access to this app; ask them to add you in the app's settings.",
+        ),
+        Some("PORTAL_DELETED") => AppError::new(ErrorKind::Forbidden, "portal_deleted", "This Bitrix24 portal was deleted or closed."),
+        // A method that takes only an app's token was called with another: never fixed by retrying.
+        Some("WRONG_AUTH_TYPE") => AppError::new(ErrorKind::Invalid, "wrong_auth_type", format!("Bitrix24 refused the kind of authorization: {description}")),
         Some("expired_token" | "invalid_token" | "NO_AUTH_FOUND") => session_gone(),
-        _ if e.is_rate_limit() => AppError::new(ErrorKind::Busy, "portal_busy", "Bitrix24 asks to slow down; try again in a few seconds."),
+        // `imopenlines-crm-chat-user-add.md`: the user is in the chat already, or may not join.
+        Some("WRONG_REQUEST") => AppError::new(ErrorKind::Invalid, "wrong_request", description.to_owned()),
+        _ if e.is_rate_limit() => AppError {
+            retry_after: e.retry_after(),
+            ..AppError::new(ErrorKind::Busy, "portal_busy", "Bitrix24 asks to slow down; try again in a few seconds.")
+        },
         _ => {
             tracing::warn!("portal call failed: {e}");
             AppError::new(ErrorKind::Upstream, "portal_error", format!("Bitrix24 did not answer as expected: {e}"))
         }
     }
+}
+
+fn record_denied() -> AppError {
+    AppError::new(ErrorKind::Forbidden, "access_denied", "Bitrix24 denied access to this CRM record.")
+}
+
+/// Confirms with the portal that `auth_id` is a token of our app (`app.info` names our code:
+/// another app's token on the same portal answers too) held by someone who may manage it
+/// (`user.admin`, `api-reference/common/users/user-admin.md`; `user.current` has no `ADMIN`).
+/// The user's id.
+pub async fn confirm_admin(svc: &Services, portal: &Portal, auth_id: &Secret, lang: Lang) -> Result<u64, AppError> {
+    let commands = [("user", "user.current"), ("admin", "user.admin"), ("app", "app.info")].map(|(k, m)| (k.to_owned(), m.to_owned()));
+    let batch = svc.bitrix.batch(&portal.client_endpoint, auth_id, &commands).await.map_err(portal_error)?;
+    let app = batch_record(&batch, "app")?;
+    if app.get("CODE").and_then(Value::as_str) != Some(svc.bitrix.app_code()) {
+        tracing::warn!(member_id = %portal.member_id, "a token of another app was offered as ours");
+        return Err(AppError::new(ErrorKind::Forbidden, "not_our_app", "This authorization is not for this app."));
+    }
+    if batch_record(&batch, "admin")? != Value::Bool(true) {
+        return Err(AppError::new(ErrorKind::Forbidden, "not_admin", text(lang, "admins_only", &[])));
+    }
+    user_id(&batch_record(&batch, "user")?).ok_or_else(|| portal_error(BitrixError::Protocol("user.current gave no ID".into())))
+}
+
+/// A user's id from a `user.current` answer.
+pub fn user_id(user: &Value) -> Option<u64> {
+    user.get("ID").and_then(|v| v.as_str()?.parse().ok().or_else(|| v.as_u64()))
 }
 
 /// The record a batch command read, or the error the portal gave for it.

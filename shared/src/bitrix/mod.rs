@@ -3,19 +3,23 @@
 
 pub mod pacer;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::clock::now_secs;
 use crate::crypto::Secret;
 use pacer::{LeakyBucket, PortalRate};
 
 /// How many times a rate-limited call is tried before giving up.
 const RATE_LIMIT_TRIES: u32 = 3;
 const RATE_LIMIT_BACKOFF: Duration = Duration::from_millis(500);
+/// How long a method blocked by its time budget rests when no `operating_reset_at` is known:
+/// the budget's baskets are one minute each (`settings/performance/limits.md`).
+const BASKET_SECS: i64 = 60;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BitrixError {
@@ -25,6 +29,9 @@ pub enum BitrixError {
     Transport(String),
     #[error("Bitrix24 answered something unexpected: {0}")]
     Protocol(String),
+    /// `OPERATION_TIME_LIMIT`: the method's time budget is spent until `until` (unix seconds).
+    #[error("Bitrix24 blocked {method} for this app until its time budget resets")]
+    MethodBlocked { method: String, until: i64 },
 }
 
 impl BitrixError {
@@ -39,8 +46,17 @@ impl BitrixError {
         self.code() == Some("expired_token")
     }
 
+    /// The portal asks us to slow down: later, the same call may go through.
     pub fn is_rate_limit(&self) -> bool {
-        matches!(self.code(), Some("QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT" | "OVERLOAD_LIMIT"))
+        matches!(self, Self::MethodBlocked { .. }) || matches!(self.code(), Some("QUERY_LIMIT_EXCEEDED" | "OVERLOAD_LIMIT"))
+    }
+
+    /// How long to wait before the call can go through, when the portal said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::MethodBlocked { until, .. } => Some(Duration::from_secs((until - now_secs()).max(1) as u64)),
+            _ => None,
+        }
     }
 }
 
@@ -56,6 +72,9 @@ struct ErrorBody {
 pub struct AppCredentials {
     pub client_id: String,
     pub client_secret: Secret,
+    /// What `app.info` names as `CODE` for our tokens: a local app's `client_id`, a
+    /// Marketplace app's own code (`api-reference/common/system/app-info.md`).
+    pub code: String,
     /// `https://oauth.bitrix.info` for real portals.
     pub oauth_url: String,
 }
@@ -79,6 +98,13 @@ pub struct BatchResult {
     pub errors: BTreeMap<String, BitrixError>,
 }
 
+/// One page of a list method: its rows, and where the next page starts (`next`), if any.
+#[derive(Debug)]
+pub struct Page {
+    pub result: Value,
+    pub next: Option<u64>,
+}
+
 #[derive(Clone)]
 pub struct BitrixClient {
     /// Built on the first portal call: loading the TLS roots is a good part of a Lambda's
@@ -88,11 +114,20 @@ pub struct BitrixClient {
     app: AppCredentials,
     /// One bucket per REST endpoint, which is one portal.
     pacer: Arc<LeakyBucket>,
+    /// Per (endpoint, method): when its time budget next resets, from the last answer's
+    /// `operating_reset_at`, and whether it is blocked until then.
+    budgets: Arc<Mutex<HashMap<(String, String), MethodBudget>>>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct MethodBudget {
+    reset_at: i64,
+    blocked: bool,
 }
 
 impl BitrixClient {
     pub fn new(app: AppCredentials, timeout: Duration, rate: PortalRate) -> Self {
-        Self { http: Arc::default(), timeout, app, pacer: Arc::new(LeakyBucket::new(rate)) }
+        Self { http: Arc::default(), timeout, app, pacer: Arc::new(LeakyBucket::new(rate)), budgets: Arc::default() }
     }
 
     fn http(&self) -> &reqwest::Client {
@@ -102,30 +137,58 @@ impl BitrixClient {
         })
     }
 
-    /// Our app's `client_id`, which `app.info` names as `CODE`.
-    pub fn client_id(&self) -> &str {
-        &self.app.client_id
+    /// Our app's code, which `app.info` names as `CODE` for a token of ours.
+    pub fn app_code(&self) -> &str {
+        &self.app.code
     }
 
-    /// Calls `method` on the portal whose REST base is `endpoint`, paced by its leaky bucket,
-    /// backing off while the portal says it is over its rate limit anyway.
+    /// Calls `method` on the portal whose REST base is `endpoint`; its `result`.
     pub async fn call(&self, endpoint: &str, token: &Secret, method: &str, params: &Value) -> Result<Value, BitrixError> {
+        self.call_page(endpoint, token, method, params).await.map(|p| p.result)
+    }
+
+    /// Calls `method`, paced by the portal's leaky bucket, backing off while the portal says it
+    /// is over its rate limit anyway. A method whose time budget is spent
+    /// (`OPERATION_TIME_LIMIT`) is not called again before its documented reset.
+    pub async fn call_page(&self, endpoint: &str, token: &Secret, method: &str, params: &Value) -> Result<Page, BitrixError> {
         let url = format!("{}/{method}", endpoint.trim_end_matches('/'));
+        let key = (endpoint.to_owned(), method.to_owned());
         let mut tries = 0;
         loop {
+            let budget = self.budgets.lock().unwrap_or_else(|p| p.into_inner()).get(&key).copied().unwrap_or_default();
+            if budget.blocked && budget.reset_at > now_secs() {
+                return Err(BitrixError::MethodBlocked { method: method.to_owned(), until: budget.reset_at });
+            }
             tries += 1;
             self.pacer.acquire(endpoint).await;
-            match self.call_once(&url, token, params).await {
-                Err(e) if e.is_rate_limit() && tries < RATE_LIMIT_TRIES => {
+            let answer = self.call_once(&url, token, params).await;
+            let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+            match answer {
+                Ok((page, reset_at)) => {
+                    if let Some(reset_at) = reset_at {
+                        budgets.insert(key, MethodBudget { reset_at, blocked: false });
+                    }
+                    return Ok(page);
+                }
+                Err(e) if e.code() == Some("OPERATION_TIME_LIMIT") => {
+                    // "For the first retry, refer to operating_reset_at from the last successful response."
+                    let reset_at = Some(budget.reset_at).filter(|&r| r > now_secs()).unwrap_or(now_secs() + BASKET_SECS);
+                    budgets.insert(key, MethodBudget { reset_at, blocked: true });
+                    tracing::warn!(method, "Bitrix24 blocked the method until its time budget resets");
+                    return Err(BitrixError::MethodBlocked { method: method.to_owned(), until: reset_at });
+                }
+                Err(e) if e.code() == Some("QUERY_LIMIT_EXCEEDED") && tries < RATE_LIMIT_TRIES => {
+                    drop(budgets);
                     tracing::warn!(method, "Bitrix24 rate limit, backing off: {e}");
                     tokio::time::sleep(RATE_LIMIT_BACKOFF * 2u32.pow(tries - 1)).await;
                 }
-                other => return other,
+                Err(e) => return Err(e),
             }
         }
     }
 
-    async fn call_once(&self, url: &str, token: &Secret, params: &Value) -> Result<Value, BitrixError> {
+    /// One request: the page and the method's `time.operating_reset_at`.
+    async fn call_once(&self, url: &str, token: &Secret, params: &Value) -> Result<(Page, Option<i64>), BitrixError> {
         let response = self
             .http()
             .post(url)
@@ -139,7 +202,9 @@ impl BitrixClient {
         if let Ok(err) = serde_json::from_value::<ErrorBody>(body.clone()) {
             return Err(BitrixError::Api { status, code: err.error, description: err.error_description });
         }
-        body.get("result").cloned().ok_or_else(|| BitrixError::Protocol(format!("no result in a {status} answer")))
+        let result = body.get("result").cloned().ok_or_else(|| BitrixError::Protocol(format!("no result in a {status} answer")))?;
+        let reset_at = body.pointer("/time/operating_reset_at").and_then(Value::as_i64);
+        Ok((Page { result, next: body.get("next").and_then(Value::as_u64) }, reset_at))
     }
 
     /// Runs up to 50 commands (`key`, `method?query`) in one request.

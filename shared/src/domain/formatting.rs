@@ -37,18 +37,32 @@ impl Formatted {
     }
 }
 
-/// Removes the operator signature Bitrix24 puts before a connector message
-/// (`[b]Anna Smirnova:[/b][br]`), if there is one.
-pub fn strip_signature(bbcode: &str) -> &str {
-    let Some(rest) = bbcode.strip_prefix("[b]").or_else(|| bbcode.strip_prefix("[B]")) else { return bbcode };
-    let Some(close) = rest.to_ascii_lowercase().find("[/b]") else { return bbcode };
-    if !rest[..close].trim_end().ends_with(':') {
-        return bbcode;
+/// The operator signature Bitrix24 puts before a connector message and the text after it:
+/// `[b]Klaus Weber:[/b] [br]Guten Tag!` (`on-im-connector-message-add.md`; the update
+/// event's example puts the space after `[br]` instead).
+pub fn split_signature(bbcode: &str) -> Option<(&str, &str)> {
+    let rest = bbcode.strip_prefix("[b]").or_else(|| bbcode.strip_prefix("[B]"))?;
+    let close = rest.to_ascii_lowercase().find("[/b]")?;
+    let name = rest[..close].trim_end();
+    if !name.ends_with(':') {
+        return None;
     }
-    let after = &rest[close + 4..];
-    let lower = after.to_ascii_lowercase();
-    let skip = if lower.starts_with("[br]") { 4 } else if after.starts_with('\n') { 1 } else { return bbcode };
-    &after[skip..]
+    let after = rest[close + 4..].trim_start_matches(' ');
+    let skip = if after.to_ascii_lowercase().starts_with("[br]") { 4 } else if after.starts_with('\n') { 1 } else { return None };
+    Some((name, after[skip..].trim_start_matches(' ')))
+}
+
+/// The message without its operator signature, if there is one.
+pub fn strip_signature(bbcode: &str) -> &str {
+    split_signature(bbcode).map_or(bbcode, |(_, text)| text)
+}
+
+/// The message with its signature on a line of its own (`Name:` then the text).
+pub fn tidy_signature(bbcode: &str) -> std::borrow::Cow<'_, str> {
+    match split_signature(bbcode) {
+        Some((name, text)) => format!("[b]{name}[/b][br]{text}").into(),
+        None => bbcode.into(),
+    }
 }
 
 /// What an opening tag becomes: an entity, or text kept without formatting.
@@ -202,6 +216,8 @@ mod tests {
     #[test]
     fn strips_only_a_signature() {
         assert_eq!(strip_signature("[b]Anna Smirnova:[/b][br]Hello"), "Hello");
+        assert_eq!(strip_signature("[b]Klaus Weber:[/b] [br]Guten Tag!"), "Guten Tag!");
+        assert_eq!(strip_signature("[b]Klaus Weber:[/b][br] Guten Tag!"), "Guten Tag!");
         assert_eq!(strip_signature("[b]Important[/b][br]Hello"), "[b]Important[/b][br]Hello");
         assert_eq!(strip_signature("Hello"), "Hello");
     }

@@ -281,7 +281,7 @@ mod tests {
         m.begin_sending();
         m.part_sent(0, Some(7));
         assert!(m.awaits_publication() && m.activity_stale());
-        m.published = Some(Publication::Published { ol_chat_id: 1 });
+        m.published = Some(Publication::Published { ol_chat_id: Some(1) });
         m.activity = Some(ActivityShown { id: 3, status: MessageStatus::Sent });
         assert!(!m.awaits_publication() && !m.activity_stale());
         assert_eq!(m.last_telegram_id(), Some(7));

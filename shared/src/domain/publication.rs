@@ -18,6 +18,10 @@ pub enum PublicationMode {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Publication {
-    Published { ol_chat_id: u64 },
+    /// In the chat `ol_chat_id`, when Bitrix24 said which.
+    Published {
+        #[serde(default)]
+        ol_chat_id: Option<u64>,
+    },
     Failed { reason: String },
 }

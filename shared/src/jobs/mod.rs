@@ -52,6 +52,9 @@ pub struct OperatorMessage {
     pub external_chat_id: String,
     pub ol_chat_id: u64,
     pub im_message_id: u64,
+    /// Who wrote it: told when it cannot reach the client (0 for Open Lines' own messages).
+    #[serde(default)]
+    pub user_id: u64,
     pub text: String,
 }
 

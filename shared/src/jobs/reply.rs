@@ -1,7 +1,7 @@
-//! A message written into one of our Open Line chats. Our own publication coming back is
-//! only confirmed; an operator's reply goes to the client through the chat's connector,
-//! BBCode turned into Telegram formatting, then its delivery is confirmed to Open Lines, or
-//! the operator is shown why it failed. Each step is recorded: nothing is sent twice.
+//! An operator's message written into one of our Open Line chats goes to the client through
+//! the chat's connector, BBCode turned into Telegram formatting; then its delivery is
+//! confirmed to Open Lines, or the operator is notified why it failed. Each step is recorded:
+//! nothing is sent twice.
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use super::{OperatorMessage, Outcome, backoff, note_connector, portal_outcome};
 use crate::app::openlines::{confirm_delivery, report_undelivered};
 use crate::app::{AppError, Services};
 use crate::domain::Failure;
-use crate::domain::formatting::{from_bbcode, strip_signature};
+use crate::domain::formatting::{from_bbcode, strip_signature, tidy_signature};
 use crate::domain::message::random_id;
 use crate::ports::TelegramError;
 use crate::repo::mailbox::Sent;
@@ -24,20 +24,12 @@ pub async fn deliver(svc: &Services, m: &OperatorMessage, receive_count: u32) ->
 
 async fn try_deliver(svc: &Services, m: &OperatorMessage, receive_count: u32) -> Result<Outcome, AppError> {
     let member = m.member_id.as_str();
-    let reply = svc.openlines.classify(member, &m.external_chat_id, m.ol_chat_id, m.im_message_id, &m.text).await?;
-    let confirmed = |r: &mut Reply| match r {
-        Reply::Echo { confirmed, .. } | Reply::Operator { confirmed, .. } => !std::mem::replace(confirmed, true),
-    };
+    let reply = svc.openlines.reply(member, m.ol_chat_id, m.im_message_id).await?;
+    let confirmed = |r: &mut Reply| !std::mem::replace(&mut r.confirmed, true);
     let telegram_id = match reply {
-        Reply::Echo { confirmed: true, .. } | Reply::Operator { confirmed: true, .. } => return Ok(Outcome::Done),
-        Reply::Echo { message_id, .. } => {
-            confirm_delivery(svc, member, &m.line, m.ol_chat_id, m.im_message_id, &m.external_chat_id, &message_id).await?;
-            svc.openlines.update_reply(member, m.ol_chat_id, m.im_message_id, confirmed).await?;
-            tracing::info!(message_id, "our publication came back: delivery confirmed, not sent again");
-            return Ok(Outcome::Done);
-        }
-        Reply::Operator { sent: true, telegram_id, .. } => telegram_id,
-        Reply::Operator { sent: false, .. } => {
+        Reply { confirmed: true, .. } => return Ok(Outcome::Done),
+        Reply { sent: true, telegram_id, .. } => telegram_id,
+        Reply { sent: false, .. } => {
             let link = svc.openlines.chat(member, &m.external_chat_id).await?;
             match send_to_client(svc, m, link.as_ref()).await? {
                 Ok(telegram_id) => {
@@ -45,7 +37,7 @@ async fn try_deliver(svc: &Services, m: &OperatorMessage, receive_count: u32) ->
                         await_reading(svc, m, link, telegram_id).await?;
                     }
                     let record = |r: &mut Reply| {
-                        *r = Reply::Operator { sent: true, telegram_id, confirmed: false };
+                        *r = Reply { sent: true, telegram_id, confirmed: false };
                         true
                     };
                     svc.openlines.update_reply(member, m.ol_chat_id, m.im_message_id, record).await?;
@@ -61,8 +53,11 @@ async fn try_deliver(svc: &Services, m: &OperatorMessage, receive_count: u32) ->
                         note_connector(svc, member, &link.connector_id, &e).await?;
                     }
                     let failure = Failure::from(e);
-                    report_undelivered(svc, member, m.ol_chat_id, &failure).await?;
+                    // Recorded first: a note that cannot be posted is not retried, nor is the send.
                     svc.openlines.update_reply(member, m.ol_chat_id, m.im_message_id, confirmed).await?;
+                    if let Err(e) = report_undelivered(svc, member, m, &failure).await {
+                        tracing::warn!(code = e.code, "the operator could not be told: {e}");
+                    }
                     tracing::warn!(?failure, "operator reply not delivered; the operator was told");
                     return Ok(Outcome::Failed(format!("{failure:?}")));
                 }
@@ -95,7 +90,7 @@ async fn send_to_client(svc: &Services, m: &OperatorMessage, link: Option<&ChatL
     let Some(link) = link else { return unauthorized() };
     let Some(connector) = svc.connectors.get(&m.member_id, &link.connector_id).await? else { return unauthorized() };
     let keep_signature = svc.portals.get(&m.member_id).await?.is_some_and(|p| p.keep_operator_signature);
-    let text = from_bbcode(if keep_signature { &m.text } else { strip_signature(&m.text) });
+    let text = from_bbcode(&if keep_signature { tidy_signature(&m.text) } else { strip_signature(&m.text).into() });
     if text.text.trim().is_empty() {
         return Ok(Err(TelegramError::Rejected("only text goes to Telegram from an Open Line for now".into())));
     }

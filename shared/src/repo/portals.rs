@@ -27,6 +27,20 @@ pub struct Portal {
     /// The portal's language at install, for what operators see from the app.
     #[serde(default = "english")]
     pub lang: Lang,
+    /// Whether Open Lines' own messages (greetings, ratings, system notes) may reach clients
+    /// through the connector (`NEED_SYSTEM_MESSAGES`): an administrator's choice, off unless set.
+    #[serde(default)]
+    pub system_messages: bool,
+    /// The timeline icon and logo our activities show, chosen from the portal's own lists.
+    #[serde(default)]
+    pub timeline: Option<TimelineLook>,
+}
+
+/// Codes from `crm.timeline.icon.list` and `crm.timeline.logo.list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineLook {
+    pub icon: String,
+    pub logo: String,
 }
 
 fn english() -> Lang {

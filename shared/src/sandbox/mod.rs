@@ -2,9 +2,11 @@
 //! data, over the same ports and protocols as the real ones. `cargo run` starts in it.
 
 pub mod clients;
+pub mod crm;
 pub mod openlines;
 pub mod portal;
 pub mod seed;
+pub mod state;
 pub mod telegram;
 
 use std::sync::Arc;
@@ -22,11 +24,13 @@ use serde_json::{Value, json};
 use crate::app::Services;
 use crate::domain::{EntityType, PhoneE164};
 use crate::repo::connectors::{Connector, ConnectorStatus};
-use portal::SandboxPortal;
+use portal::{SandboxApps, SandboxPortal};
 use telegram::{Fault, FaultTarget, SandboxTelegram};
 
-pub const CLIENT_ID: &str = "local.sandbox.olchat";
+pub const CLIENT_ID: &str = "app.sandbox.olchat";
 pub const CLIENT_SECRET: &str = "sandbox-client-secret";
+/// What `app.info` names as the app's `CODE`: as for a Marketplace app, not its `client_id`.
+pub const APP_CODE: &str = "olchat.telegram";
 
 pub struct Sandbox {
     pub portal: Arc<SandboxPortal>,
@@ -50,13 +54,20 @@ impl Sandbox {
     pub fn new(base_url: &str) -> Self {
         let rest_url = format!("{base_url}/sandbox/portal/rest/");
         Self {
-            portal: Arc::new(SandboxPortal::new(seed::portals(), CLIENT_ID, CLIENT_SECRET, rest_url)),
+            portal: Arc::new(SandboxPortal::new(
+                seed::portals(),
+                SandboxApps { client_id: CLIENT_ID.into(), client_secret: CLIENT_SECRET.into(), code: APP_CODE.into() },
+                rest_url,
+                base_url.to_owned(),
+            )),
             telegram: Arc::new(SandboxTelegram::new(seed::telegram_users())),
             app_url: base_url.to_owned(),
         }
     }
 
     /// The sandbox portal installs the app as Bitrix24 does: it POSTs to `/bitrix/install`.
+    /// The install finishes when the install page calls `BX24.installFinish()`, or at once for
+    /// the `ONAPPINSTALL` of an app without UI (`settings/app-installation/installation-finish.md`).
     /// The app's answer (status and body).
     pub async fn install_app(&self, member_id: &str, via: InstallVia) -> anyhow::Result<(u16, String)> {
         let grant = self.portal.install(member_id).ok_or_else(|| anyhow::anyhow!("no sandbox portal {member_id}"))?;
@@ -87,7 +98,15 @@ impl Sandbox {
             }
         };
         let answer = request.send().await.map_err(|e| anyhow::anyhow!("install request: {}", e.without_url()))?;
-        Ok((answer.status().as_u16(), answer.text().await.unwrap_or_default()))
+        let (status, body) = (answer.status().as_u16(), answer.text().await.unwrap_or_default());
+        let finished = match via {
+            InstallVia::Page => status == 200 && body.contains("BX24.installFinish()"),
+            InstallVia::Event => status == 200,
+        };
+        if finished {
+            self.portal.finish_install(member_id);
+        }
+        Ok((status, body))
     }
 
     pub fn oauth_url(base_url: &str) -> String {
@@ -328,7 +347,7 @@ async fn uninstall_hook(State(sandbox): SandboxState, Json(r): Json<UninstallReq
 /// The Open Line chats of the demo portal; a form on each lets a person answer as an operator.
 async fn openlines_page(State(sandbox): SandboxState) -> Html<String> {
     let messages = sandbox.portal.ol_messages();
-    let employees = sandbox.portal.portal(seed::DEMO_MEMBER_ID).map(|p| p.users).unwrap_or_default();
+    let employees = sandbox.portal.employees(seed::DEMO_MEMBER_ID);
     let options: String = employees
         .iter()
         .map(|u| format!("<option value=\"{}\">{} {}</option>", HtmlEscape(u["ID"].as_str().unwrap_or("")),

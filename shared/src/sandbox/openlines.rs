@@ -1,278 +1,165 @@
-//! The sandbox portal's app platform: install state (placements, event bindings, the
-//! connector), Open Lines (lines, chats, sessions, messages), configurable CRM activities,
-//! and events POSTed to the app the way Bitrix24 sends them (bracket form).
-
-use std::collections::BTreeMap;
+//! The sandbox portal's app platform and Open Lines, each method as b24restdocs documents it:
+//! placements (`api-reference/widgets/placement-bind.md`, `placement-get.md`), event
+//! bindings (`api-reference/events/event-bind.md`, `event-get.md`), the connector
+//! (`api-reference/imopenlines/imconnector/imconnector-register.md`, `-activate.md`,
+//! `-connector-data-set.md`, `-send-messages.md`, `-send-status-delivery.md`,
+//! `-send-status-reading.md`, `events/on-im-connector-*.md`), lines
+//! (`api-reference/imopenlines/openlines/imopenlines-config-list-get.md`), CRM chats
+//! (`…/openlines/chats/imopenlines-crm-chat-get.md`, `-user-add.md`,
+//! `…/openlines/sessions/imopenlines-dialog-get.md`), chat messages and notifications
+//! (`api-reference/chats/messages/im-message-add.md`,
+//! `api-reference/chats/notifications/im-notify-system-add.md`), and the CRM tracker that
+//! binds a new chat to a record (`tutorials/openlines/find-crm-object-by-dialog.md`).
 
 use axum::http::StatusCode;
-use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::portal::{Grant, PortalState, RestError, SandboxPortal};
-use crate::clock::now_secs;
+use super::portal::Answer;
+use super::state::{
+    Caused, Grant, OlMessage, Params, PortalState, RestError, SimChat, access_denied, arg_error, flag, number, required, required_id,
+    scalar, text_param,
+};
+use crate::domain::EntityType;
 
-/// What an app installed on a portal registered there.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Installation {
-    pub installed: bool,
-    pub application_token: Option<String>,
-    /// `placement.get` rows.
-    pub placements: Vec<Value>,
-    /// Connector id → the `imconnector.register` parameters.
-    pub connectors: BTreeMap<String, Value>,
-    /// (connector, line) pairs `imconnector.activate`d.
-    pub active: Vec<(String, String)>,
-    /// `event.get` rows.
-    pub events: Vec<Value>,
+/// The events an app can bind that the sandbox portal raises or knows.
+const KNOWN_EVENTS: [&str; 9] = [
+    "ONAPPINSTALL", "ONAPPUNINSTALL", "ONAPPUPDATE", "ONIMCONNECTORMESSAGEADD", "ONIMCONNECTORMESSAGEUPDATE",
+    "ONIMCONNECTORMESSAGEDELETE", "ONIMCONNECTORSTATUSDELETE", "ONIMCONNECTORLINEDELETE", "ONIMCONNECTORDIALOGFINISH",
+];
+/// What Open Lines says to a client when a dialog starts: sent through the connector only when
+/// it was registered with `NEED_SYSTEM_MESSAGES` (default `true`).
+pub const GREETING: &str = "Hello! Thank you for contacting us. An operator will answer you shortly.";
+
+/// `{"result":false,"error":...}` with HTTP 200: how `imconnector.register` refuses.
+fn register_refusal(code: &str, description: &str) -> Result<Value, RestError> {
+    Ok(json!({ "result": false, "error": code, "error_description": description }))
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct SimChat {
-    pub id: u64,
-    pub portal: String,
-    pub connector: String,
-    pub line: String,
-    pub external_chat_id: String,
-    pub external_user_id: String,
-    pub user_name: String,
-    pub session_id: u64,
-    /// Employees in the chat.
-    pub members: Vec<u64>,
+/// A connector flag as registered, with its documented default.
+fn connector_flag(connector: Option<&Value>, name: &str, default: bool) -> bool {
+    connector.and_then(Value::as_object).and_then(|c| flag(c, name)).unwrap_or(default)
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct OlMessage {
-    pub id: u64,
-    pub portal: String,
-    pub chat_id: u64,
-    /// `incoming` (from the client), `outgoing` (an employee's), `system`.
-    pub direction: &'static str,
-    pub author: String,
-    pub author_id: Option<u64>,
-    pub text: String,
-    pub files: Vec<Value>,
-    /// The connector's own id for a message it pushed.
-    pub external_id: Option<String>,
-    /// The connector confirmed delivery to the client.
-    pub delivered: bool,
-    /// The connector reported that the client read it.
-    pub read: bool,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct SimActivity {
-    pub id: u64,
-    pub portal: String,
-    pub owner_type_id: u64,
-    pub owner_id: u64,
-    pub fields: Value,
-    pub layout: Value,
-    /// Every status tag the activity showed, in order.
-    pub history: Vec<Value>,
-}
-
-impl SimActivity {
-    fn status(layout: &Value) -> Value {
-        layout.pointer("/header/tags").and_then(Value::as_object).and_then(|t| t.values().next()).cloned().unwrap_or(Value::Null)
-    }
-
-    pub fn view(&self) -> Value {
-        json!({
-            "id": self.id, "portal": self.portal, "owner": { "type_id": self.owner_type_id, "id": self.owner_id },
-            "subject": self.layout.pointer("/header/title").cloned().unwrap_or(Value::Null),
-            "status": Self::status(&self.layout), "history": self.history,
-            "completed": self.fields.get("completed").cloned().unwrap_or(Value::Null),
-            "origin_id": self.fields.get("originId").cloned().unwrap_or(Value::Null), "layout": self.layout,
-        })
-    }
-}
-
-/// Events a call caused: the portal and the event's `data`.
-type Caused = Vec<(String, Value)>;
-
-pub(super) fn is_user(user: &Value, id: u64) -> bool {
-    user["ID"].as_str().and_then(|s| s.parse().ok()) == Some(id)
-}
-
-/// An event for the app, ready to POST.
-pub struct Outgoing {
-    pub handler: String,
-    pub body: String,
-}
-
-fn arg_error(description: impl Into<String>) -> RestError {
-    RestError::new(StatusCode::BAD_REQUEST, "ERROR_ARGUMENT", description)
-}
-
-fn text_param(params: &Map<String, Value>, name: &str) -> Option<String> {
-    match params.get(name)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(if *b { "Y" } else { "N" }.to_owned()),
-        _ => None,
-    }
-}
-
-fn required(params: &Map<String, Value>, name: &str) -> Result<String, RestError> {
-    text_param(params, name).filter(|s| !s.is_empty()).ok_or_else(|| arg_error(format!("{name} is required")))
-}
-
-fn number(value: Option<&Value>) -> Option<u64> {
-    value.and_then(|v| v.as_u64().or_else(|| v.as_str()?.trim().parse().ok()))
-}
-
-/// Bitrix24's own marker of an operator's name before a connector message.
+/// Bitrix24's own marker of an operator's name before a connector message
+/// (`on-im-connector-message-add.md`: `[b]Klaus Weber:[/b] [br]Guten Tag!`).
 fn signature(name: &str, text: &str) -> String {
-    format!("[b]{name}:[/b][br]{text}")
+    format!("[b]{name}:[/b] [br]{text}")
+}
+
+/// `imconnector-send-messages.md`: names hold letters, spaces, hyphens and apostrophes, ≤ 25.
+fn valid_name(name: &str) -> bool {
+    name.chars().count() <= 25 && name.chars().all(|c| c.is_alphabetic() || matches!(c, ' ' | '-' | '\''))
 }
 
 impl PortalState {
-    fn next_id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    fn employee_name(&self, member_id: &str, user_id: u64) -> Option<String> {
-        let portal = self.portals.iter().find(|p| p.member_id == member_id)?;
-        let user = portal.users.iter().find(|u| is_user(u, user_id))?;
-        Some(format!("{} {}", user["NAME"].as_str().unwrap_or(""), user["LAST_NAME"].as_str().unwrap_or("")).trim().to_owned())
-    }
-
-    /// The event, bracket-encoded for each handler bound to it.
-    pub(super) fn event(&self, member_id: &str, event: &str, data: Value, access_token: &str, rest_url: &str) -> Vec<Outgoing> {
-        let Some(portal) = self.portals.iter().find(|p| p.member_id == member_id) else { return Vec::new() };
-        let install = &portal.installation;
-        let bound = install.events.iter().filter(|e| e["event"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(event)));
-        bound
-            .map(|binding| {
-                let payload = json!({
-                    "event": event.to_ascii_uppercase(), "event_handler_id": binding["id"], "data": data, "ts": now_secs().to_string(),
-                    "auth": {
-                        "access_token": access_token, "expires_in": "3600", "scope": "crm,placement,imopenlines,imconnector,im,user",
-                        "domain": portal.domain, "server_endpoint": "https://oauth.bitrix.info/rest/", "status": "L",
-                        "client_endpoint": rest_url, "member_id": member_id,
-                        "application_token": install.application_token.clone().unwrap_or_default(),
-                    },
-                });
-                let body = serde_qs::Config::new().use_form_encoding(true).serialize_string(&payload).expect("events encode");
-                Outgoing { handler: binding["handler"].as_str().unwrap_or("").to_owned(), body }
-            })
-            .collect()
-    }
-
-    /// An employee writes into an Open Line chat; the app's connector gets the event.
-    pub(super) fn operator_writes(&mut self, chat_id: u64, user_id: u64, text: &str) -> Result<(String, Value), RestError> {
-        let chat = self.chats.iter().find(|c| c.id == chat_id).cloned().ok_or_else(|| arg_error("No such chat"))?;
-        let name = self.employee_name(&chat.portal, user_id).ok_or_else(|| arg_error("No such employee"))?;
-        let id = self.next_id();
-        let connector = self.installation(&chat.portal)?.connectors.get(&chat.connector).and_then(Value::as_object);
-        let need_signature = connector.and_then(|c| text_param(c, "NEED_SIGNATURE")).is_some_and(|f| f == "Y" || f == "1");
-        let shown = if need_signature { signature(&name, text) } else { text.to_owned() };
-        self.ol_messages.push(OlMessage {
-            id, portal: chat.portal.clone(), chat_id, direction: "outgoing", author: name, author_id: Some(user_id),
-            text: text.to_owned(), files: Vec::new(), external_id: None, delivered: false, read: false,
-        });
-        Ok((chat.portal.clone(), connector_message_event(&chat, id, user_id, &shown)))
-    }
-
-    fn installation(&mut self, member_id: &str) -> Result<&mut Installation, RestError> {
-        self.portals
-            .iter_mut()
-            .find(|p| p.member_id == member_id)
-            .map(|p| &mut p.installation)
-            .ok_or_else(|| RestError::new(StatusCode::UNAUTHORIZED, "invalid_token", "The portal is gone."))
-    }
-
-    /// The app-platform methods; `None` for a method that is not one of them. Events the
-    /// call causes are returned beside the answer.
-    pub(super) fn platform_call(&mut self, grant: &Grant, method: &str, params: &Map<String, Value>) -> Option<Result<(Value, Caused), RestError>> {
-        let none = |r: Result<Value, RestError>| r.map(|v| (v, Vec::new()));
+    /// The app-platform and Open Lines methods; `None` for a method that is not one of them.
+    /// Events a call causes are returned beside the answer.
+    pub(super) fn platform_call(&mut self, grant: &Grant, method: &str, params: &Params, app_url: &str) -> Option<Result<(Answer, Caused), RestError>> {
+        let plain = |r: Result<Value, RestError>| r.map(|v| (Answer::from(v), Vec::new()));
         Some(match method {
-            "placement.bind" => none(self.placement_bind(grant, params)),
-            "placement.get" => none(self.installation(&grant.member_id).map(|i| Value::Array(i.placements.clone()))),
-            "event.bind" => none(self.event_bind(grant, params)),
-            "event.get" => none(self.installation(&grant.member_id).map(|i| Value::Array(i.events.clone()))),
-            "imconnector.register" => none(self.connector_register(grant, params)),
-            "imconnector.activate" => none(self.connector_activate(grant, params)),
-            "imopenlines.config.list.get" => none(self.lines(grant)),
+            "placement.bind" => plain(self.placement_bind(grant, params, app_url)),
+            "placement.get" => plain(self.admin(grant).and_then(|()| Ok(Value::Array(self.installation(&grant.member_id)?.placements.clone())))),
+            "event.bind" => plain(self.event_bind(grant, params, app_url)),
+            "event.get" => plain(self.installation(&grant.member_id).map(|i| Value::Array(i.events.clone()))),
+            "imconnector.register" => plain(self.connector_register(grant, params)),
+            "imconnector.activate" => plain(self.connector_activate(grant, params)),
+            "imconnector.connector.data.set" => plain(self.connector_data_set(grant, params)),
+            "imopenlines.config.list.get" => plain(self.portal(&grant.member_id).map(|p| Value::Array(p.lines.clone()))),
             "imconnector.send.messages" => self.send_messages(grant, params),
-            "imconnector.send.status.delivery" => none(self.message_status(grant, params, |m| m.delivered = true)),
-            "imconnector.send.status.reading" => none(self.message_status(grant, params, |m| m.read = true)),
-            "imopenlines.crm.chat.user.add" => none(self.chat_user_add(grant, params)),
-            "im.message.add" => none(self.im_message_add(grant, params)),
-            "user.get" => none(self.users(grant)),
-            "crm.activity.configurable.add" => none(self.activity_add(grant, params)),
-            "crm.activity.configurable.update" => none(self.activity_update(grant, params)),
-            "crm.activity.list" => none(Ok(self.activity_list(grant, params))),
+            "imconnector.send.status.delivery" => plain(self.message_status(grant, params, |m| m.delivered = true)),
+            "imconnector.send.status.reading" => plain(self.message_status(grant, params, |m| m.read = true)),
+            "imopenlines.crm.chat.get" => plain(self.crm_chats(grant, params)),
+            "imopenlines.crm.chat.user.add" => plain(self.chat_user_add(grant, params)),
+            "imopenlines.dialog.get" => plain(self.dialog(grant, params)),
+            "im.message.add" => plain(self.im_message_add(grant, params)),
+            "im.notify.system.add" => plain(self.notify(grant, params)),
             _ => return None,
         })
     }
 
-    fn admin(&self, grant: &Grant) -> Result<(), RestError> {
-        let portal = self.portals.iter().find(|p| p.member_id == grant.member_id);
-        let user = portal.and_then(|p| p.users.iter().find(|u| is_user(u, grant.user_id)));
-        match user {
-            Some(u) if u["ADMIN"] == true => Ok(()),
-            _ => Err(RestError::new(StatusCode::FORBIDDEN, "ACCESS_DENIED", "Access denied! Administrator permissions required")),
-        }
-    }
-
-    fn placement_bind(&mut self, grant: &Grant, params: &Map<String, Value>) -> Result<Value, RestError> {
+    /// `placement-bind.md`: administrators only. The sandbox's app answers on loopback, which
+    /// Bitrix24 refuses ("Links to localhost ... are not acceptable"): stricter in its stead,
+    /// only handlers under the app's own URL are taken.
+    fn placement_bind(&mut self, grant: &Grant, params: &Params, app_url: &str) -> Result<Value, RestError> {
         self.admin(grant)?;
         let placement = required(params, "PLACEMENT")?;
         let handler = required(params, "HANDLER")?;
-        if !placement.starts_with("CRM_") || !placement.ends_with("_DETAIL_TAB") {
+        if !handler.starts_with(app_url) {
+            return Err(arg_error("HANDLER must be a URL of the application"));
+        }
+        let card_tab = placement.starts_with("CRM_") && placement.ends_with("_DETAIL_TAB");
+        if !card_tab && placement != "SETTING_CONNECTOR" {
             return Err(RestError::new(StatusCode::BAD_REQUEST, "ERROR_PLACEMENT_NOT_FOUND", "Placement not found"));
         }
         let install = self.installation(&grant.member_id)?;
+        // The docs are silent on binding the same handler twice: the stricter reading refuses it.
         if install.placements.iter().any(|p| p["placement"] == placement.as_str() && p["handler"] == handler.as_str()) {
             return Err(RestError::new(StatusCode::BAD_REQUEST, "ERROR_PLACEMENT_HANDLER_ALREADY_BINDED", "Handler already binded"));
         }
         install.placements.push(json!({
-            "placement": placement, "handler": handler, "title": text_param(params, "TITLE").unwrap_or_default(),
-            "description": text_param(params, "DESCRIPTION").unwrap_or_default(),
+            "placement": placement, "userId": 0, "handler": handler, "options": [],
+            "title": text_param(params, "TITLE").unwrap_or_default(), "description": text_param(params, "DESCRIPTION").unwrap_or_default(),
             "langAll": params.get("LANG_ALL").cloned().unwrap_or(Value::Null),
         }));
         Ok(Value::Bool(true))
     }
 
-    fn event_bind(&mut self, grant: &Grant, params: &Map<String, Value>) -> Result<Value, RestError> {
-        self.admin(grant)?;
+    /// `event-bind.md`: any user for online events; `ERROR_EVENT_NOT_FOUND` for an unknown one.
+    fn event_bind(&mut self, grant: &Grant, params: &Params, app_url: &str) -> Result<Value, RestError> {
         let event = required(params, "event")?.to_ascii_uppercase();
         let handler = required(params, "handler")?;
+        let offline = text_param(params, "event_type").is_some_and(|t| t == "offline");
+        if offline || params.contains_key("auth_type") {
+            self.admin(grant)?;
+        }
+        if !KNOWN_EVENTS.contains(&event.as_str()) {
+            return Err(RestError::new(StatusCode::BAD_REQUEST, "ERROR_EVENT_NOT_FOUND", "Event not found"));
+        }
+        if !handler.starts_with(app_url) {
+            return Err(arg_error("handler must be a URL of the application"));
+        }
         let id = self.next_id();
         let install = self.installation(&grant.member_id)?;
+        // Silent on a repeated binding: refused, the stricter reading.
         if install.events.iter().any(|e| e["event"] == event.as_str() && e["handler"] == handler.as_str()) {
-            return Err(RestError::new(StatusCode::BAD_REQUEST, "", "Handler already binded"));
+            return Err(RestError::new(StatusCode::BAD_REQUEST, "ERROR_HANDLER_ALREADY_BINDED", "Handler already binded"));
         }
-        let offline = text_param(params, "event_type").is_some_and(|t| t == "offline");
         install.events.push(json!({ "id": id, "event": event, "handler": handler, "auth_type": "0", "offline": offline as u8 }));
         Ok(Value::Bool(true))
     }
 
-    fn connector_register(&mut self, grant: &Grant, params: &Map<String, Value>) -> Result<Value, RestError> {
-        self.admin(grant)?;
-        let id = required(params, "ID")?;
-        if id.contains('.') || id != id.to_ascii_lowercase() {
-            return Err(arg_error("ID must be lowercase, without dots"));
+    /// `imconnector-register.md`: refusals come back with HTTP 200 and `result: false`.
+    fn connector_register(&mut self, grant: &Grant, params: &Params) -> Result<Value, RestError> {
+        let Some(id) = text_param(params, "ID").filter(|s| !s.is_empty()).map(|s| s.to_ascii_lowercase()) else {
+            return register_refusal("CONNECTOR_ID_REQUIRED", "Connector ID is not specified");
+        };
+        if id.contains('.') {
+            return register_refusal("APPLICATION_REGISTRATION_ERROR_POINT", "Using a dot in the connector identifier is not allowed");
         }
-        required(params, "NAME")?;
-        required(params, "PLACEMENT_HANDLER")?;
-        params.get("ICON").and_then(|i| i.get("DATA_IMAGE")).ok_or_else(|| arg_error("ICON[DATA_IMAGE] is required"))?;
+        if text_param(params, "NAME").is_none_or(|n| n.is_empty()) {
+            return register_refusal("NAME_REQUIRED", "Connector name is not specified");
+        }
+        if params.get("ICON").and_then(|i| i.get("DATA_IMAGE")).and_then(Value::as_str).is_none() {
+            return register_refusal("ICON_REQUIRED", "Connector icon is not specified");
+        }
+        if text_param(params, "PLACEMENT_HANDLER").is_none_or(|h| h.is_empty()) {
+            return register_refusal("NO_PLACEMENT_HANDLER", "Failed to get embedding handler URL");
+        }
         self.installation(&grant.member_id)?.connectors.insert(id, Value::Object(params.clone()));
         Ok(json!({ "result": true }))
     }
 
     fn line_exists(&self, member_id: &str, line: &str) -> bool {
-        self.portals.iter().any(|p| p.member_id == member_id && p.lines.iter().any(|l| l["ID"] == line))
+        self.portal(member_id).is_ok_and(|p| p.lines.iter().any(|l| scalar(&l["ID"]).as_deref() == Some(line)))
     }
 
-    fn connector_activate(&mut self, grant: &Grant, params: &Map<String, Value>) -> Result<Value, RestError> {
-        self.admin(grant)?;
-        let (connector, line) = (required(params, "CONNECTOR")?, required(params, "LINE")?);
-        let active = text_param(params, "ACTIVE").is_none_or(|a| a == "1" || a == "Y");
+    /// `imconnector-activate.md`: `CONNECTOR`, `LINE`, `ACTIVE` all required.
+    fn connector_activate(&mut self, grant: &Grant, params: &Params) -> Result<Value, RestError> {
+        let (connector, line) = (required(params, "CONNECTOR")?.to_ascii_lowercase(), required(params, "LINE")?);
+        let active = text_param(params, "ACTIVE").ok_or_else(|| arg_error("Argument 'ACTIVE' is null or empty"))?;
+        let active = !active.is_empty() && active != "0" && active != "N";
         if !self.line_exists(&grant.member_id, &line) {
-            return Err(arg_error("No such line"));
+            return Err(RestError::new(StatusCode::BAD_REQUEST, "NOT_ACTIVE_LINE", "The line with this ID is inactive or does not exist"));
         }
         let install = self.installation(&grant.member_id)?;
         if !install.connectors.contains_key(&connector) {
@@ -285,86 +172,158 @@ impl PortalState {
         Ok(Value::Bool(true))
     }
 
-    fn lines(&self, grant: &Grant) -> Result<Value, RestError> {
-        let portal = self.portals.iter().find(|p| p.member_id == grant.member_id).ok_or_else(|| arg_error("No portal"))?;
-        Ok(Value::Array(portal.lines.clone()))
+    /// `imconnector-connector-data-set.md`: the whole `DATA` object, overwritten.
+    fn connector_data_set(&mut self, grant: &Grant, params: &Params) -> Result<Value, RestError> {
+        let (connector, line) = (required(params, "CONNECTOR")?.to_ascii_lowercase(), required(params, "LINE")?);
+        let data = params.get("DATA").filter(|d| d.as_object().is_some_and(|o| !o.is_empty())).cloned().ok_or_else(|| arg_error("Argument 'DATA' is null or empty"))?;
+        let install = self.installation(&grant.member_id)?;
+        if !install.connectors.contains_key(&connector) {
+            return Err(arg_error("The connector is not registered"));
+        }
+        install.connector_data.insert(format!("{connector}|{line}"), data);
+        Ok(Value::Bool(true))
     }
 
-    fn active_line(&mut self, grant: &Grant, params: &Map<String, Value>) -> Result<(String, String), RestError> {
-        let (connector, line) = (required(params, "CONNECTOR")?, required(params, "LINE")?);
+    fn active_line(&mut self, grant: &Grant, params: &Params) -> Result<(String, String), RestError> {
+        let (connector, line) = (required(params, "CONNECTOR")?.to_ascii_lowercase(), required(params, "LINE")?);
         if !self.installation(&grant.member_id)?.active.contains(&(connector.clone(), line.clone())) {
-            return Err(RestError::new(StatusCode::BAD_REQUEST, "NOT_ACTIVE_LINE", "The connector is not active on this line"));
+            return Err(RestError::new(StatusCode::BAD_REQUEST, "NOT_ACTIVE_LINE", "The line with this ID is inactive or does not exist"));
         }
         Ok((connector, line))
     }
 
-    /// `imconnector.send.messages`: finds or creates the chat and its session, adds each
-    /// message (an employee's when `message.user_id` is given), and echoes those back.
-    fn send_messages(&mut self, grant: &Grant, params: &Map<String, Value>) -> Result<(Value, Caused), RestError> {
+    /// `imconnector-send-messages.md`: finds or creates the chat (the CRM tracker binding a new
+    /// one) and adds each message, the client's or, with `message.user_id`, an employee's.
+    /// `OnImConnectorMessageAdd` is not raised for them ("The event does not trigger when
+    /// receiving an incoming message from an external system channel"). `session` is
+    /// "returned if available": the stricter reading gives it only for the client's messages,
+    /// which open or continue a session; an employee's does not.
+    fn send_messages(&mut self, grant: &Grant, params: &Params) -> Result<(Answer, Caused), RestError> {
         let (connector, line) = self.active_line(grant, params)?;
-        let messages = params.get("MESSAGES").and_then(Value::as_array).cloned().ok_or_else(|| arg_error("MESSAGES is required"))?;
+        let messages = params.get("MESSAGES").and_then(Value::as_array).cloned().ok_or_else(|| arg_error("Argument 'MESSAGES' is null or empty"))?;
         let mut results = Vec::new();
-        let mut events = Vec::new();
+        let mut caused = Vec::new();
         for m in &messages {
-            let user_id = m.pointer("/user/id").and_then(|v| text_param(&single("id", v), "id"));
-            let chat_id = m.pointer("/chat/id").and_then(|v| text_param(&single("id", v), "id"));
-            let text = m.pointer("/message/text").and_then(Value::as_str).unwrap_or("").to_owned();
-            let files = m.pointer("/message/files").and_then(Value::as_array).cloned().unwrap_or_default();
-            let (Some(user_id), Some(external_chat)) = (user_id, chat_id) else {
-                results.push(json!({ "SUCCESS": false, "ERRORS": ["user.id and chat.id are required"] }));
+            let (Some(user), Some(message), Some(chat)) = (m.get("user"), m.get("message"), m.get("chat")) else {
+                return Err(arg_error("The incorrect structure of a message inside MESSAGES parameter"));
+            };
+            let refuse = |why: &str| json!({ "SUCCESS": false, "ERRORS": [why] });
+            let (Some(user_id), Some(external_chat)) = (user.get("id").and_then(scalar), chat.get("id").and_then(scalar)) else {
+                results.push(refuse("user.id and chat.id are required"));
                 continue;
             };
+            let text = message.get("text").and_then(Value::as_str).unwrap_or("").to_owned();
+            let files = message.get("files").and_then(Value::as_array).cloned().unwrap_or_default();
             if text.is_empty() && files.is_empty() {
-                results.push(json!({ "SUCCESS": false, "ERRORS": ["text or files are required"] }));
+                results.push(refuse("You must pass either the text or files element"));
                 continue;
             }
-            let name = [m.pointer("/user/name"), m.pointer("/user/last_name")]
-                .iter()
-                .filter_map(|v| v.and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join(" ");
-            let existing = self.chats.iter().find(|c| {
-                c.portal == grant.member_id && c.connector == connector && c.line == line && c.external_chat_id == external_chat
-            });
-            let chat = match existing {
-                Some(chat) => chat.clone(),
+            let names = [user.get("name"), user.get("last_name")].map(|v| v.and_then(Value::as_str).unwrap_or("").to_owned());
+            if !names.iter().all(|n| valid_name(n)) {
+                results.push(refuse("name and last_name may hold letters, spaces, hyphens and apostrophes, up to 25 characters"));
+                continue;
+            }
+            let employee = number(message.get("user_id"));
+            if let Some(e) = employee.filter(|&e| self.employee_name(&grant.member_id, e).is_none()) {
+                results.push(refuse(&format!("No manager {e}")));
+                continue;
+            }
+            let name = names.join(" ").trim().to_owned();
+            let existing = self.chats.iter().position(|c| c.portal == grant.member_id && c.connector == connector && c.line == line && c.external_chat_id == external_chat);
+            let (chat_index, opened) = match existing {
+                Some(at) => (at, false),
                 None => {
+                    let phone = user.get("phone").and_then(Value::as_str).unwrap_or("");
+                    let tracked = message.get("disable_crm").and_then(Value::as_str) != Some("Y");
+                    let crm = tracked.then(|| self.track(&grant.member_id, &connector, &line, &external_chat, &user_id, &name, phone)).flatten();
                     let (id, session_id) = (self.next_id(), self.next_id());
-                    let chat = SimChat {
+                    self.chats.push(SimChat {
                         id, portal: grant.member_id.clone(), connector: connector.clone(), line: line.clone(),
-                        external_chat_id: external_chat.clone(), external_user_id: user_id, user_name: name.clone(),
-                        session_id, members: Vec::new(),
-                    };
-                    self.chats.push(chat.clone());
-                    chat
+                        external_chat_id: external_chat.clone(), external_user_id: user_id.clone(), user_name: name.clone(),
+                        session_id, members: Vec::new(), crm,
+                    });
+                    (self.chats.len() - 1, true)
                 }
             };
-            let external_id = m.pointer("/message/id").and_then(|v| text_param(&single("id", v), "id"));
-            let employee = number(m.pointer("/message/user_id"));
-            let message_id = self.next_id();
+            let chat = self.chats[chat_index].clone();
+            let id = self.next_id();
             let (direction, author) = match employee {
-                Some(e) => ("outgoing", self.employee_name(&grant.member_id, e).ok_or_else(|| arg_error("No such employee"))?),
+                Some(e) => ("outgoing", self.employee_name(&grant.member_id, e).unwrap_or_default()),
                 None => ("incoming", name),
             };
             self.ol_messages.push(OlMessage {
-                id: message_id, portal: grant.member_id.clone(), chat_id: chat.id, direction, author, author_id: employee,
-                text: text.clone(), files, external_id, delivered: false, read: false,
+                id, portal: grant.member_id.clone(), chat_id: chat.id, direction, author, author_id: employee,
+                text: text.clone(), files, external_id: message.get("id").and_then(scalar), delivered: false, read: false,
             });
-            if let Some(e) = employee {
-                events.push((grant.member_id.clone(), connector_message_event(&chat, message_id, e, &text)));
+            let registered = self.installation(&grant.member_id)?.connectors.get(&connector).cloned();
+            if opened && employee.is_none() && connector_flag(registered.as_ref(), "NEED_SYSTEM_MESSAGES", true) {
+                caused.push(self.system_message(&chat, GREETING));
             }
-            results.push(json!({
-                "SUCCESS": true, "session": { "ID": chat.session_id.to_string(), "CHAT_ID": chat.id.to_string() },
-                "im": { "chat_id": chat.id, "message_id": message_id },
-            }));
+            let mut result = json!({
+                "user": chat.id.to_string(), "message": { "id": message.get("id").cloned().unwrap_or(Value::Null), "date": {}, "text": text, "files": [] },
+                "chat": { "id": external_chat, "name": chat.user_name }, "SUCCESS": true,
+            });
+            if employee.is_none() {
+                result["session"] = json!({ "ID": chat.session_id.to_string(), "CHAT_ID": chat.id.to_string() });
+            }
+            results.push(result);
         }
-        Ok((json!({ "SUCCESS": true, "DATA": { "RESULT": results } }), events))
+        Ok((json!({ "SUCCESS": true, "DATA": { "RESULT": results } }).into(), caused))
     }
 
-    /// `imconnector.send.status.delivery` / `.reading`: marks each message named by its `im` ids.
-    fn message_status(&mut self, grant: &Grant, params: &Map<String, Value>, mark: fn(&mut OlMessage)) -> Result<Value, RestError> {
+    /// Open Lines' own message in a chat (a greeting), which goes to the client through the connector.
+    fn system_message(&mut self, chat: &SimChat, text: &str) -> (String, &'static str, Value) {
+        let id = self.next_id();
+        self.ol_messages.push(OlMessage {
+            id, portal: chat.portal.clone(), chat_id: chat.id, direction: "system", author: "Open Lines".into(), author_id: None,
+            text: text.to_owned(), files: Vec::new(), external_id: None, delivered: false, read: false,
+        });
+        (chat.portal.clone(), "OnImConnectorMessageAdd", connector_message_event(chat, id, 0, text))
+    }
+
+    /// The CRM tracker on a new chat: binds it to the lead or contact whose phone the client
+    /// gave, else creates a lead; the record gets the chat's Messenger entry
+    /// (`IM`/`OPENLINE`, `imol|<connector>|<line>|<chat>|<user>`, `crm-lead-get.md`).
+    #[allow(clippy::too_many_arguments)]
+    fn track(&mut self, member_id: &str, connector: &str, line: &str, chat: &str, user: &str, name: &str, phone: &str) -> Option<(EntityType, u64)> {
+        let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+        let imol = json!({ "TYPE_ID": "IM", "VALUE_TYPE": "OPENLINE", "VALUE": format!("imol|{connector}|{line}|{chat}|{user}") });
+        let portal = self.portal_mut(member_id).ok()?;
+        let by_phone = (!digits(phone).is_empty()).then(|| {
+            portal.records.iter().find(|((kind, _), record)| {
+                matches!(kind, EntityType::Contact | EntityType::Lead)
+                    && record["PHONE"].as_array().is_some_and(|ps| ps.iter().any(|p| p["VALUE"].as_str().is_some_and(|v| digits(v) == digits(phone))))
+            }).map(|(key, _)| *key)
+        }).flatten();
+        let key = match by_phone {
+            Some(key) => key,
+            None => {
+                let id = portal.records.keys().filter(|(k, _)| *k == EntityType::Lead).map(|(_, id)| *id).max().unwrap_or(0) + 1;
+                let (first, last) = name.split_once(' ').unwrap_or((name, ""));
+                portal.records.insert((EntityType::Lead, id), json!({
+                    "ID": id.to_string(), "TITLE": format!("{name} - Open Line"), "NAME": first, "LAST_NAME": last,
+                    "STATUS_ID": "NEW", "SOURCE_ID": format!("{line}|{}", connector.to_ascii_uppercase()), "ASSIGNED_BY_ID": "1",
+                    "HAS_PHONE": "N", "HAS_IMOL": "Y", "IM": [],
+                }));
+                (EntityType::Lead, id)
+            }
+        };
+        let record = portal.records.get_mut(&key)?;
+        let entries = record.as_object_mut()?.entry("IM").or_insert_with(|| json!([]));
+        if let Some(entries) = entries.as_array_mut() {
+            let next_id = entries.len() + 1;
+            let mut entry = imol;
+            entry["ID"] = json!(format!("{}{next_id}", key.1));
+            entries.push(entry);
+        }
+        record["HAS_IMOL"] = json!("Y");
+        Some(key)
+    }
+
+    /// `imconnector-send-status-delivery.md` / `-reading.md`: marks each message named by its `im` ids.
+    fn message_status(&mut self, grant: &Grant, params: &Params, mark: fn(&mut OlMessage)) -> Result<Value, RestError> {
         self.active_line(grant, params)?;
-        let messages = params.get("MESSAGES").and_then(Value::as_array).cloned().ok_or_else(|| arg_error("MESSAGES is required"))?;
+        let messages = params.get("MESSAGES").and_then(Value::as_array).cloned().ok_or_else(|| arg_error("Argument 'MESSAGES' is null or empty"))?;
         for m in messages {
             let (chat, id) = (number(m.pointer("/im/chat_id")), number(m.pointer("/im/message_id")));
             let found = self.ol_messages.iter_mut().find(|o| Some(o.chat_id) == chat && Some(o.id) == id && o.portal == grant.member_id);
@@ -373,32 +332,77 @@ impl PortalState {
         Ok(json!({ "SUCCESS": true }))
     }
 
-    fn chat_user_add(&mut self, grant: &Grant, params: &Map<String, Value>) -> Result<Value, RestError> {
+    fn crm_entity(&self, grant: &Grant, params: &Params) -> Result<(EntityType, u64), RestError> {
         let kind = required(params, "CRM_ENTITY_TYPE")?;
-        let entity = number(params.get("CRM_ENTITY")).ok_or_else(|| arg_error("CRM_ENTITY is required"))?;
-        let user = number(params.get("USER_ID")).ok_or_else(|| arg_error("USER_ID is required"))?;
-        let chat_id = number(params.get("CHAT_ID")).ok_or_else(|| arg_error("CHAT_ID is required"))?;
-        let portal = self.portals.iter().find(|p| p.member_id == grant.member_id).ok_or_else(|| arg_error("No portal"))?;
-        let known = portal.records.keys().any(|(t, id)| t.as_str() == kind.to_ascii_lowercase() && *id == entity);
-        if !known {
-            return Err(RestError::new(StatusCode::BAD_REQUEST, "CHAT_NOT_IN_CRM", "The CRM record has no such chat"));
+        let id = required_id(params, "CRM_ENTITY")?;
+        let kind = EntityType::ALL.into_iter().find(|t| t.as_str().eq_ignore_ascii_case(&kind)).ok_or_else(|| arg_error("Argument 'CRM_ENTITY_TYPE' is null or empty"))?;
+        let portal = self.portal(&grant.member_id)?;
+        if !portal.records.contains_key(&(kind, id)) || !portal.can_read(grant.user_id, kind, id) {
+            return Err(access_denied("Access denied! You don't have access to this action"));
         }
-        if self.employee_name(&grant.member_id, user).is_none() {
-            return Err(arg_error("No such user"));
+        Ok((kind, id))
+    }
+
+    /// `imopenlines-crm-chat-get.md`: the chats bound to a record.
+    fn crm_chats(&self, grant: &Grant, params: &Params) -> Result<Value, RestError> {
+        let entity = self.crm_entity(grant, params)?;
+        let installation = &self.portal(&grant.member_id)?.installation;
+        let rows = self.chats.iter().filter(|c| c.portal == grant.member_id && c.crm == Some(entity)).map(|c| {
+            let title = installation.connectors.get(&c.connector).and_then(|r| r.get("NAME")).cloned().unwrap_or(Value::Null);
+            json!({ "CHAT_ID": c.id.to_string(), "CONNECTOR_ID": c.connector, "CONNECTOR_TITLE": title })
+        });
+        Ok(Value::Array(rows.collect()))
+    }
+
+    /// `imopenlines-crm-chat-user-add.md`: `CHAT_NOT_IN_CRM` when the chat is not bound to the
+    /// record, `WRONG_REQUEST` when the user is in the chat already, `CRM_CHAT_USER_NOT_ACTIVE`
+    /// for an unknown or inactive user; without `CHAT_ID`, the record's last chat.
+    fn chat_user_add(&mut self, grant: &Grant, params: &Params) -> Result<Value, RestError> {
+        let entity = self.crm_entity(grant, params)?;
+        let user = required_id(params, "USER_ID").map_err(|_| arg_error("Argument 'Empty USER_ID' is null or empty"))?;
+        let active = self.portal(&grant.member_id)?.user(user).is_some_and(|u| u["ACTIVE"] == true);
+        if !active {
+            return Err(RestError::new(StatusCode::BAD_REQUEST, "CRM_CHAT_USER_NOT_ACTIVE", "User not active"));
         }
-        let chat = self.chats.iter_mut().find(|c| c.id == chat_id && c.portal == grant.member_id).ok_or_else(|| arg_error("No such chat"))?;
-        if !chat.members.contains(&user) {
-            chat.members.push(user);
+        let not_in_crm = || RestError::new(StatusCode::BAD_REQUEST, "CHAT_NOT_IN_CRM", "Chat does not belong to the CRM object being checked");
+        let chat = match number(params.get("CHAT_ID")) {
+            Some(chat_id) => self.chats.iter_mut().find(|c| c.id == chat_id && c.portal == grant.member_id && c.crm == Some(entity)),
+            None => self.chats.iter_mut().rev().find(|c| c.portal == grant.member_id && c.crm == Some(entity)),
+        };
+        let chat = chat.ok_or_else(not_in_crm)?;
+        if chat.members.contains(&user) {
+            return Err(RestError::new(StatusCode::BAD_REQUEST, "WRONG_REQUEST", "You don't have access or user already member in chat"));
         }
+        chat.members.push(user);
         Ok(Value::Bool(true))
     }
 
-    fn im_message_add(&mut self, grant: &Grant, params: &Map<String, Value>) -> Result<Value, RestError> {
+    /// `imopenlines-dialog-get.md`: by `CHAT_ID`, `DIALOG_ID` or `USER_CODE`; `entity_data_2`
+    /// names the CRM records bound to the dialog.
+    fn dialog(&self, grant: &Grant, params: &Params) -> Result<Value, RestError> {
+        let by_id = number(params.get("CHAT_ID")).or_else(|| text_param(params, "DIALOG_ID")?.strip_prefix("chat")?.parse().ok());
+        let user_code = text_param(params, "USER_CODE");
+        let code = |c: &SimChat| format!("{}|{}|{}|{}", c.connector, c.line, c.external_chat_id, c.external_user_id);
+        let chat = self.chats.iter().find(|c| c.portal == grant.member_id && (Some(c.id) == by_id || user_code.as_deref() == Some(code(c).as_str())));
+        let chat = chat.ok_or_else(|| RestError::new(StatusCode::BAD_REQUEST, "ACCESS_ERROR", "You do not have access to the specified dialog"))?;
+        let bound = |kind: EntityType| chat.crm.filter(|(k, _)| *k == kind).map(|(_, id)| id).unwrap_or(0);
+        Ok(json!({
+            "id": chat.id, "name": chat.user_name, "type": "lines", "entity_type": "LINES", "entity_id": code(chat),
+            "entity_data_2": format!("LEAD|{}|COMPANY|{}|CONTACT|{}|DEAL|{}", bound(EntityType::Lead), bound(EntityType::Company),
+                bound(EntityType::Contact), bound(EntityType::Deal)),
+            "dialog_id": format!("chat{}", chat.id), "manager_list": chat.members,
+        }))
+    }
+
+    /// `im-message-add.md`: "a user with permission to send messages in chat" — here, one of
+    /// the chat's members; `ACCESS_ERROR` otherwise.
+    fn im_message_add(&mut self, grant: &Grant, params: &Params) -> Result<Value, RestError> {
         let dialog = required(params, "DIALOG_ID")?;
-        let chat_id = dialog.strip_prefix("chat").and_then(|c| c.parse::<u64>().ok()).ok_or_else(|| arg_error("DIALOG_ID must be chatN"))?;
-        let text = required(params, "MESSAGE")?;
-        if !self.chats.iter().any(|c| c.id == chat_id && c.portal == grant.member_id) {
-            return Err(arg_error("No such chat"));
+        let chat_id = dialog.strip_prefix("chat").and_then(|c| c.parse::<u64>().ok()).ok_or_else(|| RestError::new(StatusCode::BAD_REQUEST, "CHAT_ID", "Error creating message"))?;
+        let text = text_param(params, "MESSAGE").filter(|t| !t.trim().is_empty()).ok_or_else(|| RestError::new(StatusCode::BAD_REQUEST, "MESSAGE_EMPTY", "Message can't be empty"))?;
+        let chat = self.chats.iter().find(|c| c.id == chat_id && c.portal == grant.member_id).ok_or_else(|| RestError::new(StatusCode::BAD_REQUEST, "CHAT_ID", "Error creating message"))?;
+        if !chat.members.contains(&grant.user_id) {
+            return Err(RestError::new(StatusCode::BAD_REQUEST, "ACCESS_ERROR", "Action unavailable"));
         }
         let id = self.next_id();
         let system = text_param(params, "SYSTEM").is_some_and(|s| s == "Y");
@@ -410,106 +414,61 @@ impl PortalState {
         Ok(json!(id))
     }
 
-    fn users(&self, grant: &Grant) -> Result<Value, RestError> {
-        let portal = self.portals.iter().find(|p| p.member_id == grant.member_id).ok_or_else(|| arg_error("No portal"))?;
-        Ok(Value::Array(portal.users.iter().filter(|u| u["ACTIVE"] == true).cloned().collect()))
-    }
-
-    fn activity_add(&mut self, grant: &Grant, params: &Map<String, Value>) -> Result<Value, RestError> {
-        let owner_type_id = number(params.get("ownerTypeId")).filter(|t| (1..=4).contains(t)).ok_or_else(|| arg_error("ownerTypeId"))?;
-        let owner_id = number(params.get("ownerId")).ok_or_else(|| arg_error("ownerId"))?;
-        let layout = params.get("layout").cloned().filter(Value::is_object).ok_or_else(|| arg_error("layout is required"))?;
+    /// `im-notify-system-add.md`: a system notification to any user, with an app's token.
+    fn notify(&mut self, grant: &Grant, params: &Params) -> Result<Value, RestError> {
+        let user_id = number(params.get("USER_ID")).filter(|&u| u > 0).ok_or_else(|| RestError::new(StatusCode::BAD_REQUEST, "USER_ID_EMPTY", "User ID can't be empty"))?;
+        let message = text_param(params, "MESSAGE").map(|m| m.trim().to_owned()).filter(|m| !m.is_empty());
+        let message = message.ok_or_else(|| RestError::new(StatusCode::BAD_REQUEST, "MESSAGE_EMPTY", "Message can't be empty"))?;
         let id = self.next_id();
-        self.activities.push(SimActivity {
-            id, portal: grant.member_id.clone(), owner_type_id, owner_id,
-            fields: params.get("fields").cloned().unwrap_or(json!({})),
-            history: vec![SimActivity::status(&layout)], layout,
-        });
-        Ok(json!({ "activity": { "id": id } }))
+        self.notifications.push(super::state::Notification { id, portal: grant.member_id.clone(), user_id, message });
+        Ok(json!(id))
     }
 
-    /// `crm.activity.list` over the configurable activities, filtered by owner and origin.
-    fn activity_list(&self, grant: &Grant, params: &Map<String, Value>) -> Value {
-        let filter = params.get("filter").and_then(Value::as_object).cloned().unwrap_or_default();
-        let wanted = |key: &str, actual: &Value| filter.get(key).is_none_or(|w| text_param(&single("v", w), "v") == text_param(&single("v", actual), "v"));
-        let rows = self.activities.iter().filter(|a| a.portal == grant.member_id).map(|a| {
-            json!({ "ID": a.id.to_string(), "OWNER_TYPE_ID": a.owner_type_id.to_string(), "OWNER_ID": a.owner_id.to_string(),
-                    "PROVIDER_ID": "CONFIGURABLE_REST_APP", "ORIGIN_ID": a.fields.get("originId").cloned().unwrap_or(Value::Null) })
+    /// An employee writes into an Open Line chat and becomes one of its members; the connector
+    /// gets `OnImConnectorMessageAdd`, the text signed when it was registered with `NEED_SIGNATURE`.
+    pub(super) fn operator_writes(&mut self, chat_id: u64, user_id: u64, text: &str) -> Result<(u64, Caused), RestError> {
+        let chat = self.chats.iter().find(|c| c.id == chat_id).cloned().ok_or_else(|| arg_error("No such chat"))?;
+        let name = self.employee_name(&chat.portal, user_id).ok_or_else(|| arg_error("No such employee"))?;
+        let id = self.next_id();
+        let registered = self.installation(&chat.portal)?.connectors.get(&chat.connector).cloned();
+        let shown = if connector_flag(registered.as_ref(), "NEED_SIGNATURE", true) { signature(&name, text) } else { text.to_owned() };
+        if let Some(c) = self.chats.iter_mut().find(|c| c.id == chat_id).filter(|c| !c.members.contains(&user_id)) {
+            c.members.push(user_id);
+        }
+        self.ol_messages.push(OlMessage {
+            id, portal: chat.portal.clone(), chat_id, direction: "outgoing", author: name, author_id: Some(user_id),
+            text: text.to_owned(), files: Vec::new(), external_id: None, delivered: false, read: false,
         });
-        Value::Array(rows.filter(|row| ["OWNER_TYPE_ID", "OWNER_ID", "PROVIDER_ID", "ORIGIN_ID"].iter().all(|k| wanted(k, &row[*k]))).collect())
+        Ok((id, vec![(chat.portal.clone(), "OnImConnectorMessageAdd", connector_message_event(&chat, id, user_id, &shown))]))
     }
 
-    /// Replaces fields and the whole layout, as Bitrix24 does.
-    fn activity_update(&mut self, grant: &Grant, params: &Map<String, Value>) -> Result<Value, RestError> {
-        let id = number(params.get("id")).ok_or_else(|| arg_error("id is required"))?;
-        let layout = params.get("layout").cloned().filter(Value::is_object).ok_or_else(|| arg_error("layout is required"))?;
-        let activity = self.activities.iter_mut().find(|a| a.id == id && a.portal == grant.member_id);
-        let activity = activity.ok_or_else(|| RestError::new(StatusCode::BAD_REQUEST, "NOT_FOUND", "Activity not found"))?;
-        if let Some(fields) = params.get("fields") {
-            activity.fields = fields.clone();
+    /// An administrator turns our connectors off on a line (`OnImConnectorStatusDelete`, data
+    /// `{connector, line}`) or deletes the line (`OnImConnectorLineDelete`, data: the line's id).
+    pub(super) fn disconnect_line(&mut self, member_id: &str, line: &str, delete_line: bool) -> Caused {
+        let Ok(portal) = self.portal_mut(member_id) else { return Vec::new() };
+        if delete_line {
+            portal.lines.retain(|l| scalar(&l["ID"]).as_deref() != Some(line));
         }
-        let status = SimActivity::status(&layout);
-        if activity.history.last() != Some(&status) {
-            activity.history.push(status);
+        let install = &mut portal.installation;
+        let connectors: Vec<String> = install.active.iter().filter(|(_, l)| l == line).map(|(c, _)| c.clone()).collect();
+        install.active.retain(|(_, l)| l != line);
+        let line_id = line.parse::<u64>().map(Value::from).unwrap_or_else(|_| json!(line));
+        if delete_line {
+            return vec![(member_id.to_owned(), "OnImConnectorLineDelete", line_id)];
         }
-        activity.layout = layout;
-        Ok(json!({ "activity": { "id": id } }))
+        connectors.into_iter().map(|c| (member_id.to_owned(), "OnImConnectorStatusDelete", json!({ "connector": c, "line": line_id }))).collect()
     }
 }
 
-fn single(name: &str, value: &Value) -> Map<String, Value> {
-    Map::from_iter([(name.to_owned(), value.clone())])
-}
-
-/// `OnImConnectorMessageAdd` data for one message written by an employee.
+/// `OnImConnectorMessageAdd` data for one message written in the chat, as the docs show it.
 fn connector_message_event(chat: &SimChat, message_id: u64, user_id: u64, text: &str) -> Value {
     json!({
-        "CONNECTOR": chat.connector, "LINE": chat.line,
+        "CONNECTOR": chat.connector, "LINE": chat.line.parse::<u64>().map(Value::from).unwrap_or_else(|_| json!(chat.line)),
         "MESSAGES": [{
-            "im": { "chat_id": chat.id.to_string(), "message_id": message_id.to_string() },
-            "message": { "id": [message_id.to_string()], "user_id": user_id.to_string(), "text": text, "date": now_secs().to_string() },
+            "im": { "chat_id": chat.id, "message_id": message_id },
+            "message": { "user_id": user_id, "text": text },
             "chat": { "id": chat.external_chat_id },
         }],
     })
 }
 
-impl SandboxPortal {
-    /// POSTs `OnImConnectorMessageAdd` (and other events) to the app's bound handlers, after the
-    /// answer that caused them, as Bitrix24 does: once, not retried.
-    pub(super) fn deliver(&self, events: Vec<(String, Value)>, name: &str) {
-        for (member_id, data) in events {
-            let (access, _) = self.issue_tokens(&member_id, 1);
-            let outgoing = self.lock().event(&member_id, name, data, &access, &self.rest_url);
-            for Outgoing { handler, body } in outgoing {
-                let http = self.http.clone();
-                tokio::spawn(async move {
-                    let sent = http.post(&handler).header("content-type", "application/x-www-form-urlencoded").body(body).send().await;
-                    match sent {
-                        Ok(r) if r.status().is_success() => {}
-                        Ok(r) => tracing::warn!(status = r.status().as_u16(), "the app refused a sandbox event"),
-                        Err(e) => tracing::warn!("sandbox event not delivered: {}", e.without_url()),
-                    }
-                });
-            }
-        }
-    }
-
-    pub fn operator_writes(&self, chat_id: u64, user_id: u64, text: &str) -> Result<u64, String> {
-        let (member_id, data) = self.lock().operator_writes(chat_id, user_id, text).map_err(|e| e.description.clone())?;
-        let id = data.pointer("/MESSAGES/0/im/message_id").and_then(|v| v.as_str()?.parse().ok()).unwrap_or(0);
-        self.deliver(vec![(member_id, data)], "OnImConnectorMessageAdd");
-        Ok(id)
-    }
-
-    pub fn ol_messages(&self) -> Vec<OlMessage> {
-        self.lock().ol_messages.clone()
-    }
-
-    pub fn chats(&self) -> Vec<SimChat> {
-        self.lock().chats.clone()
-    }
-
-    pub fn activities(&self) -> Vec<Value> {
-        self.lock().activities.iter().map(SimActivity::view).collect()
-    }
-}

@@ -1,60 +1,53 @@
-//! A simulated Bitrix24 portal speaking the REST protocol the app calls: OAuth, users,
-//! CRM records, `batch`, with Bitrix24's error shapes and rate-limit answers.
+//! A simulated Bitrix24 portal speaking the REST protocol the app calls: OAuth
+//! (`settings/oauth/index.md`, `settings/oauth/auto-renewal.md`), calls and their answer
+//! envelope (`settings/how-to-call-rest-api/general-principles.md`: `result`, `time`, and
+//! `total`/`next` for lists, `settings/how-to-call-rest-api/list-methods-pecularities.md`),
+//! `batch` (`settings/how-to-call-rest-api/batch.md`),
+//! the system errors of `_includes/system-errors.md` and the limits of
+//! `settings/performance/limits.md`; the users and app methods the app relies on; and the
+//! events it POSTs to the app. Open Lines methods are in `openlines`, CRM ones in `crm`.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::openlines::{Installation, OlMessage, SimActivity, SimChat, is_user};
+use super::state::{Caused, Grant, Params, PortalState, RestError, SimPortal, access_denied, text_param};
 use crate::clock::{now_millis, now_secs};
-use crate::domain::EntityType;
 
 const TOKEN_LIFETIME: i64 = 3600;
+/// "The results page size is always static: 50 records" (`api-reference/user/user-get.md`).
+pub const PAGE_SIZE: usize = 50;
+/// Method time is counted in one-minute baskets over 10 minutes (`settings/performance/limits.md`).
+const OPERATING_WINDOW_SECS: i64 = 600;
 
-/// One simulated portal: its employees and CRM records, in REST shapes.
-#[derive(Clone, Debug)]
-pub struct SimPortal {
-    pub member_id: String,
-    pub domain: String,
-    /// `user.current` shapes: `{"ID":"1","NAME":...}`.
-    pub users: Vec<Value>,
-    pub records: HashMap<(EntityType, u64), Value>,
-    /// Deal id → `crm.deal.contact.items.get` rows.
-    pub deal_contacts: HashMap<u64, Vec<Value>>,
-    /// Its Open Lines: `imopenlines.config.list.get` rows.
-    pub lines: Vec<Value>,
-    /// What our app registered here when installed.
-    pub installation: Installation,
+/// A method's answer: `result`, and for list methods `total` and `next`.
+pub struct Answer {
+    pub result: Value,
+    pub total: Option<usize>,
+    pub next: Option<usize>,
 }
 
-#[derive(Clone)]
-pub(super) struct Grant {
-    pub member_id: String,
-    pub user_id: u64,
-    expires_at: i64,
+impl From<Value> for Answer {
+    fn from(result: Value) -> Self {
+        Self { result, total: None, next: None }
+    }
 }
 
-#[derive(Default)]
-pub(super) struct PortalState {
-    pub portals: Vec<SimPortal>,
-    access: HashMap<String, Grant>,
-    refresh: HashMap<String, (String, u64)>,
-    rest_requests: u64,
-    /// The next this many REST calls answer QUERY_LIMIT_EXCEEDED.
-    rate_limited: u32,
-    pub next_id: u64,
-    pub chats: Vec<SimChat>,
-    pub ol_messages: Vec<OlMessage>,
-    pub activities: Vec<SimActivity>,
+/// One page of a list method from the `start` parameter: 50 rows, `next` while more remain.
+pub fn page(rows: Vec<Value>, params: &Params) -> Answer {
+    let start = text_param(params, "start").and_then(|s| s.parse::<usize>().ok()).unwrap_or(0);
+    let total = rows.len();
+    let result: Vec<Value> = rows.into_iter().skip(start).take(PAGE_SIZE).collect();
+    let next = (start + PAGE_SIZE < total).then_some(start + PAGE_SIZE);
+    Answer { result: Value::Array(result), total: Some(total), next }
 }
 
 /// What Bitrix24 hands an app when an administrator installs it.
@@ -65,43 +58,36 @@ pub struct InstallGrant {
     pub application_token: String,
 }
 
+/// The apps the sandbox portal knows: ours, and another installed on the same portals
+/// (whose tokens must not pass as ours).
+pub struct SandboxApps {
+    pub client_id: String,
+    pub client_secret: String,
+    /// What `app.info` names as `CODE`: for a Marketplace app not its `client_id`
+    /// (`api-reference/common/system/app-info.md`); the sandbox plays one.
+    pub code: String,
+}
+
+/// The other app's `client_id` and `app.info` code.
+pub const OTHER_APP_CLIENT_ID: &str = "app.sandbox.other";
+pub const OTHER_APP_CODE: &str = "other.crm_helper";
+
 pub struct SandboxPortal {
     state: Mutex<PortalState>,
-    client_id: String,
-    client_secret: String,
+    pub app: SandboxApps,
     /// Where this portal's REST API answers, as `client_endpoint` says.
     pub rest_url: String,
+    /// Where the app answers: handlers outside it are refused (see `openlines::placement_bind`).
+    pub app_url: String,
     /// Delivers events to the app.
     pub(super) http: reqwest::Client,
-}
-
-/// A REST error as Bitrix24 writes it.
-pub(super) struct RestError {
-    status: StatusCode,
-    code: &'static str,
-    pub description: String,
-}
-
-impl RestError {
-    pub(super) fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
-        Self { status, code, description: description.into() }
-    }
-
-    fn body(&self) -> Value {
-        json!({ "error": self.code, "error_description": self.description })
-    }
-}
-
-impl IntoResponse for RestError {
-    fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
-    }
 }
 
 fn time_block(started: i64) -> Value {
     let now = now_millis();
     json!({ "start": started as f64 / 1000.0, "finish": now as f64 / 1000.0, "duration": (now - started) as f64 / 1000.0,
-            "processing": 0.0, "date_start": "", "date_finish": "" })
+            "processing": 0.0, "date_start": "", "date_finish": "",
+            "operating_reset_at": now / 1000 + OPERATING_WINDOW_SECS, "operating": 0 })
 }
 
 fn token() -> String {
@@ -109,13 +95,17 @@ fn token() -> String {
 }
 
 impl SandboxPortal {
-    pub fn new(portals: Vec<SimPortal>, client_id: &str, client_secret: &str, rest_url: String) -> Self {
+    pub fn new(portals: Vec<SimPortal>, app: SandboxApps, rest_url: String, app_url: String) -> Self {
         Self {
             state: Mutex::new(PortalState { portals, ..PortalState::default() }),
-            client_id: client_id.to_owned(),
-            client_secret: client_secret.to_owned(),
+            app,
             rest_url,
-            http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().expect("the HTTP client builds"),
+            app_url,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("the HTTP client builds"),
         }
     }
 
@@ -123,35 +113,52 @@ impl SandboxPortal {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// What Bitrix24 does when a user opens an app: fresh `AUTH_ID` and `REFRESH_ID`.
+    /// What Bitrix24 does when a user opens our app: fresh `AUTH_ID` and `REFRESH_ID`.
     pub fn issue_tokens(&self, member_id: &str, user_id: u64) -> (String, String) {
+        self.issue_tokens_of(&self.app.client_id.clone(), member_id, user_id)
+    }
+
+    /// The same for any app installed on the portal.
+    pub fn issue_tokens_of(&self, client_id: &str, member_id: &str, user_id: u64) -> (String, String) {
         let (access, refresh) = (token(), token());
         let mut state = self.lock();
-        let grant = Grant { member_id: member_id.to_owned(), user_id, expires_at: now_secs() + TOKEN_LIFETIME };
+        let grant = Grant { member_id: member_id.to_owned(), user_id, expires_at: now_secs() + TOKEN_LIFETIME, app: client_id.to_owned() };
         state.access.insert(access.clone(), grant);
-        state.refresh.insert(refresh.clone(), (member_id.to_owned(), user_id));
+        if client_id == self.app.client_id {
+            state.refresh.insert(refresh.clone(), (member_id.to_owned(), user_id));
+        }
         (access, refresh)
     }
 
-    /// An administrator installs the app: tokens for user 1 and the app's `application_token`
-    /// (kept across reinstalls).
+    /// An administrator installs the app: tokens for the first administrator and the app's
+    /// `application_token` (kept across reinstalls). The install finishes later
+    /// ([`SandboxPortal::finish_install`]).
     pub fn install(&self, member_id: &str) -> Option<InstallGrant> {
-        let (access_token, refresh_token) = self.issue_tokens(member_id, 1);
+        let admin = self.portal(member_id)?.admins.first().copied()?;
+        let (access_token, refresh_token) = self.issue_tokens(member_id, admin);
         let mut state = self.lock();
         let portal = state.portals.iter_mut().find(|p| p.member_id == member_id)?;
-        let install = &mut portal.installation;
-        install.installed = true;
-        let application_token = install.application_token.get_or_insert_with(token).clone();
+        let application_token = portal.installation.application_token.get_or_insert_with(token).clone();
         Some(InstallGrant { domain: portal.domain.clone(), access_token, refresh_token, application_token })
     }
 
-    /// An administrator removes the app: `OnAppUninstall` goes out, then everything it registered is dropped.
-    pub fn uninstall(&self, member_id: &str) {
-        self.deliver(vec![(member_id.to_owned(), json!({ "LANGUAGE_ID": "en", "CLEAN": "0" }))], "OnAppUninstall");
-        let mut state = self.lock();
-        if let Some(portal) = state.portals.iter_mut().find(|p| p.member_id == member_id) {
-            portal.installation = Installation::default();
+    /// `BX24.installFinish()` on the install page, or an app without UI installed.
+    pub fn finish_install(&self, member_id: &str) {
+        if let Ok(install) = self.lock().installation(member_id) {
+            install.installed = true;
         }
+    }
+
+    /// An administrator removes the app: `OnAppUninstall` goes out, then everything it
+    /// registered is dropped (`api-reference/common/events/on-app-uninstall.md`).
+    pub fn uninstall(&self, member_id: &str) {
+        self.deliver(vec![(member_id.to_owned(), "OnAppUninstall", json!({ "LANGUAGE_ID": "en", "CLEAN": "0" }))]);
+        let mut state = self.lock();
+        if let Ok(install) = state.installation(member_id) {
+            *install = Default::default();
+        }
+        state.access.retain(|_, g| g.member_id != member_id);
+        state.refresh.retain(|_, (m, _)| m != member_id);
     }
 
     /// Every access token issued so far expires now (refresh tokens stay valid).
@@ -165,6 +172,11 @@ impl SandboxPortal {
         self.lock().rate_limited = calls;
     }
 
+    /// `method` answers `OPERATION_TIME_LIMIT` for `seconds`.
+    pub fn block_method(&self, method: &str, seconds: i64) {
+        self.lock().blocked_methods.insert(method.to_ascii_lowercase(), now_secs() + seconds);
+    }
+
     /// REST requests served so far, OAuth included.
     pub fn rest_requests(&self) -> u64 {
         self.lock().rest_requests
@@ -174,98 +186,159 @@ impl SandboxPortal {
         self.lock().portals.iter().find(|p| p.member_id == member_id).cloned()
     }
 
-    fn authenticate(&self, params: &Map<String, Value>) -> Result<Grant, RestError> {
+    /// The token's grant. "Wrong authorization data" for a missing or unknown token, and
+    /// `expired_token` for an expired one (`_includes/system-errors.md`).
+    fn authenticate(&self, params: &Params) -> Result<Grant, RestError> {
         let auth = params.get("auth").and_then(Value::as_str).unwrap_or("");
+        let no_auth = || RestError::new(StatusCode::UNAUTHORIZED, "NO_AUTH_FOUND", "Wrong authorization data");
         if auth.is_empty() {
-            return Err(RestError::new(StatusCode::UNAUTHORIZED, "NO_AUTH_FOUND", "Wrong authorization data"));
+            return Err(no_auth());
         }
         let mut state = self.lock();
         if state.rate_limited > 0 {
             state.rate_limited -= 1;
             return Err(RestError::new(StatusCode::SERVICE_UNAVAILABLE, "QUERY_LIMIT_EXCEEDED", "Too many requests"));
         }
-        let grant = state
-            .access
-            .get(auth)
-            .cloned()
-            .ok_or_else(|| RestError::new(StatusCode::UNAUTHORIZED, "invalid_token", "The access token provided is invalid."))?;
+        let grant = state.access.get(auth).cloned().ok_or_else(no_auth)?;
         if grant.expires_at <= now_secs() {
-            return Err(RestError::new(StatusCode::UNAUTHORIZED, "expired_token", "The access token provided has expired."));
+            return Err(RestError::new(StatusCode::UNAUTHORIZED, "expired_token", "The access token provided has expired"));
         }
         Ok(grant)
     }
 
-    fn call(&self, grant: &Grant, method: &str, params: &Map<String, Value>, events: &mut Vec<(String, Value)>) -> Result<Value, RestError> {
-        if let Some(answer) = self.lock().platform_call(grant, method, params) {
-            let (value, caused) = answer?;
+    /// One method call; the events it caused are added to `events`.
+    fn call(&self, grant: &Grant, method: &str, params: &Params, events: &mut Caused) -> Result<Answer, RestError> {
+        if let Some(&until) = self.lock().blocked_methods.get(method) {
+            if now_secs() < until {
+                // `settings/performance/limits.md`: 429, the method blocked for this app.
+                return Err(RestError::new(StatusCode::TOO_MANY_REQUESTS, "OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit."));
+            }
+        }
+        if method == "batch" {
+            return Ok(self.batch(grant, params, events).into());
+        }
+        if let Some(answer) = self.core_call(grant, method, params) {
+            return answer;
+        }
+        let mut state = self.lock();
+        if let Some(answer) = state.crm_call(grant, method, params) {
+            return answer;
+        }
+        if let Some(answer) = state.platform_call(grant, method, params, &self.app_url) {
+            let (answer, caused) = answer?;
             events.extend(caused);
-            return Ok(value);
+            return Ok(answer);
         }
-        let portal = self
-            .portal(&grant.member_id)
-            .ok_or_else(|| RestError::new(StatusCode::UNAUTHORIZED, "invalid_token", "The portal is gone."))?;
-        let id = || -> Result<u64, RestError> {
-            let raw = params.get("id").or_else(|| params.get("ID"));
-            let id = raw.and_then(|v| v.as_u64().or_else(|| v.as_str()?.trim().parse().ok())).filter(|&i| i > 0);
-            id.ok_or_else(|| RestError::new(StatusCode::BAD_REQUEST, "", "ID is not defined or invalid."))
-        };
-        match method {
-            "user.current" => portal
-                .users
-                .iter()
-                .find(|u| is_user(u, grant.user_id))
-                .cloned()
-                .ok_or_else(|| RestError::new(StatusCode::UNAUTHORIZED, "invalid_token", "No such user.")),
-            "app.info" => Ok(json!({
-                "ID": 1, "CODE": self.client_id, "VERSION": 1, "STATUS": "L", "INSTALLED": true,
-                "PAYMENT_EXPIRED": "N", "DAYS": null, "LANGUAGE_ID": "en", "LICENSE": "en_project",
-            })),
-            "crm.deal.contact.items.get" => {
-                let id = id()?;
-                portal.records.get(&(EntityType::Deal, id)).ok_or_else(not_found)?;
-                Ok(Value::Array(portal.deal_contacts.get(&id).cloned().unwrap_or_default()))
-            }
-            "batch" => Ok(self.batch(grant, params, events)),
-            other => {
-                let kind = EntityType::ALL
-                    .into_iter()
-                    .find(|t| t.get_method() == other)
-                    .ok_or_else(|| RestError::new(StatusCode::NOT_FOUND, "ERROR_METHOD_NOT_FOUND", "Method not found!"))?;
-                portal.records.get(&(kind, id()?)).cloned().ok_or_else(not_found)
-            }
-        }
+        Err(RestError::new(StatusCode::NOT_FOUND, "ERROR_METHOD_NOT_FOUND", "Method not found!"))
     }
 
-    /// `batch`: `cmd` of `method?query`, with `$result[key][field]` references to earlier results.
-    fn batch(&self, grant: &Grant, params: &Map<String, Value>, events: &mut Vec<(String, Value)>) -> Value {
+    /// Users and the app itself.
+    fn core_call(&self, grant: &Grant, method: &str, params: &Params) -> Option<Result<Answer, RestError>> {
+        let state = self.lock();
+        let portal = match state.portal(&grant.member_id) {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        let current = || portal.user(grant.user_id).cloned().ok_or_else(|| access_denied("No such user"));
+        Some(match method {
+            // `api-reference/user/user-current.md`: the user's fields; no `ADMIN` among them.
+            "user.current" => current().map(Answer::from),
+            // `api-reference/common/users/user-admin.md`: may the user manage the app's settings.
+            "user.admin" => Ok(Value::Bool(portal.is_admin(grant.user_id)).into()),
+            // `api-reference/common/users/profile.md`: ID, ADMIN, NAME, LAST_NAME, PERSONAL_GENDER, PERSONAL_PHOTO, TIME_ZONE, TIME_ZONE_OFFSET.
+            "profile" => current().map(|u| {
+                json!({ "ID": u["ID"], "ADMIN": portal.is_admin(grant.user_id), "NAME": u["NAME"], "LAST_NAME": u["LAST_NAME"],
+                        "PERSONAL_GENDER": "", "TIME_ZONE": u["TIME_ZONE"], "TIME_ZONE_OFFSET": 10800 }).into()
+            }),
+            // `api-reference/user/user-get.md`: filters by the fields given (`FILTER` or top level), pages of 50.
+            "user.get" => Ok(page(users_matching(&portal.users, params), params)),
+            // `api-reference/common/system/app-info.md`: the app of the token, its CODE and the portal's LICENSE.
+            "app.info" => {
+                let code = if grant.app == self.app.client_id { self.app.code.as_str() } else { OTHER_APP_CODE };
+                Ok(json!({
+                    "ID": if grant.app == self.app.client_id { 1 } else { 2 }, "CODE": code, "VERSION": 1, "STATUS": "P",
+                    "INSTALLED": portal.installation.installed || grant.app != self.app.client_id,
+                    "PAYMENT_EXPIRED": "N", "DAYS": 30, "LANGUAGE_ID": "en", "LICENSE": portal.license,
+                    "LICENSE_TYPE": portal.license.split_once('_').map(|(_, t)| t).unwrap_or(""),
+                })
+                .into())
+            }
+            _ => return None,
+        })
+    }
+
+    /// `settings/how-to-call-rest-api/batch.md`: up to 50 commands of `method?query`, with
+    /// `$result[key][field]` references to earlier results; HTTP 200 even when commands fail.
+    fn batch(&self, grant: &Grant, params: &Params, events: &mut Caused) -> Value {
         let mut results = Map::new();
         let mut errors = Map::new();
+        let (mut totals, mut nexts) = (Map::new(), Map::new());
         let commands = params.get("cmd").and_then(Value::as_object).cloned().unwrap_or_default();
+        let halt = text_param(params, "halt").is_some_and(|h| h == "1" || h == "true" || h == "Y");
         for (key, command) in commands.iter().take(50) {
             let command = command.as_str().unwrap_or("");
             let (method, query) = command.split_once('?').unwrap_or((command, ""));
-            let mut sub: Map<String, Value> = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, Value::String(substitute(&v, &results))))
-                .collect();
-            sub.insert("auth".into(), Value::Null);
-            match self.call(grant, method, &sub, events) {
-                Ok(result) => {
-                    results.insert(key.clone(), result);
+            let sub = batch_params(query, &results);
+            match self.call(grant, &method.to_ascii_lowercase(), &sub, events) {
+                Ok(answer) => {
+                    if let Some(total) = answer.total {
+                        totals.insert(key.clone(), json!(total));
+                    }
+                    if let Some(next) = answer.next {
+                        nexts.insert(key.clone(), json!(next));
+                    }
+                    results.insert(key.clone(), answer.result);
                 }
                 Err(e) => {
                     errors.insert(key.clone(), e.body());
+                    if halt {
+                        break;
+                    }
                 }
             }
         }
-        let errors = if errors.is_empty() { json!([]) } else { Value::Object(errors) };
-        json!({ "result": results, "result_error": errors, "result_total": [], "result_next": [], "result_time": [] })
+        let or_empty = |m: Map<String, Value>| if m.is_empty() { json!([]) } else { Value::Object(m) };
+        json!({ "result": results, "result_error": or_empty(errors), "result_total": or_empty(totals),
+                "result_next": or_empty(nexts), "result_time": [] })
     }
 }
 
-fn not_found() -> RestError {
-    RestError::new(StatusCode::BAD_REQUEST, "NOT_FOUND", "Not found")
+/// Active users matching a `user.get` filter on the fields we use (`ACTIVE`, `USER_TYPE`, `ID`).
+fn users_matching(users: &[Value], params: &Params) -> Vec<Value> {
+    let filter = params.get("FILTER").or_else(|| params.get("filter")).and_then(Value::as_object).cloned().unwrap_or_else(|| params.clone());
+    let wanted = |u: &Value, key: &str| match filter.get(key) {
+        None => true,
+        Some(Value::Bool(b)) => u[key] == *b,
+        Some(Value::String(s)) if key == "ACTIVE" => u[key] == (s == "true" || s == "Y" || s == "1"),
+        Some(w) => super::state::scalar(w) == super::state::scalar(&u[key]),
+    };
+    users.iter().filter(|u| ["ACTIVE", "USER_TYPE", "ID"].iter().all(|k| wanted(u, k))).cloned().collect()
+}
+
+/// A batch command's query, bracket keys decoded into nested parameters, `$result[..]` replaced.
+fn batch_params(query: &str, results: &Map<String, Value>) -> Params {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    let mut out = Params::new();
+    for (key, value) in pairs {
+        let value = Value::String(substitute(&value, results));
+        let mut path = key.split('[').map(|s| s.trim_end_matches(']').to_owned());
+        let head = path.next().unwrap_or_default();
+        let rest: Vec<String> = path.collect();
+        insert_path(out.entry(head).or_insert(Value::Null), &rest, value);
+    }
+    out
+}
+
+fn insert_path(slot: &mut Value, path: &[String], value: Value) {
+    let Some((first, rest)) = path.split_first() else {
+        *slot = value;
+        return;
+    };
+    if !slot.is_object() {
+        *slot = Value::Object(Map::new());
+    }
+    let child = slot.as_object_mut().expect("made an object").entry(first.clone()).or_insert(Value::Null);
+    insert_path(child, rest, value);
 }
 
 /// Replaces `$result[key][field]...` with the referenced value of an earlier command.
@@ -287,8 +360,8 @@ fn substitute(value: &str, results: &Map<String, Value>) -> String {
 }
 
 /// Parameters from the query string and the body (JSON or form), as Bitrix24 accepts them.
-fn params(query: Option<&str>, body: &[u8]) -> Map<String, Value> {
-    let mut out = Map::new();
+fn params(query: Option<&str>, body: &[u8]) -> Params {
+    let mut out = Params::new();
     let form = |raw: &[u8]| -> Vec<(String, String)> { serde_urlencoded::from_bytes(raw).unwrap_or_default() };
     for (k, v) in form(query.unwrap_or("").as_bytes()) {
         out.insert(k, Value::String(v));
@@ -300,33 +373,41 @@ fn params(query: Option<&str>, body: &[u8]) -> Map<String, Value> {
     out
 }
 
-pub fn routes() -> Router<std::sync::Arc<SandboxPortal>> {
+type PortalRef = State<Arc<SandboxPortal>>;
+
+pub fn routes() -> Router<Arc<SandboxPortal>> {
     Router::new()
         .route("/sandbox/portal/rest/{method}", any(rest))
-        .route("/sandbox/portal/oauth/token/", get(oauth_token))
+        .route("/sandbox/portal/oauth/token/", any(oauth_token))
         .route("/sandbox/portal/faults", post(faults))
         .route("/sandbox/portal/stats", get(stats))
         .route("/sandbox/portal/state", get(state))
         .route("/sandbox/portal/openlines/messages", get(openline_messages))
         .route("/sandbox/portal/openlines/operator", post(operator_writes))
+        .route("/sandbox/portal/openlines/disconnect", post(disconnect_line))
         .route("/sandbox/portal/activities", get(activities))
+        .route("/sandbox/portal/notifications", get(notifications))
 }
 
-async fn rest(
-    State(portal): State<std::sync::Arc<SandboxPortal>>,
-    Path(method): Path<String>,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Response {
+async fn rest(State(portal): PortalRef, Path(method): Path<String>, RawQuery(query): RawQuery, body: Bytes) -> Response {
     let started = now_millis();
     portal.lock().rest_requests += 1;
     let params = params(query.as_deref(), &body);
     let method = method.trim_end_matches(".json").to_ascii_lowercase();
     let mut events = Vec::new();
     let answer = portal.authenticate(&params).and_then(|grant| portal.call(&grant, &method, &params, &mut events));
-    portal.deliver(events, "OnImConnectorMessageAdd");
+    portal.deliver(events);
     match answer {
-        Ok(result) => Json(json!({ "result": result, "time": time_block(started) })).into_response(),
+        Ok(Answer { result, total, next }) => {
+            let mut body = json!({ "result": result, "time": time_block(started) });
+            if let Some(total) = total {
+                body["total"] = json!(total);
+            }
+            if let Some(next) = next {
+                body["next"] = json!(next);
+            }
+            Json(body).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -339,14 +420,19 @@ struct TokenQuery {
     refresh_token: String,
 }
 
-/// `oauth.bitrix.info/oauth/token/`: trades a refresh token for new, rotated tokens.
-async fn oauth_token(State(portal): State<std::sync::Arc<SandboxPortal>>, Query(q): Query<TokenQuery>) -> Response {
+/// `oauth.bitrix.info/oauth/token/` (`settings/oauth/auto-renewal.md`): trades a refresh
+/// token for new, rotated tokens; parameters in the query string or a form body.
+async fn oauth_token(State(portal): PortalRef, RawQuery(query): RawQuery, body: Bytes) -> Response {
     portal.lock().rest_requests += 1;
     let oauth_error = |code: &'static str, text: &str| RestError::new(StatusCode::BAD_REQUEST, code, text).into_response();
+    let raw = if body.is_empty() { query.unwrap_or_default().into_bytes() } else { body.to_vec() };
+    let Ok(q) = serde_urlencoded::from_bytes::<TokenQuery>(&raw) else {
+        return oauth_error("invalid_request", "grant_type, client_id, client_secret and refresh_token are required");
+    };
     if q.grant_type != "refresh_token" {
         return oauth_error("unsupported_grant_type", "Grant type is not supported");
     }
-    if q.client_id != portal.client_id || q.client_secret != portal.client_secret {
+    if q.client_id != portal.app.client_id || q.client_secret != portal.app.client_secret {
         return oauth_error("invalid_client", "Invalid client credentials");
     }
     let Some((member_id, user_id)) = portal.lock().refresh.remove(&q.refresh_token) else {
@@ -358,7 +444,7 @@ async fn oauth_token(State(portal): State<std::sync::Arc<SandboxPortal>>, Query(
         "access_token": access, "refresh_token": refresh, "expires_in": TOKEN_LIFETIME,
         "expires": now_secs() + TOKEN_LIFETIME, "scope": "crm,placement,imopenlines,imconnector,im,user",
         "domain": "oauth.bitrix.info", "server_endpoint": "https://oauth.bitrix.info/rest/",
-        "client_endpoint": portal.rest_url, "member_id": member_id, "user_id": user_id, "status": "L",
+        "client_endpoint": portal.rest_url, "member_id": member_id, "user_id": user_id, "status": "P",
         "portal_domain": domain,
     }))
     .into_response()
@@ -370,20 +456,33 @@ struct Faults {
     expire_tokens: bool,
     #[serde(default)]
     rate_limit_next: u32,
+    /// `{"method": "...", "seconds": N}`: the method answers OPERATION_TIME_LIMIT for N seconds.
+    #[serde(default)]
+    block_method: Option<BlockMethod>,
 }
 
-/// Test and demo hook: expire tokens, or answer the next calls with QUERY_LIMIT_EXCEEDED.
-async fn faults(State(portal): State<std::sync::Arc<SandboxPortal>>, Json(f): Json<Faults>) -> StatusCode {
+#[derive(Deserialize)]
+struct BlockMethod {
+    method: String,
+    seconds: i64,
+}
+
+/// Test and demo hook: expire tokens, answer the next calls with QUERY_LIMIT_EXCEEDED, or
+/// block a method as its time budget would.
+async fn faults(State(portal): PortalRef, Json(f): Json<Faults>) -> StatusCode {
     if f.expire_tokens {
         portal.expire_access_tokens();
     }
     if f.rate_limit_next > 0 {
         portal.rate_limit_next(f.rate_limit_next);
     }
+    if let Some(b) = f.block_method {
+        portal.block_method(&b.method, b.seconds);
+    }
     StatusCode::NO_CONTENT
 }
 
-async fn stats(State(portal): State<std::sync::Arc<SandboxPortal>>) -> Json<Value> {
+async fn stats(State(portal): PortalRef) -> Json<Value> {
     Json(json!({ "rest_requests": portal.rest_requests() }))
 }
 
@@ -393,26 +492,31 @@ struct StateQuery {
 }
 
 /// What the app registered on a portal: placements, connector, active lines, event bindings.
-async fn state(State(portal): State<std::sync::Arc<SandboxPortal>>, Query(q): Query<StateQuery>) -> Response {
+async fn state(State(portal): PortalRef, Query(q): Query<StateQuery>) -> Response {
     match portal.portal(&q.member_id) {
         Some(p) => Json(json!({
             "member_id": p.member_id, "domain": p.domain, "lines": p.lines,
             "installed": p.installation.installed, "application_token_set": p.installation.application_token.is_some(),
             "placements": p.installation.placements, "connectors": p.installation.connectors,
-            "active": p.installation.active, "events": p.installation.events,
+            "active": p.installation.active, "connector_data": p.installation.connector_data, "events": p.installation.events,
             "chats": portal.chats().into_iter().filter(|c| c.portal == p.member_id).collect::<Vec<_>>(),
+            "records": p.records.iter().map(|((kind, id), r)| json!({ "type": kind.as_str(), "id": id, "record": r })).collect::<Vec<_>>(),
         }))
         .into_response(),
         None => (StatusCode::NOT_FOUND, Json(json!({ "error": "no such sandbox portal" }))).into_response(),
     }
 }
 
-async fn openline_messages(State(portal): State<std::sync::Arc<SandboxPortal>>) -> Json<Value> {
+async fn openline_messages(State(portal): PortalRef) -> Json<Value> {
     Json(json!({ "messages": portal.ol_messages() }))
 }
 
-async fn activities(State(portal): State<std::sync::Arc<SandboxPortal>>) -> Json<Value> {
+async fn activities(State(portal): PortalRef) -> Json<Value> {
     Json(json!({ "activities": portal.activities() }))
+}
+
+async fn notifications(State(portal): PortalRef) -> Json<Value> {
+    Json(json!({ "notifications": portal.lock().notifications.clone() }))
 }
 
 #[derive(Deserialize)]
@@ -423,9 +527,10 @@ struct OperatorMessage {
 }
 
 /// An employee writes into an Open Line chat (JSON, or the form of the sandbox page).
-async fn operator_writes(State(portal): State<std::sync::Arc<SandboxPortal>>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
+async fn operator_writes(State(portal): PortalRef, headers: axum::http::HeaderMap, body: Bytes) -> Response {
     let (parsed, is_form) = super::form_or_json::<OperatorMessage>(&headers, &body);
-    let written = parsed.and_then(|m| if m.text.trim().is_empty() { Err("the text is empty".into()) } else { Ok(m) })
+    let written = parsed
+        .and_then(|m| if m.text.trim().is_empty() { Err("the text is empty".into()) } else { Ok(m) })
         .and_then(|m| portal.operator_writes(m.chat_id, m.user_id, &m.text));
     match (written, is_form) {
         (Ok(_), true) => axum::response::Redirect::to("/sandbox/openlines").into_response(),
@@ -433,3 +538,88 @@ async fn operator_writes(State(portal): State<std::sync::Arc<SandboxPortal>>, he
         (Err(e), _) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response(),
     }
 }
+
+#[derive(Deserialize)]
+struct DisconnectLine {
+    member_id: String,
+    line: String,
+    /// `true`: the line itself is deleted (`OnImConnectorLineDelete`); otherwise the connector
+    /// is turned off on it (`OnImConnectorStatusDelete`).
+    #[serde(default)]
+    delete_line: bool,
+}
+
+/// Test and demo hook: an administrator turns our connector off on a line, or deletes the line.
+async fn disconnect_line(State(portal): PortalRef, Json(d): Json<DisconnectLine>) -> StatusCode {
+    let caused = portal.lock().disconnect_line(&d.member_id, &d.line, d.delete_line);
+    portal.deliver(caused);
+    StatusCode::NO_CONTENT
+}
+
+/// The auth block of an event (`_includes/auth-params-in-events.md`).
+fn event_auth(portal: &SimPortal, access_token: &str, rest_url: &str, user_id: u64) -> Value {
+    json!({
+        "access_token": access_token, "expires": now_secs() + TOKEN_LIFETIME, "expires_in": TOKEN_LIFETIME,
+        "scope": "crm,placement,imopenlines,imconnector,im,user", "domain": portal.domain,
+        "server_endpoint": "https://oauth.bitrix.info/rest/", "status": "P", "client_endpoint": rest_url,
+        "member_id": portal.member_id, "user_id": user_id,
+        "application_token": portal.installation.application_token.clone().unwrap_or_default(),
+    })
+}
+
+impl SandboxPortal {
+    /// POSTs each event to the app's handlers bound to it, after the answer that caused it, as
+    /// Bitrix24 does: bracket-encoded, once, not retried (`api-reference/events/index.md`),
+    /// and none before the install finished. `OnAppUninstall` goes out as the app leaves.
+    pub(super) fn deliver(&self, events: Caused) {
+        for (member_id, name, data) in events {
+            let Some(portal) = self.portal(&member_id) else { continue };
+            if !portal.installation.installed && name != "OnAppUninstall" {
+                continue;
+            }
+            let Some(admin) = portal.admins.first().copied() else { continue };
+            let (access, _) = self.issue_tokens(&member_id, admin);
+            let bound = portal.installation.events.iter().filter(|e| e["event"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)));
+            for binding in bound {
+                let payload = json!({
+                    "event": name.to_ascii_uppercase(), "event_handler_id": binding["id"], "data": data, "ts": now_secs().to_string(),
+                    "auth": event_auth(&portal, &access, &self.rest_url, admin),
+                });
+                let body = serde_qs::Config::new().use_form_encoding(true).serialize_string(&payload).expect("events encode");
+                let (http, handler) = (self.http.clone(), binding["handler"].as_str().unwrap_or("").to_owned());
+                tokio::spawn(async move {
+                    let sent = http.post(&handler).header("content-type", "application/x-www-form-urlencoded").body(body).send().await;
+                    match sent {
+                        Ok(r) if r.status().is_success() => {}
+                        Ok(r) => tracing::warn!(status = r.status().as_u16(), "the app refused a sandbox event"),
+                        Err(e) => tracing::warn!("sandbox event not delivered: {}", e.without_url()),
+                    }
+                });
+            }
+        }
+    }
+
+    pub fn operator_writes(&self, chat_id: u64, user_id: u64, text: &str) -> Result<u64, String> {
+        let (id, caused) = self.lock().operator_writes(chat_id, user_id, text).map_err(|e| e.description.clone())?;
+        self.deliver(caused);
+        Ok(id)
+    }
+
+    pub fn ol_messages(&self) -> Vec<super::state::OlMessage> {
+        self.lock().ol_messages.clone()
+    }
+
+    pub fn chats(&self) -> Vec<super::state::SimChat> {
+        self.lock().chats.clone()
+    }
+
+    pub fn activities(&self) -> Vec<Value> {
+        self.lock().activities.iter().map(super::crm::activity_view).collect()
+    }
+
+    /// The employees of a portal, for the sandbox pages.
+    pub fn employees(&self, member_id: &str) -> Vec<Value> {
+        self.portal(member_id).map(|p| p.users).unwrap_or_default()
+    }
+}
+

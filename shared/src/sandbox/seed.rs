@@ -5,8 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use super::openlines::Installation;
-use super::portal::SimPortal;
+use super::state::{Installation, SimPortal};
 use super::telegram::{PhonePrivacy, SimUser};
 use crate::domain::EntityType;
 
@@ -100,10 +99,15 @@ fn multi(kind: &str, entries: &[(&str, &str)]) -> Value {
     Value::Array(items)
 }
 
+/// A `user.get` row (`api-reference/user/user-get.md`); whether one is an administrator is
+/// the portal's to say (`user.admin`), not a field.
 fn employee(id: u64, name: &str, last_name: &str, email: &str) -> Value {
     json!({ "ID": id.to_string(), "ACTIVE": true, "NAME": name, "LAST_NAME": last_name, "EMAIL": email,
-            "ADMIN": id == 1, "TIME_ZONE": "Europe/Moscow", "USER_TYPE": "employee" })
+            "TIME_ZONE": "Europe/Moscow", "USER_TYPE": "employee", "UF_DEPARTMENT": [1] })
 }
+
+/// The demo portal's sales floor: more employees than one `user.get` page holds.
+pub const DEMO_EMPLOYEES: u64 = 60;
 
 fn line(id: u64, name: &str) -> Value {
     json!({ "ID": id.to_string(), "LINE_NAME": name, "ACTIVE": "Y" })
@@ -151,11 +155,17 @@ pub fn portals() -> Vec<SimPortal> {
     let demo = SimPortal {
         member_id: DEMO_MEMBER_ID.into(),
         domain: DEMO_DOMAIN.into(),
-        users: vec![
+        users: [
             employee(1, "Anna", "Smirnova", "anna@demo.example"),
             employee(2, "Boris", "Ivanov", "boris@demo.example"),
             employee(3, "Clara", "Orlova", "clara@demo.example"),
-        ],
+        ]
+        .into_iter()
+        .chain((4..=DEMO_EMPLOYEES).map(|id| employee(id, "Employee", &format!("No{id}"), &format!("e{id}@demo.example"))))
+        .collect(),
+        admins: vec![1],
+        license: "ru_project".into(),
+        record_access: HashMap::new(),
         records,
         deal_contacts,
         lines: vec![line(1, "Sales"), line(2, "Support")],
@@ -165,6 +175,9 @@ pub fn portals() -> Vec<SimPortal> {
         member_id: OTHER_MEMBER_ID.into(),
         domain: OTHER_DOMAIN.into(),
         users: vec![employee(1, "Oleg", "Other", "oleg@other.example")],
+        admins: vec![1],
+        license: "en_project".into(),
+        record_access: HashMap::new(),
         records: HashMap::from([((EntityType::Lead, 5), json!({
             "ID": "5", "TITLE": "A lead of another portal",
             "PHONE": multi("PHONE", &[("MOBILE", "+7 916 123-45-67")]),
@@ -177,6 +190,9 @@ pub fn portals() -> Vec<SimPortal> {
         member_id: FRESH_MEMBER_ID.into(),
         domain: FRESH_DOMAIN.into(),
         users: vec![employee(1, "Fiona", "Fresh", "fiona@fresh.example")],
+        admins: vec![1],
+        license: "en_project".into(),
+        record_access: HashMap::new(),
         records: HashMap::new(),
         deal_contacts: HashMap::new(),
         lines: vec![line(7, "Clients")],

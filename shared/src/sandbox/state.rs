@@ -1,0 +1,267 @@
+//! What the sandbox portal keeps, and what every one of its REST methods shares: Bitrix24's
+//! error shape and system errors (`_includes/system-errors.md`, `_includes/error-info.md` of
+//! b24restdocs) and the reading of parameters. The methods themselves live in `portal`,
+//! `openlines` and `crm`; this module depends on none of them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::domain::EntityType;
+
+/// A REST error as Bitrix24 writes it: `{"error": CODE, "error_description": TEXT}`.
+#[derive(Debug)]
+pub struct RestError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub description: String,
+}
+
+impl RestError {
+    pub fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+        Self { status, code, description: description.into() }
+    }
+
+    pub fn body(&self) -> Value {
+        json!({ "error": self.code, "error_description": self.description })
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
+
+/// `ERROR_ARGUMENT` (400), the code most methods give a missing or malformed parameter.
+pub fn arg_error(description: impl Into<String>) -> RestError {
+    RestError::new(StatusCode::BAD_REQUEST, "ERROR_ARGUMENT", description)
+}
+
+pub fn access_denied(description: impl Into<String>) -> RestError {
+    RestError::new(StatusCode::FORBIDDEN, "ACCESS_DENIED", description)
+}
+
+pub type Params = Map<String, Value>;
+
+/// A scalar parameter as text (Bitrix24 takes `1`, `"1"`, `true` and `"Y"` alike).
+pub fn text_param(params: &Params, name: &str) -> Option<String> {
+    scalar(params.get(name)?)
+}
+
+pub fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(if *b { "Y" } else { "N" }.to_owned()),
+        _ => None,
+    }
+}
+
+/// A required parameter, refused as b24restdocs words it: "Argument 'X' is null or empty".
+pub fn required(params: &Params, name: &str) -> Result<String, RestError> {
+    text_param(params, name).filter(|s| !s.trim().is_empty()).ok_or_else(|| arg_error(format!("Argument '{name}' is null or empty")))
+}
+
+pub fn number(value: Option<&Value>) -> Option<u64> {
+    value.and_then(|v| v.as_u64().or_else(|| v.as_str()?.trim().parse().ok()))
+}
+
+/// A required positive integer parameter.
+pub fn required_id(params: &Params, name: &str) -> Result<u64, RestError> {
+    required(params, name)?;
+    number(params.get(name)).filter(|&n| n > 0).ok_or_else(|| arg_error(format!("The value of an argument '{name}' has an invalid type")))
+}
+
+/// A boolean flag as Bitrix24 reads it: `Y`/`N`, `1`/`0`, `true`/`false`.
+pub fn flag(params: &Params, name: &str) -> Option<bool> {
+    text_param(params, name).map(|v| matches!(v.to_ascii_lowercase().as_str(), "y" | "1" | "true"))
+}
+
+/// Who a token speaks for.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    pub member_id: String,
+    pub user_id: u64,
+    pub expires_at: i64,
+    /// An app's token (OAuth, from its page, install or events) rather than an incoming webhook's.
+    pub app: String,
+}
+
+/// One simulated portal: its employees and CRM records, in REST shapes.
+#[derive(Clone, Debug)]
+pub struct SimPortal {
+    pub member_id: String,
+    pub domain: String,
+    /// `user.get` shapes: `{"ID":"1","NAME":...}` (no `ADMIN`: `user.current` has none).
+    pub users: Vec<Value>,
+    /// Who may manage apps (`user.admin`).
+    pub admins: Vec<u64>,
+    /// `app.info` `LICENSE`: the portal's region as a prefix (`ru_project`).
+    pub license: String,
+    pub records: HashMap<(EntityType, u64), Value>,
+    /// Deal id → `crm.deal.contact.items.get` rows.
+    pub deal_contacts: HashMap<u64, Vec<Value>>,
+    /// Who may read which records; a user absent here reads every record.
+    pub record_access: HashMap<u64, Vec<(EntityType, u64)>>,
+    /// Its Open Lines: `imopenlines.config.list.get` rows.
+    pub lines: Vec<Value>,
+    /// What our app registered here when installed.
+    pub installation: Installation,
+}
+
+impl SimPortal {
+    pub fn user(&self, id: u64) -> Option<&Value> {
+        self.users.iter().find(|u| is_user(u, id))
+    }
+
+    pub fn is_admin(&self, id: u64) -> bool {
+        self.admins.contains(&id)
+    }
+
+    pub fn can_read(&self, user: u64, kind: EntityType, id: u64) -> bool {
+        self.record_access.get(&user).is_none_or(|records| records.contains(&(kind, id)))
+    }
+}
+
+pub fn is_user(user: &Value, id: u64) -> bool {
+    user["ID"].as_str().and_then(|s| s.parse().ok()) == Some(id)
+}
+
+/// What an app installed on a portal registered there.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Installation {
+    /// The install finished (`BX24.installFinish()` on the install page, or an app without
+    /// UI installed): until then Bitrix24 sends the app no events
+    /// (`settings/app-installation/installation-finish.md`).
+    pub installed: bool,
+    pub application_token: Option<String>,
+    /// `placement.get` rows.
+    pub placements: Vec<Value>,
+    /// Connector id → the `imconnector.register` parameters.
+    pub connectors: BTreeMap<String, Value>,
+    /// (connector, line) pairs `imconnector.activate`d.
+    pub active: Vec<(String, String)>,
+    /// (connector, line) → `imconnector.connector.data.set` `DATA`.
+    pub connector_data: BTreeMap<String, Value>,
+    /// `event.get` rows.
+    pub events: Vec<Value>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SimChat {
+    pub id: u64,
+    pub portal: String,
+    pub connector: String,
+    pub line: String,
+    pub external_chat_id: String,
+    pub external_user_id: String,
+    pub user_name: String,
+    pub session_id: u64,
+    /// Employees in the chat.
+    pub members: Vec<u64>,
+    /// The CRM record the tracker bound the chat to.
+    pub crm: Option<(EntityType, u64)>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OlMessage {
+    pub id: u64,
+    pub portal: String,
+    pub chat_id: u64,
+    /// `incoming` (from the client), `outgoing` (an employee's), `system`.
+    pub direction: &'static str,
+    pub author: String,
+    pub author_id: Option<u64>,
+    pub text: String,
+    pub files: Vec<Value>,
+    /// The connector's own id for a message it pushed.
+    pub external_id: Option<String>,
+    /// The connector confirmed delivery to the client.
+    pub delivered: bool,
+    /// The connector reported that the client read it.
+    pub read: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SimActivity {
+    pub id: u64,
+    pub portal: String,
+    pub owner_type_id: u64,
+    pub owner_id: u64,
+    pub fields: Value,
+    pub layout: Value,
+    /// Every status tag the activity showed, in order.
+    pub history: Vec<Value>,
+}
+
+/// A system notification (`im.notify.system.add`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Notification {
+    pub id: u64,
+    pub portal: String,
+    pub user_id: u64,
+    pub message: String,
+}
+
+/// An event for the app: the portal, the event's name, its `data`.
+pub type Caused = Vec<(String, &'static str, Value)>;
+
+#[derive(Default)]
+pub struct PortalState {
+    pub portals: Vec<SimPortal>,
+    pub access: HashMap<String, Grant>,
+    pub refresh: HashMap<String, (String, u64)>,
+    pub rest_requests: u64,
+    /// The next this many REST calls answer QUERY_LIMIT_EXCEEDED.
+    pub rate_limited: u32,
+    /// Method → until when it answers OPERATION_TIME_LIMIT.
+    pub blocked_methods: HashMap<String, i64>,
+    pub next_id: u64,
+    pub chats: Vec<SimChat>,
+    pub ol_messages: Vec<OlMessage>,
+    pub activities: Vec<SimActivity>,
+    pub notifications: Vec<Notification>,
+}
+
+impl PortalState {
+    pub fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub fn portal(&self, member_id: &str) -> Result<&SimPortal, RestError> {
+        self.portals.iter().find(|p| p.member_id == member_id).ok_or_else(portal_gone)
+    }
+
+    pub fn portal_mut(&mut self, member_id: &str) -> Result<&mut SimPortal, RestError> {
+        self.portals.iter_mut().find(|p| p.member_id == member_id).ok_or_else(portal_gone)
+    }
+
+    pub fn installation(&mut self, member_id: &str) -> Result<&mut Installation, RestError> {
+        Ok(&mut self.portal_mut(member_id)?.installation)
+    }
+
+    pub fn employee_name(&self, member_id: &str, user_id: u64) -> Option<String> {
+        let user = self.portal(member_id).ok()?.user(user_id)?;
+        Some(format!("{} {}", user["NAME"].as_str().unwrap_or(""), user["LAST_NAME"].as_str().unwrap_or("")).trim().to_owned())
+    }
+
+    /// Methods that need the app's administrator: placements, events, connectors.
+    pub fn admin(&self, grant: &Grant) -> Result<(), RestError> {
+        if self.portal(&grant.member_id)?.is_admin(grant.user_id) {
+            Ok(())
+        } else {
+            Err(access_denied("Access denied! Administrator permissions required"))
+        }
+    }
+}
+
+/// `PORTAL_DELETED` (500): the portal the token named is gone.
+fn portal_gone() -> RestError {
+    RestError::new(StatusCode::INTERNAL_SERVER_ERROR, "PORTAL_DELETED", "Portal was deleted")
+}
