@@ -32,6 +32,11 @@ pub fn external_chat_id(connector_id: &str, peer: Peer) -> String {
     format!("{connector_id}-{}", peer.user_id)
 }
 
+/// The user id we give Bitrix24 for a client.
+pub fn external_user_id(peer: Peer) -> String {
+    format!("tg{}", peer.user_id)
+}
+
 /// What an operator message from an Open Line turned out to be, decided once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
