@@ -6,6 +6,7 @@ pub mod openlines;
 pub mod portal;
 pub mod seed;
 pub mod telegram;
+pub mod tracker;
 
 use std::sync::Arc;
 

@@ -336,6 +336,7 @@ impl PortalState {
                         session_id, members: Vec::new(),
                     };
                     self.chats.push(chat.clone());
+                    if number(m.pointer("/message/user_id")).is_none() { super::tracker::client_wrote_first(&mut self.portals, &chat) }
                     chat
                 }
             };
