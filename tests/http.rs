@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use olchat_tests::{TestApp, eventually, fresh_key, spawn_app};
+use olchat_tests::{TestApp, eventually, fresh_key, spawn_app, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::sandbox::seed;
@@ -508,4 +508,102 @@ async fn the_first_card_starts_the_contact_sync_and_its_contacts_resolve() {
     // Another connector has no such contact: the same number stays hidden from it.
     let other = app.get(&token, "/api/card?connector=support").await.body;
     assert_eq!(recipient(&other, pavel)["state"], "not_found");
+}
+
+/// The lead or contact whose Messenger field holds `imol`, once the portal's tracker made it.
+async fn tracked_record(app: &TestApp, imol: &str) -> u64 {
+    eventually(WAIT, &format!("a CRM record with {imol}"), || async {
+        let portal = app.app.sandbox.portal.portal(seed::DEMO_MEMBER_ID).unwrap();
+        let holds = |record: &Value| record["IM"].as_array().is_some_and(|im| im.iter().any(|e| e["VALUE"] == imol));
+        portal.records.iter().find(|(_, record)| holds(record)).map(|((_, id), _)| *id)
+    })
+    .await
+}
+
+/// What another integration does on the portal: a REST call with a token of its own.
+async fn portal_call(app: &TestApp, method: &str, mut params: Value) -> Value {
+    let (access, _) = app.app.sandbox.portal.issue_tokens(seed::DEMO_MEMBER_ID, 1);
+    params["auth"] = json!(access);
+    let answer = app.http.post(app.url(&format!("/sandbox/portal/rest/{method}"))).json(&params).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK, "{method}");
+    answer.json().await.unwrap()
+}
+
+/// A client's first message through `connector` (any connector of the portal, ours too).
+async fn client_writes_through(app: &TestApp, connector: &str, chat: &str, user: &str) {
+    let message = json!({ "user": { "id": user, "name": "Olga" }, "message": { "id": fresh_key(), "date": 0, "text": "Hello" }, "chat": { "id": chat } });
+    let sent = portal_call(app, "imconnector.send.messages", json!({ "CONNECTOR": connector, "LINE": 1, "MESSAGES": [message] })).await;
+    assert_eq!(sent["result"]["DATA"]["RESULT"][0]["SUCCESS"], true, "{sent}");
+}
+
+#[tokio::test]
+async fn a_client_who_wrote_first_is_found_through_their_open_line_chat_without_a_look_up() {
+    const OLGA_ID: i64 = 1002;
+    let app = spawn_app_with(|s| s.catch_up_every = None).await;
+    let admin = app.admin_token().await;
+    let accept_all = app.put_json(&admin, "/api/connectors/sales/accept-all", json!({ "accept_all": true })).await;
+    assert_eq!(accept_all.status, StatusCode::OK, "{}", accept_all.body);
+    let catch_up = shared::jobs::Job::CatchUp { member_id: seed::DEMO_MEMBER_ID.into(), connector_id: "sales".into() }.to_body();
+    assert_eq!(app.run_job(&catch_up, 1).await, shared::jobs::Outcome::Done, "the first look starts from now");
+    // Olga writes first; the catch-up forwards her message, which opens the Open Line chat.
+    app.app.sandbox.telegram.reply(OLGA_ID, seed::SALES_ACCOUNT, "Do you sell office chairs?", None).unwrap();
+    assert_eq!(app.run_job(&catch_up, 1).await, shared::jobs::Outcome::Done);
+    let lead = tracked_record(&app, "imol|olchat_telegram|1|sales-1002|tg1002").await;
+
+    let (usage, lookups) = (app.app.services.safety.today("sales").await.unwrap(), app.app.sandbox.telegram.lookups());
+    let token = app.open_card("lead", lead, "en").await.unwrap();
+    let card = app.get(&token, "/api/card").await.body;
+    let olga = recipient(&card, "openline:1|sales-1002|tg1002");
+    assert_eq!((olga["state"].as_str(), olga["account"]["user_id"].as_i64()), (Some("found"), Some(OLGA_ID)), "{olga}");
+    assert_eq!((olga["account"]["name"].as_str(), olga["source"]["value_type"].as_str()), (Some("Olga Smirnova"), Some("OPENLINE")));
+    assert_eq!(app.app.sandbox.telegram.lookups(), lookups, "no Telegram look-up");
+    assert_eq!(app.app.services.safety.today("sales").await.unwrap(), usage, "no budget spent");
+
+    // The answer reaches her through the chat's connector, and opens no new chat: she wrote first.
+    let id = app.send_text(&token, "openline:1|sales-1002|tg1002", "We do: 20 in stock.").await;
+    app.wait_for_status(&token, &id, "sent", WAIT).await;
+    let received = app.telegram_messages().await;
+    assert_eq!((received.last().unwrap()["to_user_id"].as_i64(), received.last().unwrap()["from_user_id"].as_i64()), (Some(OLGA_ID), Some(seed::SALES_ACCOUNT)));
+    assert_eq!(app.app.services.safety.today("sales").await.unwrap(), usage);
+
+    // Another connector's chat is not ours, even with ids that look like ours.
+    let icon = json!({ "DATA_IMAGE": "data:image/svg+xml;base64,PHN2Zy8+" });
+    let register = json!({ "ID": "other_telegram", "NAME": "Another Telegram app", "PLACEMENT_HANDLER": "https://other.example/connector", "ICON": icon });
+    portal_call(&app, "imconnector.register", register).await;
+    portal_call(&app, "imconnector.activate", json!({ "CONNECTOR": "other_telegram", "LINE": 1, "ACTIVE": 1 })).await;
+    client_writes_through(&app, "other_telegram", "sales-1002", "tg1002").await;
+    let foreign = tracked_record(&app, "imol|other_telegram|1|sales-1002|tg1002").await;
+    assert_ne!(foreign, lead);
+    let token = app.open_card("lead", foreign, "en").await.unwrap();
+    let card = app.get(&token, "/api/card").await.body;
+    assert_eq!(card["recipients"], json!([]), "{card}");
+
+    // Our connector's chat that this installation never opened: named, not looked up.
+    client_writes_through(&app, "olchat_telegram", "sales-4242", "tg4242").await;
+    let unknown = tracked_record(&app, "imol|olchat_telegram|1|sales-4242|tg4242").await;
+    let token = app.open_card("lead", unknown, "en").await.unwrap();
+    let card = app.get(&token, "/api/card").await.body;
+    let stranger = recipient(&card, "openline:1|sales-4242|tg4242");
+    assert_eq!(stranger["state"], "not_found");
+    assert!(stranger["explanation"].as_str().unwrap().contains("does not know"), "{stranger}");
+    assert_eq!(app.app.sandbox.telegram.lookups(), lookups);
+}
+
+#[tokio::test]
+async fn the_demo_lead_of_a_client_who_wrote_first_shows_her_through_her_connector_only() {
+    let app = spawn_app().await;
+    let maria = "openline:1|sales-1008|tg1008";
+    let token = app.open_card("lead", seed::MARIA_LEAD, "en").await.unwrap();
+    let card = app.get(&token, "/api/card").await.body;
+    assert_eq!(card["recipients"].as_array().unwrap().len(), 1, "{card}");
+    let found = recipient(&card, maria);
+    assert_eq!((found["state"].as_str(), found["account"]["name"].as_str()), (Some("found"), Some(seed::MARIA_NAME)), "{found}");
+    assert!(found["source"]["label"].as_str().unwrap().contains("Maria Volkova — Open Line"), "{found}");
+
+    let through_care = app.get(&token, "/api/card?connector=support").await.body;
+    let other = recipient(&through_care, maria);
+    assert_eq!(other["state"], "error");
+    assert!(other["explanation"].as_str().unwrap().contains("“Sales team”"), "{other}");
+    let refused = app.send(&token, json!({ "connector_id": "support", "recipient": maria, "text": "hi", "idempotency_key": fresh_key() })).await;
+    assert_eq!((refused.status, refused.body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("other_connector")), "{}", refused.body);
 }

@@ -3,11 +3,13 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use super::install::CONNECTOR_ID;
+use super::openlines::{ChatClient, chat_client};
 use super::portal::{PortalClient, batch_record};
 use super::{AppError, Services};
 use crate::auth::Claims;
 use crate::domain::contact::contact_points;
-use crate::domain::{ContactPoint, EntityRef, EntityType, FieldSource, RecipientKey, TelegramUser};
+use crate::domain::{ContactPoint, EntityRef, EntityType, FieldSource, OpenLineChat, RecipientKey, TelegramUser};
 use crate::i18n::{Lang, text};
 use crate::ports::TelegramError;
 use crate::repo::connectors::{Connector, ConnectorStatus};
@@ -164,7 +166,7 @@ async fn read_contact_points(svc: &Services, claims: &Claims) -> Result<(String,
     let record = batch_record(&batch, "record")?;
     let title = record_title(kind, &record);
     let mut points = Vec::new();
-    contact_points(kind, id, &title, &record, svc.phone_region, &mut points);
+    contact_points(kind, id, &title, &record, svc.phone_region, CONNECTOR_ID, &mut points);
 
     let linked = linked_records(kind, &record, batch.results.get("contacts"));
     if !linked.is_empty() {
@@ -177,7 +179,7 @@ async fn read_contact_points(svc: &Services, claims: &Claims) -> Result<(String,
             // A linked record the user may not see is skipped, not an error for the whole card.
             let Some(found) = batch.results.get(key) else { continue };
             let linked_title = record_title(*linked_kind, found);
-            contact_points(*linked_kind, *linked_id, &linked_title, found, svc.phone_region, &mut points);
+            contact_points(*linked_kind, *linked_id, &linked_title, found, svc.phone_region, CONNECTOR_ID, &mut points);
         }
     }
     Ok((title, points))
@@ -221,13 +223,25 @@ enum RecipientProblem {
     /// The connector's phone look-ups for today are used up.
     OverBudget(u32),
     Telegram(TelegramError),
+    /// An Open Line chat with no chat link of ours.
+    ChatUnknown,
+    /// An Open Line chat of another connector, by its name.
+    OtherConnector(String),
+}
+
+fn storage_problem(e: crate::repo::RepoError) -> RecipientProblem {
+    RecipientProblem::Telegram(TelegramError::Transient(format!("storage: {e}")))
 }
 
 /// How long a card waits for the connector's next phone look-up slot.
 const LOOKUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(8);
 
-/// The account behind a key: from the cache, else asked of Telegram and cached.
+/// The account behind a key: an Open Line chat's from its chat link; others from the
+/// cache, else asked of Telegram and cached.
 async fn resolve(svc: &Services, connector: &Connector, key: &RecipientKey) -> Result<TelegramUser, RecipientProblem> {
+    if let RecipientKey::OpenLine(chat) = key {
+        return open_line_client(svc, connector, chat).await;
+    }
     let cached = svc.resolutions.get(&connector.id, key).await.ok().flatten();
     let resolution = match cached {
         Some(found) => found,
@@ -239,6 +253,7 @@ async fn resolve(svc: &Services, connector: &Connector, key: &RecipientKey) -> R
             let asked = match key {
                 RecipientKey::Phone(p) => svc.telegram.resolve_phone(&account, p).await,
                 RecipientKey::Username(u) => svc.telegram.resolve_username(&account, u).await,
+                RecipientKey::OpenLine(_) => unreachable!("answered from its chat link above"),
             };
             let resolution = match asked.map_err(RecipientProblem::Telegram)? {
                 Some(user) => Resolution::Found { user },
@@ -256,15 +271,22 @@ async fn resolve(svc: &Services, connector: &Connector, key: &RecipientKey) -> R
     }
 }
 
+async fn open_line_client(svc: &Services, connector: &Connector, chat: &OpenLineChat) -> Result<TelegramUser, RecipientProblem> {
+    match chat_client(svc, connector, chat).await.map_err(storage_problem)? {
+        ChatClient::Found(user) => Ok(user),
+        ChatClient::OtherConnector { name } => Err(RecipientProblem::OtherConnector(name)),
+        ChatClient::Unknown => Err(RecipientProblem::ChatUnknown),
+    }
+}
+
 /// Paces phone look-ups (one per `phone_pace` per account) and keeps them in the day's budget.
 async fn phone_lookup_allowed(svc: &Services, connector: &Connector) -> Result<(), RecipientProblem> {
-    let storage = |e: crate::repo::RepoError| RecipientProblem::Telegram(TelegramError::Transient(format!("storage: {e}")));
-    if !svc.safety.phone_slot(&connector.id, svc.limits.phone_pace, LOOKUP_PATIENCE).await.map_err(storage)? {
+    if !svc.safety.phone_slot(&connector.id, svc.limits.phone_pace, LOOKUP_PATIENCE).await.map_err(storage_problem)? {
         let seconds = svc.limits.phone_pace.as_secs().max(1) as u32;
         return Err(RecipientProblem::Telegram(TelegramError::FloodWait { seconds }));
     }
     let limit = svc.limits.budgets(connector).phone_lookups_per_day;
-    if !svc.safety.take(&connector.id, Counter::PhoneLookups, limit).await.map_err(storage)? {
+    if !svc.safety.take(&connector.id, Counter::PhoneLookups, limit).await.map_err(storage_problem)? {
         tracing::warn!(connector_id = connector.id, limit, "daily phone look-up budget used up");
         return Err(RecipientProblem::OverBudget(limit));
     }
@@ -288,6 +310,10 @@ fn recipient_view(lang: Lang, point: ContactPoint, state: Result<TelegramUser, R
             (RecipientState::Error, None, Some(text(lang, "budget_phone_lookups", &[("limit", &limit.to_string())])))
         }
         Err(RecipientProblem::Telegram(e)) => (RecipientState::Error, None, Some(telegram_problem(lang, &e))),
+        Err(RecipientProblem::ChatUnknown) => (RecipientState::NotFound, None, Some(text(lang, "open_line_chat_unknown", &[]))),
+        Err(RecipientProblem::OtherConnector(name)) => {
+            (RecipientState::Error, None, Some(text(lang, "open_line_chat_other_connector", &[("connector", &name)])))
+        }
     };
     RecipientView { key: point.key, source: SourceView { field: point.source, label }, state, account, explanation }
 }

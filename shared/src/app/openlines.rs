@@ -12,11 +12,12 @@ use super::{AppError, ErrorKind, Services};
 use crate::auth::Claims;
 use crate::clock::now_secs;
 use crate::domain::message::ActivityShown;
-use crate::domain::{Message, MessageStatus, Publication, PublicationMode, SendAs, TelegramUser};
+use crate::domain::{Message, MessageStatus, OpenLineChat, Publication, PublicationMode, SendAs, TelegramUser};
 use crate::i18n::text;
 use crate::jobs::catch_up::RECEIVED_FILE_LIMIT;
+use crate::repo::RepoError;
 use crate::repo::connectors::Connector;
-use crate::repo::openlines::{ChatLink, external_chat_id};
+use crate::repo::openlines::{ChatLink, external_chat_id, external_user_id};
 use crate::repo::portals::TimelineLook;
 
 /// The mark of a message published as if the client wrote it.
@@ -88,6 +89,34 @@ async fn link_chat(svc: &Services, member_id: &str, connector_id: &str, peer: cr
     Ok(svc.openlines.link(member_id, link).await?)
 }
 
+/// Who an Open Line chat on a card is, seen from one connector.
+#[derive(Debug)]
+pub enum ChatClient {
+    /// The chat's client, as its chat link knows them (the access hash with the peer).
+    Found(TelegramUser),
+    /// The chat went through another of the portal's connectors: only it can answer.
+    OtherConnector { name: String },
+    /// No chat link of ours: another installation's chat, or one since forgotten.
+    Unknown,
+}
+
+/// The client of one of our connector's Open Line chats, from the link stored when the chat
+/// was opened: no Telegram look-up, so no budget spent. The line is not compared: a connector
+/// moved to another line still reaches the same client.
+pub async fn chat_client(svc: &Services, connector: &Connector, chat: &OpenLineChat) -> Result<ChatClient, RepoError> {
+    let link = svc.openlines.chat(&connector.member_id, &chat.external_chat_id).await?;
+    // The entry names the client twice (chat and user ids): both must be the link's.
+    let Some(link) = link.filter(|l| l.peer.user_id == chat.telegram_user_id) else { return Ok(ChatClient::Unknown) };
+    if link.connector_id != connector.id {
+        return Ok(match svc.connectors.get(&connector.member_id, &link.connector_id).await? {
+            Some(other) => ChatClient::OtherConnector { name: other.name },
+            None => ChatClient::Unknown,
+        });
+    }
+    let (first_name, last_name) = link.client_name.split_once(' ').unwrap_or((&link.client_name, ""));
+    Ok(ChatClient::Found(TelegramUser { peer: link.peer, first_name: first_name.to_owned(), last_name: last_name.to_owned(), username: None }))
+}
+
 /// A name Open Lines accepts: at most 25 letters, spaces, hyphens and apostrophes.
 fn ol_name(name: &str) -> String {
     let kept: String = name.chars().filter(|c| c.is_alphabetic() || matches!(c, ' ' | '-' | '\'')).take(25).collect();
@@ -121,7 +150,7 @@ async fn send_to_open_line(
     if !files.is_empty() {
         message["files"] = json!(files);
     }
-    let user_id = format!("tg{}", link.peer.user_id);
+    let user_id = external_user_id(link.peer);
     let params = json!({
         "CONNECTOR": CONNECTOR_ID, "LINE": line,
         "MESSAGES": [{

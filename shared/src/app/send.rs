@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::card::telegram_problem;
+use super::openlines::{ChatClient, chat_client};
 use super::uploads::{self, FileRef, VoiceRef};
 use super::{AppError, ErrorKind, Services};
 use crate::auth::Claims;
@@ -147,9 +148,20 @@ pub async fn recipient_account(svc: &Services, claims: &Claims, connector_id: &s
     if !svc.cards.recipients(&claims.portal, claims.entity).await?.contains(&recipient) {
         return Err(unknown_recipient());
     }
-    let Some(Resolution::Found { user }) = svc.resolutions.get(&connector.id, &recipient).await? else {
-        return Err(AppError::invalid("recipient_not_on_telegram", text(lang, "recipient_not_on_telegram", &[])));
+    let user = match &recipient {
+        RecipientKey::OpenLine(chat) => match chat_client(svc, &connector, chat).await? {
+            ChatClient::Found(user) => Some(user),
+            ChatClient::OtherConnector { name } => {
+                return Err(AppError::invalid("other_connector", text(lang, "open_line_chat_other_connector", &[("connector", &name)])));
+            }
+            ChatClient::Unknown => None,
+        },
+        key => match svc.resolutions.get(&connector.id, key).await? {
+            Some(Resolution::Found { user }) => Some(user),
+            _ => None,
+        },
     };
+    let user = user.ok_or_else(|| AppError::invalid("recipient_not_on_telegram", text(lang, "recipient_not_on_telegram", &[])))?;
     Ok((connector, recipient, user))
 }
 

@@ -1,4 +1,5 @@
-//! Where recipients come from: the PHONE, IM and WEB multi-fields of CRM records.
+//! Where recipients come from: the PHONE, IM and WEB multi-fields of CRM records, and the
+//! Open Line chats Bitrix24's CRM tracker records among them.
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,6 +16,47 @@ use super::username::{TelegramRef, TelegramUsername, parse_im_value, parse_link}
 pub enum RecipientKey {
     Phone(PhoneE164),
     Username(TelegramUsername),
+    /// The client of one of our connector's Open Line chats: known without a look-up.
+    OpenLine(OpenLineChat),
+}
+
+/// A chat of an Open Line connector, as Bitrix24's CRM tracker records it in the Messenger
+/// field of the lead or contact it creates or links when a client writes first:
+/// `imol|<connector>|<line>|<external chat id>|<external user id>` (b24restdocs:
+/// tutorials/openlines/find-crm-object-by-dialog.md; api-reference/crm/leads/crm-lead-get.md
+/// shows it as an `IM` entry of `VALUE_TYPE` `OPENLINE`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OpenLineChat {
+    pub line: String,
+    /// The chat id the connector gave Bitrix24.
+    pub external_chat_id: String,
+    /// The client, as our connector names them to Bitrix24 (`tg<user id>`).
+    pub telegram_user_id: i64,
+}
+
+impl OpenLineChat {
+    /// The chat of a Messenger value, if it is an entry of the connector `ours`; other
+    /// connectors' chats (live chat, other messengers) and malformed entries are `None`.
+    pub fn from_imol(value: &str, ours: &str) -> Option<Self> {
+        let (connector, rest) = value.trim().strip_prefix("imol|")?.split_once('|')?;
+        if connector != ours {
+            return None;
+        }
+        Self::parse_rest(rest)
+    }
+
+    /// `<line>|<external chat id>|tg<user id>`.
+    fn parse_rest(rest: &str) -> Option<Self> {
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let mut parts = rest.split('|');
+        let (line, chat, user) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || !digits(line) || chat.trim().is_empty() {
+            return None;
+        }
+        let user = user.strip_prefix("tg").filter(|id| digits(id))?;
+        let telegram_user_id = user.parse().ok().filter(|&id: &i64| id > 0)?;
+        Some(Self { line: line.to_owned(), external_chat_id: chat.to_owned(), telegram_user_id })
+    }
 }
 
 impl From<TelegramRef> for RecipientKey {
@@ -31,6 +73,7 @@ impl fmt::Display for RecipientKey {
         match self {
             Self::Phone(p) => write!(f, "phone:{p}"),
             Self::Username(u) => write!(f, "username:{}", u.as_str()),
+            Self::OpenLine(c) => write!(f, "openline:{}|{}|tg{}", c.line, c.external_chat_id, c.telegram_user_id),
         }
     }
 }
@@ -42,6 +85,7 @@ impl FromStr for RecipientKey {
         match s.split_once(':').ok_or_else(bad)? {
             ("phone", p) => PhoneE164::parse(p, None).map(Self::Phone).map_err(|_| bad()),
             ("username", u) => TelegramUsername::parse(u).map(Self::Username).map_err(|_| bad()),
+            ("openline", chat) => OpenLineChat::parse_rest(chat).map(Self::OpenLine).ok_or_else(bad),
             _ => Err(bad()),
         }
     }
@@ -89,9 +133,12 @@ pub struct MultiField {
 
 /// The Telegram account a multi-field entry points at, if any. IM entries other than
 /// TELEGRAM count only when they hold an unmistakable Telegram link; WEB entries likewise.
-pub fn contact_key(field: &str, entry: &MultiField, region: Option<country::Id>) -> Option<RecipientKey> {
+/// An Open Line chat counts only when it is of `our_connector`, whatever its `VALUE_TYPE`
+/// (the docs list both `OPENLINE` and `IMOL`).
+pub fn contact_key(field: &str, entry: &MultiField, region: Option<country::Id>, our_connector: &str) -> Option<RecipientKey> {
     match field {
         "PHONE" => PhoneE164::parse(&entry.value, region).ok().map(RecipientKey::Phone),
+        "IM" if entry.value.trim_start().starts_with("imol|") => OpenLineChat::from_imol(&entry.value, our_connector).map(RecipientKey::OpenLine),
         "IM" if entry.value_type.eq_ignore_ascii_case("TELEGRAM") => parse_im_value(&entry.value, region).map(Into::into),
         "IM" | "WEB" => parse_link(&entry.value).map(Into::into),
         _ => None,
@@ -108,12 +155,13 @@ pub fn contact_points(
     entity_title: &str,
     record: &serde_json::Value,
     region: Option<country::Id>,
+    our_connector: &str,
     out: &mut Vec<ContactPoint>,
 ) {
     for field in RECIPIENT_FIELDS {
         let Some(entries) = record.get(field).and_then(|v| v.as_array()) else { continue };
         for entry in entries.iter().filter_map(|e| serde_json::from_value::<MultiField>(e.clone()).ok()) {
-            let Some(key) = contact_key(field, &entry, region) else { continue };
+            let Some(key) = contact_key(field, &entry, region, our_connector) else { continue };
             if out.iter().any(|p| p.key == key) {
                 continue;
             }
@@ -137,10 +185,10 @@ mod tests {
 
     #[test]
     fn keys_round_trip_as_strings() {
-        for raw in ["phone:+79161234567", "username:ivan_petrov"] {
+        for raw in ["phone:+79161234567", "username:ivan_petrov", "openline:1|sales-1008|tg1008"] {
             assert_eq!(raw.parse::<RecipientKey>().unwrap().to_string(), raw);
         }
-        for raw in ["", "phone:", "phone:12", "email:a@b.c", "username:@"] {
+        for raw in ["", "phone:", "phone:12", "email:a@b.c", "username:@", "openline:1|sales-1008", "openline:x|c|tg1"] {
             assert!(raw.parse::<RecipientKey>().is_err(), "{raw}");
         }
     }
@@ -154,10 +202,45 @@ mod tests {
             "EMAIL": [{"VALUE": "ivan@example.com", "VALUE_TYPE": "WORK"}]
         });
         let mut out = Vec::new();
-        contact_points(EntityType::Lead, 7, "Lead", &record, crate::domain::phone::region_from_code("RU"), &mut out);
+        contact_points(EntityType::Lead, 7, "Lead", &record, crate::domain::phone::region_from_code("RU"), "olchat_telegram", &mut out);
         let keys: Vec<String> = out.iter().map(|p| p.key.to_string()).collect();
         assert_eq!(keys, ["phone:+79161234567", "username:ivan_p", "username:acme_shop"]);
         assert_eq!(out[0].source.value_type, "MOBILE");
         assert_eq!(out[2].source.field, "WEB");
+    }
+
+    #[test]
+    fn reads_our_connectors_open_line_chats_and_ignores_other_connectors() {
+        let record = json!({
+            "IM": [
+                {"VALUE": "imol|livechat|1|67|21", "VALUE_TYPE": "OPENLINE"},
+                // Another connector whose ids look like ours is still not ours.
+                {"VALUE": "imol|other_telegram|1|sales-1008|tg1008", "VALUE_TYPE": "OPENLINE"},
+                {"VALUE": "imol|olchat_telegram|1|sales-1008|tg1008", "VALUE_TYPE": "OPENLINE"},
+                {"VALUE": "imol|olchat_telegram|2|support-1009|tg1009", "VALUE_TYPE": "IMOL"}
+            ]
+        });
+        let mut out = Vec::new();
+        contact_points(EntityType::Lead, 2, "Lead", &record, None, "olchat_telegram", &mut out);
+        let keys: Vec<String> = out.iter().map(|p| p.key.to_string()).collect();
+        assert_eq!(keys, ["openline:1|sales-1008|tg1008", "openline:2|support-1009|tg1009"]);
+        let chat = OpenLineChat { line: "1".into(), external_chat_id: "sales-1008".into(), telegram_user_id: 1008 };
+        assert_eq!(out[0].key, RecipientKey::OpenLine(chat));
+        assert_eq!((out[0].source.field.as_str(), out[0].source.value_type.as_str()), ("IM", "OPENLINE"));
+    }
+
+    #[test]
+    fn malformed_open_line_entries_are_no_recipients() {
+        for value in [
+            "imol|olchat_telegram", "imol|olchat_telegram|1|sales-1008", "imol|olchat_telegram|1|sales-1008|tg1008|extra",
+            "imol|olchat_telegram||sales-1008|tg1008", "imol|olchat_telegram|line|sales-1008|tg1008", "imol|olchat_telegram|1||tg1008",
+            "imol|olchat_telegram|1|sales-1008|1008", "imol|olchat_telegram|1|sales-1008|tg", "imol|olchat_telegram|1|sales-1008|tg-5",
+            "imol|olchat_telegram|1|sales-1008|tg+5", "imol|olchat_telegram|1|sales-0|tg0", "IMOL|olchat_telegram|1|sales-1008|tg1008",
+            "olchat_telegram|1|sales-1008|tg1008",
+        ] {
+            assert_eq!(OpenLineChat::from_imol(value, "olchat_telegram"), None, "{value}");
+            let entry = MultiField { value: value.into(), value_type: "OPENLINE".into() };
+            assert_eq!(contact_key("IM", &entry, None, "olchat_telegram"), None, "{value}");
+        }
     }
 }

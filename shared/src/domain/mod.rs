@@ -10,7 +10,7 @@ pub mod publication;
 pub mod username;
 pub mod voice;
 
-pub use contact::{ContactPoint, FieldSource, RecipientKey};
+pub use contact::{ContactPoint, FieldSource, OpenLineChat, RecipientKey};
 pub use entity::{EntityRef, EntityType};
 pub use formatting::Formatted;
 pub use message::{Attachment, Failure, Message, MessageStatus, Part, SendAs};

@@ -30,6 +30,11 @@ pub fn external_chat_id(connector_id: &str, peer: Peer) -> String {
     format!("{connector_id}-{}", peer.user_id)
 }
 
+/// The user id we give Bitrix24 for a client.
+pub fn external_user_id(peer: Peer) -> String {
+    format!("tg{}", peer.user_id)
+}
+
 /// What became of an operator's message from an Open Line.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {

@@ -8,6 +8,7 @@ pub mod portal;
 pub mod seed;
 pub mod state;
 pub mod telegram;
+pub mod tracker;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use serde_json::{Value, json};
 use crate::app::Services;
 use crate::domain::{EntityType, PhoneE164};
 use crate::repo::connectors::{Connector, ConnectorStatus};
+use crate::repo::openlines::{ChatLink, external_chat_id};
 use portal::{SandboxApps, SandboxPortal};
 use telegram::{Fault, FaultTarget, SandboxTelegram};
 
@@ -137,6 +139,18 @@ impl Sandbox {
             };
             svc.connectors.save(&connector).await?;
         }
+        // Maria wrote first: the chat link the app stored when it forwarded her message, and
+        // the chat known both ways, as the catch-up left them.
+        let peer = seed::maria_peer();
+        let link = ChatLink {
+            external_chat_id: external_chat_id(seed::MARIA_CONNECTOR, peer),
+            connector_id: seed::MARIA_CONNECTOR.to_owned(),
+            peer,
+            client_name: seed::MARIA_NAME.to_owned(),
+            ol_chat_id: None,
+        };
+        svc.openlines.link(seed::DEMO_MEMBER_ID, link).await?;
+        svc.safety.remember_chat(seed::MARIA_CONNECTOR, peer).await?;
         Ok(())
     }
 
@@ -159,8 +173,9 @@ impl Sandbox {
 
 type SandboxState = State<Arc<Sandbox>>;
 
-const CARDS: [(EntityType, u64, &str); 5] = [
+const CARDS: [(EntityType, u64, &str); 6] = [
     (EntityType::Lead, 1, "Request: 20 office chairs — phone, Telegram IM, linked contact and company"),
+    (EntityType::Lead, seed::MARIA_LEAD, "Maria Volkova — wrote first on Telegram: the lead Bitrix24's tracker made, found through her Open Line chat"),
     (EntityType::Deal, 1, "Chairs for Acme Shop — two contacts and a company with a t.me link"),
     (EntityType::Contact, 2, "Svetlana Kuznetsova — hides her number from strangers"),
     (EntityType::Company, 1, "Acme Shop LLC — a t.me link in Website"),

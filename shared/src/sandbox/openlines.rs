@@ -9,7 +9,7 @@
 //! `…/openlines/sessions/imopenlines-dialog-get.md`), chat messages and notifications
 //! (`api-reference/chats/messages/im-message-add.md`,
 //! `api-reference/chats/notifications/im-notify-system-add.md`), and the CRM tracker that
-//! binds a new chat to a record (`tutorials/openlines/find-crm-object-by-dialog.md`).
+//! binds a new chat to a record (`tracker`).
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -235,13 +235,16 @@ impl PortalState {
                 None => {
                     let phone = user.get("phone").and_then(Value::as_str).unwrap_or("");
                     let tracked = message.get("disable_crm").and_then(Value::as_str) != Some("Y");
-                    let crm = tracked.then(|| self.track(&grant.member_id, &connector, &line, &external_chat, &user_id, &name, phone)).flatten();
                     let (id, session_id) = (self.next_id(), self.next_id());
-                    self.chats.push(SimChat {
+                    let mut chat = SimChat {
                         id, portal: grant.member_id.clone(), connector: connector.clone(), line: line.clone(),
                         external_chat_id: external_chat.clone(), external_user_id: user_id.clone(), user_name: name.clone(),
-                        session_id, members: Vec::new(), crm,
-                    });
+                        session_id, members: Vec::new(), crm: None,
+                    };
+                    if tracked {
+                        chat.crm = Some(super::tracker::track(self.portal_mut(&grant.member_id)?, &chat, phone));
+                    }
+                    self.chats.push(chat);
                     (self.chats.len() - 1, true)
                 }
             };
@@ -279,45 +282,6 @@ impl PortalState {
             text: text.to_owned(), files: Vec::new(), external_id: None, delivered: false, read: false,
         });
         (chat.portal.clone(), "OnImConnectorMessageAdd", connector_message_event(chat, id, 0, text))
-    }
-
-    /// The CRM tracker on a new chat: binds it to the lead or contact whose phone the client
-    /// gave, else creates a lead; the record gets the chat's Messenger entry
-    /// (`IM`/`OPENLINE`, `imol|<connector>|<line>|<chat>|<user>`, `crm-lead-get.md`).
-    #[allow(clippy::too_many_arguments)]
-    fn track(&mut self, member_id: &str, connector: &str, line: &str, chat: &str, user: &str, name: &str, phone: &str) -> Option<(EntityType, u64)> {
-        let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
-        let imol = json!({ "TYPE_ID": "IM", "VALUE_TYPE": "OPENLINE", "VALUE": format!("imol|{connector}|{line}|{chat}|{user}") });
-        let portal = self.portal_mut(member_id).ok()?;
-        let by_phone = (!digits(phone).is_empty()).then(|| {
-            portal.records.iter().find(|((kind, _), record)| {
-                matches!(kind, EntityType::Contact | EntityType::Lead)
-                    && record["PHONE"].as_array().is_some_and(|ps| ps.iter().any(|p| p["VALUE"].as_str().is_some_and(|v| digits(v) == digits(phone))))
-            }).map(|(key, _)| *key)
-        }).flatten();
-        let key = match by_phone {
-            Some(key) => key,
-            None => {
-                let id = portal.records.keys().filter(|(k, _)| *k == EntityType::Lead).map(|(_, id)| *id).max().unwrap_or(0) + 1;
-                let (first, last) = name.split_once(' ').unwrap_or((name, ""));
-                portal.records.insert((EntityType::Lead, id), json!({
-                    "ID": id.to_string(), "TITLE": format!("{name} - Open Line"), "NAME": first, "LAST_NAME": last,
-                    "STATUS_ID": "NEW", "SOURCE_ID": format!("{line}|{}", connector.to_ascii_uppercase()), "ASSIGNED_BY_ID": "1",
-                    "HAS_PHONE": "N", "HAS_IMOL": "Y", "IM": [],
-                }));
-                (EntityType::Lead, id)
-            }
-        };
-        let record = portal.records.get_mut(&key)?;
-        let entries = record.as_object_mut()?.entry("IM").or_insert_with(|| json!([]));
-        if let Some(entries) = entries.as_array_mut() {
-            let next_id = entries.len() + 1;
-            let mut entry = imol;
-            entry["ID"] = json!(format!("{}{next_id}", key.1));
-            entries.push(entry);
-        }
-        record["HAS_IMOL"] = json!("Y");
-        Some(key)
     }
 
     /// `imconnector-send-status-delivery.md` / `-reading.md`: marks each message named by its `im` ids.

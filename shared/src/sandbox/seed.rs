@@ -1,5 +1,6 @@
 //! The demo data a newcomer sees: one portal with a lead, a deal, contacts and a company,
-//! Telegram users behind their fields, and two connected accounts.
+//! Telegram users behind their fields, two connected accounts, and a lead Bitrix24's CRM
+//! tracker made when a client wrote first (b24restdocs: tutorials/openlines/find-crm-object-by-dialog.md).
 
 use std::collections::HashMap;
 
@@ -7,7 +8,10 @@ use serde_json::{Value, json};
 
 use super::state::{Installation, SimPortal};
 use super::telegram::{PhonePrivacy, SimUser};
-use crate::domain::EntityType;
+use super::tracker;
+use crate::app::install::CONNECTOR_ID;
+use crate::domain::{EntityType, Peer};
+use crate::repo::openlines::{external_chat_id, external_user_id};
 
 pub const DEMO_MEMBER_ID: &str = "sandbox-demo-portal";
 pub const DEMO_DOMAIN: &str = "demo.bitrix24.sandbox";
@@ -43,7 +47,7 @@ pub const DEMO_CONNECTORS: [DemoConnector; 2] = [
 fn tg(id: i64, phone: &str, username: Option<&str>, name: (&str, &str), privacy: PhonePrivacy) -> SimUser {
     SimUser {
         id,
-        access_hash: id * 7919 + 13,
+        access_hash: access_hash(id),
         phone: phone.to_owned(),
         username: username.map(str::to_owned),
         first_name: name.0.to_owned(),
@@ -60,6 +64,24 @@ fn tg(id: i64, phone: &str, username: Option<&str>, name: (&str, &str), privacy:
 const SALES_CONTACTS: std::ops::Range<i64> = 3000..3040;
 /// In the sales account's contacts, but hides his number from everybody: only the sync finds him.
 pub const PAVEL: i64 = 1007;
+
+/// Wrote first, to the sales account, on the demo portal's first line; hides her number and
+/// has no username: only her Open Line chat reaches her.
+pub const MARIA: i64 = 1008;
+pub const MARIA_NAME: &str = "Maria Volkova";
+pub const MARIA_CONNECTOR: &str = "sales";
+const MARIA_LINE: &str = "1";
+/// The lead the tracker made for her: the demo portal's next lead.
+pub const MARIA_LEAD: u64 = 2;
+
+fn access_hash(user_id: i64) -> i64 {
+    user_id * 7919 + 13
+}
+
+/// Maria's Telegram account as the sales account sees it.
+pub fn maria_peer() -> Peer {
+    Peer { user_id: MARIA, access_hash: access_hash(MARIA) }
+}
 
 pub fn telegram_users() -> Vec<SimUser> {
     let sales_contacts = SALES_CONTACTS.chain([PAVEL]).collect();
@@ -85,6 +107,7 @@ pub fn telegram_users() -> Vec<SimUser> {
         // Names are the sender's to choose: this one must show as text, never run.
         tg(1006, "+79167770011", Some("mallory_x"), ("<script>alert('name')</script>", "<img src=x onerror=alert(1)>"), PhonePrivacy::Nobody),
         tg(PAVEL, "+79037778899", None, ("Pavel", "Orlov"), PhonePrivacy::Nobody),
+        tg(MARIA, "+79261110099", None, MARIA_NAME.split_once(' ').expect("first and last name"), PhonePrivacy::Nobody),
     ];
     users.extend(clients);
     users
@@ -148,6 +171,9 @@ pub fn portals() -> Vec<SimPortal> {
         "ID": "1", "TITLE": "Chairs for Acme Shop", "STAGE_ID": "NEW", "COMPANY_ID": "1", "CONTACT_ID": "1",
         "OPPORTUNITY": "96000.00", "CURRENCY_ID": "RUB",
     }));
+    // Her first message through our connector opened a chat; the tracker made her lead.
+    let maria = tracker::imol_value(CONNECTOR_ID, MARIA_LINE, &external_chat_id(MARIA_CONNECTOR, maria_peer()), &external_user_id(maria_peer()));
+    tracker::link_or_create_lead(&mut records, &maria, MARIA_NAME, "");
     let deal_contacts = HashMap::from([(1, vec![
         json!({ "CONTACT_ID": 1, "SORT": 10, "ROLE_ID": 0, "IS_PRIMARY": "Y" }),
         json!({ "CONTACT_ID": 2, "SORT": 20, "ROLE_ID": 0, "IS_PRIMARY": "N" }),
@@ -199,4 +225,19 @@ pub fn portals() -> Vec<SimPortal> {
         installation: Installation::default(),
     };
     vec![demo, other, fresh]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tracker_made_marias_lead_with_her_chat() {
+        let demo = portals().into_iter().find(|p| p.member_id == DEMO_MEMBER_ID).unwrap();
+        let lead = &demo.records[&(EntityType::Lead, MARIA_LEAD)];
+        assert_eq!(lead["IM"][0]["VALUE"], "imol|olchat_telegram|1|sales-1008|tg1008");
+        assert!(lead.get("PHONE").is_none());
+        let user = telegram_users().into_iter().find(|u| u.id == MARIA).unwrap();
+        assert_eq!((user.access_hash, user.username), (maria_peer().access_hash, None));
+    }
 }

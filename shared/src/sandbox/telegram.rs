@@ -214,6 +214,8 @@ struct State {
     send_faults: VecDeque<Fault>,
     resolve_faults: VecDeque<Fault>,
     update_faults: VecDeque<Fault>,
+    /// Phone and username look-ups asked so far: what a connector's budget guards.
+    lookups: u64,
 }
 
 #[derive(Default)]
@@ -233,6 +235,10 @@ impl SandboxTelegram {
 
     pub fn received(&self) -> Vec<ReceivedMessage> {
         self.lock().received.clone()
+    }
+
+    pub fn lookups(&self) -> u64 {
+        self.lock().lookups
     }
 
     pub fn users(&self) -> Vec<SimUser> {
@@ -471,6 +477,7 @@ impl State {
 impl Telegram for SandboxTelegram {
     async fn resolve_phone(&self, account: &Account, phone: &PhoneE164) -> Result<Option<TelegramUser>, TelegramError> {
         let mut state = self.lock();
+        state.lookups += 1;
         state.resolve_fault()?;
         let me = state.session(account)?.id;
         // A hidden number answers exactly like an unregistered one, as in Telegram.
@@ -488,6 +495,7 @@ impl Telegram for SandboxTelegram {
 
     async fn resolve_username(&self, account: &Account, username: &TelegramUsername) -> Result<Option<TelegramUser>, TelegramError> {
         let mut state = self.lock();
+        state.lookups += 1;
         state.resolve_fault()?;
         state.session(account)?;
         Ok(state
