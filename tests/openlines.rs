@@ -425,20 +425,47 @@ async fn rate_limited_portal_calls_back_off_and_nothing_is_lost() {
 }
 
 #[tokio::test]
-async fn uninstall_deletes_the_portals_tokens_and_telegram_sessions() {
+async fn uninstall_signs_the_accounts_out_and_deletes_everything_the_portal_left() {
     let app = spawn_app().await;
-    app.lead_tab().await;
-    let answer = app.post_json("/sandbox/portal/uninstall", json!({ "member_id": seed::DEMO_MEMBER_ID })).await;
-    assert_eq!(answer.status, StatusCode::NO_CONTENT);
+    let token = app.lead_tab().await;
     let services = &app.app.services;
-    eventually(WAIT, "the portal forgotten", || async { services.portals.get(seed::DEMO_MEMBER_ID).await.unwrap().is_none().then_some(()) }).await;
-    assert!(services.connectors.list(seed::DEMO_MEMBER_ID).await.unwrap().is_empty());
+    let member = seed::DEMO_MEMBER_ID;
+    // What a portal leaves behind: a message with its idempotency key, a chat link, an upload.
+    let sent = app.send(&token, json!({ "connector_id": "sales", "recipient": IVAN, "text": "before", "idempotency_key": "k-uninstall",
+        "publication": "incoming" })).await;
+    let id = sent.body["message_id"].as_str().unwrap().to_owned();
+    app.wait_for_status(&token, &id, "sent", WAIT).await;
+    ol_messages(&app, 1).await;
+    let upload = format!("uploads/{member}/left/file.txt");
+    services.blobs.put(&upload, &mut &b"left behind"[..]).await.unwrap();
+    assert!(services.openlines.chat(member, "sales-1001").await.unwrap().is_some());
+
+    let answer = app.post_json("/sandbox/portal/uninstall", json!({ "member_id": member })).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT);
+    eventually(WAIT, "the portal forgotten", || async { services.portals.get(member).await.unwrap().is_none().then_some(()) }).await;
     for owner in [shared::repo::portals::TokenOwner::App, shared::repo::portals::TokenOwner::User(1)] {
-        assert!(services.portals.auth(seed::DEMO_MEMBER_ID, owner).await.unwrap().is_none());
+        assert!(services.portals.auth(member, owner).await.unwrap().is_none());
     }
     assert!(app.open_card("lead", 1, "en").await.is_err(), "an uninstalled portal's placement is refused");
+    eventually(WAIT, "both accounts signed out in the sandbox Telegram", || async {
+        let users = app.app.sandbox.telegram.users();
+        let signed_in = |id: i64| users.iter().any(|u| u.id == id && u.logged_in);
+        (!signed_in(seed::SALES_ACCOUNT) && !signed_in(seed::SUPPORT_ACCOUNT)).then_some(())
+    })
+    .await;
+    eventually(WAIT, "the portal's data deleted", || async {
+        let gone = services.messages.get(&id).await.unwrap().is_none()
+            && services.openlines.chat(member, "sales-1001").await.unwrap().is_none()
+            && services.blobs.size(&upload).await.unwrap().is_none()
+            && services.connectors.list(member).await.unwrap().is_empty()
+            && services.connectors.all().await.unwrap().iter().all(|c| c.member_id != member);
+        gone.then_some(())
+    })
+    .await;
+    // The idempotency key is free again: a new message takes it.
+    assert_eq!(services.messages.claim_idempotency_key(member, 1, "k-uninstall", "fresh").await.unwrap(), "fresh");
     // Installed again, it works as before.
-    assert_eq!(app.install(seed::DEMO_MEMBER_ID, "page").await.0, 200);
+    assert_eq!(app.install(member, "page").await.0, 200);
     assert!(app.open_card("lead", 1, "en").await.is_ok());
 }
 

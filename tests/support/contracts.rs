@@ -97,6 +97,15 @@ pub async fn blobs_contract(blobs: Arc<dyn Blobs>) {
     assert!(blobs.get("uploads/a/missing.bin").await.unwrap().is_none());
     blobs.delete("uploads/a/file.bin").await.unwrap();
     assert!(blobs.get("uploads/a/file.bin").await.unwrap().is_none());
+    // A folder goes whole, and only that folder (not a sibling sharing its name's start).
+    for key in ["uploads/p1/x/1.bin", "uploads/p1/2.bin", "uploads/p10/3.bin"] {
+        blobs.put(key, &mut &b"x"[..]).await.unwrap();
+    }
+    blobs.delete_prefix("uploads/p1").await.unwrap();
+    assert_eq!(blobs.size("uploads/p1/x/1.bin").await.unwrap(), None);
+    assert_eq!(blobs.size("uploads/p1/2.bin").await.unwrap(), None);
+    assert_eq!(blobs.size("uploads/p10/3.bin").await.unwrap(), Some(1));
+    blobs.delete_prefix("uploads/none").await.unwrap();
     for bad in ["../escape", "/abs", "a//b", ".hidden", ""] {
         assert!(blobs.put(bad, &mut &b"x"[..]).await.is_err(), "{bad}");
     }

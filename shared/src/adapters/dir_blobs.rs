@@ -113,6 +113,13 @@ impl Blobs for DirBlobs {
         }
     }
 
+    async fn delete_prefix(&self, prefix: &str) -> Result<(), BlobError> {
+        match tokio::fs::remove_dir_all(self.path(prefix.trim_end_matches('/'))?).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
+            _ => Ok(()),
+        }
+    }
+
     async fn upload_url(&self, key: &str, _content_type: &str, valid_for: Duration) -> Result<String, BlobError> {
         self.signed_url("PUT", key, valid_for)
     }

@@ -10,6 +10,7 @@ use super::{AppError, ErrorKind, Services};
 use crate::crypto::Secret;
 use crate::domain::EntityType;
 use crate::i18n::{Lang, text};
+use crate::jobs::Job;
 use crate::repo::portals::{Portal, TimelineLook, TokenOwner, UserAuth};
 
 /// Our connector's id in Open Lines.
@@ -273,11 +274,31 @@ fn bound_to(rows: &Value, field: &str, name: &str, handler: &str) -> bool {
     })
 }
 
-/// `OnAppUninstall`: the portal's tokens and its connectors' Telegram sessions go.
+/// `OnAppUninstall`: the portal's tokens go at once, so nothing acts for it any more; each
+/// connector's Telegram account is signed out in its own queue group (a send of it may be
+/// under way), and everything else the portal left is deleted by a job of its own.
 pub async fn uninstall(svc: &Services, member_id: &str) -> Result<(), AppError> {
-    svc.connectors.delete_all(member_id).await?;
+    let queue = |job: Job| async move { job.enqueue(svc.queue.as_ref(), std::time::Duration::ZERO).await.map_err(|e| AppError::internal(format!("queue: {e:#}"))) };
+    for connector in svc.connectors.list(member_id).await? {
+        queue(Job::SignOut { member_id: member_id.to_owned(), connector_id: connector.id.clone(), telegram_user_id: connector.telegram_user_id }).await?;
+    }
     svc.portals.delete(member_id).await?;
-    tracing::info!(member_id, "portal uninstalled: tokens and Telegram sessions deleted");
+    queue(Job::ForgetPortal { member_id: member_id.to_owned() }).await?;
+    tracing::info!(member_id, "portal uninstalled: tokens deleted, accounts being signed out");
+    Ok(())
+}
+
+/// Deletes what an uninstalled portal left: messages, uploads, chat links, idempotency keys,
+/// pending logins. Nothing, if the portal installed the app again meanwhile.
+pub async fn forget_portal(svc: &Services, member_id: &str) -> Result<(), AppError> {
+    if svc.portals.get(member_id).await?.is_some() {
+        tracing::info!(member_id, "installed again before its data was deleted: kept");
+        return Ok(());
+    }
+    svc.messages.delete_all(member_id).await?;
+    svc.blobs.delete_prefix(&format!("uploads/{member_id}")).await.map_err(|e| AppError::internal(format!("blobs: {e:#}")))?;
+    svc.portals.delete_everything(member_id).await?;
+    tracing::info!(member_id, "an uninstalled portal's data deleted");
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! outcome to SQS batch failures and visibility; the embedded runner to its queue.
 
 pub mod catch_up;
+pub mod forget;
 pub mod publish;
 pub mod reply;
 pub mod runner;
@@ -41,6 +42,10 @@ pub enum Job {
     SetUp { member_id: String },
     /// Copy a connector's Telegram contacts into its resolutions (first use).
     SyncContacts { member_id: String, connector_id: String },
+    /// The portal uninstalled the app: sign a connector's account out and forget it.
+    SignOut { member_id: String, connector_id: String, telegram_user_id: i64 },
+    /// The portal uninstalled the app: delete what it left.
+    ForgetPortal { member_id: String },
 }
 
 /// One message of an `OnImConnectorMessageAdd` event.
@@ -69,14 +74,16 @@ impl Job {
     /// depend on it (each records what it did).
     pub fn group(&self) -> &str {
         match self {
-            Self::Send { connector_id, .. } | Self::CatchUp { connector_id, .. } | Self::SyncContacts { connector_id, .. } => {
-                connector_id
-            }
+            Self::Send { connector_id, .. }
+            | Self::CatchUp { connector_id, .. }
+            | Self::SyncContacts { connector_id, .. }
+            | Self::SignOut { connector_id, .. } => connector_id,
             Self::Reply(m) => &m.connector_id,
             Self::Publish { member_id, .. }
             | Self::SetUp { member_id }
             | Self::ForwardReceived { member_id, .. }
-            | Self::Reading { member_id, .. } => member_id,
+            | Self::Reading { member_id, .. }
+            | Self::ForgetPortal { member_id } => member_id,
             Self::CatchUpAll => "schedule",
         }
     }
@@ -84,8 +91,13 @@ impl Job {
     /// Telegram work goes to the telegram-worker, portal work to the openline-worker.
     pub fn queue(&self) -> JobQueue {
         match self {
-            Self::Send { .. } | Self::CatchUp { .. } | Self::Reply(_) | Self::SyncContacts { .. } => JobQueue::Telegram,
-            Self::Publish { .. } | Self::SetUp { .. } | Self::CatchUpAll | Self::ForwardReceived { .. } | Self::Reading { .. } => JobQueue::Openline,
+            Self::Send { .. } | Self::CatchUp { .. } | Self::Reply(_) | Self::SyncContacts { .. } | Self::SignOut { .. } => JobQueue::Telegram,
+            Self::Publish { .. }
+            | Self::SetUp { .. }
+            | Self::CatchUpAll
+            | Self::ForwardReceived { .. }
+            | Self::Reading { .. }
+            | Self::ForgetPortal { .. } => JobQueue::Openline,
         }
     }
 
@@ -188,6 +200,14 @@ pub async fn handle(svc: &Services, delivery: &Delivery) -> Outcome {
         Job::SetUp { member_id } => {
             let span = tracing::info_span!("set_up", member_id = %member_id, receive);
             async { portal_outcome(install::set_up(svc, &member_id).await, receive) }.instrument(span).await
+        }
+        Job::SignOut { member_id, connector_id, telegram_user_id } => {
+            let span = tracing::info_span!("sign_out", connector_id = %connector_id, receive);
+            forget::sign_out(svc, &member_id, &connector_id, telegram_user_id, receive).instrument(span).await
+        }
+        Job::ForgetPortal { member_id } => {
+            let span = tracing::info_span!("forget_portal", member_id = %member_id, receive);
+            async { portal_outcome(install::forget_portal(svc, &member_id).await, receive) }.instrument(span).await
         }
         Job::SyncContacts { member_id, connector_id } => {
             let span = tracing::info_span!("sync_contacts", connector_id = %connector_id, receive);

@@ -34,6 +34,8 @@ pub trait Blobs: Send + Sync {
     /// The stored size, or `None`, without reading the bytes.
     async fn size(&self, key: &str) -> Result<Option<u64>, BlobError>;
     async fn delete(&self, key: &str) -> Result<(), BlobError>;
+    /// Deletes every blob whose key lies under the folder `prefix` (`uploads/{member_id}`).
+    async fn delete_prefix(&self, prefix: &str) -> Result<(), BlobError>;
     /// A URL a browser PUTs the file to directly, without credentials, until it expires.
     async fn upload_url(&self, key: &str, content_type: &str, valid_for: Duration) -> Result<String, BlobError>;
     /// A URL anyone holding it may GET the file from until it expires (Bitrix24 downloads files).

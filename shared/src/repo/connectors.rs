@@ -102,14 +102,6 @@ impl Connectors {
         self.records.query(ALL_PK, PREFIX, usize::MAX >> 1, false).await
     }
 
-    /// Forgets every connector of the portal, with its Telegram session (uninstall).
-    pub async fn delete_all(&self, member_id: &str) -> Result<(), RepoError> {
-        for connector in self.list(member_id).await? {
-            self.forget(member_id, &connector.id).await?;
-        }
-        self.records.delete_prefix(&portal_pk(member_id), PREFIX).await
-    }
-
     /// Forgets one connector with everything kept under it: session, look-ups, counters.
     pub async fn delete(&self, member_id: &str, id: &str) -> Result<(), RepoError> {
         self.forget(member_id, id).await?;

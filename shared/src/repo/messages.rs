@@ -17,8 +17,10 @@ fn idempotency_sk(user: u64, key: &str) -> String {
     format!("idempotency#{user}#{key}")
 }
 
+const CARD_INDEX: &str = "cardmessage#";
+
 fn card_prefix(entity: EntityRef) -> String {
-    format!("cardmessage#{}#{}#", entity.kind.as_str(), entity.id)
+    format!("{CARD_INDEX}{}#{}#", entity.kind.as_str(), entity.id)
 }
 
 #[derive(Clone)]
@@ -71,5 +73,20 @@ impl Messages {
             messages.extend(self.get(&id).await?);
         }
         Ok(messages)
+    }
+
+    /// Deletes every message of a portal, found through its cards' indexes, and the indexes.
+    pub async fn delete_all(&self, member_id: &str) -> Result<(), RepoError> {
+        let pk = portal_pk(member_id);
+        loop {
+            let listed = self.records.entries::<String>(&pk, CARD_INDEX, 100).await?;
+            if listed.is_empty() {
+                return Ok(());
+            }
+            for (index_sk, id) in listed {
+                self.records.delete_prefix(&message_pk(&id), "").await?;
+                self.records.delete(&pk, &index_sk).await?;
+            }
+        }
     }
 }

@@ -149,6 +149,12 @@ impl Portals {
         })
     }
 
+    /// Deletes everything kept under the portal: its chats' links, operator replies,
+    /// idempotency keys, pending logins, connector records (uninstall, once signed out).
+    pub async fn delete_everything(&self, member_id: &str) -> Result<(), RepoError> {
+        self.records.delete_prefix(&portal_pk(member_id), "").await
+    }
+
     /// Forgets the portal and every token of it (uninstall).
     pub async fn delete(&self, member_id: &str) -> Result<(), RepoError> {
         let pk = portal_pk(member_id);

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::sdk_error;
@@ -141,6 +141,21 @@ impl Blobs for S3Blobs {
         check_key(key)?;
         self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(backend)?;
         Ok(())
+    }
+
+    /// Lists the folder a page (1,000 keys) at a time and deletes each page in one request.
+    async fn delete_prefix(&self, prefix: &str) -> Result<(), BlobError> {
+        let folder = format!("{}/", prefix.trim_end_matches('/'));
+        check_key(folder.trim_end_matches('/'))?;
+        loop {
+            let listed = self.client.list_objects_v2().bucket(&self.bucket).prefix(&folder).send().await.map_err(backend)?;
+            let keys: Vec<ObjectIdentifier> = listed.contents().iter().filter_map(|o| ObjectIdentifier::builder().key(o.key()?).build().ok()).collect();
+            if keys.is_empty() {
+                return Ok(());
+            }
+            let delete = Delete::builder().set_objects(Some(keys)).quiet(true).build().map_err(|e| BlobError::Backend(e.into()))?;
+            self.client.delete_objects().bucket(&self.bucket).delete(delete).send().await.map_err(backend)?;
+        }
     }
 
     async fn upload_url(&self, key: &str, content_type: &str, valid_for: Duration) -> Result<String, BlobError> {
