@@ -205,10 +205,12 @@ async fn without_publication_nothing_reaches_open_lines() {
     let token = app.lead_tab().await;
     let id = app.send_published(&token, IVAN, "Just Telegram", "none", false).await;
     app.wait_for_status(&token, &id, "sent", WAIT).await;
-    // A later published message: one connector sends in order, and one portal's Open Line
-    // work runs in order, so once it is in, anything the first had queued has run.
+    // A later published message: one connector sends in order, so the first was handed on
+    // before it; the openline queue keeps no order, so a job the first queued gets a moment more.
     app.send_published(&token, IVAN, "Published", "incoming", false).await;
-    let published = ol_messages(&app, 1).await;
+    ol_messages(&app, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let published = app.ol_messages().await;
     assert_eq!(published.len(), 1, "{published:?}");
     assert!(published[0]["text"].as_str().unwrap().ends_with("Published"));
     assert!(app.activities().await.is_empty());
@@ -577,4 +579,109 @@ async fn two_jobs_refreshing_the_portals_expired_token_at_once_both_go_on() {
     first.call("app.info", &json!({})).await.expect("the first refreshes");
     // The second's refresh token was rotated away by the first: it takes the stored pair.
     second.call("app.info", &json!({})).await.expect("the second goes on with the first's tokens");
+}
+
+/// A sent message whose publication (incoming) and activity are due, with no job queued
+/// for them yet: the test delivers the jobs itself.
+async fn due_for_the_open_line(app: &TestApp, token: &str) -> (String, String) {
+    let id = app.send_published(token, IVAN, "Exactly once", "none", false).await;
+    app.wait_for_status(token, &id, "sent", WAIT).await;
+    let due = |m: &mut shared::domain::Message| {
+        (m.publication, m.create_activity) = (shared::domain::PublicationMode::Incoming, true);
+        true
+    };
+    app.app.services.messages.update(&id, due).await.unwrap();
+    let job = json!({ "kind": "publish", "message_id": id, "member_id": seed::DEMO_MEMBER_ID }).to_string();
+    (id, job)
+}
+
+#[tokio::test]
+async fn two_publish_jobs_delivered_at_once_publish_once_and_create_one_activity() {
+    let app = spawn_app().await;
+    let token = app.lead_tab().await;
+    let (id, job) = due_for_the_open_line(&app, &token).await;
+    // After the send and after a read: one batch of the openline queue, run unordered and at once.
+    for _ in 0..2 {
+        shared::ports::Queue::send(&app.app.queue, shared::ports::JobQueue::Openline, &job, seed::DEMO_MEMBER_ID, Duration::ZERO)
+            .await
+            .unwrap();
+    }
+    ol_messages(&app, 1).await;
+    activity_showing(&app, &id, "Sent").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.ol_messages().await.len(), 1, "published once");
+    assert_eq!(app.activities().await.len(), 1, "one activity");
+}
+
+#[tokio::test]
+async fn a_publish_job_finding_the_message_claimed_waits_and_then_finds_it_done() {
+    use shared::jobs::Outcome;
+    let app = spawn_app().await;
+    let token = app.lead_tab().await;
+    let (id, job) = due_for_the_open_line(&app, &token).await;
+    // As if a job had died after imconnector.send.messages, its claim still live: Bitrix24
+    // cannot tell whether it published, so nobody publishes until the lease ends.
+    let services = &app.app.services;
+    let held = |until: i64| move |m: &mut shared::domain::Message| {
+        m.lease = Some(shared::domain::lease::Lease { holder: "died".into(), until });
+        true
+    };
+    let now = shared::clock::now_millis();
+    services.messages.update(&id, held(now + 60_000)).await.unwrap();
+    assert!(matches!(app.run_job(&job, 1).await, Outcome::RetryAfter(_)));
+    assert!(app.ol_messages().await.is_empty() && app.activities().await.is_empty());
+    services.messages.update(&id, held(now - 1)).await.unwrap();
+
+    // Two deliveries at once: one does the work, the other is told to come back.
+    let (first, second) = tokio::join!(app.run_job(&job, 1), app.run_job(&job, 1));
+    let waited = [&first, &second].iter().filter(|o| matches!(o, Outcome::RetryAfter(_))).count();
+    assert_eq!((waited, first == Outcome::Done || second == Outcome::Done), (1, true), "{first:?} {second:?}");
+    assert_eq!(app.run_job(&job, 2).await, Outcome::Done, "back later, it finds the work done");
+    assert_eq!((app.ol_messages().await.len(), app.activities().await.len()), (1, 1));
+    assert_eq!(services.messages.get(&id).await.unwrap().unwrap().lease, None, "released");
+}
+
+/// A client's message to the sales account, stored as the catch-up stores it; its forward job.
+async fn received_from_ivan(app: &TestApp, telegram_id: i32) -> String {
+    let services = &app.app.services;
+    let found = services.resolutions.get("sales", &IVAN.parse().unwrap()).await.unwrap();
+    let Some(shared::repo::resolutions::Resolution::Found { user }) = found else { panic!("Ivan resolved: {found:?}") };
+    let received = shared::repo::mailbox::Received {
+        telegram_id, from: user, date: 0, text: "Is it in stock?".into(), files: vec![], forwarded: false, lease: None,
+    };
+    assert!(services.mailbox.receive("sales", &received).await.unwrap());
+    let job = shared::jobs::Job::ForwardReceived { member_id: seed::DEMO_MEMBER_ID.into(), connector_id: "sales".into(), telegram_ids: vec![telegram_id] };
+    job.to_body()
+}
+
+fn forwarded(messages: &[Value]) -> usize {
+    messages.iter().filter(|m| m["external_id"].as_str().is_some_and(|e| e.starts_with("tg-"))).count()
+}
+
+#[tokio::test]
+async fn a_client_message_forwarded_twice_at_once_is_posted_once() {
+    use shared::jobs::Outcome;
+    let app = olchat_tests::spawn_app_with(|s| s.catch_up_every = None).await;
+    app.lead_tab().await;
+    let job = received_from_ivan(&app, 501).await;
+    let (first, second) = tokio::join!(app.run_job(&job, 1), app.run_job(&job, 1));
+    let waited = [&first, &second].iter().filter(|o| matches!(o, Outcome::RetryAfter(_))).count();
+    assert_eq!((waited, first == Outcome::Done || second == Outcome::Done), (1, true), "{first:?} {second:?}");
+    assert_eq!(app.run_job(&job, 2).await, Outcome::Done);
+    assert_eq!(forwarded(&app.ol_messages().await), 1, "posted once");
+}
+
+#[tokio::test]
+async fn a_forward_that_failed_is_posted_on_its_retry() {
+    use shared::jobs::Outcome;
+    let app = olchat_tests::spawn_app_with(|s| s.catch_up_every = None).await;
+    app.lead_tab().await;
+    let job = received_from_ivan(&app, 502).await;
+    // More refusals than one call's retries: the forward fails and must not keep its claim.
+    app.portal_fault(json!({ "rate_limit_next": 3 })).await;
+    assert!(matches!(app.run_job(&job, 1).await, Outcome::RetryAfter(_)));
+    assert_eq!(forwarded(&app.ol_messages().await), 0);
+    assert_eq!(app.run_job(&job, 2).await, Outcome::Done);
+    assert_eq!(forwarded(&app.ol_messages().await), 1, "posted on the retry");
+    assert!(app.app.services.mailbox.received("sales", 502).await.unwrap().unwrap().forwarded);
 }

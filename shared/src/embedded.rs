@@ -16,7 +16,8 @@ use crate::bitrix::{AppCredentials, BitrixClient};
 use crate::crypto::Secret;
 use crate::domain::phone::region_from_code;
 use crate::http;
-use crate::jobs::{Job, runner};
+use crate::jobs::runner::{self, Order};
+use crate::jobs::Job;
 use crate::ports::JobQueue;
 use crate::sandbox::{self, Sandbox, seed};
 use crate::settings::Settings;
@@ -100,8 +101,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
             tracing::error!("server stopped: {e}");
         }
     });
-    let telegram_worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Telegram));
-    let openline_worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Openline));
+    let telegram_worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Telegram, Order::Grouped));
+    let openline_worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Openline, settings.openline_order));
     let mut tasks = vec![server, telegram_worker, openline_worker];
     if let Some(every) = settings.catch_up_every {
         tasks.push(tokio::spawn(catch_up_schedule(queue.clone(), every)));

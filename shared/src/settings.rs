@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::bitrix::pacer::PortalRate;
+use crate::jobs::runner::Order;
 use crate::repo::safety::SafetyLimits;
 use crate::crypto::{Sealer, Secret};
 
@@ -36,6 +37,10 @@ pub struct Settings {
     /// How often every connected account is caught up with Telegram (`OLCHAT_CATCH_UP_SECS`,
     /// default 5; 0: only after sends). On AWS an EventBridge rule does this every minute.
     pub catch_up_every: Option<std::time::Duration>,
+    /// How the embedded runner delivers the openline queue (`OLCHAT_OPENLINE_ORDER`):
+    /// `grouped` (default), or `unordered` as SQS does on AWS. The telegram queue is always
+    /// grouped: it is FIFO on AWS.
+    pub openline_order: Order,
 }
 
 /// An environment variable, unset when empty.
@@ -85,6 +90,11 @@ impl Settings {
             portal_rate: PortalRate::from_env()?,
             limits: SafetyLimits::from_env(0)?,
             catch_up_every: Some(parsed("OLCHAT_CATCH_UP_SECS", 5u64)?).filter(|&s| s > 0).map(std::time::Duration::from_secs),
+            openline_order: match var("OLCHAT_OPENLINE_ORDER").as_deref() {
+                None | Some("grouped") => Order::Grouped,
+                Some("unordered") => Order::Unordered,
+                Some(other) => anyhow::bail!("OLCHAT_OPENLINE_ORDER is {other:?}, not grouped or unordered"),
+            },
         })
     }
 
@@ -102,6 +112,8 @@ impl Settings {
             limits: SafetyLimits { phone_pace: std::time::Duration::ZERO, ..SafetyLimits::default() },
             // As often as a test can wait for; tests that drive catch-ups themselves turn it off.
             catch_up_every: Some(std::time::Duration::from_millis(250)),
+            // Out of order and in parallel, as on AWS: the tests see production's races.
+            openline_order: Order::Unordered,
         }
     }
 

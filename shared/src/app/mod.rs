@@ -101,6 +101,20 @@ impl Services {
     }
 }
 
+/// How far a job got with work that concurrent jobs may share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    Done,
+    /// Another job holds part of the work this much longer: come back by then.
+    Wait(std::time::Duration),
+}
+
+impl From<()> for Progress {
+    fn from((): ()) -> Self {
+        Self::Done
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
     BadRequest,

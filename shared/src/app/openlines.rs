@@ -8,15 +8,17 @@ use serde_json::{Value, json};
 use super::install::CONNECTOR_ID;
 use super::portal::PortalClient;
 use super::send::{failure_text, recipient_account};
-use super::{AppError, ErrorKind, Services};
+use super::{AppError, ErrorKind, Progress, Services};
 use crate::auth::Claims;
 use crate::clock::now_secs;
+use crate::domain::lease::Claim;
 use crate::domain::message::ActivityShown;
 use crate::domain::{Message, MessageStatus, OpenLineChat, Publication, PublicationMode, SendAs, TelegramUser};
 use crate::i18n::text;
 use crate::jobs::catch_up::RECEIVED_FILE_LIMIT;
 use crate::repo::RepoError;
 use crate::repo::connectors::Connector;
+use crate::repo::mailbox::Received;
 use crate::repo::openlines::{ChatLink, external_chat_id, external_user_id};
 use crate::repo::portals::TimelineLook;
 
@@ -28,22 +30,37 @@ pub fn retryable(e: &AppError) -> bool {
     matches!(e.kind, ErrorKind::Busy | ErrorKind::Upstream | ErrorKind::Internal)
 }
 
-/// Publishes the message if due and brings its activity up to date. Safe to run again:
-/// the message records what was done.
-pub async fn publish_message(svc: &Services, message_id: &str) -> Result<(), AppError> {
-    let Some(mut message) = svc.messages.get(message_id).await? else { return Ok(()) };
-    if !message.awaits_publication() && !message.activity_stale() {
-        return Ok(());
-    }
+/// Longer than an openline job may run (the worker's Lambda timeout), so a live job keeps
+/// its claim; a job that died holding one holds its work back this long.
+const OPENLINE_LEASE: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Publishes the message if due and brings its activity up to date, holding the message's
+/// claim meanwhile: a concurrent job for it is told to wait. Safe to run again: the message
+/// records what was done.
+pub async fn publish_message(svc: &Services, message_id: &str) -> Result<Progress, AppError> {
+    let holder = uuid::Uuid::new_v4().to_string();
+    let message = match svc.messages.claim_openline_work(message_id, &holder, OPENLINE_LEASE).await? {
+        Claim::Taken(message) => message,
+        Claim::Held(wait) => return Ok(Progress::Wait(wait)),
+        Claim::Done => return Ok(Progress::Done),
+    };
+    let worked = publish_claimed(svc, message).await;
+    svc.messages.release(message_id, &holder).await?;
+    worked.map(Progress::from)
+}
+
+async fn publish_claimed(svc: &Services, mut message: Message) -> Result<(), AppError> {
     let mut portal = PortalClient::app(svc, &message.member_id).await?;
     if message.awaits_publication() {
+        // Bitrix24 cannot be asked whether it has a message of this id: a crash between the
+        // call and recording its outcome publishes again, once the claim's lease ends.
         let outcome = match publish(svc, &mut portal, &message).await {
             Ok(ol_chat_id) => Publication::Published { ol_chat_id },
             Err(e) if retryable(&e) => return Err(e),
             Err(e) => Publication::Failed { reason: e.message },
         };
-        tracing::info!(message_id, ?outcome, "publication");
-        let recorded = svc.messages.update(message_id, |m| m.published.is_none() && m.published.replace(outcome.clone()).is_none()).await?;
+        tracing::info!(message_id = message.id, ?outcome, "publication");
+        let recorded = svc.messages.update(&message.id, |m| m.published.is_none() && m.published.replace(outcome.clone()).is_none()).await?;
         message = recorded.unwrap_or(message);
     }
     sync_activity(svc, &mut portal, &message).await
@@ -194,6 +211,7 @@ fn crm_bindings(dialog: &Value) -> Vec<(String, u64)> {
 }
 
 /// Creates or updates the message's activity to show its current status (the whole layout).
+/// Runs under the message's claim (`publish_message`): no concurrent job creates a second.
 async fn sync_activity(svc: &Services, portal: &mut PortalClient<'_>, message: &Message) -> Result<(), AppError> {
     let message_id = message.id.as_str();
     if !message.activity_stale() {
@@ -391,43 +409,54 @@ async fn message_status(svc: &Services, method: &str, member_id: &str, line: &st
     portal.call(method, &params).await.map(drop)
 }
 
-/// Longer than one publication takes, shorter than the openline queue's visibility timeout,
-/// so a redelivered job finds a crashed claim expired.
-const FORWARD_LEASE: std::time::Duration = std::time::Duration::from_secs(120);
-
 /// Clients' messages the catch-up stored, into the connector's Open Line as the client's
-/// (their files as download URLs), each once and in order.
-pub async fn forward_received(svc: &Services, member_id: &str, connector_id: &str, telegram_ids: &[i32]) -> Result<(), AppError> {
+/// (their files as download URLs), each once and in order: each claimed while it is posted.
+pub async fn forward_received(svc: &Services, member_id: &str, connector_id: &str, telegram_ids: &[i32]) -> Result<Progress, AppError> {
     let mut portal = PortalClient::app(svc, member_id).await?;
+    let holder = uuid::Uuid::new_v4().to_string();
     for &telegram_id in telegram_ids {
-        let Some(message) = svc.mailbox.claim_forward(connector_id, telegram_id, FORWARD_LEASE).await? else { continue };
-        let link = link_chat(svc, member_id, connector_id, message.from.peer, &message.from.display_name()).await?;
-        let mut body = message.text.clone();
-        let mut files = Vec::new();
-        for file in &message.files {
-            match &file.key {
-                Some(key) => {
-                    let url = svc.blobs.download_url(key, OL_FILE_URL_LIFETIME).await.map_err(|e| AppError::internal(format!("blobs: {e:#}")))?;
-                    files.push(json!({ "url": url, "name": file.file_name }));
-                }
-                None => {
-                    let lang = portal.portal.lang;
-                    let note = if file.size > RECEIVED_FILE_LIMIT {
-                        let mb = (file.size / (1024 * 1024)).to_string();
-                        text(lang, "received_file_too_large", &[("name", &file.file_name), ("size", &mb)])
-                    } else {
-                        text(lang, "file_unavailable", &[("name", &file.file_name)])
-                    };
-                    body = if body.is_empty() { note } else { format!("{body}[br]{note}") };
-                }
-            }
+        let message = match svc.mailbox.claim_forward(connector_id, telegram_id, &holder, OPENLINE_LEASE).await? {
+            Claim::Taken(message) => message,
+            Claim::Done => continue,
+            // Another job is posting it (and likely the rest after it): the rest wait, in order.
+            Claim::Held(wait) => return Ok(Progress::Wait(wait)),
+        };
+        // As for a publication, a crash between posting and marking it posts it again once
+        // the lease ends. A failed post is released for the retry.
+        if let Err(e) = forward(svc, &mut portal, connector_id, &message).await {
+            svc.mailbox.release_forward(connector_id, telegram_id, &holder).await?;
+            return Err(e);
         }
-        let external_id = format!("tg-{connector_id}-{telegram_id}");
-        send_to_open_line(svc, &mut portal, &link, &external_id, &body, None, &files).await?;
         svc.mailbox.mark_forwarded(connector_id, telegram_id).await?;
         tracing::info!(telegram_id, "client message forwarded to the Open Line");
     }
-    Ok(())
+    Ok(Progress::Done)
+}
+
+async fn forward(svc: &Services, portal: &mut PortalClient<'_>, connector_id: &str, message: &Received) -> Result<(), AppError> {
+    let link = link_chat(svc, &portal.portal.member_id, connector_id, message.from.peer, &message.from.display_name()).await?;
+    let mut body = message.text.clone();
+    let mut files = Vec::new();
+    for file in &message.files {
+        match &file.key {
+            Some(key) => {
+                let url = svc.blobs.download_url(key, OL_FILE_URL_LIFETIME).await.map_err(|e| AppError::internal(format!("blobs: {e:#}")))?;
+                files.push(json!({ "url": url, "name": file.file_name }));
+            }
+            None => {
+                let lang = portal.portal.lang;
+                let note = if file.size > RECEIVED_FILE_LIMIT {
+                    let mb = (file.size / (1024 * 1024)).to_string();
+                    text(lang, "received_file_too_large", &[("name", &file.file_name), ("size", &mb)])
+                } else {
+                    text(lang, "file_unavailable", &[("name", &file.file_name)])
+                };
+                body = if body.is_empty() { note } else { format!("{body}[br]{note}") };
+            }
+        }
+    }
+    let external_id = format!("tg-{connector_id}-{}", message.telegram_id);
+    send_to_open_line(svc, portal, &link, &external_id, &body, None, &files).await.map(drop)
 }
 
 /// Tells the operator why their message did not reach the client: a system notification

@@ -120,6 +120,7 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
         create_activity: request.create_activity,
         activity: None,
         activity_requested: false,
+        lease: None,
     };
     svc.messages.create(&message).await?;
     enqueue(svc, &message).await?;

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::lease::{Lease, Leased};
 use super::publication::{Publication, PublicationMode};
 use super::{EntityRef, Peer, RecipientKey};
 use crate::i18n::Lang;
@@ -115,6 +116,16 @@ pub struct Message {
     /// instead of creating a second one.
     #[serde(default)]
     pub activity_requested: bool,
+    /// Held by the openline job publishing it or updating its activity: a concurrent job
+    /// for the same message waits instead of doing either again.
+    #[serde(default)]
+    pub lease: Option<Lease>,
+}
+
+impl Leased for Message {
+    fn lease(&mut self) -> &mut Option<Lease> {
+        &mut self.lease
+    }
 }
 
 fn default_lang() -> Lang {
@@ -270,6 +281,7 @@ mod tests {
             create_activity: true,
             activity: None,
             activity_requested: false,
+            lease: None,
         }
     }
 

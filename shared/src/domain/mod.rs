@@ -3,6 +3,7 @@
 pub mod contact;
 pub mod entity;
 pub mod formatting;
+pub mod lease;
 pub mod message;
 pub mod peer;
 pub mod phone;

@@ -180,7 +180,7 @@ async fn receive(svc: &Services, connector: &Connector, message: &IncomingMessag
         text: to_bbcode(&message.text),
         files,
         forwarded: false,
-        claimed_until: 0,
+        lease: None,
     };
     if !svc.mailbox.receive(&connector.id, &received).await? {
         return Ok(None); // stored meanwhile by another catch-up, which hands it on

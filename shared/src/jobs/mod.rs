@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::app::openlines::{self, retryable};
-use crate::app::{AppError, Services, install};
+use crate::app::{AppError, Progress, Services, install};
 use crate::domain::Failure;
 use crate::ports::{Delivery, JobQueue, Queue, QueueError, TelegramError};
 use crate::repo::connectors::ConnectorStatus;
@@ -70,8 +70,8 @@ impl Job {
 
     /// Jobs of one group run one at a time: one Telegram session, one connection (the FIFO
     /// telegram queue on AWS, the embedded runner locally). The openline queue is a standard
-    /// one on AWS: its groups keep order only in the embedded runner, so its jobs must not
-    /// depend on it (each records what it did).
+    /// one on AWS: its groups keep order only in the embedded runner's grouped mode (tests run
+    /// it unordered), so its jobs must not depend on it: each claims its work and records it.
     pub fn group(&self) -> &str {
         match self {
             Self::Send { connector_id, .. }
@@ -150,10 +150,13 @@ pub fn backoff(receive_count: u32) -> Duration {
     Duration::from_secs(5u64.saturating_mul(1 << receive_count.saturating_sub(1).min(6)).min(300))
 }
 
-/// A portal call that failed: again later if it may succeed then, else never.
-pub fn portal_outcome(result: Result<(), AppError>, receive_count: u32) -> Outcome {
-    match result {
-        Ok(()) => Outcome::Done,
+/// Portal work that is done, waits for another job, or failed: again later if it may
+/// succeed then, else never.
+pub fn portal_outcome(result: Result<impl Into<Progress>, AppError>, receive_count: u32) -> Outcome {
+    match result.map(Into::into) {
+        Ok(Progress::Done) => Outcome::Done,
+        // A live holder is done in seconds; its lease only bounds how long a dead one holds.
+        Ok(Progress::Wait(held)) => Outcome::RetryAfter(held.min(backoff(receive_count))),
         Err(e) if retryable(&e) => {
             tracing::warn!(code = e.code, "portal work failed, retrying: {e}");
             Outcome::RetryAfter(backoff(receive_count))

@@ -1,5 +1,6 @@
 //! The openline-worker's job: publish a message into its Open Line chat and keep its CRM
-//! activity showing its status. The message records each step, so a redelivery repeats nothing.
+//! activity showing its status. The job claims the message while it works and the message
+//! records each step, so neither a concurrent delivery nor a redelivery repeats anything.
 
 use super::{Outcome, portal_outcome};
 use crate::app::Services;

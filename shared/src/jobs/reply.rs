@@ -18,7 +18,7 @@ use crate::repo::openlines::{ChatLink, Reply};
 pub async fn deliver(svc: &Services, m: &OperatorMessage, receive_count: u32) -> Outcome {
     match try_deliver(svc, m, receive_count).await {
         Ok(outcome) => outcome,
-        Err(e) => portal_outcome(Err(e), receive_count),
+        Err(e) => portal_outcome(Err::<(), _>(e), receive_count),
     }
 }
 

@@ -16,9 +16,20 @@ pub const VISIBILITY: Duration = Duration::from_secs(60);
 const BATCH: usize = 64;
 const IDLE_WAIT: Duration = Duration::from_millis(250);
 
-/// Consumes `queue` until the task is dropped: receives a batch, runs each group's jobs
-/// in order (groups in parallel), and settles every delivery with the queue.
-pub async fn run(svc: Arc<Services>, queue: SqliteQueue, name: JobQueue) {
+/// How the runner hands out a batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Each group's jobs one at a time, in order, groups in parallel: the FIFO telegram queue.
+    #[default]
+    Grouped,
+    /// Every job at once, shuffled: all an SQS standard queue (the openline queue on AWS)
+    /// promises, so that tests meet the races production has.
+    Unordered,
+}
+
+/// Consumes `queue` until the task is dropped: receives a batch, runs it as `order` says,
+/// and settles every delivery with the queue.
+pub async fn run(svc: Arc<Services>, queue: SqliteQueue, name: JobQueue, order: Order) {
     loop {
         let batch = match queue.receive(name, BATCH, VISIBILITY).await {
             Ok(batch) => batch,
@@ -32,13 +43,8 @@ pub async fn run(svc: Arc<Services>, queue: SqliteQueue, name: JobQueue) {
             queue.wait_for_jobs(IDLE_WAIT).await;
             continue;
         }
-        let mut groups: BTreeMap<String, Vec<Delivery>> = BTreeMap::new();
-        for delivery in batch {
-            let group = serde_json::from_str::<Job>(&delivery.body).map(|j| j.group().to_owned()).unwrap_or_default();
-            groups.entry(group).or_default().push(delivery);
-        }
         let mut tasks = JoinSet::new();
-        for deliveries in groups.into_values() {
+        for deliveries in lanes(batch, order) {
             let (svc, queue) = (svc.clone(), queue.clone());
             tasks.spawn(async move {
                 for delivery in deliveries {
@@ -48,6 +54,24 @@ pub async fn run(svc: Arc<Services>, queue: SqliteQueue, name: JobQueue) {
             });
         }
         while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// The batch as lanes that run side by side, each one job after another.
+fn lanes(mut batch: Vec<Delivery>, order: Order) -> Vec<Vec<Delivery>> {
+    match order {
+        Order::Grouped => {
+            let mut groups: BTreeMap<String, Vec<Delivery>> = BTreeMap::new();
+            for delivery in batch {
+                let group = serde_json::from_str::<Job>(&delivery.body).map(|j| j.group().to_owned()).unwrap_or_default();
+                groups.entry(group).or_default().push(delivery);
+            }
+            groups.into_values().collect()
+        }
+        Order::Unordered => {
+            batch.sort_by_cached_key(|_| uuid::Uuid::new_v4());
+            batch.into_iter().map(|delivery| vec![delivery]).collect()
+        }
     }
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Records, RepoError, connector_pk as pk};
-use crate::clock::now_secs;
 use crate::domain::TelegramUser;
+use crate::domain::lease::{Claim, Lease, Leased};
 use crate::ports::UpdatesState;
 
 const STATE_SK: &str = "catchup";
@@ -36,9 +36,15 @@ pub struct Received {
     pub text: String,
     pub files: Vec<ReceivedFile>,
     pub forwarded: bool,
-    /// Someone is forwarding it until then (unix seconds): nobody else posts it meanwhile.
+    /// Held by the job forwarding it: nobody else posts it meanwhile.
     #[serde(default)]
-    pub claimed_until: i64,
+    pub lease: Option<Lease>,
+}
+
+impl Leased for Received {
+    fn lease(&mut self) -> &mut Option<Lease> {
+        &mut self.lease
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,25 +117,24 @@ impl Mailbox {
         self.records.create(&pk(connector_id), &received_sk(message.telegram_id), message, Some(KEEP)).await
     }
 
-    /// Claims a stored message for forwarding for `lease`; the message, unless it is
-    /// forwarded already or someone else holds it.
-    pub async fn claim_forward(&self, connector_id: &str, telegram_id: i32, lease: Duration) -> Result<Option<Received>, RepoError> {
-        let now = now_secs();
-        let mut claimed = false;
-        let stored = self
-            .records
-            .update::<Received, _>(&pk(connector_id), &received_sk(telegram_id), |m| {
-                claimed = !m.forwarded && m.claimed_until <= now;
-                m.claimed_until = now + lease.as_secs() as i64;
-                claimed
-            })
-            .await?;
-        Ok(stored.filter(|_| claimed))
+    /// Claims a stored message for forwarding by `holder` for `term`; `Done` once forwarded.
+    pub async fn claim_forward(&self, connector_id: &str, telegram_id: i32, holder: &str, term: Duration) -> Result<Claim<Received>, RepoError> {
+        self.records.claim(&pk(connector_id), &received_sk(telegram_id), holder, term, |m: &Received| !m.forwarded).await
+    }
+
+    /// A forward that failed: its message is free for the retry.
+    pub async fn release_forward(&self, connector_id: &str, telegram_id: i32, holder: &str) -> Result<(), RepoError> {
+        self.records.release::<Received>(&pk(connector_id), &received_sk(telegram_id), holder).await
     }
 
     pub async fn mark_forwarded(&self, connector_id: &str, telegram_id: i32) -> Result<(), RepoError> {
         let key = received_sk(telegram_id);
-        self.records.update::<Received, _>(&pk(connector_id), &key, |m| !std::mem::replace(&mut m.forwarded, true)).await.map(drop)
+        let forwarded = |m: &mut Received| {
+            let changed = !m.forwarded || m.lease.is_some();
+            (m.forwarded, m.lease) = (true, None);
+            changed
+        };
+        self.records.update::<Received, _>(&pk(connector_id), &key, forwarded).await.map(drop)
     }
 
     /// Remembers a message of ours that `user_id` has not read yet.

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::{Records, RepoError, portal_pk};
+use crate::domain::lease::Claim;
 use crate::domain::{EntityRef, Message};
 
 /// How long a client's idempotency key keeps pointing at its message.
@@ -63,6 +64,17 @@ impl Messages {
     /// Applies `change` atomically (retrying on concurrent writes); the message as stored after.
     pub async fn update(&self, id: &str, change: impl FnMut(&mut Message) -> bool) -> Result<Option<Message>, RepoError> {
         self.records.update(&message_pk(id), MESSAGE_SK, change).await
+    }
+
+    /// Claims the message's Open Line work (its publication, its activity) for one job run;
+    /// `Done` when none is due.
+    pub async fn claim_openline_work(&self, id: &str, holder: &str, term: Duration) -> Result<Claim<Message>, RepoError> {
+        let due = |m: &Message| m.awaits_publication() || m.activity_stale();
+        self.records.claim(&message_pk(id), MESSAGE_SK, holder, term, due).await
+    }
+
+    pub async fn release(&self, id: &str, holder: &str) -> Result<(), RepoError> {
+        self.records.release::<Message>(&message_pk(id), MESSAGE_SK, holder).await
     }
 
     /// The newest messages sent from a card.

@@ -17,7 +17,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::clock::now_secs;
+use crate::clock::{now_millis, now_secs};
+use crate::domain::lease::{self, Claim, Leased};
 use crate::ports::{Condition, Item, Table, TableError};
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +103,35 @@ impl Records {
                 return Ok(Some(stored.value));
             }
         }
+    }
+
+    /// Claims a record's work for `holder` for `term`: one conditional write, so of jobs
+    /// claiming at once one takes it. `Done` when missing or when `due` says nothing is left.
+    pub async fn claim<T>(&self, pk: &str, sk: &str, holder: &str, term: Duration, due: impl Fn(&T) -> bool) -> Result<Claim<T>, RepoError>
+    where
+        T: Leased + Serialize + DeserializeOwned,
+    {
+        let now = now_millis();
+        let mut taken = None;
+        let stored = self
+            .update::<T, _>(pk, sk, |record| {
+                taken = due(record).then(|| lease::take(record.lease(), holder, term, now));
+                taken == Some(Ok(()))
+            })
+            .await?;
+        Ok(match (stored, taken) {
+            (Some(record), Some(Ok(()))) => Claim::Taken(record),
+            (Some(_), Some(Err(held))) => Claim::Held(held),
+            _ => Claim::Done,
+        })
+    }
+
+    /// Ends `holder`'s claim on a record, unless it lost it meanwhile.
+    pub async fn release<T>(&self, pk: &str, sk: &str, holder: &str) -> Result<(), RepoError>
+    where
+        T: Leased + Serialize + DeserializeOwned,
+    {
+        self.update::<T, _>(pk, sk, |record| lease::release(record.lease(), holder)).await.map(drop)
     }
 
     pub async fn delete(&self, pk: &str, sk: &str) -> Result<(), RepoError> {
