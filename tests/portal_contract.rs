@@ -279,6 +279,14 @@ async fn api_reference_user_user_get() {
     assert!(last.get("next").is_none(), "no next on the last page: {last}");
     let one = ok(&app, EMPLOYEE, "user.get", json!({ "FILTER": { "ID": 3 } })).await;
     assert_eq!((one["result"][0]["NAME"].as_str(), one["total"].as_u64()), (Some("Clara"), Some(1)));
+
+    // `settings/performance/huge-data.md`: pages by the last identifier (`>ID`, a documented
+    // filter prefix) with `start = -1`, which returns up to 50 rows "without counting total".
+    let mut docs = Docs::default();
+    let after = ok(&app, EMPLOYEE, "user.get", json!({ "FILTER": { ">ID": 50 }, "start": -1 })).await;
+    let rows = after["result"].as_array().unwrap();
+    docs.say(rows.len() == 10 && rows[0]["ID"] == "51", format!(">ID 50: {} rows from {}", rows.len(), rows[0]["ID"]));
+    docs.say(after["total"].as_u64().unwrap_or(0) == 0 && after.get("next").is_none(), format!("start=-1: total {} next {}", after["total"], after["next"]));
 }
 
 /// `api-reference/common/system/app-info.md`: the token's app: `ID` and `VERSION` integers,
@@ -633,6 +641,14 @@ async fn api_reference_imopenlines_openlines_imopenlines_config_list_get() {
     assert_eq!(lines.iter().map(|l| l["ID"].as_str().unwrap()).collect::<Vec<_>>(), ["1", "2"]);
     assert!(lines.iter().all(|l| l["LINE_NAME"].is_string() && l["ACTIVE"] == "Y"), "{body}");
     assert!(body.get("total").is_none() && body.get("next").is_none(), "{body}");
+    // DOCS ≠ SANDBOX: the sandbox ignores `PARAMS` altogether.
+    let mut docs = Docs::default();
+    let filtered = ok(&app, EMPLOYEE, "imopenlines.config.list.get", json!({ "PARAMS": { "select": ["ID"], "filter": { "ID": 2 } } })).await;
+    docs.say(filtered["result"] == json!([{ "ID": "2" }]), format!("select ID, filter ID 2: {}", filtered["result"]));
+    let bogus = call(&app, EMPLOYEE, "imopenlines.config.list.get", json!({ "PARAMS": { "bogus": 1 } })).await;
+    docs.say(bogus.0 == StatusCode::BAD_REQUEST && bogus.1["error"] == "INVALID_FORMAT", format!("PARAMS.bogus: {} {}", bogus.0, bogus.1));
+    let limit = call(&app, EMPLOYEE, "imopenlines.config.list.get", json!({ "PARAMS": { "limit": -1 } })).await;
+    docs.say(is_refusal(&limit, 400, "INVALID_FORMAT", "A non-negative integer is expected in the PARAMS field 'limit'"), format!("limit -1: {} {}", limit.0, limit.1));
 }
 
 /// `api-reference/imopenlines/imconnector/imconnector-send-messages.md`: `{SUCCESS, DATA:
@@ -762,6 +778,9 @@ async fn api_reference_imopenlines_openlines_chats_imopenlines_crm_chat_user_add
     // No inactive employee is seeded; an unknown one stands in (DOCS SILENT on unknown users).
     let inactive = call(&app, ADMIN, "imopenlines.crm.chat.user.add", add(999, Some(chat_id))).await;
     refused(&inactive, 400, "CRM_CHAT_USER_NOT_ACTIVE", Some("User not active"));
+    // Without CHAT_ID: the record's last chat.
+    let last = ok(&app, ADMIN, "imopenlines.crm.chat.user.add", add(5, None)).await;
+    docs.say(last["result"] == chat_id, format!("the last chat {chat_id}: {}", last["result"]));
 }
 
 /// `api-reference/imopenlines/openlines/sessions/imopenlines-dialog-get.md`: by `CHAT_ID`,
@@ -785,6 +804,12 @@ async fn api_reference_imopenlines_openlines_sessions_imopenlines_dialog_get() {
         assert!(dialog["manager_list"].is_array(), "{dialog}");
     }
     refused(&call(&app, EMPLOYEE, "imopenlines.dialog.get", json!({ "CHAT_ID": 999_999 })).await, 400, "ACCESS_ERROR", Some("You do not have access to the specified dialog"));
+    // DOCS ≠ SANDBOX: the sandbox does not take `SESSION_ID`.
+    let (_, sent) = send_on_probe(&app, json!([client_message("channel-500", "ext-user-500", "Klaus", "again")])).await;
+    let session = sent["result"]["DATA"]["RESULT"][0]["session"]["ID"].as_str().unwrap().to_owned();
+    let by_session = call(&app, EMPLOYEE, "imopenlines.dialog.get", json!({ "SESSION_ID": session })).await;
+    let mut docs = Docs::default();
+    docs.say(by_session.0 == StatusCode::OK && by_session.1["result"]["id"] == chat_id, format!("SESSION_ID {session}: {} {}", by_session.0, by_session.1));
 }
 
 /// `api-reference/chats/messages/im-message-add.md`: `result` the message's id; 400
@@ -802,6 +827,10 @@ async fn api_reference_chats_messages_im_message_add() {
     let sent = ok(&app, 3, "im.message.add", json!({ "DIALOG_ID": dialog, "MESSAGE": "Hello" })).await;
     assert!(sent["result"].is_u64(), "{sent}");
     refused(&call(&app, 3, "im.message.add", json!({ "DIALOG_ID": dialog, "MESSAGE": "" })).await, 400, "MESSAGE_EMPTY", Some("Message can't be empty"));
+    // DOCS ≠ SANDBOX: `DIALOG_ID` may be a user's id (a private chat); the sandbox takes only `chatN`.
+    let private = call(&app, 3, "im.message.add", json!({ "DIALOG_ID": "2", "MESSAGE": "Hello, Boris" })).await;
+    let mut docs = Docs::default();
+    docs.say(private.0 == StatusCode::OK && private.1["result"].is_u64(), format!("DIALOG_ID 2: {} {}", private.0, private.1));
 }
 
 /// `api-reference/chats/notifications/im-notify-system-add.md`: `result` the notification's
@@ -881,6 +910,9 @@ async fn api_reference_crm_timeline_activities_configurable_crm_activity_configu
         let answer = call(&app, EMPLOYEE, "crm.activity.configurable.add", add(l.clone())).await;
         assert_eq!((answer.0.as_u16(), answer.1["error"].as_str()), (400, Some(code)), "{l}: {}", answer.1);
     }
+    let mut no_owner = add(layout(&icon, &logo, "Hello"));
+    no_owner["ownerId"] = json!(999);
+    refused(&call(&app, EMPLOYEE, "crm.activity.configurable.add", no_owner).await, 400, "NOT_FOUND", Some("Not found."));
     // DOCS SILENT: `value` is required, an empty one is not discussed; the sandbox refuses it.
     any_refusal(&call(&app, EMPLOYEE, "crm.activity.configurable.add", add(layout(&icon, &logo, ""))).await);
 }
