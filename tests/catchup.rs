@@ -7,7 +7,8 @@ use std::time::Duration;
 use olchat_tests::{TestApp, eventually, spawn_app, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shared::jobs::{Job, Outcome};
+use shared::jobs::Outcome;
+use shared::work::Job;
 use shared::ports::IncomingKind;
 use shared::repo::connectors::ConnectorStatus;
 use shared::sandbox::seed;
@@ -241,7 +242,7 @@ async fn a_file_too_large_to_bring_over_is_named_and_holds_nothing_up() {
     let app = spawn_manual().await;
     let token = app.lead_tab().await;
     write_to_ivan(&app, &token, "Send the video").await;
-    let limit = shared::jobs::catch_up::RECEIVED_FILE_LIMIT as usize;
+    let limit = shared::repo::mailbox::RECEIVED_FILE_LIMIT as usize;
     let video = ClientFile { kind: IncomingKind::Document, file_name: "tour.mp4".into(), mime_type: "video/mp4".into(), bytes: vec![0; limit + 1], duration: None };
     app.app.sandbox.telegram.reply(IVAN_ID, seed::SALES_ACCOUNT, "Here it is", Some(video)).unwrap();
     assert_eq!(catch_up(&app).await, Outcome::Done);

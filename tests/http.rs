@@ -543,7 +543,7 @@ async fn a_client_who_wrote_first_is_found_through_their_open_line_chat_without_
     let admin = app.admin_token().await;
     let accept_all = app.put_json(&admin, "/api/connectors/sales/accept-all", json!({ "accept_all": true })).await;
     assert_eq!(accept_all.status, StatusCode::OK, "{}", accept_all.body);
-    let catch_up = shared::jobs::Job::CatchUp { member_id: seed::DEMO_MEMBER_ID.into(), connector_id: "sales".into() }.to_body();
+    let catch_up = shared::work::Job::CatchUp { member_id: seed::DEMO_MEMBER_ID.into(), connector_id: "sales".into() }.to_body();
     assert_eq!(app.run_job(&catch_up, 1).await, shared::jobs::Outcome::Done, "the first look starts from now");
     // Olga writes first; the catch-up forwards her message, which opens the Open Line chat.
     app.app.sandbox.telegram.reply(OLGA_ID, seed::SALES_ACCOUNT, "Do you sell office chairs?", None).unwrap();

@@ -650,7 +650,7 @@ async fn received_from_ivan(app: &TestApp, telegram_id: i32) -> String {
         telegram_id, from: user, date: 0, text: "Is it in stock?".into(), files: vec![], forwarded: false, lease: None,
     };
     assert!(services.mailbox.receive("sales", &received).await.unwrap());
-    let job = shared::jobs::Job::ForwardReceived { member_id: seed::DEMO_MEMBER_ID.into(), connector_id: "sales".into(), telegram_ids: vec![telegram_id] };
+    let job = shared::work::Job::ForwardReceived { member_id: seed::DEMO_MEMBER_ID.into(), connector_id: "sales".into(), telegram_ids: vec![telegram_id] };
     job.to_body()
 }
 

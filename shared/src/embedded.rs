@@ -17,7 +17,7 @@ use crate::crypto::Secret;
 use crate::domain::phone::region_from_code;
 use crate::http;
 use crate::jobs::runner::{self, Order};
-use crate::jobs::Job;
+use crate::work::Job;
 use crate::ports::JobQueue;
 use crate::sandbox::{self, Sandbox, seed};
 use crate::settings::Settings;

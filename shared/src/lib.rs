@@ -18,3 +18,4 @@ pub mod repo;
 pub mod sandbox;
 pub mod settings;
 pub mod telemetry;
+pub mod work;

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use olchat_tests::spawn_app_with;
 use shared::bitrix::pacer::PortalRate;
 use serde_json::json;
-use shared::jobs::Job;
+use shared::work::Job;
 use shared::ports::Delivery;
 use shared::sandbox::seed;
 

@@ -13,7 +13,7 @@ use crate::domain::{ContactPoint, EntityRef, EntityType, FieldSource, OpenLineCh
 use crate::i18n::{Lang, text};
 use crate::ports::TelegramError;
 use crate::repo::connectors::{Connector, ConnectorStatus};
-use crate::jobs::Job;
+use crate::work::Job;
 use crate::repo::resolutions::Resolution;
 use crate::repo::safety::Counter;
 

@@ -189,7 +189,7 @@ async fn connect(svc: &Services, admin: &AdminClaims, login: &PendingLogin, done
     };
     svc.connectors.save(&connector).await?;
     // The first catch-up marks where the account's updates start being ours.
-    if let Err(e) = crate::jobs::catch_up::request(svc, &connector.member_id, &connector.id).await {
+    if let Err(e) = super::catch_up::request_catch_up(svc, &connector.member_id, &connector.id).await {
         tracing::warn!(connector_id = connector.id, "first catch-up not queued (the schedule makes it): {e:#}");
     }
     tracing::info!(connector_id = connector.id, "Telegram account connected");

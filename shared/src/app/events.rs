@@ -8,7 +8,7 @@ use super::install::{CONNECTOR_ID, InstallGrant, line_gone, register_portal, uni
 use super::{AppError, ErrorKind, Services};
 use crate::crypto::Secret;
 use crate::i18n::Lang;
-use crate::jobs::{Job, OperatorMessage};
+use crate::work::{Job, OperatorMessage};
 
 #[derive(Deserialize)]
 struct Envelope {

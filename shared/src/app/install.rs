@@ -10,7 +10,7 @@ use super::{AppError, ErrorKind, Services};
 use crate::crypto::Secret;
 use crate::domain::EntityType;
 use crate::i18n::{Lang, text};
-use crate::jobs::Job;
+use crate::work::Job;
 use crate::repo::portals::{Portal, TimelineLook, TokenOwner, UserAuth};
 
 /// Our connector's id in Open Lines.

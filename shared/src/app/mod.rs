@@ -1,6 +1,7 @@
 //! Use cases: what the routes and jobs do, over the ports and repositories.
 
 pub mod card;
+pub mod catch_up;
 pub mod connectors;
 pub mod events;
 pub mod install;

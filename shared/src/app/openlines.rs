@@ -15,10 +15,9 @@ use crate::domain::lease::Claim;
 use crate::domain::message::ActivityShown;
 use crate::domain::{Message, MessageStatus, OpenLineChat, Publication, PublicationMode, SendAs, TelegramUser};
 use crate::i18n::text;
-use crate::jobs::catch_up::RECEIVED_FILE_LIMIT;
 use crate::repo::RepoError;
 use crate::repo::connectors::Connector;
-use crate::repo::mailbox::Received;
+use crate::repo::mailbox::{RECEIVED_FILE_LIMIT, Received};
 use crate::repo::openlines::{ChatLink, external_chat_id, external_user_id};
 use crate::repo::portals::TimelineLook;
 
@@ -463,7 +462,7 @@ async fn forward(svc: &Services, portal: &mut PortalClient<'_>, connector_id: &s
 /// to them (`im-notify-system-add.md`: any user may be notified with the app's token; an
 /// `im.message.add` into the chat needs a member's, `im-message-add.md`). Open Lines has no
 /// "undelivered" status.
-pub async fn report_undelivered(svc: &Services, member_id: &str, reply: &crate::jobs::OperatorMessage, failure: &crate::domain::Failure) -> Result<(), AppError> {
+pub async fn report_undelivered(svc: &Services, member_id: &str, reply: &crate::work::OperatorMessage, failure: &crate::domain::Failure) -> Result<(), AppError> {
     if reply.user_id == 0 {
         return Ok(());
     }

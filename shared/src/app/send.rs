@@ -11,7 +11,7 @@ use crate::clock::now_millis;
 use crate::domain::message::{MAX_PARTS, TEXT_LIMIT, split_text};
 use crate::domain::{Failure, Message, MessageStatus, Part, Publication, PublicationMode, Peer, RecipientKey, SendAs, TelegramUser};
 use crate::i18n::{Lang, text};
-use crate::jobs::Job;
+use crate::work::Job;
 use crate::ports::TelegramError;
 use crate::repo::connectors::{Connector, ConnectorStatus};
 use crate::repo::resolutions::Resolution;

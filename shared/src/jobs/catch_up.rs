@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use super::{Job, Outcome, backoff, note_connector};
+use super::{Outcome, backoff, note_connector};
+use crate::work::Job;
 use crate::app::Services;
+use crate::app::catch_up::request_catch_up;
 use crate::app::send::publish_job;
 use crate::app::uploads::safe_name;
 use crate::domain::formatting::to_bbcode;
 use crate::ports::{Account, Difference, IncomingMessage, Peer, RemoteFile, TelegramError, Update};
 use crate::repo::RepoError;
 use crate::repo::connectors::{Connector, ConnectorStatus};
-use crate::repo::mailbox::{CatchUpState, Received, ReceivedFile, Sent};
+use crate::repo::mailbox::{CatchUpState, RECEIVED_FILE_LIMIT, Received, ReceivedFile, Sent};
 use crate::repo::openlines::external_chat_id;
 
 /// Slices read per job; a longer backlog goes on in the next job.
@@ -41,19 +43,6 @@ impl From<RepoError> for Stop {
     }
 }
 
-/// Queues a catch-up of the connector unless one is queued and not started yet.
-pub async fn request(svc: &Services, member_id: &str, connector_id: &str) -> anyhow::Result<()> {
-    if svc.mailbox.queue_catch_up(connector_id).await? {
-        let job = Job::CatchUp { member_id: member_id.to_owned(), connector_id: connector_id.to_owned() };
-        if let Err(e) = job.enqueue(svc.queue.as_ref(), Duration::ZERO).await {
-            // No job stands behind the marker: the next request must queue one.
-            svc.mailbox.catch_up_started(connector_id).await?;
-            return Err(e.into());
-        }
-    }
-    Ok(())
-}
-
 /// The schedule's tick: a catch-up for every connected account.
 pub async fn request_all(svc: &Services, receive_count: u32) -> Outcome {
     let connectors = match svc.connectors.all().await {
@@ -61,7 +50,7 @@ pub async fn request_all(svc: &Services, receive_count: u32) -> Outcome {
         Err(e) => return Outcome::RetryAfter(storage_failed(e.to_string(), receive_count)),
     };
     for c in connectors {
-        if let Err(e) = request(svc, &c.member_id, &c.id).await {
+        if let Err(e) = request_catch_up(svc, &c.member_id, &c.id).await {
             tracing::error!(connector_id = c.id, "catch-up not queued: {e:#}");
         }
     }
@@ -130,7 +119,7 @@ async fn read_updates(svc: &Services, connector: &Connector) -> Result<(), Stop>
         }
     }
     // A long backlog: the rest in a job of its own, after what else waits for this account.
-    request(svc, &connector.member_id, &connector.id).await.map_err(|e| Stop::Storage(format!("{e:#}")))
+    request_catch_up(svc, &connector.member_id, &connector.id).await.map_err(|e| Stop::Storage(format!("{e:#}")))
 }
 
 /// Handles one difference in order; the newest client message id in it.
@@ -199,9 +188,6 @@ async fn accepts(svc: &Services, connector: &Connector, peer: Peer) -> Result<bo
         || svc.openlines.chat(&connector.member_id, &external_chat_id(&connector.id, peer)).await?.is_some())
 }
 
-/// The largest file a catch-up brings over: more would hold the account's queue (and its
-/// sends) longer than a worker runs.
-pub const RECEIVED_FILE_LIMIT: u64 = 50 * 1024 * 1024;
 
 /// Streams a client's file from Telegram into storage.
 async fn store_file(svc: &Services, account: &Account, telegram_id: i32, file: &RemoteFile) -> Result<ReceivedFile, Stop> {

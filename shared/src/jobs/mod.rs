@@ -11,100 +11,14 @@ pub mod sync;
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::app::openlines::{self, retryable};
 use crate::app::{AppError, Progress, Services, install};
 use crate::domain::Failure;
-use crate::ports::{Delivery, JobQueue, Queue, QueueError, TelegramError};
+use crate::ports::{Delivery, TelegramError};
+use crate::work::Job;
 use crate::repo::connectors::ConnectorStatus;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Job {
-    /// Send a stored message through Telegram.
-    Send { message_id: String, connector_id: String },
-    /// Mirror a message into its Open Line chat and its CRM activity.
-    Publish { message_id: String, member_id: String },
-    /// Read what happened on a connected account since the last look.
-    CatchUp { member_id: String, connector_id: String },
-    /// The schedule's tick: a catch-up for every connected account.
-    CatchUpAll,
-    /// Clients' messages, stored by the catch-up, into the connector's Open Line.
-    ForwardReceived { member_id: String, connector_id: String, telegram_ids: Vec<i32> },
-    /// The client read an operator's reply: tell Open Lines.
-    Reading { member_id: String, line: String, external_chat_id: String, ol_chat_id: u64, im_message_id: u64 },
-    /// A message written into one of our Open Line chats: an operator's reply for the
-    /// client, or our own publication come back.
-    Reply(OperatorMessage),
-    /// Register the card tabs, the connector and the events (after `ONAPPINSTALL` or an update).
-    SetUp { member_id: String },
-    /// Copy a connector's Telegram contacts into its resolutions (first use).
-    SyncContacts { member_id: String, connector_id: String },
-    /// The portal uninstalled the app: sign a connector's account out and forget it.
-    SignOut { member_id: String, connector_id: String, telegram_user_id: i64 },
-    /// The portal uninstalled the app: delete what it left.
-    ForgetPortal { member_id: String },
-}
-
-/// One message of an `OnImConnectorMessageAdd` event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OperatorMessage {
-    pub member_id: String,
-    pub connector_id: String,
-    pub line: String,
-    pub external_chat_id: String,
-    pub ol_chat_id: u64,
-    pub im_message_id: u64,
-    /// Who wrote it: told when it cannot reach the client (0 for Open Lines' own messages).
-    #[serde(default)]
-    pub user_id: u64,
-    pub text: String,
-}
-
-impl Job {
-    pub fn to_body(&self) -> String {
-        serde_json::to_string(self).expect("jobs serialize")
-    }
-
-    /// Jobs of one group run one at a time: one Telegram session, one connection (the FIFO
-    /// telegram queue on AWS, the embedded runner locally). The openline queue is a standard
-    /// one on AWS: its groups keep order only in the embedded runner's grouped mode (tests run
-    /// it unordered), so its jobs must not depend on it: each claims its work and records it.
-    pub fn group(&self) -> &str {
-        match self {
-            Self::Send { connector_id, .. }
-            | Self::CatchUp { connector_id, .. }
-            | Self::SyncContacts { connector_id, .. }
-            | Self::SignOut { connector_id, .. } => connector_id,
-            Self::Reply(m) => &m.connector_id,
-            Self::Publish { member_id, .. }
-            | Self::SetUp { member_id }
-            | Self::ForwardReceived { member_id, .. }
-            | Self::Reading { member_id, .. }
-            | Self::ForgetPortal { member_id } => member_id,
-            Self::CatchUpAll => "schedule",
-        }
-    }
-
-    /// Telegram work goes to the telegram-worker, portal work to the openline-worker.
-    pub fn queue(&self) -> JobQueue {
-        match self {
-            Self::Send { .. } | Self::CatchUp { .. } | Self::Reply(_) | Self::SyncContacts { .. } | Self::SignOut { .. } => JobQueue::Telegram,
-            Self::Publish { .. }
-            | Self::SetUp { .. }
-            | Self::CatchUpAll
-            | Self::ForwardReceived { .. }
-            | Self::Reading { .. }
-            | Self::ForgetPortal { .. } => JobQueue::Openline,
-        }
-    }
-
-    pub async fn enqueue(&self, queue: &dyn Queue, delay: Duration) -> Result<(), QueueError> {
-        queue.send(self.queue(), &self.to_body(), self.group(), delay).await
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {

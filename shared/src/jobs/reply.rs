@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use super::{OperatorMessage, Outcome, backoff, note_connector, portal_outcome};
+use super::{Outcome, backoff, note_connector, portal_outcome};
+use crate::work::OperatorMessage;
 use crate::app::openlines::{confirm_delivery, report_undelivered};
 use crate::app::{AppError, Services};
 use crate::domain::Failure;

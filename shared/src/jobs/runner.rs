@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use super::{Job, Outcome, handle};
+use super::{Outcome, handle};
+use crate::work::Job;
 use crate::adapters::SqliteQueue;
 use crate::app::Services;
 use crate::ports::{Delivery, JobQueue, Queue};

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use super::{Outcome, backoff, catch_up, note_connector};
+use super::{Outcome, backoff, note_connector};
+use crate::app::catch_up::request_catch_up;
 use crate::app::Services;
 use crate::app::send::publish_job;
 use crate::app::uploads::MAX_VOICE;
@@ -158,7 +159,7 @@ async fn hand_on(svc: &Services, message: &Message) -> anyhow::Result<()> {
     if let (MessageStatus::Sent, Some(last)) = (message.status, message.last_telegram_id()) {
         let sent = Sent::Message { message_id: message.id.clone() };
         svc.mailbox.sent(&message.connector_id, message.peer.user_id, last, &sent).await?;
-        catch_up::request(svc, &message.member_id, &message.connector_id).await?;
+        request_catch_up(svc, &message.member_id, &message.connector_id).await?;
     }
     Ok(())
 }

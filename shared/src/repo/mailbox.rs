@@ -11,6 +11,10 @@ use crate::domain::TelegramUser;
 use crate::domain::lease::{Claim, Lease, Leased};
 use crate::ports::UpdatesState;
 
+/// The largest file a catch-up brings over: more would hold the account's queue (and its
+/// sends) longer than a worker runs.
+pub const RECEIVED_FILE_LIMIT: u64 = 50 * 1024 * 1024;
+
 const STATE_SK: &str = "catchup";
 const PENDING_SK: &str = "catchup#pending";
 /// A queued catch-up that never ran (a lost job) stops holding back new ones after this.

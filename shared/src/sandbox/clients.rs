@@ -16,7 +16,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::telegram::{ClientFile, ReceivedMessage, SimUser};
-use super::{Sandbox, form_or_json};
+use super::Sandbox;
+use super::portal::form_or_json;
 use crate::domain::voice::silent_ogg;
 use crate::ports::IncomingKind;
 

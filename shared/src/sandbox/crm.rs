@@ -10,8 +10,7 @@
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::portal::{Answer, page};
-use super::state::{Grant, Params, PortalState, RestError, SimActivity, access_denied, number, required_id, scalar};
+use super::state::{Answer, Grant, Params, PortalState, RestError, SimActivity, page, access_denied, number, required_id, scalar};
 use crate::domain::EntityType;
 
 /// The system logos of the timeline. The docs name `call` and `arrow-down` in their example

@@ -13,13 +13,12 @@ pub mod tracker;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Html;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use minijinja::HtmlEscape;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::app::Services;
@@ -299,15 +298,6 @@ async fn telegram_scan_qr(State(sandbox): SandboxState, Json(r): Json<ScanReques
 
 async fn telegram_messages(State(sandbox): SandboxState) -> Json<Value> {
     Json(json!({ "messages": sandbox.telegram.received() }))
-}
-
-/// A sandbox page's form, or the same fields as JSON from a test: the fields, and whether
-/// they came from a form (whose answer is the page again).
-pub(crate) fn form_or_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> (Result<T, String>, bool) {
-    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let is_form = content_type.starts_with("application/x-www-form-urlencoded");
-    let parsed = if is_form { serde_urlencoded::from_bytes(body).map_err(|e| e.to_string()) } else { serde_json::from_slice(body).map_err(|e| e.to_string()) };
-    (parsed, is_form)
 }
 
 #[derive(Deserialize)]

@@ -14,9 +14,8 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::portal::Answer;
 use super::state::{
-    Caused, Grant, OlMessage, Params, PortalState, RestError, SimChat, access_denied, arg_error, flag, number, required, required_id,
+    Answer, Caused, Grant, OlMessage, Params, PortalState, RestError, SimChat, access_denied, arg_error, flag, number, required, required_id,
     scalar, text_param,
 };
 use crate::domain::EntityType;

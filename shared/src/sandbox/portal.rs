@@ -13,42 +13,19 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use super::state::{Caused, Grant, Params, PortalState, RestError, SimPortal, access_denied, text_param};
+use super::state::{Answer, Caused, Grant, Params, PortalState, RestError, SimPortal, access_denied, page, text_param};
 use crate::clock::{now_millis, now_secs};
 
 const TOKEN_LIFETIME: i64 = 3600;
-/// "The results page size is always static: 50 records" (`api-reference/user/user-get.md`).
-pub const PAGE_SIZE: usize = 50;
 /// Method time is counted in one-minute baskets over 10 minutes (`settings/performance/limits.md`).
 const OPERATING_WINDOW_SECS: i64 = 600;
-
-/// A method's answer: `result`, and for list methods `total` and `next`.
-pub struct Answer {
-    pub result: Value,
-    pub total: Option<usize>,
-    pub next: Option<usize>,
-}
-
-impl From<Value> for Answer {
-    fn from(result: Value) -> Self {
-        Self { result, total: None, next: None }
-    }
-}
-
-/// One page of a list method from the `start` parameter: 50 rows, `next` while more remain.
-pub fn page(rows: Vec<Value>, params: &Params) -> Answer {
-    let start = text_param(params, "start").and_then(|s| s.parse::<usize>().ok()).unwrap_or(0);
-    let total = rows.len();
-    let result: Vec<Value> = rows.into_iter().skip(start).take(PAGE_SIZE).collect();
-    let next = (start + PAGE_SIZE < total).then_some(start + PAGE_SIZE);
-    Answer { result: Value::Array(result), total: Some(total), next }
-}
 
 /// What Bitrix24 hands an app when an administrator installs it.
 pub struct InstallGrant {
@@ -527,8 +504,8 @@ struct OperatorMessage {
 }
 
 /// An employee writes into an Open Line chat (JSON, or the form of the sandbox page).
-async fn operator_writes(State(portal): PortalRef, headers: axum::http::HeaderMap, body: Bytes) -> Response {
-    let (parsed, is_form) = super::form_or_json::<OperatorMessage>(&headers, &body);
+async fn operator_writes(State(portal): PortalRef, headers: HeaderMap, body: Bytes) -> Response {
+    let (parsed, is_form) = form_or_json::<OperatorMessage>(&headers, &body);
     let written = parsed
         .and_then(|m| if m.text.trim().is_empty() { Err("the text is empty".into()) } else { Ok(m) })
         .and_then(|m| portal.operator_writes(m.chat_id, m.user_id, &m.text));
@@ -623,3 +600,11 @@ impl SandboxPortal {
     }
 }
 
+/// A sandbox page's form, or the same fields as JSON from a test: the fields, and whether
+/// they came from a form (whose answer is the page again).
+pub fn form_or_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> (Result<T, String>, bool) {
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let is_form = content_type.starts_with("application/x-www-form-urlencoded");
+    let parsed = if is_form { serde_urlencoded::from_bytes(body).map_err(|e| e.to_string()) } else { serde_json::from_slice(body).map_err(|e| e.to_string()) };
+    (parsed, is_form)
+}

@@ -265,3 +265,27 @@ impl PortalState {
 fn portal_gone() -> RestError {
     RestError::new(StatusCode::INTERNAL_SERVER_ERROR, "PORTAL_DELETED", "Portal was deleted")
 }
+
+/// "The results page size is always static: 50 records" (`api-reference/user/user-get.md`).
+pub const PAGE_SIZE: usize = 50;
+/// A method's answer: `result`, and for list methods `total` and `next`.
+pub struct Answer {
+    pub result: Value,
+    pub total: Option<usize>,
+    pub next: Option<usize>,
+}
+
+impl From<Value> for Answer {
+    fn from(result: Value) -> Self {
+        Self { result, total: None, next: None }
+    }
+}
+
+/// One page of a list method from the `start` parameter: 50 rows, `next` while more remain.
+pub fn page(rows: Vec<Value>, params: &Params) -> Answer {
+    let start = text_param(params, "start").and_then(|s| s.parse::<usize>().ok()).unwrap_or(0);
+    let total = rows.len();
+    let result: Vec<Value> = rows.into_iter().skip(start).take(PAGE_SIZE).collect();
+    let next = (start + PAGE_SIZE < total).then_some(start + PAGE_SIZE);
+    Answer { result: Value::Array(result), total: Some(total), next }
+}
