@@ -685,3 +685,29 @@ async fn a_forward_that_failed_is_posted_on_its_retry() {
     assert_eq!(forwarded(&app.ol_messages().await), 1, "posted on the retry");
     assert!(app.app.services.mailbox.received("sales", 502).await.unwrap().unwrap().forwarded);
 }
+
+#[tokio::test]
+async fn a_quiet_portals_own_tokens_are_refreshed_before_they_die() {
+    let app = spawn_app().await;
+    let services = &app.app.services;
+    let app_owner = shared::repo::portals::TokenOwner::App;
+    let stored = || async { services.portals.auth(seed::DEMO_MEMBER_ID, app_owner).await.unwrap().unwrap().refresh_token.unwrap().expose().to_owned() };
+    let before = stored().await;
+    // Fresh tokens are left alone: no refresh token is spent for nothing.
+    shared::app::portal::keep_portals_alive(services, shared::app::portal::KEEP_ALIVE_AFTER).await.unwrap();
+    assert_eq!(stored().await, before);
+    // Past the age, the pair is traded for a new one (the old refresh token is spent).
+    shared::app::portal::keep_portals_alive(services, Duration::ZERO).await.unwrap();
+    let after = stored().await;
+    assert_ne!(after, before);
+    let url = app.url(&format!("/sandbox/portal/oauth/token/?grant_type=refresh_token&client_id={}&client_secret={}&refresh_token={before}",
+        shared::sandbox::CLIENT_ID, shared::sandbox::CLIENT_SECRET));
+    let spent = app.http.get(url).send().await.unwrap();
+    assert_eq!(spent.status(), StatusCode::BAD_REQUEST, "the old refresh token was used up");
+    // The schedule's first tick of the day claimed the daily keep-alive: no second one today.
+    eventually(WAIT, "the day's keep-alive claimed by the schedule", || async {
+        app.app.queue.jobs_due_within(Duration::ZERO).await.ok();
+        (!services.portals.claim_daily_keep_alive().await.unwrap()).then_some(())
+    })
+    .await;
+}

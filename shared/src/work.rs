@@ -17,8 +17,11 @@ pub enum Job {
     Publish { message_id: String, member_id: String },
     /// Read what happened on a connected account since the last look.
     CatchUp { member_id: String, connector_id: String },
-    /// The schedule's tick: a catch-up for every connected account.
+    /// The schedule's tick: a catch-up for every connected account (and, once a day, the
+    /// keep-alive of quiet portals' tokens).
     CatchUpAll,
+    /// Refresh the own tokens of portals that went quiet, before their refresh tokens die.
+    KeepPortalsAlive,
     /// Clients' messages, stored by the catch-up, into the connector's Open Line.
     ForwardReceived { member_id: String, connector_id: String, telegram_ids: Vec<i32> },
     /// The client read an operator's reply: tell Open Lines.
@@ -72,7 +75,7 @@ impl Job {
             | Self::ForwardReceived { member_id, .. }
             | Self::Reading { member_id, .. }
             | Self::ForgetPortal { member_id } => member_id,
-            Self::CatchUpAll => "schedule",
+            Self::CatchUpAll | Self::KeepPortalsAlive => "schedule",
         }
     }
 
@@ -83,6 +86,7 @@ impl Job {
             Self::Publish { .. }
             | Self::SetUp { .. }
             | Self::CatchUpAll
+            | Self::KeepPortalsAlive
             | Self::ForwardReceived { .. }
             | Self::Reading { .. }
             | Self::ForgetPortal { .. } => JobQueue::Openline,

@@ -68,7 +68,8 @@ impl<'a> PortalClient<'a> {
         parse_batch(&answer).map_err(portal_error)
     }
 
-    async fn refresh(&mut self) -> Result<(), AppError> {
+    /// Trades the refresh token for a new pair now, and stores it.
+    pub async fn refresh(&mut self) -> Result<(), AppError> {
         let refresh_token = self.auth.refresh_token.as_ref().ok_or_else(session_gone)?;
         let grant = match self.svc.bitrix.refresh(refresh_token).await {
             Ok(grant) => grant,
@@ -87,6 +88,28 @@ impl<'a> PortalClient<'a> {
         self.svc.portals.save_auth(&self.portal.member_id, self.owner, &self.auth).await?;
         Ok(())
     }
+}
+
+/// A refresh token lives 180 days and each use renews it (`settings/oauth/auto-renewal.md`);
+/// a portal whose own pair is older than this is refreshed, so a quiet portal is not lost.
+pub const KEEP_ALIVE_AFTER: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// Refreshes the own tokens of every portal whose pair is older than `older_than`. A portal
+/// that refuses is logged and skipped: the others still get theirs.
+pub async fn keep_portals_alive(svc: &Services, older_than: std::time::Duration) -> Result<(), AppError> {
+    let due_before = crate::clock::now_secs() - older_than.as_secs() as i64;
+    for member_id in svc.portals.all().await? {
+        let obtained = svc.portals.auth_obtained_at(&member_id, TokenOwner::App).await?;
+        if obtained.is_none_or(|at| at > due_before) {
+            continue;
+        }
+        let refreshed = async { PortalClient::app(svc, &member_id).await?.refresh().await };
+        match refreshed.await {
+            Ok(()) => tracing::info!(member_id, "a quiet portal's tokens refreshed"),
+            Err(e) => tracing::warn!(member_id, code = e.code, "a quiet portal's tokens could not be refreshed: {e}"),
+        }
+    }
+    Ok(())
 }
 
 pub fn unknown_portal() -> AppError {

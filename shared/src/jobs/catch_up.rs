@@ -45,6 +45,9 @@ impl From<RepoError> for Stop {
 
 /// The schedule's tick: a catch-up for every connected account.
 pub async fn request_all(svc: &Services, receive_count: u32) -> Outcome {
+    if let Err(e) = request_daily_keep_alive(svc).await {
+        tracing::error!("the portals' keep-alive not queued: {e:#}");
+    }
     let connectors = match svc.connectors.all().await {
         Ok(all) => all,
         Err(e) => return Outcome::RetryAfter(storage_failed(e.to_string(), receive_count)),
@@ -55,6 +58,14 @@ pub async fn request_all(svc: &Services, receive_count: u32) -> Outcome {
         }
     }
     Outcome::Done
+}
+
+/// The first tick of each day queues the keep-alive of quiet portals' tokens.
+async fn request_daily_keep_alive(svc: &Services) -> anyhow::Result<()> {
+    if svc.portals.claim_daily_keep_alive().await? {
+        Job::KeepPortalsAlive.enqueue(svc.queue.as_ref(), Duration::ZERO).await?;
+    }
+    Ok(())
 }
 
 fn storage_failed(e: String, receive_count: u32) -> Duration {

@@ -100,6 +100,10 @@ pub async fn handle(svc: &Services, delivery: &Delivery) -> Outcome {
             catch_up::catch_up(svc, &member_id, &connector_id, receive).instrument(span).await
         }
         Job::CatchUpAll => catch_up::request_all(svc, receive).instrument(tracing::info_span!("catch_up_all")).await,
+        Job::KeepPortalsAlive => {
+            let kept = crate::app::portal::keep_portals_alive(svc, crate::app::portal::KEEP_ALIVE_AFTER);
+            async { portal_outcome(kept.await, receive) }.instrument(tracing::info_span!("keep_portals_alive")).await
+        }
         Job::ForwardReceived { member_id, connector_id, telegram_ids } => {
             let span = tracing::info_span!("forward", connector_id = %connector_id, receive);
             let forwarded = openlines::forward_received(svc, &member_id, &connector_id, &telegram_ids);

@@ -65,6 +65,9 @@ pub enum TokenOwner {
 struct SealedAuth {
     access_token: String,
     refresh_token: Option<String>,
+    /// When the pair was obtained (unix seconds): a refresh token unused for 180 days dies.
+    #[serde(default)]
+    obtained_at: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -74,6 +77,8 @@ pub struct UserAuth {
 }
 
 const PORTAL_SK: &str = "portal";
+/// Every installed portal, listed for the daily keep-alive of quiet portals' tokens.
+const ALL_PK: &str = "portals";
 const AUTH_PREFIX: &str = "auth#";
 const APPLICATION_TOKEN_CONTEXT: &str = "application_token";
 
@@ -104,7 +109,20 @@ impl Portals {
     }
 
     pub async fn save(&self, portal: &Portal) -> Result<(), RepoError> {
+        self.records.put(ALL_PK, &portal.member_id, &portal.member_id, None).await?;
         self.records.put(&portal_pk(&portal.member_id), PORTAL_SK, portal, None).await
+    }
+
+    /// `true` for the first caller of the day (UTC): the daily keep-alive is this one's to queue.
+    pub async fn claim_daily_keep_alive(&self) -> Result<bool, RepoError> {
+        let day = crate::clock::now_secs() / 86_400;
+        let two_days = std::time::Duration::from_secs(2 * 86_400);
+        self.records.create("schedule", &format!("keepalive#{day}"), &true, Some(two_days)).await
+    }
+
+    /// The `member_id` of every installed portal.
+    pub async fn all(&self) -> Result<Vec<String>, RepoError> {
+        self.records.query(ALL_PK, "", usize::MAX >> 1, false).await
     }
 
     /// Applies `change` to the stored portal; the portal as stored after.
@@ -132,8 +150,15 @@ impl Portals {
         let sealed = SealedAuth {
             access_token: self.sealer.seal_str(auth.access_token.expose(), &context),
             refresh_token: auth.refresh_token.as_ref().map(|t| self.sealer.seal_str(t.expose(), &context)),
+            obtained_at: crate::clock::now_secs(),
         };
         self.records.put(&pk, &sk, &sealed, None).await
+    }
+
+    /// When the stored pair was obtained (unix seconds; 0 for pairs stored before this was kept).
+    pub async fn auth_obtained_at(&self, member_id: &str, owner: TokenOwner) -> Result<Option<i64>, RepoError> {
+        let stored = self.records.get::<SealedAuth>(&portal_pk(member_id), &auth_sk(owner)).await?;
+        Ok(stored.map(|s| s.value.obtained_at))
     }
 
     /// `None` when absent or when it no longer opens (key rotated): the user reopens the tab.
@@ -159,6 +184,7 @@ impl Portals {
     pub async fn delete(&self, member_id: &str) -> Result<(), RepoError> {
         let pk = portal_pk(member_id);
         self.records.delete_prefix(&pk, AUTH_PREFIX).await?;
-        self.records.delete(&pk, PORTAL_SK).await
+        self.records.delete(&pk, PORTAL_SK).await?;
+        self.records.delete(ALL_PK, member_id).await
     }
 }
