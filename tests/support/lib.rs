@@ -3,6 +3,7 @@
 
 pub mod contracts;
 pub mod moto;
+pub mod samples;
 
 use std::time::Duration;
 
@@ -252,6 +253,21 @@ impl TestApp {
 /// An idempotency key no earlier submit used.
 pub fn fresh_key() -> String {
     format!("k{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}
+
+/// The jobs waiting on `queue`, taken off it.
+pub async fn drain(svc: &shared::app::Services, queue: shared::ports::JobQueue) -> Vec<shared::jobs::Job> {
+    let mut jobs = Vec::new();
+    loop {
+        let got = svc.queue.receive(queue, 10, Duration::from_secs(30)).await.expect("the queue answers");
+        if got.is_empty() {
+            return jobs;
+        }
+        for delivery in got {
+            svc.queue.delete(queue, &delivery.receipt).await.expect("the queue answers");
+            jobs.push(serde_json::from_str(&delivery.body).expect("a job"));
+        }
+    }
 }
 
 /// Polls `probe` until it gives `Some`, or fails after `within` with `what`.
