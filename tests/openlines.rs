@@ -153,7 +153,7 @@ async fn incoming_publication_creates_the_chat_as_the_client_marked_olchat() {
     assert_eq!(messages[1]["chat_id"].as_u64(), Some(chat_id));
     let job = json!({ "kind": "publish", "message_id": first, "member_id": seed::DEMO_MEMBER_ID }).to_string();
     assert_eq!(app.run_job(&job, 2).await, shared::jobs::Outcome::Done);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled().await;
     assert_eq!(app.ol_messages().await.len(), 2);
     assert_eq!(app.telegram_messages().await.len(), 2);
     assert_eq!(app.portal_state(seed::DEMO_MEMBER_ID).await["chats"].as_array().unwrap().len(), 1);
@@ -171,7 +171,7 @@ async fn outgoing_publication_is_the_employees_and_its_echo_is_confirmed_not_res
     // The sandbox echoes it as OnImConnectorMessageAdd: its delivery is confirmed...
     eventually(WAIT, "the echo's delivery status", || async { (app.ol_messages().await[0]["delivered"] == true).then_some(()) }).await;
     // ...and the client does not get it a second time.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled().await;
     let received = app.telegram_messages().await;
     assert_eq!(received.len(), 1, "{received:?}");
 }
@@ -244,7 +244,7 @@ async fn the_activity_shows_a_failure_with_its_reason() {
     assert_eq!(failed["status"]["type"], "failure");
     let reason = failed["layout"]["body"]["blocks"]["reason"]["properties"]["value"].as_str().unwrap();
     assert!(reason.contains("only from their contacts"), "{reason}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled().await;
     assert!(app.ol_messages().await.is_empty(), "an undelivered message is not published");
 }
 
@@ -281,7 +281,7 @@ async fn an_operator_reply_reaches_the_client_once_formatted() {
     let job = json!({ "kind": "reply", "member_id": seed::DEMO_MEMBER_ID, "connector_id": "sales", "line": "1",
         "external_chat_id": "sales-1001", "ol_chat_id": chat, "im_message_id": reply, "text": "[b]Good news[/b]" });
     assert_eq!(app.run_job(&job.to_string(), 2).await, shared::jobs::Outcome::Done);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled().await;
     assert_eq!(app.telegram_messages().await.len(), 2);
 
     // With the signature setting off, the operator's name is stripped.
@@ -329,7 +329,7 @@ async fn events_without_the_portals_application_token_are_refused_and_nothing_is
     for garbage in ["", "not an event", "event=X"] {
         assert_eq!(app.post_event(garbage).await, StatusCode::BAD_REQUEST, "{garbage:?}");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.settled().await;
     assert_eq!(app.telegram_messages().await.len(), 1, "nothing forged reached Telegram");
     assert!(app.app.services.portals.get(seed::DEMO_MEMBER_ID).await.unwrap().is_some(), "no forged uninstall");
     assert_eq!(app.get(&token, "/api/card").await.status, StatusCode::OK);
@@ -359,7 +359,7 @@ async fn create_chat_creates_it_once_and_invites_the_chosen_employees() {
     let id = app.send_published(&token, IVAN, "In the same chat", "incoming", false).await;
     app.wait_for_status(&token, &id, "sent", WAIT).await;
     assert_eq!(ol_messages(&app, 2).await[1]["chat_id"].as_u64(), Some(chat_id));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled().await;
     assert_eq!(app.telegram_messages().await.len(), 1, "the chat's opening note is not sent to the client");
 
     let cases = [
@@ -418,10 +418,14 @@ async fn uninstall_deletes_the_portals_tokens_and_telegram_sessions() {
     for owner in [shared::repo::portals::TokenOwner::App, shared::repo::portals::TokenOwner::User(1)] {
         assert!(services.portals.auth(seed::DEMO_MEMBER_ID, owner).await.unwrap().is_none());
     }
-    assert!(app.open_card("lead", 1, "en").await.is_err(), "an uninstalled portal's placement is refused");
-    // Installed again, it works as before.
+    let refused = app.open_card("lead", 1, "en").await.expect_err("an uninstalled portal's placement is refused").to_string();
+    assert!(refused.contains("403") && refused.contains("unknown_portal"), "{refused}");
+    // Installed again, it works as before: the tab opens and its card is read.
     assert_eq!(app.install(seed::DEMO_MEMBER_ID, "page").await.0, 200);
-    assert!(app.open_card("lead", 1, "en").await.is_ok());
+    let token = app.open_card("lead", 1, "en").await.expect("the reinstalled portal's tab opens");
+    let card = app.get(&token, "/api/card").await;
+    assert_eq!(card.status, StatusCode::OK, "{}", card.body);
+    assert!(card.body["recipients"].is_array(), "{}", card.body);
 }
 
 #[tokio::test]

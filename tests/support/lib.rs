@@ -124,6 +124,17 @@ impl TestApp {
         shared::jobs::handle(&self.app.services, &delivery).await
     }
 
+    /// An ordering barrier: returns once every job queued so far, and every job those queued in
+    /// turn, has run to its end (no job queued, running, or due again within the runner's
+    /// visibility). An absence checked after it is an absence, not a race with a sleep.
+    pub async fn settled(&self) {
+        let horizon = shared::jobs::runner::VISIBILITY + Duration::from_secs(1);
+        eventually(Duration::from_secs(30), "every queued job to run to its end", || async {
+            (self.app.queue.jobs_due_within(horizon).expect("the queue answers") == 0).then_some(())
+        })
+        .await
+    }
+
     /// An administrator's token for the connectors API.
     pub async fn admin_token(&self) -> String {
         let (status, page) = self.open_connectors(1, "en").await;
