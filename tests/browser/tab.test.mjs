@@ -290,6 +290,17 @@ describe('the other direction', () => {
         await again.waitFor();
         return again.isChecked();
       });
+      // Olga, whom nobody here wrote to, writes to the sales account: with the box checked,
+      // the next catch-up (5 s) brings her message to the Open Line, as hers.
+      const text = unique('Hi, I saw your ad');
+      await app.json('/sandbox/telegram/reply', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ from_user_id: 1002, to_user_id: 9001, text, attach: 'none' }),
+      });
+      const arrived = await eventually(async () => (await olMessages()).find((m) => m.text === text), { timeout: 20_000 });
+      assert.equal(arrived.direction, 'incoming');
+      assert.equal(arrived.author, 'Olga Smirnova');
       await page.getByLabel(label).first().uncheck();
     } finally {
       await context.close();
