@@ -97,12 +97,12 @@ async fn a_reply_reaches_the_open_line_once_even_when_the_same_difference_is_rea
     app.app.services.mailbox.save_catch_up_state("sales", &before).await.unwrap();
     assert_eq!(catch_up(&app).await, Outcome::Done);
     assert_eq!(catch_up(&app).await, Outcome::Done);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.settled().await;
     assert_eq!(client_messages(&app, 1).await.len(), 1, "posted once");
 
     // And the catch-up goes on from there.
     client_writes(&app, IVAN_ID, "Also, can you invoice us?", "none").await;
-    catch_up(&app).await;
+    assert_eq!(catch_up(&app).await, Outcome::Done);
     assert_eq!(texts(&client_messages(&app, 2).await), ["Thanks! Is delivery included?", "Also, can you invoice us?"]);
 }
 
@@ -113,7 +113,7 @@ async fn documents_and_voice_notes_arrive_as_files_and_formatting_as_bbcode() {
     write_to_ivan(&app, &token, "Send us the details").await;
     client_writes(&app, IVAN_ID, "", "document").await;
     client_writes(&app, IVAN_ID, "", "voice").await;
-    catch_up(&app).await;
+    assert_eq!(catch_up(&app).await, Outcome::Done);
     let files = client_messages(&app, 2).await;
     let names: Vec<&str> = files.iter().map(|m| m["files"][0]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["price-list.pdf", "voice.ogg"]);
@@ -173,7 +173,7 @@ async fn a_gap_too_long_for_a_difference_recovers_without_losing_or_duplicating(
     let token = app.lead_tab().await;
     let ours = write_to_ivan(&app, &token, "Shall we meet?").await;
     client_writes(&app, IVAN_ID, "one", "none").await;
-    catch_up(&app).await;
+    assert_eq!(catch_up(&app).await, Outcome::Done);
     client_messages(&app, 1).await;
 
     // Much happens while nobody looks: two replies, and Ivan reads our message.
@@ -195,8 +195,8 @@ async fn a_gap_too_long_for_a_difference_recovers_without_losing_or_duplicating(
 
     // The catch-up goes on normally, and nothing came twice.
     client_writes(&app, IVAN_ID, "four", "none").await;
-    catch_up(&app).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(catch_up(&app).await, Outcome::Done);
+    app.settled().await;
     assert_eq!(texts(&client_messages(&app, 4).await), ["one", "two", "three", "four"]);
 }
 
@@ -204,10 +204,10 @@ async fn a_gap_too_long_for_a_difference_recovers_without_losing_or_duplicating(
 async fn strangers_reach_the_open_line_only_when_the_connector_accepts_everyone() {
     let app = spawn_manual().await;
     // Initialise the state: the first look starts from now.
-    catch_up(&app).await;
+    assert_eq!(catch_up(&app).await, Outcome::Done);
     client_writes(&app, OLGA_ID, "Hi, I saw your ad", "none").await;
-    catch_up(&app).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(catch_up(&app).await, Outcome::Done);
+    app.settled().await;
     assert!(app.ol_messages().await.is_empty(), "nobody wrote to Olga: not forwarded");
 
     let admin = app.admin_token().await;
@@ -217,7 +217,7 @@ async fn strangers_reach_the_open_line_only_when_the_connector_accepts_everyone(
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
 
     client_writes(&app, OLGA_ID, "Hello again", "none").await;
-    catch_up(&app).await;
+    assert_eq!(catch_up(&app).await, Outcome::Done);
     let forwarded = client_messages(&app, 1).await;
     assert_eq!((forwarded[0]["text"].as_str(), forwarded[0]["author"].as_str()), (Some("Hello again"), Some("Olga Smirnova")));
     assert_eq!(forwarded.len(), 1);
@@ -255,7 +255,7 @@ async fn a_file_too_large_to_bring_over_is_named_and_holds_nothing_up() {
 #[tokio::test]
 async fn an_sqs_batch_retries_a_waiting_job_and_holds_the_rest_of_its_group_behind_it() {
     let app = spawn_manual().await;
-    catch_up(&app).await; // the sales account's first look: its state from now
+    assert_eq!(catch_up(&app).await, Outcome::Done); // the sales account's first look: its state from now
     app.inject_telegram_fault(json!({ "kind": "flood_wait", "seconds": 30 }), "updates", 1).await;
     let record = |id: &str, connector: &str| {
         let job = Job::CatchUp { member_id: seed::DEMO_MEMBER_ID.into(), connector_id: connector.into() };

@@ -8,7 +8,7 @@ use olchat_tests::{TestApp, fresh_key, page_token, spawn_app};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::domain::Formatted;
-use shared::ports::{Media, MediaKind, Peer, Telegram};
+use shared::ports::{Media, MediaKind, Peer, Telegram, TelegramError};
 use shared::sandbox::seed;
 use shared::sandbox::telegram::{EXPIRED_CODE, LOGIN_CODE};
 
@@ -172,23 +172,28 @@ async fn every_media_kind_arrives_as_itself_and_a_repeat_is_dropped() {
         (MediaKind::Document, "document"),
         (MediaKind::Voice { duration_secs: 2, waveform: vec![0; 63] }, "voice"),
     ];
+    let mut ids = Vec::new();
     for (i, (kind, name)) in kinds.into_iter().enumerate() {
         let bytes = vec![7u8; 100_000 + i];
         let media = Media { kind, file_name: format!("f{i}"), mime_type: "application/octet-stream".into(), size: bytes.len() as u64 };
         let body = Box::new(std::io::Cursor::new(bytes));
         let sent = telegram.send_media(&sales, peer, &media, body, &Formatted::plain(name), 500 + i as i64).await.unwrap();
-        assert!(sent.id.is_some());
+        ids.push(sent.id.expect("Telegram names the message it made"));
     }
     let received = app.telegram_messages().await;
     let kinds: Vec<_> = received.iter().map(|m| (m["media"].as_str().unwrap(), m["text"].as_str().unwrap())).collect();
     assert_eq!(kinds, [("photo", "photo"), ("document", "document"), ("voice", "voice")]);
+    let received_ids: Vec<_> = received.iter().map(|m| m["id"].as_i64().unwrap() as i32).collect();
+    assert_eq!(received_ids, ids, "each send answers the id of the message it made");
+    let sizes: Vec<_> = received.iter().map(|m| m["file"]["received_bytes"].as_u64().unwrap()).collect();
+    assert_eq!(sizes, [100_000, 100_001, 100_002], "every byte was read");
 
     let media = Media { kind: MediaKind::Photo, file_name: "again".into(), mime_type: "image/jpeg".into(), size: 3 };
     let again = telegram.send_media(&sales, peer, &media, Box::new(std::io::Cursor::new(vec![1, 2, 3])), &Formatted::plain("x"), 500).await;
     assert_eq!(again.unwrap().id, None, "the same random_id is dropped");
     let short = Media { size: 10, ..media };
     let cut = telegram.send_media(&sales, peer, &short, Box::new(std::io::Cursor::new(vec![1, 2, 3])), &Formatted::plain("x"), 900).await;
-    assert!(cut.is_err(), "a stream shorter than announced is refused");
+    assert!(matches!(&cut, Err(TelegramError::Rejected(code)) if code == "FILE_PARTS_INVALID"), "a stream shorter than announced is refused: {:?}", cut.map(|s| s.id));
     assert_eq!(app.telegram_messages().await.len(), 3);
 }
 

@@ -93,7 +93,7 @@ async fn a_double_submit_sends_once() {
     app.wait_for_status(&token, id, "sent", WAIT).await;
     let again = app.send(&token, body).await;
     assert_eq!(again.body["message_id"], id);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled().await;
     assert_eq!(app.telegram_messages().await.len(), 1);
     assert_eq!(app.get(&token, "/api/messages").await.body["messages"].as_array().unwrap().len(), 1);
 }

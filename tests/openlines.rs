@@ -158,7 +158,7 @@ async fn incoming_publication_creates_the_chat_as_the_client_marked_olchat() {
     assert_eq!(messages[1]["chat_id"].as_u64(), Some(chat_id));
     let job = json!({ "kind": "publish", "message_id": first, "member_id": seed::DEMO_MEMBER_ID }).to_string();
     assert_eq!(app.run_job(&job, 2).await, shared::jobs::Outcome::Done);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled().await;
     assert_eq!(app.ol_messages().await.len(), 2);
     assert_eq!(app.telegram_messages().await.len(), 2);
     assert_eq!(app.portal_state(seed::DEMO_MEMBER_ID).await["chats"].as_array().unwrap().len(), 1);
@@ -252,7 +252,7 @@ async fn the_activity_shows_a_failure_with_its_reason() {
     assert_eq!(failed["status"]["type"], "failure");
     let reason = failed["layout"]["body"]["blocks"]["reason"]["properties"]["value"].as_str().unwrap();
     assert!(reason.contains("only from their contacts"), "{reason}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled().await;
     assert!(app.ol_messages().await.is_empty(), "an undelivered message is not published");
 }
 
@@ -289,7 +289,7 @@ async fn an_operator_reply_reaches_the_client_once_formatted() {
     let job = json!({ "kind": "reply", "member_id": seed::DEMO_MEMBER_ID, "connector_id": "sales", "line": "1",
         "external_chat_id": "sales-1001", "ol_chat_id": chat, "im_message_id": reply, "text": "[b]Good news[/b]" });
     assert_eq!(app.run_job(&job.to_string(), 2).await, shared::jobs::Outcome::Done);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled().await;
     assert_eq!(app.telegram_messages().await.len(), 2);
 
     // With the signature setting off, the operator's name is stripped.
@@ -341,7 +341,7 @@ async fn events_without_the_portals_application_token_are_refused_and_nothing_is
     for garbage in ["", "not an event", "event=X"] {
         assert_eq!(app.post_event(garbage).await, StatusCode::BAD_REQUEST, "{garbage:?}");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.settled().await;
     assert_eq!(app.telegram_messages().await.len(), 1, "nothing forged reached Telegram");
     assert!(app.app.services.portals.get(seed::DEMO_MEMBER_ID).await.unwrap().is_some(), "no forged uninstall");
     assert_eq!(app.get(&token, "/api/card").await.status, StatusCode::OK);
@@ -379,7 +379,7 @@ async fn create_chat_creates_it_once_and_invites_the_chosen_employees() {
     let id = app.send_published(&token, IVAN, "In the same chat", "incoming", false).await;
     app.wait_for_status(&token, &id, "sent", WAIT).await;
     assert_eq!(ol_messages(&app, 2).await[1]["chat_id"].as_u64(), Some(chat_id));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled().await;
     assert_eq!(app.telegram_messages().await.len(), 1, "the chat's opening note is not sent to the client");
 
     let cases = [
@@ -448,7 +448,8 @@ async fn uninstall_signs_the_accounts_out_and_deletes_everything_the_portal_left
     for owner in [shared::repo::portals::TokenOwner::App, shared::repo::portals::TokenOwner::User(1)] {
         assert!(services.portals.auth(member, owner).await.unwrap().is_none());
     }
-    assert!(app.open_card("lead", 1, "en").await.is_err(), "an uninstalled portal's placement is refused");
+    let refused = app.open_card("lead", 1, "en").await.expect_err("an uninstalled portal's placement is refused").to_string();
+    assert!(refused.contains("403") && refused.contains("unknown_portal"), "{refused}");
     eventually(WAIT, "both accounts signed out in the sandbox Telegram", || async {
         let users = app.app.sandbox.telegram.users();
         let signed_in = |id: i64| users.iter().any(|u| u.id == id && u.logged_in);
@@ -468,7 +469,9 @@ async fn uninstall_signs_the_accounts_out_and_deletes_everything_the_portal_left
     assert_eq!(services.messages.claim_idempotency_key(member, 1, "k-uninstall", "fresh").await.unwrap(), "fresh");
     // Installed again, it works as before.
     assert_eq!(app.install(member, "page").await.0, 200);
-    assert!(app.open_card("lead", 1, "en").await.is_ok());
+    let token = app.open_card("lead", 1, "en").await.expect("the reinstalled portal's tab opens");
+    let card = app.get(&token, "/api/card").await;
+    assert_eq!(card.status, StatusCode::OK, "{}", card.body);
 }
 
 #[tokio::test]
@@ -704,10 +707,4 @@ async fn a_quiet_portals_own_tokens_are_refreshed_before_they_die() {
         shared::sandbox::CLIENT_ID, shared::sandbox::CLIENT_SECRET));
     let spent = app.http.get(url).send().await.unwrap();
     assert_eq!(spent.status(), StatusCode::BAD_REQUEST, "the old refresh token was used up");
-    // The schedule's first tick of the day claimed the daily keep-alive: no second one today.
-    eventually(WAIT, "the day's keep-alive claimed by the schedule", || async {
-        app.app.queue.jobs_due_within(Duration::ZERO).await.ok();
-        (!services.portals.claim_daily_keep_alive().await.unwrap()).then_some(())
-    })
-    .await;
 }

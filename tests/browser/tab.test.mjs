@@ -211,6 +211,13 @@ describe('the card tab', () => {
       .find((a) => JSON.stringify(a.layout).includes(marker) && a.status?.title === 'Sent'));
     assert.deepEqual(activity.owner, { type_id: 1, id: 1 }, 'on the lead');
     assert.equal(activity.history.at(-1).title, 'Sent', 'the timeline shows the delivery');
+    // Ivan reads it: within a catch-up interval the same activity shows it read.
+    await app.json('/sandbox/telegram/read', {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user_id: 1001 }),
+    });
+    const read = await eventually(async () => (await app.json('/sandbox/portal/activities')).activities
+      .find((a) => a.id === activity.id && a.status?.title === 'Read'), { timeout: 20_000 });
+    assert.deepEqual(read.history.slice(-2).map((h) => h.title), ['Sent', 'Read'], 'the timeline follows the status');
   }));
 
   test('Copy username puts the @username on the clipboard', () => tab({})(async ({ page }) => {
@@ -290,6 +297,17 @@ describe('the other direction', () => {
         await again.waitFor();
         return again.isChecked();
       });
+      // Olga, whom nobody here wrote to, writes to the sales account: with the box checked,
+      // the next catch-up (5 s) brings her message to the Open Line, as hers.
+      const text = unique('Hi, I saw your ad');
+      await app.json('/sandbox/telegram/reply', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ from_user_id: 1002, to_user_id: 9001, text, attach: 'none' }),
+      });
+      const arrived = await eventually(async () => (await olMessages()).find((m) => m.text === text), { timeout: 20_000 });
+      assert.equal(arrived.direction, 'incoming');
+      assert.equal(arrived.author, 'Olga Smirnova');
       await page.getByLabel(label).first().uncheck();
     } finally {
       await context.close();

@@ -3,6 +3,7 @@
 
 pub mod contracts;
 pub mod moto;
+pub mod samples;
 
 use std::time::Duration;
 
@@ -121,6 +122,17 @@ impl TestApp {
     pub async fn run_job(&self, body: &str, receive_count: u32) -> shared::jobs::Outcome {
         let delivery = shared::ports::Delivery { receipt: format!("test-{receive_count}"), body: body.to_owned(), receive_count };
         shared::jobs::handle(&self.app.services, &delivery).await
+    }
+
+    /// An ordering barrier: returns once every job queued so far, and every job those queued in
+    /// turn, has run to its end (no job queued, running, or due again within the runner's
+    /// visibility). An absence checked after it is an absence, not a race with a sleep.
+    pub async fn settled(&self) {
+        let horizon = shared::jobs::runner::VISIBILITY + Duration::from_secs(1);
+        eventually(Duration::from_secs(30), "every queued job to run to its end", || async {
+            (self.app.queue.jobs_due_within(horizon).expect("the queue answers") == 0).then_some(())
+        })
+        .await
     }
 
     /// An administrator's token for the connectors API.
@@ -252,6 +264,21 @@ impl TestApp {
 /// An idempotency key no earlier submit used.
 pub fn fresh_key() -> String {
     format!("k{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}
+
+/// The jobs waiting on `queue`, taken off it.
+pub async fn drain(svc: &shared::app::Services, queue: shared::ports::JobQueue) -> Vec<shared::work::Job> {
+    let mut jobs = Vec::new();
+    loop {
+        let got = svc.queue.receive(queue, 10, Duration::from_secs(30)).await.expect("the queue answers");
+        if got.is_empty() {
+            return jobs;
+        }
+        for delivery in got {
+            svc.queue.delete(queue, &delivery.receipt).await.expect("the queue answers");
+            jobs.push(serde_json::from_str(&delivery.body).expect("a job"));
+        }
+    }
 }
 
 /// Polls `probe` until it gives `Some`, or fails after `within` with `what`.

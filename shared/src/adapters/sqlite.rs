@@ -160,6 +160,16 @@ impl SqliteQueue {
     pub async fn wait_for_jobs(&self, at_most: Duration) {
         let _ = tokio::time::timeout(at_most, self.arrived.notified()).await;
     }
+
+    /// Jobs queued, being run, or due again within `horizon` (dead ones not counted). None,
+    /// with a horizon beyond the runner's visibility, means every job queued so far has run to
+    /// its end: the tests' ordering barrier.
+    pub fn jobs_due_within(&self, horizon: Duration) -> Result<usize, QueueError> {
+        let conn = self.db.lock();
+        let due = now_millis() + horizon.as_millis() as i64;
+        let count: i64 = conn.query_row("SELECT count(*) FROM jobs WHERE visible_at <= ?1", params![due], |r| r.get(0)).map_err(queue_error)?;
+        Ok(count as usize)
+    }
 }
 
 fn queue_error(e: rusqlite::Error) -> QueueError {
