@@ -70,7 +70,7 @@ async fn every_sample_event_runs_through_its_handler() {
     let svc = services(&config, &settings).await.unwrap();
 
     // Two portals installed on this deployment, both answering at the sandbox portal.
-    let rest = app.app.sandbox.portal.rest_url.clone();
+    let rest = app.app.sandbox().portal.rest_url.clone();
     for (member_id, domain) in [(seed::DEMO_MEMBER_ID, seed::DEMO_DOMAIN), ("8f1d8c3a5b6e4f0a9c2d1e7b3a4c5d6e", "example.bitrix24.com")] {
         let portal = Portal {
             member_id: member_id.into(),
@@ -85,7 +85,7 @@ async fn every_sample_event_runs_through_its_handler() {
         };
         svc.portals.save(&portal).await.unwrap();
     }
-    let (access, refresh) = app.app.sandbox.portal.issue_tokens(seed::DEMO_MEMBER_ID, 1);
+    let (access, refresh) = app.app.sandbox().portal.issue_tokens(seed::DEMO_MEMBER_ID, 1);
     let auth = UserAuth { access_token: Secret::new(access), refresh_token: Some(Secret::new(refresh)) };
     svc.portals.save_auth(seed::DEMO_MEMBER_ID, TokenOwner::User(1), &auth).await.unwrap();
     let sales = Connector {
