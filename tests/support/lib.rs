@@ -2,6 +2,7 @@
 //! way Bitrix24 and the tab drive it (zero2prod's `spawn_app`).
 
 pub mod contracts;
+pub mod deployed;
 pub mod moto;
 
 use std::time::Duration;
