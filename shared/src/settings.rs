@@ -34,7 +34,8 @@ pub struct Settings {
     /// (`OLCHAT_PHONE_PACE_SECS`, default 0 here: the sandbox Telegram needs no pacing).
     pub limits: SafetyLimits,
     /// How often every connected account is caught up with Telegram (`OLCHAT_CATCH_UP_SECS`,
-    /// default 5; 0: only after sends). On AWS an EventBridge rule does this every minute.
+    /// default 5 with the sandbox Telegram, 60 with real Telegram; 0: only after sends). On AWS
+    /// an EventBridge rule does this every minute.
     pub catch_up_every: Option<std::time::Duration>,
     /// Sandbox or real portals, from which credentials are configured.
     pub mode: Mode,
@@ -77,8 +78,10 @@ impl SafetyLimits {
 impl Settings {
     pub fn from_env() -> anyhow::Result<Self> {
         let mode = Mode::from_env()?;
-        // Real Telegram accounts are paced as on Lambda; the sandbox Telegram needs no pacing.
-        let phone_pace_secs = if matches!(&mode, Mode::Real(real) if real.telegram.is_some()) { 3 } else { 0 };
+        // Real Telegram accounts are paced and caught up as on Lambda (a look-up every 3 s, a
+        // catch-up a minute); the sandbox Telegram needs neither.
+        let real_telegram = matches!(&mode, Mode::Real(real) if real.telegram.is_some());
+        let (phone_pace_secs, catch_up_secs) = if real_telegram { (3, 60) } else { (0, 5) };
         Ok(Self {
             addr: parsed("OLCHAT_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             data_dir: var("OLCHAT_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("data")),
@@ -89,7 +92,7 @@ impl Settings {
             public_url: var("OLCHAT_PUBLIC_URL"),
             portal_rate: PortalRate::from_env()?,
             limits: SafetyLimits::from_env(phone_pace_secs)?,
-            catch_up_every: Some(parsed("OLCHAT_CATCH_UP_SECS", 5u64)?).filter(|&s| s > 0).map(std::time::Duration::from_secs),
+            catch_up_every: Some(parsed("OLCHAT_CATCH_UP_SECS", catch_up_secs)?).filter(|&s| s > 0).map(std::time::Duration::from_secs),
             mode,
         })
     }
