@@ -244,7 +244,7 @@ async fn a_file_too_large_to_bring_over_is_named_and_holds_nothing_up() {
     write_to_ivan(&app, &token, "Send the video").await;
     let limit = shared::repo::mailbox::RECEIVED_FILE_LIMIT as usize;
     let video = ClientFile { kind: IncomingKind::Document, file_name: "tour.mp4".into(), mime_type: "video/mp4".into(), bytes: vec![0; limit + 1], duration: None };
-    app.app.sandbox.telegram.reply(IVAN_ID, seed::SALES_ACCOUNT, "Here it is", Some(video)).unwrap();
+    app.app.sandbox().telegram.reply(IVAN_ID, seed::SALES_ACCOUNT, "Here it is", Some(video)).unwrap();
     assert_eq!(catch_up(&app).await, Outcome::Done);
     let forwarded = client_messages(&app, 1).await;
     let text = forwarded[0]["text"].as_str().unwrap();

@@ -68,7 +68,7 @@ async fn every_sample_event_runs_through_its_handler() {
     // A deployment on moto whose Telegram port is the sandbox Telegram (grammers needs a real
     // data centre, which the sandbox is not).
     let mut svc = samples::deployment(&config, &resources, &Sealer::generate_key(), &app).await;
-    svc.telegram = app.app.sandbox.telegram.clone();
+    svc.telegram = app.app.sandbox().telegram.clone();
     let svc = Arc::new(svc);
 
     // The demo portal (the worker samples' message is its), and a second portal, both
@@ -77,7 +77,7 @@ async fn every_sample_event_runs_through_its_handler() {
     let other = Portal {
         member_id: "8f1d8c3a5b6e4f0a9c2d1e7b3a4c5d6e".into(),
         domain: "example.bitrix24.com".into(),
-        client_endpoint: app.app.sandbox.portal.rest_url.clone(),
+        client_endpoint: app.app.sandbox().portal.rest_url.clone(),
         application_token: None,
         line: None,
         keep_operator_signature: true,
@@ -129,7 +129,7 @@ async fn every_sample_event_runs_through_its_handler() {
     run_sqs_sample(&svc, "telegram-worker.json").await;
     let message = svc.messages.get(samples::MESSAGE_ID).await.unwrap().unwrap();
     assert_eq!(message.status, MessageStatus::Sent, "{message:?}");
-    let received = app.app.sandbox.telegram.received();
+    let received = app.app.sandbox().telegram.received();
     let got = received.iter().find(|m| m.text == samples::TEXT).expect("the sample's text reached Telegram");
     assert_eq!((got.from_user_id, got.to_user_id, got.media.as_str()), (seed::SALES_ACCOUNT, samples::IVAN, "text"));
     assert_eq!(message.parts[0].telegram_id, Some(got.id));

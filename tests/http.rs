@@ -513,7 +513,7 @@ async fn the_first_card_starts_the_contact_sync_and_its_contacts_resolve() {
 /// The lead or contact whose Messenger field holds `imol`, once the portal's tracker made it.
 async fn tracked_record(app: &TestApp, imol: &str) -> u64 {
     eventually(WAIT, &format!("a CRM record with {imol}"), || async {
-        let portal = app.app.sandbox.portal.portal(seed::DEMO_MEMBER_ID).unwrap();
+        let portal = app.app.sandbox().portal.portal(seed::DEMO_MEMBER_ID).unwrap();
         let holds = |record: &Value| record["IM"].as_array().is_some_and(|im| im.iter().any(|e| e["VALUE"] == imol));
         portal.records.iter().find(|(_, record)| holds(record)).map(|((_, id), _)| *id)
     })
@@ -522,7 +522,7 @@ async fn tracked_record(app: &TestApp, imol: &str) -> u64 {
 
 /// What another integration does on the portal: a REST call with a token of its own.
 async fn portal_call(app: &TestApp, method: &str, mut params: Value) -> Value {
-    let (access, _) = app.app.sandbox.portal.issue_tokens(seed::DEMO_MEMBER_ID, 1);
+    let (access, _) = app.app.sandbox().portal.issue_tokens(seed::DEMO_MEMBER_ID, 1);
     params["auth"] = json!(access);
     let answer = app.http.post(app.url(&format!("/sandbox/portal/rest/{method}"))).json(&params).send().await.unwrap();
     assert_eq!(answer.status(), StatusCode::OK, "{method}");
@@ -546,17 +546,17 @@ async fn a_client_who_wrote_first_is_found_through_their_open_line_chat_without_
     let catch_up = shared::work::Job::CatchUp { member_id: seed::DEMO_MEMBER_ID.into(), connector_id: "sales".into() }.to_body();
     assert_eq!(app.run_job(&catch_up, 1).await, shared::jobs::Outcome::Done, "the first look starts from now");
     // Olga writes first; the catch-up forwards her message, which opens the Open Line chat.
-    app.app.sandbox.telegram.reply(OLGA_ID, seed::SALES_ACCOUNT, "Do you sell office chairs?", None).unwrap();
+    app.app.sandbox().telegram.reply(OLGA_ID, seed::SALES_ACCOUNT, "Do you sell office chairs?", None).unwrap();
     assert_eq!(app.run_job(&catch_up, 1).await, shared::jobs::Outcome::Done);
     let lead = tracked_record(&app, "imol|olchat_telegram|1|sales-1002|tg1002").await;
 
-    let (usage, lookups) = (app.app.services.safety.today("sales").await.unwrap(), app.app.sandbox.telegram.lookups());
+    let (usage, lookups) = (app.app.services.safety.today("sales").await.unwrap(), app.app.sandbox().telegram.lookups());
     let token = app.open_card("lead", lead, "en").await.unwrap();
     let card = app.get(&token, "/api/card").await.body;
     let olga = recipient(&card, "openline:1|sales-1002|tg1002");
     assert_eq!((olga["state"].as_str(), olga["account"]["user_id"].as_i64()), (Some("found"), Some(OLGA_ID)), "{olga}");
     assert_eq!((olga["account"]["name"].as_str(), olga["source"]["value_type"].as_str()), (Some("Olga Smirnova"), Some("OPENLINE")));
-    assert_eq!(app.app.sandbox.telegram.lookups(), lookups, "no Telegram look-up");
+    assert_eq!(app.app.sandbox().telegram.lookups(), lookups, "no Telegram look-up");
     assert_eq!(app.app.services.safety.today("sales").await.unwrap(), usage, "no budget spent");
 
     // The answer reaches her through the chat's connector, and opens no new chat: she wrote first.
@@ -586,7 +586,7 @@ async fn a_client_who_wrote_first_is_found_through_their_open_line_chat_without_
     let stranger = recipient(&card, "openline:1|sales-4242|tg4242");
     assert_eq!(stranger["state"], "not_found");
     assert!(stranger["explanation"].as_str().unwrap().contains("does not know"), "{stranger}");
-    assert_eq!(app.app.sandbox.telegram.lookups(), lookups);
+    assert_eq!(app.app.sandbox().telegram.lookups(), lookups);
 }
 
 #[tokio::test]

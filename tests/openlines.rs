@@ -110,7 +110,7 @@ async fn installs_the_portal_does_not_confirm_are_refused() {
     let query = format!("DOMAIN={}&PROTOCOL=1&LANG=en", seed::FRESH_DOMAIN);
     assert_eq!(install(query.clone(), form("made-up", "DEFAULT")).await, StatusCode::UNAUTHORIZED);
     // Genuine tokens of another portal, claimed for this one: the OAuth server tells them apart.
-    let (access, refresh) = app.app.sandbox.portal.issue_tokens(seed::DEMO_MEMBER_ID, 1);
+    let (access, refresh) = app.app.sandbox().portal.issue_tokens(seed::DEMO_MEMBER_ID, 1);
     let borrowed = vec![("AUTH_ID", access), ("REFRESH_ID", refresh), ("member_id", seed::FRESH_MEMBER_ID.to_owned()), ("PLACEMENT", "DEFAULT".to_owned())];
     assert_eq!(install(query.clone(), borrowed).await, StatusCode::UNAUTHORIZED);
     // Without a refresh token a first install cannot be verified.
@@ -129,7 +129,7 @@ async fn installs_the_portal_does_not_confirm_are_refused() {
     assert_eq!(install(known, other).await, StatusCode::FORBIDDEN);
     // An employee's genuine token names our app, but only an administrator re-installs: the
     // portal's tokens and application_token stay.
-    let (access, refresh) = app.app.sandbox.portal.issue_tokens(seed::DEMO_MEMBER_ID, 2);
+    let (access, refresh) = app.app.sandbox().portal.issue_tokens(seed::DEMO_MEMBER_ID, 2);
     let employee = vec![("AUTH_ID", access), ("REFRESH_ID", refresh), ("APPLICATION_TOKEN", "chosen-by-employee".to_owned()),
         ("member_id", seed::DEMO_MEMBER_ID.to_owned()), ("PLACEMENT", "DEFAULT".to_owned())];
     assert_eq!(install(format!("DOMAIN={}&LANG=en", seed::DEMO_DOMAIN), employee).await, StatusCode::UNAUTHORIZED);
@@ -451,7 +451,7 @@ async fn uninstall_signs_the_accounts_out_and_deletes_everything_the_portal_left
     let refused = app.open_card("lead", 1, "en").await.expect_err("an uninstalled portal's placement is refused").to_string();
     assert!(refused.contains("403") && refused.contains("unknown_portal"), "{refused}");
     eventually(WAIT, "both accounts signed out in the sandbox Telegram", || async {
-        let users = app.app.sandbox.telegram.users();
+        let users = app.app.sandbox().telegram.users();
         let signed_in = |id: i64| users.iter().any(|u| u.id == id && u.logged_in);
         (!signed_in(seed::SALES_ACCOUNT) && !signed_in(seed::SUPPORT_ACCOUNT)).then_some(())
     })
@@ -478,7 +478,7 @@ async fn uninstall_signs_the_accounts_out_and_deletes_everything_the_portal_left
 async fn the_connector_settings_page_connects_another_line() {
     let app = spawn_app().await;
     let post = |user: u64, line: &str| {
-        let (access, _) = app.app.sandbox.portal.issue_tokens(seed::DEMO_MEMBER_ID, user);
+        let (access, _) = app.app.sandbox().portal.issue_tokens(seed::DEMO_MEMBER_ID, user);
         let options = json!({ "LINE": line, "CONNECTOR": "olchat_telegram", "ACTIVE_STATUS": false }).to_string();
         let form = [("AUTH_ID", access), ("member_id", seed::DEMO_MEMBER_ID.into()), ("PLACEMENT", "SETTING_CONNECTOR".into()), ("PLACEMENT_OPTIONS", options)];
         let request = app.http.post(app.url(&format!("/bitrix/connector?DOMAIN={}&LANG=en", seed::DEMO_DOMAIN))).form(&form);
@@ -512,7 +512,7 @@ async fn the_sandbox_page_lets_a_person_answer_as_an_operator() {
 #[tokio::test]
 async fn an_app_update_sets_up_again_and_may_bring_a_new_application_token() {
     let app = spawn_app().await;
-    let portal = &app.app.sandbox.portal;
+    let portal = &app.app.sandbox().portal;
     let genuine = portal.install(seed::DEMO_MEMBER_ID).unwrap().application_token;
     let update = |application_token: &str, access_token: &str| {
         format!(

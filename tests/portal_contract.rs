@@ -31,7 +31,7 @@ const IVAN: &str = "phone:+79161234567";
 
 /// A fresh access token of our app for `user` on the demo portal.
 fn token(app: &TestApp, user: u64) -> String {
-    app.app.sandbox.portal.issue_tokens(DEMO, user).0
+    app.app.sandbox().portal.issue_tokens(DEMO, user).0
 }
 
 /// `POST /rest/METHOD` with `params` and `auth`: the HTTP status and the body.
@@ -304,7 +304,7 @@ async fn api_reference_common_system_app_info() {
     assert!(info["DAYS"].is_i64() || info["DAYS"].is_null(), "{info}");
     assert_eq!(info["LICENSE"], "ru_project");
 
-    let (other, _) = app.app.sandbox.portal.issue_tokens_of(OTHER_APP_CLIENT_ID, DEMO, EMPLOYEE);
+    let (other, _) = app.app.sandbox().portal.issue_tokens_of(OTHER_APP_CLIENT_ID, DEMO, EMPLOYEE);
     let (status, body) = call_with(&app, &other, "app.info", json!({})).await;
     assert_eq!((status, body["result"]["CODE"].as_str()), (StatusCode::OK, Some(OTHER_APP_CODE)), "{body}");
     assert_ne!(body["result"]["ID"], info["ID"]);
@@ -448,7 +448,7 @@ async fn settings_how_to_call_rest_api_batch() {
 #[tokio::test]
 async fn settings_oauth_auto_renewal() {
     let app = spawn_app().await;
-    let (_, refresh) = app.app.sandbox.portal.issue_tokens(DEMO, EMPLOYEE);
+    let (_, refresh) = app.app.sandbox().portal.issue_tokens(DEMO, EMPLOYEE);
     let renew = |refresh: String, secret: &'static str| {
         let query = [("grant_type", "refresh_token".to_owned()), ("client_id", shared::sandbox::CLIENT_ID.to_owned()),
             ("client_secret", secret.to_owned()), ("refresh_token", refresh)];
@@ -938,7 +938,7 @@ async fn api_reference_crm_timeline_activities_configurable_crm_activity_configu
     docs.say(missing.1["error_description"] == "Element not found", &missing.1);
     any_refusal(&call(&app, EMPLOYEE, "crm.activity.configurable.update", json!({ "id": id, "fields": {} })).await);
     // DOCS ≠ SANDBOX: the sandbox lets any app update it.
-    let (other, _) = app.app.sandbox.portal.issue_tokens_of(OTHER_APP_CLIENT_ID, DEMO, EMPLOYEE);
+    let (other, _) = app.app.sandbox().portal.issue_tokens_of(OTHER_APP_CLIENT_ID, DEMO, EMPLOYEE);
     let foreign = call_with(&app, &other, "crm.activity.configurable.update", update(id)).await;
     docs.say(foreign.0 == StatusCode::BAD_REQUEST && foreign.1["error"] == "ERROR_WRONG_APPLICATION", format!("another app: {} {}", foreign.0, foreign.1));
 }
@@ -1064,7 +1064,7 @@ async fn api_reference_common_events_on_app_uninstall() {
 #[tokio::test]
 async fn settings_app_installation_installation_finish() {
     let app = spawn_app().await;
-    let portal = &app.app.sandbox.portal;
+    let portal = &app.app.sandbox().portal;
     let member = seed::FRESH_MEMBER_ID;
     // The administrator opens the install page; the page's installFinish() is not run yet.
     let grant = portal.install(member).unwrap();

@@ -1,6 +1,8 @@
 //! The whole product in one process: every HTTP route on one port, every worker in-process,
-//! SQLite and a directory for storage, the sandbox portal and Telegram.
+//! SQLite and a directory for storage; in sandbox mode also the sandbox portal and Telegram,
+//! in real mode real portals (or a stand-in portal in its own process, for testing).
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,14 +15,15 @@ use crate::adapters::{DirBlobs, SqliteDb, SqliteQueue, SqliteTable};
 use crate::app::install::RestEndpoints;
 use crate::app::{Adapters, Services, Site};
 use crate::bitrix::{AppCredentials, BitrixClient};
-use crate::crypto::Secret;
+use crate::crypto::{Sealer, Secret};
 use crate::domain::phone::region_from_code;
 use crate::http;
 use crate::jobs::runner::{self, Order};
+use crate::ports::{JobQueue, Table, Telegram};
+use crate::sandbox::telegram::SandboxTelegram;
 use crate::work::Job;
-use crate::ports::JobQueue;
 use crate::sandbox::{self, Sandbox, seed};
-use crate::settings::Settings;
+use crate::settings::{Mode, PortalSettings, Portals, RealSettings, Settings};
 
 const PORTAL_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -28,12 +31,20 @@ pub struct Embedded {
     pub addr: SocketAddr,
     pub url: String,
     pub services: Arc<Services>,
-    pub sandbox: Arc<Sandbox>,
+    /// The in-process sandbox portal and Telegram, in sandbox mode only.
+    sandbox: Option<Arc<Sandbox>>,
     pub queue: SqliteQueue,
+    /// What it serves and what is missing, in plain words, for the start-up message.
+    pub summary: String,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Embedded {
+    /// The in-process sandbox (tests, the sandbox mode).
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        self.sandbox.as_ref().expect("the sandbox runs in sandbox mode only")
+    }
+
     /// Runs until the server stops.
     pub async fn serve_forever(mut self) -> anyhow::Result<()> {
         let server = self.tasks.remove(0);
@@ -49,68 +60,210 @@ impl Drop for Embedded {
     }
 }
 
-/// Binds, starts the server and both workers, and installs the app on the sandbox portals.
+/// Where the portals and Telegram are, per mode.
+struct Backends {
+    credentials: AppCredentials,
+    site: Site,
+    telegram: Arc<dyn Telegram>,
+    sandbox: Option<Arc<Sandbox>>,
+}
+
+fn sandbox_backends(settings: &Settings, url: &str) -> Backends {
+    let sandbox = Arc::new(Sandbox::new(url, url));
+    Backends {
+        credentials: AppCredentials {
+            client_id: sandbox::CLIENT_ID.into(),
+            code: sandbox::APP_CODE.into(),
+            client_secret: Secret::new(sandbox::CLIENT_SECRET),
+            oauth_url: Sandbox::oauth_url(url),
+        },
+        site: Site {
+            public_url: settings.public_url.clone().unwrap_or_else(|| url.to_owned()),
+            endpoints: RestEndpoints::Sandbox {
+                domains: [seed::DEMO_DOMAIN, seed::OTHER_DOMAIN, seed::FRESH_DOMAIN].map(str::to_owned).to_vec(),
+                rest_url: sandbox.portal.rest_url.clone(),
+            },
+        },
+        telegram: sandbox.telegram.clone(),
+        sandbox: Some(sandbox),
+    }
+}
+
+fn real_backends(real: &RealSettings, table: &Arc<dyn Table>, sealer: &Sealer) -> Backends {
+    let endpoints = match &real.portals {
+        Portals::Public => RestEndpoints::Public,
+        Portals::StandIn { domains, rest_url } => RestEndpoints::Sandbox { domains: domains.clone(), rest_url: rest_url.clone() },
+    };
+    Backends {
+        credentials: AppCredentials {
+            client_id: real.client_id.clone(),
+            code: real.app_code.clone(),
+            client_secret: real.client_secret.clone(),
+            oauth_url: real.oauth_url.clone(),
+        },
+        site: Site { public_url: real.public_url.clone(), endpoints },
+        telegram: real_telegram(real, table, sealer),
+        sandbox: None,
+    }
+}
+
+/// The grammers adapter with the configured api_id; without one (a stand-in portal only) the
+/// sandbox Telegram, in this process, as the stand-in for Telegram.
+#[cfg_attr(not(feature = "telegram"), allow(unused_variables))]
+fn real_telegram(real: &RealSettings, table: &Arc<dyn Table>, sealer: &Sealer) -> Arc<dyn Telegram> {
+    match &real.telegram {
+        #[cfg(feature = "telegram")]
+        Some(api) => {
+            use crate::adapters::grammers::{ApiCredentials, GrammersTelegram};
+            let sessions = crate::repo::sessions::TelegramSessions::new(crate::repo::Records::new(table.clone()), sealer.clone());
+            Arc::new(GrammersTelegram::new(ApiCredentials { api_id: api.api_id, api_hash: api.api_hash.clone() }, sessions))
+        }
+        #[cfg(not(feature = "telegram"))]
+        Some(_) => unreachable!("Mode::from_env refuses Telegram credentials without the telegram feature"),
+        None => Arc::new(SandboxTelegram::new(seed::telegram_users())),
+    }
+}
+
+/// Binds, starts the server and both workers; in sandbox mode also installs the app on the
+/// sandbox portals.
 pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
     std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("creating {}", settings.data_dir.display()))?;
     let listener = TcpListener::bind(settings.addr).await.with_context(|| format!("binding {}", settings.addr))?;
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}");
 
-    let sandbox = Arc::new(Sandbox::new(&url));
     let db = SqliteDb::open(&settings.data_dir.join("olchat.db"))?;
     let queue = SqliteQueue::new(db.clone(), settings.max_receives);
     let sealer = settings.sealer()?;
-    let blobs = Arc::new(DirBlobs::new(settings.data_dir.join("blobs"), &url, sealer.derive_key("blob-url"))?);
-    let adapters = Adapters {
-        table: Arc::new(SqliteTable::new(db)),
-        queue: Arc::new(queue.clone()),
-        blobs: blobs.clone(),
-        telegram: sandbox.telegram.clone(),
+    let table: Arc<dyn Table> = Arc::new(SqliteTable::new(db));
+    let backends = match &settings.mode {
+        Mode::Sandbox => sandbox_backends(&settings, &url),
+        Mode::Real(real) => real_backends(real, &table, &sealer),
     };
-    let credentials = AppCredentials {
-        client_id: sandbox::CLIENT_ID.into(),
-        code: sandbox::APP_CODE.into(),
-        client_secret: Secret::new(sandbox::CLIENT_SECRET),
-        oauth_url: Sandbox::oauth_url(&url),
-    };
-    let site = Site {
-        public_url: settings.public_url.clone().unwrap_or_else(|| url.clone()),
-        endpoints: RestEndpoints::Sandbox {
-            domains: [seed::DEMO_DOMAIN, seed::OTHER_DOMAIN, seed::FRESH_DOMAIN].map(str::to_owned).to_vec(),
-            rest_url: sandbox.portal.rest_url.clone(),
-        },
-    };
+    // Upload URLs are opened by the users' browsers: at the public address.
+    let blobs = Arc::new(DirBlobs::new(settings.data_dir.join("blobs"), &backends.site.public_url, sealer.derive_key("blob-url"))?);
+    let summary = summary(&settings, addr, &backends.site);
+    let adapters = Adapters { table, queue: Arc::new(queue.clone()), blobs: blobs.clone(), telegram: backends.telegram };
     let services = Arc::new(Services::new(
         adapters,
-        BitrixClient::new(credentials, PORTAL_TIMEOUT, settings.portal_rate),
+        BitrixClient::new(backends.credentials, PORTAL_TIMEOUT, settings.portal_rate),
         sealer,
         settings.session_minutes * 60,
         region_from_code(&settings.phone_region),
-        site,
+        backends.site,
         settings.limits,
     ));
 
-    let router = http::placement_router(services.clone())
+    let mut router = http::placement_router(services.clone())
         .merge(http::send_router(services.clone()))
         .merge(http::blobs::routes(blobs))
-        .merge(http::bitrix_events_router(services.clone()))
-        .merge(sandbox.routes())
-        .layer(axum::middleware::from_fn(log_request));
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!("server stopped: {e}");
-        }
-    });
+        .merge(http::bitrix_events_router(services.clone()));
+    if let Some(sandbox) = &backends.sandbox {
+        router = router.merge(sandbox.routes());
+    }
+    let server = serve(listener, router.layer(axum::middleware::from_fn(log_request)));
     let telegram_worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Telegram, Order::Grouped));
     let openline_worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Openline, settings.openline_order));
     let mut tasks = vec![server, telegram_worker, openline_worker];
     if let Some(every) = settings.catch_up_every {
         tasks.push(tokio::spawn(catch_up_schedule(queue.clone(), every)));
     }
-    let app = Embedded { addr, url, services, sandbox, queue, tasks };
-    // The sandbox portals install the app over HTTP, as Bitrix24 would, once the server answers.
-    app.sandbox.install_demo(&app.services).await?;
+    let app = Embedded { addr, url, services, sandbox: backends.sandbox, queue, summary, tasks };
+    if let Some(sandbox) = &app.sandbox {
+        // The sandbox portals install the app over HTTP, as Bitrix24 would, once the server answers.
+        sandbox.install_demo(&app.services).await?;
+    }
     Ok(app)
+}
+
+fn serve(listener: TcpListener, router: axum::Router) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!("server stopped: {e}");
+        }
+    })
+}
+
+/// The start-up message: the mode, where it answers, its data, the portals it accepts,
+/// Telegram, and what is missing for real portals.
+fn summary(settings: &Settings, addr: SocketAddr, site: &Site) -> String {
+    let mut out = String::new();
+    let data = settings.data_dir.display();
+    match &settings.mode {
+        Mode::Sandbox => {
+            let _ = writeln!(out, "OLChat for Telegram is running in sandbox mode: a simulated Bitrix24 portal and a simulated Telegram.");
+            let _ = writeln!(out, "  Open {}/sandbox in a browser.", site.public_url);
+            let _ = writeln!(out, "  Data: {data} (SQLite olchat.db, blobs/)");
+            let _ = writeln!(out, "  To serve real portals set BITRIX_CLIENT_ID, BITRIX_CLIENT_SECRET, OLCHAT_PUBLIC_URL (https), OLCHAT_ENCRYPTION_KEY, TELEGRAM_API_ID and TELEGRAM_API_HASH (see the README).");
+        }
+        Mode::Real(real) => {
+            let _ = writeln!(out, "OLChat for Telegram is serving Bitrix24 portals (real mode; no sandbox).");
+            let _ = writeln!(out, "  Public URL: {} (handler path {0}/connectors, initial installation path {0}/bitrix/install)", site.public_url);
+            let _ = writeln!(out, "  Listening on: {addr}");
+            let _ = writeln!(out, "  Data: {data} (SQLite olchat.db, blobs/); tokens and sessions sealed with OLCHAT_ENCRYPTION_KEY");
+            let _ = writeln!(out, "  Bitrix24 app: client id {}, OAuth at {}", real.client_id, real.oauth_url);
+            match &real.portals {
+                Portals::Public => {
+                    let _ = writeln!(out, "  Portals: any Bitrix24 portal on a public host name (its REST API at https://<domain>/rest/)");
+                }
+                Portals::StandIn { domains, rest_url } => {
+                    let _ = writeln!(out, "  Portals: FOR TESTING, a stand-in portal only: {} at {rest_url}", domains.join(", "));
+                }
+            }
+            match &real.telegram {
+                Some(api) => {
+                    let _ = writeln!(out, "  Telegram: on (api_id {})", api.api_id);
+                }
+                None => {
+                    let _ = writeln!(out, "  Telegram: the sandbox Telegram in this process (TELEGRAM_API_ID and TELEGRAM_API_HASH are not set)");
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The sandbox portal alone: a stand-in Bitrix24 in its own process.
+pub struct PortalOnly {
+    pub url: String,
+    pub sandbox: Arc<Sandbox>,
+    server: JoinHandle<()>,
+}
+
+impl PortalOnly {
+    /// The start-up message.
+    pub fn summary(&self) -> String {
+        let url = &self.url;
+        format!(
+            "The sandbox Bitrix24 portal is running on its own at {url} (for testing the app in real mode).\n  \
+             App: {app}\n  \
+             Point the app at it: BITRIX_OAUTH_URL={oauth} OLCHAT_PORTAL_REST_URL={rest} \
+             OLCHAT_PORTAL_DOMAINS={domains} BITRIX_CLIENT_ID={id} BITRIX_CLIENT_SECRET={secret} BITRIX_APP_CODE={code}\n  \
+             Install the app: POST {url}/sandbox/portal/install {{\"member_id\":\"{member}\"}}; then open a card: {url}/sandbox/open?entity=lead&id=1",
+            app = self.sandbox.portal.app_url,
+            oauth = Sandbox::oauth_url(url),
+            rest = self.sandbox.portal.rest_url,
+            domains = [seed::DEMO_DOMAIN, seed::OTHER_DOMAIN, seed::FRESH_DOMAIN].join(","),
+            id = sandbox::CLIENT_ID,
+            secret = sandbox::CLIENT_SECRET,
+            code = sandbox::APP_CODE,
+            member = seed::DEMO_MEMBER_ID,
+        )
+    }
+
+    /// Runs until the server stops.
+    pub async fn serve_forever(self) -> anyhow::Result<()> {
+        self.server.await.context("server task")
+    }
+}
+
+/// Starts the sandbox portal's routes only; it installs the app when its install hook is called.
+pub async fn start_portal(settings: PortalSettings) -> anyhow::Result<PortalOnly> {
+    let listener = TcpListener::bind(settings.addr).await.with_context(|| format!("binding {}", settings.addr))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let sandbox = Arc::new(Sandbox::new(&url, &settings.app_url));
+    let server = serve(listener, sandbox.portal_routes().layer(axum::middleware::from_fn(log_request)));
+    Ok(PortalOnly { url, sandbox, server })
 }
 
 /// What the EventBridge rule does on AWS: a tick on the openline queue every `every`.

@@ -2,6 +2,7 @@
 //! way Bitrix24 and the tab drive it (zero2prod's `spawn_app`).
 
 pub mod contracts;
+pub mod deployed;
 pub mod moto;
 pub mod samples;
 
@@ -40,9 +41,24 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp { app, http: reqwest::Client::new(), _dir: dir }
 }
 
-fn field<'a>(html: &'a str, name: &str) -> Option<&'a str> {
-    let start = html.find(&format!("name=\"{name}\" value=\""))? + name.len() + 15;
-    Some(&html[start..start + html[start..].find('"')?])
+/// The form a sandbox launcher page auto-POSTs, as a browser would send it: its action and fields.
+pub fn launcher_form(launcher: &str) -> anyhow::Result<(String, Vec<(String, String)>)> {
+    let unescape = |v: &str| v.replace("&quot;", "\"").replace("&#x2f;", "/").replace("&amp;", "&");
+    let action = launcher.split("action=\"").nth(1).and_then(|s| s.split('"').next()).context("form action")?;
+    let fields = launcher
+        .split("<input type=hidden name=\"")
+        .skip(1)
+        .map(|input| {
+            let (name, rest) = input.split_once("\" value=\"").context("input value")?;
+            Ok((name.to_owned(), unescape(rest.split('"').next().unwrap_or_default())))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok((unescape(action), fields))
+}
+
+/// The portal round trips a response reports in `Server-Timing` (ms).
+pub fn portal_wait_ms(response: &reqwest::Response) -> Option<f64> {
+    response.headers().get("server-timing").and_then(|v| v.to_str().ok()?.strip_prefix("portal;dur=")?.parse().ok())
 }
 
 /// The session token a page carries.
@@ -57,7 +73,7 @@ impl TestApp {
 
     /// The placement form Bitrix24 would POST for a user opening a card tab.
     pub fn placement_form(&self, user: u64, placement: &str, id: u64) -> Vec<(String, String)> {
-        let (access, refresh) = self.app.sandbox.portal.issue_tokens(seed::DEMO_MEMBER_ID, user);
+        let (access, refresh) = self.app.sandbox().portal.issue_tokens(seed::DEMO_MEMBER_ID, user);
         vec![
             ("AUTH_ID".into(), access),
             ("AUTH_EXPIRES".into(), "3600".into()),
@@ -77,23 +93,16 @@ impl TestApp {
     /// Also the portal wait the server reported in `Server-Timing` (ms).
     pub async fn post_placement_timed(&self, query: &str, form: &[(String, String)]) -> (StatusCode, Option<f64>, String) {
         let response = self.http.post(self.url(&format!("/placement?{query}"))).form(form).send().await.expect("placement answers");
-        let portal_ms = response
-            .headers()
-            .get("server-timing")
-            .and_then(|v| v.to_str().ok()?.strip_prefix("portal;dur=")?.parse().ok());
+        let portal_ms = portal_wait_ms(&response);
         (response.status(), portal_ms, response.text().await.unwrap_or_default())
     }
 
     /// Opens a card through the sandbox's own launcher page, as a browser would; the session token.
     pub async fn open_card(&self, entity: &str, id: u64, lang: &str) -> anyhow::Result<String> {
         let launcher = self.http.get(self.url(&format!("/sandbox/open?entity={entity}&id={id}&lang={lang}"))).send().await?.text().await?;
-        let action = launcher.split("action=\"").nth(1).and_then(|s| s.split('"').next()).context("form action")?.replace("&amp;", "&");
-        let names = ["AUTH_ID", "AUTH_EXPIRES", "REFRESH_ID", "SERVER_ENDPOINT", "member_id", "status", "PLACEMENT", "PLACEMENT_OPTIONS"];
-        let form: Vec<(String, String)> = names
-            .iter()
-            .map(|n| Ok((n.to_string(), field(&launcher, n).context(*n)?.replace("&quot;", "\"").replace("&#x2f;", "/").replace("&amp;", "&"))))
-            .collect::<anyhow::Result<_>>()?;
-        let page = self.http.post(self.url(&action)).form(&form).send().await?;
+        // The launcher posts to the app's absolute URL, as Bitrix24 does.
+        let (action, form) = launcher_form(&launcher)?;
+        let page = self.http.post(action).form(&form).send().await?;
         let status = page.status();
         let page = page.text().await?;
         if status != StatusCode::OK {
@@ -104,7 +113,7 @@ impl TestApp {
 
     /// Opens the app's own page (the connectors) as portal user `user`: the status and the page.
     pub async fn open_connectors(&self, user: u64, lang: &str) -> (StatusCode, String) {
-        let (access, _) = self.app.sandbox.portal.issue_tokens(seed::DEMO_MEMBER_ID, user);
+        let (access, _) = self.app.sandbox().portal.issue_tokens(seed::DEMO_MEMBER_ID, user);
         let form = [("AUTH_ID", access), ("member_id", seed::DEMO_MEMBER_ID.into()), ("PLACEMENT", "DEFAULT".into())];
         let url = self.url(&format!("/connectors?DOMAIN={}&LANG={lang}", seed::DEMO_DOMAIN));
         let response = self.http.post(url).form(&form).send().await.expect("the page answers");

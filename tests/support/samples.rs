@@ -61,7 +61,7 @@ pub async fn install_demo_portal(svc: &Services, app: &TestApp) {
     let portal = Portal {
         member_id: seed::DEMO_MEMBER_ID.into(),
         domain: seed::DEMO_DOMAIN.into(),
-        client_endpoint: app.app.sandbox.portal.rest_url.clone(),
+        client_endpoint: app.app.sandbox().portal.rest_url.clone(),
         application_token: None,
         line: installed.line,
         keep_operator_signature: true,
@@ -71,7 +71,7 @@ pub async fn install_demo_portal(svc: &Services, app: &TestApp) {
     };
     svc.portals.save(&portal).await.unwrap();
     for owner in [TokenOwner::App, TokenOwner::User(1)] {
-        let (access, refresh) = app.app.sandbox.portal.issue_tokens(seed::DEMO_MEMBER_ID, 1);
+        let (access, refresh) = app.app.sandbox().portal.issue_tokens(seed::DEMO_MEMBER_ID, 1);
         let auth = UserAuth { access_token: Secret::new(access), refresh_token: Some(Secret::new(refresh)) };
         svc.portals.save_auth(seed::DEMO_MEMBER_ID, owner, &auth).await.unwrap();
     }
@@ -94,7 +94,7 @@ pub async fn install_demo_portal(svc: &Services, app: &TestApp) {
 /// user 1, with an activity on the lead), in `status`; a sent one has its Telegram id.
 pub fn message(app: &TestApp, status: MessageStatus) -> Message {
     let sent = status == MessageStatus::Sent;
-    let ivan = app.app.sandbox.telegram.users().into_iter().find(|u| u.id == IVAN).expect("Ivan is a sandbox Telegram user");
+    let ivan = app.app.sandbox().telegram.users().into_iter().find(|u| u.id == IVAN).expect("Ivan is a sandbox Telegram user");
     Message {
         id: MESSAGE_ID.into(),
         member_id: seed::DEMO_MEMBER_ID.into(),

@@ -1,12 +1,24 @@
-//! The whole product in one process, in the sandbox: `cargo run --release`.
+//! The whole product in one process: `cargo run --release` (the sandbox, or real portals when
+//! their credentials are configured); `cargo run --release -- portal` runs the sandbox
+//! portal alone, as a stand-in Bitrix24 for the app in real mode.
 
 use shared::embedded;
-use shared::settings::Settings;
+use shared::settings::{PortalSettings, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init("info");
-    let app = embedded::start(Settings::from_env()?).await?;
-    println!("OLChat for Telegram is running in sandbox mode.\nOpen {}/sandbox in a browser.", app.url);
-    app.serve_forever().await
+    match std::env::args().nth(1).as_deref() {
+        None => {
+            let app = embedded::start(Settings::from_env()?).await?;
+            print!("{}", app.summary);
+            app.serve_forever().await
+        }
+        Some("portal") => {
+            let portal = embedded::start_portal(PortalSettings::from_env()?).await?;
+            println!("{}", portal.summary());
+            portal.serve_forever().await
+        }
+        Some(other) => anyhow::bail!("unknown command {other:?}: run with no argument for the app, or `portal` for the sandbox portal alone"),
+    }
 }

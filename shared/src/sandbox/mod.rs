@@ -51,18 +51,19 @@ pub enum InstallVia {
 }
 
 impl Sandbox {
-    /// `base_url` is where this process answers (`http://127.0.0.1:8080`).
-    pub fn new(base_url: &str) -> Self {
+    /// `base_url` is where this process answers (`http://127.0.0.1:8080`), `app_url` where the
+    /// app does: the same in the sandbox, another process when the portal runs alone.
+    pub fn new(base_url: &str, app_url: &str) -> Self {
         let rest_url = format!("{base_url}/sandbox/portal/rest/");
         Self {
             portal: Arc::new(SandboxPortal::new(
                 seed::portals(),
                 SandboxApps { client_id: CLIENT_ID.into(), client_secret: CLIENT_SECRET.into(), code: APP_CODE.into() },
                 rest_url,
-                base_url.to_owned(),
+                app_url.to_owned(),
             )),
             telegram: Arc::new(SandboxTelegram::new(seed::telegram_users())),
-            app_url: base_url.to_owned(),
+            app_url: app_url.to_owned(),
         }
     }
 
@@ -153,20 +154,29 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Everything: the portal, the sandbox Telegram and the demo pages.
     pub fn routes(self: &Arc<Self>) -> Router {
         let pages = Router::new()
             .route("/sandbox", get(index))
-            .route("/sandbox/open", get(open_card))
             .route("/sandbox/telegram/messages", get(telegram_messages))
             .route("/sandbox/telegram/faults", post(telegram_faults))
             .route("/sandbox/telegram/qr", post(telegram_scan_qr))
-            .route("/sandbox/connectors", get(open_connectors))
             .route("/sandbox/openlines", get(openlines_page))
-            .route("/sandbox/portal/install", post(install_hook))
-            .route("/sandbox/portal/uninstall", post(uninstall_hook))
             .merge(clients::routes())
             .with_state(self.clone());
-        pages.merge(portal::routes().with_state(self.portal.clone()))
+        pages.merge(self.portal_routes())
+    }
+
+    /// What Bitrix24 itself answers, for the portal in its own process: REST and OAuth, the
+    /// inspection and install hooks, and the launchers that open the app as a user would.
+    pub fn portal_routes(self: &Arc<Self>) -> Router {
+        let hooks = Router::new()
+            .route("/sandbox/open", get(open_card))
+            .route("/sandbox/connectors", get(open_connectors))
+            .route("/sandbox/portal/install", post(install_hook))
+            .route("/sandbox/portal/uninstall", post(uninstall_hook))
+            .with_state(self.clone());
+        hooks.merge(portal::routes().with_state(self.portal.clone()))
     }
 }
 
@@ -251,7 +261,8 @@ async fn open_card(State(sandbox): SandboxState, Query(q): Query<OpenQuery>) -> 
         ("PLACEMENT_OPTIONS", options.to_string()),
     ];
     let action = format!(
-        "/placement?DOMAIN={}&amp;PROTOCOL=0&amp;LANG={}&amp;APP_SID={}",
+        "{}/placement?DOMAIN={}&amp;PROTOCOL=0&amp;LANG={}&amp;APP_SID={}",
+        HtmlEscape(&sandbox.app_url),
         seed::DEMO_DOMAIN,
         HtmlEscape(&q.lang),
         uuid::Uuid::new_v4().simple()
@@ -283,7 +294,8 @@ async fn open_connectors(State(sandbox): SandboxState, Query(q): Query<Connector
     let (access, _) = sandbox.portal.issue_tokens(seed::DEMO_MEMBER_ID, 1);
     let fields = [("AUTH_ID", access), ("member_id", seed::DEMO_MEMBER_ID.to_owned()), ("PLACEMENT", "DEFAULT".to_owned())];
     let lang = if q.lang == "ru" { "ru" } else { "en" };
-    auto_post(&format!("/connectors?DOMAIN={}&amp;PROTOCOL=0&amp;LANG={lang}", seed::DEMO_DOMAIN), &fields)
+    let action = format!("{}/connectors?DOMAIN={}&amp;PROTOCOL=0&amp;LANG={lang}", HtmlEscape(&sandbox.app_url), seed::DEMO_DOMAIN);
+    auto_post(&action, &fields)
 }
 
 #[derive(Deserialize)]
