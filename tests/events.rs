@@ -82,6 +82,7 @@ async fn every_sample_event_runs_through_its_handler() {
             lang: Lang::En,
             system_messages: false,
             timeline: None,
+            region: None,
         };
         svc.portals.save(&portal).await.unwrap();
     }

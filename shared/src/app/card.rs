@@ -157,6 +157,7 @@ fn connector_view(c: &Connector) -> ConnectorView {
 /// Reads the record and, for a lead or a deal, its linked contacts and company, in two batches.
 async fn read_contact_points(svc: &Services, claims: &Claims) -> Result<(String, Vec<ContactPoint>), AppError> {
     let mut portal = PortalClient::user(svc, &claims.portal, claims.user).await?;
+    let region = svc.phone_region_of(&portal.portal);
     let EntityRef { kind, id } = claims.entity;
     let mut first = vec![("record".to_owned(), format!("{}?id={id}", kind.get_method()))];
     if kind == EntityType::Deal {
@@ -166,7 +167,7 @@ async fn read_contact_points(svc: &Services, claims: &Claims) -> Result<(String,
     let record = batch_record(&batch, "record")?;
     let title = record_title(kind, &record);
     let mut points = Vec::new();
-    contact_points(kind, id, &title, &record, svc.phone_region, CONNECTOR_ID, &mut points);
+    contact_points(kind, id, &title, &record, region, CONNECTOR_ID, &mut points);
 
     let linked = linked_records(kind, &record, batch.results.get("contacts"));
     if !linked.is_empty() {
@@ -179,7 +180,7 @@ async fn read_contact_points(svc: &Services, claims: &Claims) -> Result<(String,
             // A linked record the user may not see is skipped, not an error for the whole card.
             let Some(found) = batch.results.get(key) else { continue };
             let linked_title = record_title(*linked_kind, found);
-            contact_points(*linked_kind, *linked_id, &linked_title, found, svc.phone_region, CONNECTOR_ID, &mut points);
+            contact_points(*linked_kind, *linked_id, &linked_title, found, region, CONNECTOR_ID, &mut points);
         }
     }
     Ok((title, points))

@@ -114,7 +114,8 @@ async fn pending(svc: &Services, admin: &AdminClaims, login_id: &str, stage: Log
 }
 
 pub async fn start_phone(svc: &Services, admin: &AdminClaims, phone: &str, reconnect: Option<&str>) -> Result<LoginView, AppError> {
-    let phone = PhoneE164::parse(phone, svc.phone_region).map_err(|_| login_problem(admin.lang, LoginError::InvalidPhone))?;
+    let portal = svc.portals.get(&admin.portal).await?.ok_or_else(unknown_portal)?;
+    let phone = PhoneE164::parse(phone, svc.phone_region_of(&portal)).map_err(|_| login_problem(admin.lang, LoginError::InvalidPhone))?;
     let mut login = new_login(svc, admin, reconnect, LoginStage::Code).await?;
     login.phone = Some(phone.to_string());
     let step = svc.telegram.send_code(&login.id, &phone).await.map_err(|e| login_problem(admin.lang, e))?;

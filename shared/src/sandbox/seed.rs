@@ -21,6 +21,9 @@ pub const OTHER_DOMAIN: &str = "other.bitrix24.sandbox";
 /// A portal that has not installed the app yet: the install flow can be tried on it.
 pub const FRESH_MEMBER_ID: &str = "sandbox-fresh-portal";
 pub const FRESH_DOMAIN: &str = "fresh.bitrix24.sandbox";
+/// The fresh portal's lead, with a Berlin number written as Germans write it.
+pub const FRESH_LEAD: u64 = 1;
+pub const FRESH_LEAD_PHONE: &str = "030 1234567";
 
 /// The connectors' own Telegram accounts.
 pub const SALES_ACCOUNT: i64 = 9001;
@@ -217,9 +220,13 @@ pub fn portals() -> Vec<SimPortal> {
         domain: FRESH_DOMAIN.into(),
         users: vec![employee(1, "Fiona", "Fresh", "fiona@fresh.example")],
         admins: vec![1],
-        license: "en_project".into(),
+        // A German portal: numbers written without a country code are German there.
+        license: "de_project".into(),
         record_access: HashMap::new(),
-        records: HashMap::new(),
+        records: HashMap::from([((EntityType::Lead, FRESH_LEAD), json!({
+            "ID": FRESH_LEAD.to_string(), "TITLE": "Anfrage: Bürostühle",
+            "PHONE": multi("PHONE", &[("WORK", FRESH_LEAD_PHONE)]),
+        }))]),
         deal_contacts: HashMap::new(),
         lines: vec![line(7, "Clients")],
         installation: Installation::default(),
