@@ -3,6 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use super::connectors::{may_use, not_permitted};
 use super::install::CONNECTOR_ID;
 use super::openlines::{ChatClient, chat_client};
 use super::portal::{PortalClient, batch_record};
@@ -82,7 +83,11 @@ pub struct RecipientView {
 }
 
 pub async fn load_card(svc: &Services, claims: &Claims, connector: Option<&str>) -> Result<CardView, AppError> {
-    let connectors = svc.connectors.list(&claims.portal).await?;
+    // Only the connectors this user may send from are offered; asking for another is refused.
+    let (connectors, others): (Vec<Connector>, Vec<Connector>) = svc.connectors.list(&claims.portal).await?.into_iter().partition(|c| may_use(claims, c));
+    if connector.is_some_and(|id| others.iter().any(|c| c.id == id)) {
+        return Err(not_permitted(claims.lang));
+    }
     let selected = select_connector(svc, claims, &connectors, connector).await?;
     let sync = match selected {
         Some(c) if c.status != ConnectorStatus::NeedsLogin => contact_sync(svc, c).await?,
