@@ -210,11 +210,22 @@
   }
 
   async function load() {
-    const { connectors, limits } = await api('GET', '/api/connectors');
+    const { connectors, limits, system_messages: systemMessages } = await api('GET', '/api/connectors');
     $('connectors').replaceChildren(...connectors.map((c) => row(c, limits)));
     $('connectors-empty').hidden = connectors.length > 0;
+    $('system-messages').checked = systemMessages;
   }
 
+  $('system-messages').addEventListener('change', async () => {
+    const box = $('system-messages');
+    try {
+      await api('PUT', '/api/connectors/system-messages', { system_messages: box.checked });
+      say(t('saved'));
+    } catch (e) {
+      box.checked = !box.checked;
+      say(e.message, true);
+    }
+  });
 
   async function step(view) {
     state.loginId = view.login_id ?? null;

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use serde_json::{Value, json};
 
+use super::install::register_connector;
 use super::portal::{EmployeeView, PortalClient, active_employees, confirm_admin, unknown_portal};
 use super::{AppError, ErrorKind, Services};
 use crate::auth::{AdminClaims, Claims};
@@ -50,6 +51,8 @@ pub struct ConnectorAdminView {
 pub struct ConnectorsView {
     pub connectors: Vec<ConnectorAdminView>,
     pub limits: LimitsView,
+    /// Open Lines' own messages (greetings, ratings) reach clients through the connectors.
+    pub system_messages: bool,
 }
 
 #[derive(Serialize)]
@@ -64,7 +67,8 @@ pub async fn list(svc: &Services, admin: &AdminClaims) -> Result<ConnectorsView,
         views.push(admin_view(svc, connector).await?);
     }
     let limits = LimitsView { new_chats_per_day: svc.limits.new_chats_per_day, phone_lookups_per_day: svc.limits.phone_lookups_per_day };
-    Ok(ConnectorsView { connectors: views, limits })
+    let portal = svc.portals.get(&admin.portal).await?.ok_or_else(unknown_portal)?;
+    Ok(ConnectorsView { connectors: views, limits, system_messages: portal.system_messages })
 }
 
 async fn admin_view(svc: &Services, c: Connector) -> Result<ConnectorAdminView, AppError> {
@@ -301,6 +305,17 @@ pub async fn people(svc: &Services, admin: &AdminClaims) -> Result<PeopleView, A
         })
         .collect();
     Ok(PeopleView { employees, departments })
+}
+
+/// Lets Open Lines' own messages (greetings, ratings) reach clients through the connector, or
+/// not: registering the connector again with the same ID updates `NEED_SYSTEM_MESSAGES`
+/// (`api-reference/imopenlines/imconnector/imconnector-register.md`). Stored once the portal took it.
+pub async fn set_system_messages(svc: &Services, admin: &AdminClaims, allowed: bool) -> Result<ConnectorsView, AppError> {
+    let mut portal = PortalClient::app(svc, &admin.portal).await?;
+    portal.portal.system_messages = allowed;
+    register_connector(&mut portal, svc.site.public_url.trim_end_matches('/')).await?;
+    svc.portals.update(&admin.portal, |p| std::mem::replace(&mut p.system_messages, allowed) != allowed).await?;
+    list(svc, admin).await
 }
 
 /// Whether the tab's user may send from `connector`.

@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/connectors/{id}/accept-all", put(accept_all))
         .route("/api/connectors/{id}/access", put(access))
         .route("/api/connectors/people", get(people))
+        .route("/api/connectors/system-messages", put(system_messages))
 }
 
 /// The form Bitrix24 POSTs to an app page.
@@ -175,6 +176,20 @@ async fn access(
 
 async fn people(State(svc): State<AppState>, Admin(admin): Admin) -> Result<impl IntoResponse, AppError> {
     Ok(Json(connectors::people(&svc, &admin).await?))
+}
+
+#[derive(Deserialize)]
+struct SystemMessagesRequest {
+    system_messages: bool,
+}
+
+async fn system_messages(
+    State(svc): State<AppState>,
+    Admin(admin): Admin,
+    body: Result<Json<SystemMessagesRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let r = json_body(body)?;
+    Ok(Json(connectors::set_system_messages(&svc, &admin, r.system_messages).await?))
 }
 
 async fn line(
