@@ -12,11 +12,13 @@ use shared::work::Job;
 use shared::ports::IncomingKind;
 use shared::repo::connectors::ConnectorStatus;
 use shared::sandbox::seed;
+use shared::sandbox::openlines::GREETING;
 use shared::sandbox::telegram::ClientFile;
 
 const IVAN: &str = "phone:+79161234567";
 const IVAN_ID: i64 = 1001;
 const OLGA_ID: i64 = 1002;
+const DMITRY_ID: i64 = 1005;
 const WAIT: Duration = Duration::from_secs(10);
 
 /// An instance whose catch-ups run only when the test says.
@@ -223,6 +225,47 @@ async fn strangers_reach_the_open_line_only_when_the_connector_accepts_everyone(
     assert_eq!(forwarded.len(), 1);
     // Olga wrote first, so answering her opens no new chat.
     assert!(app.app.services.safety.knows_chat("sales", OLGA_ID).await.unwrap());
+}
+
+/// Whether the client got Open Lines' greeting through the sales account.
+async fn greeted(app: &TestApp, client: i64) -> bool {
+    app.telegram_messages().await.iter().any(|m| m["to_user_id"] == client && m["text"] == GREETING)
+}
+
+#[tokio::test]
+async fn open_lines_greetings_reach_clients_only_when_an_administrator_allows_them() {
+    let app = spawn_manual().await;
+    let admin = app.admin_token().await;
+    let connector = |state: Value| state["connectors"]["olchat_telegram"]["NEED_SYSTEM_MESSAGES"].clone();
+    assert_eq!(connector(app.portal_state(seed::DEMO_MEMBER_ID).await), json!(false), "off by default");
+    assert_eq!(connectors_view(&app, &admin).await["system_messages"], false);
+    app.put_json(&admin, "/api/connectors/sales/accept-all", json!({ "accept_all": true })).await;
+    catch_up(&app).await;
+    client_writes(&app, OLGA_ID, "Hi, I saw your ad", "none").await;
+    catch_up(&app).await;
+    client_messages(&app, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!greeted(&app, OLGA_ID).await, "no greeting while off");
+
+    let tab = app.open_card("lead", 1, "en").await.unwrap();
+    let path = "/api/connectors/system-messages";
+    assert_eq!(app.put_json(&tab, path, json!({ "system_messages": true })).await.status, StatusCode::UNAUTHORIZED, "admins only");
+    let on = app.put_json(&admin, path, json!({ "system_messages": true })).await;
+    assert_eq!((on.status, &on.body["system_messages"]), (StatusCode::OK, &json!(true)), "{}", on.body);
+    assert_eq!(connector(app.portal_state(seed::DEMO_MEMBER_ID).await), json!(true), "registered again with it");
+    assert!(app.app.services.portals.get(seed::DEMO_MEMBER_ID).await.unwrap().unwrap().system_messages);
+
+    // A new client's first message opens a new chat, and Open Lines greets them through the account.
+    client_writes(&app, DMITRY_ID, "Hello, is the shop open?", "none").await;
+    catch_up(&app).await;
+    eventually(WAIT, "the greeting in Telegram", || async { greeted(&app, DMITRY_ID).await.then_some(()) }).await;
+    assert!(!greeted(&app, OLGA_ID).await);
+}
+
+async fn connectors_view(app: &TestApp, admin: &str) -> Value {
+    let answer = app.get(admin, "/api/connectors").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.body
 }
 
 #[tokio::test]

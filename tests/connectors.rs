@@ -294,3 +294,62 @@ async fn an_administrator_sets_one_connectors_own_budgets() {
     assert_eq!((status, reset["own_budgets"].as_bool(), reset["budgets"]["new_chats_per_day"].as_u64()), (StatusCode::OK, Some(false), Some(40)));
     assert_eq!(send_from_sales(&app, &tab, OLGA).await.0, StatusCode::ACCEPTED);
 }
+
+fn offered(card: &Value) -> Vec<&str> {
+    card["connectors"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn an_administrator_decides_who_may_write_from_an_account() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    assert!(connectors(&app, &admin).await.iter().all(|c| c["access"] == json!({ "kind": "everyone" })), "everyone, by default");
+    let people = app.get(&admin, "/api/connectors/people").await;
+    assert_eq!(people.status, StatusCode::OK, "{}", people.body);
+    assert_eq!(people.body["employees"].as_array().unwrap().len() as u64, seed::DEMO_EMPLOYEES, "every page of user.get");
+    let departments: Vec<&str> = people.body["departments"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(departments, ["Customer care", "Demo Company", "Sales"], "department.get, sorted by name");
+
+    let only_boris = json!({ "access": { "kind": "chosen", "users": [seed::BORIS], "departments": [] } });
+    let tab = app.lead_tab_of(seed::CLARA).await;
+    assert_eq!(app.put_json(&tab, "/api/connectors/sales/access", only_boris.clone()).await.status, StatusCode::UNAUTHORIZED, "admins only");
+    let nobody = app.put_json(&admin, "/api/connectors/sales/access", json!({ "access": { "kind": "chosen", "users": [], "departments": [] } })).await;
+    assert_eq!((nobody.status, nobody.body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_access")));
+    let set = app.put_json(&admin, "/api/connectors/sales/access", only_boris).await;
+    assert_eq!((set.status, &set.body["access"]["users"]), (StatusCode::OK, &json!([seed::BORIS])), "{}", set.body);
+
+    // Boris writes from it.
+    let boris = app.lead_tab_of(seed::BORIS).await;
+    let card = app.get(&boris, "/api/card").await.body;
+    assert_eq!((offered(&card), card["connector_id"].as_str()), (vec!["sales", "support"], Some("sales")));
+    let (status, sent) = send_from_sales(&app, &boris, IVAN).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let sent = sent["message_id"].as_str().unwrap();
+
+    // Clara's tab does not offer it, and every route refuses it.
+    let clara = app.lead_tab_of(seed::CLARA).await;
+    let card = app.get(&clara, "/api/card").await;
+    assert_eq!((card.status, offered(&card.body), card.body["connector_id"].as_str()), (StatusCode::OK, vec!["support"], Some("support")));
+    let refused = app.get(&clara, "/api/card?connector=sales").await;
+    assert_eq!((refused.status, refused.body["error"].as_str()), (StatusCode::FORBIDDEN, Some("connector_not_permitted")));
+    assert!(refused.body["message"].as_str().unwrap().contains("administrator"), "{}", refused.body);
+    let (status, refused) = send_from_sales(&app, &clara, IVAN).await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::FORBIDDEN, Some("connector_not_permitted")));
+    let chat = app.post_raw(&clara, "/api/chats", json!({ "connector_id": "sales", "recipient": IVAN }).to_string()).await;
+    assert_eq!((chat.status, chat.body["error"].as_str()), (StatusCode::FORBIDDEN, Some("connector_not_permitted")));
+    assert_eq!(app.get(&clara, &format!("/api/messages/{sent}")).await.status, StatusCode::FORBIDDEN, "nor its conversation");
+    assert_eq!(app.get(&clara, "/api/messages").await.body["messages"], json!([]));
+    assert_eq!(app.get(&boris, "/api/messages").await.body["messages"][0]["id"], sent);
+
+    // A department's members may; the others no longer.
+    let care = json!({ "access": { "kind": "chosen", "users": [], "departments": [seed::CARE_DEPARTMENT] } });
+    assert_eq!(app.put_json(&admin, "/api/connectors/sales/access", care).await.status, StatusCode::OK);
+    let clara = app.lead_tab_of(seed::CLARA).await;
+    assert_eq!(offered(&app.get(&clara, "/api/card?connector=sales").await.body), ["sales", "support"]);
+    assert_eq!(send_from_sales(&app, &clara, IVAN).await.0, StatusCode::ACCEPTED);
+    assert_eq!(app.get(&boris, "/api/card?connector=sales").await.status, StatusCode::FORBIDDEN);
+
+    let everyone = app.put_json(&admin, "/api/connectors/sales/access", json!({ "access": { "kind": "everyone" } })).await;
+    assert_eq!(everyone.body["access"], json!({ "kind": "everyone" }));
+    assert_eq!(send_from_sales(&app, &boris, IVAN).await.0, StatusCode::ACCEPTED);
+}

@@ -64,6 +64,25 @@ async fn a_deal_card_lists_its_contacts_and_company() {
 }
 
 #[tokio::test]
+async fn numbers_without_a_country_code_are_read_in_the_portals_own_country() {
+    // A deployment set to another country still reads each portal's numbers in its own.
+    let app = spawn_app_with(|s| s.phone_region = "US".into()).await;
+    let demo = app.app.services.portals.get(seed::DEMO_MEMBER_ID).await.unwrap().unwrap();
+    assert_eq!(demo.region.as_deref(), Some("RU"), "ru_project");
+    let token = app.open_card("deal", 1, "en").await.unwrap();
+    let card = app.get(&token, "/api/card").await.body;
+    assert_eq!(recipient(&card, "phone:+79857776655")["state"], "found", "8 985 777-66-55 on the Russian portal");
+
+    assert_eq!(app.install(seed::FRESH_MEMBER_ID, "page").await.0, 200);
+    let fresh = app.app.services.portals.get(seed::FRESH_MEMBER_ID).await.unwrap().unwrap();
+    assert_eq!(fresh.region.as_deref(), Some("DE"), "de_project");
+    let token = app.tab_on(seed::FRESH_MEMBER_ID, seed::FRESH_DOMAIN, 1, "CRM_LEAD_DETAIL_TAB", seed::FRESH_LEAD).await;
+    let card = app.get(&token, "/api/card").await;
+    assert_eq!(card.status, StatusCode::OK, "{}", card.body);
+    assert_eq!(recipient(&card.body, "phone:+49301234567")["source"]["field"], "PHONE", "{} on the German portal", seed::FRESH_LEAD_PHONE);
+}
+
+#[tokio::test]
 async fn the_tab_speaks_the_portal_language() {
     let app = spawn_app().await;
     let ru = ["Откуда", "Кому", "Сообщение", "Отправить", "Публикация в Открытых линиях", "Без публикации", "Создать дело", "Создать чат"];

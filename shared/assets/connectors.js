@@ -12,7 +12,7 @@
   })();
   const t = (key, args = {}) => (T[key] || key).replace(/\{(\w+)\}/g, (_, k) => args[k] ?? '');
 
-  const state = { loginId: null, reconnect: null, qrTimer: null };
+  const state = { loginId: null, reconnect: null, qrTimer: null, people: { employees: [], departments: [] } };
 
   const say = (text, isError) => {
     $('alert').textContent = isError ? text : '';
@@ -117,6 +117,50 @@
     return label;
   }
 
+  // Who may write from the account: everyone, or the chosen employees and departments.
+  function accessEditor(c) {
+    const box = document.createElement('fieldset');
+    box.className = 'olc-budgets';
+    const legend = document.createElement('legend');
+    legend.textContent = t('access_label');
+    const everyoneLabel = document.createElement('label');
+    everyoneLabel.className = 'olc-check';
+    const everyone = document.createElement('input');
+    everyone.type = 'checkbox';
+    everyone.checked = c.access.kind === 'everyone';
+    everyoneLabel.append(everyone, ` ${t('access_everyone')}`);
+    const picker = (label, items, chosen) => {
+      const wrap = document.createElement('label');
+      wrap.textContent = `${t(label)} `;
+      const select = document.createElement('select');
+      select.multiple = true;
+      select.size = 4;
+      select.className = 'olc-control';
+      for (const item of items) {
+        const option = new Option(item.name || `#${item.id}`, String(item.id), false, chosen.includes(item.id));
+        select.append(option);
+      }
+      wrap.append(select);
+      return [wrap, select];
+    };
+    const [usersWrap, users] = picker('access_employees', state.people.employees, c.access.users ?? []);
+    const [departmentsWrap, departments] = picker('access_departments', state.people.departments, c.access.departments ?? []);
+    const sync = () => { users.disabled = everyone.checked; departments.disabled = everyone.checked; };
+    everyone.addEventListener('change', sync);
+    sync();
+    const chosen = (select) => [...select.selectedOptions].map((o) => Number(o.value));
+    box.append(legend, everyoneLabel, usersWrap, departmentsWrap, button(t('save'), async () => {
+      const access = everyone.checked
+        ? { kind: 'everyone' }
+        : { kind: 'chosen', users: chosen(users), departments: chosen(departments) };
+      try {
+        await api('PUT', `/api/connectors/${encodeURIComponent(c.id)}/access`, { access });
+        say(t('saved'));
+      } catch (e) { say(e.message, true); }
+    }));
+    return box;
+  }
+
   function row(c, limits) {
     const tr = document.createElement('tr');
     tr.dataset.connector = c.id;
@@ -143,7 +187,7 @@
         say(t('saved'));
       } catch (e) { say(e.message, true); }
     }));
-    line.append(acceptAll(c));
+    line.append(acceptAll(c), accessEditor(c));
     tr.append(line);
     const actions = document.createElement('td');
     if (c.status === 'needs_login') {
@@ -166,10 +210,22 @@
   }
 
   async function load() {
-    const { connectors, limits } = await api('GET', '/api/connectors');
+    const { connectors, limits, system_messages: systemMessages } = await api('GET', '/api/connectors');
     $('connectors').replaceChildren(...connectors.map((c) => row(c, limits)));
     $('connectors-empty').hidden = connectors.length > 0;
+    $('system-messages').checked = systemMessages;
   }
+
+  $('system-messages').addEventListener('change', async () => {
+    const box = $('system-messages');
+    try {
+      await api('PUT', '/api/connectors/system-messages', { system_messages: box.checked });
+      say(t('saved'));
+    } catch (e) {
+      box.checked = !box.checked;
+      say(e.message, true);
+    }
+  });
 
   async function step(view) {
     state.loginId = view.login_id ?? null;
@@ -218,5 +274,9 @@
   });
   $('qr-cancel').addEventListener('click', () => show('phone'));
 
-  load().catch((e) => say(e.message, true));
+  // Whom access can be given to; the list shows without it if the portal does not answer.
+  api('GET', '/api/connectors/people')
+    .then((people) => { state.people = people; })
+    .catch((e) => say(e.message, true))
+    .finally(() => load().catch((e) => say(e.message, true)));
 })();

@@ -19,6 +19,10 @@ pub struct Claims {
     pub user: u64,
     pub entity: EntityRef,
     pub lang: Lang,
+    /// The user's departments (`UF_DEPARTMENT` of `user.current`), read when the tab opened:
+    /// which connectors they may use depends on them.
+    #[serde(default)]
+    pub departments: Vec<u64>,
     /// Unix seconds.
     pub exp: i64,
 }
@@ -80,8 +84,8 @@ impl SessionSigner {
         mac
     }
 
-    pub fn issue(&self, portal: &str, user: u64, entity: EntityRef, lang: Lang) -> String {
-        let claims = Claims { portal: portal.to_owned(), user, entity, lang, exp: now_secs() + self.lifetime_secs };
+    pub fn issue(&self, portal: &str, user: u64, departments: Vec<u64>, entity: EntityRef, lang: Lang) -> String {
+        let claims = Claims { portal: portal.to_owned(), user, entity, lang, departments, exp: now_secs() + self.lifetime_secs };
         self.sign(&claims)
     }
 
@@ -123,17 +127,18 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let token = signer().issue("m1", 5, entity(), Lang::Ru);
+        let token = signer().issue("m1", 5, vec![3], entity(), Lang::Ru);
         let claims: Claims = signer().verify(&token).unwrap();
         assert_eq!((claims.portal.as_str(), claims.user, claims.entity, claims.lang), ("m1", 5, entity(), Lang::Ru));
+        assert_eq!(claims.departments, [3]);
     }
 
     #[test]
     fn refuses_forged_tampered_and_expired_tokens() {
-        let token = signer().issue("m1", 5, entity(), Lang::En);
+        let token = signer().issue("m1", 5, Vec::new(), entity(), Lang::En);
         assert_eq!(SessionSigner::new([8; 32], 60).verify::<Claims>(&token), Err(TokenError::BadSignature));
         let (_, tag) = token.split_once('.').unwrap();
-        let forged = Claims { portal: "m2".into(), user: 5, entity: entity(), lang: Lang::En, exp: now_secs() + 60 };
+        let forged = Claims { portal: "m2".into(), user: 5, entity: entity(), lang: Lang::En, departments: Vec::new(), exp: now_secs() + 60 };
         let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
         assert_eq!(signer().verify::<Claims>(&format!("{forged_payload}.{tag}")), Err(TokenError::BadSignature));
         let expired = Claims { exp: now_secs() - 1, ..forged };
@@ -145,7 +150,7 @@ mod tests {
 
     #[test]
     fn tab_and_admin_tokens_do_not_stand_for_each_other() {
-        let tab = signer().issue("m1", 5, entity(), Lang::En);
+        let tab = signer().issue("m1", 5, Vec::new(), entity(), Lang::En);
         assert_eq!(signer().verify::<AdminClaims>(&tab), Err(TokenError::Malformed));
         let admin = signer().issue_admin("m1", 5, Lang::En);
         assert_eq!(signer().verify::<Claims>(&admin), Err(TokenError::Malformed));

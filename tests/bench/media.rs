@@ -43,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
         line: None,
         budgets: None,
         accept_all: false,
+        access: Default::default(),
     }
     .account();
 

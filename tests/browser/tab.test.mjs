@@ -313,4 +313,40 @@ describe('the other direction', () => {
       await context.close();
     }
   });
+
+  test('an administrator chooses who may write from an account and allows Open Lines greetings', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const access = () => page.locator('tr[data-connector="sales"]').getByRole('group', { name: 'Who may write from this account' });
+    const greetings = "Let Open Lines' automatic messages (greetings, ratings) reach clients";
+    const saving = (path, action) => Promise.all([page.waitForResponse((r) => r.url().endsWith(path) && r.ok()), action()]);
+    try {
+      await page.goto(`${app.url}/sandbox/connectors?lang=en`);
+      await access().getByLabel('Everyone').waitFor();
+      assert.equal(await access().getByLabel('Everyone').isChecked(), true, 'everyone, by default');
+      await access().getByLabel('Everyone').uncheck();
+      await access().getByLabel('Employees').selectOption({ label: 'Boris Ivanov' });
+      await access().getByLabel('Departments').selectOption({ label: 'Customer care' });
+      await saving('/api/connectors/sales/access', () => access().getByRole('button', { name: 'Save' }).click());
+
+      const box = page.getByLabel(greetings);
+      assert.equal(await box.isChecked(), false, 'off by default');
+      await saving('/api/connectors/system-messages', () => box.check());
+      await shot(page, 'connectors-access');
+
+      await page.reload();
+      await access().getByLabel('Everyone').waitFor();
+      assert.equal(await access().getByLabel('Everyone').isChecked(), false);
+      const chosen = async (label) => access().getByLabel(label).evaluate((s) => [...s.selectedOptions].map((o) => o.text));
+      assert.deepEqual(await chosen('Employees'), ['Boris Ivanov']);
+      assert.deepEqual(await chosen('Departments'), ['Customer care']);
+      assert.equal(await page.getByLabel(greetings).isChecked(), true);
+    } finally {
+      // The other tests write from the sales account as Anna, without greetings.
+      await access().getByLabel('Everyone').check();
+      await saving('/api/connectors/sales/access', () => access().getByRole('button', { name: 'Save' }).click());
+      await saving('/api/connectors/system-messages', () => page.getByLabel(greetings).uncheck());
+      await context.close();
+    }
+  });
 });

@@ -73,12 +73,17 @@ impl TestApp {
 
     /// The placement form Bitrix24 would POST for a user opening a card tab.
     pub fn placement_form(&self, user: u64, placement: &str, id: u64) -> Vec<(String, String)> {
-        let (access, refresh) = self.app.sandbox().portal.issue_tokens(seed::DEMO_MEMBER_ID, user);
+        self.placement_form_on(seed::DEMO_MEMBER_ID, user, placement, id)
+    }
+
+    /// The same, on another sandbox portal.
+    pub fn placement_form_on(&self, member_id: &str, user: u64, placement: &str, id: u64) -> Vec<(String, String)> {
+        let (access, refresh) = self.app.sandbox().portal.issue_tokens(member_id, user);
         vec![
             ("AUTH_ID".into(), access),
             ("AUTH_EXPIRES".into(), "3600".into()),
             ("REFRESH_ID".into(), refresh),
-            ("member_id".into(), seed::DEMO_MEMBER_ID.into()),
+            ("member_id".into(), member_id.into()),
             ("status".into(), "L".into()),
             ("PLACEMENT".into(), placement.into()),
             ("PLACEMENT_OPTIONS".into(), json!({ "ID": id.to_string() }).to_string()),
@@ -95,6 +100,19 @@ impl TestApp {
         let response = self.http.post(self.url(&format!("/placement?{query}"))).form(form).send().await.expect("placement answers");
         let portal_ms = portal_wait_ms(&response);
         (response.status(), portal_ms, response.text().await.unwrap_or_default())
+    }
+
+    /// Portal user `user` opens the tab of `placement` record `id` on a sandbox portal; its token.
+    pub async fn tab_on(&self, member_id: &str, domain: &str, user: u64, placement: &str, id: u64) -> String {
+        let form = self.placement_form_on(member_id, user, placement, id);
+        let (status, page) = self.post_placement(&format!("DOMAIN={domain}&PROTOCOL=0&LANG=en"), &form).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        page_token(&page).expect("token in page")
+    }
+
+    /// Demo portal user `user` opens the demo lead's tab; its token.
+    pub async fn lead_tab_of(&self, user: u64) -> String {
+        self.tab_on(seed::DEMO_MEMBER_ID, seed::DEMO_DOMAIN, user, "CRM_LEAD_DETAIL_TAB", 1).await
     }
 
     /// Opens a card through the sandbox's own launcher page, as a browser would; the session token.

@@ -68,6 +68,7 @@ pub async fn install_demo_portal(svc: &Services, app: &TestApp) {
         lang: Lang::En,
         system_messages: false,
         timeline: installed.timeline,
+        region: installed.region,
     };
     svc.portals.save(&portal).await.unwrap();
     for owner in [TokenOwner::App, TokenOwner::User(1)] {
@@ -86,6 +87,7 @@ pub async fn install_demo_portal(svc: &Services, app: &TestApp) {
         line: None,
         budgets: None,
         accept_all: false,
+        access: Default::default(),
     };
     svc.connectors.save(&sales).await.unwrap();
 }

@@ -3,6 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use super::connectors::{may_use, not_permitted};
 use super::install::CONNECTOR_ID;
 use super::openlines::{ChatClient, chat_client};
 use super::portal::{PortalClient, batch_record};
@@ -82,7 +83,11 @@ pub struct RecipientView {
 }
 
 pub async fn load_card(svc: &Services, claims: &Claims, connector: Option<&str>) -> Result<CardView, AppError> {
-    let connectors = svc.connectors.list(&claims.portal).await?;
+    // Only the connectors this user may send from are offered; asking for another is refused.
+    let (connectors, others): (Vec<Connector>, Vec<Connector>) = svc.connectors.list(&claims.portal).await?.into_iter().partition(|c| may_use(claims, c));
+    if connector.is_some_and(|id| others.iter().any(|c| c.id == id)) {
+        return Err(not_permitted(claims.lang));
+    }
     let selected = select_connector(svc, claims, &connectors, connector).await?;
     let sync = match selected {
         Some(c) if c.status != ConnectorStatus::NeedsLogin => contact_sync(svc, c).await?,
@@ -157,6 +162,7 @@ fn connector_view(c: &Connector) -> ConnectorView {
 /// Reads the record and, for a lead or a deal, its linked contacts and company, in two batches.
 async fn read_contact_points(svc: &Services, claims: &Claims) -> Result<(String, Vec<ContactPoint>), AppError> {
     let mut portal = PortalClient::user(svc, &claims.portal, claims.user).await?;
+    let region = svc.phone_region_of(&portal.portal);
     let EntityRef { kind, id } = claims.entity;
     let mut first = vec![("record".to_owned(), format!("{}?id={id}", kind.get_method()))];
     if kind == EntityType::Deal {
@@ -166,7 +172,7 @@ async fn read_contact_points(svc: &Services, claims: &Claims) -> Result<(String,
     let record = batch_record(&batch, "record")?;
     let title = record_title(kind, &record);
     let mut points = Vec::new();
-    contact_points(kind, id, &title, &record, svc.phone_region, CONNECTOR_ID, &mut points);
+    contact_points(kind, id, &title, &record, region, CONNECTOR_ID, &mut points);
 
     let linked = linked_records(kind, &record, batch.results.get("contacts"));
     if !linked.is_empty() {
@@ -179,7 +185,7 @@ async fn read_contact_points(svc: &Services, claims: &Claims) -> Result<(String,
             // A linked record the user may not see is skipped, not an error for the whole card.
             let Some(found) = batch.results.get(key) else { continue };
             let linked_title = record_title(*linked_kind, found);
-            contact_points(*linked_kind, *linked_id, &linked_title, found, svc.phone_region, CONNECTOR_ID, &mut points);
+            contact_points(*linked_kind, *linked_id, &linked_title, found, region, CONNECTOR_ID, &mut points);
         }
     }
     Ok((title, points))

@@ -3,14 +3,17 @@
 
 use serde::Serialize;
 
-use super::portal::{confirm_admin, unknown_portal};
+use serde_json::{Value, json};
+
+use super::install::register_connector;
+use super::portal::{EmployeeView, PortalClient, active_employees, confirm_admin, unknown_portal};
 use super::{AppError, ErrorKind, Services};
-use crate::auth::AdminClaims;
+use crate::auth::{AdminClaims, Claims};
 use crate::crypto::Secret;
 use crate::domain::PhoneE164;
 use crate::i18n::{Lang, text};
 use crate::ports::{LoggedIn, LoginError, LoginStep, TelegramError};
-use crate::repo::connectors::{Budgets, Connector, ConnectorStatus};
+use crate::repo::connectors::{Access, Budgets, Connector, ConnectorStatus};
 use crate::repo::logins::{LoginStage, PendingLogin};
 use crate::repo::safety::Usage;
 
@@ -40,12 +43,16 @@ pub struct ConnectorAdminView {
     pub own_budgets: bool,
     /// Messages from anyone reach the Open Line, not only from people the portal wrote to.
     pub accept_all: bool,
+    /// Who may send from it.
+    pub access: Access,
 }
 
 #[derive(Serialize)]
 pub struct ConnectorsView {
     pub connectors: Vec<ConnectorAdminView>,
     pub limits: LimitsView,
+    /// Open Lines' own messages (greetings, ratings) reach clients through the connectors.
+    pub system_messages: bool,
 }
 
 #[derive(Serialize)]
@@ -60,7 +67,8 @@ pub async fn list(svc: &Services, admin: &AdminClaims) -> Result<ConnectorsView,
         views.push(admin_view(svc, connector).await?);
     }
     let limits = LimitsView { new_chats_per_day: svc.limits.new_chats_per_day, phone_lookups_per_day: svc.limits.phone_lookups_per_day };
-    Ok(ConnectorsView { connectors: views, limits })
+    let portal = svc.portals.get(&admin.portal).await?.ok_or_else(unknown_portal)?;
+    Ok(ConnectorsView { connectors: views, limits, system_messages: portal.system_messages })
 }
 
 async fn admin_view(svc: &Services, c: Connector) -> Result<ConnectorAdminView, AppError> {
@@ -77,6 +85,7 @@ async fn admin_view(svc: &Services, c: Connector) -> Result<ConnectorAdminView, 
         budgets,
         own_budgets,
         accept_all: c.accept_all,
+        access: c.access,
     })
 }
 
@@ -114,7 +123,8 @@ async fn pending(svc: &Services, admin: &AdminClaims, login_id: &str, stage: Log
 }
 
 pub async fn start_phone(svc: &Services, admin: &AdminClaims, phone: &str, reconnect: Option<&str>) -> Result<LoginView, AppError> {
-    let phone = PhoneE164::parse(phone, svc.phone_region).map_err(|_| login_problem(admin.lang, LoginError::InvalidPhone))?;
+    let portal = svc.portals.get(&admin.portal).await?.ok_or_else(unknown_portal)?;
+    let phone = PhoneE164::parse(phone, svc.phone_region_of(&portal)).map_err(|_| login_problem(admin.lang, LoginError::InvalidPhone))?;
     let mut login = new_login(svc, admin, reconnect, LoginStage::Code).await?;
     login.phone = Some(phone.to_string());
     let step = svc.telegram.send_code(&login.id, &phone).await.map_err(|e| login_problem(admin.lang, e))?;
@@ -184,6 +194,7 @@ async fn connect(svc: &Services, admin: &AdminClaims, login: &PendingLogin, done
         telegram_user_id: done.user.peer.user_id,
         status: ConnectorStatus::Connected,
         accept_all: existing.as_ref().is_some_and(|c| c.accept_all),
+        access: existing.as_ref().map(|c| c.access.clone()).unwrap_or_default(),
         budgets: existing.as_ref().and_then(|c| c.budgets),
         line: existing.and_then(|c| c.line),
     };
@@ -240,6 +251,90 @@ pub async fn set_budgets(svc: &Services, admin: &AdminClaims, id: &str, budgets:
 pub async fn set_accept_all(svc: &Services, admin: &AdminClaims, id: &str, accept_all: bool) -> Result<ConnectorAdminView, AppError> {
     let updated = svc.connectors.update(&admin.portal, id, |c| std::mem::replace(&mut c.accept_all, accept_all) != accept_all).await?;
     admin_view(svc, updated.ok_or_else(|| unknown_connector(admin.lang))?).await
+}
+
+/// The most employees or departments one connector's access names.
+const MAX_CHOSEN: usize = 500;
+
+/// Sets who may send from the connector: everyone, or the chosen employees and departments.
+pub async fn set_access(svc: &Services, admin: &AdminClaims, id: &str, access: Access) -> Result<ConnectorAdminView, AppError> {
+    let access = match access {
+        Access::Everyone => Access::Everyone,
+        Access::Chosen { mut users, mut departments } => {
+            // Nobody at all is a locked account, never what "chosen" means: refused, not stored.
+            let bad = (users.is_empty() && departments.is_empty()) || users.len() > MAX_CHOSEN || departments.len() > MAX_CHOSEN;
+            if bad || users.contains(&0) || departments.contains(&0) {
+                return Err(AppError::invalid("bad_access", text(admin.lang, "bad_access", &[("max", &MAX_CHOSEN.to_string())])));
+            }
+            for ids in [&mut users, &mut departments] {
+                ids.sort_unstable();
+                ids.dedup();
+            }
+            Access::Chosen { users, departments }
+        }
+    };
+    let updated = svc.connectors.update(&admin.portal, id, |c| std::mem::replace(&mut c.access, access.clone()) != access).await?;
+    admin_view(svc, updated.ok_or_else(|| unknown_connector(admin.lang))?).await
+}
+
+#[derive(Serialize)]
+pub struct DepartmentView {
+    pub id: u64,
+    pub name: String,
+}
+
+/// Whom an administrator can choose from: the portal's employees and departments.
+#[derive(Serialize)]
+pub struct PeopleView {
+    pub employees: Vec<EmployeeView>,
+    pub departments: Vec<DepartmentView>,
+}
+
+/// The portal's employees and departments (`department.get`, `api-reference/departments/department-get.md`,
+/// 50 a page), read with the portal's own tokens: the page's user is a confirmed administrator
+/// and the page carries no refresh token of theirs.
+pub async fn people(svc: &Services, admin: &AdminClaims) -> Result<PeopleView, AppError> {
+    let mut portal = PortalClient::app(svc, &admin.portal).await?;
+    let employees = active_employees(&mut portal).await?;
+    let rows = portal.call_all("department.get", &json!({ "sort": "NAME", "order": "ASC" })).await?;
+    let departments = rows
+        .iter()
+        .filter_map(|d| {
+            let id = d.get("ID").and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))?;
+            Some(DepartmentView { id, name: d.get("NAME").and_then(Value::as_str).unwrap_or("").trim().to_owned() })
+        })
+        .collect();
+    Ok(PeopleView { employees, departments })
+}
+
+/// Lets Open Lines' own messages (greetings, ratings) reach clients through the connector, or
+/// not: registering the connector again with the same ID updates `NEED_SYSTEM_MESSAGES`
+/// (`api-reference/imopenlines/imconnector/imconnector-register.md`). Stored once the portal took it.
+pub async fn set_system_messages(svc: &Services, admin: &AdminClaims, allowed: bool) -> Result<ConnectorsView, AppError> {
+    let mut portal = PortalClient::app(svc, &admin.portal).await?;
+    portal.portal.system_messages = allowed;
+    register_connector(&mut portal, svc.site.public_url.trim_end_matches('/')).await?;
+    svc.portals.update(&admin.portal, |p| std::mem::replace(&mut p.system_messages, allowed) != allowed).await?;
+    list(svc, admin).await
+}
+
+/// Whether the tab's user may send from `connector`.
+pub fn may_use(claims: &Claims, connector: &Connector) -> bool {
+    connector.access.allows(claims.user, &claims.departments)
+}
+
+/// The tab's connector `id`, if its user may send from it (403 otherwise).
+pub async fn usable_connector(svc: &Services, claims: &Claims, id: &str) -> Result<Connector, AppError> {
+    let unknown = || AppError::invalid("unknown_connector", text(claims.lang, "unknown_connector", &[]));
+    let connector = svc.connectors.get(&claims.portal, id).await?.ok_or_else(unknown)?;
+    if !may_use(claims, &connector) {
+        return Err(not_permitted(claims.lang));
+    }
+    Ok(connector)
+}
+
+pub fn not_permitted(lang: Lang) -> AppError {
+    AppError::new(ErrorKind::Forbidden, "connector_not_permitted", text(lang, "connector_not_permitted", &[]))
 }
 
 fn unknown_connector(lang: Lang) -> AppError {

@@ -9,6 +9,7 @@ use super::portal::{PortalClient, confirm_admin, unknown_portal};
 use super::{AppError, ErrorKind, Services};
 use crate::crypto::Secret;
 use crate::domain::EntityType;
+use crate::domain::phone::region_from_license;
 use crate::i18n::{Lang, text};
 use crate::work::Job;
 use crate::repo::portals::{Portal, TimelineLook, TokenOwner, UserAuth};
@@ -131,6 +132,7 @@ pub async fn register_portal(svc: &Services, mut grant: InstallGrant) -> Result<
                 lang: grant.lang,
                 system_messages: false,
                 timeline: None,
+                region: None,
             };
             registered(&mut portal);
             svc.portals.save(&portal).await?;
@@ -186,6 +188,7 @@ pub async fn set_up(svc: &Services, member_id: &str) -> Result<(), AppError> {
         activate(svc, &mut portal, &line).await?;
     }
     choose_timeline_look(svc, &mut portal).await?;
+    remember_region(svc, &mut portal).await?;
 
     let event_handler = format!("{base}/bitrix/events");
     let bound = portal.call("event.get", &json!({})).await?;
@@ -245,6 +248,16 @@ async fn choose_timeline_look(svc: &Services, portal: &mut PortalClient<'_>) -> 
     let look = Some(TimelineLook { icon, logo });
     let member_id = portal.portal.member_id.clone();
     svc.portals.update(&member_id, |p| std::mem::replace(&mut p.timeline, look.clone()) != look).await?;
+    Ok(())
+}
+
+/// The portal's own country, from the prefix of its plan (`LICENSE` of `app.info`,
+/// `api-reference/common/system/app-info.md`), for phone numbers written without a country code.
+async fn remember_region(svc: &Services, portal: &mut PortalClient<'_>) -> Result<(), AppError> {
+    let app = portal.call("app.info", &json!({})).await?;
+    let region = app.get("LICENSE").and_then(Value::as_str).and_then(region_from_license).map(|c| c.as_ref().to_owned());
+    let member_id = portal.portal.member_id.clone();
+    svc.portals.update(&member_id, |p| std::mem::replace(&mut p.region, region.clone()) != region).await?;
     Ok(())
 }
 

@@ -18,6 +18,7 @@ use phonenumber::country;
 use crate::auth::SessionSigner;
 use crate::bitrix::BitrixClient;
 use crate::crypto::Sealer;
+use crate::domain::phone::region_from_code;
 use crate::ports::{Blobs, Queue, Table, Telegram};
 use crate::repo::RepoError;
 use crate::repo::cards::Cards;
@@ -26,7 +27,7 @@ use crate::repo::logins::Logins;
 use crate::repo::mailbox::Mailbox;
 use crate::repo::messages::Messages;
 use crate::repo::openlines::OpenLines;
-use crate::repo::portals::Portals;
+use crate::repo::portals::{Portal, Portals};
 use crate::repo::resolutions::Resolutions;
 use crate::repo::safety::{Safety, SafetyLimits};
 use crate::repo::Records;
@@ -49,7 +50,7 @@ pub struct Services {
     pub telegram: Arc<dyn Telegram>,
     pub bitrix: BitrixClient,
     pub sessions: SessionSigner,
-    /// For phone numbers typed without a country code.
+    /// For phone numbers typed without a country code, on portals whose own country is not known.
     pub phone_region: Option<country::Id>,
     pub site: Site,
 }
@@ -99,6 +100,12 @@ impl Services {
             phone_region,
             site,
         }
+    }
+
+    /// Where a phone number written without a country code is read: the portal's own country,
+    /// else the deployment's.
+    pub fn phone_region_of(&self, portal: &Portal) -> Option<country::Id> {
+        portal.region.as_deref().and_then(region_from_code).or(self.phone_region)
     }
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::install::CONNECTOR_ID;
-use super::portal::PortalClient;
+use super::portal::{EmployeeView, PortalClient, active_employees};
 use super::send::{failure_text, recipient_account};
 use super::{AppError, ErrorKind, Progress, Services};
 use crate::auth::Claims;
@@ -316,24 +316,9 @@ pub struct ChatCreated {
     pub invited: Vec<u64>,
 }
 
-#[derive(Serialize)]
-pub struct EmployeeView {
-    pub id: u64,
-    pub name: String,
-}
-
-/// The portal's active employees, to invite into a chat: every page of `user.get` (50 a page).
+/// The portal's active employees, to invite into a chat.
 pub async fn employees(svc: &Services, claims: &Claims) -> Result<Vec<EmployeeView>, AppError> {
-    let mut portal = PortalClient::user(svc, &claims.portal, claims.user).await?;
-    let users = portal.call_all("user.get", &json!({ "FILTER": { "ACTIVE": true, "USER_TYPE": "employee" } })).await?;
-    let field = |u: &Value, name: &str| u.get(name).and_then(Value::as_str).unwrap_or("").trim().to_owned();
-    Ok(users
-        .iter()
-        .filter_map(|u| {
-            let id = u.get("ID")?.as_str()?.parse().ok()?;
-            Some(EmployeeView { id, name: format!("{} {}", field(u, "NAME"), field(u, "LAST_NAME")).trim().to_owned() })
-        })
-        .collect())
+    active_employees(&mut PortalClient::user(svc, &claims.portal, claims.user).await?).await
 }
 
 /// Creates the client's Open Line chat (a first message through our connector, written on

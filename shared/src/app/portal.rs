@@ -1,7 +1,8 @@
 //! Calls to a portal with a user's tokens or the portal's own, refreshing once when
 //! Bitrix24 says the access token expired, and keeping the rotated refresh token.
 
-use serde_json::Value;
+use serde::Serialize;
+use serde_json::{Value, json};
 
 use super::{AppError, ErrorKind, Services};
 use crate::bitrix::{BatchResult, BitrixError, Page, batch_params, parse_batch};
@@ -176,9 +177,34 @@ pub async fn confirm_admin(svc: &Services, portal: &Portal, auth_id: &Secret, la
     user_id(&batch_record(&batch, "user")?).ok_or_else(|| portal_error(BitrixError::Protocol("user.current gave no ID".into())))
 }
 
+#[derive(Serialize)]
+pub struct EmployeeView {
+    pub id: u64,
+    pub name: String,
+}
+
+/// The portal's active employees: every page of `user.get` (50 a page, `api-reference/user/user-get.md`).
+pub async fn active_employees(portal: &mut PortalClient<'_>) -> Result<Vec<EmployeeView>, AppError> {
+    let users = portal.call_all("user.get", &json!({ "FILTER": { "ACTIVE": true, "USER_TYPE": "employee" } })).await?;
+    let field = |u: &Value, name: &str| u.get(name).and_then(Value::as_str).unwrap_or("").trim().to_owned();
+    Ok(users
+        .iter()
+        .filter_map(|u| {
+            let id = u.get("ID")?.as_str()?.parse().ok()?;
+            Some(EmployeeView { id, name: format!("{} {}", field(u, "NAME"), field(u, "LAST_NAME")).trim().to_owned() })
+        })
+        .collect())
+}
+
 /// A user's id from a `user.current` answer.
 pub fn user_id(user: &Value) -> Option<u64> {
     user.get("ID").and_then(|v| v.as_str()?.parse().ok().or_else(|| v.as_u64()))
+}
+
+/// A user's departments from a `user.current` answer (`UF_DEPARTMENT`, `api-reference/user/user-current.md`).
+pub fn user_departments(user: &Value) -> Vec<u64> {
+    let ids = user.get("UF_DEPARTMENT").and_then(Value::as_array).into_iter().flatten();
+    ids.filter_map(|d| d.as_u64().or_else(|| d.as_str()?.parse().ok())).collect()
 }
 
 /// The record a batch command read, or the error the portal gave for it.

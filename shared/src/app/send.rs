@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::card::telegram_problem;
+use super::connectors::{may_use, not_permitted, usable_connector};
 use super::openlines::{ChatClient, chat_client};
 use super::uploads::{self, FileRef, VoiceRef};
 use super::{AppError, ErrorKind, Services};
@@ -136,11 +137,7 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
 /// The connector, the recipient and their Telegram account, if this card may address them.
 pub async fn recipient_account(svc: &Services, claims: &Claims, connector_id: &str, recipient: &str) -> Result<(Connector, RecipientKey, TelegramUser), AppError> {
     let lang = claims.lang;
-    let connector = svc
-        .connectors
-        .get(&claims.portal, connector_id)
-        .await?
-        .ok_or_else(|| AppError::invalid("unknown_connector", text(lang, "unknown_connector", &[])))?;
+    let connector = usable_connector(svc, claims, connector_id).await?;
     if connector.status == ConnectorStatus::NeedsLogin {
         return Err(AppError::invalid("connector_unavailable", text(lang, "connector_unavailable", &[])));
     }
@@ -200,16 +197,26 @@ pub async fn message_view(svc: &Services, claims: &Claims, id: &str) -> Result<M
     }
     let message = svc.messages.get(id).await?.filter(|m| m.member_id == claims.portal).ok_or_else(not_found)?;
     let connectors = svc.connectors.list(&claims.portal).await?;
+    if !visible(claims, &message, &connectors) {
+        return Err(not_permitted(claims.lang));
+    }
     Ok(view(claims.lang, &message, &connectors))
 }
 
+/// The card's conversation through the connectors this user may use.
 pub async fn recent_on_card(svc: &Services, claims: &Claims) -> Result<Vec<MessageView>, AppError> {
     let messages = svc.messages.recent_on_card(&claims.portal, claims.entity, 30).await?;
     let connectors = svc.connectors.list(&claims.portal).await?;
-    Ok(messages.iter().map(|m| view(claims.lang, m, &connectors)).collect())
+    Ok(messages.iter().filter(|m| visible(claims, m, &connectors)).map(|m| view(claims.lang, m, &connectors)).collect())
 }
 
-fn view(lang: Lang, m: &Message, connectors: &[crate::repo::connectors::Connector]) -> MessageView {
+/// A message went through a connector this user may use (or one since disconnected, which
+/// guards nobody's account any more).
+fn visible(claims: &Claims, message: &Message, connectors: &[Connector]) -> bool {
+    connectors.iter().find(|c| c.id == message.connector_id).is_none_or(|c| may_use(claims, c))
+}
+
+fn view(lang: Lang, m: &Message, connectors: &[Connector]) -> MessageView {
     let reason = match (&m.failure, m.retry_at) {
         (Some(failure), _) => Some(failure_text(lang, failure)),
         (None, Some(at)) if m.status == MessageStatus::Queued => {

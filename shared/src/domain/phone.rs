@@ -62,9 +62,46 @@ pub fn region_from_code(code: &str) -> Option<country::Id> {
     code.trim().to_ascii_uppercase().parse().ok()
 }
 
+/// A portal's own country from the prefix of its `LICENSE` (`de_project` → `DE`;
+/// `api-reference/common/system/app-info.md`: the prefix is the portal's base language and
+/// region). Most prefixes are the country's ISO code (`ru`, `by`, `kz`, `ua`, `de`, `pl`, `fr`,
+/// `it`, `es`, `br`, `tr`...). A few name a language: those of one country map to it (`ja` →
+/// JP, `uk` → GB), those of no one country give `None` (`en`: the international zone; `la`:
+/// Latin America; `eu`; `ar`: the Arabic zone), and so does any prefix we do not know. `sc`,
+/// `tc` and `ms` are also ISO codes of other countries, so they are mapped before the ISO reading.
+pub fn region_from_license(license: &str) -> Option<country::Id> {
+    let prefix = license.split_once('_').map_or(license, |(p, _)| p).trim().to_ascii_lowercase();
+    let code = match prefix.as_str() {
+        "en" | "la" | "eu" | "ar" => return None,
+        "ja" => "JP",
+        "uk" => "GB",
+        "sc" => "CN",
+        "tc" => "TW",
+        "ms" => "MY",
+        "hi" => "IN",
+        "vn" => "VN",
+        other if other.len() == 2 => other,
+        _ => return None,
+    };
+    region_from_code(code)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_licenses_prefix_names_the_portals_country() {
+        let region = |l| region_from_license(l).map(|c| c.as_ref().to_owned());
+        assert_eq!(region("ru_project").as_deref(), Some("RU"));
+        assert_eq!(region("de_ent10000").as_deref(), Some("DE"));
+        assert_eq!(region("kz_basic").as_deref(), Some("KZ"));
+        assert_eq!(region("tc_std").as_deref(), Some("TW"));
+        for none in ["en_project", "la_basic", "", "xx_project", "nfr"] {
+            assert_eq!(region(none), None, "{none}");
+        }
+        assert_eq!(PhoneE164::parse("030 1234567", region_from_license("de_project")).unwrap().as_str(), "+49301234567");
+    }
     use proptest::prelude::*;
 
     fn ru() -> Option<country::Id> {

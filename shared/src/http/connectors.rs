@@ -17,7 +17,7 @@ use super::{Admin, AppState, json_body};
 use crate::app::placement::PlacementQuery;
 use crate::app::{AppError, connectors};
 use crate::crypto::Secret;
-use crate::repo::connectors::Budgets;
+use crate::repo::connectors::{Access, Budgets};
 use crate::i18n::Lang;
 
 pub fn routes() -> Router<AppState> {
@@ -32,6 +32,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/connectors/{id}/line", put(line))
         .route("/api/connectors/{id}/budgets", put(budgets))
         .route("/api/connectors/{id}/accept-all", put(accept_all))
+        .route("/api/connectors/{id}/access", put(access))
+        .route("/api/connectors/people", get(people))
+        .route("/api/connectors/system-messages", put(system_messages))
 }
 
 /// The form Bitrix24 POSTs to an app page.
@@ -154,6 +157,39 @@ async fn accept_all(
 ) -> Result<impl IntoResponse, AppError> {
     let r = json_body(body)?;
     Ok(Json(connectors::set_accept_all(&svc, &admin, &id, r.accept_all).await?))
+}
+
+#[derive(Deserialize)]
+struct AccessRequest {
+    access: Access,
+}
+
+async fn access(
+    State(svc): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    body: Result<Json<AccessRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let r = json_body(body)?;
+    Ok(Json(connectors::set_access(&svc, &admin, &id, r.access).await?))
+}
+
+async fn people(State(svc): State<AppState>, Admin(admin): Admin) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(connectors::people(&svc, &admin).await?))
+}
+
+#[derive(Deserialize)]
+struct SystemMessagesRequest {
+    system_messages: bool,
+}
+
+async fn system_messages(
+    State(svc): State<AppState>,
+    Admin(admin): Admin,
+    body: Result<Json<SystemMessagesRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let r = json_body(body)?;
+    Ok(Json(connectors::set_system_messages(&svc, &admin, r.system_messages).await?))
 }
 
 async fn line(

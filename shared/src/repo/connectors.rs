@@ -34,6 +34,29 @@ pub struct Connector {
     /// portal wrote to.
     #[serde(default)]
     pub accept_all: bool,
+    /// Who may send from the account: it is a person's own, so its owner's administrator decides.
+    #[serde(default)]
+    pub access: Access,
+}
+
+/// Who of the portal's employees may use a connector.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Access {
+    #[default]
+    Everyone,
+    /// These employees, and everyone directly in these departments (`UF_DEPARTMENT` lists an
+    /// employee's own departments, not the ones above them, so sub-departments are not included).
+    Chosen { users: Vec<u64>, departments: Vec<u64> },
+}
+
+impl Access {
+    pub fn allows(&self, user: u64, departments: &[u64]) -> bool {
+        match self {
+            Self::Everyone => true,
+            Self::Chosen { users, departments: chosen } => users.contains(&user) || departments.iter().any(|d| chosen.contains(d)),
+        }
+    }
 }
 
 /// How much one account may do per UTC day before a send or look-up is refused.
@@ -131,5 +154,24 @@ impl Connectors {
 
     pub async fn set_last_used(&self, member_id: &str, user: u64, id: &str) -> Result<(), RepoError> {
         self.records.put(&portal_pk(member_id), &last_used_sk(user), &id, None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_lets_in_everyone_or_the_chosen_people_and_departments() {
+        assert!(Access::default().allows(7, &[]));
+        let chosen = Access::Chosen { users: vec![2], departments: vec![3] };
+        assert!(chosen.allows(2, &[1]));
+        assert!(chosen.allows(9, &[1, 3]));
+        assert!(!chosen.allows(9, &[1]));
+        let stored: Connector = serde_json::from_value(serde_json::json!({
+            "id": "s", "member_id": "m", "name": "n", "phone": "+1", "username": null, "telegram_user_id": 1, "status": "connected",
+        }))
+        .unwrap();
+        assert_eq!(stored.access, Access::Everyone, "connectors stored before access existed stay open to everyone");
     }
 }

@@ -34,6 +34,10 @@ pub struct Portal {
     /// The timeline icon and logo our activities show, chosen from the portal's own lists.
     #[serde(default)]
     pub timeline: Option<TimelineLook>,
+    /// The portal's own country (ISO 3166 code, from its `LICENSE`), for phone numbers written
+    /// without a country code; `None`: the deployment's.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// Codes from `crm.timeline.icon.list` and `crm.timeline.logo.list`.

@@ -89,7 +89,7 @@ impl Sandbox {
                     "event": "ONAPPINSTALL", "data": { "VERSION": "1", "ACTIVE": "Y", "INSTALLED": "Y", "LANGUAGE_ID": "en" },
                     "ts": crate::clock::now_secs().to_string(),
                     "auth": {
-                        "domain": grant.domain, "scope": "crm,placement,imopenlines,imconnector,im,user",
+                        "domain": grant.domain, "scope": state::APP_SCOPE,
                         "access_token": grant.access_token, "refresh_token": grant.refresh_token, "expires_in": "3600",
                         "server_endpoint": "https://oauth.bitrix.info/rest/", "status": "L", "client_endpoint": self.portal.rest_url,
                         "member_id": member_id, "application_token": grant.application_token,
@@ -136,6 +136,7 @@ impl Sandbox {
                 line: None,
                 budgets: None,
                 accept_all: false,
+                access: Default::default(),
             };
             svc.connectors.save(&connector).await?;
         }

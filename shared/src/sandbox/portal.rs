@@ -229,6 +229,8 @@ impl SandboxPortal {
             }),
             // `api-reference/user/user-get.md`: filters by the fields given (`FILTER` or top level), pages of 50.
             "user.get" => Ok(page(users_matching(&portal.users, params), params)),
+            // `api-reference/departments/department-get.md`: any user; filters, `sort`/`order`, pages of 50 from `START`.
+            "department.get" => Ok(departments_matching(&portal.departments, params)),
             // `api-reference/common/system/app-info.md`: the app of the token, its CODE and the portal's LICENSE.
             "app.info" => {
                 let code = if grant.app == self.app.client_id { self.app.code.as_str() } else { OTHER_APP_CODE };
@@ -290,6 +292,29 @@ fn users_matching(users: &[Value], params: &Params) -> Vec<Value> {
         Some(w) => super::state::scalar(w) == super::state::scalar(&u[key]),
     };
     users.iter().filter(|u| ["ACTIVE", "USER_TYPE", "ID"].iter().all(|k| wanted(u, k))).cloned().collect()
+}
+
+/// `department.get`: the departments whose `ID`, `NAME` (the full name), `SORT`, `PARENT` and
+/// `UF_HEAD` equal the ones given, sorted by `sort` (in `order`), one page from `START`.
+fn departments_matching(departments: &[Value], params: &Params) -> Answer {
+    let filters = ["ID", "NAME", "SORT", "PARENT", "UF_HEAD"];
+    let wanted = |d: &Value| filters.iter().all(|k| params.get(*k).is_none_or(|w| super::state::scalar(w) == super::state::scalar(&d[*k])));
+    let mut rows: Vec<Value> = departments.iter().filter(|d| wanted(d)).cloned().collect();
+    if let Some(field) = text_param(params, "sort").filter(|f| filters.contains(&f.as_str())) {
+        let key = |d: &Value| {
+            let value = super::state::scalar(&d[field.as_str()]).unwrap_or_default();
+            (value.parse::<u64>().ok(), value)
+        };
+        rows.sort_by_key(key);
+        if text_param(params, "order").is_some_and(|o| o.eq_ignore_ascii_case("DESC")) {
+            rows.reverse();
+        }
+    }
+    let mut paging = params.clone();
+    if let Some(start) = params.get("START").cloned() {
+        paging.insert("start".into(), start);
+    }
+    page(rows, &paging)
 }
 
 /// A batch command's query, bracket keys decoded into nested parameters, `$result[..]` replaced.
@@ -419,7 +444,7 @@ async fn oauth_token(State(portal): PortalRef, RawQuery(query): RawQuery, body: 
     let domain = portal.portal(&member_id).map(|p| p.domain).unwrap_or_default();
     Json(json!({
         "access_token": access, "refresh_token": refresh, "expires_in": TOKEN_LIFETIME,
-        "expires": now_secs() + TOKEN_LIFETIME, "scope": "crm,placement,imopenlines,imconnector,im,user",
+        "expires": now_secs() + TOKEN_LIFETIME, "scope": super::state::APP_SCOPE,
         "domain": "oauth.bitrix.info", "server_endpoint": "https://oauth.bitrix.info/rest/",
         "client_endpoint": portal.rest_url, "member_id": member_id, "user_id": user_id, "status": "P",
         "portal_domain": domain,
@@ -537,7 +562,7 @@ async fn disconnect_line(State(portal): PortalRef, Json(d): Json<DisconnectLine>
 fn event_auth(portal: &SimPortal, access_token: &str, rest_url: &str, user_id: u64) -> Value {
     json!({
         "access_token": access_token, "expires": now_secs() + TOKEN_LIFETIME, "expires_in": TOKEN_LIFETIME,
-        "scope": "crm,placement,imopenlines,imconnector,im,user", "domain": portal.domain,
+        "scope": super::state::APP_SCOPE, "domain": portal.domain,
         "server_endpoint": "https://oauth.bitrix.info/rest/", "status": "P", "client_endpoint": rest_url,
         "member_id": portal.member_id, "user_id": user_id,
         "application_token": portal.installation.application_token.clone().unwrap_or_default(),

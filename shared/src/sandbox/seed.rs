@@ -21,6 +21,9 @@ pub const OTHER_DOMAIN: &str = "other.bitrix24.sandbox";
 /// A portal that has not installed the app yet: the install flow can be tried on it.
 pub const FRESH_MEMBER_ID: &str = "sandbox-fresh-portal";
 pub const FRESH_DOMAIN: &str = "fresh.bitrix24.sandbox";
+/// The fresh portal's lead, with a Berlin number written as Germans write it.
+pub const FRESH_LEAD: u64 = 1;
+pub const FRESH_LEAD_PHONE: &str = "030 1234567";
 
 /// The connectors' own Telegram accounts.
 pub const SALES_ACCOUNT: i64 = 9001;
@@ -124,10 +127,28 @@ fn multi(kind: &str, entries: &[(&str, &str)]) -> Value {
 
 /// A `user.get` row (`api-reference/user/user-get.md`); whether one is an administrator is
 /// the portal's to say (`user.admin`), not a field.
-fn employee(id: u64, name: &str, last_name: &str, email: &str) -> Value {
+fn employee(id: u64, name: &str, last_name: &str, email: &str, departments: &[u64]) -> Value {
     json!({ "ID": id.to_string(), "ACTIVE": true, "NAME": name, "LAST_NAME": last_name, "EMAIL": email,
-            "TIME_ZONE": "Europe/Moscow", "USER_TYPE": "employee", "UF_DEPARTMENT": [1] })
+            "TIME_ZONE": "Europe/Moscow", "USER_TYPE": "employee", "UF_DEPARTMENT": departments })
 }
+
+/// A `department.get` row (`api-reference/departments/department-get.md`).
+fn department(id: u64, name: &str, parent: Option<u64>) -> Value {
+    let mut row = json!({ "ID": id.to_string(), "NAME": name, "SORT": 500 });
+    if let Some(parent) = parent {
+        row["PARENT"] = json!(parent.to_string());
+    }
+    row
+}
+
+/// The demo portal's departments: the company (Bitrix24's top department) and two under it.
+pub const COMPANY_DEPARTMENT: u64 = 1;
+pub const SALES_DEPARTMENT: u64 = 2;
+pub const CARE_DEPARTMENT: u64 = 3;
+/// Demo employees: Anna (the administrator) in the company, Boris in sales, Clara in customer care.
+pub const ANNA: u64 = 1;
+pub const BORIS: u64 = 2;
+pub const CLARA: u64 = 3;
 
 /// The demo portal's sales floor: more employees than one `user.get` page holds.
 pub const DEMO_EMPLOYEES: u64 = 60;
@@ -182,14 +203,19 @@ pub fn portals() -> Vec<SimPortal> {
         member_id: DEMO_MEMBER_ID.into(),
         domain: DEMO_DOMAIN.into(),
         users: [
-            employee(1, "Anna", "Smirnova", "anna@demo.example"),
-            employee(2, "Boris", "Ivanov", "boris@demo.example"),
-            employee(3, "Clara", "Orlova", "clara@demo.example"),
+            employee(ANNA, "Anna", "Smirnova", "anna@demo.example", &[COMPANY_DEPARTMENT]),
+            employee(BORIS, "Boris", "Ivanov", "boris@demo.example", &[SALES_DEPARTMENT]),
+            employee(CLARA, "Clara", "Orlova", "clara@demo.example", &[CARE_DEPARTMENT]),
         ]
         .into_iter()
-        .chain((4..=DEMO_EMPLOYEES).map(|id| employee(id, "Employee", &format!("No{id}"), &format!("e{id}@demo.example"))))
+        .chain((4..=DEMO_EMPLOYEES).map(|id| employee(id, "Employee", &format!("No{id}"), &format!("e{id}@demo.example"), &[SALES_DEPARTMENT])))
         .collect(),
-        admins: vec![1],
+        departments: vec![
+            department(COMPANY_DEPARTMENT, "Demo Company", None),
+            department(SALES_DEPARTMENT, "Sales", Some(COMPANY_DEPARTMENT)),
+            department(CARE_DEPARTMENT, "Customer care", Some(COMPANY_DEPARTMENT)),
+        ],
+        admins: vec![ANNA],
         license: "ru_project".into(),
         record_access: HashMap::new(),
         records,
@@ -200,7 +226,8 @@ pub fn portals() -> Vec<SimPortal> {
     let other = SimPortal {
         member_id: OTHER_MEMBER_ID.into(),
         domain: OTHER_DOMAIN.into(),
-        users: vec![employee(1, "Oleg", "Other", "oleg@other.example")],
+        users: vec![employee(1, "Oleg", "Other", "oleg@other.example", &[1])],
+        departments: vec![department(1, "Other Company", None)],
         admins: vec![1],
         license: "en_project".into(),
         record_access: HashMap::new(),
@@ -215,11 +242,16 @@ pub fn portals() -> Vec<SimPortal> {
     let fresh = SimPortal {
         member_id: FRESH_MEMBER_ID.into(),
         domain: FRESH_DOMAIN.into(),
-        users: vec![employee(1, "Fiona", "Fresh", "fiona@fresh.example")],
+        users: vec![employee(1, "Fiona", "Fresh", "fiona@fresh.example", &[1])],
+        departments: vec![department(1, "Fresh GmbH", None)],
         admins: vec![1],
-        license: "en_project".into(),
+        // A German portal: numbers written without a country code are German there.
+        license: "de_project".into(),
         record_access: HashMap::new(),
-        records: HashMap::new(),
+        records: HashMap::from([((EntityType::Lead, FRESH_LEAD), json!({
+            "ID": FRESH_LEAD.to_string(), "TITLE": "Anfrage: Bürostühle",
+            "PHONE": multi("PHONE", &[("WORK", FRESH_LEAD_PHONE)]),
+        }))]),
         deal_contacts: HashMap::new(),
         lines: vec![line(7, "Clients")],
         installation: Installation::default(),

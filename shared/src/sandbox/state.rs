@@ -48,6 +48,9 @@ pub fn access_denied(description: impl Into<String>) -> RestError {
 
 pub type Params = Map<String, Value>;
 
+/// The scopes the app asks for (the install grant and its tokens say them).
+pub const APP_SCOPE: &str = "crm,placement,imopenlines,imconnector,im,user,department";
+
 /// A scalar parameter as text (Bitrix24 takes `1`, `"1"`, `true` and `"Y"` alike).
 pub fn text_param(params: &Params, name: &str) -> Option<String> {
     scalar(params.get(name)?)
@@ -101,6 +104,9 @@ pub struct SimPortal {
     pub users: Vec<Value>,
     /// Who may manage apps (`user.admin`).
     pub admins: Vec<u64>,
+    /// `department.get` rows: `{"ID":"1","NAME":...,"SORT":500,"PARENT":...}`; employees name
+    /// theirs in `UF_DEPARTMENT`.
+    pub departments: Vec<Value>,
     /// `app.info` `LICENSE`: the portal's region as a prefix (`ru_project`).
     pub license: String,
     pub records: HashMap<(EntityType, u64), Value>,
