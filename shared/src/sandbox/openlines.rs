@@ -82,7 +82,12 @@ impl PortalState {
     /// only handlers under the app's own URL are taken.
     fn placement_bind(&mut self, grant: &Grant, params: &Params, app_url: &str) -> Result<Value, RestError> {
         self.admin(grant)?;
-        let placement = required(params, "PLACEMENT")?;
+        // placement-bind.md: ERROR_ARGUMENT with HTTP 200 and `"argument": "PLACEMENT"`.
+        let placement = text_param(params, "PLACEMENT").filter(|p| !p.is_empty()).ok_or_else(|| {
+            let mut e = RestError::new(StatusCode::OK, "ERROR_ARGUMENT", "Argument 'PLACEMENT' is null or empty");
+            e.argument = Some("PLACEMENT");
+            e
+        })?;
         let handler = required(params, "HANDLER")?;
         if !handler.starts_with(app_url) {
             return Err(arg_error("HANDLER must be a URL of the application"));
@@ -109,8 +114,13 @@ impl PortalState {
         let event = required(params, "event")?.to_ascii_uppercase();
         let handler = required(params, "handler")?;
         let offline = text_param(params, "event_type").is_some_and(|t| t == "offline");
-        if offline || params.contains_key("auth_type") {
-            self.admin(grant)?;
+        // event-bind.md: the 403 texts for offline events and AUTH_TYPE without administrator rights.
+        let is_admin = self.portal(&grant.member_id)?.is_admin(grant.user_id);
+        if offline && !is_admin {
+            return Err(access_denied("Access denied! Offline events binding requires administrator access rights"));
+        }
+        if params.contains_key("auth_type") && !is_admin {
+            return Err(access_denied("Access denied! Event binding with AUTH_TYPE requires administrator access rights"));
         }
         if !KNOWN_EVENTS.contains(&event.as_str()) {
             return Err(RestError::new(StatusCode::BAD_REQUEST, "ERROR_EVENT_NOT_FOUND", "Event not found"));
@@ -134,7 +144,7 @@ impl PortalState {
             return register_refusal("CONNECTOR_ID_REQUIRED", "Connector ID is not specified");
         };
         if id.contains('.') {
-            return register_refusal("APPLICATION_REGISTRATION_ERROR_POINT", "Using a dot in the connector identifier is not allowed");
+            return register_refusal("APPLICATION_REGISTRATION_ERROR_POINT", "Application registration error. Using a dot in the connector identifier is not allowed" /* imconnector-register.md */);
         }
         if text_param(params, "NAME").is_none_or(|n| n.is_empty()) {
             return register_refusal("NAME_REQUIRED", "Connector name is not specified");
@@ -293,7 +303,8 @@ impl PortalState {
             let found = self.ol_messages.iter_mut().find(|o| Some(o.chat_id) == chat && Some(o.id) == id && o.portal == grant.member_id);
             mark(found.ok_or_else(|| arg_error("No such message"))?);
         }
-        Ok(json!({ "SUCCESS": true }))
+        // imconnector-send-status-delivery.md / -reading.md: `{"SUCCESS": true, "DATA": []}`.
+        Ok(json!({ "SUCCESS": true, "DATA": [] }))
     }
 
     fn crm_entity(&self, grant: &Grant, params: &Params) -> Result<(EntityType, u64), RestError> {

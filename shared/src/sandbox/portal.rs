@@ -83,10 +83,27 @@ pub struct SandboxPortal {
     pub(super) http: reqwest::Client,
 }
 
+/// `api-reference/data-types.md#time`: `date_start` / `date_finish` are ISO 8601 date-times.
+pub(super) fn iso8601(millis: i64) -> String {
+    let secs = millis.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00:00", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 fn time_block(started: i64) -> Value {
     let now = now_millis();
     json!({ "start": started as f64 / 1000.0, "finish": now as f64 / 1000.0, "duration": (now - started) as f64 / 1000.0,
-            "processing": 0.0, "date_start": "", "date_finish": "",
+            "processing": 0.0, "date_start": iso8601(started), "date_finish": iso8601(now),
             "operating_reset_at": now / 1000 + OPERATING_WINDOW_SECS, "operating": 0 })
 }
 
@@ -275,11 +292,32 @@ impl SandboxPortal {
         let (mut totals, mut nexts) = (Map::new(), Map::new());
         let commands = params.get("cmd").and_then(Value::as_object).cloned().unwrap_or_default();
         let halt = text_param(params, "halt").is_some_and(|h| h == "1" || h == "true" || h == "Y");
-        for (key, command) in commands.iter().take(50) {
+        let mut times = Map::new();
+        for (index, (key, command)) in commands.iter().enumerate() {
+            // batch.md: "subqueries beyond the limit will end with an error ERROR_BATCH_LENGTH_EXCEEDED".
+            if index >= 50 {
+                errors.insert(key.clone(), RestError::new(StatusCode::BAD_REQUEST, "ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded").body());
+                continue;
+            }
             let command = command.as_str().unwrap_or("");
             let (method, query) = command.split_once('?').unwrap_or((command, ""));
-            let sub = batch_params(query, &results);
-            match self.call(grant, &method.to_ascii_lowercase(), &sub, events) {
+            let method = method.to_ascii_lowercase();
+            let started = now_millis();
+            // batch.md: a nested batch is refused with ERROR_BATCH_METHOD_NOT_ALLOWED.
+            let outcome = if method == "batch" {
+                Err(RestError::new(StatusCode::METHOD_NOT_ALLOWED, "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage"))
+            } else {
+                let sub = batch_params(query, &results);
+                self.call(grant, &method, &sub, events)
+            };
+            // batch.md: result_time holds each subquery's time block.
+            let mut time = time_block(started);
+            if let Some(t) = time.as_object_mut() {
+                t.remove("operating");
+                t.remove("operating_reset_at");
+            }
+            times.insert(key.clone(), time);
+            match outcome {
                 Ok(answer) => {
                     if let Some(total) = answer.total {
                         totals.insert(key.clone(), json!(total));
@@ -298,8 +336,9 @@ impl SandboxPortal {
             }
         }
         let or_empty = |m: Map<String, Value>| if m.is_empty() { json!([]) } else { Value::Object(m) };
-        json!({ "result": results, "result_error": or_empty(errors), "result_total": or_empty(totals),
-                "result_next": or_empty(nexts), "result_time": [] })
+        // batch.md: empty members are [] (the halt example), `result` included.
+        json!({ "result": or_empty(results), "result_error": or_empty(errors), "result_total": or_empty(totals),
+                "result_next": or_empty(nexts), "result_time": or_empty(times) })
     }
 }
 
