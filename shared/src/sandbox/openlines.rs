@@ -60,7 +60,7 @@ impl PortalState {
             "placement.bind" => plain(self.placement_bind(grant, params, app_url)),
             "placement.get" => plain(self.admin(grant).and_then(|()| Ok(Value::Array(self.installation(&grant.member_id)?.placements.clone())))),
             "event.bind" => plain(self.event_bind(grant, params, app_url)),
-            "event.get" => plain(self.installation(&grant.member_id).map(|i| Value::Array(i.events.clone()))),
+            "event.get" => plain(self.event_get(grant)),
             "imconnector.register" => plain(self.connector_register(grant, params)),
             "imconnector.activate" => plain(self.connector_activate(grant, params)),
             "imconnector.connector.data.set" => plain(self.connector_data_set(grant, params)),
@@ -109,6 +109,16 @@ impl PortalState {
         Ok(Value::Bool(true))
     }
 
+    /// `event-get.md`: an administrator sees every handler of the app, another user only their own.
+    fn event_get(&mut self, grant: &Grant) -> Result<Value, RestError> {
+        let admin = self.portal(&grant.member_id)?.is_admin(grant.user_id);
+        let rows = self.installation(&grant.member_id)?.events.iter()
+            .filter(|e| admin || e["user_id"] == grant.user_id)
+            .map(|e| { let mut row = e.clone(); if let Some(o) = row.as_object_mut() { o.remove("user_id"); } row })
+            .collect();
+        Ok(Value::Array(rows))
+    }
+
     /// `event-bind.md`: any user for online events; `ERROR_EVENT_NOT_FOUND` for an unknown one.
     fn event_bind(&mut self, grant: &Grant, params: &Params, app_url: &str) -> Result<Value, RestError> {
         let event = required(params, "event")?.to_ascii_uppercase();
@@ -134,7 +144,7 @@ impl PortalState {
         if install.events.iter().any(|e| e["event"] == event.as_str() && e["handler"] == handler.as_str()) {
             return Err(RestError::new(StatusCode::BAD_REQUEST, "ERROR_HANDLER_ALREADY_BINDED", "Handler already binded"));
         }
-        install.events.push(json!({ "id": id, "event": event, "handler": handler, "auth_type": "0", "offline": offline as u8 }));
+        install.events.push(json!({ "id": id, "event": event, "handler": handler, "auth_type": "0", "offline": offline as u8, "user_id": grant.user_id }));
         Ok(Value::Bool(true))
     }
 
@@ -222,6 +232,7 @@ impl PortalState {
                 results.push(refuse("user.id and chat.id are required"));
                 continue;
             };
+            let chat_name = chat.get("name").cloned().unwrap_or(Value::Null);
             let text = message.get("text").and_then(Value::as_str).unwrap_or("").to_owned();
             let files = message.get("files").and_then(Value::as_array).cloned().unwrap_or_default();
             if text.is_empty() && files.is_empty() {
@@ -274,7 +285,8 @@ impl PortalState {
             }
             let mut result = json!({
                 "user": chat.id.to_string(), "message": { "id": message.get("id").cloned().unwrap_or(Value::Null), "date": {}, "text": text, "files": [] },
-                "chat": { "id": external_chat, "name": chat.user_name }, "SUCCESS": true,
+                // imconnector-send-messages.md: RESULT[].chat.name is the chat's name as given.
+                "chat": { "id": external_chat, "name": chat_name }, "SUCCESS": true,
             });
             if employee.is_none() {
                 result["session"] = json!({ "ID": chat.session_id.to_string(), "CHAT_ID": chat.id.to_string() });

@@ -43,6 +43,10 @@ impl From<Value> for Answer {
 
 /// One page of a list method from the `start` parameter: 50 rows, `next` while more remain.
 pub fn page(rows: Vec<Value>, params: &Params) -> Answer {
+    // settings/performance/huge-data.md: `start = -1` gives the first 50 rows without counting (total 0, no next).
+    if text_param(params, "start").is_some_and(|s| s == "-1") {
+        return Answer { result: Value::Array(rows.into_iter().take(PAGE_SIZE).collect()), total: Some(0), next: None };
+    }
     let start = text_param(params, "start").and_then(|s| s.parse::<usize>().ok()).unwrap_or(0);
     let total = rows.len();
     let result: Vec<Value> = rows.into_iter().skip(start).take(PAGE_SIZE).collect();
@@ -342,16 +346,47 @@ impl SandboxPortal {
     }
 }
 
-/// Active users matching a `user.get` filter on the fields we use (`ACTIVE`, `USER_TYPE`, `ID`).
+/// Users matching a `user.get` filter (`api-reference/user/user-get.md`): each key may carry
+/// one of the documented prefixes `>=`, `>`, `<=`, `<`, `@`, `!@`, `=`, `!=`, `!` on the fields
+/// the sandbox's users have; values may be arrays (any of them).
 fn users_matching(users: &[Value], params: &Params) -> Vec<Value> {
     let filter = params.get("FILTER").or_else(|| params.get("filter")).and_then(Value::as_object).cloned().unwrap_or_else(|| params.clone());
-    let wanted = |u: &Value, key: &str| match filter.get(key) {
-        None => true,
-        Some(Value::Bool(b)) => u[key] == *b,
-        Some(Value::String(s)) if key == "ACTIVE" => u[key] == (s == "true" || s == "Y" || s == "1"),
-        Some(w) => super::state::scalar(w) == super::state::scalar(&u[key]),
+    const PREFIXES: [&str; 9] = [">=", "<=", "!@", "!=", ">", "<", "@", "=", "!"];
+    let conditions: Vec<(&str, String, Value)> = filter.iter().filter_map(|(key, value)| {
+        let prefix = PREFIXES.iter().find(|p| key.starts_with(**p)).copied().unwrap_or("");
+        let field = key[prefix.len()..].to_owned();
+        users.iter().any(|u| u.get(&field).is_some()).then(|| (prefix, field, value.clone()))
+    }).collect();
+    let text = |v: &Value| match v {
+        Value::Bool(b) => Some(if *b { "Y" } else { "N" }.to_owned()),
+        other => super::state::scalar(other),
     };
-    users.iter().filter(|u| ["ACTIVE", "USER_TYPE", "ID"].iter().all(|k| wanted(u, k))).cloned().collect()
+    let normal = |field: &str, v: &Value| -> Option<String> {
+        let t = text(v)?;
+        if field == "ACTIVE" { Some(if t == "true" || t == "Y" || t == "1" { "Y" } else { "N" }.to_owned()) } else { Some(t) }
+    };
+    let compare = |a: &str, b: &str| match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+        _ => a.cmp(b),
+    };
+    let holds = |u: &Value, (prefix, field, wanted): &(&str, String, Value)| {
+        let Some(actual) = normal(field, &u[field.as_str()]) else { return false };
+        let values: Vec<String> = match wanted {
+            Value::Array(items) => items.iter().filter_map(|w| normal(field, w)).collect(),
+            w => normal(field, w).into_iter().collect(),
+        };
+        let any = |f: &dyn Fn(std::cmp::Ordering) -> bool| values.iter().any(|w| f(compare(&actual, w)));
+        use std::cmp::Ordering::*;
+        match *prefix {
+            ">=" => any(&|o| o != Less),
+            ">" => any(&|o| o == Greater),
+            "<=" => any(&|o| o != Greater),
+            "<" => any(&|o| o == Less),
+            "!" | "!=" | "!@" => !any(&|o| o == Equal),
+            _ => any(&|o| o == Equal),
+        }
+    };
+    users.iter().filter(|u| conditions.iter().all(|c| holds(u, c))).cloned().collect()
 }
 
 /// A batch command's query, bracket keys decoded into nested parameters, `$result[..]` replaced.
