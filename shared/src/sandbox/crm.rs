@@ -62,7 +62,13 @@ impl PortalState {
     }
 
     fn deal_contacts(&self, grant: &Grant, params: &Params) -> Result<Value, RestError> {
-        self.record(grant, EntityType::Deal, params)?;
+        // crm-deal-contact-items-get.md: its own texts, with their trailing dots.
+        self.record(grant, EntityType::Deal, params).map_err(|e| match e.description.as_str() {
+            "ID is not defined or invalid" => crm_error("The parameter ownerEntityID is invalid or not defined."),
+            "Not found" => crm_error("Not found."),
+            "Access denied" => RestError::new(e.status, "", "Access denied."),
+            _ => e,
+        })?;
         let id = number(params.get("id").or_else(|| params.get("ID"))).unwrap_or_default();
         Ok(Value::Array(self.portal(&grant.member_id)?.deal_contacts.get(&id).cloned().unwrap_or_default()))
     }
@@ -86,7 +92,7 @@ impl PortalState {
         let id = self.next_id();
         self.activities.push(SimActivity {
             id, portal: grant.member_id.clone(), owner_type_id, owner_id, fields,
-            history: vec![status_tag(&layout)], layout,
+            history: vec![status_tag(&layout)], layout, app: grant.app.clone(),
         });
         Ok(json!({ "activity": { "id": id } }))
     }
@@ -98,7 +104,12 @@ impl PortalState {
         let layout = params.get("layout").cloned().filter(|l| l.as_object().is_some_and(|o| !o.is_empty())).ok_or_else(|| layout_error("ERROR_EMPTY_LAYOUT", "The layout field must be filled"))?;
         validate_layout(&layout)?;
         let activity = self.activities.iter_mut().find(|a| a.id == id && a.portal == grant.member_id);
-        let activity = activity.ok_or_else(|| RestError::new(StatusCode::BAD_REQUEST, "NOT_FOUND", "Not found."))?;
+        // crm-activity-configurable-update.md: NOT_FOUND "Element not found"; ERROR_WRONG_APPLICATION
+        // when another app than the one that created it updates it.
+        let activity = activity.ok_or_else(|| RestError::new(StatusCode::BAD_REQUEST, "NOT_FOUND", "Element not found"))?;
+        if activity.app != grant.app {
+            return Err(RestError::new(StatusCode::BAD_REQUEST, "ERROR_WRONG_APPLICATION", "The activity can only be updated by the application that created it"));
+        }
         if let Some(fields) = params.get("fields").filter(|f| f.is_object()) {
             activity.fields = fields.clone();
         }

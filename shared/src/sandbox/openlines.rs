@@ -59,7 +59,7 @@ impl PortalState {
             "placement.bind" => plain(self.placement_bind(grant, params, app_url)),
             "placement.get" => plain(self.admin(grant).and_then(|()| Ok(Value::Array(self.installation(&grant.member_id)?.placements.clone())))),
             "event.bind" => plain(self.event_bind(grant, params, app_url)),
-            "event.get" => plain(self.installation(&grant.member_id).map(|i| Value::Array(i.events.clone()))),
+            "event.get" => plain(self.event_get(grant)),
             "imconnector.register" => plain(self.connector_register(grant, params)),
             "imconnector.activate" => plain(self.connector_activate(grant, params)),
             "imconnector.connector.data.set" => plain(self.connector_data_set(grant, params)),
@@ -81,7 +81,12 @@ impl PortalState {
     /// only handlers under the app's own URL are taken.
     fn placement_bind(&mut self, grant: &Grant, params: &Params, app_url: &str) -> Result<Value, RestError> {
         self.admin(grant)?;
-        let placement = required(params, "PLACEMENT")?;
+        // placement-bind.md: ERROR_ARGUMENT with HTTP 200 and `"argument": "PLACEMENT"`.
+        let placement = text_param(params, "PLACEMENT").filter(|p| !p.is_empty()).ok_or_else(|| {
+            let mut e = RestError::new(StatusCode::OK, "ERROR_ARGUMENT", "Argument 'PLACEMENT' is null or empty");
+            e.argument = Some("PLACEMENT");
+            e
+        })?;
         let handler = required(params, "HANDLER")?;
         if !handler.starts_with(app_url) {
             return Err(arg_error("HANDLER must be a URL of the application"));
@@ -103,13 +108,28 @@ impl PortalState {
         Ok(Value::Bool(true))
     }
 
+    /// `event-get.md`: an administrator sees every handler of the app, another user only their own.
+    fn event_get(&mut self, grant: &Grant) -> Result<Value, RestError> {
+        let admin = self.portal(&grant.member_id)?.is_admin(grant.user_id);
+        let rows = self.installation(&grant.member_id)?.events.iter()
+            .filter(|e| admin || e["user_id"] == grant.user_id)
+            .map(|e| { let mut row = e.clone(); if let Some(o) = row.as_object_mut() { o.remove("user_id"); } row })
+            .collect();
+        Ok(Value::Array(rows))
+    }
+
     /// `event-bind.md`: any user for online events; `ERROR_EVENT_NOT_FOUND` for an unknown one.
     fn event_bind(&mut self, grant: &Grant, params: &Params, app_url: &str) -> Result<Value, RestError> {
         let event = required(params, "event")?.to_ascii_uppercase();
         let handler = required(params, "handler")?;
         let offline = text_param(params, "event_type").is_some_and(|t| t == "offline");
-        if offline || params.contains_key("auth_type") {
-            self.admin(grant)?;
+        // event-bind.md: the 403 texts for offline events and AUTH_TYPE without administrator rights.
+        let is_admin = self.portal(&grant.member_id)?.is_admin(grant.user_id);
+        if offline && !is_admin {
+            return Err(access_denied("Access denied! Offline events binding requires administrator access rights"));
+        }
+        if params.contains_key("auth_type") && !is_admin {
+            return Err(access_denied("Access denied! Event binding with AUTH_TYPE requires administrator access rights"));
         }
         if !KNOWN_EVENTS.contains(&event.as_str()) {
             return Err(RestError::new(StatusCode::BAD_REQUEST, "ERROR_EVENT_NOT_FOUND", "Event not found"));
@@ -123,7 +143,7 @@ impl PortalState {
         if install.events.iter().any(|e| e["event"] == event.as_str() && e["handler"] == handler.as_str()) {
             return Err(RestError::new(StatusCode::BAD_REQUEST, "ERROR_HANDLER_ALREADY_BINDED", "Handler already binded"));
         }
-        install.events.push(json!({ "id": id, "event": event, "handler": handler, "auth_type": "0", "offline": offline as u8 }));
+        install.events.push(json!({ "id": id, "event": event, "handler": handler, "auth_type": "0", "offline": offline as u8, "user_id": grant.user_id }));
         Ok(Value::Bool(true))
     }
 
@@ -133,7 +153,7 @@ impl PortalState {
             return register_refusal("CONNECTOR_ID_REQUIRED", "Connector ID is not specified");
         };
         if id.contains('.') {
-            return register_refusal("APPLICATION_REGISTRATION_ERROR_POINT", "Using a dot in the connector identifier is not allowed");
+            return register_refusal("APPLICATION_REGISTRATION_ERROR_POINT", "Application registration error. Using a dot in the connector identifier is not allowed" /* imconnector-register.md */);
         }
         if text_param(params, "NAME").is_none_or(|n| n.is_empty()) {
             return register_refusal("NAME_REQUIRED", "Connector name is not specified");
@@ -211,6 +231,7 @@ impl PortalState {
                 results.push(refuse("user.id and chat.id are required"));
                 continue;
             };
+            let chat_name = chat.get("name").cloned().unwrap_or(Value::Null);
             let text = message.get("text").and_then(Value::as_str).unwrap_or("").to_owned();
             let files = message.get("files").and_then(Value::as_array).cloned().unwrap_or_default();
             if text.is_empty() && files.is_empty() {
@@ -263,7 +284,8 @@ impl PortalState {
             }
             let mut result = json!({
                 "user": chat.id.to_string(), "message": { "id": message.get("id").cloned().unwrap_or(Value::Null), "date": {}, "text": text, "files": [] },
-                "chat": { "id": external_chat, "name": chat.user_name }, "SUCCESS": true,
+                // imconnector-send-messages.md: RESULT[].chat.name is the chat's name as given.
+                "chat": { "id": external_chat, "name": chat_name }, "SUCCESS": true,
             });
             if employee.is_none() {
                 result["session"] = json!({ "ID": chat.session_id.to_string(), "CHAT_ID": chat.id.to_string() });
@@ -292,7 +314,8 @@ impl PortalState {
             let found = self.ol_messages.iter_mut().find(|o| Some(o.chat_id) == chat && Some(o.id) == id && o.portal == grant.member_id);
             mark(found.ok_or_else(|| arg_error("No such message"))?);
         }
-        Ok(json!({ "SUCCESS": true }))
+        // imconnector-send-status-delivery.md / -reading.md: `{"SUCCESS": true, "DATA": []}`.
+        Ok(json!({ "SUCCESS": true, "DATA": [] }))
     }
 
     fn crm_entity(&self, grant: &Grant, params: &Params) -> Result<(EntityType, u64), RestError> {

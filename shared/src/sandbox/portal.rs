@@ -27,6 +27,35 @@ const TOKEN_LIFETIME: i64 = 3600;
 /// Method time is counted in one-minute baskets over 10 minutes (`settings/performance/limits.md`).
 const OPERATING_WINDOW_SECS: i64 = 600;
 
+<<<<<<< HEAD
+=======
+/// A method's answer: `result`, and for list methods `total` and `next`.
+pub struct Answer {
+    pub result: Value,
+    pub total: Option<usize>,
+    pub next: Option<usize>,
+}
+
+impl From<Value> for Answer {
+    fn from(result: Value) -> Self {
+        Self { result, total: None, next: None }
+    }
+}
+
+/// One page of a list method from the `start` parameter: 50 rows, `next` while more remain.
+pub fn page(rows: Vec<Value>, params: &Params) -> Answer {
+    // settings/performance/huge-data.md: `start = -1` gives the first 50 rows without counting (total 0, no next).
+    if text_param(params, "start").is_some_and(|s| s == "-1") {
+        return Answer { result: Value::Array(rows.into_iter().take(PAGE_SIZE).collect()), total: Some(0), next: None };
+    }
+    let start = text_param(params, "start").and_then(|s| s.parse::<usize>().ok()).unwrap_or(0);
+    let total = rows.len();
+    let result: Vec<Value> = rows.into_iter().skip(start).take(PAGE_SIZE).collect();
+    let next = (start + PAGE_SIZE < total).then_some(start + PAGE_SIZE);
+    Answer { result: Value::Array(result), total: Some(total), next }
+}
+
+>>>>>>> sbfix
 /// What Bitrix24 hands an app when an administrator installs it.
 pub struct InstallGrant {
     pub domain: String,
@@ -60,10 +89,27 @@ pub struct SandboxPortal {
     pub(super) http: reqwest::Client,
 }
 
+/// `api-reference/data-types.md#time`: `date_start` / `date_finish` are ISO 8601 date-times.
+pub(super) fn iso8601(millis: i64) -> String {
+    let secs = millis.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00:00", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 fn time_block(started: i64) -> Value {
     let now = now_millis();
     json!({ "start": started as f64 / 1000.0, "finish": now as f64 / 1000.0, "duration": (now - started) as f64 / 1000.0,
-            "processing": 0.0, "date_start": "", "date_finish": "",
+            "processing": 0.0, "date_start": iso8601(started), "date_finish": iso8601(now),
             "operating_reset_at": now / 1000 + OPERATING_WINDOW_SECS, "operating": 0 })
 }
 
@@ -254,11 +300,32 @@ impl SandboxPortal {
         let (mut totals, mut nexts) = (Map::new(), Map::new());
         let commands = params.get("cmd").and_then(Value::as_object).cloned().unwrap_or_default();
         let halt = text_param(params, "halt").is_some_and(|h| h == "1" || h == "true" || h == "Y");
-        for (key, command) in commands.iter().take(50) {
+        let mut times = Map::new();
+        for (index, (key, command)) in commands.iter().enumerate() {
+            // batch.md: "subqueries beyond the limit will end with an error ERROR_BATCH_LENGTH_EXCEEDED".
+            if index >= 50 {
+                errors.insert(key.clone(), RestError::new(StatusCode::BAD_REQUEST, "ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded").body());
+                continue;
+            }
             let command = command.as_str().unwrap_or("");
             let (method, query) = command.split_once('?').unwrap_or((command, ""));
-            let sub = batch_params(query, &results);
-            match self.call(grant, &method.to_ascii_lowercase(), &sub, events) {
+            let method = method.to_ascii_lowercase();
+            let started = now_millis();
+            // batch.md: a nested batch is refused with ERROR_BATCH_METHOD_NOT_ALLOWED.
+            let outcome = if method == "batch" {
+                Err(RestError::new(StatusCode::METHOD_NOT_ALLOWED, "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage"))
+            } else {
+                let sub = batch_params(query, &results);
+                self.call(grant, &method, &sub, events)
+            };
+            // batch.md: result_time holds each subquery's time block.
+            let mut time = time_block(started);
+            if let Some(t) = time.as_object_mut() {
+                t.remove("operating");
+                t.remove("operating_reset_at");
+            }
+            times.insert(key.clone(), time);
+            match outcome {
                 Ok(answer) => {
                     if let Some(total) = answer.total {
                         totals.insert(key.clone(), json!(total));
@@ -277,21 +344,53 @@ impl SandboxPortal {
             }
         }
         let or_empty = |m: Map<String, Value>| if m.is_empty() { json!([]) } else { Value::Object(m) };
-        json!({ "result": results, "result_error": or_empty(errors), "result_total": or_empty(totals),
-                "result_next": or_empty(nexts), "result_time": [] })
+        // batch.md: empty members are [] (the halt example), `result` included.
+        json!({ "result": or_empty(results), "result_error": or_empty(errors), "result_total": or_empty(totals),
+                "result_next": or_empty(nexts), "result_time": or_empty(times) })
     }
 }
 
-/// Active users matching a `user.get` filter on the fields we use (`ACTIVE`, `USER_TYPE`, `ID`).
+/// Users matching a `user.get` filter (`api-reference/user/user-get.md`): each key may carry
+/// one of the documented prefixes `>=`, `>`, `<=`, `<`, `@`, `!@`, `=`, `!=`, `!` on the fields
+/// the sandbox's users have; values may be arrays (any of them).
 fn users_matching(users: &[Value], params: &Params) -> Vec<Value> {
     let filter = params.get("FILTER").or_else(|| params.get("filter")).and_then(Value::as_object).cloned().unwrap_or_else(|| params.clone());
-    let wanted = |u: &Value, key: &str| match filter.get(key) {
-        None => true,
-        Some(Value::Bool(b)) => u[key] == *b,
-        Some(Value::String(s)) if key == "ACTIVE" => u[key] == (s == "true" || s == "Y" || s == "1"),
-        Some(w) => super::state::scalar(w) == super::state::scalar(&u[key]),
+    const PREFIXES: [&str; 9] = [">=", "<=", "!@", "!=", ">", "<", "@", "=", "!"];
+    let conditions: Vec<(&str, String, Value)> = filter.iter().filter_map(|(key, value)| {
+        let prefix = PREFIXES.iter().find(|p| key.starts_with(**p)).copied().unwrap_or("");
+        let field = key[prefix.len()..].to_owned();
+        users.iter().any(|u| u.get(&field).is_some()).then(|| (prefix, field, value.clone()))
+    }).collect();
+    let text = |v: &Value| match v {
+        Value::Bool(b) => Some(if *b { "Y" } else { "N" }.to_owned()),
+        other => super::state::scalar(other),
     };
-    users.iter().filter(|u| ["ACTIVE", "USER_TYPE", "ID"].iter().all(|k| wanted(u, k))).cloned().collect()
+    let normal = |field: &str, v: &Value| -> Option<String> {
+        let t = text(v)?;
+        if field == "ACTIVE" { Some(if t == "true" || t == "Y" || t == "1" { "Y" } else { "N" }.to_owned()) } else { Some(t) }
+    };
+    let compare = |a: &str, b: &str| match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+        _ => a.cmp(b),
+    };
+    let holds = |u: &Value, (prefix, field, wanted): &(&str, String, Value)| {
+        let Some(actual) = normal(field, &u[field.as_str()]) else { return false };
+        let values: Vec<String> = match wanted {
+            Value::Array(items) => items.iter().filter_map(|w| normal(field, w)).collect(),
+            w => normal(field, w).into_iter().collect(),
+        };
+        let any = |f: &dyn Fn(std::cmp::Ordering) -> bool| values.iter().any(|w| f(compare(&actual, w)));
+        use std::cmp::Ordering::*;
+        match *prefix {
+            ">=" => any(&|o| o != Less),
+            ">" => any(&|o| o == Greater),
+            "<=" => any(&|o| o != Greater),
+            "<" => any(&|o| o == Less),
+            "!" | "!=" | "!@" => !any(&|o| o == Equal),
+            _ => any(&|o| o == Equal),
+        }
+    };
+    users.iter().filter(|u| conditions.iter().all(|c| holds(u, c))).cloned().collect()
 }
 
 /// `department.get`: the departments whose `ID`, `NAME` (the full name), `SORT`, `PARENT` and

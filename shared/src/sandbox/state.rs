@@ -19,15 +19,21 @@ pub struct RestError {
     pub status: StatusCode,
     pub code: &'static str,
     pub description: String,
+    /// `placement-bind.md`: ERROR_ARGUMENT names the parameter in an `argument` key.
+    pub argument: Option<&'static str>,
 }
 
 impl RestError {
     pub fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
-        Self { status, code, description: description.into() }
+        Self { status, code, description: description.into(), argument: None }
     }
 
     pub fn body(&self) -> Value {
-        json!({ "error": self.code, "error_description": self.description })
+        let mut body = json!({ "error": self.code, "error_description": self.description });
+        if let Some(argument) = self.argument {
+            body["argument"] = json!(argument);
+        }
+        body
     }
 }
 
@@ -201,6 +207,8 @@ pub struct SimActivity {
     pub owner_id: u64,
     pub fields: Value,
     pub layout: Value,
+    /// The `client_id` of the app that created it (crm-activity-configurable-update.md).
+    pub app: String,
     /// Every status tag the activity showed, in order.
     pub history: Vec<Value>,
 }
