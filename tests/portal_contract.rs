@@ -4,9 +4,9 @@
 //! as a client does (`POST /sandbox/portal/rest/METHOD` with `auth` in the JSON body) and
 //! asserting what the DOCS say, refusals and their HTTP status included.
 //!
-//! Where the sandbox disagrees with the docs the assertion still follows the docs and is
-//! marked `DOCS ≠ SANDBOX`; those tests fail until the sandbox is fixed. Where the docs are
-//! silent and a test pins the sandbox's own stricter choice, it is marked `DOCS SILENT`.
+//! Checks the sandbox once disagreed on are collected with `Docs`, so a test lists every
+//! one that fails. Where the docs are silent and a test pins the sandbox's own stricter
+//! choice, it is marked `DOCS SILENT`.
 
 use std::time::Duration;
 
@@ -71,8 +71,8 @@ fn is_refusal(answer: &(StatusCode, Value), status: u16, code: &str, description
     got.as_u16() == status && body["error"] == code && body["error_description"] == description
 }
 
-/// The docs' word where the sandbox is known to disagree (`DOCS ≠ SANDBOX`): every such check
-/// of a test runs, and the test fails at its end listing each that did not hold.
+/// The docs' word where the sandbox once disagreed: every such check of a test runs, and
+/// the test fails at its end listing each that did not hold.
 #[derive(Default)]
 struct Docs(Vec<String>);
 
@@ -173,7 +173,6 @@ async fn api_reference_data_types_time() {
         assert!(time[field].is_number(), "{field}: {time}");
     }
     assert!(time["operating_reset_at"].is_i64(), "{time}");
-    // DOCS ≠ SANDBOX: the docs show `"date_start": "2024-04-03T10:26:32+02:00"`; the sandbox sends "".
     for field in ["date_start", "date_finish"] {
         let date = time[field].as_str().unwrap_or("");
         docs.say(date.len() >= 19 && date.as_bytes()[10] == b'T', format!("{field} is ISO 8601: {time}"));
@@ -377,7 +376,6 @@ async fn api_reference_crm_deals_contacts_crm_deal_contact_items_get() {
     let rows = ok(&app, EMPLOYEE, "crm.deal.contact.items.get", json!({ "id": 1 })).await["result"].clone();
     assert_eq!(rows[0], json!({ "CONTACT_ID": 1, "SORT": 10, "ROLE_ID": 0, "IS_PRIMARY": "Y" }));
     assert_eq!(rows[1]["IS_PRIMARY"], "N");
-    // DOCS ≠ SANDBOX: the sandbox answers crm.deal.get's texts ("ID is not defined or invalid", "Not found").
     for (params, text) in [(json!({}), "The parameter ownerEntityID is invalid or not defined."), (json!({ "id": 999 }), "Not found.")] {
         let answer = call(&app, EMPLOYEE, "crm.deal.contact.items.get", params).await;
         docs.say(is_refusal(&answer, 400, "", text), format!("400 \"\" {text:?}: {}", answer.1));
@@ -407,7 +405,6 @@ async fn settings_how_to_call_rest_api_batch() {
     assert_eq!(r["result_error"], json!([]));
     assert_eq!(r["result_total"], json!({ "same": 1, "all": seed::DEMO_EMPLOYEES }));
     assert_eq!(r["result_next"], json!({ "all": 50 }));
-    // DOCS ≠ SANDBOX: `result_time` holds each command's time; the sandbox always sends [].
     docs.say(keys(&r["result_time"]) == ["all", "me", "same"], format!("result_time per command: {}", r["result_time"]));
 
     // Errors: each in result_error under its key; halt=0 runs them all, halt=1 stops.
@@ -417,24 +414,21 @@ async fn settings_how_to_call_rest_api_batch() {
     assert_eq!(all["result"]["result"]["good"], false);
     let halted = ok(&app, EMPLOYEE, "batch", json!({ "cmd": cmd, "halt": 1 })).await;
     assert!(halted["result"]["result"].get("good").is_none(), "nothing after the error ran: {halted}");
-    // DOCS ≠ SANDBOX: an empty `result` is `[]` (the docs' halt example); the sandbox sends {}.
     docs.say(halted["result"]["result"] == json!([]), format!("empty result as []: {}", halted["result"]["result"]));
     assert_eq!(halted["result"]["result_total"], json!([]));
 
     // "Subqueries are executed sequentially", in the order given (keys sent in that order, as
-    // raw JSON: this crate's `json!` sorts keys). DOCS ≠ SANDBOX: the sandbox runs them sorted by key.
+    // raw JSON: this crate's `json!` sorts keys).
     let raw = format!(r#"{{"auth":"{}","cmd":{{"z_me":"user.current","a_same":"user.get?FILTER[ID]=$result[z_me][ID]"}}}}"#, token(&app, EMPLOYEE));
     let request = app.http.post(app.url("/sandbox/portal/rest/batch")).header("content-type", "application/json").body(raw);
     let ordered: Value = request.send().await.unwrap().json().await.unwrap();
     let same = &ordered["result"]["result"]["a_same"];
     docs.say(same.as_array().is_some_and(|rows| rows.len() == 1 && rows[0]["ID"] == "2"), format!("z_me ran before a_same: {same}"));
 
-    // DOCS ≠ SANDBOX: the sandbox silently drops subqueries beyond 50.
     let many: serde_json::Map<String, Value> = (0..51).map(|i| (format!("c{i:02}"), json!("user.admin"))).collect();
     let long = ok(&app, EMPLOYEE, "batch", json!({ "cmd": many })).await;
     assert_eq!(long["result"]["result"].as_object().map(|o| o.len()), Some(50), "{long}");
     docs.say(long["result"]["result_error"]["c50"]["error"] == "ERROR_BATCH_LENGTH_EXCEEDED", format!("c50: {}", long["result"]["result_error"]));
-    // DOCS ≠ SANDBOX: the sandbox runs a nested batch.
     let nested = ok(&app, EMPLOYEE, "batch", json!({ "cmd": { "inner": "batch?cmd[a]=user.admin" } })).await;
     docs.say(nested["result"]["result_error"]["inner"]["error"] == "ERROR_BATCH_METHOD_NOT_ALLOWED", format!("nested batch: {}", nested["result"]));
 }
@@ -494,7 +488,6 @@ async fn api_reference_widgets_placement_bind() {
     assert_eq!(bound["result"], true);
     any_refusal(&call(&app, EMPLOYEE, "placement.bind", bind("CRM_DEAL_DETAIL_TAB", app.url("/placement?contract=2"))).await);
     any_refusal(&call(&app, ADMIN, "placement.bind", bind("CRM_DEAL_DETAIL_TAB", "http://localhost:1/tab".into())).await);
-    // DOCS ≠ SANDBOX: the sandbox answers HTTP 400 without `argument`.
     let (status, body) = call(&app, ADMIN, "placement.bind", json!({ "HANDLER": app.url("/placement") })).await;
     assert_eq!((body["error"].as_str(), body["error_description"].as_str()), (Some("ERROR_ARGUMENT"), Some("Argument 'PLACEMENT' is null or empty")), "{body}");
     let mut docs = Docs::default();
@@ -527,7 +520,6 @@ async fn api_reference_events_event_bind() {
     let bound = ok(&app, EMPLOYEE, "event.bind", json!({ "event": "OnImConnectorMessageUpdate", "handler": handler })).await;
     assert_eq!(bound["result"], true);
     refused(&call(&app, ADMIN, "event.bind", json!({ "event": "OnNoSuchEvent", "handler": handler })).await, 400, "ERROR_EVENT_NOT_FOUND", Some("Event not found"));
-    // DOCS ≠ SANDBOX: the sandbox says "Access denied! Administrator permissions required" for both.
     let offline = call(&app, EMPLOYEE, "event.bind", json!({ "event": "OnImConnectorMessageDelete", "handler": handler, "event_type": "offline" })).await;
     refused(&offline, 403, "ACCESS_DENIED", None);
     let mut docs = Docs::default();
@@ -547,7 +539,6 @@ async fn api_reference_events_event_get() {
     let message_add = rows.as_array().unwrap().iter().find(|r| r["event"] == "ONIMCONNECTORMESSAGEADD").expect("the app's binding");
     assert_eq!(message_add["handler"], app.url("/bitrix/events"));
     assert!(message_add["auth_type"].is_string() && message_add["offline"] == 0, "{message_add}");
-    // DOCS ≠ SANDBOX: the sandbox shows an employee the administrator's handlers too.
     let own = app.url("/bitrix/events?employee=2");
     ok(&app, EMPLOYEE, "event.bind", json!({ "event": "OnImConnectorMessageUpdate", "handler": own })).await;
     let mine = ok(&app, EMPLOYEE, "event.get", json!({})).await["result"].clone();
@@ -589,7 +580,6 @@ async fn api_reference_imopenlines_imconnector_imconnector_register() {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["result"]["result"], false, "{body}");
         assert_eq!(body["result"]["error"], code, "{body}");
-        // DOCS ≠ SANDBOX (dot only): the sandbox drops "Application registration error. ".
         docs.say(body["result"]["error_description"] == text, format!("{text:?}: {}", body["result"]));
     }
     // The ID is lower-cased by the method.
@@ -641,7 +631,6 @@ async fn api_reference_imopenlines_openlines_imopenlines_config_list_get() {
     assert_eq!(lines.iter().map(|l| l["ID"].as_str().unwrap()).collect::<Vec<_>>(), ["1", "2"]);
     assert!(lines.iter().all(|l| l["LINE_NAME"].is_string() && l["ACTIVE"] == "Y"), "{body}");
     assert!(body.get("total").is_none() && body.get("next").is_none(), "{body}");
-    // DOCS ≠ SANDBOX: the sandbox ignores `PARAMS` altogether.
     let mut docs = Docs::default();
     let filtered = ok(&app, EMPLOYEE, "imopenlines.config.list.get", json!({ "PARAMS": { "select": ["ID"], "filter": { "ID": 2 } } })).await;
     docs.say(filtered["result"] == json!([{ "ID": "2" }]), format!("select ID, filter ID 2: {}", filtered["result"]));
@@ -669,7 +658,6 @@ async fn api_reference_imopenlines_imconnector_imconnector_send_messages() {
     assert!(item["user"].is_string(), "{item}");
     assert_eq!((item["message"]["text"].as_str(), item["chat"]["id"].as_str()), (Some("Guten Tag"), Some("channel-123")));
     assert!(item["message"]["id"].is_string() && item["message"]["files"].is_array(), "{item}");
-    // DOCS ≠ SANDBOX: `chat.name` is the chat's (the docs' "Support Channel"); the sandbox gives the client's name.
     docs.say(item["chat"]["name"] == "Support Channel", format!("chat.name: {}", item["chat"]));
     assert!(item["session"]["ID"].is_string() && item["session"]["CHAT_ID"].is_string(), "the client's message opened a session: {item}");
 
@@ -721,7 +709,6 @@ async fn status_contract(app: &TestApp, method: &str, flag: &str) {
     let messages = json!([{ "im": { "chat_id": chat_id, "message_id": message_id }, "message": { "id": ["ext-1"] }, "chat": { "id": "channel-200" } }]);
     let body = ok(app, ADMIN, method, json!({ "CONNECTOR": PROBE, "LINE": PROBE_LINE, "MESSAGES": messages })).await;
     assert_eq!(body["result"]["SUCCESS"], true, "{body}");
-    // DOCS ≠ SANDBOX: the sandbox's result has no `DATA`.
     let mut docs = Docs::default();
     docs.say(body["result"]["DATA"] == json!([]), format!("DATA: []: {}", body["result"]));
     let marked = app.ol_messages().await.into_iter().find(|m| m["id"] == message_id).unwrap();
@@ -742,7 +729,6 @@ async fn api_reference_imopenlines_openlines_chats_imopenlines_crm_chat_get() {
     let (chat_id, (kind, id)) = probe_chat(&app, "channel-300", "ext-user-300").await;
     let rows = ok(&app, EMPLOYEE, "imopenlines.crm.chat.get", json!({ "CRM_ENTITY_TYPE": kind.to_lowercase(), "CRM_ENTITY": id })).await;
     assert_eq!(rows["result"], json!([{ "CHAT_ID": chat_id.to_string(), "CONNECTOR_ID": PROBE, "CONNECTOR_TITLE": "Contract probe" }]));
-    // DOCS ≠ SANDBOX: the sandbox answers 403 ACCESS_DENIED for a record that does not exist.
     let none = call(&app, EMPLOYEE, "imopenlines.crm.chat.get", json!({ "CRM_ENTITY_TYPE": "lead", "CRM_ENTITY": 999 })).await;
     let mut docs = Docs::default();
     docs.say(none.0 == StatusCode::OK && none.1["result"] == json!([]), format!("[] for no such lead: {} {}", none.0, none.1));
@@ -767,7 +753,6 @@ async fn api_reference_imopenlines_openlines_chats_imopenlines_crm_chat_user_add
         }
         params
     };
-    // DOCS ≠ SANDBOX: the sandbox answers `true`, not the chat's id.
     let added = ok(&app, ADMIN, "imopenlines.crm.chat.user.add", add(3, Some(chat_id))).await;
     let mut docs = Docs::default();
     docs.say(added["result"] == chat_id, format!("result {chat_id}: {}", added["result"]));
@@ -804,7 +789,6 @@ async fn api_reference_imopenlines_openlines_sessions_imopenlines_dialog_get() {
         assert!(dialog["manager_list"].is_array(), "{dialog}");
     }
     refused(&call(&app, EMPLOYEE, "imopenlines.dialog.get", json!({ "CHAT_ID": 999_999 })).await, 400, "ACCESS_ERROR", Some("You do not have access to the specified dialog"));
-    // DOCS ≠ SANDBOX: the sandbox does not take `SESSION_ID`.
     let (_, sent) = send_on_probe(&app, json!([client_message("channel-500", "ext-user-500", "Klaus", "again")])).await;
     let session = sent["result"]["DATA"]["RESULT"][0]["session"]["ID"].as_str().unwrap().to_owned();
     let by_session = call(&app, EMPLOYEE, "imopenlines.dialog.get", json!({ "SESSION_ID": session })).await;
@@ -827,7 +811,6 @@ async fn api_reference_chats_messages_im_message_add() {
     let sent = ok(&app, 3, "im.message.add", json!({ "DIALOG_ID": dialog, "MESSAGE": "Hello" })).await;
     assert!(sent["result"].is_u64(), "{sent}");
     refused(&call(&app, 3, "im.message.add", json!({ "DIALOG_ID": dialog, "MESSAGE": "" })).await, 400, "MESSAGE_EMPTY", Some("Message can't be empty"));
-    // DOCS ≠ SANDBOX: `DIALOG_ID` may be a user's id (a private chat); the sandbox takes only `chatN`.
     let private = call(&app, 3, "im.message.add", json!({ "DIALOG_ID": "2", "MESSAGE": "Hello, Boris" })).await;
     let mut docs = Docs::default();
     docs.say(private.0 == StatusCode::OK && private.1["result"].is_u64(), format!("DIALOG_ID 2: {} {}", private.0, private.1));
@@ -931,13 +914,11 @@ async fn api_reference_crm_timeline_activities_configurable_crm_activity_configu
     assert_eq!(updated["result"], json!({ "activity": { "id": id } }));
     let shown = app.activities().await.into_iter().find(|a| a["id"] == id).unwrap();
     assert_eq!(shown["layout"]["body"]["blocks"]["text"]["properties"]["value"], "v2");
-    // DOCS ≠ SANDBOX: the sandbox says "Not found.".
     let missing = call(&app, EMPLOYEE, "crm.activity.configurable.update", update(999_999)).await;
     refused(&missing, 400, "NOT_FOUND", None);
     let mut docs = Docs::default();
     docs.say(missing.1["error_description"] == "Element not found", &missing.1);
     any_refusal(&call(&app, EMPLOYEE, "crm.activity.configurable.update", json!({ "id": id, "fields": {} })).await);
-    // DOCS ≠ SANDBOX: the sandbox lets any app update it.
     let (other, _) = app.app.sandbox().portal.issue_tokens_of(OTHER_APP_CLIENT_ID, DEMO, EMPLOYEE);
     let foreign = call_with(&app, &other, "crm.activity.configurable.update", update(id)).await;
     docs.say(foreign.0 == StatusCode::BAD_REQUEST && foreign.1["error"] == "ERROR_WRONG_APPLICATION", format!("another app: {} {}", foreign.0, foreign.1));

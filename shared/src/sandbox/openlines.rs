@@ -63,7 +63,7 @@ impl PortalState {
             "imconnector.register" => plain(self.connector_register(grant, params)),
             "imconnector.activate" => plain(self.connector_activate(grant, params)),
             "imconnector.connector.data.set" => plain(self.connector_data_set(grant, params)),
-            "imopenlines.config.list.get" => plain(self.portal(&grant.member_id).map(|p| Value::Array(p.lines.clone()))),
+            "imopenlines.config.list.get" => plain(self.lines(grant, params)),
             "imconnector.send.messages" => self.send_messages(grant, params),
             "imconnector.send.status.delivery" => plain(self.message_status(grant, params, |m| m.delivered = true)),
             "imconnector.send.status.reading" => plain(self.message_status(grant, params, |m| m.read = true)),
@@ -166,6 +166,27 @@ impl PortalState {
         }
         self.installation(&grant.member_id)?.connectors.insert(id, Value::Object(params.clone()));
         Ok(json!({ "result": true }))
+    }
+
+    /// `imopenlines-config-list-get.md`: `PARAMS` `select` (fields), `filter` (equal values),
+    /// `limit` (a non-negative integer); anything else in `PARAMS` is `INVALID_FORMAT`.
+    fn lines(&self, grant: &Grant, params: &Params) -> Result<Value, RestError> {
+        let invalid = |what: String| RestError::new(StatusCode::BAD_REQUEST, "INVALID_FORMAT", what);
+        let options = params.get("PARAMS").and_then(Value::as_object).cloned().unwrap_or_default();
+        if let Some(unknown) = options.keys().find(|k| !["select", "filter", "order", "limit"].contains(&k.as_str())) {
+            return Err(invalid(format!("Unknown field '{unknown}' in PARAMS")));
+        }
+        let limit = match options.get("limit") {
+            None => None,
+            Some(l) => Some(l.as_u64().ok_or_else(|| invalid("A non-negative integer is expected in the PARAMS field 'limit'".into()))? as usize),
+        };
+        let filter = options.get("filter").and_then(Value::as_object).cloned().unwrap_or_default();
+        let select: Option<Vec<String>> = options.get("select").and_then(|s| serde_json::from_value(s.clone()).ok());
+        let rows = self.portal(&grant.member_id)?.lines.iter().filter(|l| filter.iter().all(|(k, v)| scalar(v) == scalar(&l[k]))).map(|l| match &select {
+            Some(fields) => Value::Object(fields.iter().filter_map(|f| Some((f.clone(), l.get(f)?.clone()))).collect()),
+            None => l.clone(),
+        });
+        Ok(Value::Array(rows.take(limit.unwrap_or(usize::MAX)).collect()))
     }
 
     fn line_exists(&self, member_id: &str, line: &str) -> bool {
@@ -318,6 +339,12 @@ impl PortalState {
         Ok(json!({ "SUCCESS": true, "DATA": [] }))
     }
 
+    fn record_exists(&self, grant: &Grant, params: &Params) -> bool {
+        let kind = text_param(params, "CRM_ENTITY_TYPE").and_then(|k| EntityType::ALL.into_iter().find(|t| t.as_str().eq_ignore_ascii_case(&k)));
+        let id = number(params.get("CRM_ENTITY"));
+        self.portal(&grant.member_id).is_ok_and(|p| kind.zip(id).is_some_and(|key| p.records.contains_key(&key)))
+    }
+
     fn crm_entity(&self, grant: &Grant, params: &Params) -> Result<(EntityType, u64), RestError> {
         let kind = required(params, "CRM_ENTITY_TYPE")?;
         let id = required_id(params, "CRM_ENTITY")?;
@@ -330,8 +357,12 @@ impl PortalState {
     }
 
     /// `imopenlines-crm-chat-get.md`: the chats bound to a record.
+    /// "Returns an empty array if no object with the specified CRM_ENTITY exists".
     fn crm_chats(&self, grant: &Grant, params: &Params) -> Result<Value, RestError> {
-        let entity = self.crm_entity(grant, params)?;
+        let entity = match self.crm_entity(grant, params) {
+            Err(e) if e.code == "ACCESS_DENIED" && !self.record_exists(grant, params) => return Ok(json!([])),
+            other => other?,
+        };
         let installation = &self.portal(&grant.member_id)?.installation;
         let rows = self.chats.iter().filter(|c| c.portal == grant.member_id && c.crm == Some(entity)).map(|c| {
             let title = installation.connectors.get(&c.connector).and_then(|r| r.get("NAME")).cloned().unwrap_or(Value::Null);
@@ -360,16 +391,18 @@ impl PortalState {
             return Err(RestError::new(StatusCode::BAD_REQUEST, "WRONG_REQUEST", "You don't have access or user already member in chat"));
         }
         chat.members.push(user);
-        Ok(Value::Bool(true))
+        // "result: the chat's identifier".
+        Ok(json!(chat.id))
     }
 
     /// `imopenlines-dialog-get.md`: by `CHAT_ID`, `DIALOG_ID` or `USER_CODE`; `entity_data_2`
     /// names the CRM records bound to the dialog.
     fn dialog(&self, grant: &Grant, params: &Params) -> Result<Value, RestError> {
         let by_id = number(params.get("CHAT_ID")).or_else(|| text_param(params, "DIALOG_ID")?.strip_prefix("chat")?.parse().ok());
+        let by_session = number(params.get("SESSION_ID"));
         let user_code = text_param(params, "USER_CODE");
         let code = |c: &SimChat| format!("{}|{}|{}|{}", c.connector, c.line, c.external_chat_id, c.external_user_id);
-        let chat = self.chats.iter().find(|c| c.portal == grant.member_id && (Some(c.id) == by_id || user_code.as_deref() == Some(code(c).as_str())));
+        let chat = self.chats.iter().find(|c| c.portal == grant.member_id && (Some(c.id) == by_id || Some(c.session_id) == by_session || user_code.as_deref() == Some(code(c).as_str())));
         let chat = chat.ok_or_else(|| RestError::new(StatusCode::BAD_REQUEST, "ACCESS_ERROR", "You do not have access to the specified dialog"))?;
         let bound = |kind: EntityType| chat.crm.filter(|(k, _)| *k == kind).map(|(_, id)| id).unwrap_or(0);
         Ok(json!({
@@ -384,6 +417,9 @@ impl PortalState {
     /// the chat's members; `ACCESS_ERROR` otherwise.
     fn im_message_add(&mut self, grant: &Grant, params: &Params) -> Result<Value, RestError> {
         let dialog = required(params, "DIALOG_ID")?;
+        if let Ok(to) = dialog.parse::<u64>() {
+            return self.private_message(grant, to, params);
+        }
         let chat_id = dialog.strip_prefix("chat").and_then(|c| c.parse::<u64>().ok()).ok_or_else(|| RestError::new(StatusCode::BAD_REQUEST, "CHAT_ID", "Error creating message"))?;
         let text = text_param(params, "MESSAGE").filter(|t| !t.trim().is_empty()).ok_or_else(|| RestError::new(StatusCode::BAD_REQUEST, "MESSAGE_EMPTY", "Message can't be empty"))?;
         let chat = self.chats.iter().find(|c| c.id == chat_id && c.portal == grant.member_id).ok_or_else(|| RestError::new(StatusCode::BAD_REQUEST, "CHAT_ID", "Error creating message"))?;
@@ -397,6 +433,18 @@ impl PortalState {
             id, portal: grant.member_id.clone(), chat_id, direction: if system { "system" } else { "outgoing" }, author,
             author_id: (!system).then_some(grant.user_id), text, files: Vec::new(), external_id: None, delivered: false, read: false,
         });
+        Ok(json!(id))
+    }
+
+    /// `im-message-add.md`: a `DIALOG_ID` that is a user's id writes in the private chat
+    /// between the caller and that user.
+    fn private_message(&mut self, grant: &Grant, to: u64, params: &Params) -> Result<Value, RestError> {
+        if self.portal(&grant.member_id)?.user(to).is_none() {
+            return Err(RestError::new(StatusCode::BAD_REQUEST, "USER_NOT_FOUND", "User not found"));
+        }
+        let text = text_param(params, "MESSAGE").filter(|t| !t.trim().is_empty()).ok_or_else(|| RestError::new(StatusCode::BAD_REQUEST, "MESSAGE_EMPTY", "Message can't be empty"))?;
+        let id = self.next_id();
+        self.private_messages.push(super::state::PrivateMessage { id, portal: grant.member_id.clone(), from: grant.user_id, to, text });
         Ok(json!(id))
     }
 

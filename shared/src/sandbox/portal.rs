@@ -27,35 +27,6 @@ const TOKEN_LIFETIME: i64 = 3600;
 /// Method time is counted in one-minute baskets over 10 minutes (`settings/performance/limits.md`).
 const OPERATING_WINDOW_SECS: i64 = 600;
 
-<<<<<<< HEAD
-=======
-/// A method's answer: `result`, and for list methods `total` and `next`.
-pub struct Answer {
-    pub result: Value,
-    pub total: Option<usize>,
-    pub next: Option<usize>,
-}
-
-impl From<Value> for Answer {
-    fn from(result: Value) -> Self {
-        Self { result, total: None, next: None }
-    }
-}
-
-/// One page of a list method from the `start` parameter: 50 rows, `next` while more remain.
-pub fn page(rows: Vec<Value>, params: &Params) -> Answer {
-    // settings/performance/huge-data.md: `start = -1` gives the first 50 rows without counting (total 0, no next).
-    if text_param(params, "start").is_some_and(|s| s == "-1") {
-        return Answer { result: Value::Array(rows.into_iter().take(PAGE_SIZE).collect()), total: Some(0), next: None };
-    }
-    let start = text_param(params, "start").and_then(|s| s.parse::<usize>().ok()).unwrap_or(0);
-    let total = rows.len();
-    let result: Vec<Value> = rows.into_iter().skip(start).take(PAGE_SIZE).collect();
-    let next = (start + PAGE_SIZE < total).then_some(start + PAGE_SIZE);
-    Answer { result: Value::Array(result), total: Some(total), next }
-}
-
->>>>>>> sbfix
 /// What Bitrix24 hands an app when an administrator installs it.
 pub struct InstallGrant {
     pub domain: String,
@@ -298,7 +269,7 @@ impl SandboxPortal {
         let mut results = Map::new();
         let mut errors = Map::new();
         let (mut totals, mut nexts) = (Map::new(), Map::new());
-        let commands = params.get("cmd").and_then(Value::as_object).cloned().unwrap_or_default();
+        let commands = ordered_commands(params);
         let halt = text_param(params, "halt").is_some_and(|h| h == "1" || h == "true" || h == "Y");
         let mut times = Map::new();
         for (index, (key, command)) in commands.iter().enumerate() {
@@ -416,6 +387,46 @@ fn departments_matching(departments: &[Value], params: &Params) -> Answer {
     page(rows, &paging)
 }
 
+/// Where the body gave `cmd` as JSON, the order of its keys (a `Map` sorts them).
+const CMD_ORDER: &str = "\u{0}cmd_order";
+
+/// `cmd` in the order it was sent: "subqueries are executed sequentially" (`batch.md`).
+fn ordered_commands(params: &Params) -> Vec<(String, Value)> {
+    let commands = params.get("cmd").and_then(Value::as_object).cloned().unwrap_or_default();
+    let order: Vec<String> = params.get(CMD_ORDER).and_then(|o| serde_json::from_value(o.clone()).ok()).unwrap_or_else(|| commands.keys().cloned().collect());
+    order.into_iter().filter_map(|k| commands.get(&k).map(|c| (k.clone(), c.clone()))).collect()
+}
+
+/// The keys of a JSON body's `cmd` object, in the order written.
+fn cmd_order(body: &[u8]) -> Option<Vec<String>> {
+    struct Keys(Vec<String>);
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some(key) = map.next_key::<String>()? {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        keys.push(key);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            d.deserialize_map(Visit)
+        }
+    }
+    #[derive(Deserialize)]
+    struct Body {
+        cmd: Keys,
+    }
+    serde_json::from_slice::<Body>(body).ok().map(|b| b.cmd.0)
+}
+
 /// A batch command's query, bracket keys decoded into nested parameters, `$result[..]` replaced.
 fn batch_params(query: &str, results: &Map<String, Value>) -> Params {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
@@ -468,7 +479,12 @@ fn params(query: Option<&str>, body: &[u8]) -> Params {
         out.insert(k, Value::String(v));
     }
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => out.extend(map),
+        Ok(Value::Object(map)) => {
+            out.extend(map);
+            if let Some(order) = cmd_order(body) {
+                out.insert(CMD_ORDER.into(), json!(order));
+            }
+        }
         _ => out.extend(form(body).into_iter().map(|(k, v)| (k, Value::String(v)))),
     }
     out

@@ -222,6 +222,16 @@ pub struct Notification {
     pub message: String,
 }
 
+/// A message in the private chat of two employees (`im.message.add` to a user).
+#[derive(Clone, Debug, Serialize)]
+pub struct PrivateMessage {
+    pub id: u64,
+    pub portal: String,
+    pub from: u64,
+    pub to: u64,
+    pub text: String,
+}
+
 /// An event for the app: the portal, the event's name, its `data`.
 pub type Caused = Vec<(String, &'static str, Value)>;
 
@@ -240,6 +250,7 @@ pub struct PortalState {
     pub ol_messages: Vec<OlMessage>,
     pub activities: Vec<SimActivity>,
     pub notifications: Vec<Notification>,
+    pub private_messages: Vec<PrivateMessage>,
 }
 
 impl PortalState {
@@ -297,6 +308,10 @@ impl From<Value> for Answer {
 
 /// One page of a list method from the `start` parameter: 50 rows, `next` while more remain.
 pub fn page(rows: Vec<Value>, params: &Params) -> Answer {
+    // settings/performance/huge-data.md: `start = -1` gives the first 50 rows without counting (total 0, no next).
+    if text_param(params, "start").is_some_and(|s| s == "-1") {
+        return Answer { result: Value::Array(rows.into_iter().take(PAGE_SIZE).collect()), total: Some(0), next: None };
+    }
     let start = text_param(params, "start").and_then(|s| s.parse::<usize>().ok()).unwrap_or(0);
     let total = rows.len();
     let result: Vec<Value> = rows.into_iter().skip(start).take(PAGE_SIZE).collect();
