@@ -2,6 +2,7 @@
 //! account as one of the demo clients (text, and a photo, document or voice note) and reads
 //! its messages. Both produce the updates the real Telegram would: a new message, and
 //! `updateReadHistoryOutbox` for the account.
+//! (core.telegram.org/type/Update: `updateNewMessage`, `updateReadHistoryOutbox`).
 
 use std::sync::Arc;
 

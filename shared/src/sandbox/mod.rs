@@ -1,5 +1,7 @@
 //! The sandbox: a simulated Bitrix24 portal and a simulated Telegram, seeded with demo
 //! data, over the same ports and protocols as the real ones. `cargo run` starts in it.
+//! Each behaviour cites its documentation: the portal its b24restdocs page, the Telegram side
+//! its core.telegram.org method.
 
 pub mod clients;
 pub mod crm;

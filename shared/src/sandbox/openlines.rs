@@ -39,6 +39,18 @@ fn connector_flag(connector: Option<&Value>, name: &str, default: bool) -> bool 
     connector.and_then(Value::as_object).and_then(|c| flag(c, name)).unwrap_or(default)
 }
 
+/// Whether `handler` is a URL of the app: the same scheme, host and port, no credentials, a
+/// path under the app's (a plain prefix would let `http://app:80@elsewhere/` through).
+fn under_app(handler: &str, app_url: &str) -> bool {
+    let (Ok(handler), Ok(app)) = (url::Url::parse(handler), url::Url::parse(app_url)) else { return false };
+    handler.scheme() == app.scheme()
+        && handler.host_str() == app.host_str()
+        && handler.port_or_known_default() == app.port_or_known_default()
+        && handler.username().is_empty()
+        && handler.password().is_none()
+        && handler.path().starts_with(app.path().trim_end_matches('/'))
+}
+
 /// Bitrix24's own marker of an operator's name before a connector message
 /// (`on-im-connector-message-add.md`: `[b]Klaus Weber:[/b] [br]Guten Tag!`).
 fn signature(name: &str, text: &str) -> String {
@@ -88,7 +100,7 @@ impl PortalState {
             e
         })?;
         let handler = required(params, "HANDLER")?;
-        if !handler.starts_with(app_url) {
+        if !under_app(&handler, app_url) {
             return Err(arg_error("HANDLER must be a URL of the application"));
         }
         let card_tab = placement.starts_with("CRM_") && placement.ends_with("_DETAIL_TAB");
@@ -134,7 +146,7 @@ impl PortalState {
         if !KNOWN_EVENTS.contains(&event.as_str()) {
             return Err(RestError::new(StatusCode::BAD_REQUEST, "ERROR_EVENT_NOT_FOUND", "Event not found"));
         }
-        if !handler.starts_with(app_url) {
+        if !under_app(&handler, app_url) {
             return Err(arg_error("handler must be a URL of the application"));
         }
         let id = self.next_id();
@@ -506,3 +518,16 @@ fn connector_message_event(chat: &SimChat, message_id: u64, user_id: u64, text: 
     })
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handlers_must_be_the_apps_own_urls() {
+        let app = "http://127.0.0.1:8080";
+        assert!(under_app("http://127.0.0.1:8080/bitrix/events", app));
+        for foreign in ["http://127.0.0.1:8080@evil.example/bitrix/events", "http://127.0.0.1:80801/x", "https://127.0.0.1:8080/x", "http://evil.example/", "not a url"] {
+            assert!(!under_app(foreign, app), "{foreign}");
+        }
+    }
+}

@@ -1,6 +1,11 @@
 //! A simulated Telegram behind the telegram port: users with phones, usernames and
 //! privacy settings; a log of what they wrote each other; read receipts; each account's
 //! updates as `updates.getDifference` hands them out; injectable failures.
+//!
+//! It models the Telegram methods the port stands for, as core.telegram.org documents them:
+//! `messages.sendMessage` (a repeated `random_id` is not delivered twice), `contacts.resolvePhone`
+//! (privacy: "Who can find me by my number"), `updates.getDifference` (slices, `differenceTooLong`).
+//! Issue 12 replaces it with an MTProto data centre.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
