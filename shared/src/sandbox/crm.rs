@@ -78,7 +78,7 @@ impl PortalState {
     fn activity_add(&mut self, grant: &Grant, params: &Params) -> Result<Value, RestError> {
         let owner_type_id = required_id(params, "ownerTypeId")?;
         let owner_id = required_id(params, "ownerId")?;
-        let kind = EntityType::ALL.into_iter().find(|t| u64::from(t.type_id()) == owner_type_id).ok_or_else(|| layout_error("WRONG_FIELD_VALUE", "ownerTypeId"))?;
+        let kind = EntityType::ALL.into_iter().find(|t| t.type_id() == owner_type_id).ok_or_else(|| layout_error("WRONG_FIELD_VALUE", "ownerTypeId"))?;
         let portal = self.portal(&grant.member_id)?;
         if !portal.records.contains_key(&(kind, owner_id)) {
             return Err(RestError::new(StatusCode::BAD_REQUEST, "NOT_FOUND", "Not found."));

@@ -202,11 +202,9 @@ impl SandboxPortal {
 
     /// One method call; the events it caused are added to `events`.
     fn call(&self, grant: &Grant, method: &str, params: &Params, events: &mut Caused) -> Result<Answer, RestError> {
-        if let Some(&until) = self.lock().blocked_methods.get(method) {
-            if now_secs() < until {
-                // `settings/performance/limits.md`: 429, the method blocked for this app.
-                return Err(RestError::new(StatusCode::TOO_MANY_REQUESTS, "OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit."));
-            }
+        if self.lock().blocked_methods.get(method).is_some_and(|&until| now_secs() < until) {
+            // `settings/performance/limits.md`: 429, the method blocked for this app.
+            return Err(RestError::new(StatusCode::TOO_MANY_REQUESTS, "OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit."));
         }
         if method == "batch" {
             return Ok(self.batch(grant, params, events).into());
