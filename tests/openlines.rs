@@ -708,3 +708,24 @@ async fn a_quiet_portals_own_tokens_are_refreshed_before_they_die() {
     let spent = app.http.get(url).send().await.unwrap();
     assert_eq!(spent.status(), StatusCode::BAD_REQUEST, "the old refresh token was used up");
 }
+
+#[tokio::test]
+async fn a_method_past_its_time_budget_waits_for_the_reset_and_is_not_called_meanwhile() {
+    let app = spawn_app().await;
+    let token = app.lead_tab().await;
+    let id = app.send_published(&token, IVAN, "after the reset", "none", false).await;
+    app.wait_for_status(&token, &id, "sent", WAIT).await;
+    // The portal blocks the method for an hour (OPERATION_TIME_LIMIT, `settings/performance/limits.md`).
+    app.portal_fault(json!({ "block_method": { "method": "imconnector.send.messages", "seconds": 3600 } })).await;
+    app.app.services.messages.update(&id, |m| std::mem::replace(&mut m.publication, shared::domain::PublicationMode::Incoming) != m.publication).await.unwrap();
+    let publish = json!({ "kind": "publish", "message_id": id, "member_id": seed::DEMO_MEMBER_ID }).to_string();
+    let first = app.run_job(&publish, 1).await;
+    // No earlier answer of this method gave an `operating_reset_at`: the next one-minute basket.
+    assert!(matches!(first, shared::jobs::Outcome::RetryAfter(d) if d >= Duration::from_secs(55)), "{first:?}");
+    // Until then the method is not called again: the job comes back without a request to the portal.
+    let before = app.portal_requests().await;
+    let again = app.run_job(&publish, 2).await;
+    assert!(matches!(again, shared::jobs::Outcome::RetryAfter(d) if d >= Duration::from_secs(50)), "{again:?}");
+    assert_eq!(app.portal_requests().await, before, "no call to the blocked method before its reset");
+    assert!(app.ol_messages().await.is_empty());
+}

@@ -73,7 +73,8 @@ pub fn portal_outcome(result: Result<impl Into<Progress>, AppError>, receive_cou
         Ok(Progress::Wait(held)) => Outcome::RetryAfter(held.min(backoff(receive_count))),
         Err(e) if retryable(&e) => {
             tracing::warn!(code = e.code, "portal work failed, retrying: {e}");
-            Outcome::RetryAfter(backoff(receive_count))
+            // The portal said when (a method's time budget resets): not before, never sooner.
+            Outcome::RetryAfter(e.retry_after.unwrap_or_else(|| backoff(receive_count)))
         }
         Err(e) => Outcome::Failed(format!("{}: {e}", e.code)),
     }

@@ -103,8 +103,9 @@ impl PortalState {
         if !under_app(&handler, app_url) {
             return Err(arg_error("HANDLER must be a URL of the application"));
         }
-        let card_tab = placement.starts_with("CRM_") && placement.ends_with("_DETAIL_TAB");
-        if !card_tab && placement != "SETTING_CONNECTOR" {
+        // The card tabs are the placements simulated; `SETTING_CONNECTOR` is made by
+        // `imconnector.register`'s `PLACEMENT_HANDLER`, not bound (`imconnector-register.md`).
+        if !(placement.starts_with("CRM_") && placement.ends_with("_DETAIL_TAB")) {
             return Err(RestError::new(StatusCode::BAD_REQUEST, "ERROR_PLACEMENT_NOT_FOUND", "Placement not found"));
         }
         let install = self.installation(&grant.member_id)?;
