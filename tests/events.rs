@@ -65,10 +65,10 @@ async fn every_sample_event_runs_through_its_handler() {
     let moto = Moto::start().await;
     let config = moto.config().await;
     let resources = provision(&config, "events", 10).await;
-    // A deployment on moto whose Telegram port is the sandbox Telegram (grammers needs a real
-    // data centre, which the sandbox is not).
-    let mut svc = samples::deployment(&config, &resources, &Sealer::generate_key(), &app).await;
-    svc.telegram = app.app.sandbox().telegram.clone();
+    // A deployment on moto whose grammers adapter talks to the sandbox data centres.
+    let key = Sealer::generate_key();
+    let mut svc = samples::deployment(&config, &resources, &key, &app).await;
+    svc.telegram = samples::sandbox_telegram(&config, &resources, &key, &app).await;
     let svc = Arc::new(svc);
 
     // The demo portal (the worker samples' message is its), and a second portal, both

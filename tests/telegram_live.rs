@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use shared::adapters::grammers::{ApiCredentials, GrammersTelegram};
+use shared::adapters::grammers::{ApiCredentials, GrammersTelegram, Servers};
 use shared::adapters::{SqliteDb, SqliteTable};
 use shared::crypto::{Sealer, Secret};
 use shared::domain::{Formatted, PhoneE164};
@@ -28,7 +28,7 @@ async fn logs_in_sends_and_logs_out_on_the_test_servers() {
     let sealer = Sealer::from_base64(&Sealer::generate_key()).unwrap();
     let sessions = TelegramSessions::new(Records::new(table), sealer);
     let credentials = ApiCredentials { api_id: api_id.parse().expect("TG_TEST_API_ID is a number"), api_hash: Secret::new(api_hash) };
-    let telegram = GrammersTelegram::new(credentials, sessions.clone()).on_test_servers();
+    let telegram = GrammersTelegram::new(credentials, sessions.clone(), Servers::Test);
 
     let phone = PhoneE164::parse(&format!("+{phone}"), None).unwrap();
     let login = "live-test";
@@ -46,10 +46,12 @@ async fn logs_in_sends_and_logs_out_on_the_test_servers() {
     assert!(sessions.load(login).await.unwrap().is_some(), "the session is stored, sealed");
     let me = Account { connector_id: login.into(), user_id: done.user.peer.user_id };
     let random_id = shared::domain::message::random_id("live-test", 0);
-    let first = telegram.send_text(&me, done.user.peer, &Formatted::plain("OLChat live test"), random_id).await.expect("send");
+    let connection = telegram.connect(&me).await.expect("connect");
+    let first = connection.send_text(done.user.peer, &Formatted::plain("OLChat live test"), random_id).await.expect("send");
     assert!(first.id.is_some());
-    let again = telegram.send_text(&me, done.user.peer, &Formatted::plain("OLChat live test"), random_id).await.expect("resend");
-    assert_eq!(again.id, None, "a repeated random_id is dropped by Telegram (RANDOM_ID_DUPLICATE)");
+    let again = connection.send_text(done.user.peer, &Formatted::plain("OLChat live test"), random_id).await.expect("resend");
+    assert_eq!(again.id, first.id, "a repeated random_id is not delivered again, and names the first message");
+    connection.close().await;
     telegram.log_out(&me).await.expect("log out");
     assert!(sessions.load(login).await.unwrap().is_none(), "the session is forgotten");
 }

@@ -11,16 +11,20 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::adapters::grammers::{ApiCredentials, GrammersTelegram, Servers};
 use crate::adapters::{DirBlobs, SqliteDb, SqliteQueue, SqliteTable};
 use crate::app::install::RestEndpoints;
 use crate::app::{Adapters, Services, Site};
 use crate::bitrix::{AppCredentials, BitrixClient};
-use crate::crypto::{Sealer, Secret};
+use crate::crypto::Secret;
 use crate::domain::phone::region_from_code;
 use crate::http;
 use crate::jobs::runner::{self, Order};
 use crate::ports::{JobQueue, Table, Telegram};
+use crate::repo::Records;
+use crate::repo::sessions::TelegramSessions;
 use crate::sandbox::telegram::SandboxTelegram;
+use crate::sandbox::telegram::rpc as telegram_rpc;
 use crate::work::Job;
 use crate::sandbox::{self, Sandbox, seed};
 use crate::settings::{Mode, PortalSettings, Portals, RealSettings, Settings};
@@ -68,9 +72,9 @@ struct Backends {
     sandbox: Option<Arc<Sandbox>>,
 }
 
-fn sandbox_backends(settings: &Settings, url: &str) -> Backends {
-    let sandbox = Arc::new(Sandbox::new(url, url));
-    Backends {
+async fn sandbox_backends(settings: &Settings, url: &str, sessions: &TelegramSessions) -> anyhow::Result<Backends> {
+    let sandbox = Arc::new(Sandbox::start(url, url, &settings.data_dir).await?);
+    Ok(Backends {
         credentials: AppCredentials {
             client_id: sandbox::CLIENT_ID.into(),
             code: sandbox::APP_CODE.into(),
@@ -84,17 +88,23 @@ fn sandbox_backends(settings: &Settings, url: &str) -> Backends {
                 rest_url: sandbox.portal.rest_url.clone(),
             },
         },
-        telegram: sandbox.telegram.clone(),
+        telegram: sandbox_telegram(sessions, sandbox.telegram.clone()),
         sandbox: Some(sandbox),
-    }
+    })
 }
 
-fn real_backends(real: &RealSettings, table: &Arc<dyn Table>, sealer: &Sealer) -> Backends {
+/// The grammers adapter against the sandbox data centres: the sandbox's own Telegram app.
+fn sandbox_telegram(sessions: &TelegramSessions, world: Arc<SandboxTelegram>) -> Arc<dyn Telegram> {
+    let credentials = ApiCredentials { api_id: telegram_rpc::API_ID, api_hash: Secret::new(telegram_rpc::API_HASH) };
+    Arc::new(GrammersTelegram::new(credentials, sessions.clone(), Servers::Registered(world)))
+}
+
+async fn real_backends(settings: &Settings, real: &RealSettings, sessions: &TelegramSessions) -> anyhow::Result<Backends> {
     let endpoints = match &real.portals {
         Portals::Public => RestEndpoints::Public,
         Portals::StandIn { domains, rest_url } => RestEndpoints::Sandbox { domains: domains.clone(), rest_url: rest_url.clone() },
     };
-    Backends {
+    Ok(Backends {
         credentials: AppCredentials {
             client_id: real.client_id.clone(),
             code: real.app_code.clone(),
@@ -102,26 +112,22 @@ fn real_backends(real: &RealSettings, table: &Arc<dyn Table>, sealer: &Sealer) -
             oauth_url: real.oauth_url.clone(),
         },
         site: Site { public_url: real.public_url.clone(), endpoints },
-        telegram: real_telegram(real, table, sealer),
+        telegram: real_telegram(settings, real, sessions).await?,
         sandbox: None,
-    }
+    })
 }
 
-/// The grammers adapter with the configured api_id; without one (a stand-in portal only) the
-/// sandbox Telegram, in this process, as the stand-in for Telegram.
-#[cfg_attr(not(feature = "telegram"), allow(unused_variables))]
-fn real_telegram(real: &RealSettings, table: &Arc<dyn Table>, sealer: &Sealer) -> Arc<dyn Telegram> {
-    match &real.telegram {
-        #[cfg(feature = "telegram")]
-        Some(api) => {
-            use crate::adapters::grammers::{ApiCredentials, GrammersTelegram};
-            let sessions = crate::repo::sessions::TelegramSessions::new(crate::repo::Records::new(table.clone()), sealer.clone());
-            Arc::new(GrammersTelegram::new(ApiCredentials { api_id: api.api_id, api_hash: api.api_hash.clone() }, sessions))
+/// The grammers adapter with the configured api_id; without one (a stand-in portal only)
+/// against the sandbox Telegram's data centres, in this process.
+async fn real_telegram(settings: &Settings, real: &RealSettings, sessions: &TelegramSessions) -> anyhow::Result<Arc<dyn Telegram>> {
+    Ok(match &real.telegram {
+        Some(api) => Arc::new(GrammersTelegram::new(ApiCredentials { api_id: api.api_id, api_hash: api.api_hash.clone() }, sessions.clone(), Servers::Production)),
+        None => {
+            let world = Arc::new(SandboxTelegram::open(seed::telegram_users(), &settings.data_dir)?);
+            crate::sandbox::telegram::dc::start(world.clone()).await?;
+            sandbox_telegram(sessions, world)
         }
-        #[cfg(not(feature = "telegram"))]
-        Some(_) => unreachable!("Mode::from_env refuses Telegram credentials without the telegram feature"),
-        None => Arc::new(SandboxTelegram::new(seed::telegram_users())),
-    }
+    })
 }
 
 /// Binds, starts the server and both workers; in sandbox mode also installs the app on the
@@ -136,9 +142,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
     let queue = SqliteQueue::new(db.clone(), settings.max_receives);
     let sealer = settings.sealer()?;
     let table: Arc<dyn Table> = Arc::new(SqliteTable::new(db));
+    let sessions = TelegramSessions::new(Records::new(table.clone()), sealer.clone());
     let backends = match &settings.mode {
-        Mode::Sandbox => sandbox_backends(&settings, &url),
-        Mode::Real(real) => real_backends(real, &table, &sealer),
+        Mode::Sandbox => sandbox_backends(&settings, &url, &sessions).await?,
+        Mode::Real(real) => real_backends(&settings, real, &sessions).await?,
     };
     // Upload URLs are opened by the users' browsers: at the public address.
     let blobs = Arc::new(DirBlobs::new(settings.data_dir.join("blobs"), &backends.site.public_url, sealer.derive_key("blob-url"))?);
@@ -171,7 +178,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
     let app = Embedded { addr, url, services, sandbox: backends.sandbox, queue, summary, tasks };
     if let Some(sandbox) = &app.sandbox {
         // The sandbox portals install the app over HTTP, as Bitrix24 would, once the server answers.
-        sandbox.install_demo(&app.services).await?;
+        sandbox.install_demo(&app.services, &sessions).await?;
     }
     Ok(app)
 }
@@ -261,7 +268,8 @@ impl PortalOnly {
 pub async fn start_portal(settings: PortalSettings) -> anyhow::Result<PortalOnly> {
     let listener = TcpListener::bind(settings.addr).await.with_context(|| format!("binding {}", settings.addr))?;
     let url = format!("http://{}", listener.local_addr()?);
-    let sandbox = Arc::new(Sandbox::new(&url, &settings.app_url));
+    // The portal's process serves no Telegram: its world lives in a directory of its own.
+    let sandbox = Arc::new(Sandbox::start(&url, &settings.app_url, &std::env::temp_dir().join(format!("olchat-portal-{}", std::process::id()))).await?);
     let server = serve(listener, sandbox.portal_routes().layer(axum::middleware::from_fn(log_request)));
     Ok(PortalOnly { url, sandbox, server })
 }

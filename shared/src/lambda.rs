@@ -10,7 +10,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::Instrument;
 
 use crate::adapters::aws::{DynamoTable, QueueUrls, S3Blobs, SqsQueue};
-use crate::adapters::grammers::{ApiCredentials, GrammersTelegram};
+use crate::adapters::grammers::{ApiCredentials, GrammersTelegram, Servers};
 use crate::adapters::telegram_unavailable::TelegramUnavailable;
 use crate::app::install::RestEndpoints;
 use crate::app::{Adapters, Services, Site};
@@ -164,7 +164,7 @@ pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) ->
     let telegram: Arc<dyn Telegram> = match (settings.telegram_api_id, api_hash) {
         (Some(api_id), Some(api_hash)) => {
             let sessions = TelegramSessions::new(Records::new(table.clone()), sealer.clone());
-            Arc::new(GrammersTelegram::new(ApiCredentials { api_id, api_hash }, sessions))
+            Arc::new(GrammersTelegram::new(ApiCredentials { api_id, api_hash }, sessions, Servers::Production))
         }
         _ => Arc::new(TelegramUnavailable),
     };

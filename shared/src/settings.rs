@@ -248,9 +248,6 @@ impl Mode {
             },
             _ => None,
         };
-        if telegram.is_some() && !cfg!(feature = "telegram") {
-            problems.push("Telegram accounts need the `telegram` feature, which this build left out: build without --no-default-features".into());
-        }
         if !problems.is_empty() {
             anyhow::bail!(
                 "Not starting: real credentials are configured ({}), but not all of them.\n  - {}\n\

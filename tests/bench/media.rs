@@ -1,16 +1,15 @@
 //! Worker memory while streaming files: `cargo run --release -p olchat-tests --bin media_bench`.
-//! Puts a 10 MB and then a 1 GB blob into the directory blob store and sends each through
-//! `send_media` of the sandbox Telegram, reading the process's own peak RSS (VmHWM) after
-//! each. Flat memory means the second peak is no higher than the first by more than noise.
+//! Puts a 10 MB and then a 1 GB blob into the local instance's blob store and sends each
+//! through the grammers adapter to the sandbox data centre (`upload.saveFilePart`, then
+//! `saveBigFilePart` for the big one) over one connection, reading the process's own peak RSS
+//! (VmHWM) after each. Flat memory means the second peak is no higher than the first by more
+//! than noise. The sandbox DC runs in the same process and keeps the parts on disk.
 
 use std::time::Instant;
 
-use shared::adapters::DirBlobs;
 use shared::domain::Formatted;
-use shared::ports::{Blobs, Media, MediaKind, Peer, Telegram};
-use shared::repo::connectors::Connector;
+use shared::ports::{Media, MediaKind, Peer};
 use shared::sandbox::seed;
-use shared::sandbox::telegram::SandboxTelegram;
 use tokio::io::AsyncReadExt;
 
 /// The process's peak resident set so far, in MiB.
@@ -26,40 +25,28 @@ fn peak_rss_mib() -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let blobs = DirBlobs::new(dir.path(), "http://127.0.0.1:1", [9; 32])?;
-    let telegram = SandboxTelegram::new(seed::telegram_users());
-    let users = telegram.users();
+    let app = olchat_tests::spawn_app().await;
+    let svc = &app.app.services;
+    let users = app.app.sandbox().telegram.users();
     let ivan = users.iter().find(|u| u.id == 1001).expect("seeded");
     let peer = Peer { user_id: ivan.id, access_hash: ivan.access_hash };
-    let sales = Connector {
-        id: "sales".into(),
-        member_id: seed::DEMO_MEMBER_ID.into(),
-        name: "Sales".into(),
-        phone: String::new(),
-        username: None,
-        telegram_user_id: seed::SALES_ACCOUNT,
-        status: shared::repo::connectors::ConnectorStatus::Connected,
-        line: None,
-        budgets: None,
-        accept_all: false,
-        access: Default::default(),
-    }
-    .account();
+    let sales = svc.connectors.get(seed::DEMO_MEMBER_ID, "sales").await?.expect("the demo connector").account();
 
     println!("| file | put + send_media | peak RSS after (VmHWM) |\n|---|---|---|");
     println!("| (start) | | {:.1} MiB |", peak_rss_mib());
+    let telegram = svc.telegram.connect(&sales).await?;
     for (i, (label, size)) in [("10 MB", 10_000_000u64), ("1 GB", 1_000_000_000u64)].into_iter().enumerate() {
         let started = Instant::now();
         let key = format!("bench/{i}.bin");
-        let stored = blobs.put(&key, &mut tokio::io::repeat(0x5a).take(size)).await?;
+        let stored = svc.blobs.put(&key, &mut tokio::io::repeat(0x5a).take(size)).await?;
         assert_eq!(stored, size);
-        let (len, body) = blobs.get(&key).await?.expect("just stored");
+        let (len, body) = svc.blobs.get(&key).await?.expect("just stored");
         let media = Media { kind: MediaKind::Document, file_name: format!("{i}.bin"), mime_type: "application/octet-stream".into(), size: len };
-        let sent = telegram.send_media(&sales, peer, &media, body, &Formatted::plain(label), 1000 + i as i64).await?;
+        let sent = telegram.send_media(peer, &media, body, &Formatted::plain(label), 1000 + i as i64).await?;
         assert!(sent.id.is_some());
-        blobs.delete(&key).await?;
+        svc.blobs.delete(&key).await?;
         println!("| {label} | {:.2} s | {:.1} MiB |", started.elapsed().as_secs_f64(), peak_rss_mib());
     }
+    telegram.close().await;
     Ok(())
 }

@@ -3,7 +3,17 @@
 //! the `sales` connector, and message `MESSAGE_ID` from the lead to Ivan Petrov. With it the
 //! samples run a job that succeeds instead of one dropped for naming nothing.
 
+use std::sync::Arc;
+
 use aws_config::SdkConfig;
+use shared::adapters::aws::DynamoTable;
+use shared::adapters::grammers::session::TableSession;
+use shared::adapters::grammers::{ApiCredentials, GrammersTelegram, KeyRegistry, Servers};
+use shared::crypto::Sealer;
+use shared::ports::{Table, Telegram};
+use shared::repo::Records;
+use shared::repo::sessions::TelegramSessions;
+use shared::sandbox::telegram::rpc as telegram_rpc;
 use shared::app::Services;
 use shared::crypto::Secret;
 use shared::lambda::{AwsSettings, services};
@@ -52,6 +62,20 @@ pub async fn deployment(config: &SdkConfig, resources: &Resources, encryption_ke
     std::sync::Arc::try_unwrap(svc).ok().expect("nothing else holds the services yet")
 }
 
+/// The grammers adapter of a deployment on moto's `resources` (its sessions in the
+/// deployment's table, sealed with `encryption_key`), against `app`'s sandbox data centres,
+/// with the `sales` connector logged in as the sandbox sales account.
+pub async fn sandbox_telegram(config: &SdkConfig, resources: &Resources, encryption_key: &str, app: &TestApp) -> Arc<dyn Telegram> {
+    let table: Arc<dyn Table> = Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(config), &resources.table));
+    let sessions = TelegramSessions::new(Records::new(table), Sealer::from_base64(encryption_key).expect("a key"));
+    let world = app.app.sandbox().telegram.clone();
+    let sales = world.users().into_iter().find(|u| u.id == seed::SALES_ACCOUNT).expect("seeded");
+    let session = TableSession::registered(&world.register_keys(Some(sales.id)), Some((sales.id, sales.access_hash)));
+    sessions.save("sales", &session.to_bytes()).await.expect("the session is stored");
+    let credentials = ApiCredentials { api_id: telegram_rpc::API_ID, api_hash: Secret::new(telegram_rpc::API_HASH) };
+    Arc::new(GrammersTelegram::new(credentials, sessions, Servers::Registered(world)))
+}
+
 /// Installs the demo portal on a deployment the way the install flow leaves it, against the
 /// sandbox portal of `app`: the portal with the line the app's own install activated there,
 /// the portal's tokens (an administrator's, user 1) and user 1's, and the sales connector.
@@ -87,6 +111,7 @@ pub async fn install_demo_portal(svc: &Services, app: &TestApp) {
         line: None,
         budgets: None,
         accept_all: false,
+        keep_imported_contacts: false,
         access: Default::default(),
     };
     svc.connectors.save(&sales).await.unwrap();

@@ -3,7 +3,6 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod dir_blobs;
-#[cfg(feature = "telegram")]
 pub mod grammers;
 pub mod sqlite;
 pub mod telegram_unavailable;

@@ -3,13 +3,9 @@
 
 use async_trait::async_trait;
 
-use crate::domain::{Formatted, PhoneE164, TelegramUsername};
-use crate::ports::blobs::BlobReader;
 use crate::crypto::Secret;
-use crate::ports::{
-    Account, Contact, Difference, HistoryPage, LoginError, LoginStep, Media, Peer, RemoteFile, SentMessage, Telegram, TelegramError,
-    TelegramUser, UpdatesState,
-};
+use crate::domain::PhoneE164;
+use crate::ports::{Account, LoginError, LoginStep, Telegram, TelegramError, TelegramSession};
 
 pub struct TelegramUnavailable;
 
@@ -19,43 +15,7 @@ fn unavailable() -> TelegramError {
 
 #[async_trait]
 impl Telegram for TelegramUnavailable {
-    async fn resolve_phone(&self, _: &Account, _: &PhoneE164) -> Result<Option<TelegramUser>, TelegramError> {
-        Err(unavailable())
-    }
-
-    async fn resolve_username(&self, _: &Account, _: &TelegramUsername) -> Result<Option<TelegramUser>, TelegramError> {
-        Err(unavailable())
-    }
-
-    async fn send_text(&self, _: &Account, _: Peer, _: &Formatted, _: i64) -> Result<SentMessage, TelegramError> {
-        Err(unavailable())
-    }
-
-    async fn send_media(&self, _: &Account, _: Peer, _: &Media, _: BlobReader, _: &Formatted, _: i64) -> Result<SentMessage, TelegramError> {
-        Err(unavailable())
-    }
-
-    async fn read_outbox_max_id(&self, _: &Account, _: Peer) -> Result<i32, TelegramError> {
-        Err(unavailable())
-    }
-
-    async fn contacts(&self, _: &Account) -> Result<Vec<Contact>, TelegramError> {
-        Err(unavailable())
-    }
-
-    async fn updates_state(&self, _: &Account) -> Result<UpdatesState, TelegramError> {
-        Err(unavailable())
-    }
-
-    async fn difference(&self, _: &Account, _: UpdatesState) -> Result<Difference, TelegramError> {
-        Err(unavailable())
-    }
-
-    async fn history(&self, _: &Account, _: Peer, _: i32) -> Result<HistoryPage, TelegramError> {
-        Err(unavailable())
-    }
-
-    async fn download(&self, _: &Account, _: &RemoteFile, _: &mut (dyn tokio::io::AsyncWrite + Send + Unpin)) -> Result<u64, TelegramError> {
+    async fn connect(&self, _: &Account) -> Result<Box<dyn TelegramSession + '_>, TelegramError> {
         Err(unavailable())
     }
 

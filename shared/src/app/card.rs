@@ -255,12 +255,7 @@ async fn resolve(svc: &Services, connector: &Connector, key: &RecipientKey) -> R
             if let RecipientKey::Phone(_) = key {
                 phone_lookup_allowed(svc, connector).await?;
             }
-            let account = connector.account();
-            let asked = match key {
-                RecipientKey::Phone(p) => svc.telegram.resolve_phone(&account, p).await,
-                RecipientKey::Username(u) => svc.telegram.resolve_username(&account, u).await,
-                RecipientKey::OpenLine(_) => unreachable!("answered from its chat link above"),
-            };
+            let asked = ask_telegram(svc, connector, key).await;
             let resolution = match asked.map_err(RecipientProblem::Telegram)? {
                 Some(user) => Resolution::Found { user },
                 None => Resolution::NotFound,
@@ -275,6 +270,18 @@ async fn resolve(svc: &Services, connector: &Connector, key: &RecipientKey) -> R
         Resolution::Found { user } => Ok(user),
         Resolution::NotFound => Err(RecipientProblem::NotFound),
     }
+}
+
+/// One look-up over one connection.
+async fn ask_telegram(svc: &Services, connector: &Connector, key: &RecipientKey) -> Result<Option<TelegramUser>, TelegramError> {
+    let telegram = svc.telegram.connect(&connector.account()).await?;
+    let asked = match key {
+        RecipientKey::Phone(p) => telegram.resolve_phone(p, connector.keep_imported_contacts).await,
+        RecipientKey::Username(u) => telegram.resolve_username(u).await,
+        RecipientKey::OpenLine(_) => unreachable!("answered from its chat link before"),
+    };
+    telegram.close().await;
+    asked
 }
 
 async fn open_line_client(svc: &Services, connector: &Connector, chat: &OpenLineChat) -> Result<TelegramUser, RecipientProblem> {

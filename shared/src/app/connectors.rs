@@ -194,6 +194,7 @@ async fn connect(svc: &Services, admin: &AdminClaims, login: &PendingLogin, done
         telegram_user_id: done.user.peer.user_id,
         status: ConnectorStatus::Connected,
         accept_all: existing.as_ref().is_some_and(|c| c.accept_all),
+        keep_imported_contacts: existing.as_ref().is_some_and(|c| c.keep_imported_contacts),
         access: existing.as_ref().map(|c| c.access.clone()).unwrap_or_default(),
         budgets: existing.as_ref().and_then(|c| c.budgets),
         line: existing.and_then(|c| c.line),

@@ -15,7 +15,7 @@ use crate::app::catch_up::request_catch_up;
 use crate::app::send::publish_job;
 use crate::app::uploads::safe_name;
 use crate::domain::formatting::to_bbcode;
-use crate::ports::{Account, Difference, IncomingMessage, Peer, RemoteFile, TelegramError, Update};
+use crate::ports::{Difference, IncomingMessage, Peer, RemoteFile, TelegramError, TelegramSession, Update};
 use crate::repo::RepoError;
 use crate::repo::connectors::{Connector, ConnectorStatus};
 use crate::repo::mailbox::{CatchUpState, RECEIVED_FILE_LIMIT, Received, ReceivedFile, Sent};
@@ -79,7 +79,16 @@ pub async fn catch_up(svc: &Services, member_id: &str, connector_id: &str, recei
         Ok(None) => return Outcome::Done,
         Err(e) => return Outcome::RetryAfter(storage_failed(e.to_string(), receive_count)),
     };
-    match read_updates(svc, &connector).await {
+    // One connection for the whole catch-up: differences, downloads, a gap's recovery.
+    let result = match svc.telegram.connect(&connector.account()).await {
+        Ok(telegram) => {
+            let result = read_updates(svc, telegram.as_ref(), &connector).await;
+            telegram.close().await;
+            result
+        }
+        Err(e) => Err(Stop::Telegram(e)),
+    };
+    match result {
         Ok(()) => Outcome::Done,
         Err(Stop::Storage(e)) => Outcome::RetryAfter(storage_failed(e, receive_count)),
         Err(Stop::Telegram(TelegramError::FloodWait { seconds })) => Outcome::RetryAfter(Duration::from_secs(seconds.into())),
@@ -101,24 +110,23 @@ async fn start(svc: &Services, member_id: &str, connector_id: &str) -> Result<Op
     Ok(connector.filter(|c| c.status != ConnectorStatus::NeedsLogin))
 }
 
-async fn read_updates(svc: &Services, connector: &Connector) -> Result<(), Stop> {
-    let account = connector.account();
+async fn read_updates(svc: &Services, telegram: &dyn TelegramSession, connector: &Connector) -> Result<(), Stop> {
     let Some(mut saved) = svc.mailbox.catch_up_state(&connector.id).await? else {
         // The first look: what happened before the account was connected is not ours.
-        let state = svc.telegram.updates_state(&account).await?;
+        let state = telegram.updates_state().await?;
         svc.mailbox.save_catch_up_state(&connector.id, &CatchUpState { state, last_message_id: 0 }).await?;
         tracing::info!("catch-up starts");
         return Ok(());
     };
     for _ in 0..MAX_SLICES {
-        match svc.telegram.difference(&account, saved.state).await? {
+        match telegram.difference(saved.state).await? {
             Difference::Updates { updates, state, .. } if updates.is_empty() && (state.pts, state.qts) == (saved.state.pts, saved.state.qts) => {
                 // Nothing happened: no write (the stored, older `date` only widens a recovery).
                 tracing::debug!(pts = state.pts, "nothing new");
                 return Ok(());
             }
             Difference::Updates { updates, state, more } => {
-                let last = handle(svc, connector, &updates).await?;
+                let last = handle(svc, telegram, connector, &updates).await?;
                 saved = CatchUpState { state, last_message_id: saved.last_message_id.max(last) };
                 svc.mailbox.save_catch_up_state(&connector.id, &saved).await?;
                 tracing::info!(updates = updates.len(), pts = state.pts, more, "caught up");
@@ -126,7 +134,7 @@ async fn read_updates(svc: &Services, connector: &Connector) -> Result<(), Stop>
                     return Ok(());
                 }
             }
-            Difference::TooLong => return recover(svc, connector, saved).await,
+            Difference::TooLong => return recover(svc, telegram, connector, saved).await,
         }
     }
     // A long backlog: the rest in a job of its own, after what else waits for this account.
@@ -134,13 +142,13 @@ async fn read_updates(svc: &Services, connector: &Connector) -> Result<(), Stop>
 }
 
 /// Handles one difference in order; the newest client message id in it.
-async fn handle(svc: &Services, connector: &Connector, updates: &[Update]) -> Result<i32, Stop> {
+async fn handle(svc: &Services, telegram: &dyn TelegramSession, connector: &Connector, updates: &[Update]) -> Result<i32, Stop> {
     let mut forward = Vec::new();
     let mut last = 0;
     for update in updates {
         match update {
             Update::Message(message) => {
-                forward.extend(receive(svc, connector, message).await?);
+                forward.extend(receive(svc, telegram, connector, message).await?);
                 last = last.max(message.id);
             }
             Update::ReadOutbox { user_id, max_id } => read(svc, connector, *user_id, *max_id).await?,
@@ -160,7 +168,7 @@ async fn hand_on(svc: &Services, connector: &Connector, telegram_ids: Vec<i32>) 
 
 /// Stores a client's message the first time it is seen; its id while it waits to be
 /// forwarded, `None` once forwarded or when it is not for the Open Line.
-async fn receive(svc: &Services, connector: &Connector, message: &IncomingMessage) -> Result<Option<i32>, Stop> {
+async fn receive(svc: &Services, telegram: &dyn TelegramSession, connector: &Connector, message: &IncomingMessage) -> Result<Option<i32>, Stop> {
     if let Some(stored) = svc.mailbox.received(&connector.id, message.id).await? {
         return Ok((!stored.forwarded).then_some(message.id));
     }
@@ -170,7 +178,7 @@ async fn receive(svc: &Services, connector: &Connector, message: &IncomingMessag
         return Ok(None);
     }
     let files = match &message.file {
-        Some(file) => vec![store_file(svc, &connector.account(), message.id, file).await?],
+        Some(file) => vec![store_file(svc, telegram, &connector.id, message.id, file).await?],
         None => Vec::new(),
     };
     let received = Received {
@@ -201,16 +209,16 @@ async fn accepts(svc: &Services, connector: &Connector, peer: Peer) -> Result<bo
 
 
 /// Streams a client's file from Telegram into storage.
-async fn store_file(svc: &Services, account: &Account, telegram_id: i32, file: &RemoteFile) -> Result<ReceivedFile, Stop> {
+async fn store_file(svc: &Services, telegram: &dyn TelegramSession, connector_id: &str, telegram_id: i32, file: &RemoteFile) -> Result<ReceivedFile, Stop> {
     let skipped = ReceivedFile { key: None, file_name: file.file_name.clone(), size: file.size };
     if file.size > RECEIVED_FILE_LIMIT {
         tracing::info!(telegram_id, size = file.size, "file too large to bring over");
         return Ok(skipped);
     }
-    let key = format!("received/{}/{telegram_id}/{}", account.connector_id, safe_name(&file.file_name));
+    let key = format!("received/{connector_id}/{telegram_id}/{}", safe_name(&file.file_name));
     let (mut writer, mut reader) = tokio::io::duplex(64 * 1024);
     let download = async {
-        let result = svc.telegram.download(account, file, &mut writer).await;
+        let result = telegram.download(file, &mut writer).await;
         let _ = writer.shutdown().await;
         result
     };
@@ -260,9 +268,8 @@ async fn read(svc: &Services, connector: &Connector, user_id: i64, max_id: i32) 
 /// After `differenceTooLong`: the state starts again from now, and what was missed comes
 /// from each chat's history (messages after the last handled, not older than the last look)
 /// and its read marker. What was seen already is recognised by its Telegram id.
-async fn recover(svc: &Services, connector: &Connector, saved: CatchUpState) -> Result<(), Stop> {
-    let account = connector.account();
-    let fresh = svc.telegram.updates_state(&account).await?;
+async fn recover(svc: &Services, telegram: &dyn TelegramSession, connector: &Connector, saved: CatchUpState) -> Result<(), Stop> {
+    let fresh = telegram.updates_state().await?;
     tracing::warn!(from_pts = saved.state.pts, to_pts = fresh.pts, "difference too long: recovering from chat histories");
     let mut last = saved.last_message_id;
     let mut forward = Vec::new();
@@ -270,10 +277,10 @@ async fn recover(svc: &Services, connector: &Connector, saved: CatchUpState) -> 
     for &peer in &chats {
         let mut after = saved.last_message_id;
         for _ in 0..MAX_HISTORY_PAGES {
-            let page = svc.telegram.history(&account, peer, after).await?;
+            let page = telegram.history(peer, after).await?;
             // Older than the last look: an earlier difference brought it.
             for message in page.messages.iter().filter(|m| m.date >= i64::from(saved.state.date)) {
-                forward.extend(receive(svc, connector, message).await?);
+                forward.extend(receive(svc, telegram, connector, message).await?);
                 last = last.max(message.id);
             }
             match page.next_after {
@@ -284,7 +291,7 @@ async fn recover(svc: &Services, connector: &Connector, saved: CatchUpState) -> 
     }
     for user_id in svc.mailbox.unread_peers(&connector.id).await? {
         let Some(&peer) = chats.iter().find(|p| p.user_id == user_id) else { continue };
-        let max_id = svc.telegram.read_outbox_max_id(&account, peer).await?;
+        let max_id = telegram.read_outbox_max_id(peer).await?;
         read(svc, connector, user_id, max_id).await?;
     }
     hand_on(svc, connector, forward).await?;

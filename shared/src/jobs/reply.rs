@@ -96,5 +96,11 @@ async fn send_to_client(svc: &Services, m: &OperatorMessage, link: Option<&ChatL
         return Ok(Err(TelegramError::Rejected("only text goes to Telegram from an Open Line for now".into())));
     }
     let random_id = random_id(&format!("openline#{}#{}", m.ol_chat_id, m.im_message_id), 0);
-    Ok(svc.telegram.send_text(&connector.account(), link.peer, &text, random_id).await.map(|sent| sent.id))
+    let telegram = match svc.telegram.connect(&connector.account()).await {
+        Ok(telegram) => telegram,
+        Err(e) => return Ok(Err(e)),
+    };
+    let sent = telegram.send_text(link.peer, &text, random_id).await.map(|sent| sent.id);
+    telegram.close().await;
+    Ok(sent)
 }

@@ -20,9 +20,9 @@ use crate::domain::message::random_id;
 use crate::domain::voice::{self, VoiceContainer};
 use crate::domain::{Attachment, Failure, Formatted, Message, MessageStatus, PublicationMode, SendAs};
 use crate::ports::blobs::BlobReader;
-use crate::ports::{Media, MediaKind, TelegramError};
+use crate::ports::{Media, MediaKind, TelegramError, TelegramSession};
 use crate::repo::RepoError;
-use crate::repo::connectors::ConnectorStatus;
+use crate::repo::connectors::{Connector, ConnectorStatus};
 use crate::repo::mailbox::Sent;
 
 pub async fn send_message(svc: &Services, message_id: &str, receive_count: u32) -> Outcome {
@@ -37,7 +37,7 @@ pub async fn send_message(svc: &Services, message_id: &str, receive_count: u32) 
 
 async fn try_send(svc: &Services, message_id: &str, receive_count: u32) -> Result<Outcome, RepoError> {
     let mut claimed = false;
-    let Some(mut message) = svc.messages.update(message_id, |m| { claimed = m.begin_sending(); claimed }).await? else {
+    let Some(message) = svc.messages.update(message_id, |m| { claimed = m.begin_sending(); claimed }).await? else {
         return Ok(Outcome::Failed("no such message".into()));
     };
     if !claimed {
@@ -51,13 +51,24 @@ async fn try_send(svc: &Services, message_id: &str, receive_count: u32) -> Resul
     if connector.status == ConnectorStatus::NeedsLogin {
         return fail(svc, &message, Failure::ConnectorUnauthorized).await;
     }
-    let account = connector.account();
+    // One connection for every part of the message.
+    let telegram = match svc.telegram.connect(&connector.account()).await {
+        Ok(telegram) => telegram,
+        Err(e) => return telegram_failed(svc, &message, &connector, e, receive_count).await,
+    };
+    let outcome = send_parts(svc, telegram.as_ref(), &connector, message, receive_count).await;
+    telegram.close().await;
+    outcome
+}
+
+async fn send_parts(svc: &Services, telegram: &dyn TelegramSession, connector: &Connector, mut message: Message, receive_count: u32) -> Result<Outcome, RepoError> {
+    let message_id = message.id.clone();
     while let Some((index, part)) = message.next_part() {
         let random_id = random_id(&message.id, index);
         let sent = match &part.media {
-            None => svc.telegram.send_text(&account, message.peer, &Formatted::plain(&part.text), random_id).await,
+            None => telegram.send_text(message.peer, &Formatted::plain(&part.text), random_id).await,
             Some(file) => match open_media(svc, file).await {
-                Ok((media, body)) => svc.telegram.send_media(&account, message.peer, &media, body, &Formatted::plain(&part.text), random_id).await,
+                Ok((media, body)) => telegram.send_media(message.peer, &media, body, &Formatted::plain(&part.text), random_id).await,
                 Err(MediaError::Storage(e)) => {
                     tracing::warn!("blob storage failed ({e:#}); retrying");
                     return Ok(Outcome::RetryAfter(backoff(receive_count)));
@@ -69,29 +80,37 @@ async fn try_send(svc: &Services, message_id: &str, receive_count: u32) -> Resul
             Ok(sent) => {
                 message = svc
                     .messages
-                    .update(message_id, |m| { m.part_sent(index, sent.id); true })
+                    .update(&message_id, |m| { m.part_sent(index, sent.id); true })
                     .await?
                     .expect("a message being sent is not deleted");
                 tracing::info!(part = index, telegram_id = ?sent.id, "part sent");
             }
-            Err(TelegramError::FloodWait { seconds }) => {
-                let wait = Duration::from_secs(seconds.into());
-                svc.messages.update(message_id, |m| { m.wait_until(now_millis() + wait.as_millis() as i64); true }).await?;
-                tracing::warn!(seconds, "Telegram flood wait; retrying later");
-                return Ok(Outcome::RetryAfter(wait));
-            }
-            Err(TelegramError::Transient(e)) => {
-                tracing::warn!("Telegram did not answer ({e}); retrying with the same random_id");
-                return Ok(Outcome::RetryAfter(backoff(receive_count)));
-            }
-            Err(e) => {
-                note_connector(svc, &message.member_id, &connector.id, &e).await?;
-                return fail(svc, &message, e.into()).await;
-            }
+            Err(e) => return telegram_failed(svc, &message, connector, e, receive_count).await,
         }
     }
     tracing::info!("message sent");
     Ok(finished(svc, &message, Outcome::Done).await)
+}
+
+/// What a refused or unanswered send means for the message: later (a flood wait, no answer:
+/// the same `random_id` goes again), or a failure the connector may have to hear of.
+async fn telegram_failed(svc: &Services, message: &Message, connector: &Connector, e: TelegramError, receive_count: u32) -> Result<Outcome, RepoError> {
+    match e {
+        TelegramError::FloodWait { seconds } => {
+            let wait = Duration::from_secs(seconds.into());
+            svc.messages.update(&message.id, |m| { m.wait_until(now_millis() + wait.as_millis() as i64); true }).await?;
+            tracing::warn!(seconds, "Telegram flood wait; retrying later");
+            Ok(Outcome::RetryAfter(wait))
+        }
+        TelegramError::Transient(e) => {
+            tracing::warn!("Telegram did not answer ({e}); retrying with the same random_id");
+            Ok(Outcome::RetryAfter(backoff(receive_count)))
+        }
+        e => {
+            note_connector(svc, &message.member_id, &connector.id, &e).await?;
+            fail(svc, message, e.into()).await
+        }
+    }
 }
 
 enum MediaError {

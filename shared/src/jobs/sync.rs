@@ -5,12 +5,20 @@
 use super::{Outcome, backoff, note_connector};
 use crate::app::Services;
 use crate::domain::{PhoneE164, RecipientKey, TelegramUsername};
-use crate::ports::TelegramError;
+use crate::ports::{Contact, TelegramError};
+use crate::repo::connectors::Connector;
 use crate::repo::RepoError;
 use crate::repo::resolutions::{Resolution, SyncProgress};
 
 /// Progress is written after this many contacts.
 const STEP: usize = 25;
+
+async fn fetch_contacts(svc: &Services, connector: &Connector) -> Result<Vec<Contact>, TelegramError> {
+    let telegram = svc.telegram.connect(&connector.account()).await?;
+    let contacts = telegram.contacts().await;
+    telegram.close().await;
+    contacts
+}
 
 pub async fn sync_contacts(svc: &Services, member_id: &str, connector_id: &str, receive_count: u32) -> Outcome {
     match try_sync(svc, member_id, connector_id, receive_count).await {
@@ -24,7 +32,7 @@ pub async fn sync_contacts(svc: &Services, member_id: &str, connector_id: &str, 
 
 async fn try_sync(svc: &Services, member_id: &str, connector_id: &str, receive_count: u32) -> Result<Outcome, RepoError> {
     let Some(connector) = svc.connectors.get(member_id, connector_id).await? else { return Ok(Outcome::Done) };
-    let contacts = match svc.telegram.contacts(&connector.account()).await {
+    let contacts = match fetch_contacts(svc, &connector).await {
         Ok(contacts) => contacts,
         Err(TelegramError::FloodWait { seconds }) => return Ok(Outcome::RetryAfter(std::time::Duration::from_secs(seconds.into()))),
         Err(TelegramError::Transient(e)) => {

@@ -10,5 +10,5 @@ pub use queue::{Delivery, JobQueue, Queue, QueueError};
 pub use table::{Condition, Item, Table, TableError};
 pub use telegram::{
     Account, Contact, Difference, HISTORY_LIMIT, HistoryPage, IncomingKind, IncomingMessage, LoggedIn, LoginError, LoginStep, Media, MediaKind, Peer,
-    RemoteFile, SentMessage, Telegram, TelegramError, TelegramUser, Update, UpdatesState,
+    RemoteFile, SentMessage, Telegram, TelegramError, TelegramSession, TelegramUser, Update, UpdatesState,
 };

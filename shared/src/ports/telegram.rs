@@ -173,30 +173,13 @@ pub enum LoginError {
     Telegram(#[from] TelegramError),
 }
 
+/// Telegram as the app reaches it: one connection per job ([`Telegram::connect`]), and the
+/// login steps, each its own short connection.
 #[async_trait]
 pub trait Telegram: Send + Sync {
-    /// The account owning `phone`, when its privacy settings let us find it.
-    async fn resolve_phone(&self, account: &Account, phone: &PhoneE164) -> Result<Option<TelegramUser>, TelegramError>;
-    async fn resolve_username(&self, account: &Account, username: &TelegramUsername) -> Result<Option<TelegramUser>, TelegramError>;
-    /// `messages.sendMessage` with its entities; Telegram drops a repeated `random_id`.
-    async fn send_text(&self, account: &Account, peer: Peer, text: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError>;
-    /// `messages.sendMedia` with the file streamed from `body` (memory does not grow with size);
-    /// Telegram drops a repeated `random_id`.
-    async fn send_media(&self, account: &Account, peer: Peer, media: &Media, body: crate::ports::blobs::BlobReader, caption: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError>;
-    /// The account's contact list, with the `access_hash` and phone of each.
-    async fn contacts(&self, account: &Account) -> Result<Vec<Contact>, TelegramError>;
-    /// The id of the newest message of ours the peer has read (`messages.getPeerDialogs`
-    /// `read_outbox_max_id`); 0 when none.
-    async fn read_outbox_max_id(&self, account: &Account, peer: Peer) -> Result<i32, TelegramError>;
-    /// Where the account's updates stand now (`updates.getState`).
-    async fn updates_state(&self, account: &Account) -> Result<UpdatesState, TelegramError>;
-    /// What happened since `from` (`updates.getDifference`).
-    async fn difference(&self, account: &Account, from: UpdatesState) -> Result<Difference, TelegramError>;
-    /// The next [`HISTORY_LIMIT`] messages of the chat with `peer` after message `after_id`
-    /// (`messages.getHistory` paging forward).
-    async fn history(&self, account: &Account, peer: Peer, after_id: i32) -> Result<HistoryPage, TelegramError>;
-    /// Streams a received file into `sink` (`upload.getFile`); the bytes written.
-    async fn download(&self, account: &Account, file: &RemoteFile, sink: &mut (dyn tokio::io::AsyncWrite + Send + Unpin)) -> Result<u64, TelegramError>;
+    /// Connects as the connector's account for one job: every call of the job goes over this
+    /// connection, which [`TelegramSession::close`] ends.
+    async fn connect(&self, account: &Account) -> Result<Box<dyn TelegramSession + '_>, TelegramError>;
 
     /// `auth.sendCode` for a new login: `CodeSent`, or `Done` when Telegram needs no code.
     async fn send_code(&self, login: &str, phone: &PhoneE164) -> Result<LoginStep, LoginError>;
@@ -208,4 +191,35 @@ pub trait Telegram: Send + Sync {
     async fn qr_login(&self, login: &str) -> Result<LoginStep, LoginError>;
     /// Signs the account out (`auth.logOut`) and forgets its session.
     async fn log_out(&self, account: &Account) -> Result<(), TelegramError>;
+}
+
+/// One job's connection as one account.
+#[async_trait]
+pub trait TelegramSession: Send + Sync {
+    /// The account owning `phone`, when its privacy settings let us find it. A number that
+    /// had to be imported as a contact to be found is deleted from the contacts again unless
+    /// `keep_imported`.
+    async fn resolve_phone(&self, phone: &PhoneE164, keep_imported: bool) -> Result<Option<TelegramUser>, TelegramError>;
+    async fn resolve_username(&self, username: &TelegramUsername) -> Result<Option<TelegramUser>, TelegramError>;
+    /// `messages.sendMessage` with its entities; Telegram drops a repeated `random_id`.
+    async fn send_text(&self, peer: Peer, text: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError>;
+    /// `messages.sendMedia` with the file streamed from `body` (memory does not grow with size);
+    /// Telegram drops a repeated `random_id`.
+    async fn send_media(&self, peer: Peer, media: &Media, body: crate::ports::blobs::BlobReader, caption: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError>;
+    /// The account's contact list, with the `access_hash` and phone of each.
+    async fn contacts(&self) -> Result<Vec<Contact>, TelegramError>;
+    /// The id of the newest message of ours the peer has read (`messages.getPeerDialogs`
+    /// `read_outbox_max_id`); 0 when none.
+    async fn read_outbox_max_id(&self, peer: Peer) -> Result<i32, TelegramError>;
+    /// Where the account's updates stand now (`updates.getState`).
+    async fn updates_state(&self) -> Result<UpdatesState, TelegramError>;
+    /// What happened since `from` (`updates.getDifference`).
+    async fn difference(&self, from: UpdatesState) -> Result<Difference, TelegramError>;
+    /// The next [`HISTORY_LIMIT`] messages of the chat with `peer` after message `after_id`
+    /// (`messages.getHistory` paging forward).
+    async fn history(&self, peer: Peer, after_id: i32) -> Result<HistoryPage, TelegramError>;
+    /// Streams a received file into `sink` (`upload.getFile`); the bytes written.
+    async fn download(&self, file: &RemoteFile, sink: &mut (dyn tokio::io::AsyncWrite + Send + Unpin)) -> Result<u64, TelegramError>;
+    /// Ends the connection and gives the account back.
+    async fn close(self: Box<Self>);
 }

@@ -34,6 +34,10 @@ pub struct Connector {
     /// portal wrote to.
     #[serde(default)]
     pub accept_all: bool,
+    /// A number imported as a Telegram contact only to find its owner stays in the account's
+    /// contacts (by default it is deleted again: the salesperson's own list stays theirs).
+    #[serde(default)]
+    pub keep_imported_contacts: bool,
     /// Who may send from the account: it is a person's own, so its owner's administrator decides.
     #[serde(default)]
     pub access: Access,

@@ -63,6 +63,15 @@ impl TelegramSessions {
         self.records.create(&pk(connector_id), LEASE_SK, &Lease { holder: holder.to_owned() }, Some(ttl)).await
     }
 
+    /// Extends `holder`'s lease to `ttl` from now, if it still holds it.
+    pub async fn renew(&self, connector_id: &str, holder: &str, ttl: Duration) -> Result<(), RepoError> {
+        let pk = pk(connector_id);
+        match self.records.get::<Lease>(&pk, LEASE_SK).await? {
+            Some(lease) if lease.value.holder == holder => self.records.put(&pk, LEASE_SK, &Lease { holder: holder.to_owned() }, Some(ttl)).await,
+            _ => Ok(()),
+        }
+    }
+
     /// Gives the session back, if `holder` still holds it.
     pub async fn release(&self, connector_id: &str, holder: &str) -> Result<(), RepoError> {
         let pk = pk(connector_id);

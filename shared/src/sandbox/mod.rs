@@ -23,7 +23,10 @@ use minijinja::HtmlEscape;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::adapters::grammers::KeyRegistry;
+use crate::adapters::grammers::session::TableSession;
 use crate::app::Services;
+use crate::repo::sessions::TelegramSessions;
 use crate::domain::{EntityType, PhoneE164};
 use crate::repo::connectors::{Connector, ConnectorStatus};
 use crate::repo::openlines::{ChatLink, external_chat_id};
@@ -54,19 +57,22 @@ pub enum InstallVia {
 
 impl Sandbox {
     /// `base_url` is where this process answers (`http://127.0.0.1:8080`), `app_url` where the
-    /// app does: the same in the sandbox, another process when the portal runs alone.
-    pub fn new(base_url: &str, app_url: &str) -> Self {
+    /// app does: the same in the sandbox, another process when the portal runs alone. The
+    /// sandbox Telegram keeps its world in `data_dir` and starts its data centres.
+    pub async fn start(base_url: &str, app_url: &str, data_dir: &std::path::Path) -> anyhow::Result<Self> {
         let rest_url = format!("{base_url}/sandbox/portal/rest/");
-        Self {
+        let telegram = Arc::new(SandboxTelegram::open(seed::telegram_users(), data_dir)?);
+        telegram::dc::start(telegram.clone()).await?;
+        Ok(Self {
             portal: Arc::new(SandboxPortal::new(
                 seed::portals(),
                 SandboxApps { client_id: CLIENT_ID.into(), client_secret: CLIENT_SECRET.into(), code: APP_CODE.into() },
                 rest_url,
                 app_url.to_owned(),
             )),
-            telegram: Arc::new(SandboxTelegram::new(seed::telegram_users())),
+            telegram,
             app_url: app_url.to_owned(),
-        }
+        })
     }
 
     /// The sandbox portal installs the app as Bitrix24 does: it POSTs to `/bitrix/install`.
@@ -118,8 +124,9 @@ impl Sandbox {
     }
 
     /// Installs the app on the demo portals through the real install flow, and records their
-    /// Telegram accounts as connected, as the connector login would.
-    pub async fn install_demo(&self, svc: &Services) -> anyhow::Result<()> {
+    /// Telegram accounts as connected, as the connector login would: each gets a session whose
+    /// auth keys the sandbox data centres know, logged in (kept across restarts).
+    pub async fn install_demo(&self, svc: &Services, sessions: &TelegramSessions) -> anyhow::Result<()> {
         for member_id in [seed::DEMO_MEMBER_ID, seed::OTHER_MEMBER_ID] {
             let (status, page) = self.install_app(member_id, InstallVia::Page).await?;
             anyhow::ensure!(status == 200, "installing on {member_id} answered {status}: {page}");
@@ -127,6 +134,10 @@ impl Sandbox {
         let users = self.telegram.users();
         for demo in seed::DEMO_CONNECTORS {
             let account = users.iter().find(|u| u.id == demo.telegram_user_id).expect("seeded account");
+            if sessions.load(demo.id).await?.is_none() {
+                let session = TableSession::registered(&self.telegram.register_keys(Some(account.id)), Some((account.id, account.access_hash)));
+                sessions.save(demo.id, &session.to_bytes()).await?;
+            }
             let connector = Connector {
                 id: demo.id.to_owned(),
                 member_id: seed::DEMO_MEMBER_ID.to_owned(),
@@ -138,6 +149,7 @@ impl Sandbox {
                 line: None,
                 budgets: None,
                 accept_all: false,
+                keep_imported_contacts: false,
                 access: Default::default(),
             };
             svc.connectors.save(&connector).await?;
@@ -162,6 +174,7 @@ impl Sandbox {
         let pages = Router::new()
             .route("/sandbox", get(index))
             .route("/sandbox/telegram/messages", get(telegram_messages))
+            .route("/sandbox/telegram/stats", get(telegram_stats))
             .route("/sandbox/telegram/faults", post(telegram_faults))
             .route("/sandbox/telegram/qr", post(telegram_scan_qr))
             .route("/sandbox/openlines", get(openlines_page))
@@ -309,6 +322,11 @@ struct ScanRequest {
 /// Test hook: the Telegram user `user_id` scans the QR code shown last.
 async fn telegram_scan_qr(State(sandbox): SandboxState, Json(r): Json<ScanRequest>) -> StatusCode {
     if sandbox.telegram.scan_qr(r.user_id) { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND }
+}
+
+/// Connections opened per data centre and RPC calls per method, as the sandbox DCs saw them.
+async fn telegram_stats(State(sandbox): SandboxState) -> Json<telegram::Stats> {
+    Json(sandbox.telegram.stats())
 }
 
 async fn telegram_messages(State(sandbox): SandboxState) -> Json<Value> {

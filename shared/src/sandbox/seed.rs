@@ -58,6 +58,7 @@ fn tg(id: i64, phone: &str, username: Option<&str>, name: (&str, &str), privacy:
         phone_privacy: privacy,
         accepts_strangers: true,
         contacts: Vec::new(),
+        dc: 2,
         logged_in: false,
         cloud_password: None,
     }
@@ -92,16 +93,18 @@ pub fn telegram_users() -> Vec<SimUser> {
     let mut users = vec![
         SimUser {
             contacts: sales_contacts,
-            logged_in: true,
             ..tg(SALES_ACCOUNT, "+79990001122", Some("olchat_sales"), ("Sales", "Team"), PhonePrivacy::Contacts)
         },
-        SimUser { logged_in: true, ..tg(SUPPORT_ACCOUNT, "+79990003344", Some("olchat_care"), ("Customer", "Care"), PhonePrivacy::Contacts) },
-        tg(SPARE_ACCOUNT, SPARE_PHONE, Some("olchat_marketing"), ("Marketing", "Team"), PhonePrivacy::Contacts),
+        tg(SUPPORT_ACCOUNT, "+79990003344", Some("olchat_care"), ("Customer", "Care"), PhonePrivacy::Contacts),
+        // Lives on the other data centre: its logins migrate (PHONE_MIGRATE_1, loginTokenMigrateTo).
+        SimUser { dc: 1, ..tg(SPARE_ACCOUNT, SPARE_PHONE, Some("olchat_marketing"), ("Marketing", "Team"), PhonePrivacy::Contacts) },
         SimUser {
+            dc: 1,
             cloud_password: Some(CLOUD_PASSWORD.into()),
             ..tg(GUARDED_ACCOUNT, GUARDED_PHONE, Some("olchat_director"), ("Director", "Office"), PhonePrivacy::Contacts)
         },
-        tg(1001, "+79161234567", Some("ivan_petrov"), ("Ivan", "Petrov"), PhonePrivacy::Everybody),
+        // On the other data centre: the files he sends are fetched from there.
+        SimUser { dc: 1, ..tg(1001, "+79161234567", Some("ivan_petrov"), ("Ivan", "Petrov"), PhonePrivacy::Everybody) },
         tg(1002, "+79031112233", Some("olga_smirnova"), ("Olga", "Smirnova"), PhonePrivacy::Contacts),
         // Hides her number: "Who can find me by my number: My contacts".
         tg(1003, "+79265554433", None, ("Svetlana", "Kuznetsova"), PhonePrivacy::Contacts),

@@ -8,16 +8,17 @@ use crate::ports::{SentMessage, TelegramError};
 
 /// An RPC error (`FLOOD_WAIT_31` arrives as code 420, name `FLOOD_WAIT`, value 31) as the port's error.
 fn classify_rpc(code: i32, name: &str, value: Option<u32>) -> TelegramError {
-    match (code, name) {
-        (420, _) | (_, "FLOOD_WAIT" | "FLOOD_PREMIUM_WAIT" | "SLOWMODE_WAIT") => {
-            TelegramError::FloodWait { seconds: value.unwrap_or(60) }
-        }
-        (_, "PEER_FLOOD") => TelegramError::PeerFlood,
-        (_, "USER_PRIVACY_RESTRICTED" | "PRIVACY_PREMIUM_REQUIRED" | "USER_IS_BLOCKED") => TelegramError::PrivacyRestricted,
+    match (code, name, value) {
+        (420, _, Some(seconds)) | (_, "FLOOD_WAIT" | "FLOOD_PREMIUM_WAIT" | "SLOWMODE_WAIT", Some(seconds)) => TelegramError::FloodWait { seconds },
+        // A 420 without a number (FROZEN_METHOD_INVALID: the account is frozen) is no wait
+        // that ends: retrying it only digs deeper.
+        (420, _, None) => TelegramError::Rejected(name.to_owned()),
+        (_, "PEER_FLOOD", _) => TelegramError::PeerFlood,
+        (_, "USER_PRIVACY_RESTRICTED" | "PRIVACY_PREMIUM_REQUIRED" | "USER_IS_BLOCKED", _) => TelegramError::PrivacyRestricted,
         // The whole 401 family (AUTH_KEY_UNREGISTERED, SESSION_REVOKED, USER_DEACTIVATED...),
         // and a key Telegram saw used twice at once: the account must log in again.
-        (401, _) | (_, "AUTH_KEY_DUPLICATED") => TelegramError::Unauthorized(name.to_owned()),
-        (500.., _) | (-503, _) => TelegramError::Transient(name.to_owned()),
+        (401, _, _) | (_, "AUTH_KEY_DUPLICATED", _) => TelegramError::Unauthorized(name.to_owned()),
+        (500.., _, _) | (-503, _, _) => TelegramError::Transient(name.to_owned()),
         _ => TelegramError::Rejected(name.to_owned()),
     }
 }
@@ -80,6 +81,7 @@ mod tests {
             (401, "SESSION_REVOKED", TelegramError::Unauthorized("SESSION_REVOKED".into())),
             (406, "AUTH_KEY_DUPLICATED", TelegramError::Unauthorized("AUTH_KEY_DUPLICATED".into())),
             (500, "INTERDC_2_CALL_ERROR", TelegramError::Transient("INTERDC_CALL_ERROR".into())),
+            (420, "FROZEN_METHOD_INVALID", TelegramError::Rejected("FROZEN_METHOD_INVALID".into())),
             (400, "PEER_ID_INVALID", TelegramError::Rejected("PEER_ID_INVALID".into())),
         ];
         for (code, message, expected) in cases {

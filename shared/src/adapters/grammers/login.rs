@@ -32,11 +32,21 @@ fn password_needed(error: &InvocationError) -> bool {
 }
 
 /// The DC Telegram sends us to (`PHONE_MIGRATE_2`, `USER_MIGRATE_4`...), if it does.
-fn migrate_to(error: &InvocationError) -> Option<i32> {
+pub(super) fn migrate_to(error: &InvocationError) -> Option<i32> {
     match error {
         InvocationError::Rpc(e) if e.code == 303 => e.value.and_then(|v| i32::try_from(v).ok()),
         _ => None,
     }
+}
+
+/// Whether grammers' `check_password` can work with these SRP parameters without panicking
+/// (it unwraps `srp_B`/`srp_id`, takes at most 256 bytes of each number, and panics when `p`
+/// and `g` fail its checks twice): the known algorithm, a 2048-bit safe prime `p` with a
+/// generator `g` it accepts (core.telegram.org/api/srp#checking-the-password-with-srp).
+fn srp_parameters_usable(info: &tl::types::account::Password) -> bool {
+    let Some(tl::enums::PasswordKdfAlgo::Sha256Sha256Pbkdf2Hmacsha512iter100000Sha256ModPow(algo)) = &info.current_algo else { return false };
+    let numbers_fit = info.srp_b.as_ref().is_some_and(|b| !b.is_empty() && b.len() <= 256) && info.srp_id.is_some() && info.secure_random.len() <= 256;
+    numbers_fit && (2..=7).contains(&algo.g) && algo.p.len() == 256 && grammers_crypto::two_factor_auth::check_p_and_g(&algo.p, &algo.g)
 }
 
 impl Connection<'_> {
@@ -58,12 +68,8 @@ impl Connection<'_> {
             }
             .into(),
         };
-        let mut sent = self.invoke(&request).await;
-        if let Some(dc) = sent.as_ref().err().and_then(migrate_to) {
-            self.move_home(dc).await?;
-            sent = self.invoke(&request).await;
-        }
-        match sent.map_err(|e| login_error(&e))? {
+        // A number that lives on another DC answers PHONE_MIGRATE_X: `invoke` moves there.
+        match self.invoke(&request).await.map_err(|e| login_error(&e))? {
             tl::enums::auth::SentCode::Code(code) => {
                 Ok(LoginStep::CodeSent { phone_code_hash: Secret::new(code.phone_code_hash) })
             }
@@ -100,6 +106,10 @@ impl Connection<'_> {
         let tl::enums::account::Password::Password(info) = self.call(&tl::functions::account::GetPassword {}).await?;
         if info.current_algo.is_none() {
             return Err(TelegramError::Rejected("NO_CLOUD_PASSWORD".into()).into());
+        }
+        if !srp_parameters_usable(&info) {
+            // grammers would panic on them; the login stops with a clear reason instead.
+            return Err(TelegramError::Rejected("PASSWORD_ALGO_UNSUPPORTED".into()).into());
         }
         let checked = tokio::time::timeout(
             super::CALL_TIMEOUT,

@@ -1,10 +1,11 @@
 //! The telegram port over a real Telegram user account, with grammers (MTProto).
 //!
-//! Every job connects, does its calls and disconnects: a Lambda holds no connection between
-//! invocations. A lease in the table keeps one session on one connection at a time (Telegram
-//! answers AUTH_KEY_DUPLICATED otherwise); every call has a timeout; flood waits longer than
-//! a few seconds go back to the queue instead of sleeping. Sends are raw
-//! `messages.sendMessage`/`sendMedia` with our `random_id`, so a retry is dropped by Telegram.
+//! Every job connects once, does all its calls over that connection and disconnects: a Lambda
+//! holds no connection between invocations. A lease in the table keeps one session on one
+//! connection at a time (Telegram answers AUTH_KEY_DUPLICATED otherwise); every call has a
+//! timeout and follows `303` migrations; flood waits longer than a few seconds go back to the
+//! queue instead of sleeping. Sends are raw `messages.sendMessage`/`sendMedia` with our
+//! `random_id`, so a retry is dropped by Telegram.
 
 pub mod errors;
 mod login;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use grammers_client::client::ClientConfiguration;
 use grammers_client::sender::{AutoSleep, ConnectionParams};
 use grammers_client::{Client, InvocationError, SenderPool, tl};
+use grammers_session::Session as _;
 use tokio::task::JoinHandle;
 
 use self::errors::{classify, sent};
@@ -29,7 +31,7 @@ use crate::domain::{Formatted, PhoneE164, TelegramUsername};
 use crate::ports::blobs::BlobReader;
 use crate::ports::{
     Account, Contact, Difference, HistoryPage, LoginError, LoginStep, Media, MediaKind, Peer, RemoteFile, SentMessage, Telegram,
-    TelegramError, TelegramUser, UpdatesState,
+    TelegramError, TelegramSession, TelegramUser, UpdatesState,
 };
 use crate::repo::sessions::TelegramSessions;
 
@@ -39,6 +41,13 @@ const FLOOD_SLEEP: Duration = Duration::from_secs(3);
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// No worker runs longer (Lambda's limit): one killed mid-transfer holds the account no longer.
 const MAX_LEASE: Duration = Duration::from_secs(15 * 60);
+/// How long after `retry_contacts` a number may be imported again: Telegram does not say;
+/// field reports speak of a daily allowance.
+const IMPORT_RETRY_SECS: u32 = 6 * 60 * 60;
+/// How many of a chat's newest messages a duplicate send looks through for its own.
+const DUPLICATE_LOOKBACK: i32 = 20;
+/// A job's hold on its account; a transfer extends it by its own time.
+const JOB_LEASE: Duration = Duration::from_secs(60);
 /// Slowest upload or download we wait for before giving up: 128 KiB/s.
 const TRANSFER_BYTES_PER_SEC: u64 = 128 * 1024;
 
@@ -50,25 +59,42 @@ pub struct ApiCredentials {
     pub api_hash: Secret,
 }
 
+/// Where new sessions start.
+pub enum Servers {
+    /// Telegram's production data centres: a new session runs the key exchange.
+    Production,
+    /// Telegram's test data centres (the opt-in live test).
+    Test,
+    /// Data centres that take their auth keys out of band (the sandbox's: grammers trusts only
+    /// Telegram's own RSA keys, so no key exchange can succeed against them).
+    Registered(Arc<dyn KeyRegistry>),
+}
+
+/// Auth keys a set of data centres already know, and their loopback addresses.
+pub struct RegisteredKeys {
+    pub home_dc: i32,
+    pub dcs: Vec<(i32, std::net::SocketAddr, [u8; 256])>,
+}
+
+/// A place that registers new auth keys out of band.
+pub trait KeyRegistry: Send + Sync {
+    /// Fresh keys for every data centre; logged in as `user_id` on its home DC when given.
+    fn register_keys(&self, user_id: Option<i64>) -> RegisteredKeys;
+}
+
 pub struct GrammersTelegram {
     credentials: ApiCredentials,
     sessions: TelegramSessions,
-    /// New logins start on Telegram's test servers (the opt-in live test).
-    test_servers: bool,
+    servers: Servers,
 }
 
 impl GrammersTelegram {
-    pub fn new(credentials: ApiCredentials, sessions: TelegramSessions) -> Self {
-        Self { credentials, sessions, test_servers: false }
-    }
-
-    /// New logins go to Telegram's test servers instead of the production ones.
-    pub fn on_test_servers(self) -> Self {
-        Self { test_servers: true, ..self }
+    pub fn new(credentials: ApiCredentials, sessions: TelegramSessions, servers: Servers) -> Self {
+        Self { credentials, sessions, servers }
     }
 
     /// Connects as the connector's account, holding its session's lease for `work` at most.
-    async fn connect(&self, account: &Account, work: Duration) -> Result<Connection<'_>, TelegramError> {
+    async fn connect_account(&self, account: &Account, work: Duration) -> Result<Connection<'_>, TelegramError> {
         self.connect_session(&account.connector_id, work, false).await
     }
 
@@ -86,8 +112,7 @@ impl GrammersTelegram {
         }
         let session = match self.sessions.load(connector_id).await.map_err(storage) {
             Ok(Some(bytes)) => TableSession::from_bytes(&bytes).map_err(|e| TelegramError::Unauthorized(e.to_string())),
-            Ok(None) if fresh && self.test_servers => Ok(TableSession::fresh_on_test_servers()),
-            Ok(None) if fresh => Ok(TableSession::fresh()),
+            Ok(None) if fresh => Ok(self.fresh_session()),
             Ok(None) => Err(TelegramError::Unauthorized("no session: the account has not logged in".into())),
             Err(e) => Err(e),
         };
@@ -99,6 +124,14 @@ impl GrammersTelegram {
             }
         };
         Ok(self.open(connector_id.to_owned(), holder, session))
+    }
+
+    fn fresh_session(&self) -> TableSession {
+        match &self.servers {
+            Servers::Production => TableSession::fresh(),
+            Servers::Test => TableSession::fresh_on_test_servers(),
+            Servers::Registered(registry) => TableSession::registered(&registry.register_keys(None), None),
+        }
     }
 
     /// Starts the sender pool over `session`; connections are made on the first call.
@@ -133,6 +166,10 @@ fn storage(e: crate::repo::RepoError) -> TelegramError {
     TelegramError::Transient(format!("storage: {e}"))
 }
 
+fn session_error(_: session::Poisoned) -> &'static str {
+    "the session lock was poisoned"
+}
+
 /// One connection of one account, for one job.
 struct Connection<'a> {
     adapter: &'a GrammersTelegram,
@@ -144,9 +181,34 @@ struct Connection<'a> {
 }
 
 impl Connection<'_> {
-    /// A raw call with a timeout.
+    /// A raw call with a timeout, at the account's home DC. A `303` (`USER_MIGRATE_X`,
+    /// `NETWORK_MIGRATE_X`...) moves the account's home there, its authorization with it,
+    /// and asks again: Telegram may answer it to any call, not only at login.
     async fn invoke<R: tl::RemoteCall>(&self, request: &R) -> Result<R::Return, InvocationError> {
-        in_time(self.client.invoke(request)).await
+        let mut answer = in_time(self.client.invoke(request)).await;
+        for _ in 0..2 {
+            let Some(dc) = answer.as_ref().err().and_then(login::migrate_to) else { break };
+            self.migrate(dc).await?;
+            answer = in_time(self.client.invoke(request)).await;
+        }
+        answer
+    }
+
+    /// The account's home becomes `dc`. A logged-in account takes its authorization along
+    /// (`auth.exportAuthorization` at the old home, `auth.importAuthorization` at the new).
+    async fn migrate(&self, dc: i32) -> Result<(), InvocationError> {
+        let home = self.session.home_dc_id().map_err(|e| InvocationError::Dropped(session_error(e)))?;
+        if home == dc {
+            return Err(InvocationError::Dropped("migrated to the DC it is on"));
+        }
+        if self.session.peer(grammers_session::types::PeerId::self_user()).await.ok().flatten().is_some() {
+            let tl::enums::auth::ExportedAuthorization::Authorization(exported) =
+                in_time(self.client.invoke_in_dc(home, &tl::functions::auth::ExportAuthorization { dc_id: dc })).await?;
+            let import = tl::functions::auth::ImportAuthorization { id: exported.id, bytes: exported.bytes };
+            in_time(self.client.invoke_in_dc(dc, &import)).await?;
+        }
+        tracing::info!(from = home, to = dc, "the account moved to another data centre");
+        self.session.set_home_dc_id(dc).await.map_err(|e| InvocationError::Dropped(session_error(e)))
     }
 
     async fn call<R: tl::RemoteCall>(&self, request: &R) -> Result<R::Return, TelegramError> {
@@ -167,16 +229,26 @@ impl Connection<'_> {
         self.adapter.release(&self.connector_id, &self.holder).await;
     }
 
-    async fn resolve_phone(&self, phone: &str) -> Result<Option<TelegramUser>, TelegramError> {
+    /// Keeps the account's lease for `work` more: a long transfer outlives the job's first hold.
+    async fn hold(&self, work: Duration) {
+        if let Err(e) = self.adapter.sessions.renew(&self.connector_id, &self.holder, (work + CALL_TIMEOUT).min(MAX_LEASE)).await {
+            tracing::warn!("session lease not extended: {e}");
+        }
+    }
+
+    async fn resolve_phone(&self, phone: &str, keep_imported: bool) -> Result<Option<TelegramUser>, TelegramError> {
         match self.invoke(&tl::functions::contacts::ResolvePhone { phone: phone.to_owned() }).await {
             Ok(tl::enums::contacts::ResolvedPeer::Peer(found)) => Ok(resolved_user(&found)),
             // Not registered, or hidden by its owner: importing it as a contact may still find it.
-            Err(InvocationError::Rpc(e)) if e.is("PHONE_NOT_OCCUPIED") => self.import_phone(phone).await,
+            Err(InvocationError::Rpc(e)) if e.is("PHONE_NOT_OCCUPIED") => self.import_phone(phone, keep_imported).await,
             Err(e) => Err(classify(&e)),
         }
     }
 
-    async fn import_phone(&self, phone: &str) -> Result<Option<TelegramUser>, TelegramError> {
+    /// `contacts.importContacts` of one number. `retry_contacts` means the account imported
+    /// too many numbers lately: a rate limit, not a "not found". A number imported only to
+    /// find its owner leaves the salesperson's contacts again.
+    async fn import_phone(&self, phone: &str, keep_imported: bool) -> Result<Option<TelegramUser>, TelegramError> {
         let contact = tl::types::InputPhoneContact {
             client_id: 1,
             phone: phone.to_owned(),
@@ -187,10 +259,17 @@ impl Connection<'_> {
         let tl::enums::contacts::ImportedContacts::Contacts(imported) =
             self.call(&tl::functions::contacts::ImportContacts { contacts: vec![contact.into()] }).await?;
         if !imported.retry_contacts.is_empty() {
-            return Err(TelegramError::Rejected("CONTACT_IMPORT_LIMITED".into()));
+            return Err(TelegramError::FloodWait { seconds: IMPORT_RETRY_SECS });
         }
         let Some(tl::enums::ImportedContact::Contact(found)) = imported.imported.first() else { return Ok(None) };
-        Ok(user_by_id(&imported.users, found.user_id))
+        let user = user_by_id(&imported.users, found.user_id);
+        if let (Some(user), false) = (&user, keep_imported) {
+            let input = tl::types::InputUser { user_id: user.peer.user_id, access_hash: user.peer.access_hash }.into();
+            if let Err(e) = self.call(&tl::functions::contacts::DeleteContacts { id: vec![input] }).await {
+                tracing::warn!("an imported number stays in the account's contacts: {e}");
+            }
+        }
+        Ok(user)
     }
 
     async fn contacts(&self) -> Result<Vec<Contact>, TelegramError> {
@@ -241,10 +320,36 @@ impl Connection<'_> {
             suggested_post: None,
             rich_message: None,
         };
-        sent(self.invoke(&request).await, random_id)
+        let sent = sent(self.invoke(&request).await, random_id)?;
+        self.learn_id(sent, peer, text).await
+    }
+
+    /// A send Telegram already had (`RANDOM_ID_DUPLICATE`) still learns its message's id, from
+    /// the chat's newest messages: ours, with the same text, and the newest such.
+    async fn learn_id(&self, sent: SentMessage, peer: Peer, text: &Formatted) -> Result<SentMessage, TelegramError> {
+        if sent.id.is_some() {
+            return Ok(sent);
+        }
+        let request = tl::functions::messages::GetHistory {
+            peer: input_peer(peer),
+            offset_id: 0,
+            offset_date: 0,
+            add_offset: 0,
+            limit: DUPLICATE_LOOKBACK,
+            max_id: 0,
+            min_id: 0,
+            hash: 0,
+        };
+        let id = updates::own_message_id(self.call(&request).await?, &text.text);
+        Ok(SentMessage { id })
     }
 
     async fn send_media(&self, peer: Peer, media: &Media, mut body: BlobReader, caption: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError> {
+        // Telegram has no empty files (FILE_PART_EMPTY); nothing is uploaded for one.
+        if media.size == 0 {
+            return Err(TelegramError::Rejected("FILE_EMPTY".into()));
+        }
+        self.hold(transfer_time(media.size)).await;
         let size = usize::try_from(media.size).map_err(|_| TelegramError::Rejected("FILE_TOO_LARGE".into()))?;
         let upload = self.client.upload_stream(&mut body, size, media.file_name.clone());
         let uploaded = match tokio::time::timeout(transfer_time(media.size), upload).await {
@@ -275,7 +380,8 @@ impl Connection<'_> {
             allow_paid_stars: None,
             suggested_post: None,
         };
-        sent(self.invoke(&request).await, random_id)
+        let sent = sent(self.invoke(&request).await, random_id)?;
+        self.learn_id(sent, peer, caption).await
     }
 
     async fn read_outbox_max_id(&self, peer: Peer) -> Result<i32, TelegramError> {
@@ -387,9 +493,13 @@ fn user_by_id(users: &[tl::enums::User], id: i64) -> Option<TelegramUser> {
     users.iter().find_map(|u| telegram_user(u).filter(|t| t.peer.user_id == id))
 }
 
-/// A user we can address: one that came with its `access_hash`.
+/// A user we can address: one that came with its own `access_hash`. A `min` user's hash
+/// cannot address them (core.telegram.org/api/min): never stored as a recipient.
 fn telegram_user(user: &tl::enums::User) -> Option<TelegramUser> {
     let tl::enums::User::User(u) = user else { return None };
+    if u.min {
+        return None;
+    }
     Some(TelegramUser {
         peer: Peer { user_id: u.id, access_hash: u.access_hash? },
         first_name: u.first_name.clone().unwrap_or_default(),
@@ -404,75 +514,57 @@ fn digits(phone: &PhoneE164) -> &str {
 }
 
 #[async_trait]
+impl TelegramSession for Connection<'_> {
+    async fn resolve_phone(&self, phone: &PhoneE164, keep_imported: bool) -> Result<Option<TelegramUser>, TelegramError> {
+        Connection::resolve_phone(self, digits(phone), keep_imported).await
+    }
+
+    async fn resolve_username(&self, username: &TelegramUsername) -> Result<Option<TelegramUser>, TelegramError> {
+        Connection::resolve_username(self, username.as_str()).await
+    }
+
+    async fn send_text(&self, peer: Peer, text: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError> {
+        Connection::send_text(self, peer, text, random_id).await
+    }
+
+    async fn send_media(&self, peer: Peer, media: &Media, body: BlobReader, caption: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError> {
+        Connection::send_media(self, peer, media, body, caption, random_id).await
+    }
+
+    async fn contacts(&self) -> Result<Vec<Contact>, TelegramError> {
+        Connection::contacts(self).await
+    }
+
+    async fn read_outbox_max_id(&self, peer: Peer) -> Result<i32, TelegramError> {
+        Connection::read_outbox_max_id(self, peer).await
+    }
+
+    async fn updates_state(&self) -> Result<UpdatesState, TelegramError> {
+        Connection::updates_state(self).await
+    }
+
+    async fn difference(&self, from: UpdatesState) -> Result<Difference, TelegramError> {
+        Connection::difference(self, from).await
+    }
+
+    async fn history(&self, peer: Peer, after_id: i32) -> Result<HistoryPage, TelegramError> {
+        Connection::history(self, peer, after_id).await
+    }
+
+    async fn download(&self, file: &RemoteFile, sink: &mut (dyn tokio::io::AsyncWrite + Send + Unpin)) -> Result<u64, TelegramError> {
+        self.hold(transfer_time(file.size)).await;
+        Connection::download(self, file, sink).await
+    }
+
+    async fn close(self: Box<Self>) {
+        Connection::close(*self).await;
+    }
+}
+
+#[async_trait]
 impl Telegram for GrammersTelegram {
-    async fn resolve_phone(&self, account: &Account, phone: &PhoneE164) -> Result<Option<TelegramUser>, TelegramError> {
-        let conn = self.connect(account, CALL_TIMEOUT * 2).await?;
-        let result = conn.resolve_phone(digits(phone)).await;
-        conn.close().await;
-        result
-    }
-
-    async fn resolve_username(&self, account: &Account, username: &TelegramUsername) -> Result<Option<TelegramUser>, TelegramError> {
-        let conn = self.connect(account, CALL_TIMEOUT).await?;
-        let result = conn.resolve_username(username.as_str()).await;
-        conn.close().await;
-        result
-    }
-
-    async fn send_text(&self, account: &Account, peer: Peer, text: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError> {
-        let conn = self.connect(account, CALL_TIMEOUT).await?;
-        let result = conn.send_text(peer, text, random_id).await;
-        conn.close().await;
-        result
-    }
-
-    async fn contacts(&self, account: &Account) -> Result<Vec<Contact>, TelegramError> {
-        let conn = self.connect(account, CALL_TIMEOUT * 2).await?;
-        let result = conn.contacts().await;
-        conn.close().await;
-        result
-    }
-
-    async fn read_outbox_max_id(&self, account: &Account, peer: Peer) -> Result<i32, TelegramError> {
-        let conn = self.connect(account, CALL_TIMEOUT).await?;
-        let result = conn.read_outbox_max_id(peer).await;
-        conn.close().await;
-        result
-    }
-
-    async fn send_media(&self, account: &Account, peer: Peer, media: &Media, body: BlobReader, caption: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError> {
-        let conn = self.connect(account, transfer_time(media.size) + CALL_TIMEOUT).await?;
-        let result = conn.send_media(peer, media, body, caption, random_id).await;
-        conn.close().await;
-        result
-    }
-
-    async fn updates_state(&self, account: &Account) -> Result<UpdatesState, TelegramError> {
-        let conn = self.connect(account, CALL_TIMEOUT).await?;
-        let result = conn.updates_state().await;
-        conn.close().await;
-        result
-    }
-
-    async fn difference(&self, account: &Account, from: UpdatesState) -> Result<Difference, TelegramError> {
-        let conn = self.connect(account, CALL_TIMEOUT).await?;
-        let result = conn.difference(from).await;
-        conn.close().await;
-        result
-    }
-
-    async fn history(&self, account: &Account, peer: Peer, after_id: i32) -> Result<HistoryPage, TelegramError> {
-        let conn = self.connect(account, CALL_TIMEOUT).await?;
-        let result = conn.history(peer, after_id).await;
-        conn.close().await;
-        result
-    }
-
-    async fn download(&self, account: &Account, file: &RemoteFile, sink: &mut (dyn tokio::io::AsyncWrite + Send + Unpin)) -> Result<u64, TelegramError> {
-        let conn = self.connect(account, transfer_time(file.size) + CALL_TIMEOUT).await?;
-        let result = conn.download(file, sink).await;
-        conn.close().await;
-        result
+    async fn connect(&self, account: &Account) -> Result<Box<dyn TelegramSession + '_>, TelegramError> {
+        Ok(Box::new(self.connect_account(account, JOB_LEASE).await?))
     }
 
     async fn send_code(&self, login: &str, phone: &PhoneE164) -> Result<LoginStep, LoginError> {
@@ -504,7 +596,7 @@ impl Telegram for GrammersTelegram {
     }
 
     async fn log_out(&self, account: &Account) -> Result<(), TelegramError> {
-        match self.connect(account, CALL_TIMEOUT).await {
+        match self.connect_account(account, CALL_TIMEOUT).await {
             Ok(conn) => {
                 if let Err(e) = conn.call(&tl::functions::auth::LogOut {}).await {
                     // A session Telegram already dropped is as good as signed out.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use grammers_session::types::{DcOption, PeerId, PeerInfo, UpdateState, UpdatesState};
+use grammers_session::types::{DcOption, PeerAuth, PeerId, PeerInfo, UpdateState, UpdatesState};
 use grammers_session::{BoxFuture, Session, SessionData};
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +61,27 @@ impl TableSession {
         })
         .expect("a fresh session's lock is not poisoned");
         session
+    }
+
+    /// A session on data centres that already know its keys (a sandbox's), logged in as the
+    /// account `me` (`user_id`, `access_hash`) when given.
+    pub fn registered(keys: &super::RegisteredKeys, me: Option<(i64, i64)>) -> Self {
+        let me = me.map(|(id, hash)| PeerInfo::User { id, auth: Some(PeerAuth::from_hash(hash)), bot: Some(false), is_self: Some(true) });
+        let snapshot = Snapshot {
+            home_dc: keys.home_dc,
+            dc_options: keys
+                .dcs
+                .iter()
+                .filter_map(|(id, address, key)| {
+                    let std::net::SocketAddr::V4(ipv4) = address else { return None };
+                    let ipv6 = std::net::SocketAddrV6::new(ipv4.ip().to_ipv6_mapped(), ipv4.port(), 0, 0);
+                    Some((*id, DcOption { id: *id, ipv4: *ipv4, ipv6, auth_key: Some(*key) }))
+                })
+                .collect(),
+            self_user: me,
+            updates: UpdatesState::default(),
+        };
+        Self { snapshot: Mutex::new(snapshot), dirty: AtomicBool::new(true) }
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, BadSessionBytes> {
@@ -160,8 +181,6 @@ impl Session for TableSession {
 
 #[cfg(test)]
 mod tests {
-    use grammers_session::types::PeerAuth;
-
     use super::*;
     use crate::crypto::Sealer;
 

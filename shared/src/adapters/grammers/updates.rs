@@ -30,18 +30,23 @@ impl Connection<'_> {
     }
 
     pub(super) async fn history(&self, peer: Peer, after_id: i32) -> Result<HistoryPage, TelegramError> {
-        // Forward from `after_id`: the page of messages just after it, not the newest.
+        // Forward from `after_id`, as Telegram's offsets page (core.telegram.org/api/offsets):
+        // the window ends just before the first message older than `after_id + 1`, i.e. at
+        // `after_id` itself, and `add_offset = -limit` moves it to the `limit` newer ones.
+        // `min_id` is not trusted with a negative offset (other clients filter locally too):
+        // it would cut the window short and end the paging early. For `after_id = 0` the
+        // window is the chat's oldest messages.
         let request = tl::functions::messages::GetHistory {
             peer: input_peer(peer),
-            offset_id: after_id,
+            offset_id: after_id.saturating_add(1),
             offset_date: 0,
             add_offset: -(HISTORY_LIMIT as i32),
             limit: HISTORY_LIMIT as i32,
             max_id: 0,
-            min_id: after_id,
+            min_id: 0,
             hash: 0,
         };
-        Ok(history(self.call(&request).await?, peer.user_id))
+        Ok(history(self.call(&request).await?, peer.user_id, after_id))
     }
 
     pub(super) async fn download(&self, file: &RemoteFile, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64, TelegramError> {
@@ -99,25 +104,42 @@ fn difference(answer: tl::enums::updates::Difference, from: UpdatesState) -> Dif
     Difference::Updates { updates, state: state(after), more }
 }
 
-/// A page of `messages.Messages` of the chat with `user_id`: what that user wrote, oldest
-/// first, and where the next page starts when this one is full.
-fn history(answer: tl::enums::messages::Messages, user_id: i64) -> HistoryPage {
-    use tl::enums::messages::Messages as M;
-    let (messages, users) = match answer {
-        M::Messages(m) => (m.messages, m.users),
-        M::Slice(m) => (m.messages, m.users),
-        M::ChannelMessages(m) => (m.messages, m.users),
-        M::NotModified(_) => return HistoryPage::default(),
-    };
-    let newest = messages.iter().map(|m| match m {
+fn message_id(m: &tl::enums::Message) -> i32 {
+    match m {
         tl::enums::Message::Message(m) => m.id,
         tl::enums::Message::Service(m) => m.id,
         tl::enums::Message::Empty(m) => m.id,
-    });
-    let next_after = newest.max().filter(|_| messages.len() >= HISTORY_LIMIT);
+    }
+}
+
+fn messages_of(answer: tl::enums::messages::Messages) -> (Vec<tl::enums::Message>, Vec<tl::enums::User>) {
+    use tl::enums::messages::Messages as M;
+    match answer {
+        M::Messages(m) => (m.messages, m.users),
+        M::Slice(m) => (m.messages, m.users),
+        M::ChannelMessages(m) => (m.messages, m.users),
+        M::NotModified(_) => (Vec::new(), Vec::new()),
+    }
+}
+
+/// A page of `messages.Messages` of the chat with `user_id`, asked for after `after_id`: what
+/// that user wrote after it, oldest first, and where the next page starts when this one was
+/// full (every message counts, ours and service ones too).
+fn history(answer: tl::enums::messages::Messages, user_id: i64, after_id: i32) -> HistoryPage {
+    let (messages, users) = messages_of(answer);
+    let newer: Vec<tl::enums::Message> = messages.into_iter().filter(|m| message_id(m) > after_id).collect();
+    let next_after = newer.iter().map(message_id).max().filter(|_| newer.len() >= HISTORY_LIMIT);
     // Telegram lists the newest first.
-    let messages = messages.into_iter().rev().filter_map(|m| incoming(m, &users)).filter(|m| m.from.peer.user_id == user_id).collect();
+    let messages = newer.into_iter().rev().filter_map(|m| incoming(m, &users)).filter(|m| m.from.peer.user_id == user_id).collect();
     HistoryPage { messages, next_after }
+}
+
+/// The id of the newest message of ours with `text` among a chat's newest messages.
+pub(super) fn own_message_id(answer: tl::enums::messages::Messages, text: &str) -> Option<i32> {
+    messages_of(answer).0.iter().find_map(|m| match m {
+        tl::enums::Message::Message(m) if m.out && m.message == text => Some(m.id),
+        _ => None,
+    })
 }
 
 /// A message a user wrote to the account in their private chat, as the port's; `None` for
@@ -476,9 +498,10 @@ mod tests {
             chats: Vec::new(),
             users: vec![user(THEM)],
         };
-        let page = history(answer().into(), THEM);
+        let page = history(answer().into(), THEM, 0);
         assert_eq!(page.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![5, 6]);
         assert_eq!(page.next_after, None, "a page that is not full is the last");
-        assert_eq!(history(answer().into(), THEM + 1).messages, Vec::new(), "another chat's history");
+        assert_eq!(history(answer().into(), THEM, 5).messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![6], "only what is newer");
+        assert_eq!(history(answer().into(), THEM + 1, 0).messages, Vec::new(), "another chat's history");
     }
 }
