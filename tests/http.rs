@@ -124,8 +124,8 @@ async fn a_worker_crash_between_send_and_acknowledgement_sends_once() {
     // Telegram delivers, then the answer is lost: the worker cannot know it was sent.
     app.inject_telegram_fault(json!({ "kind": "drop_after_delivery" }), "send", 1).await;
     let id = app.send_text(&token, IVAN, "exactly once").await;
+    olchat_tests::eventually(WAIT, "the message delivered", || async { (app.telegram_messages().await.len() == 1).then_some(()) }).await;
     app.wait_for_status(&token, &id, "sending", WAIT).await;
-    assert_eq!(app.telegram_messages().await.len(), 1);
     // The redelivered job (run here at once rather than after its backoff) resends with the
     // same random_id, which Telegram drops.
     let job = json!({ "kind": "send", "message_id": id, "connector_id": "sales" }).to_string();
@@ -140,7 +140,8 @@ async fn a_worker_crash_between_send_and_acknowledgement_sends_once() {
 async fn flood_wait_retries_after_the_wait() {
     let app = spawn_app().await;
     let token = app.lead_tab().await;
-    app.inject_telegram_fault(json!({ "kind": "flood_wait", "seconds": 1 }), "send", 1).await;
+    // Longer than the few seconds the adapter sleeps through inside the call.
+    app.inject_telegram_fault(json!({ "kind": "flood_wait", "seconds": 4 }), "send", 1).await;
     let id = app.send_text(&token, IVAN, "after the flood").await;
     let waiting = app.wait_for_status(&token, &id, "queued", WAIT).await;
     assert!(waiting["reason"].as_str().unwrap_or("").contains("wait"), "{waiting}");
@@ -307,7 +308,7 @@ async fn expired_portal_tokens_refresh_and_rate_limits_back_off() {
 #[tokio::test]
 async fn telegram_flood_during_resolution_is_explained() {
     let app = spawn_app().await;
-    app.inject_telegram_fault(json!({ "kind": "flood_wait", "seconds": 30 }), "resolve", 1).await;
+    app.inject_telegram_fault(json!({ "kind": "flood_wait", "seconds": 30 }), "contacts.resolvePhone", 1).await;
     let token = app.open_card("contact", 1, "en").await.unwrap();
     let card = app.get(&token, "/api/card").await.body;
     let dmitry = recipient(&card, "phone:+79857776655");

@@ -96,25 +96,26 @@
     return box;
   }
 
-  // Whether messages from anyone reach the Open Line, or only from people the portal wrote to.
-  function acceptAll(c) {
-    const label = document.createElement('label');
-    label.className = 'olc-check';
+  // One of the connector's yes-or-no choices: `field` of the connector, saved at `path`.
+  function flagBox(c, field, path, label) {
+    const wrap = document.createElement('label');
+    wrap.className = 'olc-check';
     const box = document.createElement('input');
     box.type = 'checkbox';
-    box.checked = c.accept_all;
-    box.dataset.acceptAll = c.id;
+    box.checked = c[field];
+    box.dataset.flag = field;
+    box.dataset.connector = c.id;
     box.addEventListener('change', async () => {
       try {
-        await api('PUT', `/api/connectors/${encodeURIComponent(c.id)}/accept-all`, { accept_all: box.checked });
+        await api('PUT', `/api/connectors/${encodeURIComponent(c.id)}/${path}`, { [field]: box.checked });
         say(t('saved'));
       } catch (e) {
         box.checked = !box.checked;
         say(e.message, true);
       }
     });
-    label.append(box, ` ${t('accept_all_label')}`);
-    return label;
+    wrap.append(box, ` ${t(label)}`);
+    return wrap;
   }
 
   // Who may write from the account: everyone, or the chosen employees and departments.
@@ -187,7 +188,11 @@
         say(t('saved'));
       } catch (e) { say(e.message, true); }
     }));
-    line.append(acceptAll(c), accessEditor(c));
+    line.append(
+      flagBox(c, 'accept_all', 'accept-all', 'accept_all_label'),
+      flagBox(c, 'keep_imported_contacts', 'keep-imported-contacts', 'keep_imported_label'),
+      accessEditor(c),
+    );
     tr.append(line);
     const actions = document.createElement('td');
     if (c.status === 'needs_login') {

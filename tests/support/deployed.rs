@@ -30,18 +30,18 @@ pub fn local_binary() -> PathBuf {
     bin
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
 }
 
 /// A child process, killed when dropped; what it printed is kept.
-struct Process {
+pub struct Process {
     child: std::process::Child,
     output: Arc<Mutex<String>>,
 }
 
 impl Process {
-    fn spawn(mut command: Command) -> Self {
+    pub fn spawn(mut command: Command) -> Self {
         let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("the local binary starts");
         let output = Arc::new(Mutex::new(String::new()));
         let (stdout, kept) = (child.stdout.take().expect("piped"), output.clone());
@@ -53,6 +53,14 @@ impl Process {
             }
         });
         Self { child, output }
+    }
+}
+
+impl Process {
+    /// SIGKILL, as a crash or the OOM killer: no clean-up runs.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -43,6 +43,8 @@ pub struct ConnectorAdminView {
     pub own_budgets: bool,
     /// Messages from anyone reach the Open Line, not only from people the portal wrote to.
     pub accept_all: bool,
+    /// Numbers imported to find their owners stay in the account's contacts.
+    pub keep_imported_contacts: bool,
     /// Who may send from it.
     pub access: Access,
 }
@@ -85,6 +87,7 @@ async fn admin_view(svc: &Services, c: Connector) -> Result<ConnectorAdminView, 
         budgets,
         own_budgets,
         accept_all: c.accept_all,
+        keep_imported_contacts: c.keep_imported_contacts,
         access: c.access,
     })
 }
@@ -247,10 +250,27 @@ pub async fn set_budgets(svc: &Services, admin: &AdminClaims, id: &str, budgets:
     admin_view(svc, updated.ok_or_else(|| unknown_connector(admin.lang))?).await
 }
 
-/// Lets messages from anyone who writes to the account reach the Open Line, or only from
-/// people the portal wrote to.
-pub async fn set_accept_all(svc: &Services, admin: &AdminClaims, id: &str, accept_all: bool) -> Result<ConnectorAdminView, AppError> {
-    let updated = svc.connectors.update(&admin.portal, id, |c| std::mem::replace(&mut c.accept_all, accept_all) != accept_all).await?;
+/// A connector's yes-or-no choices, the administrator's to make.
+#[derive(Clone, Copy, Debug)]
+pub enum ConnectorFlag {
+    /// Messages from anyone who writes to the account reach the Open Line, not only from
+    /// people the portal wrote to.
+    AcceptAll,
+    /// Numbers imported as Telegram contacts to find their owners stay in the account's contacts.
+    KeepImportedContacts,
+}
+
+pub async fn set_flag(svc: &Services, admin: &AdminClaims, id: &str, flag: ConnectorFlag, on: bool) -> Result<ConnectorAdminView, AppError> {
+    let updated = svc
+        .connectors
+        .update(&admin.portal, id, |c| {
+            let field = match flag {
+                ConnectorFlag::AcceptAll => &mut c.accept_all,
+                ConnectorFlag::KeepImportedContacts => &mut c.keep_imported_contacts,
+            };
+            std::mem::replace(field, on) != on
+        })
+        .await?;
     admin_view(svc, updated.ok_or_else(|| unknown_connector(admin.lang))?).await
 }
 

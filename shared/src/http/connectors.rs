@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::placement::{error_page, render_page};
 use super::{Admin, AppState, json_body};
 use crate::app::placement::PlacementQuery;
+use crate::app::connectors::ConnectorFlag;
 use crate::app::{AppError, connectors};
 use crate::crypto::Secret;
 use crate::repo::connectors::{Access, Budgets};
@@ -32,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/connectors/{id}/line", put(line))
         .route("/api/connectors/{id}/budgets", put(budgets))
         .route("/api/connectors/{id}/accept-all", put(accept_all))
+        .route("/api/connectors/{id}/keep-imported-contacts", put(keep_imported_contacts))
         .route("/api/connectors/{id}/access", put(access))
         .route("/api/connectors/people", get(people))
         .route("/api/connectors/system-messages", put(system_messages))
@@ -156,7 +158,22 @@ async fn accept_all(
     body: Result<Json<AcceptAllRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, AppError> {
     let r = json_body(body)?;
-    Ok(Json(connectors::set_accept_all(&svc, &admin, &id, r.accept_all).await?))
+    Ok(Json(connectors::set_flag(&svc, &admin, &id, ConnectorFlag::AcceptAll, r.accept_all).await?))
+}
+
+#[derive(Deserialize)]
+struct KeepImportedRequest {
+    keep_imported_contacts: bool,
+}
+
+async fn keep_imported_contacts(
+    State(svc): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    body: Result<Json<KeepImportedRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let r = json_body(body)?;
+    Ok(Json(connectors::set_flag(&svc, &admin, &id, ConnectorFlag::KeepImportedContacts, r.keep_imported_contacts).await?))
 }
 
 #[derive(Deserialize)]

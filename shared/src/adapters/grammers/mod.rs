@@ -247,8 +247,9 @@ impl Connection<'_> {
 
     /// `contacts.importContacts` of one number. `retry_contacts` means the account imported
     /// too many numbers lately: a rate limit, not a "not found". A number imported only to
-    /// find its owner leaves the salesperson's contacts again.
+    /// find its owner leaves the salesperson's contacts again; a contact they had before stays.
     async fn import_phone(&self, phone: &str, keep_imported: bool) -> Result<Option<TelegramUser>, TelegramError> {
+        let had: Vec<i64> = if keep_imported { Vec::new() } else { self.contacts().await?.iter().map(|c| c.user.peer.user_id).collect() };
         let contact = tl::types::InputPhoneContact {
             client_id: 1,
             phone: phone.to_owned(),
@@ -263,7 +264,7 @@ impl Connection<'_> {
         }
         let Some(tl::enums::ImportedContact::Contact(found)) = imported.imported.first() else { return Ok(None) };
         let user = user_by_id(&imported.users, found.user_id);
-        if let (Some(user), false) = (&user, keep_imported) {
+        if let Some(user) = user.as_ref().filter(|u| !keep_imported && !had.contains(&u.peer.user_id)) {
             let input = tl::types::InputUser { user_id: user.peer.user_id, access_hash: user.peer.access_hash }.into();
             if let Err(e) = self.call(&tl::functions::contacts::DeleteContacts { id: vec![input] }).await {
                 tracing::warn!("an imported number stays in the account's contacts: {e}");

@@ -28,11 +28,25 @@ const MSG_ID_PAST: i64 = 300;
 const MSG_ID_FUTURE: i64 = 30;
 const LAYER_MIN: i32 = 1;
 
-/// Binds every data centre on a free loopback port and serves it until the process ends.
+/// Binds every data centre on loopback and serves it until the process ends. A DC's address
+/// stays what it was in an earlier run (kept in the data directory): the sessions made then
+/// know it, as clients know Telegram's. A port taken meanwhile gives way to a free one.
 pub async fn start(world: Arc<SandboxTelegram>) -> anyhow::Result<()> {
+    let mut known: std::collections::HashMap<i32, u16> = std::fs::read(&world.ports_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     for dc in DCS {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.context("binding a sandbox data centre")?;
-        world.addresses.lock().unwrap_or_else(|p| p.into_inner()).insert(dc, listener.local_addr()?);
+        let listener = match known.get(&dc) {
+            Some(port) => match TcpListener::bind(("127.0.0.1", *port)).await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::warn!(dc, port, "the sandbox data centre's port is taken ({e}); its old sessions will not reach it");
+                    TcpListener::bind(("127.0.0.1", 0)).await.context("binding a sandbox data centre")?
+                }
+            },
+            None => TcpListener::bind(("127.0.0.1", 0)).await.context("binding a sandbox data centre")?,
+        };
+        let address = listener.local_addr()?;
+        known.insert(dc, address.port());
+        world.addresses.lock().unwrap_or_else(|p| p.into_inner()).insert(dc, address);
         let world = world.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -46,6 +60,7 @@ pub async fn start(world: Arc<SandboxTelegram>) -> anyhow::Result<()> {
             }
         });
     }
+    std::fs::write(&world.ports_file, serde_json::to_vec(&known)?).context("keeping the sandbox data centres' ports")?;
     Ok(())
 }
 

@@ -32,13 +32,15 @@ use crate::adapters::grammers::{KeyRegistry, RegisteredKeys};
 use crate::ports::IncomingKind;
 use journal::{Event, Journal};
 
-/// "Who can find me by my number" (core.telegram.org/api/privacy, `inputPrivacyKeyPhoneNumber`).
+/// "Who can find me by my number" (core.telegram.org/api/privacy, `inputPrivacyKeyAddedByPhone`),
+/// which also stands here for who may see the number (`inputPrivacyKeyPhoneNumber`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PhonePrivacy {
     Everybody,
     /// "My contacts": the number resolves only for accounts in the owner's contacts.
     Contacts,
+    /// "My contacts" with nobody in them: Telegram offers no "Nobody" here, this is its effect.
     Nobody,
 }
 
@@ -102,6 +104,9 @@ pub struct ReceivedFile {
     pub duration: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub waveform: Option<Vec<u8>>,
+    /// The waveform's length, for a glance.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub waveform_bytes: Option<usize>,
 }
 
 /// A failure the next matching call answers with, as Telegram would.
@@ -127,6 +132,10 @@ pub enum Fault {
     FileMigrate { dc: i32 },
     /// `contacts.importContacts` is past the account's limit: its numbers come back in `retry_contacts`.
     ImportLimited,
+    /// The users in the answer are `min` constructors (as Telegram sends in some contexts).
+    MinUsers,
+    /// `account.getPassword` names SRP parameters a client cannot check (`g` = 8).
+    BadSrp,
 }
 
 /// Which calls an injected fault hits: a group, or one method by its TL name
@@ -262,6 +271,8 @@ pub struct SandboxTelegram {
     addresses: Mutex<HashMap<i32, std::net::SocketAddr>>,
     /// What the server salts derive from (they change hourly, as Telegram's do).
     salt_secret: [u8; 32],
+    /// Where the data centres' ports are kept between runs.
+    ports_file: std::path::PathBuf,
 }
 
 impl SandboxTelegram {
@@ -273,7 +284,8 @@ impl SandboxTelegram {
         let journal = Journal::open(&dir.join("journal.jsonl"), |event| state.apply(event))?;
         let mut salt_secret = [0u8; 32];
         getrandom(&mut salt_secret);
-        Ok(Self { state: Mutex::new(state), journal, files: files::Files::open(&dir)?, addresses: Mutex::default(), salt_secret })
+        let files = files::Files::open(&dir)?;
+        Ok(Self { state: Mutex::new(state), journal, files, addresses: Mutex::default(), salt_secret, ports_file: dir.join("ports.json") })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -350,6 +362,7 @@ impl SandboxTelegram {
                     format: stored.format.into(),
                     duration: f.duration,
                     waveform: None,
+                    waveform_bytes: None,
                 };
                 (f.kind.as_str(), Some(received))
             }

@@ -43,16 +43,24 @@ fn unauthorized() -> Fail {
     Fail(401, "AUTH_KEY_UNREGISTERED".into())
 }
 
-fn fault_error(fault: &Fault) -> Fail {
-    match fault {
+/// The RPC error a fault answers with; `None` for the faults that change what a call does
+/// instead (they are handled where the call does it).
+fn fault_error(fault: &Fault) -> Option<Fail> {
+    Some(match fault {
         Fault::FloodWait { seconds } => Fail(420, format!("FLOOD_WAIT_{seconds}")),
         Fault::PeerFlood => bad("PEER_FLOOD"),
         Fault::PrivacyRestricted => Fail(403, "USER_PRIVACY_RESTRICTED".into()),
         Fault::Unauthorized => unauthorized(),
         Fault::Rpc { code, message } => Fail(*code, message.clone()),
-        Fault::UserMigrate { dc } | Fault::FileMigrate { dc } => Fail(303, format!("USER_MIGRATE_{dc}")),
-        Fault::DropAfterDelivery | Fault::DifferenceTooLong | Fault::DuplicateAsOriginal | Fault::ImportLimited => bad("INTERNAL"),
-    }
+        Fault::DropAfterDelivery
+        | Fault::DifferenceTooLong
+        | Fault::DuplicateAsOriginal
+        | Fault::UserMigrate { .. }
+        | Fault::FileMigrate { .. }
+        | Fault::ImportLimited
+        | Fault::MinUsers
+        | Fault::BadSrp => return None,
+    })
 }
 
 /// Answers one API call (`body` starts with the method's constructor).
@@ -83,8 +91,18 @@ macro_rules! methods {
 async fn dispatch(world: &Arc<SandboxTelegram>, caller: &Caller, method: &str, body: &[u8], drop_after: &mut bool) -> Result<Vec<u8>, Fail> {
     use tl::functions::{account, auth, contacts, help, messages, updates, users};
     let id = super::wire::constructor(body).ok_or_else(|| bad("INPUT_REQUEST_INVALID"))?;
-    // Faults hit an account's calls; the connection's own set-up is never faulted.
-    let fault = if id == <help::GetConfig as Identifiable>::CONSTRUCTOR_ID { None } else { world.lock().fault(method) };
+    // Faults hit an account's calls (and the login steps, made before there is an account);
+    // the connection's own set-up is never faulted, nor a call refused for want of a login.
+    let fault = {
+        let mut state = world.lock();
+        let authorized = state.keys.get(&caller.key_id).is_some_and(|k| k.user_id.is_some());
+        let login_step = method.starts_with("auth.") || method == "account.getPassword";
+        let faultable = id != <help::GetConfig as Identifiable>::CONSTRUCTOR_ID && (authorized || login_step);
+        if faultable { state.fault(method) } else { None }
+    };
+    if let Some(e) = fault.as_ref().and_then(fault_error) {
+        return Err(e);
+    }
     match &fault {
         Some(Fault::DropAfterDelivery) => *drop_after = true,
         Some(Fault::DifferenceTooLong) => {
@@ -98,8 +116,7 @@ async fn dispatch(world: &Arc<SandboxTelegram>, caller: &Caller, method: &str, b
                 world.record(&mut state, Event::UserMoved { user_id: me, dc: *dc });
             }
         }
-        Some(Fault::DuplicateAsOriginal | Fault::FileMigrate { .. } | Fault::ImportLimited) | None => {}
-        Some(other) => return Err(fault_error(other)),
+        _ => {}
     }
     let caller = &Caller { dc: caller.dc, key_id: caller.key_id, fault };
     if method.starts_with("upload.") {
@@ -144,15 +161,16 @@ struct Call<'a> {
     caller: &'a Caller,
 }
 
-/// A user as `me` may see them: the phone only to contacts and to themselves
-/// (core.telegram.org/constructor/user: `phone` is shown subject to privacy).
-fn tl_user(u: &SimUser, me: i64) -> tl::enums::User {
-    let is_self = u.id == me;
-    let contact = u.contacts.contains(&me);
+/// A user as the account `me` sees them (core.telegram.org/constructor/user): `contact` when
+/// in `me`'s contacts, `mutual_contact` when both ways; the phone only to themselves, to
+/// whoever has them as a contact (they saved the number), or to all when it is public.
+fn tl_user(u: &SimUser, me: &SimUser) -> tl::enums::User {
+    let is_self = u.id == me.id;
+    let contact = me.contacts.contains(&u.id);
     tl::types::User {
         is_self,
         contact,
-        mutual_contact: contact,
+        mutual_contact: contact && u.contacts.contains(&me.id),
         deleted: false,
         bot: false,
         bot_chat_history: false,
@@ -205,6 +223,7 @@ fn tl_user(u: &SimUser, me: i64) -> tl::enums::User {
     .into()
 }
 
+
 /// The access hash and file reference of a sandbox file (Telegram's are opaque too).
 fn file_access_hash(id: i64) -> i64 {
     id.rotate_left(17) ^ 0x5bd1_e995
@@ -228,8 +247,11 @@ fn tl_media(m: &ReceivedMessage) -> Option<tl::enums::MessageMedia> {
         return Some(tl::types::MessageMediaPhoto { spoiler: false, live_photo: false, photo: Some(photo.into()), ttl_seconds: None, video: None }.into());
     }
     let voice = m.media == "voice";
-    let mut attributes: Vec<tl::enums::DocumentAttribute> = vec![tl::types::DocumentAttributeFilename { file_name: f.file_name.clone() }.into()];
-    if voice {
+    // A voice note carries no file name (documentAttributeAudio with `voice`), other files do.
+    let mut attributes: Vec<tl::enums::DocumentAttribute> = Vec::new();
+    if !voice {
+        attributes.push(tl::types::DocumentAttributeFilename { file_name: f.file_name.clone() }.into());
+    } else {
         let duration = f.duration.map_or(0, |d| d as i32);
         attributes.push(tl::types::DocumentAttributeAudio { voice: true, duration, title: None, performer: None, waveform: f.waveform.clone() }.into());
     }
@@ -381,6 +403,19 @@ fn random_bytes(n: usize) -> Vec<u8> {
 }
 
 impl Call<'_> {
+    /// `u` as the account `me` sees them; `min` (core.telegram.org/api/min: an access hash
+    /// that addresses no one) when the fault asks.
+    fn shown(&self, u: &SimUser, me: i64) -> tl::enums::User {
+        let mut user = tl_user(u, self.state.user(me).unwrap_or(u));
+        if let (Some(Fault::MinUsers), tl::enums::User::User(user)) = (&self.caller.fault, &mut user) {
+            if user.id != me {
+                user.min = true;
+                user.access_hash = user.access_hash.map(|h| !h);
+            }
+        }
+        user
+    }
+
     fn me(&self) -> Result<i64, Fail> {
         self.state.keys.get(&self.caller.key_id).and_then(|k| k.user_id).ok_or_else(unauthorized)
     }
@@ -425,7 +460,7 @@ impl Call<'_> {
         let key_id = self.caller.key_id;
         self.world.record(self.state, Event::KeyAuthorized { key_id, user_id: Some(user_id) });
         self.state.logins.remove(&key_id);
-        Ok(authorization(tl_user(self.user(user_id)?, user_id)))
+        Ok(authorization(self.shown(self.user(user_id)?, user_id)))
     }
 
     /// help.getConfig (core.telegram.org/method/help.getConfig): the sandbox's own data
@@ -540,8 +575,12 @@ impl Call<'_> {
         let phone = digits(&r.phone_number);
         let login = self.state.logins.get(&self.caller.key_id).filter(|l| l.phone == phone && !l.phone_code_hash.is_empty());
         let login = login.ok_or_else(|| bad("PHONE_CODE_EXPIRED"))?;
-        if login.phone_code_hash != r.phone_code_hash {
+        if r.phone_code_hash.is_empty() {
             return Err(bad("PHONE_CODE_HASH_EMPTY"));
+        }
+        if login.phone_code_hash != r.phone_code_hash {
+            // Another sendCode's hash: that code is gone (the docs list no error of its own).
+            return Err(bad("PHONE_CODE_EXPIRED"));
         }
         if code == EXPIRED_CODE || login.code_sent_at + CODE_TTL_SECS <= now_secs() {
             return Err(bad("PHONE_CODE_EXPIRED"));
@@ -574,8 +613,10 @@ impl Call<'_> {
     /// a fresh `srp_B` under a fresh `srp_id`, and 256 random bytes.
     fn get_password(&mut self) -> Result<tl::enums::account::Password, Fail> {
         let owner = self.password_owner()?;
+        // An unusual generator when the fault asks: a client must not trust what it cannot check.
+        let g = if self.caller.fault == Some(Fault::BadSrp) { 8 } else { srp::G };
         let algo = |salt1: Vec<u8>, salt2: Vec<u8>| -> tl::enums::PasswordKdfAlgo {
-            tl::types::PasswordKdfAlgoSha256Sha256Pbkdf2Hmacsha512iter100000Sha256ModPow { salt1, salt2, g: srp::G, p: srp::p() }.into()
+            tl::types::PasswordKdfAlgoSha256Sha256Pbkdf2Hmacsha512iter100000Sha256ModPow { salt1, salt2, g, p: srp::p() }.into()
         };
         let mut password = tl::types::account::Password {
             has_recovery: false,
@@ -698,22 +739,26 @@ impl Call<'_> {
                 tl::enums::InputUser::User(u) => self.peer(me, u.user_id, u.access_hash).ok(),
                 _ => None,
             })
-            .map(|u| tl_user(u, me))
+            .map(|u| self.shown(u, me))
             .collect())
     }
 
     fn resolved(&self, user: &SimUser, me: i64) -> tl::enums::contacts::ResolvedPeer {
         let peer = tl::types::PeerUser { user_id: user.id }.into();
-        tl::types::contacts::ResolvedPeer { peer, chats: Vec::new(), users: vec![tl_user(user, me)] }.into()
+        tl::types::contacts::ResolvedPeer { peer, chats: Vec::new(), users: vec![self.shown(user, me)] }.into()
     }
 
-    /// Whether `me` may find `user` by number ("Who can find me by my number").
-    fn findable(user: &SimUser, me: i64) -> bool {
-        match user.phone_privacy {
-            PhonePrivacy::Everybody => true,
-            PhonePrivacy::Contacts => user.contacts.contains(&me),
-            PhonePrivacy::Nobody => false,
-        }
+    /// Whether `me` may find `user` by number ("Who can find me by my number"): everybody, or
+    /// their contacts; and anyone already in `me`'s own contacts is known to `me` (the contact
+    /// list links their account, core.telegram.org/method/contacts.getContacts).
+    fn findable(&self, user: &SimUser, me: i64) -> bool {
+        let known = self.state.user(me).is_some_and(|m| m.contacts.contains(&user.id));
+        known
+            || match user.phone_privacy {
+                PhonePrivacy::Everybody => true,
+                PhonePrivacy::Contacts => user.contacts.contains(&me),
+                PhonePrivacy::Nobody => false,
+            }
     }
 
     /// contacts.resolvePhone: a hidden number answers exactly like an unregistered one.
@@ -721,11 +766,12 @@ impl Call<'_> {
         let me = self.account()?;
         self.state.lookups += 1;
         let phone = digits(&r.phone);
-        let found = self.state.users.iter().find(|u| digits(&u.phone) == phone && Self::findable(u, me));
+        let found = self.state.users.iter().find(|u| digits(&u.phone) == phone && self.findable(u, me));
         found.map(|u| self.resolved(u, me)).ok_or_else(|| bad("PHONE_NOT_OCCUPIED"))
     }
 
-    /// contacts.resolveUsername: 5–32 characters of a–z, 0–9 and `_` (core.telegram.org/method/contacts.resolveUsername).
+    /// contacts.resolveUsername: letters, digits and `_`, 5–32 long, or 4 for collectible
+    /// usernames (core.telegram.org/method/contacts.resolveUsername, fragment.com).
     fn resolve_username(&mut self, r: tl::functions::contacts::ResolveUsername) -> Result<tl::enums::contacts::ResolvedPeer, Fail> {
         let me = self.account()?;
         self.state.lookups += 1;
@@ -752,7 +798,7 @@ impl Call<'_> {
                 continue;
             }
             let phone = digits(&c.phone);
-            if let Some(u) = self.state.users.iter().find(|u| digits(&u.phone) == phone && Self::findable(u, me)) {
+            if let Some(u) = self.state.users.iter().find(|u| digits(&u.phone) == phone && self.findable(u, me)) {
                 imported.push(tl::types::ImportedContact { user_id: u.id, client_id: c.client_id }.into());
                 added.push(u.id);
             }
@@ -761,7 +807,7 @@ impl Call<'_> {
             self.world.record(self.state, Event::Contacts { owner: me, added: added.clone(), removed: Vec::new() });
         }
         for id in added {
-            users.push(tl_user(self.user(id)?, me));
+            users.push(self.shown(self.user(id)?, me));
         }
         Ok(tl::types::contacts::ImportedContacts { imported, popular_invites: Vec::new(), retry_contacts: retry, users }.into())
     }
@@ -777,7 +823,7 @@ impl Call<'_> {
             })
             .collect();
         self.world.record(self.state, Event::Contacts { owner: me, added: Vec::new(), removed: removed.clone() });
-        let users = removed.iter().filter_map(|id| self.state.user(*id)).map(|u| tl_user(u, me)).collect();
+        let users = removed.iter().filter_map(|id| self.state.user(*id)).map(|u| self.shown(u, me)).collect();
         Ok(tl::types::Updates { updates: Vec::new(), users, chats: Vec::new(), date: now_secs() as i32, seq: 0 }.into())
     }
 
@@ -786,7 +832,7 @@ impl Call<'_> {
         let mine = self.user(me)?.contacts.clone();
         let users: Vec<&SimUser> = mine.iter().filter_map(|id| self.state.user(*id)).collect();
         let contacts = users.iter().map(|u| tl::types::Contact { user_id: u.id, mutual: u.contacts.contains(&me) }.into()).collect();
-        Ok(tl::types::contacts::Contacts { contacts, saved_count: 0, users: users.iter().map(|u| tl_user(u, me)).collect() }.into())
+        Ok(tl::types::contacts::Contacts { contacts, saved_count: 0, users: users.iter().map(|u| self.shown(u, me)).collect() }.into())
     }
 
     /// What every send checks: the recipient, a repeated `random_id`, the privacy settings.
@@ -852,7 +898,7 @@ impl Call<'_> {
             .filter(|m| (r.max_id == 0 || m.id < r.max_id) && (r.min_id == 0 || m.id > r.min_id))
             .map(|m| tl_message(m, me))
             .collect();
-        let users = [me, peer].iter().filter_map(|id| self.state.user(*id)).map(|u| tl_user(u, me)).collect();
+        let users = [me, peer].iter().filter_map(|id| self.state.user(*id)).map(|u| self.shown(u, me)).collect();
         if page.len() == chat.len() {
             return Ok(tl::types::messages::Messages { messages: page, topics: Vec::new(), chats: Vec::new(), users }.into());
         }
@@ -916,7 +962,7 @@ impl Call<'_> {
                 .into(),
             );
             messages.push(tl_message(top, me));
-            users.extend(self.state.user(peer).map(|u| tl_user(u, me)));
+            users.extend(self.state.user(peer).map(|u| self.shown(u, me)));
         }
         Ok(tl::types::messages::PeerDialogs { dialogs, messages, chats: Vec::new(), users, state: tl_state(self.state.pts(me)) }.into())
     }
@@ -963,7 +1009,7 @@ impl Call<'_> {
         }
         involved.sort();
         involved.dedup();
-        let users = involved.iter().filter_map(|id| self.state.user(*id)).map(|u| tl_user(u, me)).collect();
+        let users = involved.iter().filter_map(|id| self.state.user(*id)).map(|u| self.shown(u, me)).collect();
         let state = tl_state(end as i32);
         if end < log.len() {
             return Ok(D::Slice(tl::types::updates::DifferenceSlice {
@@ -1100,6 +1146,7 @@ async fn send_media(world: &Arc<SandboxTelegram>, caller: &Caller, r: tl::functi
         sha256: stored.sha256,
         format: stored.format.into(),
         duration,
+        waveform_bytes: waveform.as_ref().map(Vec::len),
         waveform,
     };
     let mut state = world.lock();
@@ -1119,6 +1166,6 @@ fn sent_updates(call: &Call<'_>, me: i64, to: i64, id: i32, random_id: i64) -> t
     if let Some(m) = call.state.message(id) {
         updates.push(tl::types::UpdateNewMessage { message: tl_message(m, me), pts: call.state.pts(me), pts_count: 1 }.into());
     }
-    let users = [me, to].iter().filter_map(|id| call.state.user(*id)).map(|u| tl_user(u, me)).collect();
+    let users = [me, to].iter().filter_map(|id| call.state.user(*id)).map(|u| call.shown(u, me)).collect();
     tl::types::Updates { updates, users, chats: Vec::new(), date: now_secs() as i32, seq: 0 }.into()
 }
