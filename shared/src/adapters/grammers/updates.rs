@@ -165,7 +165,7 @@ fn incoming(message: tl::enums::Message, users: &[tl::enums::User]) -> Option<In
 }
 
 /// Telegram's entity as our formatting, for the kinds we have (offsets are UTF-16 units on both sides).
-fn text_entity(entity: &tl::enums::MessageEntity) -> Option<TextEntity> {
+pub(crate) fn text_entity(entity: &tl::enums::MessageEntity) -> Option<TextEntity> {
     use tl::enums::MessageEntity as E;
     let (offset, length, kind) = match entity {
         E::Bold(e) => (e.offset, e.length, EntityKind::Bold),

@@ -136,6 +136,7 @@ impl Connection {
                     Err(_) => return Err(Closed::Protocol("bad transport frame")),
                 }
             };
+            world.lock().stats.frames += 1;
             let dropped = self.receive(world, &frame).await?;
             for (body, answer, content) in std::mem::take(&mut self.out) {
                 let payload = self.seal(world, &body, answer, content);

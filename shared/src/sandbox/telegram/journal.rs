@@ -1,5 +1,7 @@
 //! The sandbox Telegram's memory: every change to its world as one JSON line, appended
-//! before anyone learns of the change and replayed at start. A process killed mid-write
+//! before anyone learns of the change and replayed at start. Telegram's own state outlives
+//! connections and restarts: a `random_id` once used stays used (core.telegram.org/method/messages.sendMessage,
+//! `RANDOM_ID_DUPLICATE`), and an account's updates stay in sequence (core.telegram.org/api/updates). A process killed mid-write
 //! leaves at most a torn last line, which is skipped: that change never happened, and no
 //! one heard of it.
 

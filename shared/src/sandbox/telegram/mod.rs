@@ -237,6 +237,8 @@ pub struct Stats {
     pub connections: HashMap<i32, u64>,
     /// RPC calls, by TL method name.
     pub calls: HashMap<String, u64>,
+    /// Encrypted messages received from clients (each a request, a resend or a container).
+    pub frames: u64,
 }
 
 #[derive(Default)]
@@ -300,6 +302,11 @@ impl SandboxTelegram {
 
     pub fn received(&self) -> Vec<ReceivedMessage> {
         self.lock().received.clone()
+    }
+
+    /// How many messages it holds (without copying them out).
+    pub fn message_count(&self) -> usize {
+        self.lock().received.len()
     }
 
     pub fn lookups(&self) -> u64 {

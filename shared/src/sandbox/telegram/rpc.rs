@@ -12,7 +12,8 @@ use super::{
     ReceivedMessage, SandboxTelegram, SimLogin, SimUpdate, SimUser, State, TOO_LONG_GAP,
 };
 use crate::clock::now_secs;
-use crate::domain::formatting::{EntityKind, TextEntity};
+use crate::domain::Formatted;
+use crate::domain::formatting::TextEntity;
 
 /// The sandbox's Telegram application (my.telegram.org): the app's `api_id`/`api_hash` in the sandbox.
 pub const API_ID: i32 = 94_575;
@@ -284,46 +285,14 @@ fn tl_media(m: &ReceivedMessage) -> Option<tl::enums::MessageMedia> {
     )
 }
 
+/// Our formatting as Telegram's entities and back: the adapter's own conversions, the one
+/// place that maps them.
 fn tl_entities(entities: &[TextEntity]) -> Option<Vec<tl::enums::MessageEntity>> {
-    if entities.is_empty() {
-        return None;
-    }
-    Some(
-        entities
-            .iter()
-            .map(|e| {
-                let (offset, length) = (e.offset as i32, e.length as i32);
-                match &e.kind {
-                    EntityKind::Bold => tl::types::MessageEntityBold { offset, length }.into(),
-                    EntityKind::Italic => tl::types::MessageEntityItalic { offset, length }.into(),
-                    EntityKind::Underline => tl::types::MessageEntityUnderline { offset, length }.into(),
-                    EntityKind::Strikethrough => tl::types::MessageEntityStrike { offset, length }.into(),
-                    EntityKind::Code => tl::types::MessageEntityCode { offset, length }.into(),
-                    EntityKind::TextUrl { url } => tl::types::MessageEntityTextUrl { offset, length, url: url.clone() }.into(),
-                }
-            })
-            .collect(),
-    )
+    crate::adapters::grammers::entities(&Formatted { text: String::new(), entities: entities.to_vec() })
 }
 
 fn our_entities(entities: Option<&[tl::enums::MessageEntity]>) -> Vec<TextEntity> {
-    use tl::enums::MessageEntity as E;
-    entities
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|e| {
-            let (offset, length, kind) = match e {
-                E::Bold(e) => (e.offset, e.length, EntityKind::Bold),
-                E::Italic(e) => (e.offset, e.length, EntityKind::Italic),
-                E::Underline(e) => (e.offset, e.length, EntityKind::Underline),
-                E::Strike(e) => (e.offset, e.length, EntityKind::Strikethrough),
-                E::Code(e) => (e.offset, e.length, EntityKind::Code),
-                E::TextUrl(e) => (e.offset, e.length, EntityKind::TextUrl { url: e.url.clone() }),
-                _ => return None,
-            };
-            Some(TextEntity { offset: offset.try_into().ok()?, length: length.try_into().ok()?, kind })
-        })
-        .collect()
+    entities.unwrap_or_default().iter().filter_map(crate::adapters::grammers::text_entity).collect()
 }
 
 /// A private-chat message as `me` sees it: `out` for their own, `peer_id` the other side.
