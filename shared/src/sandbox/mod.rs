@@ -1,5 +1,5 @@
 //! The sandbox: a simulated Bitrix24 portal and a simulated Telegram, seeded with demo
-//! data, over the same ports and protocols as the real ones. `cargo run` starts in it.
+//! data, over the same protocols as the real ones (REST over HTTP, MTProto over TCP). `cargo run` starts in it.
 //! Each behaviour cites its documentation: the portal its b24restdocs page, the Telegram side
 //! its core.telegram.org method.
 
@@ -225,8 +225,10 @@ async fn index() -> Html<String> {
         "<!doctype html><html lang=en><meta charset=utf-8><title>OLChat sandbox</title>
 <link rel=stylesheet href=/assets/tab.css>
 <main class=olc><h1 class=olc-heading>OLChat for Telegram — sandbox</h1>
-<p>A simulated Bitrix24 portal (<code>{domain}</code>) and a simulated Telegram. Open the app in a CRM card,
-as Bitrix24 would: it POSTs the placement with a fresh user token.</p>
+<p>A simulated Bitrix24 portal (<code>{domain}</code>) and a simulated Telegram: two MTProto data centres on
+loopback, which the app reaches with the same client (grammers) it uses for Telegram. Open the app in a CRM card,
+as Bitrix24 would: it POSTs the placement with a fresh user token. What the data centres saw:
+<a href=/sandbox/telegram/stats>/sandbox/telegram/stats</a>.</p>
 <table class=olc-table><thead><tr><th>Card</th><th>What it shows</th><th>Open the app</th></tr></thead><tbody>{rows}</tbody></table>
 <p>Answer as a client, or read the accounts' messages, in Telegram: <a href=/sandbox/telegram>/sandbox/telegram</a>;
 every message as JSON: <a href=/sandbox/telegram/messages>/sandbox/telegram/messages</a>.

@@ -214,119 +214,48 @@ fn remote_file(id: i32, media: tl::enums::MessageMedia) -> Option<RemoteFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::telegram::rpc::{tl_message, tl_user};
+    use crate::sandbox::telegram::{PhonePrivacy, ReceivedMessage, SimUser};
 
     const THEM: i64 = 42;
+    const ME: i64 = 1;
 
+    /// A user and a message as Telegram would send them: the sandbox data centre's builders,
+    /// the one place that spells out every field of these constructors.
     fn user(id: i64) -> tl::enums::User {
-        tl::types::User {
-            is_self: false,
-            contact: false,
-            mutual_contact: false,
-            deleted: false,
-            bot: false,
-            bot_chat_history: false,
-            bot_nochats: false,
-            verified: false,
-            restricted: false,
-            min: false,
-            bot_inline_geo: false,
-            support: false,
-            scam: false,
-            apply_min_photo: false,
-            fake: false,
-            bot_attach_menu: false,
-            premium: false,
-            attach_menu_enabled: false,
-            bot_can_edit: false,
-            close_friend: false,
-            stories_hidden: false,
-            stories_unavailable: false,
-            contact_require_premium: false,
-            bot_business: false,
-            bot_has_main_app: false,
-            bot_forum_view: false,
-            bot_forum_can_manage_topics: false,
-            bot_can_manage_bots: false,
-            bot_guestchat: false,
-            bot_guard: false,
+        let sim = |id| SimUser {
             id,
-            access_hash: Some(7),
-            first_name: Some("Ann".into()),
-            last_name: None,
+            access_hash: 7,
+            phone: String::new(),
             username: None,
-            phone: None,
-            photo: None,
-            status: None,
-            bot_info_version: None,
-            restriction_reason: None,
-            bot_inline_placeholder: None,
-            lang_code: None,
-            emoji_status: None,
-            usernames: None,
-            stories_max_id: None,
-            color: None,
-            profile_color: None,
-            bot_active_users: None,
-            bot_verification_icon: None,
-            send_paid_messages_stars: None,
-            linked_community_id: None,
-        }
-        .into()
+            first_name: "Ann".into(),
+            last_name: String::new(),
+            phone_privacy: PhonePrivacy::Nobody,
+            accepts_strangers: true,
+            contacts: Vec::new(),
+            dc: 2,
+            logged_in: false,
+            cloud_password: None,
+        };
+        tl_user(&sim(id), &sim(ME)).into()
     }
 
-    /// Message `id` in the private chat with [`THEM`].
+    /// Message `id` that [`THEM`] wrote in their private chat with us.
     fn message(id: i32, text: &str) -> tl::types::Message {
-        tl::types::Message {
-            out: false,
-            mentioned: false,
-            media_unread: false,
-            silent: false,
-            post: false,
-            from_scheduled: false,
-            legacy: false,
-            edit_hide: false,
-            pinned: false,
-            noforwards: false,
-            invert_media: false,
-            offline: false,
-            video_processing_pending: false,
-            paid_suggested_post_stars: false,
-            paid_suggested_post_ton: false,
+        let written = ReceivedMessage {
             id,
-            from_id: None,
-            from_boosts_applied: None,
-            from_rank: None,
-            peer_id: tl::types::PeerUser { user_id: THEM }.into(),
-            saved_peer_id: None,
-            fwd_from: None,
-            via_bot_id: None,
-            via_business_bot_id: None,
-            guestchat_via_from: None,
-            reply_to: None,
+            from_user_id: THEM,
+            from_username: None,
+            to_user_id: ME,
+            to_username: None,
+            text: text.into(),
+            entities: Vec::new(),
+            media: "text".into(),
+            file: None,
             date: 1_700_000_000,
-            message: text.into(),
-            media: None,
-            reply_markup: None,
-            entities: None,
-            views: None,
-            forwards: None,
-            replies: None,
-            edit_date: None,
-            post_author: None,
-            grouped_id: None,
-            reactions: None,
-            restriction_reason: None,
-            ttl_period: None,
-            quick_reply_shortcut_id: None,
-            effect: None,
-            factcheck: None,
-            report_delivery_until_date: None,
-            paid_message_stars: None,
-            suggested_post: None,
-            schedule_repeat_period: None,
-            summary_from_language: None,
-            rich_message: None,
-        }
+            read: false,
+        };
+        tl_message(&written, ME)
     }
 
     fn document(attributes: Vec<tl::enums::DocumentAttribute>, mime_type: &str) -> tl::enums::MessageMedia {

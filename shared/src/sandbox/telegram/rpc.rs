@@ -165,7 +165,7 @@ struct Call<'a> {
 /// A user as the account `me` sees them (core.telegram.org/constructor/user): `contact` when
 /// in `me`'s contacts, `mutual_contact` when both ways; the phone only to themselves, to
 /// whoever has them as a contact (they saved the number), or to all when it is public.
-fn tl_user(u: &SimUser, me: &SimUser) -> tl::enums::User {
+pub(crate) fn tl_user(u: &SimUser, me: &SimUser) -> tl::types::User {
     let is_self = u.id == me.id;
     let contact = me.contacts.contains(&u.id);
     tl::types::User {
@@ -221,7 +221,6 @@ fn tl_user(u: &SimUser, me: &SimUser) -> tl::enums::User {
         send_paid_messages_stars: None,
         linked_community_id: None,
     }
-    .into()
 }
 
 
@@ -296,7 +295,7 @@ fn our_entities(entities: Option<&[tl::enums::MessageEntity]>) -> Vec<TextEntity
 }
 
 /// A private-chat message as `me` sees it: `out` for their own, `peer_id` the other side.
-fn tl_message(m: &ReceivedMessage, me: i64) -> tl::enums::Message {
+pub(crate) fn tl_message(m: &ReceivedMessage, me: i64) -> tl::types::Message {
     let out = m.from_user_id == me;
     let other = if out { m.to_user_id } else { m.from_user_id };
     tl::types::Message {
@@ -350,7 +349,6 @@ fn tl_message(m: &ReceivedMessage, me: i64) -> tl::enums::Message {
         summary_from_language: None,
         rich_message: None,
     }
-    .into()
 }
 
 fn tl_state(pts: i32) -> tl::enums::updates::State {
@@ -376,13 +374,11 @@ impl Call<'_> {
     /// that addresses no one) when the fault asks.
     fn shown(&self, u: &SimUser, me: i64) -> tl::enums::User {
         let mut user = tl_user(u, self.state.user(me).unwrap_or(u));
-        if let (Some(Fault::MinUsers), tl::enums::User::User(user)) = (&self.caller.fault, &mut user) {
-            if user.id != me {
-                user.min = true;
-                user.access_hash = user.access_hash.map(|h| !h);
-            }
+        if self.caller.fault == Some(Fault::MinUsers) && user.id != me {
+            user.min = true;
+            user.access_hash = user.access_hash.map(|h| !h);
         }
-        user
+        user.into()
     }
 
     fn me(&self) -> Result<i64, Fail> {
@@ -865,7 +861,7 @@ impl Call<'_> {
             .unwrap_or_default()
             .iter()
             .filter(|m| (r.max_id == 0 || m.id < r.max_id) && (r.min_id == 0 || m.id > r.min_id))
-            .map(|m| tl_message(m, me))
+            .map(|m| tl_message(m, me).into())
             .collect();
         let users = [me, peer].iter().filter_map(|id| self.state.user(*id)).map(|u| self.shown(u, me)).collect();
         if page.len() == chat.len() {
@@ -930,7 +926,7 @@ impl Call<'_> {
                 }
                 .into(),
             );
-            messages.push(tl_message(top, me));
+            messages.push(tl_message(top, me).into());
             users.extend(self.state.user(peer).map(|u| self.shown(u, me)));
         }
         Ok(tl::types::messages::PeerDialogs { dialogs, messages, chats: Vec::new(), users, state: tl_state(self.state.pts(me)) }.into())
@@ -966,7 +962,7 @@ impl Call<'_> {
                 SimUpdate::Message(id) => {
                     if let Some(m) = self.state.message(id) {
                         involved.extend([m.from_user_id, m.to_user_id]);
-                        new_messages.push(tl_message(m, me));
+                        new_messages.push(tl_message(m, me).into());
                     }
                 }
                 SimUpdate::ReadOutbox { user_id, max_id } => {
@@ -1133,7 +1129,7 @@ async fn send_media(world: &Arc<SandboxTelegram>, caller: &Caller, r: tl::functi
 fn sent_updates(call: &Call<'_>, me: i64, to: i64, id: i32, random_id: i64) -> tl::enums::Updates {
     let mut updates: Vec<tl::enums::Update> = vec![tl::types::UpdateMessageId { id, random_id }.into()];
     if let Some(m) = call.state.message(id) {
-        updates.push(tl::types::UpdateNewMessage { message: tl_message(m, me), pts: call.state.pts(me), pts_count: 1 }.into());
+        updates.push(tl::types::UpdateNewMessage { message: tl_message(m, me).into(), pts: call.state.pts(me), pts_count: 1 }.into());
     }
     let users = [me, to].iter().filter_map(|id| call.state.user(*id)).map(|u| call.shown(u, me)).collect();
     tl::types::Updates { updates, users, chats: Vec::new(), date: now_secs() as i32, seq: 0 }.into()
