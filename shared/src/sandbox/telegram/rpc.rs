@@ -557,6 +557,10 @@ impl Call<'_> {
             return Ok(tl::types::auth::AuthorizationSignUpRequired { terms_of_service: None }.into());
         };
         let (user_id, guarded) = (user.id, user.cloud_password.is_some());
+        // The account signs in on its own DC (core.telegram.org/api/datacenter: USER_MIGRATE_X).
+        if user.dc != self.caller.dc {
+            return Err(Fail(303, format!("USER_MIGRATE_{}", user.dc)));
+        }
         if guarded {
             self.state.logins.entry(self.caller.key_id).or_default().awaiting_password = Some(user_id);
             return Err(Fail(401, "SESSION_PASSWORD_NEEDED".into()));
