@@ -699,7 +699,7 @@ async fn history_pages_forward_from_the_oldest_through_full_pages_of_mixed_messa
         after = page.next_after;
         pages.push(page);
     }
-    let last_offset = pages.iter().filter_map(|p| p.next_after).last();
+    let last_offset = pages.iter().filter_map(|p| p.next_after).next_back();
 
     // Later messages: paging resumes from the offset kept.
     for i in 0..11 {

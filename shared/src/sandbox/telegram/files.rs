@@ -104,17 +104,17 @@ impl Files {
         let sizes: Vec<usize> = upload.parts.values().copied().collect();
         let part_size = sizes[0];
         let (whole, last) = sizes.split_at(sizes.len() - 1);
-        let regular = |s: usize| s % 1024 == 0 && MAX_PART % s == 0;
+        let regular = |s: usize| s.is_multiple_of(1024) && MAX_PART.is_multiple_of(s);
         if whole.iter().any(|s| *s != part_size || !regular(*s)) || (sizes.len() > 1 && last[0] > part_size) {
             return Err("FILE_PARTS_INVALID");
         }
         let id = super::random_i64() & i64::MAX;
         fs::rename(self.upload_dir(key_id, file_id), self.file_dir(id)).map_err(|_| "FILE_WRITE_FAILED")?;
         let stored = self.describe(id).map_err(|_| "FILE_WRITE_FAILED")?;
-        if let Some(expected) = md5.filter(|m| !m.is_empty()) {
-            if self.md5(id).map_err(|_| "FILE_WRITE_FAILED")? != expected.to_ascii_lowercase() {
-                return Err("MD5_CHECKSUM_INVALID");
-            }
+        if let Some(expected) = md5.filter(|m| !m.is_empty())
+            && self.md5(id).map_err(|_| "FILE_WRITE_FAILED")? != expected.to_ascii_lowercase()
+        {
+            return Err("MD5_CHECKSUM_INVALID");
         }
         Ok(stored)
     }

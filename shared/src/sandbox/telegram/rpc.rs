@@ -513,10 +513,10 @@ impl Call<'_> {
         if !(7..=15).contains(&phone.len()) {
             return Err(bad("PHONE_NUMBER_INVALID"));
         }
-        if let Some(u) = self.state.users.iter().find(|u| digits(&u.phone) == phone) {
-            if u.dc != self.caller.dc {
-                return Err(Fail(303, format!("PHONE_MIGRATE_{}", u.dc)));
-            }
+        if let Some(u) = self.state.users.iter().find(|u| digits(&u.phone) == phone)
+            && u.dc != self.caller.dc
+        {
+            return Err(Fail(303, format!("PHONE_MIGRATE_{}", u.dc)));
         }
         let phone_code_hash = super::hex(&random_bytes(9));
         let login = SimLogin { phone, phone_code_hash: phone_code_hash.clone(), code_sent_at: now_secs(), ..SimLogin::default() };
@@ -894,7 +894,7 @@ impl Call<'_> {
         for p in r.peers.iter().filter_map(|p| if let tl::enums::InputDialogPeer::Peer(p) = p { Some(p) } else { None }) {
             let peer = self.input_peer(me, &p.peer)?;
             let chat = || self.state.received.iter().filter(move |m| (m.from_user_id, m.to_user_id) == (me, peer) || (m.from_user_id, m.to_user_id) == (peer, me));
-            let Some(top) = chat().last() else { continue };
+            let Some(top) = chat().next_back() else { continue };
             let read_max = |from: i64| chat().filter(|m| m.from_user_id == from && m.read).map(|m| m.id).max().unwrap_or(0);
             let notify_settings = tl::types::PeerNotifySettings {
                 show_previews: None,

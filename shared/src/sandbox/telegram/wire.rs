@@ -61,7 +61,7 @@ pub struct Incoming {
 /// Decrypts a client's message with `auth_key`; `None` when it is not one (a wrong
 /// `msg_key`, a length that does not add up): the server then drops the connection.
 pub fn decrypt(payload: &[u8], auth_key: &[u8; 256]) -> Option<Incoming> {
-    if payload.len() < 24 + 32 || (payload.len() - 24) % 16 != 0 {
+    if payload.len() < 24 + 32 || !(payload.len() - 24).is_multiple_of(16) {
         return None;
     }
     let key: [u8; 16] = payload[8..24].try_into().ok()?;
