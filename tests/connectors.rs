@@ -358,3 +358,22 @@ async fn an_administrator_decides_who_may_write_from_an_account() {
     assert_eq!(everyone.body["access"], json!({ "kind": "everyone" }));
     assert_eq!(send_from_sales(&app, &boris, IVAN).await.0, StatusCode::ACCEPTED);
 }
+
+#[tokio::test]
+async fn an_administrator_keeps_or_drops_numbers_imported_to_find_their_owners() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let list = app.get(&admin, "/api/connectors").await.body;
+    let sales = |body: &Value| body["connectors"].as_array().unwrap().iter().find(|c| c["id"] == "sales").cloned().unwrap();
+    assert_eq!(sales(&list)["keep_imported_contacts"], false, "dropped by default");
+    let set = app.put_json(&admin, "/api/connectors/sales/keep-imported-contacts", json!({ "keep_imported_contacts": true })).await;
+    assert_eq!((set.status, &set.body["keep_imported_contacts"]), (StatusCode::OK, &json!(true)), "{}", set.body);
+    assert_eq!(sales(&app.get(&admin, "/api/connectors").await.body)["keep_imported_contacts"], true);
+    let stored = app.app.services.connectors.get(seed::DEMO_MEMBER_ID, "sales").await.unwrap().unwrap();
+    assert!(stored.keep_imported_contacts);
+    // The body names the setting of its route; anything else is refused.
+    let wrong = app.put_json(&admin, "/api/connectors/sales/keep-imported-contacts", json!({ "accept_all": false })).await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST, "{}", wrong.body);
+    let unknown = app.put_json(&admin, "/api/connectors/sales/everything", json!({ "everything": true })).await;
+    assert!(unknown.status.is_client_error(), "{}", unknown.status);
+}

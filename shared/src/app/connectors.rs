@@ -250,14 +250,26 @@ pub async fn set_budgets(svc: &Services, admin: &AdminClaims, id: &str, budgets:
     admin_view(svc, updated.ok_or_else(|| unknown_connector(admin.lang))?).await
 }
 
-/// A connector's yes-or-no choices, the administrator's to make.
-#[derive(Clone, Copy, Debug)]
+/// A connector's yes-or-no choices, the administrator's to make; named in URLs as
+/// `accept-all` and `keep-imported-contacts`.
+#[derive(Clone, Copy, Debug, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ConnectorFlag {
     /// Messages from anyone who writes to the account reach the Open Line, not only from
     /// people the portal wrote to.
     AcceptAll,
     /// Numbers imported as Telegram contacts to find their owners stay in the account's contacts.
     KeepImportedContacts,
+}
+
+impl ConnectorFlag {
+    /// Its field in the connector's view and in the request that sets it.
+    pub fn field(self) -> &'static str {
+        match self {
+            ConnectorFlag::AcceptAll => "accept_all",
+            ConnectorFlag::KeepImportedContacts => "keep_imported_contacts",
+        }
+    }
 }
 
 pub async fn set_flag(svc: &Services, admin: &AdminClaims, id: &str, flag: ConnectorFlag, on: bool) -> Result<ConnectorAdminView, AppError> {

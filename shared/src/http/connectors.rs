@@ -32,8 +32,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/connectors/{id}/disconnect", post(disconnect))
         .route("/api/connectors/{id}/line", put(line))
         .route("/api/connectors/{id}/budgets", put(budgets))
-        .route("/api/connectors/{id}/accept-all", put(accept_all))
-        .route("/api/connectors/{id}/keep-imported-contacts", put(keep_imported_contacts))
+        // `accept-all`, `keep-imported-contacts` (the other settings have routes of their own, which win).
+        .route("/api/connectors/{id}/{flag}", put(flag))
         .route("/api/connectors/{id}/access", put(access))
         .route("/api/connectors/people", get(people))
         .route("/api/connectors/system-messages", put(system_messages))
@@ -146,34 +146,20 @@ async fn budgets(
     Ok(Json(connectors::set_budgets(&svc, &admin, &id, r.budgets).await?))
 }
 
-#[derive(Deserialize)]
-struct AcceptAllRequest {
-    accept_all: bool,
-}
-
-async fn accept_all(
+/// One of a connector's yes-or-no settings: `PUT /api/connectors/{id}/accept-all` with
+/// `{"accept_all": true}`, `.../keep-imported-contacts` with `{"keep_imported_contacts": false}`.
+async fn flag(
     State(svc): State<AppState>,
     Admin(admin): Admin,
-    Path(id): Path<String>,
-    body: Result<Json<AcceptAllRequest>, JsonRejection>,
+    Path((id, flag)): Path<(String, ConnectorFlag)>,
+    body: Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>,
 ) -> Result<impl IntoResponse, AppError> {
-    let r = json_body(body)?;
-    Ok(Json(connectors::set_flag(&svc, &admin, &id, ConnectorFlag::AcceptAll, r.accept_all).await?))
-}
-
-#[derive(Deserialize)]
-struct KeepImportedRequest {
-    keep_imported_contacts: bool,
-}
-
-async fn keep_imported_contacts(
-    State(svc): State<AppState>,
-    Admin(admin): Admin,
-    Path(id): Path<String>,
-    body: Result<Json<KeepImportedRequest>, JsonRejection>,
-) -> Result<impl IntoResponse, AppError> {
-    let r = json_body(body)?;
-    Ok(Json(connectors::set_flag(&svc, &admin, &id, ConnectorFlag::KeepImportedContacts, r.keep_imported_contacts).await?))
+    let field = flag.field();
+    let on = json_body(body)?
+        .get(field)
+        .and_then(serde_json::Value::as_bool)
+        .ok_or_else(|| AppError::bad_request("bad_json", format!("{field} must be true or false")))?;
+    Ok(Json(connectors::set_flag(&svc, &admin, &id, flag, on).await?))
 }
 
 #[derive(Deserialize)]
