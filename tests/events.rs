@@ -13,7 +13,7 @@ use olchat_tests::moto::{Moto, provision};
 use olchat_tests::{drain, samples, spawn_app};
 use serde_json::Value;
 use shared::app::Services;
-use shared::crypto::Sealer;
+use shared::crypto::MasterKey;
 use shared::domain::{EntityRef, EntityType, MessageStatus, Publication};
 use shared::i18n::Lang;
 use shared::work::Job;
@@ -66,7 +66,7 @@ async fn every_sample_event_runs_through_its_handler() {
     let config = moto.config().await;
     let resources = provision(&config, "events", 10).await;
     // A deployment on moto whose grammers adapter talks to the sandbox data centres.
-    let key = Sealer::generate_key();
+    let key = MasterKey::generate_key();
     let mut svc = samples::deployment(&config, &resources, &key, &app).await;
     svc.telegram = samples::sandbox_telegram(&config, &resources, &key, &app).await;
     let svc = Arc::new(svc);

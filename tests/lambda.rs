@@ -12,7 +12,7 @@ use std::time::Duration;
 use olchat_tests::moto::{Moto, free_port, provision};
 use olchat_tests::{drain, samples, spawn_app};
 use serde_json::{Value, json};
-use shared::crypto::Sealer;
+use shared::crypto::MasterKey;
 use shared::domain::{MessageStatus, Publication};
 use shared::work::Job;
 use shared::ports::JobQueue;
@@ -104,7 +104,7 @@ async fn the_lambda_binaries_answer_their_sample_events() {
     let resources = provision(&config, "lambda", 10).await;
     // The encryption key comes from SSM as in a deployment.
     let ssm = aws_sdk_ssm::Client::new(&config);
-    let key = Sealer::generate_key();
+    let key = MasterKey::generate_key();
     let put = ssm.put_parameter().name("/olchat/encryption-key").value(&key);
     put.r#type(aws_sdk_ssm::types::ParameterType::SecureString).send().await.unwrap();
 

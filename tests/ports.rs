@@ -34,14 +34,14 @@ async fn queued_jobs_survive_a_restart() {
 
 #[tokio::test]
 async fn a_session_lease_is_one_holders_until_released_or_expired_and_sessions_are_sealed() {
-    use shared::crypto::Sealer;
+    use shared::crypto::MasterKey;
     use shared::ports::Table;
     use shared::repo::Records;
     use shared::repo::sessions::TelegramSessions;
 
     let dir = tempfile::tempdir().unwrap();
     let table = Arc::new(SqliteTable::new(SqliteDb::open(&dir.path().join("t.db")).unwrap()));
-    let sessions = TelegramSessions::new(Records::new(table.clone()), Sealer::from_base64(&Sealer::generate_key()).unwrap());
+    let sessions = TelegramSessions::new(Records::new(table.clone()), &MasterKey::from_base64(&MasterKey::generate_key()).unwrap());
     let minute = Duration::from_secs(60);
     assert!(sessions.try_lease("c1", "a", minute).await.unwrap());
     assert!(!sessions.try_lease("c1", "b", minute).await.unwrap(), "one connection per session");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use shared::adapters::grammers::{ApiCredentials, GrammersTelegram, Servers};
 use shared::adapters::{SqliteDb, SqliteTable};
-use shared::crypto::{Sealer, Secret};
+use shared::crypto::{MasterKey, Secret};
 use shared::domain::{Formatted, PhoneE164};
 use shared::ports::{Account, LoginError, LoginStep, Telegram};
 use shared::repo::Records;
@@ -25,8 +25,8 @@ async fn logs_in_sends_and_logs_out_on_the_test_servers() {
 
     let dir = tempfile::tempdir().unwrap();
     let table = Arc::new(SqliteTable::new(SqliteDb::open(&dir.path().join("t.db")).unwrap()));
-    let sealer = Sealer::from_base64(&Sealer::generate_key()).unwrap();
-    let sessions = TelegramSessions::new(Records::new(table), sealer);
+    let master = MasterKey::from_base64(&MasterKey::generate_key()).unwrap();
+    let sessions = TelegramSessions::new(Records::new(table), &master);
     let credentials = ApiCredentials { api_id: api_id.parse().expect("TG_TEST_API_ID is a number"), api_hash: Secret::new(api_hash) };
     let telegram = GrammersTelegram::new(credentials, sessions.clone(), Servers::Test);
 

@@ -1,4 +1,5 @@
-//! Secrets at rest: AES-256-GCM with a random nonce, bound to where the value is stored.
+//! Secrets at rest: AES-256-GCM with a random nonce, bound to where the value is stored; and
+//! the keys for each purpose, derived from the one configured master key with HKDF.
 
 use std::fmt;
 
@@ -6,7 +7,7 @@ use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use hmac::{Hmac, Mac};
+use hkdf::Hkdf;
 use sha2::Sha256;
 
 const NONCE_LEN: usize = 12;
@@ -40,18 +41,42 @@ pub enum CryptoError {
     Unsealable,
 }
 
-/// The application's master key: seals secrets and derives the other keys.
-#[derive(Clone)]
-pub struct Sealer {
-    cipher: Aes256Gcm,
-    master: [u8; 32],
+/// What a key derived from the master key is for. Each purpose has a key of its own, so a
+/// value made for one purpose is worthless for another (a sealed session does not open as a
+/// token, a blob URL's signature is no tab token's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyPurpose {
+    /// Sealing the portals' OAuth and application tokens.
+    SealTokens,
+    /// Sealing Telegram sessions and login state.
+    SealSessions,
+    /// Signing the tab's and the connectors page's session tokens.
+    SignTabTokens,
+    /// Signing the embedded blob store's upload and download URLs.
+    SignBlobUrls,
 }
 
-impl Sealer {
+impl KeyPurpose {
+    /// HKDF's `info`: never change one, or what was sealed with its key no longer opens.
+    fn info(self) -> &'static [u8] {
+        match self {
+            Self::SealTokens => b"olchat/v1/seal-tokens",
+            Self::SealSessions => b"olchat/v1/seal-sessions",
+            Self::SignTabTokens => b"olchat/v1/sign-tab-tokens",
+            Self::SignBlobUrls => b"olchat/v1/sign-blob-urls",
+        }
+    }
+}
+
+/// The configured master key (`OLCHAT_ENCRYPTION_KEY`). It is never used as a key itself:
+/// every purpose gets its own, derived with HKDF-SHA256 (RFC 5869).
+#[derive(Clone)]
+pub struct MasterKey([u8; 32]);
+
+impl MasterKey {
     pub fn from_base64(key: &str) -> Result<Self, CryptoError> {
         let bytes = STANDARD.decode(key.trim()).map_err(|_| CryptoError::BadKey)?;
-        let master: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::BadKey)?;
-        Ok(Self { cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(master)), master })
+        bytes.try_into().map(Self).map_err(|_| CryptoError::BadKey)
     }
 
     /// A fresh random key, base64-encoded.
@@ -59,6 +84,26 @@ impl Sealer {
         STANDARD.encode(Key::<Aes256Gcm>::generate())
     }
 
+    /// The key for `purpose`. The master key is uniformly random, so HKDF needs no salt.
+    pub fn derive_key(&self, purpose: KeyPurpose) -> [u8; 32] {
+        let mut key = [0; 32];
+        Hkdf::<Sha256>::new(None, &self.0).expand(purpose.info(), &mut key).expect("32 bytes is a valid HKDF-SHA256 length");
+        key
+    }
+
+    /// Seals and opens with the key for `purpose` (one of the `Seal*`).
+    pub fn sealer(&self, purpose: KeyPurpose) -> Sealer {
+        Sealer { cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(self.derive_key(purpose))) }
+    }
+}
+
+/// Seals secrets with one purpose's key.
+#[derive(Clone)]
+pub struct Sealer {
+    cipher: Aes256Gcm,
+}
+
+impl Sealer {
     /// Encrypts `plain`; `context` (e.g. the record's key) must be given again to open it,
     /// so a sealed value copied to another record does not open.
     pub fn seal(&self, plain: &[u8], context: &str) -> String {
@@ -92,36 +137,59 @@ impl Sealer {
         let bytes = self.open(sealed, context)?;
         String::from_utf8(bytes).map(Secret).map_err(|_| CryptoError::Unsealable)
     }
-
-    /// A key for another purpose (signing session tokens...), derived so that one
-    /// configured secret serves all.
-    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.master).expect("HMAC takes any key length");
-        mac.update(purpose.as_bytes());
-        mac.finalize().into_bytes().into()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn master() -> MasterKey {
+        MasterKey::from_base64(&MasterKey::generate_key()).unwrap()
+    }
+
     #[test]
     fn seals_and_opens_in_context_only() {
-        let sealer = Sealer::from_base64(&Sealer::generate_key()).unwrap();
+        let sealer = master().sealer(KeyPurpose::SealTokens);
         let sealed = sealer.seal_str("refresh-token", "portal#a");
         assert!(!sealed.contains("refresh-token"));
         assert_eq!(sealer.open_secret(&sealed, "portal#a").unwrap().expose(), "refresh-token");
         assert!(sealer.open(&sealed, "portal#b").is_err());
         assert_ne!(sealed, sealer.seal_str("refresh-token", "portal#a"), "nonces are random");
-        let other = Sealer::from_base64(&Sealer::generate_key()).unwrap();
+        let other = master().sealer(KeyPurpose::SealTokens);
         assert!(other.open(&sealed, "portal#a").is_err());
         assert!(sealer.open("garbage", "portal#a").is_err());
     }
 
     #[test]
+    fn every_purpose_has_its_own_key() {
+        let master = master();
+        let purposes = [KeyPurpose::SealTokens, KeyPurpose::SealSessions, KeyPurpose::SignTabTokens, KeyPurpose::SignBlobUrls];
+        let keys: Vec<[u8; 32]> = purposes.iter().map(|&p| master.derive_key(p)).collect();
+        for (i, key) in keys.iter().enumerate() {
+            assert_ne!(key, &master.0, "{:?} is not the master key itself", purposes[i]);
+            for other in &keys[i + 1..] {
+                assert_ne!(key, other);
+            }
+        }
+        // A value sealed for one purpose does not open with another's key, even in the same context.
+        let sealed = master.sealer(KeyPurpose::SealTokens).seal_str("secret", "ctx");
+        assert!(master.sealer(KeyPurpose::SealSessions).open(&sealed, "ctx").is_err());
+        assert!(master.sealer(KeyPurpose::SealTokens).open(&sealed, "ctx").is_ok());
+    }
+
+    #[test]
+    fn derived_keys_are_stable() {
+        // HKDF-SHA256 (RFC 5869, no salt) of the bytes 0..32 with the tab tokens' info, computed
+        // independently (Python's hmac): a change of derivation would break every stored value.
+        let master = MasterKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+        let hex: String = master.derive_key(KeyPurpose::SignTabTokens).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "b0e3d7ef7ad79835ed434771eedbedcb0f2529bb4f59bf04d1216523fd3aa791");
+        assert_eq!(master.derive_key(KeyPurpose::SealTokens), master.clone().derive_key(KeyPurpose::SealTokens));
+    }
+
+    #[test]
     fn rejects_short_keys_and_hides_secrets_from_debug() {
-        assert!(Sealer::from_base64("c2hvcnQ=").is_err());
+        assert!(MasterKey::from_base64("c2hvcnQ=").is_err());
         assert_eq!(format!("{:?}", Secret::new("x")), "Secret(***)");
     }
 }

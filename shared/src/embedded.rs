@@ -8,15 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::http::StatusCode;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::adapters::grammers::{ApiCredentials, GrammersTelegram, Servers};
 use crate::adapters::{DirBlobs, SqliteDb, SqliteQueue, SqliteTable};
 use crate::app::install::RestEndpoints;
 use crate::app::{Adapters, Services, Site};
 use crate::bitrix::{AppCredentials, BitrixClient};
-use crate::crypto::Secret;
+use crate::crypto::{KeyPurpose, Secret};
 use crate::domain::phone::region_from_code;
 use crate::http;
 use crate::jobs::runner::{self, Order};
@@ -27,7 +29,8 @@ use crate::sandbox::telegram::SandboxTelegram;
 use crate::sandbox::telegram::rpc as telegram_rpc;
 use crate::work::Job;
 use crate::sandbox::{self, Sandbox, seed};
-use crate::settings::{Mode, PortalSettings, Portals, RealSettings, Settings};
+use crate::http::guard::{AllowedHosts, check_host};
+use crate::settings::{Mode, PortalSettings, Portals, RealSettings, ServerLimits, Settings};
 
 const PORTAL_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -133,6 +136,10 @@ async fn real_telegram(settings: &Settings, real: &RealSettings, sessions: &Tele
 /// Binds, starts the server and both workers; in sandbox mode also installs the app on the
 /// sandbox portals.
 pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
+    // Before anything is made: real mode has no key but the configured one.
+    if matches!(settings.mode, Mode::Real(_)) {
+        settings.master_key()?;
+    }
     std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("creating {}", settings.data_dir.display()))?;
     let listener = TcpListener::bind(settings.addr).await.with_context(|| format!("binding {}", settings.addr))?;
     let addr = listener.local_addr()?;
@@ -140,21 +147,22 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
 
     let db = SqliteDb::open(&settings.data_dir.join("olchat.db"))?;
     let queue = SqliteQueue::new(db.clone(), settings.max_receives);
-    let sealer = settings.sealer()?;
+    let master = settings.master_key()?;
     let table: Arc<dyn Table> = Arc::new(SqliteTable::new(db));
-    let sessions = TelegramSessions::new(Records::new(table.clone()), sealer.clone());
+    let sessions = TelegramSessions::new(Records::new(table.clone()), &master);
     let backends = match &settings.mode {
         Mode::Sandbox => sandbox_backends(&settings, &url, &sessions).await?,
         Mode::Real(real) => real_backends(&settings, real, &sessions).await?,
     };
     // Upload URLs are opened by the users' browsers: at the public address.
-    let blobs = Arc::new(DirBlobs::new(settings.data_dir.join("blobs"), &backends.site.public_url, sealer.derive_key("blob-url"))?);
+    let blobs = Arc::new(DirBlobs::new(settings.data_dir.join("blobs"), &backends.site.public_url, master.derive_key(KeyPurpose::SignBlobUrls))?);
     let summary = summary(&settings, addr, &backends.site);
+    let hosts = Arc::new(AllowedHosts::new(&backends.site.public_url, addr));
     let adapters = Adapters { table, queue: Arc::new(queue.clone()), blobs: blobs.clone(), telegram: backends.telegram };
     let services = Arc::new(Services::new(
         adapters,
         BitrixClient::new(backends.credentials, PORTAL_TIMEOUT, settings.portal_rate),
-        sealer,
+        &master,
         settings.session_minutes * 60,
         region_from_code(&settings.phone_region),
         backends.site,
@@ -163,12 +171,18 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
 
     let mut router = http::placement_router(services.clone())
         .merge(http::send_router(services.clone()))
-        .merge(http::blobs::routes(blobs))
         .merge(http::bitrix_events_router(services.clone()));
+    // Real mode has no sandbox, so no `/sandbox` route at all.
     if let Some(sandbox) = &backends.sandbox {
         router = router.merge(sandbox.routes());
     }
-    let server = serve(listener, router.layer(axum::middleware::from_fn(log_request)));
+    // A whole request within the limit, except blob transfers: they may stream 2 GB, and are
+    // bounded by the body's pause limit and the connection limit instead.
+    let router = router
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.server.request_timeout))
+        .merge(http::with_security_headers(http::blobs::routes(blobs)))
+        .layer(axum::middleware::from_fn_with_state(hosts, check_host));
+    let server = serve(listener, router, settings.server);
     let telegram_worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Telegram, Order::Grouped));
     let openline_worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Openline, settings.openline_order));
     let mut tasks = vec![server, telegram_worker, openline_worker];
@@ -183,12 +197,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
     Ok(app)
 }
 
-fn serve(listener: TcpListener, router: axum::Router) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!("server stopped: {e}");
-        }
-    })
+fn serve(listener: TcpListener, router: axum::Router, limits: ServerLimits) -> JoinHandle<()> {
+    tokio::spawn(http::server::serve(listener, router.layer(axum::middleware::from_fn(log_request)), limits))
 }
 
 /// The start-up message: the mode, where it answers, its data, the portals it accepts,
@@ -270,7 +280,7 @@ pub async fn start_portal(settings: PortalSettings) -> anyhow::Result<PortalOnly
     let url = format!("http://{}", listener.local_addr()?);
     // The portal's process serves no Telegram: its world lives in a directory of its own.
     let sandbox = Arc::new(Sandbox::start(&url, &settings.app_url, &std::env::temp_dir().join(format!("olchat-portal-{}", std::process::id()))).await?);
-    let server = serve(listener, sandbox.portal_routes().layer(axum::middleware::from_fn(log_request)));
+    let server = serve(listener, sandbox.portal_routes(), ServerLimits::default());
     Ok(PortalOnly { url, sandbox, server })
 }
 

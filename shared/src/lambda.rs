@@ -16,7 +16,7 @@ use crate::app::install::RestEndpoints;
 use crate::app::{Adapters, Services, Site};
 use crate::bitrix::pacer::PortalRate;
 use crate::bitrix::{AppCredentials, BitrixClient};
-use crate::crypto::{Sealer, Secret};
+use crate::crypto::{MasterKey, Secret};
 use crate::domain::phone::region_from_code;
 use crate::jobs::{self, Outcome};
 use crate::ports::{Delivery, JobQueue, Table, Telegram};
@@ -153,7 +153,7 @@ pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) ->
     }
     let mut secrets = secrets(&aws_sdk_ssm::Client::new(config), &wanted).await?.into_iter();
     let (encryption_key, client_secret, api_hash) = (secrets.next().expect("asked"), secrets.next().expect("asked"), secrets.next());
-    let sealer = Sealer::from_base64(encryption_key.expose())?;
+    let master = MasterKey::from_base64(encryption_key.expose())?;
     let queues = HashMap::from([
         (JobQueue::Telegram, settings.telegram_queue.clone()),
         (JobQueue::Openline, settings.openline_queue.clone()),
@@ -163,7 +163,7 @@ pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) ->
     // telegram-worker) are given its credentials.
     let telegram: Arc<dyn Telegram> = match (settings.telegram_api_id, api_hash) {
         (Some(api_id), Some(api_hash)) => {
-            let sessions = TelegramSessions::new(Records::new(table.clone()), sealer.clone());
+            let sessions = TelegramSessions::new(Records::new(table.clone()), &master);
             Arc::new(GrammersTelegram::new(ApiCredentials { api_id, api_hash }, sessions, Servers::Production))
         }
         _ => Arc::new(TelegramUnavailable),
@@ -183,7 +183,7 @@ pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) ->
     Ok(Arc::new(Services::new(
         adapters,
         BitrixClient::new(credentials, PORTAL_TIMEOUT, settings.portal_rate),
-        sealer,
+        &master,
         settings.session_minutes * 60,
         region_from_code(&settings.phone_region),
         Site { public_url: settings.public_url.clone(), endpoints: RestEndpoints::Public },

@@ -1,14 +1,16 @@
 //! Configuration, read from the environment once at start.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::bitrix::pacer::PortalRate;
 use crate::jobs::runner::Order;
 use crate::repo::safety::SafetyLimits;
-use crate::crypto::{Sealer, Secret};
+use crate::crypto::{MasterKey, Secret};
+use crate::sandbox;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -16,7 +18,8 @@ pub struct Settings {
     pub addr: SocketAddr,
     /// The SQLite file and the blob directory live here (`OLCHAT_DATA_DIR`, default `./data`).
     pub data_dir: PathBuf,
-    /// Base64 of 32 bytes (`OLCHAT_ENCRYPTION_KEY`); in the sandbox one is made and kept in the data dir.
+    /// Base64 of 32 bytes (`OLCHAT_ENCRYPTION_KEY`), the master key; in the sandbox one is made
+    /// and kept in the data dir. Real mode never starts without it.
     pub encryption_key: Option<Secret>,
     /// ISO country for phone numbers typed without a country code (`OLCHAT_PHONE_REGION`, default RU).
     pub phone_region: String,
@@ -44,6 +47,57 @@ pub struct Settings {
     pub openline_order: Order,
     /// Sandbox or real portals, from which credentials are configured.
     pub mode: Mode,
+    /// The local server's guards against slow and greedy clients.
+    pub server: ServerLimits,
+}
+
+/// What the local server allows a client (Lambda has API Gateway's own limits).
+#[derive(Clone, Copy, Debug)]
+pub struct ServerLimits {
+    /// A request's head (request line and headers) must have arrived this long after the
+    /// server started waiting for it (`OLCHAT_HEADER_TIMEOUT_SECS`, default 10): a
+    /// slow-header client is cut off, and an idle keep-alive connection closed.
+    pub header_timeout: Duration,
+    /// The longest pause in a request body (`OLCHAT_BODY_TIMEOUT_SECS`, default 30), uploads included.
+    pub body_idle_timeout: Duration,
+    /// A whole request, its body read and answered, except the blob transfers, which may
+    /// stream 2 GB (`OLCHAT_REQUEST_TIMEOUT_SECS`, default 60): a body that trickles is cut
+    /// off with 408 even if it never pauses long.
+    pub request_timeout: Duration,
+    /// Connections served at once (`OLCHAT_MAX_CONNECTIONS`, default 512); more wait in the
+    /// listen backlog until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 512,
+        }
+    }
+}
+
+impl ServerLimits {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let defaults = Self::default();
+        let secs = |name, default: Duration| -> anyhow::Result<Duration> {
+            match parsed(name, default.as_secs())? {
+                0 => anyhow::bail!("{name} must be at least 1 second"),
+                secs => Ok(Duration::from_secs(secs)),
+            }
+        };
+        let max_connections = parsed("OLCHAT_MAX_CONNECTIONS", defaults.max_connections)?;
+        anyhow::ensure!(max_connections > 0, "OLCHAT_MAX_CONNECTIONS must be at least 1");
+        Ok(Self {
+            header_timeout: secs("OLCHAT_HEADER_TIMEOUT_SECS", defaults.header_timeout)?,
+            body_idle_timeout: secs("OLCHAT_BODY_TIMEOUT_SECS", defaults.body_idle_timeout)?,
+            request_timeout: secs("OLCHAT_REQUEST_TIMEOUT_SECS", defaults.request_timeout)?,
+            max_connections,
+        })
+    }
 }
 
 /// An environment variable, unset when empty.
@@ -104,6 +158,7 @@ impl Settings {
             limits: SafetyLimits::from_env(phone_pace_secs)?,
             catch_up_every: Some(parsed("OLCHAT_CATCH_UP_SECS", catch_up_secs)?).filter(|&s| s > 0).map(std::time::Duration::from_secs),
             mode,
+            server: ServerLimits::from_env()?,
         })
     }
 
@@ -112,7 +167,7 @@ impl Settings {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
-            encryption_key: Some(Secret::new(Sealer::generate_key())),
+            encryption_key: Some(Secret::new(MasterKey::generate_key())),
             phone_region: "RU".into(),
             session_minutes: 60,
             max_receives: 10,
@@ -124,25 +179,41 @@ impl Settings {
             // Out of order and in parallel, as on AWS: the tests see production's races.
             openline_order: Order::Unordered,
             mode: Mode::Sandbox,
+            server: ServerLimits::default(),
         }
     }
 
-    /// The configured key, or the sandbox's own, made once and kept beside its data. Real
-    /// portals' tokens are only ever sealed with a configured key.
-    pub fn sealer(&self) -> anyhow::Result<Sealer> {
+    /// The configured master key, or the sandbox's own, made once and kept beside its data.
+    /// Real portals' tokens are only ever sealed with a configured key.
+    pub fn master_key(&self) -> anyhow::Result<MasterKey> {
         let key = match (&self.encryption_key, &self.mode) {
             (Some(key), _) => key.clone(),
             (None, Mode::Real(_)) => anyhow::bail!("OLCHAT_ENCRYPTION_KEY must be set to serve real portals"),
-            (None, Mode::Sandbox) => {
-                let path = self.data_dir.join("sandbox.key");
-                if !path.exists() {
-                    std::fs::write(&path, Sealer::generate_key()).with_context(|| format!("writing {}", path.display()))?;
-                }
-                Secret::new(std::fs::read_to_string(&path)?)
-            }
+            (None, Mode::Sandbox) => sandbox_key(&self.data_dir.join("sandbox.key"))?,
         };
-        Sealer::from_base64(key.expose()).context("OLCHAT_ENCRYPTION_KEY")
+        MasterKey::from_base64(key.expose()).context("OLCHAT_ENCRYPTION_KEY")
     }
+}
+
+/// The sandbox's key file, made readable by its owner only. One made before that rule, with
+/// wider permissions, is narrowed rather than refused: it only ever sealed sandbox data, and
+/// refusing it would strand every existing sandbox data directory.
+fn sandbox_key(path: &Path) -> anyhow::Result<Secret> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    // `create_new`: made once even by two processes starting together, never overwritten.
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(mut file) => file.write_all(MasterKey::generate_key().as_bytes()).with_context(|| format!("writing {}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!("{} was readable by others (mode {:o}); now by its owner only", path.display(), mode & 0o777);
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).with_context(|| format!("narrowing {}", path.display()))?;
+            }
+        }
+        Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+    Ok(Secret::new(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?))
 }
 
 /// What the local process serves.
@@ -200,6 +271,11 @@ impl Mode {
     /// Sandbox when no credential is configured; real when all are; otherwise an error that
     /// lists, plainly, what is missing (never the sandbox with some real credentials around).
     pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_vars(&var)
+    }
+
+    /// The same, with the variables read through `var` (unset when it gives `None`).
+    fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let set: Vec<&str> = REAL_VARS.iter().copied().filter(|name| var(name).is_some()).collect();
         if set.is_empty() {
             return Ok(Self::Sandbox);
@@ -215,7 +291,7 @@ impl Mode {
         let client_id = need("BITRIX_CLIENT_ID", "the application's client_id (application ID) from the portal's local application");
         let client_secret = need("BITRIX_CLIENT_SECRET", "its client_secret (application key)");
         let public_url = need("OLCHAT_PUBLIC_URL", "the https:// address where Bitrix24 and the users' browsers reach this server");
-        need("OLCHAT_ENCRYPTION_KEY", "base64 of 32 random bytes (head -c 32 /dev/urandom | base64); it seals the portals' tokens and Telegram sessions; keep it safe, backups need it");
+        let key = need("OLCHAT_ENCRYPTION_KEY", "base64 of 32 random bytes (head -c 32 /dev/urandom | base64); it seals the portals' tokens and Telegram sessions; keep it safe, backups need it");
         let stand_in = var("OLCHAT_PORTAL_REST_URL").is_some() || var("OLCHAT_PORTAL_DOMAINS").is_some();
         let portals = if stand_in {
             let rest_url = need("OLCHAT_PORTAL_REST_URL", "the stand-in portal's REST URL (http://127.0.0.1:8090/sandbox/portal/rest/)");
@@ -233,6 +309,20 @@ impl Mode {
             (api_id, api_hash)
         });
         let mut problems = missing;
+        if !key.is_empty() && MasterKey::from_base64(&key).is_err() {
+            problems.push("OLCHAT_ENCRYPTION_KEY must be base64 of exactly 32 bytes (head -c 32 /dev/urandom | base64)".into());
+        }
+        // The stand-in is the sandbox portal, which knows only the sandbox's app: real
+        // credentials would hand a real client secret to it. And the sandbox's credentials are
+        // published in this source, so real portals are never served with them.
+        let sandbox_app = client_id == sandbox::CLIENT_ID || client_secret == sandbox::CLIENT_SECRET;
+        let sandbox_only_app = client_id == sandbox::CLIENT_ID && client_secret == sandbox::CLIENT_SECRET;
+        if stand_in && !client_id.is_empty() && !client_secret.is_empty() && !sandbox_only_app {
+            problems.push("BITRIX_CLIENT_ID and BITRIX_CLIENT_SECRET must be the sandbox's with a stand-in portal (OLCHAT_PORTAL_REST_URL, OLCHAT_PORTAL_DOMAINS): unset those two to serve real portals with real credentials".into());
+        }
+        if !stand_in && sandbox_app {
+            problems.push("BITRIX_CLIENT_ID or BITRIX_CLIENT_SECRET is the sandbox's (published in the source): real portals need your own application's".into());
+        }
         let public_url = public_url.trim_end_matches('/').to_owned();
         // A stand-in portal is tested on the loopback, without TLS; real portals only call https.
         if !public_url.is_empty() && !stand_in && !public_url.starts_with("https://") {
@@ -250,7 +340,7 @@ impl Mode {
         };
         if !problems.is_empty() {
             anyhow::bail!(
-                "Not starting: real credentials are configured ({}), but not all of them.\n  - {}\n\
+                "Not starting: real credentials are configured ({}), but not all of them, or not together.\n  - {}\n\
                  Set them all to serve real Bitrix24 portals, or none of them to run the sandbox.",
                 set.join(", "),
                 problems.join("\n  - ")
@@ -288,5 +378,90 @@ impl PortalSettings {
                 .trim_end_matches('/')
                 .to_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    /// Real mode against public portals, complete, with `changes` (an empty value unsets).
+    fn real_mode(changes: &[(&str, &str)]) -> anyhow::Result<Mode> {
+        let key = MasterKey::generate_key();
+        let mut vars: HashMap<&str, String> = [
+            ("BITRIX_CLIENT_ID", "local.6620d1c4a1b2c3.12345678"),
+            ("BITRIX_CLIENT_SECRET", "a-real-secret"),
+            ("OLCHAT_PUBLIC_URL", "https://olchat.example.com"),
+            ("OLCHAT_ENCRYPTION_KEY", key.as_str()),
+            ("TELEGRAM_API_ID", "1234567"),
+            ("TELEGRAM_API_HASH", "hash"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_owned()))
+        .collect();
+        vars.extend(changes.iter().map(|&(k, v)| (k, v.to_owned())));
+        Mode::from_vars(&|name| vars.get(name).filter(|v| !v.is_empty()).cloned())
+    }
+
+    fn refusal(changes: &[(&str, &str)]) -> String {
+        format!("{:#}", real_mode(changes).expect_err("refused"))
+    }
+
+    #[test]
+    fn real_mode_starts_with_its_credentials_only() {
+        assert!(matches!(real_mode(&[]), Ok(Mode::Real(_))));
+    }
+
+    #[test]
+    fn real_mode_needs_a_valid_encryption_key() {
+        assert!(refusal(&[("OLCHAT_ENCRYPTION_KEY", "")]).contains("OLCHAT_ENCRYPTION_KEY: base64 of 32 random bytes"));
+        assert!(refusal(&[("OLCHAT_ENCRYPTION_KEY", "c2hvcnQ=")]).contains("exactly 32 bytes"));
+    }
+
+    #[test]
+    fn real_portals_are_refused_with_the_sandbox_credentials() {
+        assert!(refusal(&[("BITRIX_CLIENT_ID", sandbox::CLIENT_ID)]).contains("is the sandbox's"));
+        assert!(refusal(&[("BITRIX_CLIENT_SECRET", sandbox::CLIENT_SECRET)]).contains("is the sandbox's"));
+    }
+
+    #[test]
+    fn a_stand_in_portal_is_refused_with_real_credentials() {
+        let stand_in = [
+            ("OLCHAT_PORTAL_REST_URL", "http://127.0.0.1:8090/sandbox/portal/rest/"),
+            ("OLCHAT_PORTAL_DOMAINS", "demo.bitrix24.sandbox"),
+            ("BITRIX_OAUTH_URL", "http://127.0.0.1:8090/sandbox/portal"),
+            ("OLCHAT_PUBLIC_URL", "http://127.0.0.1:8080"),
+        ];
+        assert!(refusal(&stand_in).contains("must be the sandbox's with a stand-in portal"));
+        let sandbox_app = [("BITRIX_CLIENT_ID", sandbox::CLIENT_ID), ("BITRIX_CLIENT_SECRET", sandbox::CLIENT_SECRET)];
+        assert!(matches!(real_mode(&[&stand_in[..], &sandbox_app[..]].concat()), Ok(Mode::Real(_))));
+    }
+
+    #[test]
+    fn real_mode_never_seals_with_a_made_up_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = match real_mode(&[]) {
+            Ok(Mode::Real(real)) => real,
+            other => panic!("{other:?}"),
+        };
+        let settings = Settings { encryption_key: None, mode: Mode::Real(real), ..Settings::ephemeral(dir.path().to_owned()) };
+        assert!(format!("{:#}", settings.master_key().err().expect("refused")).contains("OLCHAT_ENCRYPTION_KEY must be set"));
+        assert!(!dir.path().join("sandbox.key").exists());
+    }
+
+    #[test]
+    fn the_sandbox_key_file_is_its_owners_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings { encryption_key: None, ..Settings::ephemeral(dir.path().to_owned()) };
+        let path = dir.path().join("sandbox.key");
+        let first = settings.master_key().unwrap().derive_key(crate::crypto::KeyPurpose::SealTokens);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        // One made world-readable (as before this rule) is narrowed, and still the same key.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(settings.master_key().unwrap().derive_key(crate::crypto::KeyPurpose::SealTokens), first);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shared::crypto::Sealer;
+use shared::crypto::MasterKey;
 use shared::sandbox::{self, seed};
 
 use crate::{Answer, eventually, launcher_form, page_token};
@@ -114,7 +114,7 @@ impl Deployed {
             .env("OLCHAT_ADDR", &app_url[7..])
             .env("OLCHAT_DATA_DIR", dir.path())
             .env("OLCHAT_PUBLIC_URL", &app_url)
-            .env("OLCHAT_ENCRYPTION_KEY", Sealer::generate_key())
+            .env("OLCHAT_ENCRYPTION_KEY", MasterKey::generate_key())
             .env("BITRIX_CLIENT_ID", sandbox::CLIENT_ID)
             .env("BITRIX_CLIENT_SECRET", sandbox::CLIENT_SECRET)
             .env("BITRIX_APP_CODE", sandbox::APP_CODE)

@@ -9,7 +9,7 @@ use aws_config::SdkConfig;
 use shared::adapters::aws::DynamoTable;
 use shared::adapters::grammers::session::TableSession;
 use shared::adapters::grammers::{ApiCredentials, GrammersTelegram, KeyRegistry, Servers};
-use shared::crypto::Sealer;
+use shared::crypto::MasterKey;
 use shared::ports::{Table, Telegram};
 use shared::repo::Records;
 use shared::repo::sessions::TelegramSessions;
@@ -67,7 +67,7 @@ pub async fn deployment(config: &SdkConfig, resources: &Resources, encryption_ke
 /// with the `sales` connector logged in as the sandbox sales account.
 pub async fn sandbox_telegram(config: &SdkConfig, resources: &Resources, encryption_key: &str, app: &TestApp) -> Arc<dyn Telegram> {
     let table: Arc<dyn Table> = Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(config), &resources.table));
-    let sessions = TelegramSessions::new(Records::new(table), Sealer::from_base64(encryption_key).expect("a key"));
+    let sessions = TelegramSessions::new(Records::new(table), &MasterKey::from_base64(encryption_key).expect("a key"));
     let world = app.app.sandbox().telegram.clone();
     let sales = world.users().into_iter().find(|u| u.id == seed::SALES_ACCOUNT).expect("seeded");
     let session = TableSession::registered(&world.register_keys(Some(sales.id)), Some((sales.id, sales.access_hash)));

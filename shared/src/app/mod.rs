@@ -17,7 +17,7 @@ use phonenumber::country;
 
 use crate::auth::SessionSigner;
 use crate::bitrix::BitrixClient;
-use crate::crypto::Sealer;
+use crate::crypto::{KeyPurpose, MasterKey};
 use crate::domain::phone::region_from_code;
 use crate::ports::{Blobs, Queue, Table, Telegram};
 use crate::repo::RepoError;
@@ -74,7 +74,7 @@ impl Services {
     pub fn new(
         adapters: Adapters,
         bitrix: BitrixClient,
-        sealer: Sealer,
+        master: &MasterKey,
         session_secs: i64,
         phone_region: Option<country::Id>,
         site: Site,
@@ -82,9 +82,9 @@ impl Services {
     ) -> Self {
         let records = Records::new(adapters.table);
         Self {
-            portals: Portals::new(records.clone(), sealer.clone()),
+            portals: Portals::new(records.clone(), master),
             connectors: Connectors::new(records.clone()),
-            logins: Logins::new(records.clone(), sealer.clone()),
+            logins: Logins::new(records.clone(), master),
             resolutions: Resolutions::new(records.clone()),
             safety: Safety::new(records.clone()),
             limits,
@@ -96,7 +96,7 @@ impl Services {
             blobs: adapters.blobs,
             telegram: adapters.telegram,
             bitrix,
-            sessions: SessionSigner::new(sealer.derive_key("session-token"), session_secs),
+            sessions: SessionSigner::new(master.derive_key(KeyPurpose::SignTabTokens), session_secs),
             phone_region,
             site,
         }

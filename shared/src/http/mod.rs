@@ -6,7 +6,9 @@ pub mod assets;
 pub mod bitrix;
 pub mod connectors;
 pub mod blobs;
+pub mod guard;
 pub mod placement;
+pub mod server;
 
 use std::sync::Arc;
 
@@ -24,22 +26,23 @@ pub type AppState = Arc<Services>;
 
 /// `POST /placement`, `GET /api/card`, the tab's assets, the connectors page and its API.
 pub fn placement_router(svc: AppState) -> Router {
-    Router::new()
-        .merge(placement::routes())
-        .merge(connectors::routes())
-        .merge(api::card_routes())
-        .merge(assets::routes())
-        .with_state(svc)
+    let routes = Router::new().merge(placement::routes()).merge(connectors::routes()).merge(api::card_routes()).merge(assets::routes());
+    with_security_headers(routes.with_state(svc))
 }
 
 /// `POST /api/send`, `POST /api/uploads`, `GET /api/messages[/{id}]`, `POST /api/chats`, `GET /api/employees`.
 pub fn send_router(svc: AppState) -> Router {
-    api::send_routes().with_state(svc)
+    with_security_headers(api::send_routes().with_state(svc))
 }
 
 /// `POST /bitrix/install`, `POST /bitrix/events`, `POST /bitrix/connector`.
 pub fn bitrix_events_router(svc: AppState) -> Router {
-    bitrix::routes().with_state(svc)
+    with_security_headers(bitrix::routes().with_state(svc))
+}
+
+/// Every router's responses, here and on Lambda, carry the security headers.
+pub fn with_security_headers(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(guard::security_headers))
 }
 
 impl ErrorKind {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Records, RepoError, portal_pk};
-use crate::crypto::{Sealer, Secret};
+use crate::crypto::{KeyPurpose, MasterKey, Sealer, Secret};
 
 /// Telegram's codes live about this long; a login older than this starts again.
 pub const LOGIN_TTL: Duration = Duration::from_secs(10 * 60);
@@ -43,8 +43,9 @@ pub struct Logins {
 }
 
 impl Logins {
-    pub fn new(records: Records, sealer: Sealer) -> Self {
-        Self { records, sealer }
+    /// A login's state is the first part of a Telegram session: sealed with the sessions' key.
+    pub fn new(records: Records, master: &MasterKey) -> Self {
+        Self { records, sealer: master.sealer(KeyPurpose::SealSessions) }
     }
 
     pub async fn get(&self, member_id: &str, id: &str) -> Result<Option<PendingLogin>, RepoError> {

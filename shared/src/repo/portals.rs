@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Records, RepoError, portal_pk};
-use crate::crypto::{Secret, Sealer};
+use crate::crypto::{KeyPurpose, MasterKey, Secret, Sealer};
 use crate::i18n::Lang;
 
 /// A Bitrix24 portal that installed the app. Only these are ever called.
@@ -104,8 +104,8 @@ pub struct Portals {
 }
 
 impl Portals {
-    pub fn new(records: Records, sealer: Sealer) -> Self {
-        Self { records, sealer }
+    pub fn new(records: Records, master: &MasterKey) -> Self {
+        Self { records, sealer: master.sealer(KeyPurpose::SealTokens) }
     }
 
     pub async fn get(&self, member_id: &str) -> Result<Option<Portal>, RepoError> {

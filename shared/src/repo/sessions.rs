@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Records, RepoError, connector_pk as pk};
-use crate::crypto::Sealer;
+use crate::crypto::{KeyPurpose, MasterKey, Sealer};
 
 
 const SESSION_SK: &str = "session";
@@ -29,8 +29,8 @@ pub struct TelegramSessions {
 }
 
 impl TelegramSessions {
-    pub fn new(records: Records, sealer: Sealer) -> Self {
-        Self { records, sealer }
+    pub fn new(records: Records, master: &MasterKey) -> Self {
+        Self { records, sealer: master.sealer(KeyPurpose::SealSessions) }
     }
 
     /// The session's bytes, opened; `None` when the connector has none (never logged in, or

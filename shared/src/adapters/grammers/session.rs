@@ -182,7 +182,7 @@ impl Session for TableSession {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::Sealer;
+    use crate::crypto::{KeyPurpose, MasterKey};
 
     fn me() -> PeerInfo {
         PeerInfo::User { id: 777, auth: Some(PeerAuth::from_hash(42)), bot: Some(false), is_self: Some(true) }
@@ -198,7 +198,7 @@ mod tests {
         session.cache_peer(me()).await.unwrap();
         session.set_update_state(UpdateState::Primary { pts: 5, date: 6, seq: 7 }).await.unwrap();
 
-        let sealer = Sealer::from_base64(&Sealer::generate_key()).unwrap();
+        let sealer = MasterKey::from_base64(&MasterKey::generate_key()).unwrap().sealer(KeyPurpose::SealSessions);
         let sealed = sealer.seal(&session.to_bytes(), "connector#c1/session");
         let opened = sealer.open(&sealed, "connector#c1/session").unwrap();
         assert!(sealer.open(&sealed, "connector#c2/session").is_err(), "bound to its record");
