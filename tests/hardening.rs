@@ -190,7 +190,17 @@ fn refused_at_start(changes: &[(&str, &str)]) -> String {
         .env("TELEGRAM_API_ID", "1234567")
         .env("TELEGRAM_API_HASH", "hash")
         .envs(changes.iter().copied());
-    let output = command.output().unwrap();
+    let mut child = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // A server that started would never exit: it is killed, and the test fails.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("it started");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
     assert!(!output.status.success(), "it must not start");
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing made in the data directory");
     String::from_utf8_lossy(&output.stderr).into_owned()
