@@ -20,6 +20,7 @@ use crate::crypto::Secret;
 use crate::domain::phone::region_from_code;
 use crate::http;
 use crate::jobs::runner::{self, Order};
+use crate::links::SignedLinks;
 use crate::ports::{JobQueue, Table, Telegram};
 use crate::repo::Records;
 use crate::repo::sessions::TelegramSessions;
@@ -148,9 +149,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
         Mode::Real(real) => real_backends(&settings, real, &sessions).await?,
     };
     // Upload URLs are opened by the users' browsers: at the public address.
-    let blobs = Arc::new(DirBlobs::new(settings.data_dir.join("blobs"), &backends.site.public_url, sealer.derive_key("blob-url"))?);
+    let blobs = Arc::new(DirBlobs::new(settings.data_dir.join("blobs"), SignedLinks::of_site(&sealer, &backends.site.public_url))?);
     let summary = summary(&settings, addr, &backends.site);
-    let adapters = Adapters { table, queue: Arc::new(queue.clone()), blobs: blobs.clone(), telegram: backends.telegram };
+    let adapters = Adapters { table, queue: Arc::new(queue.clone()), blobs, telegram: backends.telegram };
     let services = Arc::new(Services::new(
         adapters,
         BitrixClient::new(backends.credentials, PORTAL_TIMEOUT, settings.portal_rate),
@@ -163,7 +164,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
 
     let mut router = http::placement_router(services.clone())
         .merge(http::send_router(services.clone()))
-        .merge(http::blobs::routes(blobs))
+        .merge(http::blobs::upload_routes().with_state(services.clone()))
         .merge(http::bitrix_events_router(services.clone()));
     if let Some(sandbox) = &backends.sandbox {
         router = router.merge(sandbox.routes());

@@ -83,7 +83,7 @@ const OL_FILE_URL_LIFETIME: std::time::Duration = std::time::Duration::from_secs
 async fn open_line_files(svc: &Services, message: &Message) -> Result<Vec<Value>, AppError> {
     let mut files = Vec::new();
     for file in message.attachments() {
-        let url = svc.blobs.download_url(&file.key, OL_FILE_URL_LIFETIME).await.map_err(|e| AppError::internal(format!("blobs: {e:#}")))?;
+        let url = svc.links.download_url(&file.key, OL_FILE_URL_LIFETIME);
         // A voice note is stored as recorded (WebM from Chromium): named as uploaded.
         let name = match file.send_as {
             SendAs::Voice { .. } => file.key.rsplit('/').next().unwrap_or(&file.file_name),
@@ -424,7 +424,7 @@ async fn forward(svc: &Services, portal: &mut PortalClient<'_>, connector_id: &s
     for file in &message.files {
         match &file.key {
             Some(key) => {
-                let url = svc.blobs.download_url(key, OL_FILE_URL_LIFETIME).await.map_err(|e| AppError::internal(format!("blobs: {e:#}")))?;
+                let url = svc.links.download_url(key, OL_FILE_URL_LIFETIME);
                 files.push(json!({ "url": url, "name": file.file_name }));
             }
             None => {
