@@ -56,9 +56,10 @@ async fn a_presigned_put_by_plain_http_is_read_back_streamed() {
         }
         async move { request.body(body).send().await.unwrap().status() }
     };
+    // S3 refuses a body of another length than signed; moto checks no signatures, so here
+    // only the signing is seen (X-Amz-SignedHeaders), and the app checks the stored size.
     assert!(target.url.contains("content-length"), "the size is signed: {}", target.url);
     assert!(target.headers.iter().any(|(n, v)| n == "if-none-match" && v == "*"), "{:?}", target.headers);
-    assert_eq!(put(data[..1000].to_vec()).await, StatusCode::FORBIDDEN, "another size than signed");
     let stored = put(data.clone()).await;
     assert!(stored.is_success(), "{stored}");
     assert_eq!(put(data.clone()).await, StatusCode::PRECONDITION_FAILED, "a slot is used once");
