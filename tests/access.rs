@@ -102,3 +102,19 @@ async fn tokens_die_with_the_install_they_were_issued_under() {
     let fresh = app.open_card("lead", 1, "en").await.expect("a new tab opens");
     assert_eq!(app.get(&fresh, "/api/card").await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn invitations_go_only_through_a_record_the_user_may_read() {
+    let app = spawn_app().await;
+    // Boris may read the demo lead only; the tracker binds Ivan's new chat to a lead of its own.
+    app.app.sandbox().portal.limit_records(seed::DEMO_MEMBER_ID, seed::BORIS, vec![(EntityType::Lead, 1)]);
+    let tab = app.lead_tab_of(seed::BORIS).await;
+    assert_eq!(app.get(&tab, "/api/card").await.status, StatusCode::OK);
+    let body = json!({ "connector_id": "sales", "recipient": IVAN, "user_ids": [seed::CLARA] }).to_string();
+    let refused = app.post_raw(&tab, "/api/chats", body).await;
+    assert_eq!((refused.status, refused.body["error"].as_str()), (StatusCode::FORBIDDEN, Some("access_denied")), "{}", refused.body);
+    let chats = app.portal_state(seed::DEMO_MEMBER_ID).await["chats"].clone();
+    let bound = &chats[0]["crm"];
+    assert!(bound[0] == "lead" && bound[1] != 1, "bound to the tracker's lead: {chats}");
+    assert_eq!(chats[0]["members"], json!([]), "nobody was invited: {chats}");
+}

@@ -13,7 +13,7 @@ use crate::auth::Claims;
 use crate::clock::now_secs;
 use crate::domain::lease::Claim;
 use crate::domain::message::ActivityShown;
-use crate::domain::{Message, MessageStatus, OpenLineChat, Publication, PublicationMode, SendAs, TelegramUser};
+use crate::domain::{EntityRef, EntityType, Message, MessageStatus, OpenLineChat, Publication, PublicationMode, SendAs, TelegramUser};
 use crate::i18n::text;
 use crate::repo::RepoError;
 use crate::repo::connectors::Connector;
@@ -354,6 +354,7 @@ pub async fn create_chat(svc: &Services, claims: &Claims, request: ChatRequest) 
     if !request.user_ids.is_empty() {
         let dialog = portal.call("imopenlines.dialog.get", &json!({ "CHAT_ID": chat_id })).await?;
         let (kind, id) = crm_bindings(&dialog).into_iter().next().ok_or_else(|| AppError::invalid("chat_not_in_crm", text(lang, "chat_not_in_crm", &[])))?;
+        may_read_binding(svc, claims, &kind, id).await?;
         for user_id in request.user_ids {
             if invited.contains(&user_id) {
                 continue;
@@ -369,6 +370,17 @@ pub async fn create_chat(svc: &Services, claims: &Claims, request: ChatRequest) 
     }
     tracing::info!(chat_id, created, invited = invited.len(), "open line chat ready");
     Ok(ChatCreated { chat_id, created, invited })
+}
+
+/// Invitations go out with the portal's own token, through the record the chat is bound to,
+/// which the tracker may have made another than this card: the user must be able to read
+/// it with their own token first (`crm.<type>.get` answers "Access denied" otherwise).
+async fn may_read_binding(svc: &Services, claims: &Claims, kind: &str, id: u64) -> Result<(), AppError> {
+    let kind: EntityType = kind.parse().map_err(|_| AppError::invalid("chat_not_in_crm", text(claims.lang, "chat_not_in_crm", &[])))?;
+    if (EntityRef { kind, id }) == claims.entity {
+        return Ok(());
+    }
+    PortalClient::user(svc, &claims.portal, claims.user).await?.call(&kind.get_method(), &json!({ "id": id })).await.map(drop)
 }
 
 /// Tells Open Lines the client got the operator's message (or our publication came back).
