@@ -166,6 +166,12 @@ pub fn from_bbcode(input: &str) -> Formatted {
     parse(input, &mut 0)
 }
 
+/// A tag still open: the slot and kind of the entity it makes, if any, and where it started.
+struct Opened {
+    entity: Option<(usize, EntityKind)>,
+    start: usize,
+}
+
 /// [`from_bbcode`], counting its steps. One pass over the input: a `[` is a tag only up to
 /// the first `]` with no `[` before it (so nothing is read twice), and a closing tag ends the
 /// latest open tag of its name (one stack per name, never searched). Entities come out in
@@ -181,7 +187,7 @@ fn parse(input: &str, steps: &mut usize) -> Formatted {
     };
     // An entity per opening tag that makes one, in opening order; `None` until it closes.
     let mut slots: Vec<Option<TextEntity>> = Vec::new();
-    let mut open: HashMap<&'static str, Vec<(Option<(usize, EntityKind)>, usize)>> = HashMap::new();
+    let mut open: HashMap<&'static str, Vec<Opened>> = HashMap::new();
     let mut written = 0; // the input before this is in `text`
     let mut tag_start = None; // the `[` that may begin a tag
     for (i, c) in input.char_indices() {
@@ -206,11 +212,11 @@ fn parse(input: &str, steps: &mut usize) -> Formatted {
                             slots.push(None);
                             (slots.len() - 1, kind)
                         });
-                        open.entry(name).or_default().push((slot, offset));
+                        open.entry(name).or_default().push(Opened { entity: slot, start: offset });
                     }
                     Tag::Close(name) => {
-                        let Some((slot, start)) = open.get_mut(name).and_then(Vec::pop) else { continue };
-                        if let Some((slot, kind)) = slot.filter(|_| offset > start) {
+                        let Some(Opened { entity, start }) = open.get_mut(name).and_then(Vec::pop) else { continue };
+                        if let Some((slot, kind)) = entity.filter(|_| offset > start) {
                             slots[slot] = Some(TextEntity { offset: start, length: offset - start, kind });
                         }
                     }
