@@ -11,6 +11,7 @@ use super::send::{failure_text, recipient_account};
 use super::{AppError, ErrorKind, Progress, Services};
 use crate::auth::Claims;
 use crate::clock::now_secs;
+use crate::domain::formatting::inert_bbcode;
 use crate::domain::lease::Claim;
 use crate::domain::message::ActivityShown;
 use crate::domain::{EntityRef, EntityType, Message, MessageStatus, OpenLineChat, Publication, PublicationMode, SendAs, TelegramUser};
@@ -68,7 +69,8 @@ async fn publish_claimed(svc: &Services, mut message: Message) -> Result<(), App
 async fn publish(svc: &Services, portal: &mut PortalClient<'_>, message: &Message) -> Result<Option<u64>, AppError> {
     let link = link_chat(svc, &message.member_id, &message.connector_id, message.peer, &message.client_name).await?;
     let (text, employee) = match message.publication {
-        PublicationMode::Incoming => (format!("{INCOMING_MARK}{}", message.text()), None),
+        // Shown as the client's: the employee's text is inert there, as a client's is.
+        PublicationMode::Incoming => (format!("{INCOMING_MARK}{}", inert_bbcode(&message.text())), None),
         PublicationMode::Outgoing => (message.text(), Some(message.user_id)),
         PublicationMode::None => unreachable!("awaits_publication checked the mode"),
     };
@@ -441,11 +443,13 @@ async fn forward(svc: &Services, portal: &mut PortalClient<'_>, connector_id: &s
             }
             None => {
                 let lang = portal.portal.lang;
+                // The client named the file: inert, like their text.
+                let name = inert_bbcode(&file.file_name);
                 let note = if file.size > RECEIVED_FILE_LIMIT {
                     let mb = (file.size / (1024 * 1024)).to_string();
-                    text(lang, "received_file_too_large", &[("name", &file.file_name), ("size", &mb)])
+                    text(lang, "received_file_too_large", &[("name", &name), ("size", &mb)])
                 } else {
-                    text(lang, "file_unavailable", &[("name", &file.file_name)])
+                    text(lang, "file_unavailable", &[("name", &name)])
                 };
                 body = if body.is_empty() { note } else { format!("{body}[br]{note}") };
             }
