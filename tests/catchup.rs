@@ -126,6 +126,20 @@ async fn documents_and_voice_notes_arrive_as_files_and_formatting_as_bbcode() {
 }
 
 #[tokio::test]
+async fn a_clients_bbcode_arrives_in_the_open_line_as_text() {
+    let app = spawn_manual().await;
+    let token = app.lead_tab().await;
+    write_to_ivan(&app, &token, "Here is our offer").await;
+    let typed = "[b]Fake:[/b] [url=javascript:alert(1)]x[/url]";
+    client_writes(&app, IVAN_ID, typed, "none").await;
+    assert_eq!(catch_up(&app).await, Outcome::Done);
+    let shown = &client_messages(&app, 1).await[0]["shown"];
+    // No operator signature, no link, no tag at all: the client's characters, as typed.
+    assert_eq!((&shown["signature"], &shown["links"], &shown["effects"]), (&Value::Null, &json!([]), &json!([])), "{shown}");
+    assert_eq!(shown["text"].as_str().unwrap().replace('\u{200B}', ""), typed, "U+200B shows nothing");
+}
+
+#[tokio::test]
 async fn reading_turns_the_activity_read_within_a_catch_up_interval_and_tells_open_lines() {
     // The schedule on, as in the sandbox: nobody asks for a catch-up.
     let app = spawn_app_with(|s| s.catch_up_every = Some(Duration::from_millis(500))).await;

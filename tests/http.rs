@@ -288,6 +288,7 @@ async fn another_portals_record_is_not_readable() {
     let id = app.send_text(&lead, IVAN, "mine").await;
     let mut claims = app.app.services.sessions.verify::<shared::auth::Claims>(&lead).unwrap();
     claims.portal = seed::OTHER_MEMBER_ID.into();
+    claims.install = app.app.services.portals.get(seed::OTHER_MEMBER_ID).await.unwrap().expect("installed").install_id;
     let other = app.app.services.sessions.sign(&claims);
     assert_eq!(app.get(&other, &format!("/api/messages/{id}")).await.status, StatusCode::NOT_FOUND);
 }
@@ -332,7 +333,7 @@ async fn uploads_go_straight_to_storage_through_a_signed_url() {
     // Stored, and only a signed URL reads it back.
     let (size, _) = app.app.services.blobs.get(key).await.unwrap().expect("stored");
     assert_eq!(size, 11);
-    let download = app.app.services.blobs.download_url(key, Duration::from_secs(60)).await.unwrap();
+    let download = app.app.services.links.download_url(key, Duration::from_secs(60));
     assert_eq!(app.http.get(&download).send().await.unwrap().text().await.unwrap(), "hello world");
     let tampered = url.replace("signature=", "signature=x");
     assert_eq!(app.http.put(&tampered).body("evil").send().await.unwrap().status(), StatusCode::FORBIDDEN);
@@ -346,6 +347,84 @@ async fn uploads_go_straight_to_storage_through_a_signed_url() {
         assert_eq!((answer.status, answer.body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(code)));
     }
     assert_eq!(app.post_raw(&token, "/api/uploads", "{".into()).await.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn an_upload_is_bound_to_what_was_announced_and_used_once() {
+    let app = spawn_app().await;
+    let token = app.lead_tab().await;
+    let (app, token) = (&app, token.as_str());
+    let announce = |size: u64| {
+        let body = json!({ "name": "a.pdf", "size": size, "content_type": "application/pdf" }).to_string();
+        async move { app.post_raw(token, "/api/uploads", body).await.body }
+    };
+    let put = |slot: &Value, body: &'static str| {
+        let request = app.http.put(slot["url"].as_str().unwrap()).header("content-type", "application/pdf").body(body);
+        async move { request.send().await.unwrap().status() }
+    };
+    // Larger than announced: refused by its length, or cut off when it streams without one.
+    let slot = announce(4).await;
+    assert_eq!(put(&slot, "%PDF and more").await, StatusCode::FORBIDDEN);
+    assert_eq!(put_chunked(slot["url"].as_str().unwrap(), "application/pdf", &["%PDF", " and more"]).await, 400);
+    let key = slot["key"].as_str().unwrap();
+    assert!(app.app.services.blobs.size(key).await.unwrap().is_none(), "nothing kept of an oversized upload");
+    // Another type than announced breaks the signature.
+    let other_type = app.http.put(slot["url"].as_str().unwrap()).header("content-type", "text/html").body("%PDF").send().await.unwrap();
+    assert_eq!(other_type.status(), StatusCode::FORBIDDEN);
+    // As announced it is stored, once.
+    assert_eq!(put(&slot, "%PDF").await, StatusCode::OK);
+    assert_eq!(put(&slot, "evil").await, StatusCode::PRECONDITION_FAILED);
+
+    let send = |attachments: Value| app.send(token, json!({ "connector_id": "sales", "recipient": IVAN, "idempotency_key": fresh_key(), "attachments": attachments }));
+    let file = json!([{ "key": key, "name": "a.pdf" }]);
+    assert_eq!(send(file.clone()).await.status, StatusCode::ACCEPTED);
+    let again = send(file).await;
+    assert_eq!((again.status, again.body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("upload_used")), "{}", again.body);
+
+    // A file stored under a slot but not as announced (however it got there) is not attached.
+    let slot = announce(4).await;
+    let key = slot["key"].as_str().unwrap();
+    app.app.services.blobs.put(key, &mut &b"%PDF-1.7 longer"[..]).await.unwrap();
+    let mismatch = send(json!([{ "key": key, "name": "a.pdf" }])).await;
+    assert_eq!(mismatch.body["error"], "upload_mismatch", "{}", mismatch.body);
+    // Nor is a colleague's upload, though it is this portal's.
+    let colleague = app.lead_tab_of(seed::BORIS).await;
+    let theirs = app.post_raw(&colleague, "/api/uploads", json!({ "name": "b.pdf", "size": 4, "content_type": "application/pdf" }).to_string()).await.body;
+    assert_eq!(put(&theirs, "%PDF").await, StatusCode::OK);
+    let borrowed = send(json!([{ "key": theirs["key"], "name": "b.pdf" }])).await;
+    assert_eq!(borrowed.body["error"], "unknown_upload", "{}", borrowed.body);
+}
+
+#[tokio::test]
+async fn upload_slots_per_user_and_day_are_limited() {
+    let app = spawn_app().await;
+    let token = app.lead_tab().await;
+    let body = json!({ "name": "a.txt", "size": 1 }).to_string();
+    for _ in 0..shared::app::uploads::UPLOADS_PER_DAY {
+        assert_eq!(app.post_raw(&token, "/api/uploads", body.clone()).await.status, StatusCode::OK);
+    }
+    let refused = app.post_raw(&token, "/api/uploads", body.clone()).await;
+    assert_eq!((refused.status, refused.body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("uploads_per_day")));
+    // A colleague has slots of their own.
+    let colleague = app.lead_tab_of(seed::BORIS).await;
+    assert_eq!(app.post_raw(&colleague, "/api/uploads", body).await.status, StatusCode::OK);
+}
+
+/// A PUT whose body streams in chunks, with no length announced; the status code.
+async fn put_chunked(url: &str, content_type: &str, chunks: &[&str]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let url = reqwest::Url::parse(url).unwrap();
+    let mut stream = tokio::net::TcpStream::connect((url.host_str().unwrap(), url.port().unwrap())).await.unwrap();
+    let path = format!("{}?{}", url.path(), url.query().unwrap_or(""));
+    let mut request = format!("PUT {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n", url.authority());
+    for chunk in chunks {
+        request.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    request.push_str("0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("no status line: {answer}"))
 }
 
 /// Uploads `bytes` through `POST /api/uploads` and the signed URL; the key.

@@ -165,6 +165,22 @@ async fn incoming_publication_creates_the_chat_as_the_client_marked_olchat() {
 }
 
 #[tokio::test]
+async fn an_employees_bbcode_published_as_the_clients_message_takes_no_effect() {
+    let app = spawn_app().await;
+    let token = app.lead_tab().await;
+    let typed = "[b]Fake:[/b] [url=javascript:alert(1)]x[/url] [USER=1]boss[/USER] [SEND=/cmd]go[/SEND]";
+    let id = app.send_published(&token, IVAN, typed, "incoming", false).await;
+    app.wait_for_status(&token, &id, "sent", WAIT).await;
+    let shown = &ol_messages(&app, 1).await[0]["shown"];
+    // Only our own mark takes effect; the employee's text reads as typed (U+200B shows nothing).
+    assert_eq!(shown["effects"], json!(["[b]", "[/b]", "[br]"]), "{shown}");
+    assert_eq!((&shown["links"], &shown["signature"]), (&json!([]), &Value::Null));
+    assert_eq!(shown["text"].as_str().unwrap().replace('\u{200B}', ""), format!("OLChat\n{typed}"));
+    // The client got the text as written, not formatted.
+    assert_eq!(app.telegram_messages().await[0]["text"], typed);
+}
+
+#[tokio::test]
 async fn outgoing_publication_is_the_employees_and_reaches_the_client_once() {
     let app = spawn_app().await;
     let token = app.lead_tab().await;

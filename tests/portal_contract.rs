@@ -333,7 +333,12 @@ async fn api_reference_crm_leads_crm_lead_get() {
         assert!(status.is_client_error(), "{status} {body}");
         assert_eq!((body["error"].as_str(), body["error_description"].as_str()), (Some(""), Some(text)));
     }
-    // "Access denied" cannot be reached: no sandbox user lacks read access and no hook sets it.
+    // "Access denied": the user may not read the lead (the CRM's access rights, set in the portal).
+    app.app.sandbox().portal.limit_records(DEMO, EMPLOYEE, vec![(shared::domain::EntityType::Lead, 1)]);
+    let (status, body) = call(&app, EMPLOYEE, "crm.lead.get", json!({ "id": seed::MARIA_LEAD })).await;
+    assert!(status.is_client_error(), "{status} {body}");
+    assert_eq!((body["error"].as_str(), body["error_description"].as_str()), (Some(""), Some("Access denied")));
+    assert_eq!(ok(&app, EMPLOYEE, "crm.lead.get", json!({ "id": 1 })).await["result"]["ID"], "1", "the lead they may read");
 }
 
 /// `api-reference/crm/deals/crm-deal-get.md`: `CONTACT_ID` a string; HTTP 400 with an empty

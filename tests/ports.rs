@@ -13,7 +13,7 @@ async fn embedded_backends_keep_the_port_contracts() {
     let db = SqliteDb::open(&dir.path().join("t.db")).unwrap();
     table_contract(Arc::new(SqliteTable::new(db.clone()))).await;
     queue_contract(Arc::new(SqliteQueue::new(db, 5)), 5, Duration::from_millis(100)).await;
-    blobs_contract(Arc::new(DirBlobs::new(dir.path().join("blobs"), "http://127.0.0.1:1", [3; 32]).unwrap())).await;
+    blobs_contract(Arc::new(DirBlobs::new(dir.path().join("blobs"), shared::links::SignedLinks::new("http://127.0.0.1:1", [3; 32])).unwrap())).await;
 }
 
 #[tokio::test]

@@ -16,6 +16,10 @@ use crate::i18n::Lang;
 pub struct Claims {
     /// The portal's `member_id`.
     pub portal: String,
+    /// The installation it was issued under ([`crate::repo::portals::Portal::install_id`]):
+    /// once the portal uninstalls, its tokens stop working, even after a reinstall.
+    #[serde(default)]
+    pub install: String,
     pub user: u64,
     pub entity: EntityRef,
     pub lang: Lang,
@@ -31,6 +35,8 @@ pub struct Claims {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminClaims {
     pub portal: String,
+    #[serde(default)]
+    pub install: String,
     pub user: u64,
     pub lang: Lang,
     pub exp: i64,
@@ -38,20 +44,36 @@ pub struct AdminClaims {
     pub admin: bool,
 }
 
+/// The installation a token is issued under: a portal and the id of its current install.
+pub struct Installed<'a> {
+    pub member_id: &'a str,
+    pub install_id: &'a str,
+}
+
 /// Signed claims that expire.
 pub trait Expiring: Serialize + serde::de::DeserializeOwned {
     fn exp(&self) -> i64;
+    /// The portal's `member_id` and the install the claims were issued under.
+    fn installation(&self) -> (&str, &str);
 }
 
 impl Expiring for Claims {
     fn exp(&self) -> i64 {
         self.exp
     }
+
+    fn installation(&self) -> (&str, &str) {
+        (&self.portal, &self.install)
+    }
 }
 
 impl Expiring for AdminClaims {
     fn exp(&self) -> i64 {
         if self.admin { self.exp } else { 0 }
+    }
+
+    fn installation(&self) -> (&str, &str) {
+        (&self.portal, &self.install)
     }
 }
 
@@ -84,13 +106,15 @@ impl SessionSigner {
         mac
     }
 
-    pub fn issue(&self, portal: &str, user: u64, departments: Vec<u64>, entity: EntityRef, lang: Lang) -> String {
-        let claims = Claims { portal: portal.to_owned(), user, entity, lang, departments, exp: now_secs() + self.lifetime_secs };
+    pub fn issue(&self, portal: &Installed, user: u64, departments: Vec<u64>, entity: EntityRef, lang: Lang) -> String {
+        let (portal, install) = (portal.member_id.to_owned(), portal.install_id.to_owned());
+        let claims = Claims { portal, install, user, entity, lang, departments, exp: now_secs() + self.lifetime_secs };
         self.sign(&claims)
     }
 
-    pub fn issue_admin(&self, portal: &str, user: u64, lang: Lang) -> String {
-        self.sign(&AdminClaims { portal: portal.to_owned(), user, lang, exp: now_secs() + self.lifetime_secs, admin: true })
+    pub fn issue_admin(&self, portal: &Installed, user: u64, lang: Lang) -> String {
+        let (portal, install) = (portal.member_id.to_owned(), portal.install_id.to_owned());
+        self.sign(&AdminClaims { portal, install, user, lang, exp: now_secs() + self.lifetime_secs, admin: true })
     }
 
     pub fn sign<C: Expiring>(&self, claims: &C) -> String {
@@ -121,13 +145,15 @@ mod tests {
         SessionSigner::new([7; 32], 60)
     }
 
+    const M1: Installed<'static> = Installed { member_id: "m1", install_id: "i1" };
+
     fn entity() -> EntityRef {
         EntityRef { kind: EntityType::Lead, id: 1 }
     }
 
     #[test]
     fn round_trips() {
-        let token = signer().issue("m1", 5, vec![3], entity(), Lang::Ru);
+        let token = signer().issue(&M1, 5, vec![3], entity(), Lang::Ru);
         let claims: Claims = signer().verify(&token).unwrap();
         assert_eq!((claims.portal.as_str(), claims.user, claims.entity, claims.lang), ("m1", 5, entity(), Lang::Ru));
         assert_eq!(claims.departments, [3]);
@@ -135,10 +161,10 @@ mod tests {
 
     #[test]
     fn refuses_forged_tampered_and_expired_tokens() {
-        let token = signer().issue("m1", 5, Vec::new(), entity(), Lang::En);
+        let token = signer().issue(&M1, 5, Vec::new(), entity(), Lang::En);
         assert_eq!(SessionSigner::new([8; 32], 60).verify::<Claims>(&token), Err(TokenError::BadSignature));
         let (_, tag) = token.split_once('.').unwrap();
-        let forged = Claims { portal: "m2".into(), user: 5, entity: entity(), lang: Lang::En, departments: Vec::new(), exp: now_secs() + 60 };
+        let forged = Claims { portal: "m2".into(), install: "i1".into(), user: 5, entity: entity(), lang: Lang::En, departments: Vec::new(), exp: now_secs() + 60 };
         let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
         assert_eq!(signer().verify::<Claims>(&format!("{forged_payload}.{tag}")), Err(TokenError::BadSignature));
         let expired = Claims { exp: now_secs() - 1, ..forged };
@@ -150,9 +176,9 @@ mod tests {
 
     #[test]
     fn tab_and_admin_tokens_do_not_stand_for_each_other() {
-        let tab = signer().issue("m1", 5, Vec::new(), entity(), Lang::En);
+        let tab = signer().issue(&M1, 5, Vec::new(), entity(), Lang::En);
         assert_eq!(signer().verify::<AdminClaims>(&tab), Err(TokenError::Malformed));
-        let admin = signer().issue_admin("m1", 5, Lang::En);
+        let admin = signer().issue_admin(&M1, 5, Lang::En);
         assert_eq!(signer().verify::<Claims>(&admin), Err(TokenError::Malformed));
         assert_eq!(signer().verify::<AdminClaims>(&admin).unwrap().user, 5);
     }

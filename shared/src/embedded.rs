@@ -18,10 +18,11 @@ use crate::adapters::{DirBlobs, SqliteDb, SqliteQueue, SqliteTable};
 use crate::app::install::RestEndpoints;
 use crate::app::{Adapters, Services, Site};
 use crate::bitrix::{AppCredentials, BitrixClient};
-use crate::crypto::{KeyPurpose, Secret};
+use crate::crypto::Secret;
 use crate::domain::phone::region_from_code;
 use crate::http;
 use crate::jobs::runner::{self, Order};
+use crate::links::SignedLinks;
 use crate::ports::{JobQueue, Table, Telegram};
 use crate::repo::Records;
 use crate::repo::sessions::TelegramSessions;
@@ -155,10 +156,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
         Mode::Real(real) => real_backends(&settings, real, &sessions).await?,
     };
     // Upload URLs are opened by the users' browsers: at the public address.
-    let blobs = Arc::new(DirBlobs::new(settings.data_dir.join("blobs"), &backends.site.public_url, master.derive_key(KeyPurpose::SignBlobUrls))?);
+    let blobs = Arc::new(DirBlobs::new(settings.data_dir.join("blobs"), SignedLinks::of_site(&master, &backends.site.public_url))?);
     let summary = summary(&settings, addr, &backends.site);
     let hosts = Arc::new(AllowedHosts::new(&backends.site.public_url, addr));
-    let adapters = Adapters { table, queue: Arc::new(queue.clone()), blobs: blobs.clone(), telegram: backends.telegram };
+    let adapters = Adapters { table, queue: Arc::new(queue.clone()), blobs, telegram: backends.telegram };
     let services = Arc::new(Services::new(
         adapters,
         BitrixClient::new(backends.credentials, PORTAL_TIMEOUT, settings.portal_rate),
@@ -176,11 +177,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
     if let Some(sandbox) = &backends.sandbox {
         router = router.merge(sandbox.routes());
     }
-    // A whole request within the limit, except blob transfers: they may stream 2 GB, and are
-    // bounded by the body's pause limit and the connection limit instead.
+    // A whole request within the limit, except uploads: they may stream 2 GB, and are bounded
+    // by the body's pause limit and the connection limit instead. (A download's answer streams
+    // after its handler is done, so the limit does not cut it.)
     let router = router
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.server.request_timeout))
-        .merge(http::with_security_headers(http::blobs::routes(blobs)))
+        .merge(http::with_security_headers(http::blobs::upload_routes().with_state(services.clone())))
         .layer(axum::middleware::from_fn_with_state(hosts, check_host));
     let server = serve(listener, router, settings.server);
     let telegram_worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Telegram, Order::Grouped));

@@ -13,6 +13,7 @@ pub mod i18n;
 pub mod jobs;
 #[cfg(feature = "aws")]
 pub mod lambda;
+pub mod links;
 pub mod ports;
 pub mod repo;
 pub mod sandbox;

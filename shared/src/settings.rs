@@ -60,7 +60,7 @@ pub struct ServerLimits {
     pub header_timeout: Duration,
     /// The longest pause in a request body (`OLCHAT_BODY_TIMEOUT_SECS`, default 30), uploads included.
     pub body_idle_timeout: Duration,
-    /// A whole request, its body read and answered, except the blob transfers, which may
+    /// A whole request, its body read and answered, except blob uploads, which may
     /// stream 2 GB (`OLCHAT_REQUEST_TIMEOUT_SECS`, default 60): a body that trickles is cut
     /// off with 408 even if it never pauses long.
     pub request_timeout: Duration,

@@ -131,8 +131,8 @@ impl TestApp {
 
     /// Opens the app's own page (the connectors) as portal user `user`: the status and the page.
     pub async fn open_connectors(&self, user: u64, lang: &str) -> (StatusCode, String) {
-        let (access, _) = self.app.sandbox().portal.issue_tokens(seed::DEMO_MEMBER_ID, user);
-        let form = [("AUTH_ID", access), ("member_id", seed::DEMO_MEMBER_ID.into()), ("PLACEMENT", "DEFAULT".into())];
+        let (access, refresh) = self.app.sandbox().portal.issue_tokens(seed::DEMO_MEMBER_ID, user);
+        let form = [("AUTH_ID", access), ("REFRESH_ID", refresh), ("member_id", seed::DEMO_MEMBER_ID.into()), ("PLACEMENT", "DEFAULT".into())];
         let url = self.url(&format!("/connectors?DOMAIN={}&LANG={lang}", seed::DEMO_DOMAIN));
         let response = self.http.post(url).form(&form).send().await.expect("the page answers");
         (response.status(), response.text().await.unwrap_or_default())

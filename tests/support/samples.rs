@@ -93,6 +93,7 @@ pub async fn install_demo_portal(svc: &Services, app: &TestApp) {
         system_messages: false,
         timeline: installed.timeline,
         region: installed.region,
+        install_id: installed.install_id,
     };
     svc.portals.save(&portal).await.unwrap();
     for owner in [TokenOwner::App, TokenOwner::User(1)] {

@@ -1,54 +1,27 @@
 //! Blobs as files in a directory, written through a temporary file so a reader never
-//! sees half a file. Upload and download URLs point at this server's `/blobs/` route,
-//! signed like S3's presigned URLs: HMAC over method, key and expiry.
+//! sees half a file. Upload URLs point at this server's `/blobs/` route, signed like S3's
+//! presigned URLs ([`SignedLinks`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 use tokio::io::AsyncRead;
 
-use crate::clock::now_secs;
-
-use crate::ports::blobs::BlobReader;
-use crate::ports::blobs::check_key;
+use crate::links::SignedLinks;
+use crate::ports::blobs::{BlobReader, Download, UploadTarget, check_key};
 use crate::ports::{BlobError, Blobs};
 
 pub struct DirBlobs {
     root: PathBuf,
-    /// Where this server answers (`http://127.0.0.1:8080`).
-    base_url: String,
-    signing_key: [u8; 32],
+    links: SignedLinks,
 }
 
 impl DirBlobs {
-    pub fn new(root: impl Into<PathBuf>, base_url: &str, signing_key: [u8; 32]) -> std::io::Result<Self> {
+    pub fn new(root: impl Into<PathBuf>, links: SignedLinks) -> std::io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(Self { root, base_url: base_url.trim_end_matches('/').to_owned(), signing_key })
-    }
-
-    fn signature(&self, method: &str, key: &str, expires: i64) -> Hmac<Sha256> {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.signing_key).expect("HMAC takes any key length");
-        mac.update(format!("{method}\n{key}\n{expires}").as_bytes());
-        mac
-    }
-
-    fn signed_url(&self, method: &str, key: &str, valid_for: Duration) -> Result<String, BlobError> {
-        self.path(key)?;
-        let expires = now_secs() + valid_for.as_secs() as i64;
-        let signature = URL_SAFE_NO_PAD.encode(self.signature(method, key, expires).finalize().into_bytes());
-        Ok(format!("{}/blobs/{key}?expires={expires}&signature={signature}", self.base_url))
-    }
-
-    /// Whether a `/blobs/` request carries a valid, unexpired signature for `method` on `key`.
-    pub fn verify(&self, method: &str, key: &str, expires: i64, signature: &str) -> bool {
-        let Ok(tag) = URL_SAFE_NO_PAD.decode(signature) else { return false };
-        expires > now_secs() && self.path(key).is_ok() && self.signature(method, key, expires).verify_slice(&tag).is_ok()
+        Ok(Self { root, links })
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, BlobError> {
@@ -120,11 +93,13 @@ impl Blobs for DirBlobs {
         }
     }
 
-    async fn upload_url(&self, key: &str, _content_type: &str, valid_for: Duration) -> Result<String, BlobError> {
-        self.signed_url("PUT", key, valid_for)
+    async fn upload_target(&self, key: &str, content_type: &str, size: u64, valid_for: Duration) -> Result<UploadTarget, BlobError> {
+        self.path(key)?;
+        let url = self.links.upload_url(key, size, content_type, valid_for);
+        Ok(UploadTarget { url, headers: vec![("content-type".into(), content_type.into())] })
     }
 
-    async fn download_url(&self, key: &str, valid_for: Duration) -> Result<String, BlobError> {
-        self.signed_url("GET", key, valid_for)
+    async fn open_download(&self, key: &str) -> Result<Option<Download>, BlobError> {
+        Ok(self.get(key).await?.map(|(size, reader)| Download::Stream(size, reader)))
     }
 }

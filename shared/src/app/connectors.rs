@@ -15,16 +15,20 @@ use crate::i18n::{Lang, text};
 use crate::ports::{LoggedIn, LoginError, LoginStep, TelegramError};
 use crate::repo::connectors::{Access, Budgets, Connector, ConnectorStatus};
 use crate::repo::logins::{LoginStage, PendingLogin};
+use crate::repo::portals::{TokenOwner, UserAuth};
 use crate::repo::safety::Usage;
 
 /// Confirms with the portal that `auth_id` is one of its administrators; the page's token.
-pub async fn open_page(svc: &Services, member_id: &str, domain: &str, auth_id: &Secret, lang: Lang) -> Result<String, AppError> {
+/// The administrator's tokens are kept: every later call asks the portal again whether they
+/// still are one ([`super::portal::recheck_admin`]).
+pub async fn open_page(svc: &Services, member_id: &str, domain: &str, auth: &UserAuth, lang: Lang) -> Result<String, AppError> {
     let portal = svc.portals.get(member_id).await?.ok_or_else(unknown_portal)?;
     if !portal.domain.eq_ignore_ascii_case(domain.trim()) {
         return Err(AppError::new(ErrorKind::Forbidden, "domain_mismatch", "The DOMAIN of this request is not this portal's."));
     }
-    let user_id = confirm_admin(svc, &portal, auth_id, lang).await?;
-    Ok(svc.sessions.issue_admin(member_id, user_id, lang))
+    let user_id = confirm_admin(svc, &portal, &auth.access_token, lang).await?;
+    svc.portals.save_auth(member_id, TokenOwner::User(user_id), auth).await?;
+    Ok(svc.sessions.issue_admin(&portal.installed(), user_id, lang))
 }
 
 #[derive(Serialize)]

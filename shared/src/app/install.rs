@@ -133,6 +133,7 @@ pub async fn register_portal(svc: &Services, mut grant: InstallGrant) -> Result<
                 system_messages: false,
                 timeline: None,
                 region: None,
+                install_id: uuid::Uuid::new_v4().simple().to_string(),
             };
             registered(&mut portal);
             svc.portals.save(&portal).await?;

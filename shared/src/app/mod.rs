@@ -19,6 +19,7 @@ use crate::auth::SessionSigner;
 use crate::bitrix::BitrixClient;
 use crate::crypto::{KeyPurpose, MasterKey};
 use crate::domain::phone::region_from_code;
+use crate::links::SignedLinks;
 use crate::ports::{Blobs, Queue, Table, Telegram};
 use crate::repo::RepoError;
 use crate::repo::cards::Cards;
@@ -30,6 +31,7 @@ use crate::repo::openlines::OpenLines;
 use crate::repo::portals::{Portal, Portals};
 use crate::repo::resolutions::Resolutions;
 use crate::repo::safety::{Safety, SafetyLimits};
+use crate::repo::uploads::Uploads;
 use crate::repo::Records;
 
 /// Everything a route or a job needs, built once per process and lent to every request.
@@ -43,6 +45,7 @@ pub struct Services {
     pub limits: SafetyLimits,
     pub cards: Cards,
     pub messages: Messages,
+    pub uploads: Uploads,
     pub openlines: OpenLines,
     pub mailbox: Mailbox,
     pub queue: Arc<dyn Queue>,
@@ -50,6 +53,8 @@ pub struct Services {
     pub telegram: Arc<dyn Telegram>,
     pub bitrix: BitrixClient,
     pub sessions: SessionSigner,
+    /// Links to stored files: what Bitrix24 downloads published files from.
+    pub links: SignedLinks,
     /// For phone numbers typed without a country code, on portals whose own country is not known.
     pub phone_region: Option<country::Id>,
     pub site: Site,
@@ -90,6 +95,7 @@ impl Services {
             limits,
             cards: Cards::new(records.clone()),
             messages: Messages::new(records.clone()),
+            uploads: Uploads::new(records.clone()),
             openlines: OpenLines::new(records.clone()),
             mailbox: Mailbox::new(records),
             queue: adapters.queue,
@@ -97,6 +103,7 @@ impl Services {
             telegram: adapters.telegram,
             bitrix,
             sessions: SessionSigner::new(master.derive_key(KeyPurpose::SignTabTokens), session_secs),
+            links: SignedLinks::of_site(master, &site.public_url),
             phone_region,
             site,
         }

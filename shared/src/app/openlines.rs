@@ -11,9 +11,10 @@ use super::send::{failure_text, recipient_account};
 use super::{AppError, ErrorKind, Progress, Services};
 use crate::auth::Claims;
 use crate::clock::now_secs;
+use crate::domain::formatting::inert_bbcode;
 use crate::domain::lease::Claim;
 use crate::domain::message::ActivityShown;
-use crate::domain::{Message, MessageStatus, OpenLineChat, Publication, PublicationMode, SendAs, TelegramUser};
+use crate::domain::{EntityRef, EntityType, Message, MessageStatus, OpenLineChat, Publication, PublicationMode, SendAs, TelegramUser};
 use crate::i18n::text;
 use crate::repo::RepoError;
 use crate::repo::connectors::Connector;
@@ -68,7 +69,8 @@ async fn publish_claimed(svc: &Services, mut message: Message) -> Result<(), App
 async fn publish(svc: &Services, portal: &mut PortalClient<'_>, message: &Message) -> Result<Option<u64>, AppError> {
     let link = link_chat(svc, &message.member_id, &message.connector_id, message.peer, &message.client_name).await?;
     let (text, employee) = match message.publication {
-        PublicationMode::Incoming => (format!("{INCOMING_MARK}{}", message.text()), None),
+        // Shown as the client's: the employee's text is inert there, as a client's is.
+        PublicationMode::Incoming => (format!("{INCOMING_MARK}{}", inert_bbcode(&message.text())), None),
         PublicationMode::Outgoing => (message.text(), Some(message.user_id)),
         PublicationMode::None => unreachable!("awaits_publication checked the mode"),
     };
@@ -83,7 +85,7 @@ const OL_FILE_URL_LIFETIME: std::time::Duration = std::time::Duration::from_secs
 async fn open_line_files(svc: &Services, message: &Message) -> Result<Vec<Value>, AppError> {
     let mut files = Vec::new();
     for file in message.attachments() {
-        let url = svc.blobs.download_url(&file.key, OL_FILE_URL_LIFETIME).await.map_err(|e| AppError::internal(format!("blobs: {e:#}")))?;
+        let url = svc.links.download_url(&file.key, OL_FILE_URL_LIFETIME);
         // A voice note is stored as recorded (WebM from Chromium): named as uploaded.
         let name = match file.send_as {
             SendAs::Voice { .. } => file.key.rsplit('/').next().unwrap_or(&file.file_name),
@@ -354,6 +356,7 @@ pub async fn create_chat(svc: &Services, claims: &Claims, request: ChatRequest) 
     if !request.user_ids.is_empty() {
         let dialog = portal.call("imopenlines.dialog.get", &json!({ "CHAT_ID": chat_id })).await?;
         let (kind, id) = crm_bindings(&dialog).into_iter().next().ok_or_else(|| AppError::invalid("chat_not_in_crm", text(lang, "chat_not_in_crm", &[])))?;
+        may_read_binding(svc, claims, &kind, id).await?;
         for user_id in request.user_ids {
             if invited.contains(&user_id) {
                 continue;
@@ -369,6 +372,17 @@ pub async fn create_chat(svc: &Services, claims: &Claims, request: ChatRequest) 
     }
     tracing::info!(chat_id, created, invited = invited.len(), "open line chat ready");
     Ok(ChatCreated { chat_id, created, invited })
+}
+
+/// Invitations go out with the portal's own token, through the record the chat is bound to,
+/// which the tracker may have made another than this card: the user must be able to read
+/// it with their own token first (`crm.<type>.get` answers "Access denied" otherwise).
+async fn may_read_binding(svc: &Services, claims: &Claims, kind: &str, id: u64) -> Result<(), AppError> {
+    let kind: EntityType = kind.parse().map_err(|_| AppError::invalid("chat_not_in_crm", text(claims.lang, "chat_not_in_crm", &[])))?;
+    if (EntityRef { kind, id }) == claims.entity {
+        return Ok(());
+    }
+    PortalClient::user(svc, &claims.portal, claims.user).await?.call(&kind.get_method(), &json!({ "id": id })).await.map(drop)
 }
 
 /// Tells Open Lines the client got the operator's message (or our publication came back).
@@ -424,16 +438,18 @@ async fn forward(svc: &Services, portal: &mut PortalClient<'_>, connector_id: &s
     for file in &message.files {
         match &file.key {
             Some(key) => {
-                let url = svc.blobs.download_url(key, OL_FILE_URL_LIFETIME).await.map_err(|e| AppError::internal(format!("blobs: {e:#}")))?;
+                let url = svc.links.download_url(key, OL_FILE_URL_LIFETIME);
                 files.push(json!({ "url": url, "name": file.file_name }));
             }
             None => {
                 let lang = portal.portal.lang;
+                // The client named the file: inert, like their text.
+                let name = inert_bbcode(&file.file_name);
                 let note = if file.size > RECEIVED_FILE_LIMIT {
                     let mb = (file.size / (1024 * 1024)).to_string();
-                    text(lang, "received_file_too_large", &[("name", &file.file_name), ("size", &mb)])
+                    text(lang, "received_file_too_large", &[("name", &name), ("size", &mb)])
                 } else {
-                    text(lang, "file_unavailable", &[("name", &file.file_name)])
+                    text(lang, "file_unavailable", &[("name", &name)])
                 };
                 body = if body.is_empty() { note } else { format!("{body}[br]{note}") };
             }

@@ -100,6 +100,6 @@ pub async fn open_tab(svc: &Services, query: &PlacementQuery, form: &PlacementFo
     // The departments ride in the tab's signed token: `user.current` is in this batch anyway,
     // so no call and no cache is added, and a change of department counts from the next
     // opening of the tab, as a token's lifetime already bounds everything else it carries.
-    let token = svc.sessions.issue(&portal.member_id, user_id, user_departments(&user), entity, lang);
+    let token = svc.sessions.issue(&portal.installed(), user_id, user_departments(&user), entity, lang);
     Ok(OpenedTab { token, lang, portal_time })
 }

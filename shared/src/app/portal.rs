@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{AppError, ErrorKind, Services};
+use crate::auth::AdminClaims;
 use crate::bitrix::{BatchResult, BitrixError, Page, batch_params, parse_batch};
 use crate::crypto::Secret;
 use crate::i18n::{Lang, text};
@@ -109,6 +110,24 @@ pub async fn keep_portals_alive(svc: &Services, older_than: std::time::Duration)
             Ok(()) => tracing::info!(member_id, "a quiet portal's tokens refreshed"),
             Err(e) => tracing::warn!(member_id, code = e.code, "a quiet portal's tokens could not be refreshed: {e}"),
         }
+    }
+    Ok(())
+}
+
+/// The portal a token was issued for, while that install lasts: an uninstall ends every token
+/// issued before it, even if the portal installs the app again.
+pub async fn current_install(svc: &Services, (member_id, install): (&str, &str)) -> Result<Portal, AppError> {
+    let portal = svc.portals.get(member_id).await?.filter(|p| p.install_id == install);
+    portal.ok_or_else(|| AppError::new(ErrorKind::Unauthorized, "app_reinstalled", "The app was removed from this portal since this page opened; open it again."))
+}
+
+/// Asks the portal again, with the administrator's own token, whether they may still manage
+/// the app: an administrator demoted since the page opened loses it at their next call.
+pub async fn recheck_admin(svc: &Services, admin: &AdminClaims) -> Result<(), AppError> {
+    let mut portal = PortalClient::user(svc, &admin.portal, admin.user).await?;
+    if portal.call("user.admin", &json!({})).await? != Value::Bool(true) {
+        tracing::warn!(member_id = %admin.portal, user = admin.user, "an administrator's rights were withdrawn");
+        return Err(AppError::new(ErrorKind::Forbidden, "not_admin", text(admin.lang, "admins_only", &[])));
     }
     Ok(())
 }

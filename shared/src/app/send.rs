@@ -84,7 +84,6 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
     }
     let (connector, recipient, user) = recipient_account(svc, claims, &request.connector_id, &request.recipient).await?;
     let text_parts = parts.into_iter().map(|text| Part { text, media: None, sent: false, telegram_id: None });
-    let file_parts = files.into_iter().map(|file| Part { text: String::new(), media: Some(file), sent: false, telegram_id: None });
 
     let new_id = uuid::Uuid::new_v4().to_string();
     let id = svc.messages.claim_idempotency_key(&claims.portal, claims.user, &request.idempotency_key, &new_id).await?;
@@ -99,6 +98,7 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
         }
         // The earlier submit stopped between claiming the key and storing: finish its work.
     }
+    uploads::use_uploads(svc, claims, &files, &id).await?;
     admit_chat(svc, lang, &connector, user.peer).await?;
     let message = Message {
         id,
@@ -109,7 +109,7 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
         recipient,
         recipient_name: user.username.as_ref().map(|u| format!("@{u}")).unwrap_or_else(|| user.display_name()),
         peer: user.peer,
-        parts: text_parts.chain(file_parts).collect(),
+        parts: text_parts.chain(files.into_iter().map(|file| Part { text: String::new(), media: Some(file), sent: false, telegram_id: None })).collect(),
         status: MessageStatus::Queued,
         failure: None,
         retry_at: None,
@@ -195,7 +195,8 @@ pub async fn message_view(svc: &Services, claims: &Claims, id: &str) -> Result<M
     if uuid::Uuid::parse_str(id).is_err() {
         return Err(not_found());
     }
-    let message = svc.messages.get(id).await?.filter(|m| m.member_id == claims.portal).ok_or_else(not_found)?;
+    // Only a message of the token's own card: a tab on one record reads nothing of another.
+    let message = svc.messages.get(id).await?.filter(|m| m.member_id == claims.portal && m.entity == claims.entity).ok_or_else(not_found)?;
     let connectors = svc.connectors.list(&claims.portal).await?;
     if !visible(claims, &message, &connectors) {
         return Err(not_permitted(claims.lang));

@@ -10,8 +10,11 @@ use crate::auth::Claims;
 use crate::domain::voice::{MAX_LEVEL, MAX_LEVELS, pack_waveform};
 use crate::domain::{Attachment, SendAs};
 use crate::i18n::{Lang, text};
+use crate::repo::uploads::AnnouncedUpload;
 
 const URL_LIFETIME: Duration = Duration::from_secs(3600);
+/// Upload slots one user may open a day: a busy manager's files, not a free file host.
+pub const UPLOADS_PER_DAY: u32 = 500;
 /// Telegram's limit for one file.
 pub const MAX_UPLOAD: u64 = 2 * 1024 * 1024 * 1024;
 /// Files of one message (Telegram's album size).
@@ -23,15 +26,12 @@ const PHOTO_TYPES: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
 pub const MAX_VOICE: u64 = 32 * 1024 * 1024;
 const MAX_VOICE_SECS: u32 = 3 * 3600;
 
-/// A file the browser uploaded, as named in `POST /api/send`.
+/// A file the browser uploaded, as named in `POST /api/send`. Its size and type are the
+/// ones announced for its slot, not what the request says now.
 #[derive(Debug, Deserialize)]
 pub struct FileRef {
     pub key: String,
     pub name: String,
-    #[serde(default)]
-    pub size: u64,
-    #[serde(default)]
-    pub content_type: String,
 }
 
 /// A recording from the tab: its upload, length and waveform (levels 0..=31).
@@ -91,10 +91,17 @@ fn uploads_prefix(claims: &Claims) -> String {
 
 pub async fn create_upload(svc: &Services, claims: &Claims, request: UploadRequest) -> Result<UploadSlot, AppError> {
     check_size(claims.lang, request.size, MAX_UPLOAD)?;
+    if !svc.uploads.take_daily(&claims.portal, claims.user, UPLOADS_PER_DAY).await? {
+        tracing::warn!(member_id = %claims.portal, user = claims.user, "daily upload slots used up");
+        return Err(AppError::invalid("uploads_per_day", text(claims.lang, "uploads_per_day", &[("count", &UPLOADS_PER_DAY.to_string())])));
+    }
     let content_type = mime_type(&request.content_type);
     let key = format!("{}{}/{}", uploads_prefix(claims), uuid::Uuid::new_v4().simple(), safe_name(&request.name));
-    let url = svc.blobs.upload_url(&key, &content_type, URL_LIFETIME).await.map_err(|e| AppError::internal(format!("{e:#}")))?;
-    Ok(UploadSlot { key, url, method: "PUT", headers: serde_json::json!({ "content-type": content_type }) })
+    let announced = AnnouncedUpload { user: claims.user, size: request.size, content_type: content_type.clone(), used_by: None };
+    svc.uploads.open(&claims.portal, &key, &announced).await?;
+    let target = svc.blobs.upload_target(&key, &content_type, request.size, URL_LIFETIME).await.map_err(|e| AppError::internal(format!("{e:#}")))?;
+    let headers = target.headers.into_iter().map(|(name, value)| (name, serde_json::Value::String(value))).collect();
+    Ok(UploadSlot { key, url: target.url, method: "PUT", headers: serde_json::Value::Object(headers) })
 }
 
 fn check_size(lang: Lang, size: u64, limit: u64) -> Result<(), AppError> {
@@ -108,15 +115,31 @@ fn check_size(lang: Lang, size: u64, limit: u64) -> Result<(), AppError> {
     Ok(())
 }
 
-/// The stored size of an upload of this portal; refused when the key is another portal's,
-/// malformed, or names nothing stored.
-async fn stored_size(svc: &Services, claims: &Claims, key: &str) -> Result<u64, AppError> {
+/// An upload of this user, stored as announced (size and type); refused when the key is
+/// another portal's or user's, malformed, names nothing stored, or the stored file is not
+/// the size announced (an S3 PUT binds it; this holds wherever the file came from).
+async fn announced_upload(svc: &Services, claims: &Claims, key: &str) -> Result<AnnouncedUpload, AppError> {
     let unknown = || AppError::invalid("unknown_upload", text(claims.lang, "unknown_upload", &[]));
     if !key.starts_with(&uploads_prefix(claims)) || crate::ports::blobs::check_key(key).is_err() {
         return Err(unknown());
     }
-    let stored = svc.blobs.size(key).await.map_err(|e| AppError::internal(format!("blobs: {e:#}")))?;
-    stored.ok_or_else(unknown)
+    let announced = svc.uploads.get(&claims.portal, key).await?.filter(|a| a.user == claims.user).ok_or_else(unknown)?;
+    let stored = svc.blobs.size(key).await.map_err(|e| AppError::internal(format!("blobs: {e:#}")))?.ok_or_else(unknown)?;
+    if stored != announced.size {
+        tracing::warn!(member_id = %claims.portal, stored, announced = announced.size, "an upload is not the size announced");
+        return Err(AppError::invalid("upload_mismatch", text(claims.lang, "upload_mismatch", &[])));
+    }
+    Ok(announced)
+}
+
+/// The message's uploads become its own: a file goes into one message only.
+pub async fn use_uploads(svc: &Services, claims: &Claims, files: &[Attachment], message_id: &str) -> Result<(), AppError> {
+    for file in files {
+        if !svc.uploads.use_for(&claims.portal, &file.key, message_id).await? {
+            return Err(AppError::invalid("upload_used", text(claims.lang, "upload_used", &[])));
+        }
+    }
+    Ok(())
 }
 
 /// A name to show in Telegram: the user's own, without path or control characters.
@@ -134,9 +157,7 @@ pub async fn attachments(svc: &Services, claims: &Claims, files: &[FileRef], as_
     }
     let mut out = Vec::with_capacity(files.len());
     for file in files {
-        let size = stored_size(svc, claims, &file.key).await?;
-        check_size(claims.lang, size, MAX_UPLOAD)?;
-        let mime_type = mime_type(&file.content_type);
+        let AnnouncedUpload { size, content_type: mime_type, .. } = announced_upload(svc, claims, &file.key).await?;
         let photo = !as_document && size <= MAX_PHOTO && PHOTO_TYPES.contains(&mime_type.as_str());
         out.push(Attachment {
             key: file.key.clone(),
@@ -151,7 +172,7 @@ pub async fn attachments(svc: &Services, claims: &Claims, files: &[FileRef], as_
 
 /// A voice note, checked against storage; its waveform packed for Telegram.
 pub async fn voice_attachment(svc: &Services, claims: &Claims, voice: &VoiceRef) -> Result<Attachment, AppError> {
-    let size = stored_size(svc, claims, &voice.key).await?;
+    let size = announced_upload(svc, claims, &voice.key).await?.size;
     check_size(claims.lang, size, MAX_VOICE)?;
     let valid = voice.duration.is_finite()
         && voice.duration > 0.0

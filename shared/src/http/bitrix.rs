@@ -20,6 +20,7 @@ use crate::app::placement::PlacementQuery;
 use crate::app::{AppError, connectors, events};
 use crate::crypto::Secret;
 use crate::i18n::{Lang, text};
+use crate::repo::portals::UserAuth;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -100,6 +101,8 @@ async fn event(State(svc): State<AppState>, body: Bytes) -> Response {
 struct ConnectorForm {
     #[serde(rename = "AUTH_ID")]
     auth_id: Secret,
+    #[serde(rename = "REFRESH_ID", default)]
+    refresh_id: Option<Secret>,
     member_id: String,
     #[serde(rename = "PLACEMENT_OPTIONS", default)]
     placement_options: String,
@@ -132,7 +135,8 @@ async fn connector_settings(State(svc): State<AppState>, RawQuery(query): RawQue
     // The line is connected, then the administrator manages the accounts on the same page.
     let page = async {
         connect_line(&svc, &form.member_id, &query.domain, &form.auth_id, &line).await?;
-        connectors::open_page(&svc, &form.member_id, &query.domain, &form.auth_id, lang).await
+        let auth = UserAuth { access_token: form.auth_id.clone(), refresh_token: form.refresh_id.clone() };
+        connectors::open_page(&svc, &form.member_id, &query.domain, &auth, lang).await
     };
     match page.await {
         Ok(token) => render_connectors(&token, lang).into_response(),

@@ -19,6 +19,7 @@ use crate::app::connectors::ConnectorFlag;
 use crate::app::{AppError, connectors};
 use crate::crypto::Secret;
 use crate::repo::connectors::{Access, Budgets};
+use crate::repo::portals::UserAuth;
 use crate::i18n::Lang;
 
 pub fn routes() -> Router<AppState> {
@@ -44,6 +45,8 @@ pub fn routes() -> Router<AppState> {
 pub(super) struct PageForm {
     #[serde(rename = "AUTH_ID")]
     pub auth_id: Secret,
+    #[serde(rename = "REFRESH_ID", default)]
+    pub refresh_id: Option<Secret>,
     pub member_id: String,
 }
 
@@ -57,7 +60,8 @@ async fn page(State(svc): State<AppState>, RawQuery(query): RawQuery, body: Byte
         Err(e) => return error_page(AppError::bad_request("bad_form", format!("The form is incomplete: {e}."))),
     };
     let lang = Lang::from_portal(&query.lang);
-    match connectors::open_page(&svc, &form.member_id, &query.domain, &form.auth_id, lang).await {
+    let auth = UserAuth { access_token: form.auth_id, refresh_token: form.refresh_id };
+    match connectors::open_page(&svc, &form.member_id, &query.domain, &auth, lang).await {
         Ok(token) => render_connectors(&token, lang).into_response(),
         Err(e) => error_page(e),
     }

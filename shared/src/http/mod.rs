@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::app::portal::{current_install, recheck_admin};
 use crate::app::{AppError, ErrorKind, Services};
 use crate::auth::{AdminClaims, Claims, Expiring, TokenError};
 
@@ -30,9 +31,10 @@ pub fn placement_router(svc: AppState) -> Router {
     with_security_headers(routes.with_state(svc))
 }
 
-/// `POST /api/send`, `POST /api/uploads`, `GET /api/messages[/{id}]`, `POST /api/chats`, `GET /api/employees`.
+/// `POST /api/send`, `POST /api/uploads`, `GET /api/messages[/{id}]`, `POST /api/chats`, `GET /api/employees`,
+/// and `GET /blobs/{key}` (the published files' links).
 pub fn send_router(svc: AppState) -> Router {
-    with_security_headers(api::send_routes().with_state(svc))
+    with_security_headers(api::send_routes().merge(blobs::download_routes()).with_state(svc))
 }
 
 /// `POST /bitrix/install`, `POST /bitrix/events`, `POST /bitrix/connector`.
@@ -78,30 +80,37 @@ pub struct Session(pub Claims);
 /// The verified session of an administrator on the connectors page.
 pub struct Admin(pub AdminClaims);
 
-fn bearer<C: Expiring>(parts: &Parts, svc: &AppState) -> Result<C, AppError> {
+/// The token's claims, if its signature holds, it has not expired, and the install it was
+/// issued under still stands.
+async fn bearer<C: Expiring>(parts: &Parts, svc: &AppState) -> Result<C, AppError> {
     let token = parts
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(TokenError::Missing);
-    token
+    let claims: C = token
         .and_then(|t| svc.sessions.verify(t.trim()))
-        .map_err(|e| AppError::new(ErrorKind::Unauthorized, "bad_session", e.to_string()))
+        .map_err(|e| AppError::new(ErrorKind::Unauthorized, "bad_session", e.to_string()))?;
+    current_install(svc, claims.installation()).await?;
+    Ok(claims)
 }
 
 impl FromRequestParts<AppState> for Session {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, svc: &AppState) -> Result<Self, Self::Rejection> {
-        bearer(parts, svc).map(Session)
+        bearer(parts, svc).await.map(Session)
     }
 }
 
+/// Administrators are asked about again on every call, not only when the page opened.
 impl FromRequestParts<AppState> for Admin {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, svc: &AppState) -> Result<Self, Self::Rejection> {
-        bearer(parts, svc).map(Admin)
+        let admin: AdminClaims = bearer(parts, svc).await?;
+        recheck_admin(svc, &admin).await?;
+        Ok(Admin(admin))
     }
 }

@@ -36,8 +36,22 @@ pub trait Blobs: Send + Sync {
     async fn delete(&self, key: &str) -> Result<(), BlobError>;
     /// Deletes every blob whose key lies under the folder `prefix` (`uploads/{member_id}`).
     async fn delete_prefix(&self, prefix: &str) -> Result<(), BlobError>;
-    /// A URL a browser PUTs the file to directly, without credentials, until it expires.
-    async fn upload_url(&self, key: &str, content_type: &str, valid_for: Duration) -> Result<String, BlobError>;
-    /// A URL anyone holding it may GET the file from until it expires (Bitrix24 downloads files).
-    async fn download_url(&self, key: &str, valid_for: Duration) -> Result<String, BlobError>;
+    /// Where a browser PUTs one file straight to storage, without credentials, until it
+    /// expires: exactly `size` bytes of `content_type`, and only if nothing is stored there yet.
+    async fn upload_target(&self, key: &str, content_type: &str, size: u64, valid_for: Duration) -> Result<UploadTarget, BlobError>;
+    /// How a holder of a valid download link gets the file (see [`crate::links`]).
+    async fn open_download(&self, key: &str) -> Result<Option<Download>, BlobError>;
+}
+
+/// A URL and the headers the browser must send with its `PUT`.
+pub struct UploadTarget {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+}
+
+pub enum Download {
+    /// Fetched from elsewhere, at a URL valid for a few minutes (S3's, presigned now).
+    Redirect(String),
+    /// Streamed from here.
+    Stream(u64, BlobReader),
 }

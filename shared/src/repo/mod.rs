@@ -10,6 +10,7 @@ pub mod portals;
 pub mod resolutions;
 pub mod safety;
 pub mod sessions;
+pub mod uploads;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Records, RepoError, portal_pk};
+use crate::auth::Installed;
 use crate::crypto::{KeyPurpose, MasterKey, Secret, Sealer};
 use crate::i18n::Lang;
 
@@ -38,6 +39,15 @@ pub struct Portal {
     /// without a country code; `None`: the deployment's.
     #[serde(default)]
     pub region: Option<String>,
+    /// Made at each fresh install: tokens issued under another (before an uninstall) are refused.
+    #[serde(default)]
+    pub install_id: String,
+}
+
+impl Portal {
+    pub fn installed(&self) -> Installed<'_> {
+        Installed { member_id: &self.member_id, install_id: &self.install_id }
+    }
 }
 
 /// Codes from `crm.timeline.icon.list` and `crm.timeline.logo.list`.

@@ -3,6 +3,7 @@
 //! Each behaviour cites its documentation: the portal its b24restdocs page, the Telegram side
 //! its core.telegram.org method.
 
+pub mod bbcode;
 pub mod clients;
 pub mod crm;
 pub mod openlines;

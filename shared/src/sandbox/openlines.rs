@@ -9,11 +9,13 @@
 //! `…/openlines/sessions/imopenlines-dialog-get.md`), chat messages and notifications
 //! (`api-reference/chats/messages/im-message-add.md`,
 //! `api-reference/chats/notifications/im-notify-system-add.md`), and the CRM tracker that
-//! binds a new chat to a record (`tracker`).
+//! binds a new chat to a record (`tracker`). Each message keeps how the chat shows its
+//! BBCode (`bbcode`).
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use super::bbcode::show;
 use super::state::{
     Answer, Caused, Grant, OlMessage, Params, PortalState, RestError, SimChat, access_denied, arg_error, flag, number, required, required_id,
     scalar, text_param,
@@ -310,7 +312,7 @@ impl PortalState {
             };
             self.ol_messages.push(OlMessage {
                 id, portal: grant.member_id.clone(), chat_id: chat.id, direction, author, author_id: employee,
-                text: text.clone(), files, external_id: message.get("id").and_then(scalar), delivered: false, read: false,
+                shown: show(&text), text: text.clone(), files, external_id: message.get("id").and_then(scalar), delivered: false, read: false,
             });
             let registered = self.installation(&grant.member_id)?.connectors.get(&connector).cloned();
             if opened && employee.is_none() && connector_flag(registered.as_ref(), "NEED_SYSTEM_MESSAGES", true) {
@@ -334,7 +336,7 @@ impl PortalState {
         let id = self.next_id();
         self.ol_messages.push(OlMessage {
             id, portal: chat.portal.clone(), chat_id: chat.id, direction: "system", author: "Open Lines".into(), author_id: None,
-            text: text.to_owned(), files: Vec::new(), external_id: None, delivered: false, read: false,
+            text: text.to_owned(), shown: show(text), files: Vec::new(), external_id: None, delivered: false, read: false,
         });
         (chat.portal.clone(), "OnImConnectorMessageAdd", connector_message_event(chat, id, 0, text))
     }
@@ -444,7 +446,7 @@ impl PortalState {
         let author = if system { "System".to_owned() } else { self.employee_name(&grant.member_id, grant.user_id).unwrap_or_default() };
         self.ol_messages.push(OlMessage {
             id, portal: grant.member_id.clone(), chat_id, direction: if system { "system" } else { "outgoing" }, author,
-            author_id: (!system).then_some(grant.user_id), text, files: Vec::new(), external_id: None, delivered: false, read: false,
+            author_id: (!system).then_some(grant.user_id), shown: show(&text), text, files: Vec::new(), external_id: None, delivered: false, read: false,
         });
         Ok(json!(id))
     }
@@ -484,7 +486,7 @@ impl PortalState {
         }
         self.ol_messages.push(OlMessage {
             id, portal: chat.portal.clone(), chat_id, direction: "outgoing", author: name, author_id: Some(user_id),
-            text: text.to_owned(), files: Vec::new(), external_id: None, delivered: false, read: false,
+            text: text.to_owned(), shown: show(text), files: Vec::new(), external_id: None, delivered: false, read: false,
         });
         Ok((id, vec![(chat.portal.clone(), "OnImConnectorMessageAdd", connector_message_event(&chat, id, user_id, &shown))]))
     }

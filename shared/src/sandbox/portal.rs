@@ -22,6 +22,7 @@ use serde_json::{Map, Value, json};
 
 use super::state::{Answer, Caused, Grant, Params, PortalState, RestError, SimPortal, access_denied, page, text_param};
 use crate::clock::{now_millis, now_secs};
+use crate::domain::EntityType;
 
 const TOKEN_LIFETIME: i64 = 3600;
 /// Method time is counted in one-minute baskets over 10 minutes (`settings/performance/limits.md`).
@@ -159,6 +160,26 @@ impl SandboxPortal {
     pub fn expire_access_tokens(&self) {
         for grant in self.lock().access.values_mut() {
             grant.expires_at = now_secs() - 1;
+        }
+    }
+
+    /// An administrator changes who may manage apps (the portal's settings, not REST:
+    /// `api-reference/common/users/user-admin.md` only reads it).
+    pub fn set_admin(&self, member_id: &str, user_id: u64, admin: bool) {
+        let mut state = self.lock();
+        if let Some(portal) = state.portals.iter_mut().find(|p| p.member_id == member_id) {
+            portal.admins.retain(|&a| a != user_id);
+            if admin {
+                portal.admins.push(user_id);
+            }
+        }
+    }
+
+    /// An administrator limits what CRM records a user may read (the CRM's access rights, set
+    /// in the portal, not by REST); `crm.<type>.get` then answers "Access denied" for the rest.
+    pub fn limit_records(&self, member_id: &str, user_id: u64, readable: Vec<(EntityType, u64)>) {
+        if let Some(portal) = self.lock().portals.iter_mut().find(|p| p.member_id == member_id) {
+            portal.record_access.insert(user_id, readable);
         }
     }
 

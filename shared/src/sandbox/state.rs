@@ -190,6 +190,8 @@ pub struct OlMessage {
     pub author: String,
     pub author_id: Option<u64>,
     pub text: String,
+    /// How the chat shows `text` (its BBCode interpreted).
+    pub shown: super::bbcode::Shown,
     pub files: Vec<Value>,
     /// The connector's own id for a message it pushed.
     pub external_id: Option<String>,

@@ -1,5 +1,6 @@
 //! The blob port on S3: streamed in (multipart above one part) and out, and presigned
-//! URLs so browsers upload straight to the bucket and Bitrix24 downloads from it.
+//! URLs so browsers upload straight to the bucket and Bitrix24 downloads from it (through
+//! the app's own link, which redirects to one).
 
 use std::time::Duration;
 
@@ -11,8 +12,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectI
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::sdk_error;
-use crate::ports::blobs::BlobReader;
-use crate::ports::blobs::check_key;
+use crate::ports::blobs::{BlobReader, Download, UploadTarget, check_key};
 use crate::ports::{BlobError, Blobs};
 
 /// S3's smallest multipart part (but the last); memory holds one part at a time.
@@ -158,17 +158,31 @@ impl Blobs for S3Blobs {
         }
     }
 
-    async fn upload_url(&self, key: &str, content_type: &str, valid_for: Duration) -> Result<String, BlobError> {
+    /// The size and type are signed (the SDK signs `content-length` since
+    /// awslabs/aws-sdk-rust#466), and `If-None-Match: *` makes S3 refuse a second PUT.
+    async fn upload_target(&self, key: &str, content_type: &str, size: u64, valid_for: Duration) -> Result<UploadTarget, BlobError> {
         check_key(key)?;
         let config = PresigningConfig::expires_in(valid_for).map_err(|e| BlobError::Backend(e.into()))?;
-        let request = self.client.put_object().bucket(&self.bucket).key(key).content_type(content_type);
-        Ok(request.presigned(config).await.map_err(backend)?.uri().to_owned())
+        let size = i64::try_from(size).map_err(|e| BlobError::Backend(e.into()))?;
+        let request = self.client.put_object().bucket(&self.bucket).key(key).content_type(content_type).content_length(size).if_none_match("*");
+        let presigned = request.presigned(config).await.map_err(backend)?;
+        // The browser sets the length (and host) itself: scripts may not.
+        let headers = presigned
+            .headers()
+            .filter(|(name, _)| !name.eq_ignore_ascii_case("content-length") && !name.eq_ignore_ascii_case("host"))
+            .map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned()))
+            .collect();
+        Ok(UploadTarget { url: presigned.uri().to_owned(), headers })
     }
 
-    async fn download_url(&self, key: &str, valid_for: Duration) -> Result<String, BlobError> {
+    /// A presigned GET valid for minutes, made when the app's own link is used: well within
+    /// the life of the credentials that sign it.
+    async fn open_download(&self, key: &str) -> Result<Option<Download>, BlobError> {
         check_key(key)?;
-        let config = PresigningConfig::expires_in(valid_for).map_err(|e| BlobError::Backend(e.into()))?;
+        let config = PresigningConfig::expires_in(REDIRECT_LIFETIME).map_err(|e| BlobError::Backend(e.into()))?;
         let request = self.client.get_object().bucket(&self.bucket).key(key);
-        Ok(request.presigned(config).await.map_err(backend)?.uri().to_owned())
+        Ok(Some(Download::Redirect(request.presigned(config).await.map_err(backend)?.uri().to_owned())))
     }
 }
+
+const REDIRECT_LIFETIME: Duration = Duration::from_secs(300);
