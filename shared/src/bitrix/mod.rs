@@ -165,6 +165,11 @@ impl BitrixClient {
         self.http.get_or_init(|| outbound::client(self.timeout, self.reach))
     }
 
+    /// How full the work bucket of the portal at `endpoint` is now, in calls.
+    pub fn work_level(&self, endpoint: &str) -> f64 {
+        self.work.level(endpoint)
+    }
+
     /// Our app's code, which `app.info` names as `CODE` for a token of ours.
     pub fn app_code(&self) -> &str {
         &self.app.code
@@ -316,4 +321,124 @@ pub fn parse_batch(answer: &Value) -> Result<BatchResult, BitrixError> {
 /// reqwest's errors print the URL, which carries the token: keep only the cause.
 fn without_url(e: reqwest::Error) -> String {
     e.without_url().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    use axum::routing::any;
+
+    use super::*;
+
+    /// A stand-in portal on the loopback: its port and how many requests reached it.
+    async fn serve(router: impl FnOnce(u16, Arc<AtomicUsize>) -> Router) -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let router = router(port, hits.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        (port, hits)
+    }
+
+    /// Answers every method with `answer`, counting the requests.
+    fn answering(answer: fn(u16) -> axum::response::Response) -> impl FnOnce(u16, Arc<AtomicUsize>) -> Router {
+        move |port, hits| {
+            Router::new().route(
+                "/rest/{method}",
+                any(move || async move {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    answer(port)
+                }),
+            )
+        }
+    }
+
+    fn ok(_: u16) -> axum::response::Response {
+        axum::Json(json!({ "result": true })).into_response()
+    }
+
+    fn client(reach: Reach) -> BitrixClient {
+        let app = AppCredentials { client_id: "app".into(), client_secret: Secret::new("s"), code: "app".into(), oauth_url: "http://127.0.0.1:9".into() };
+        BitrixClient::new(app, Duration::from_secs(5), PortalRate::default(), reach)
+    }
+
+    async fn call(reach: Reach, endpoint: &str) -> Result<Value, BitrixError> {
+        client(reach).call(endpoint, &Secret::new("a".repeat(32)), "user.current", &json!({})).await
+    }
+
+    #[tokio::test]
+    async fn a_portal_name_that_resolves_to_the_loopback_is_refused_unless_explicitly_allowed() {
+        let (port, hits) = serve(answering(ok)).await;
+        let endpoint = format!("http://localhost:{port}/rest/");
+        let refused = call(Reach::Public, &endpoint).await;
+        assert!(matches!(&refused, Err(BitrixError::Transport(_))), "{refused:?}");
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing reached the loopback");
+        assert_eq!(call(Reach::AlsoLoopback, &endpoint).await.unwrap(), json!(true), "the same portal, explicitly allowed");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_literal_loopback_address_is_refused_before_any_connection() {
+        let (port, hits) = serve(answering(ok)).await;
+        for host in ["127.0.0.1", "[::ffff:127.0.0.1]"] {
+            let refused = call(Reach::Public, &format!("http://{host}:{port}/rest/")).await;
+            assert!(matches!(&refused, Err(BitrixError::Transport(e)) if e.contains("not a public address")), "{host}: {refused:?}");
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_not_followed() {
+        let (port, redirected) = serve(|port, hits| {
+            let elsewhere = format!("http://127.0.0.1:{port}/elsewhere");
+            Router::new()
+                .route("/rest/{method}", any(move || async move { (StatusCode::FOUND, [(header::LOCATION, elsewhere)]).into_response() }))
+                .route("/elsewhere", any(move || async move {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    ok(0)
+                }))
+        })
+        .await;
+        let answer = call(Reach::AlsoLoopback, &format!("http://127.0.0.1:{port}/rest/")).await;
+        assert!(matches!(&answer, Err(BitrixError::Protocol(e)) if e.contains("redirect")), "{answer:?}");
+        assert_eq!(redirected.load(Ordering::SeqCst), 0, "the redirect's target was never asked");
+    }
+
+    #[tokio::test]
+    async fn an_answer_larger_than_the_cap_is_refused_announced_or_streamed() {
+        fn announced(_: u16) -> axum::response::Response {
+            format!("{{\"result\":\"{}\"}}", "a".repeat(outbound::MAX_ANSWER)).into_response()
+        }
+        fn streamed(_: u16) -> axum::response::Response {
+            // No Content-Length: only reading it in chunks finds out.
+            let chunk = || Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b' '; 1024 * 1024]));
+            let chunks = std::iter::repeat_with(chunk).take(outbound::MAX_ANSWER / (1024 * 1024) + 1);
+            axum::body::Body::from_stream(futures_util::stream::iter(chunks)).into_response()
+        }
+        for answer in [announced as fn(u16) -> axum::response::Response, streamed] {
+            let (port, _) = serve(answering(answer)).await;
+            let refused = call(Reach::AlsoLoopback, &format!("http://127.0.0.1:{port}/rest/")).await;
+            assert!(matches!(&refused, Err(BitrixError::Protocol(e)) if e.contains("larger than")), "{refused:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_access_token_travels_in_the_body_not_the_url() {
+        let (port, _) = serve(|_, _| {
+            Router::new().route(
+                "/rest/{method}",
+                any(|uri: axum::http::Uri, body: axum::body::Bytes| async move {
+                    let body: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    axum::Json(json!({ "result": { "query": uri.query(), "auth": body["auth"] } }))
+                }),
+            )
+        })
+        .await;
+        let seen = call(Reach::AlsoLoopback, &format!("http://127.0.0.1:{port}/rest/")).await.unwrap();
+        assert_eq!(seen, json!({ "query": null, "auth": "a".repeat(32) }));
+    }
 }

@@ -60,6 +60,12 @@ impl LeakyBucket {
         let _ = self.add(portal, Instant::now(), None);
     }
 
+    /// How full `portal`'s bucket is now, in calls.
+    pub fn level(&self, portal: &str) -> f64 {
+        let levels = self.levels.lock().unwrap_or_else(|p| p.into_inner());
+        levels.get(portal).map_or(0.0, |(level, at)| (level - at.elapsed().as_secs_f64() * self.rate).max(0.0))
+    }
+
     /// Adds one call made at `now` (or as soon as it fits): how long it must wait; or, when
     /// that is longer than `max_wait`, the wait, and the call is not added.
     fn reserve(&self, portal: &str, now: Instant, max_wait: Duration) -> Result<Duration, Duration> {
