@@ -706,3 +706,92 @@ async fn the_demo_lead_of_a_client_who_wrote_first_shows_her_through_her_connect
     let refused = app.send(&token, json!({ "connector_id": "support", "recipient": maria, "text": "hi", "idempotency_key": fresh_key() })).await;
     assert_eq!((refused.status, refused.body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("other_connector")), "{}", refused.body);
 }
+
+/// The demo lead's placement form with an `AUTH_ID` no portal issued (well formed, so only
+/// the portal can tell).
+fn forged_placement(app: &TestApp, n: usize) -> Vec<(String, String)> {
+    let mut form = app.placement_form(1, "CRM_LEAD_DETAIL_TAB", 1);
+    form[0].1 = format!("{n:0>8}forgedforgedforgedforgedforged");
+    form
+}
+
+/// POSTs `forms` as placements, all at once; each answer's status and `Retry-After`.
+async fn placements_at_once(app: &TestApp, forms: Vec<Vec<(String, String)>>) -> Vec<(StatusCode, Option<String>)> {
+    let url = app.url(&format!("/placement?DOMAIN={}&PROTOCOL=0&LANG=en", seed::DEMO_DOMAIN));
+    let posts: Vec<_> = forms
+        .into_iter()
+        .map(|form| {
+            let (http, url) = (app.http.clone(), url.clone());
+            tokio::spawn(async move {
+                let answer = http.post(url).form(&form).send().await.expect("the placement answers");
+                (answer.status(), answer.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned))
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for post in posts {
+        answers.push(post.await.expect("the request ran"));
+    }
+    answers
+}
+
+#[tokio::test]
+async fn forged_placements_take_nothing_from_the_portals_work_and_a_genuine_placement_and_job_go_through() {
+    let app = spawn_app_with(|s| {
+        // A bucket that practically never drains: its level counts the calls real work made.
+        s.portal_rate = shared::bitrix::pacer::PortalRate { per_sec: 0.0001, burst: 500.0 };
+        s.catch_up_every = None;
+    })
+    .await;
+    app.settled().await;
+    let (svc, endpoint) = (&app.app.services, app.app.sandbox().portal.rest_url.clone());
+    let (work, requests) = (svc.bitrix.work_level(&endpoint), app.portal_requests().await);
+
+    let forged = placements_at_once(&app, (0..5).map(|n| forged_placement(&app, n)).collect()).await;
+    assert!(forged.iter().all(|(status, _)| *status == StatusCode::UNAUTHORIZED), "{forged:?}");
+    assert_eq!(app.portal_requests().await, requests + 5, "each forged token was checked once with the portal");
+    let level = svc.bitrix.work_level(&endpoint);
+    assert!((level - work).abs() < 0.01, "forged checks took no turn of real work: {work} → {level}");
+
+    let genuine = placements_at_once(&app, vec![app.placement_form(1, "CRM_LEAD_DETAIL_TAB", 1)]).await;
+    assert_eq!(genuine[0].0, StatusCode::OK, "the genuine placement went through");
+    let mut portal = shared::app::portal::PortalClient::app(svc, seed::DEMO_MEMBER_ID).await.unwrap();
+    portal.call("user.current", &json!({})).await.expect("a job's call goes through");
+    // The portal counted the genuine check as our app's request, and the job's call.
+    let level = svc.bitrix.work_level(&endpoint);
+    assert!((level - work - 2.0).abs() < 0.01, "{work} → {level}");
+}
+
+#[tokio::test]
+async fn a_flood_of_forged_placements_is_refused_at_once_past_the_checks_pace_with_retry_after() {
+    let app = spawn_app_with(|s| s.catch_up_every = None).await;
+    app.settled().await;
+    let requests = app.portal_requests().await;
+    let answers = placements_at_once(&app, (0..30).map(|n| forged_placement(&app, n)).collect()).await;
+    let refused: Vec<_> = answers.iter().filter(|(status, _)| *status == StatusCode::SERVICE_UNAVAILABLE).collect();
+    let checked = answers.iter().filter(|(status, _)| *status == StatusCode::UNAUTHORIZED).count();
+    assert_eq!(refused.len() + checked, answers.len(), "{answers:?}");
+    assert!(!refused.is_empty(), "past the checks' pace a forged placement is refused, not queued: {answers:?}");
+    assert!(refused.iter().all(|(_, retry)| retry.as_deref().and_then(|r| r.parse::<u64>().ok()).is_some_and(|s| s >= 1)), "{refused:?}");
+    assert_eq!(app.portal_requests().await, requests + checked as u64, "a refused placement never reached the portal");
+}
+
+#[tokio::test]
+async fn no_access_token_travels_in_a_url() {
+    let app = spawn_app().await;
+    app.lead_tab().await;
+    assert!(app.portal_requests().await > 0);
+    assert_eq!(app.get_json("/sandbox/portal/stats").await["tokens_in_urls"], 0);
+}
+
+#[tokio::test]
+async fn a_portal_on_the_loopback_is_not_called_unless_the_deployment_allows_it() {
+    shared::telemetry::init("warn");
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = shared::settings::Settings::ephemeral(dir.path().to_owned());
+    settings.allow_loopback_portals = false;
+    // The sandbox installs the app on its portals at start: the app refuses to confirm the
+    // install with an OAuth server and portal on 127.0.0.1.
+    let Err(e) = shared::embedded::start(settings).await else { panic!("the install on a loopback portal must be refused") };
+    assert!(format!("{e:#}").contains("answered 401"), "{e:#}");
+}

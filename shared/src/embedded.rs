@@ -17,6 +17,7 @@ use crate::adapters::grammers::{ApiCredentials, GrammersTelegram, Servers};
 use crate::adapters::{DirBlobs, SqliteDb, SqliteQueue, SqliteTable};
 use crate::app::install::RestEndpoints;
 use crate::app::{Adapters, Services, Site};
+use crate::bitrix::outbound::Reach;
 use crate::bitrix::{AppCredentials, BitrixClient};
 use crate::crypto::Secret;
 use crate::domain::phone::region_from_code;
@@ -162,7 +163,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
     let adapters = Adapters { table, queue: Arc::new(queue.clone()), blobs, telegram: backends.telegram };
     let services = Arc::new(Services::new(
         adapters,
-        BitrixClient::new(backends.credentials, PORTAL_TIMEOUT, settings.portal_rate),
+        BitrixClient::new(backends.credentials, PORTAL_TIMEOUT, settings.portal_rate, Reach::from_flag(settings.allow_loopback_portals)),
         &master,
         settings.session_minutes * 60,
         region_from_code(&settings.phone_region),

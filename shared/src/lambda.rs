@@ -15,6 +15,7 @@ use crate::adapters::telegram_unavailable::TelegramUnavailable;
 use crate::app::install::RestEndpoints;
 use crate::app::{Adapters, Services, Site};
 use crate::bitrix::pacer::PortalRate;
+use crate::bitrix::outbound::Reach;
 use crate::bitrix::{AppCredentials, BitrixClient};
 use crate::crypto::{MasterKey, Secret};
 use crate::domain::phone::region_from_code;
@@ -53,6 +54,9 @@ pub struct AwsSettings {
     pub session_minutes: i64,
     /// Our pace per portal (`OLCHAT_PORTAL_RATE` / `OLCHAT_PORTAL_BURST`), per function instance.
     pub portal_rate: PortalRate,
+    /// Portals on the loopback may be called (`OLCHAT_ALLOW_LOOPBACK_PORTALS=true`): only
+    /// tests against a sandbox portal set it; a deployment never does (the template does not).
+    pub allow_loopback_portals: bool,
     /// The API's base URL, where portals send placements and events (`OLCHAT_PUBLIC_URL`).
     pub public_url: String,
     /// Telegram's api_id (`TELEGRAM_API_ID`); without it no account can connect or send.
@@ -92,6 +96,7 @@ impl AwsSettings {
             phone_region: var("OLCHAT_PHONE_REGION").unwrap_or_else(|| "RU".into()),
             session_minutes: parsed("OLCHAT_SESSION_MINUTES", 60)?,
             portal_rate: PortalRate::from_env()?,
+            allow_loopback_portals: var("OLCHAT_ALLOW_LOOPBACK_PORTALS").is_some_and(|v| v == "true"),
             public_url: required("OLCHAT_PUBLIC_URL")?,
             telegram_api_id: var("TELEGRAM_API_ID").map(|v| v.parse()).transpose().context("TELEGRAM_API_ID must be a number")?,
             telegram_api_hash: var("TELEGRAM_API_HASH").map(Secret::new),
@@ -182,7 +187,7 @@ pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) ->
     };
     Ok(Arc::new(Services::new(
         adapters,
-        BitrixClient::new(credentials, PORTAL_TIMEOUT, settings.portal_rate),
+        BitrixClient::new(credentials, PORTAL_TIMEOUT, settings.portal_rate, Reach::from_flag(settings.allow_loopback_portals)),
         &master,
         settings.session_minutes * 60,
         region_from_code(&settings.phone_region),

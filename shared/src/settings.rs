@@ -33,6 +33,10 @@ pub struct Settings {
     /// Our pace per portal (`OLCHAT_PORTAL_RATE` requests a second, default 2, and
     /// `OLCHAT_PORTAL_BURST`, default 50): the portal's plan's limits.
     pub portal_rate: PortalRate,
+    /// Whether portals and the OAuth server may be called on the loopback: the sandbox's
+    /// own portal answers there. Off in real mode unless `OLCHAT_ALLOW_LOOPBACK_PORTALS=true`
+    /// (a stand-in portal on this machine, for testing); private addresses never are.
+    pub allow_loopback_portals: bool,
     /// Per connector and day: new chats (`OLCHAT_DAILY_NEW_CHATS`, default 40) and phone
     /// look-ups (`OLCHAT_DAILY_PHONE_LOOKUPS`, default 50); seconds between two phone look-ups
     /// (`OLCHAT_PHONE_PACE_SECS`, default 0 here: the sandbox Telegram needs no pacing).
@@ -150,6 +154,7 @@ impl Settings {
             max_receives: parsed("OLCHAT_MAX_RECEIVES", 10)?,
             public_url: var("OLCHAT_PUBLIC_URL"),
             portal_rate: PortalRate::from_env()?,
+            allow_loopback_portals: matches!(mode, Mode::Sandbox) || var("OLCHAT_ALLOW_LOOPBACK_PORTALS").is_some_and(|v| v == "true"),
             openline_order: match var("OLCHAT_OPENLINE_ORDER").as_deref() {
                 None | Some("grouped") => Order::Grouped,
                 Some("unordered") => Order::Unordered,
@@ -173,6 +178,7 @@ impl Settings {
             max_receives: 10,
             public_url: None,
             portal_rate: PortalRate::default(),
+            allow_loopback_portals: true,
             limits: SafetyLimits { phone_pace: std::time::Duration::ZERO, ..SafetyLimits::default() },
             // As often as a test can wait for; tests that drive catch-ups themselves turn it off.
             catch_up_every: Some(std::time::Duration::from_millis(250)),

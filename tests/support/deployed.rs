@@ -121,6 +121,8 @@ impl Deployed {
             .env("BITRIX_OAUTH_URL", format!("{portal_url}/sandbox/portal"))
             .env("OLCHAT_PORTAL_REST_URL", format!("{portal_url}/sandbox/portal/rest/"))
             .env("OLCHAT_PORTAL_DOMAINS", [seed::DEMO_DOMAIN, seed::OTHER_DOMAIN, seed::FRESH_DOMAIN].join(","))
+            // The stand-in portal answers on the loopback, which real mode refuses unless told.
+            .env("OLCHAT_ALLOW_LOOPBACK_PORTALS", "true")
             .envs(app_settings.iter().copied());
         let app = Process::spawn(app);
         let deployed = Self { portal_url, app_url, http: reqwest::Client::new(), portal, app, _dir: dir };

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::portal::{batch_record, unknown_portal, user_departments, user_id};
+use super::portal::{batch_record, portal_error, refuse_unlikely_token, unknown_portal, user_departments, user_id};
 use super::{AppError, ErrorKind, Services};
 use crate::crypto::Secret;
 use crate::domain::{EntityRef, EntityType};
@@ -62,6 +62,7 @@ pub fn placement_entity(form: &PlacementForm) -> Result<EntityRef, AppError> {
 
 pub async fn open_tab(svc: &Services, query: &PlacementQuery, form: &PlacementForm) -> Result<OpenedTab, AppError> {
     let entity = placement_entity(form)?;
+    refuse_unlikely_token(&form.auth_id)?;
     let portal = svc.portals.get(&form.member_id).await?.ok_or_else(unknown_portal)?;
     // Only the domain stored at install is ever called; a mismatch is refused before any request.
     if !portal.domain.eq_ignore_ascii_case(query.domain.trim()) {
@@ -77,7 +78,11 @@ pub async fn open_tab(svc: &Services, query: &PlacementQuery, form: &PlacementFo
     let not_confirmed =
         || AppError::new(ErrorKind::Unauthorized, "auth_not_confirmed", "Bitrix24 did not confirm this user's authorization.");
     let asked = std::time::Instant::now();
-    let batch = svc.bitrix.batch(&portal.client_endpoint, &form.auth_id, &commands).await.map_err(|e| {
+    // Nobody is authenticated yet: the check is paced apart from real work (`check_batch`).
+    let batch = svc.bitrix.check_batch(&portal.client_endpoint, &form.auth_id, &commands).await.map_err(|e| {
+        if e.is_rate_limit() {
+            return portal_error(e);
+        }
         tracing::warn!(member_id = %form.member_id, "placement auth check failed: {e}");
         not_confirmed()
     })?;

@@ -183,8 +183,10 @@ fn record_denied() -> AppError {
 /// (`user.admin`, `api-reference/common/users/user-admin.md`; `user.current` has no `ADMIN`).
 /// The user's id.
 pub async fn confirm_admin(svc: &Services, portal: &Portal, auth_id: &Secret, lang: Lang) -> Result<u64, AppError> {
+    refuse_unlikely_token(auth_id)?;
     let commands = [("user", "user.current"), ("admin", "user.admin"), ("app", "app.info")].map(|(k, m)| (k.to_owned(), m.to_owned()));
-    let batch = svc.bitrix.batch(&portal.client_endpoint, auth_id, &commands).await.map_err(portal_error)?;
+    // The token came with a request nobody has authenticated yet: paced apart from real work.
+    let batch = svc.bitrix.check_batch(&portal.client_endpoint, auth_id, &commands).await.map_err(portal_error)?;
     let app = batch_record(&batch, "app")?;
     if app.get("CODE").and_then(Value::as_str) != Some(svc.bitrix.app_code()) {
         tracing::warn!(member_id = %portal.member_id, "a token of another app was offered as ours");
@@ -194,6 +196,18 @@ pub async fn confirm_admin(svc: &Services, portal: &Portal, auth_id: &Secret, la
         return Err(AppError::new(ErrorKind::Forbidden, "not_admin", text(lang, "admins_only", &[])));
     }
     user_id(&batch_record(&batch, "user")?).ok_or_else(|| portal_error(BitrixError::Protocol("user.current gave no ID".into())))
+}
+
+/// Refuses, before any call, a token no portal issues: Bitrix24's access tokens are
+/// letters and digits (32 in `settings/oauth/index.md`, 70 hex digits in
+/// `settings/how-to-call-rest-api/authorization.md`); the docs give no format, so the bounds
+/// are loose, only tight enough that garbage never costs the portal a request.
+pub fn refuse_unlikely_token(token: &Secret) -> Result<(), AppError> {
+    let token = token.expose();
+    if (16..=256).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Ok(());
+    }
+    Err(AppError::new(ErrorKind::Unauthorized, "auth_not_confirmed", "This is not a Bitrix24 authorization."))
 }
 
 #[derive(Serialize)]

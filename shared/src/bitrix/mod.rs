@@ -1,6 +1,7 @@
 //! Bitrix24 REST over HTTP: calls, `batch`, and OAuth refresh, paced per portal. Knows
 //! nothing of storage: callers hand it the endpoint and token and keep what it returns.
 
+pub mod outbound;
 pub mod pacer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,7 +13,8 @@ use serde_json::{Value, json};
 
 use crate::clock::now_secs;
 use crate::crypto::Secret;
-use pacer::{LeakyBucket, PortalRate};
+use outbound::Reach;
+use pacer::{CHECK_RATE, LeakyBucket, PortalRate};
 
 /// How many times a rate-limited call is tried before giving up.
 const RATE_LIMIT_TRIES: u32 = 3;
@@ -20,6 +22,25 @@ const RATE_LIMIT_BACKOFF: Duration = Duration::from_millis(500);
 /// How long a method blocked by its time budget rests when no `operating_reset_at` is known:
 /// the budget's baskets are one minute each (`settings/performance/limits.md`).
 const BASKET_SECS: i64 = 60;
+/// The longest an HTTP request waits for its turn in a portal's bucket: past it the user
+/// is told at once to come back (503 with `Retry-After`), rather than kept waiting.
+pub const REQUEST_MAX_WAIT: Duration = Duration::from_secs(2);
+/// The longest a job waits for its turn; past it the job is delivered again after the wait.
+pub const JOB_MAX_WAIT: Duration = Duration::from_secs(20);
+
+tokio::task_local! {
+    /// Set while a queued job runs: it may wait for its turn longer than a request.
+    static PATIENT: ();
+}
+
+/// Runs `work` as a job does: its portal calls may wait up to [`JOB_MAX_WAIT`] for their turn.
+pub async fn patiently<F: Future>(work: F) -> F::Output {
+    PATIENT.scope((), work).await
+}
+
+fn max_wait() -> Duration {
+    if PATIENT.try_with(|_| ()).is_ok() { JOB_MAX_WAIT } else { REQUEST_MAX_WAIT }
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BitrixError {
@@ -32,6 +53,9 @@ pub enum BitrixError {
     /// `OPERATION_TIME_LIMIT`: the method's time budget is spent until `until` (unix seconds).
     #[error("Bitrix24 blocked {method} for this app until its time budget resets")]
     MethodBlocked { method: String, until: i64 },
+    /// Our own pace for the portal has no turn free soon enough for the caller.
+    #[error("this portal's calls are paced; the next turn is {}s away", .retry_after.as_secs_f64().ceil())]
+    Paced { retry_after: Duration },
 }
 
 impl BitrixError {
@@ -48,13 +72,14 @@ impl BitrixError {
 
     /// The portal asks us to slow down: later, the same call may go through.
     pub fn is_rate_limit(&self) -> bool {
-        matches!(self, Self::MethodBlocked { .. }) || matches!(self.code(), Some("QUERY_LIMIT_EXCEEDED" | "OVERLOAD_LIMIT"))
+        matches!(self, Self::MethodBlocked { .. } | Self::Paced { .. }) || matches!(self.code(), Some("QUERY_LIMIT_EXCEEDED" | "OVERLOAD_LIMIT"))
     }
 
     /// How long to wait before the call can go through, when the portal said.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::MethodBlocked { until, .. } => Some(Duration::from_secs((until - now_secs()).max(1) as u64)),
+            Self::Paced { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
@@ -111,9 +136,12 @@ pub struct BitrixClient {
     /// cold start, and most invocations of most functions never call a portal.
     http: Arc<OnceLock<reqwest::Client>>,
     timeout: Duration,
+    reach: Reach,
     app: AppCredentials,
-    /// One bucket per REST endpoint, which is one portal.
-    pacer: Arc<LeakyBucket>,
+    /// One bucket per REST endpoint, which is one portal: the calls of real work.
+    work: Arc<LeakyBucket>,
+    /// The checks of tokens that came with unauthenticated requests ([`CHECK_RATE`]).
+    checks: Arc<LeakyBucket>,
     /// Per (endpoint, method): when its time budget next resets, from the last answer's
     /// `operating_reset_at`, and whether it is blocked until then.
     budgets: Arc<Mutex<HashMap<(String, String), MethodBudget>>>,
@@ -126,15 +154,20 @@ struct MethodBudget {
 }
 
 impl BitrixClient {
-    pub fn new(app: AppCredentials, timeout: Duration, rate: PortalRate) -> Self {
-        Self { http: Arc::default(), timeout, app, pacer: Arc::new(LeakyBucket::new(rate)), budgets: Arc::default() }
+    /// `reach` says which hosts may be called: [`Reach::Public`] unless the deployment
+    /// explicitly serves a portal on the loopback (the sandbox, tests).
+    pub fn new(app: AppCredentials, timeout: Duration, rate: PortalRate, reach: Reach) -> Self {
+        let (work, checks) = (Arc::new(LeakyBucket::new(rate)), Arc::new(LeakyBucket::new(CHECK_RATE)));
+        Self { http: Arc::default(), timeout, reach, app, work, checks, budgets: Arc::default() }
     }
 
     fn http(&self) -> &reqwest::Client {
-        self.http.get_or_init(|| {
-            let builder = reqwest::Client::builder().timeout(self.timeout).connect_timeout(self.timeout);
-            builder.build().expect("the HTTP client builds")
-        })
+        self.http.get_or_init(|| outbound::client(self.timeout, self.reach))
+    }
+
+    /// How full the work bucket of the portal at `endpoint` is now, in calls.
+    pub fn work_level(&self, endpoint: &str) -> f64 {
+        self.work.level(endpoint)
     }
 
     /// Our app's code, which `app.info` names as `CODE` for a token of ours.
@@ -160,7 +193,7 @@ impl BitrixClient {
                 return Err(BitrixError::MethodBlocked { method: method.to_owned(), until: budget.reset_at });
             }
             tries += 1;
-            self.pacer.acquire(endpoint).await;
+            self.work.acquire(endpoint, max_wait()).await.map_err(|retry_after| BitrixError::Paced { retry_after })?;
             let answer = self.call_once(&url, token, params).await;
             let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
             match answer {
@@ -187,18 +220,30 @@ impl BitrixClient {
         }
     }
 
-    /// One request: the page and the method's `time.operating_reset_at`.
+    /// A `batch` that checks a token an unauthenticated request brought (a placement, the
+    /// connectors page, an install): paced by the checks' own bucket, never waiting in it and
+    /// never retried, so a flood of forged tokens is refused at once and leaves the work
+    /// bucket as it was. A token the portal accepted was counted by it, so it is charged to
+    /// the work bucket then.
+    pub async fn check_batch(&self, endpoint: &str, token: &Secret, commands: &[(String, String)]) -> Result<BatchResult, BitrixError> {
+        self.checks.acquire(endpoint, Duration::ZERO).await.map_err(|retry_after| BitrixError::Paced { retry_after })?;
+        let url = format!("{}/batch", endpoint.trim_end_matches('/'));
+        let (page, _) = self.call_once(&url, token, &batch_params(commands)).await?;
+        self.work.charge(endpoint);
+        parse_batch(&page.result)
+    }
+
+    /// One request: the page and the method's `time.operating_reset_at`. The token goes in
+    /// the JSON body, never the URL (`settings/how-to-call-rest-api/authorization.md` passes
+    /// `auth` so), where no proxy's or server's log keeps it.
     async fn call_once(&self, url: &str, token: &Secret, params: &Value) -> Result<(Page, Option<i64>), BitrixError> {
-        let response = self
-            .http()
-            .post(url)
-            .query(&[("auth", token.expose())])
-            .json(params)
-            .send()
-            .await
-            .map_err(|e| BitrixError::Transport(without_url(e)))?;
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.map_err(|e| BitrixError::Protocol(without_url(e)))?;
+        let mut body = match params {
+            Value::Object(map) => map.clone(),
+            Value::Null => serde_json::Map::new(),
+            _ => return Err(BitrixError::Protocol("method parameters must be an object".into())),
+        };
+        body.insert("auth".into(), Value::String(token.expose().to_owned()));
+        let (status, body) = self.send(self.http().post(url).json(&body)).await?;
         if let Ok(err) = serde_json::from_value::<ErrorBody>(body.clone()) {
             return Err(BitrixError::Api { status, code: err.error, description: err.error_description });
         }
@@ -213,26 +258,41 @@ impl BitrixClient {
     }
 
     /// Trades a refresh token for new tokens. The refresh token rotates: store the new one.
+    ///
+    /// The secrets travel in the query string: the only form Bitrix24 documents for
+    /// `oauth/token/` ("a GET request ... with four parameters in the query string",
+    /// `api-reference/chat-bots/send-command.md`; `settings/oauth/auto-renewal.md`), and
+    /// the stricter reading is that no other is accepted. The URL is never logged
+    /// ([`without_url`]), goes only to the configured OAuth server, and no redirect takes
+    /// it anywhere else.
     pub async fn refresh(&self, refresh_token: &Secret) -> Result<TokenGrant, BitrixError> {
         let url = format!("{}/oauth/token/", self.app.oauth_url.trim_end_matches('/'));
-        let response = self
-            .http()
-            .get(url)
-            .query(&[
-                ("grant_type", "refresh_token"),
-                ("client_id", &self.app.client_id),
-                ("client_secret", self.app.client_secret.expose()),
-                ("refresh_token", refresh_token.expose()),
-            ])
-            .send()
-            .await
-            .map_err(|e| BitrixError::Transport(without_url(e)))?;
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.map_err(|e| BitrixError::Protocol(without_url(e)))?;
+        let request = self.http().get(url).query(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &self.app.client_id),
+            ("client_secret", self.app.client_secret.expose()),
+            ("refresh_token", refresh_token.expose()),
+        ]);
+        let (status, body) = self.send(request).await?;
         if let Ok(err) = serde_json::from_value::<ErrorBody>(body.clone()) {
             return Err(BitrixError::Api { status, code: err.error, description: err.error_description });
         }
         serde_json::from_value(body).map_err(|e| BitrixError::Protocol(e.to_string()))
+    }
+
+    /// Sends `request` to a host [`Reach`] allows; its status and JSON body, read up to
+    /// [`outbound::MAX_ANSWER`]. A redirect is an error: it is not followed.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(u16, Value), BitrixError> {
+        let request = request.build().map_err(|e| BitrixError::Protocol(without_url(e)))?;
+        outbound::check_url(request.url(), self.reach).map_err(BitrixError::Transport)?;
+        let response = self.http().execute(request).await.map_err(|e| BitrixError::Transport(without_url(e)))?;
+        let status = response.status();
+        if status.is_redirection() {
+            return Err(BitrixError::Protocol(format!("answered {status}, a redirect, which is not followed")));
+        }
+        let body = outbound::capped_body(response).await.map_err(BitrixError::Protocol)?;
+        let body = serde_json::from_slice(&body).map_err(|e| BitrixError::Protocol(format!("a {status} answer that is not JSON: {e}")))?;
+        Ok((status.as_u16(), body))
     }
 }
 
@@ -261,4 +321,124 @@ pub fn parse_batch(answer: &Value) -> Result<BatchResult, BitrixError> {
 /// reqwest's errors print the URL, which carries the token: keep only the cause.
 fn without_url(e: reqwest::Error) -> String {
     e.without_url().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    use axum::routing::any;
+
+    use super::*;
+
+    /// A stand-in portal on the loopback: its port and how many requests reached it.
+    async fn serve(router: impl FnOnce(u16, Arc<AtomicUsize>) -> Router) -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let router = router(port, hits.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        (port, hits)
+    }
+
+    /// Answers every method with `answer`, counting the requests.
+    fn answering(answer: fn(u16) -> axum::response::Response) -> impl FnOnce(u16, Arc<AtomicUsize>) -> Router {
+        move |port, hits| {
+            Router::new().route(
+                "/rest/{method}",
+                any(move || async move {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    answer(port)
+                }),
+            )
+        }
+    }
+
+    fn ok(_: u16) -> axum::response::Response {
+        axum::Json(json!({ "result": true })).into_response()
+    }
+
+    fn client(reach: Reach) -> BitrixClient {
+        let app = AppCredentials { client_id: "app".into(), client_secret: Secret::new("s"), code: "app".into(), oauth_url: "http://127.0.0.1:9".into() };
+        BitrixClient::new(app, Duration::from_secs(5), PortalRate::default(), reach)
+    }
+
+    async fn call(reach: Reach, endpoint: &str) -> Result<Value, BitrixError> {
+        client(reach).call(endpoint, &Secret::new("a".repeat(32)), "user.current", &json!({})).await
+    }
+
+    #[tokio::test]
+    async fn a_portal_name_that_resolves_to_the_loopback_is_refused_unless_explicitly_allowed() {
+        let (port, hits) = serve(answering(ok)).await;
+        let endpoint = format!("http://localhost:{port}/rest/");
+        let refused = call(Reach::Public, &endpoint).await;
+        assert!(matches!(&refused, Err(BitrixError::Transport(_))), "{refused:?}");
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing reached the loopback");
+        assert_eq!(call(Reach::AlsoLoopback, &endpoint).await.unwrap(), json!(true), "the same portal, explicitly allowed");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_literal_loopback_address_is_refused_before_any_connection() {
+        let (port, hits) = serve(answering(ok)).await;
+        for host in ["127.0.0.1", "[::ffff:127.0.0.1]"] {
+            let refused = call(Reach::Public, &format!("http://{host}:{port}/rest/")).await;
+            assert!(matches!(&refused, Err(BitrixError::Transport(e)) if e.contains("not a public address")), "{host}: {refused:?}");
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_not_followed() {
+        let (port, redirected) = serve(|port, hits| {
+            let elsewhere = format!("http://127.0.0.1:{port}/elsewhere");
+            Router::new()
+                .route("/rest/{method}", any(move || async move { (StatusCode::FOUND, [(header::LOCATION, elsewhere)]).into_response() }))
+                .route("/elsewhere", any(move || async move {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    ok(0)
+                }))
+        })
+        .await;
+        let answer = call(Reach::AlsoLoopback, &format!("http://127.0.0.1:{port}/rest/")).await;
+        assert!(matches!(&answer, Err(BitrixError::Protocol(e)) if e.contains("redirect")), "{answer:?}");
+        assert_eq!(redirected.load(Ordering::SeqCst), 0, "the redirect's target was never asked");
+    }
+
+    #[tokio::test]
+    async fn an_answer_larger_than_the_cap_is_refused_announced_or_streamed() {
+        fn announced(_: u16) -> axum::response::Response {
+            format!("{{\"result\":\"{}\"}}", "a".repeat(outbound::MAX_ANSWER)).into_response()
+        }
+        fn streamed(_: u16) -> axum::response::Response {
+            // No Content-Length: only reading it in chunks finds out.
+            let chunk = || Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b' '; 1024 * 1024]));
+            let chunks = std::iter::repeat_with(chunk).take(outbound::MAX_ANSWER / (1024 * 1024) + 1);
+            axum::body::Body::from_stream(futures_util::stream::iter(chunks)).into_response()
+        }
+        for answer in [announced as fn(u16) -> axum::response::Response, streamed] {
+            let (port, _) = serve(answering(answer)).await;
+            let refused = call(Reach::AlsoLoopback, &format!("http://127.0.0.1:{port}/rest/")).await;
+            assert!(matches!(&refused, Err(BitrixError::Protocol(e)) if e.contains("larger than")), "read whole: {}", refused.is_ok());
+        }
+    }
+
+    #[tokio::test]
+    async fn the_access_token_travels_in_the_body_not_the_url() {
+        let (port, _) = serve(|_, _| {
+            Router::new().route(
+                "/rest/{method}",
+                any(|uri: axum::http::Uri, body: axum::body::Bytes| async move {
+                    let body: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    axum::Json(json!({ "result": { "query": uri.query(), "auth": body["auth"] } }))
+                }),
+            )
+        })
+        .await;
+        let seen = call(Reach::AlsoLoopback, &format!("http://127.0.0.1:{port}/rest/")).await.unwrap();
+        assert_eq!(seen, json!({ "query": null, "auth": "a".repeat(32) }));
+    }
 }

@@ -65,8 +65,13 @@ impl ErrorKind {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let body = Json(json!({ "error": self.code, "message": self.message }));
-        (self.kind.status(), body).into_response()
+        (self.kind.status(), retry_after(&self), body).into_response()
     }
+}
+
+/// `Retry-After` in whole seconds (at least one) when the error says when to come back.
+pub(crate) fn retry_after(e: &AppError) -> Option<[(header::HeaderName, String); 1]> {
+    e.retry_after.map(|d| [(header::RETRY_AFTER, d.as_secs_f64().ceil().max(1.0).to_string())])
 }
 
 /// A JSON body, or a 400 saying what is wrong with it.

@@ -88,7 +88,7 @@ pub(super) fn error_page(e: AppError) -> Response {
         e.code,
         html_escape(&e.message)
     );
-    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+    (status, super::retry_after(&e), [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
 fn html_escape(s: &str) -> String {

@@ -80,13 +80,17 @@ pub fn portal_outcome(result: Result<impl Into<Progress>, AppError>, receive_cou
     }
 }
 
-/// Runs one delivered job, in a span carrying its message id.
+/// Runs one delivered job, in a span carrying its message id. A job has no user waiting on
+/// it: its portal calls may wait their turn longer than a request's (`bitrix::patiently`).
 pub async fn handle(svc: &Services, delivery: &Delivery) -> Outcome {
     let job: Job = match serde_json::from_str(&delivery.body) {
         Ok(job) => job,
         Err(e) => return Outcome::Failed(format!("unreadable job: {e}")),
     };
-    let receive = delivery.receive_count;
+    crate::bitrix::patiently(run(svc, job, delivery.receive_count)).await
+}
+
+async fn run(svc: &Services, job: Job, receive: u32) -> Outcome {
     match job {
         Job::Send { message_id, .. } => {
             let span = tracing::info_span!("send", message_id = %message_id, receive);

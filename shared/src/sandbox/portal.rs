@@ -59,6 +59,9 @@ pub struct SandboxPortal {
     pub app_url: String,
     /// Delivers events to the app.
     pub(super) http: reqwest::Client,
+    /// REST requests that carried their `auth` token in the URL, which logs along the way
+    /// keep (the docs allow it: `settings/how-to-call-rest-api/general-principles.md`).
+    tokens_in_urls: std::sync::atomic::AtomicU64,
 }
 
 /// `api-reference/data-types.md#time`: `date_start` / `date_finish` are ISO 8601 date-times.
@@ -101,6 +104,7 @@ impl SandboxPortal {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("the HTTP client builds"),
+            tokens_in_urls: Default::default(),
         }
     }
 
@@ -195,6 +199,11 @@ impl SandboxPortal {
     /// REST requests served so far, OAuth included.
     pub fn rest_requests(&self) -> u64 {
         self.lock().rest_requests
+    }
+
+    /// REST requests so far whose URL carried the access token.
+    pub fn tokens_in_urls(&self) -> u64 {
+        self.tokens_in_urls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn portal(&self, member_id: &str) -> Option<SimPortal> {
@@ -490,11 +499,15 @@ fn substitute(value: &str, results: &Map<String, Value>) -> String {
     }
 }
 
+fn query_params(query: Option<&str>) -> Vec<(String, String)> {
+    serde_urlencoded::from_str(query.unwrap_or("")).unwrap_or_default()
+}
+
 /// Parameters from the query string and the body (JSON or form), as Bitrix24 accepts them.
 fn params(query: Option<&str>, body: &[u8]) -> Params {
     let mut out = Params::new();
     let form = |raw: &[u8]| -> Vec<(String, String)> { serde_urlencoded::from_bytes(raw).unwrap_or_default() };
-    for (k, v) in form(query.unwrap_or("").as_bytes()) {
+    for (k, v) in query_params(query) {
         out.insert(k, Value::String(v));
     }
     match serde_json::from_slice::<Value>(body) {
@@ -514,7 +527,7 @@ type PortalRef = State<Arc<SandboxPortal>>;
 pub fn routes() -> Router<Arc<SandboxPortal>> {
     Router::new()
         .route("/sandbox/portal/rest/{method}", any(rest))
-        .route("/sandbox/portal/oauth/token/", any(oauth_token))
+        .route("/sandbox/portal/oauth/token/", get(oauth_token))
         .route("/sandbox/portal/faults", post(faults))
         .route("/sandbox/portal/stats", get(stats))
         .route("/sandbox/portal/state", get(state))
@@ -528,6 +541,9 @@ pub fn routes() -> Router<Arc<SandboxPortal>> {
 async fn rest(State(portal): PortalRef, Path(method): Path<String>, RawQuery(query): RawQuery, body: Bytes) -> Response {
     let started = now_millis();
     portal.lock().rest_requests += 1;
+    if query_params(query.as_deref()).iter().any(|(k, _)| k == "auth") {
+        portal.tokens_in_urls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let params = params(query.as_deref(), &body);
     let method = method.trim_end_matches(".json").to_ascii_lowercase();
     let mut events = Vec::new();
@@ -557,12 +573,14 @@ struct TokenQuery {
 }
 
 /// `oauth.bitrix.info/oauth/token/` (`settings/oauth/auto-renewal.md`): trades a refresh
-/// token for new, rotated tokens; parameters in the query string or a form body.
-async fn oauth_token(State(portal): PortalRef, RawQuery(query): RawQuery, body: Bytes) -> Response {
+/// token for new, rotated tokens. The docs describe one form only, "a GET request to the
+/// authorization server with four parameters in the query string"
+/// (`api-reference/chat-bots/send-command.md`); they are silent on a POST or a form body,
+/// so the stricter reading is taken and the route answers GET with a query, nothing else.
+async fn oauth_token(State(portal): PortalRef, RawQuery(query): RawQuery) -> Response {
     portal.lock().rest_requests += 1;
     let oauth_error = |code: &'static str, text: &str| RestError::new(StatusCode::BAD_REQUEST, code, text).into_response();
-    let raw = if body.is_empty() { query.unwrap_or_default().into_bytes() } else { body.to_vec() };
-    let Ok(q) = serde_urlencoded::from_bytes::<TokenQuery>(&raw) else {
+    let Ok(q) = serde_urlencoded::from_str::<TokenQuery>(query.as_deref().unwrap_or_default()) else {
         return oauth_error("invalid_request", "grant_type, client_id, client_secret and refresh_token are required");
     };
     if q.grant_type != "refresh_token" {
@@ -619,7 +637,7 @@ async fn faults(State(portal): PortalRef, Json(f): Json<Faults>) -> StatusCode {
 }
 
 async fn stats(State(portal): PortalRef) -> Json<Value> {
-    Json(json!({ "rest_requests": portal.rest_requests() }))
+    Json(json!({ "rest_requests": portal.rest_requests(), "tokens_in_urls": portal.tokens_in_urls() }))
 }
 
 #[derive(Deserialize)]
