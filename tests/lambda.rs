@@ -125,6 +125,8 @@ async fn the_lambda_binaries_answer_their_sample_events() {
         ("BITRIX_CLIENT_ID", "local.test".into()),
         ("OLCHAT_PUBLIC_URL", "https://olchat.execute-api.eu-central-1.amazonaws.com".into()),
         ("BITRIX_CLIENT_SECRET", "test-secret".into()),
+        // The deployment's portal is the sandbox's, on the loopback: a test's explicit opening.
+        ("OLCHAT_ALLOW_LOOPBACK_PORTALS", "true".into()),
         // The grammers adapter is built at cold start; nothing here reaches Telegram.
         ("TELEGRAM_API_ID", "12345".into()),
         ("TELEGRAM_API_HASH", "0123456789abcdef0123456789abcdef".into()),

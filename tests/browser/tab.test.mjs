@@ -51,7 +51,7 @@ function tab(t) {
 }
 
 describe('the card tab', () => {
-  test('every control has a visible label; the framing is not blocked', () => tab({})(async ({ page, placementHeaders }) => {
+  test('every control has a visible label; only the portal may frame the tab', () => tab({})(async ({ page, placementHeaders }) => {
     for (const label of ['From', 'Message', 'Files', 'Send as document', 'Publication in Open Lines', 'Create activity']) {
       assert.ok(await page.getByLabel(label, { exact: true }).isVisible(), label);
     }
@@ -65,8 +65,10 @@ describe('the card tab', () => {
     assert.ok(await page.getByRole('button', { name: 'Copy username' }).count() >= 2, 'Ivan and Olga have usernames');
     // Svetlana hides her number: the reason is explained inline.
     assert.match(await page.locator('#to-unavailable').innerText(), /My contacts/);
+    // Bitrix24 shows the tab in a frame of the portal's page: that portal (and the app) only.
     assert.equal(placementHeaders['x-frame-options'], undefined);
-    assert.ok(!/frame-ancestors/.test(placementHeaders['content-security-policy'] || ''));
+    assert.match(placementHeaders['content-security-policy'] || '', /frame-ancestors 'self' https?:\/\/demo\.bitrix24\.sandbox;/);
+    assert.equal(placementHeaders['cache-control'], 'no-store', 'the page carries a token');
     // Fits the narrow slider: nothing scrolls sideways.
     assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth));
     await shot(page, 'tab-en');
