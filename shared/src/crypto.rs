@@ -93,7 +93,8 @@ impl MasterKey {
 
     /// Seals and opens with the key for `purpose` (one of the `Seal*`).
     pub fn sealer(&self, purpose: KeyPurpose) -> Sealer {
-        Sealer { cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(self.derive_key(purpose))) }
+        let cipher = |key: [u8; 32]| Aes256Gcm::new(&Key::<Aes256Gcm>::from(key));
+        Sealer { cipher: cipher(self.derive_key(purpose)), before_subkeys: cipher(self.0) }
     }
 }
 
@@ -101,6 +102,10 @@ impl MasterKey {
 #[derive(Clone)]
 pub struct Sealer {
     cipher: Aes256Gcm,
+    /// Values sealed before the per-purpose keys were sealed with the master key itself: they
+    /// still open, so an upgrade logs no Telegram account out, and are sealed with the
+    /// purpose's key when next written. Nothing is sealed with it any more.
+    before_subkeys: Aes256Gcm,
 }
 
 impl Sealer {
@@ -124,8 +129,10 @@ impl Sealer {
         }
         let (nonce, body) = bytes.split_at(NONCE_LEN);
         let nonce = Nonce::try_from(nonce).map_err(|_| CryptoError::Unsealable)?;
+        let payload = || Payload { msg: body, aad: context.as_bytes() };
         self.cipher
-            .decrypt(&nonce, Payload { msg: body, aad: context.as_bytes() })
+            .decrypt(&nonce, payload())
+            .or_else(|_| self.before_subkeys.decrypt(&nonce, payload()))
             .map_err(|_| CryptoError::Unsealable)
     }
 
@@ -175,6 +182,20 @@ mod tests {
         let sealed = master.sealer(KeyPurpose::SealTokens).seal_str("secret", "ctx");
         assert!(master.sealer(KeyPurpose::SealSessions).open(&sealed, "ctx").is_err());
         assert!(master.sealer(KeyPurpose::SealTokens).open(&sealed, "ctx").is_ok());
+    }
+
+    #[test]
+    fn values_sealed_with_the_master_key_itself_still_open_and_new_ones_are_not() {
+        let master = master();
+        let earlier = || Aes256Gcm::new(&Key::<Aes256Gcm>::from(master.0));
+        let as_before = Sealer { cipher: earlier(), before_subkeys: earlier() };
+        let old = as_before.seal_str("telegram-session", "session#1");
+        let sealer = master.sealer(KeyPurpose::SealSessions);
+        assert_eq!(sealer.open_secret(&old, "session#1").unwrap().expose(), "telegram-session");
+        assert!(sealer.open(&old, "session#2").is_err(), "in its own context only");
+        let new = sealer.seal_str("telegram-session", "session#1");
+        let master_only = Sealer { cipher: earlier(), before_subkeys: earlier() };
+        assert!(master_only.open(&new, "session#1").is_err(), "sealed with the purpose's key, not the master key");
     }
 
     #[test]
