@@ -68,8 +68,8 @@ impl KeyPurpose {
     }
 }
 
-/// The configured master key (`OLCHAT_ENCRYPTION_KEY`). It is never used as a key itself:
-/// every purpose gets its own, derived with HKDF-SHA256 (RFC 5869).
+/// The configured master key (`OLCHAT_ENCRYPTION_KEY`). Nothing is sealed or signed with it
+/// itself: every purpose gets its own key, derived with HKDF-SHA256 (RFC 5869).
 #[derive(Clone)]
 pub struct MasterKey([u8; 32]);
 
