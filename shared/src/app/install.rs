@@ -317,13 +317,9 @@ pub async fn forget_portal(svc: &Services, member_id: &str) -> Result<(), AppErr
 }
 
 /// The connector's settings page inside Open Lines (`SETTING_CONNECTOR`): the
-/// administrator picked a line for it.
-pub async fn connect_line(svc: &Services, member_id: &str, domain: &str, auth_id: &Secret, line: &str) -> Result<(), AppError> {
-    let portal = svc.portals.get(member_id).await?.ok_or_else(unknown_portal)?;
-    if !portal.domain.eq_ignore_ascii_case(domain.trim()) {
-        return Err(AppError::new(ErrorKind::Forbidden, "domain_mismatch", "The DOMAIN of this request is not this portal's."));
-    }
-    confirm_admin(svc, &portal, auth_id, portal.lang).await?;
+/// administrator picked a line for it. Called once the page confirmed the administrator
+/// ([`super::connectors::open_page`]), so the portal is asked about them once.
+pub async fn connect_line(svc: &Services, member_id: &str, line: &str) -> Result<(), AppError> {
     if line.is_empty() || !line.bytes().all(|b| b.is_ascii_digit()) {
         return Err(AppError::bad_request("bad_line", "PLACEMENT_OPTIONS must name the Open Line (LINE)."));
     }

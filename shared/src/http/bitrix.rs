@@ -132,11 +132,13 @@ async fn connector_settings(State(svc): State<AppState>, RawQuery(query): RawQue
         Err(e) => return error_page(e),
     };
     let lang = Lang::from_portal(&query.lang);
-    // The line is connected, then the administrator manages the accounts on the same page.
+    // The administrator is confirmed, the line connected, then they manage the accounts on
+    // the same page.
     let page = async {
-        connect_line(&svc, &form.member_id, &query.domain, &form.auth_id, &line).await?;
-        let auth = UserAuth { access_token: form.auth_id.clone(), refresh_token: form.refresh_id.clone() };
-        connectors::open_page(&svc, &form.member_id, &query.domain, &auth, lang).await
+        let auth = UserAuth { access_token: form.auth_id, refresh_token: form.refresh_id };
+        let token = connectors::open_page(&svc, &form.member_id, &query.domain, &auth, lang).await?;
+        connect_line(&svc, &form.member_id, &line).await?;
+        Ok::<_, AppError>(token)
     };
     match page.await {
         Ok(token) => render_connectors(&token, lang).into_response(),

@@ -106,6 +106,24 @@ impl Records {
         }
     }
 
+    /// Counts one more on the counter `counter` picks in the record (made as `T::default()`,
+    /// living `ttl`, when missing) unless it reached `limit`: whether it counted.
+    pub async fn count_up<T>(&self, pk: &str, sk: &str, ttl: Duration, limit: u32, counter: impl Fn(&mut T) -> &mut u32) -> Result<bool, RepoError>
+    where
+        T: Serialize + DeserializeOwned + Default,
+    {
+        self.create(pk, sk, &T::default(), Some(ttl)).await?;
+        let mut counted = false;
+        self.update::<T, _>(pk, sk, |record| {
+            let count = counter(record);
+            counted = *count < limit;
+            *count += u32::from(counted);
+            counted
+        })
+        .await?;
+        Ok(counted)
+    }
+
     /// Claims a record's work for `holder` for `term`: one conditional write, so of jobs
     /// claiming at once one takes it. `Done` when missing or when `due` says nothing is left.
     pub async fn claim<T>(&self, pk: &str, sk: &str, holder: &str, term: Duration, due: impl Fn(&T) -> bool) -> Result<Claim<T>, RepoError>

@@ -71,21 +71,12 @@ impl Safety {
 
     /// Counts one more today unless `limit` is reached; `false` when it is.
     pub async fn take(&self, connector_id: &str, counter: Counter, limit: u32) -> Result<bool, RepoError> {
-        let (pk, sk) = (pk(connector_id), today_sk());
-        self.records.create(&pk, &sk, &Usage::default(), Some(DAY)).await?;
-        let mut taken = false;
         self.records
-            .update::<Usage, _>(&pk, &sk, |usage| {
-                let count = match counter {
-                    Counter::NewChats => &mut usage.new_chats,
-                    Counter::PhoneLookups => &mut usage.phone_lookups,
-                };
-                taken = *count < limit;
-                *count += u32::from(taken);
-                taken
+            .count_up(&pk(connector_id), &today_sk(), DAY, limit, |usage: &mut Usage| match counter {
+                Counter::NewChats => &mut usage.new_chats,
+                Counter::PhoneLookups => &mut usage.phone_lookups,
             })
-            .await?;
-        Ok(taken)
+            .await
     }
 
     /// Whether this connector has a chat with this Telegram user (wrote or was written to).

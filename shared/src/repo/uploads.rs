@@ -42,17 +42,7 @@ impl Uploads {
 
     /// Counts one more slot for `user` today unless `limit` is reached; `false` when it is.
     pub async fn take_daily(&self, member_id: &str, user: u64, limit: u32) -> Result<bool, RepoError> {
-        let (pk, sk) = (portal_pk(member_id), today_sk(user));
-        self.records.create(&pk, &sk, &0u32, Some(DAY_TTL)).await?;
-        let mut taken = false;
-        self.records
-            .update::<u32, _>(&pk, &sk, |count| {
-                taken = *count < limit;
-                *count += u32::from(taken);
-                taken
-            })
-            .await?;
-        Ok(taken)
+        self.records.count_up(&portal_pk(member_id), &today_sk(user), DAY_TTL, limit, |count: &mut u32| count).await
     }
 
     pub async fn open(&self, member_id: &str, key: &str, slot: &AnnouncedUpload) -> Result<(), RepoError> {
