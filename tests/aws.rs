@@ -117,3 +117,31 @@ async fn a_fifo_queue_keeps_each_groups_order_and_takes_no_delay() {
     }
     assert_eq!(got, ["first", "second", "third"]);
 }
+
+#[tokio::test]
+async fn a_published_files_link_lives_its_week_and_redirects_to_a_get_presigned_when_used() {
+    use olchat_tests::{samples, spawn_app};
+    let moto = Moto::start().await;
+    let config = moto.config().await;
+    let resources = provision(&config, "links", 5).await;
+    let app = spawn_app().await;
+    let svc = Arc::new(samples::deployment(&config, &resources, &shared::crypto::MasterKey::generate_key(), &app).await);
+    svc.blobs.put("uploads/m1/offer.pdf", &mut &b"%PDF-1.4 offer"[..]).await.unwrap();
+    // The send function's router, as Lambda runs it, on a port of its own.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(axum::serve(listener, shared::http::send_router(svc.clone())).into_future());
+
+    let link = reqwest::Url::parse(&svc.links.download_url("uploads/m1/offer.pdf", Duration::from_secs(7 * 24 * 3600))).unwrap();
+    let expires: i64 = link.query_pairs().find(|(k, _)| k == "expires").unwrap().1.parse().unwrap();
+    assert!(expires >= shared::clock::now_secs() + 7 * 24 * 3600 - 1, "valid the week it claims: {link}");
+    let here = format!("http://{addr}{}?{}", link.path(), link.query().unwrap());
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let answer = no_redirects.get(&here).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::TEMPORARY_REDIRECT);
+    let presigned = answer.headers()["location"].to_str().unwrap().to_owned();
+    assert!(presigned.contains("X-Amz-Expires=300"), "presigned now, for minutes: {presigned}");
+    assert_eq!(reqwest::get(&presigned).await.unwrap().text().await.unwrap(), "%PDF-1.4 offer");
+    let forged = here.replace("signature=", "signature=x");
+    assert_eq!(no_redirects.get(&forged).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+}
