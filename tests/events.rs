@@ -86,6 +86,7 @@ async fn every_sample_event_runs_through_its_handler() {
         timeline: None,
         region: None,
         install_id: String::new(),
+        provider_connector: None,
     };
     svc.portals.save(&other).await.unwrap();
     let demo = svc.portals.get(seed::DEMO_MEMBER_ID).await.unwrap().expect("the demo portal is installed");

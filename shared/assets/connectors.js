@@ -162,7 +162,54 @@
     return box;
   }
 
-  function row(c, limits) {
+  // Automation on this account: what it queued and sent today, what it does beyond the
+  // budgets, and whether the portal's SMS go through it.
+  function automationEditor(c, providerConnector) {
+    const box = document.createElement('fieldset');
+    box.className = 'olc-budgets';
+    const legend = document.createElement('legend');
+    legend.textContent = t('automation_label');
+    const today = document.createElement('div');
+    today.className = 'olc-muted';
+    today.dataset.automationToday = c.id;
+    today.textContent = t('automation_today', { queued: c.usage.automation_queued ?? 0, sent: c.usage.automation_sent ?? 0 });
+    const choice = document.createElement('label');
+    choice.textContent = `${t('over_budget_label')} `;
+    const select = document.createElement('select');
+    select.className = 'olc-control';
+    select.dataset.overBudget = c.id;
+    for (const value of ['wait', 'fail']) {
+      select.append(new Option(t(`over_budget_${value}`), value, false, c.over_budget === value));
+    }
+    select.addEventListener('change', async () => {
+      try {
+        await api('PUT', `/api/connectors/${encodeURIComponent(c.id)}/over-budget`, { over_budget: select.value });
+        say(t('saved'));
+      } catch (e) {
+        select.value = c.over_budget;
+        say(e.message, true);
+      }
+    });
+    choice.append(select);
+    const providerLabel = document.createElement('label');
+    providerLabel.className = 'olc-check';
+    const provider = document.createElement('input');
+    provider.type = 'radio';
+    provider.name = 'provider-connector';
+    provider.dataset.provider = c.id;
+    provider.checked = providerConnector === c.id;
+    provider.addEventListener('change', async () => {
+      try {
+        await api('PUT', '/api/connectors/provider', { connector_id: c.id });
+        say(t('saved'));
+      } catch (e) { say(e.message, true); await load(); }
+    });
+    providerLabel.append(provider, ` ${t('provider_connector_label')}`);
+    box.append(legend, today, choice, providerLabel);
+    return box;
+  }
+
+  function row(c, limits, providerConnector) {
     const tr = document.createElement('tr');
     tr.dataset.connector = c.id;
     tr.append(cell([c.name, c.username ? `@${c.username}` : '', c.phone].filter(Boolean).join(' · ')));
@@ -173,7 +220,7 @@
       chats: c.usage.new_chats, chats_limit: c.budgets.new_chats_per_day,
       lookups: c.usage.phone_lookups, lookups_limit: c.budgets.phone_lookups_per_day,
     });
-    status.append(usage, budgetsEditor(c, limits));
+    status.append(usage, budgetsEditor(c, limits), automationEditor(c, providerConnector));
     tr.append(status);
     const line = document.createElement('td');
     const input = document.createElement('input');
@@ -215,8 +262,8 @@
   }
 
   async function load() {
-    const { connectors, limits, system_messages: systemMessages } = await api('GET', '/api/connectors');
-    $('connectors').replaceChildren(...connectors.map((c) => row(c, limits)));
+    const { connectors, limits, system_messages: systemMessages, provider_connector: providerConnector } = await api('GET', '/api/connectors');
+    $('connectors').replaceChildren(...connectors.map((c) => row(c, limits, providerConnector)));
     $('connectors-empty').hidden = connectors.length > 0;
     $('system-messages').checked = systemMessages;
   }

@@ -127,13 +127,19 @@ impl PortalRate {
 }
 
 impl SafetyLimits {
-    /// The limits from the environment; `pace_secs` when `OLCHAT_PHONE_PACE_SECS` is unset.
+    /// The limits from the environment; `pace_secs` when `OLCHAT_PHONE_PACE_SECS` is unset
+    /// (automated messages go at most one per `OLCHAT_AUTOMATION_PACE_MS`, 5 s by default,
+    /// and a tenth of that against the sandbox Telegram, which bans nobody).
     pub fn from_env(pace_secs: u64) -> anyhow::Result<Self> {
         let defaults = Self::default();
         Ok(Self {
             new_chats_per_day: parsed("OLCHAT_DAILY_NEW_CHATS", defaults.new_chats_per_day)?,
             phone_lookups_per_day: parsed("OLCHAT_DAILY_PHONE_LOOKUPS", defaults.phone_lookups_per_day)?,
             phone_pace: std::time::Duration::from_secs(parsed("OLCHAT_PHONE_PACE_SECS", pace_secs)?),
+            automation_pace: std::time::Duration::from_millis(parsed(
+                "OLCHAT_AUTOMATION_PACE_MS",
+                if pace_secs == 0 { defaults.automation_pace.as_millis() as u64 / 10 } else { defaults.automation_pace.as_millis() as u64 },
+            )?),
         })
     }
 }
@@ -179,7 +185,8 @@ impl Settings {
             public_url: None,
             portal_rate: PortalRate::default(),
             allow_loopback_portals: true,
-            limits: SafetyLimits { phone_pace: std::time::Duration::ZERO, ..SafetyLimits::default() },
+            // Automated messages keep a pace a test can see (spaced) and wait for (quick).
+            limits: SafetyLimits { phone_pace: std::time::Duration::ZERO, automation_pace: std::time::Duration::from_millis(50), ..SafetyLimits::default() },
             // As often as a test can wait for; tests that drive catch-ups themselves turn it off.
             catch_up_every: Some(std::time::Duration::from_millis(250)),
             // Out of order and in parallel, as on AWS: the tests see production's races.

@@ -37,6 +37,12 @@ pub enum Job {
     SignOut { member_id: String, connector_id: String, telegram_user_id: i64 },
     /// The portal uninstalled the app: delete what it left.
     ForgetPortal { member_id: String },
+    /// Bitrix24's automation asked for a message: read its record, wait for its turn on the
+    /// account, tell Bitrix24 how it went.
+    Automate { member_id: String, request_id: String },
+    /// An automated message's turn came: find its recipient within the account's budgets and
+    /// make the message.
+    SendAutomated { member_id: String, request_id: String, connector_id: String },
 }
 
 /// One message of an `OnImConnectorMessageAdd` event.
@@ -68,13 +74,15 @@ impl Job {
             Self::Send { connector_id, .. }
             | Self::CatchUp { connector_id, .. }
             | Self::SyncContacts { connector_id, .. }
-            | Self::SignOut { connector_id, .. } => connector_id,
+            | Self::SignOut { connector_id, .. }
+            | Self::SendAutomated { connector_id, .. } => connector_id,
             Self::Reply(m) => &m.connector_id,
             Self::Publish { member_id, .. }
             | Self::SetUp { member_id }
             | Self::ForwardReceived { member_id, .. }
             | Self::Reading { member_id, .. }
-            | Self::ForgetPortal { member_id } => member_id,
+            | Self::ForgetPortal { member_id }
+            | Self::Automate { member_id, .. } => member_id,
             Self::CatchUpAll | Self::KeepPortalsAlive => "schedule",
         }
     }
@@ -82,14 +90,17 @@ impl Job {
     /// Telegram work goes to the telegram-worker, portal work to the openline-worker.
     pub fn queue(&self) -> JobQueue {
         match self {
-            Self::Send { .. } | Self::CatchUp { .. } | Self::Reply(_) | Self::SyncContacts { .. } | Self::SignOut { .. } => JobQueue::Telegram,
+            Self::Send { .. } | Self::CatchUp { .. } | Self::Reply(_) | Self::SyncContacts { .. } | Self::SignOut { .. } | Self::SendAutomated { .. } => {
+                JobQueue::Telegram
+            }
             Self::Publish { .. }
             | Self::SetUp { .. }
             | Self::CatchUpAll
             | Self::KeepPortalsAlive
             | Self::ForwardReceived { .. }
             | Self::Reading { .. }
-            | Self::ForgetPortal { .. } => JobQueue::Openline,
+            | Self::ForgetPortal { .. }
+            | Self::Automate { .. } => JobQueue::Openline,
         }
     }
 

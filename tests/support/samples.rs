@@ -96,6 +96,7 @@ pub async fn install_demo_portal(svc: &Services, app: &TestApp) {
         timeline: installed.timeline,
         region: installed.region,
         install_id: installed.install_id,
+        provider_connector: None,
     };
     svc.portals.save(&portal).await.unwrap();
     for owner in [TokenOwner::App, TokenOwner::User(1)] {
@@ -116,6 +117,7 @@ pub async fn install_demo_portal(svc: &Services, app: &TestApp) {
         accept_all: false,
         keep_imported_contacts: false,
         access: Default::default(),
+        over_budget: Default::default(),
     };
     svc.connectors.save(&sales).await.unwrap();
 }
@@ -147,5 +149,6 @@ pub fn message(app: &TestApp, status: MessageStatus) -> Message {
         activity: None,
         activity_requested: false,
         lease: None,
+        origin: None,
     }
 }

@@ -93,7 +93,8 @@ pub async fn load_card(svc: &Services, claims: &Claims, connector: Option<&str>)
         Some(c) if c.status != ConnectorStatus::NeedsLogin => contact_sync(svc, c).await?,
         _ => None,
     };
-    let (title, points) = read_contact_points(svc, claims).await?;
+    let mut portal = PortalClient::user(svc, &claims.portal, claims.user).await?;
+    let ContactRecord { title, points, .. } = read_contact_points(&mut portal, claims.entity).await?;
     let keys: Vec<RecipientKey> = points.iter().map(|p| p.key.clone()).collect();
     svc.cards.save_recipients(&claims.portal, claims.entity, &keys).await?;
     let mut recipients = Vec::with_capacity(points.len());
@@ -115,7 +116,7 @@ pub async fn load_card(svc: &Services, claims: &Claims, connector: Option<&str>)
 
 /// The connector's contact sync while it runs; the first card opened with a connector
 /// starts it. Recipients resolve on demand meanwhile.
-async fn contact_sync(svc: &Services, connector: &Connector) -> Result<Option<SyncProgress>, AppError> {
+pub async fn contact_sync(svc: &Services, connector: &Connector) -> Result<Option<SyncProgress>, AppError> {
     let progress = match svc.resolutions.sync(&connector.id).await? {
         Some(progress) => progress,
         None => {
@@ -159,11 +160,19 @@ fn connector_view(c: &Connector) -> ConnectorView {
     ConnectorView { id: c.id.clone(), name: c.name.clone(), phone: c.phone.clone(), username: c.username.clone(), status: c.status }
 }
 
-/// Reads the record and, for a lead or a deal, its linked contacts and company, in two batches.
-async fn read_contact_points(svc: &Services, claims: &Claims) -> Result<(String, Vec<ContactPoint>), AppError> {
-    let mut portal = PortalClient::user(svc, &claims.portal, claims.user).await?;
-    let region = svc.phone_region_of(&portal.portal);
-    let EntityRef { kind, id } = claims.entity;
+/// A record as its card shows it, and where its client can be written to.
+pub struct ContactRecord {
+    pub title: String,
+    /// The record's fields as `crm.<type>.get` returns them.
+    pub fields: Value,
+    pub points: Vec<ContactPoint>,
+}
+
+/// Reads the record and, for a lead or a deal, its linked contacts and company, in two
+/// batches, with the token `portal` holds (the user's own in the tab, the portal's for automation).
+pub async fn read_contact_points(portal: &mut PortalClient<'_>, entity: EntityRef) -> Result<ContactRecord, AppError> {
+    let region = portal.svc.phone_region_of(&portal.portal);
+    let EntityRef { kind, id } = entity;
     let mut first = vec![("record".to_owned(), format!("{}?id={id}", kind.get_method()))];
     if kind == EntityType::Deal {
         first.push(("contacts".to_owned(), format!("crm.deal.contact.items.get?id={id}")));
@@ -188,10 +197,10 @@ async fn read_contact_points(svc: &Services, claims: &Claims) -> Result<(String,
             contact_points(*linked_kind, *linked_id, &linked_title, found, region, CONNECTOR_ID, &mut points);
         }
     }
-    Ok((title, points))
+    Ok(ContactRecord { title, fields: record, points })
 }
 
-fn id_field(record: &Value, field: &str) -> Option<u64> {
+pub fn id_field(record: &Value, field: &str) -> Option<u64> {
     match record.get(field)? {
         Value::String(s) => s.parse().ok(),
         Value::Number(n) => n.as_u64(),
@@ -223,7 +232,7 @@ fn record_title(kind: EntityType, record: &Value) -> String {
     }
 }
 
-enum RecipientProblem {
+pub enum RecipientProblem {
     NoConnector,
     NotFound,
     /// The connector's phone look-ups for today are used up.
@@ -244,7 +253,7 @@ const LOOKUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// The account behind a key: an Open Line chat's from its chat link; others from the
 /// cache, else asked of Telegram and cached.
-async fn resolve(svc: &Services, connector: &Connector, key: &RecipientKey) -> Result<TelegramUser, RecipientProblem> {
+pub async fn resolve(svc: &Services, connector: &Connector, key: &RecipientKey) -> Result<TelegramUser, RecipientProblem> {
     if let RecipientKey::OpenLine(chat) = key {
         return open_line_client(svc, connector, chat).await;
     }

@@ -13,7 +13,7 @@ use crate::crypto::Secret;
 use crate::domain::PhoneE164;
 use crate::i18n::{Lang, text};
 use crate::ports::{LoggedIn, LoginError, LoginStep, TelegramError};
-use crate::repo::connectors::{Access, Budgets, Connector, ConnectorStatus};
+use crate::repo::connectors::{Access, Budgets, Connector, ConnectorStatus, OverBudget};
 use crate::repo::logins::{LoginStage, PendingLogin};
 use crate::repo::portals::{TokenOwner, UserAuth};
 use crate::repo::safety::Usage;
@@ -51,6 +51,8 @@ pub struct ConnectorAdminView {
     pub keep_imported_contacts: bool,
     /// Who may send from it.
     pub access: Access,
+    /// What automated messages do beyond the day's budgets.
+    pub over_budget: OverBudget,
 }
 
 #[derive(Serialize)]
@@ -59,6 +61,9 @@ pub struct ConnectorsView {
     pub limits: LimitsView,
     /// Open Lines' own messages (greetings, ratings) reach clients through the connectors.
     pub system_messages: bool,
+    /// The connector our message provider sends through (the card's SMS form, campaigns):
+    /// the one chosen, else the only one; `None`: SMS through us fail until one is chosen.
+    pub provider_connector: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -74,7 +79,9 @@ pub async fn list(svc: &Services, admin: &AdminClaims) -> Result<ConnectorsView,
     }
     let limits = LimitsView { new_chats_per_day: svc.limits.new_chats_per_day, phone_lookups_per_day: svc.limits.phone_lookups_per_day };
     let portal = svc.portals.get(&admin.portal).await?.ok_or_else(unknown_portal)?;
-    Ok(ConnectorsView { connectors: views, limits, system_messages: portal.system_messages })
+    let chosen = portal.provider_connector.filter(|id| views.iter().any(|c| &c.id == id));
+    let provider_connector = chosen.or_else(|| (views.len() == 1).then(|| views[0].id.clone()));
+    Ok(ConnectorsView { connectors: views, limits, system_messages: portal.system_messages, provider_connector })
 }
 
 async fn admin_view(svc: &Services, c: Connector) -> Result<ConnectorAdminView, AppError> {
@@ -93,6 +100,7 @@ async fn admin_view(svc: &Services, c: Connector) -> Result<ConnectorAdminView, 
         accept_all: c.accept_all,
         keep_imported_contacts: c.keep_imported_contacts,
         access: c.access,
+        over_budget: c.over_budget,
     })
 }
 
@@ -204,6 +212,7 @@ async fn connect(svc: &Services, admin: &AdminClaims, login: &PendingLogin, done
         keep_imported_contacts: existing.as_ref().is_some_and(|c| c.keep_imported_contacts),
         access: existing.as_ref().map(|c| c.access.clone()).unwrap_or_default(),
         budgets: existing.as_ref().and_then(|c| c.budgets),
+        over_budget: existing.as_ref().map(|c| c.over_budget).unwrap_or_default(),
         line: existing.and_then(|c| c.line),
     };
     svc.connectors.save(&connector).await?;
@@ -211,6 +220,7 @@ async fn connect(svc: &Services, admin: &AdminClaims, login: &PendingLogin, done
     if let Err(e) = super::catch_up::request_catch_up(svc, &connector.member_id, &connector.id).await {
         tracing::warn!(connector_id = connector.id, "first catch-up not queued (the schedule makes it): {e:#}");
     }
+    refresh_automation(svc, &connector.member_id).await;
     tracing::info!(connector_id = connector.id, "Telegram account connected");
     Ok(connector)
 }
@@ -225,8 +235,33 @@ pub async fn disconnect(svc: &Services, admin: &AdminClaims, id: &str) -> Result
     let connector = svc.connectors.get(&admin.portal, id).await?.ok_or_else(|| unknown_connector(admin.lang))?;
     svc.telegram.log_out(&connector.account()).await.map_err(|e| login_problem(admin.lang, e.into()))?;
     svc.connectors.delete(&admin.portal, id).await?;
+    refresh_automation(svc, &admin.portal).await;
     tracing::info!(connector_id = id, "Telegram account disconnected");
     Ok(())
+}
+
+/// The robot's "From" lists the portal's accounts: registered again once they change.
+async fn refresh_automation(svc: &Services, member_id: &str) {
+    let job = crate::work::Job::SetUp { member_id: member_id.to_owned() };
+    if let Err(e) = job.enqueue(svc.queue.as_ref(), std::time::Duration::ZERO).await {
+        tracing::warn!(member_id, "the robot's accounts not brought up to date (the next update does): {e:#}");
+    }
+}
+
+/// What a connector's automated messages do beyond its daily budgets.
+pub async fn set_over_budget(svc: &Services, admin: &AdminClaims, id: &str, choice: OverBudget) -> Result<ConnectorAdminView, AppError> {
+    let updated = svc.connectors.update(&admin.portal, id, |c| std::mem::replace(&mut c.over_budget, choice) != choice).await?;
+    admin_view(svc, updated.ok_or_else(|| unknown_connector(admin.lang))?).await
+}
+
+/// Puts connector `id` in charge of the message provider (`None`: back to the only one).
+pub async fn set_provider_connector(svc: &Services, admin: &AdminClaims, id: Option<&str>) -> Result<ConnectorsView, AppError> {
+    if let Some(id) = id {
+        svc.connectors.get(&admin.portal, id).await?.ok_or_else(|| unknown_connector(admin.lang))?;
+    }
+    let chosen = id.map(str::to_owned);
+    svc.portals.update(&admin.portal, |p| std::mem::replace(&mut p.provider_connector, chosen.clone()) != chosen).await?;
+    list(svc, admin).await
 }
 
 /// Sends the connector's chats to Open Line `line` (`None`: the portal's line).
@@ -395,4 +430,21 @@ fn login_problem(lang: Lang, e: LoginError) -> AppError {
             AppError::new(ErrorKind::Upstream, "telegram_failed", text(lang, "login_failed", &[("detail", &e.to_string())]))
         }
     }
+}
+
+/// What a refusal from Telegram says about the account itself: a dead session needs a login,
+/// PEER_FLOOD limits it. Every job that talks to Telegram records it the same way.
+pub async fn note_connector(svc: &Services, member_id: &str, connector_id: &str, e: &TelegramError) -> Result<(), crate::repo::RepoError> {
+    let status = match e {
+        TelegramError::Unauthorized(detail) => {
+            tracing::warn!(connector_id, "connector session unauthorized: {detail}");
+            ConnectorStatus::NeedsLogin
+        }
+        TelegramError::PeerFlood => {
+            tracing::warn!(connector_id, "connector limited by Telegram (PEER_FLOOD)");
+            ConnectorStatus::Limited
+        }
+        _ => return Ok(()),
+    };
+    svc.connectors.set_status(member_id, connector_id, status).await
 }

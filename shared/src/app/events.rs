@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::install::{CONNECTOR_ID, InstallGrant, line_gone, register_portal, uninstall};
 use super::{AppError, ErrorKind, Services};
 use crate::crypto::Secret;
+use crate::repo::portals::Portal;
 use crate::i18n::Lang;
 use crate::work::{Job, OperatorMessage};
 
@@ -80,7 +81,7 @@ struct ExternalChat {
     id: String,
 }
 
-fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, AppError> {
+pub(super) fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, AppError> {
     serde_qs::Config::new()
         .use_form_encoding(true)
         .max_depth(8)
@@ -130,9 +131,7 @@ pub async fn accept(svc: &Services, body: &[u8]) -> Result<(), AppError> {
     let event = envelope.event.to_ascii_uppercase();
     let member_id = envelope.auth.member_id.clone();
     let portal = svc.portals.get(&member_id).await?;
-    let offered = envelope.auth.application_token.as_ref().map(Secret::expose).unwrap_or("");
-    let genuine = portal.as_ref().is_some_and(|p| svc.portals.application_token_matches(p, offered));
-    if !genuine {
+    if genuine(svc, portal.as_ref(), envelope.auth.application_token.as_ref()).is_none() {
         if event == "ONAPPUPDATE" && portal.is_some() {
             // An update may bring a new application_token: trusted once the portal confirms the event's access token.
             return register_and_set_up(svc, body, envelope).await;
@@ -158,6 +157,13 @@ pub async fn accept(svc: &Services, body: &[u8]) -> Result<(), AppError> {
             Ok(())
         }
     }
+}
+
+/// The portal, if a call claiming to come from it carries its `application_token`
+/// (`_includes/auth-params-in-events.md`: "Token for secure event handling").
+pub(super) fn genuine<'p>(svc: &Services, portal: Option<&'p Portal>, offered: Option<&Secret>) -> Option<&'p Portal> {
+    let offered = offered.map(Secret::expose).unwrap_or("");
+    portal.filter(|p| svc.portals.application_token_matches(p, offered))
 }
 
 /// Each message of one of our chats becomes a job; others' connectors and unknown chats are not ours.

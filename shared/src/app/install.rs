@@ -134,6 +134,7 @@ pub async fn register_portal(svc: &Services, mut grant: InstallGrant) -> Result<
                 timeline: None,
                 region: None,
                 install_id: uuid::Uuid::new_v4().simple().to_string(),
+                provider_connector: None,
             };
             registered(&mut portal);
             svc.portals.save(&portal).await?;
@@ -190,6 +191,7 @@ pub async fn set_up(svc: &Services, member_id: &str) -> Result<(), AppError> {
     }
     choose_timeline_look(svc, &mut portal).await?;
     remember_region(svc, &mut portal).await?;
+    super::automation::register(&mut portal, base).await?;
 
     let event_handler = format!("{base}/bitrix/events");
     let bound = portal.call("event.get", &json!({})).await?;

@@ -1,5 +1,6 @@
 //! Use cases: what the routes and jobs do, over the ports and repositories.
 
+pub mod automation;
 pub mod card;
 pub mod catch_up;
 pub mod connectors;
@@ -22,6 +23,7 @@ use crate::domain::phone::region_from_code;
 use crate::links::SignedLinks;
 use crate::ports::{Blobs, Queue, Table, Telegram};
 use crate::repo::RepoError;
+use crate::repo::automation::AutomationRequests;
 use crate::repo::cards::Cards;
 use crate::repo::connectors::Connectors;
 use crate::repo::logins::Logins;
@@ -45,6 +47,7 @@ pub struct Services {
     pub limits: SafetyLimits,
     pub cards: Cards,
     pub messages: Messages,
+    pub automation: AutomationRequests,
     pub uploads: Uploads,
     pub openlines: OpenLines,
     pub mailbox: Mailbox,
@@ -95,6 +98,7 @@ impl Services {
             limits,
             cards: Cards::new(records.clone()),
             messages: Messages::new(records.clone()),
+            automation: AutomationRequests::new(records.clone()),
             uploads: Uploads::new(records.clone()),
             openlines: OpenLines::new(records.clone()),
             mailbox: Mailbox::new(records),

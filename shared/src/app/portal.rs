@@ -12,7 +12,7 @@ use crate::i18n::{Lang, text};
 use crate::repo::portals::{Portal, TokenOwner, UserAuth};
 
 pub struct PortalClient<'a> {
-    svc: &'a Services,
+    pub svc: &'a Services,
     pub portal: Portal,
     owner: TokenOwner,
     auth: UserAuth,
@@ -157,6 +157,9 @@ pub fn portal_error(e: BitrixError) -> AppError {
             "no_app_access",
             "The portal's administrator has not given you access to this app; ask them to add you in the app's settings.",
         ),
+        // `messageservice-message-status-update.md`, `bizproc-robot-delete.md`: what automation
+        // reports to is gone; trying again finds it no more.
+        Some("ERROR_MESSAGE_NOT_FOUND" | "ERROR_ACTIVITY_NOT_FOUND") => AppError::new(ErrorKind::NotFound, "automation_gone", description.to_owned()),
         Some("PORTAL_DELETED") => AppError::new(ErrorKind::Forbidden, "portal_deleted", "This Bitrix24 portal was deleted or closed."),
         // A method that takes only an app's token was called with another: never fixed by retrying.
         Some("WRONG_AUTH_TYPE") => AppError::new(ErrorKind::Invalid, "wrong_auth_type", format!("Bitrix24 refused the kind of authorization: {description}")),

@@ -10,10 +10,11 @@ use super::{AppError, ErrorKind, Services};
 use crate::auth::Claims;
 use crate::clock::now_millis;
 use crate::domain::message::{MAX_PARTS, TEXT_LIMIT, split_text};
-use crate::domain::{Failure, Message, MessageStatus, Part, Publication, PublicationMode, Peer, RecipientKey, SendAs, TelegramUser};
+use crate::domain::{Budget, Failure, Message, MessageStatus, Part, Publication, PublicationMode, Peer, RecipientKey, SendAs, TelegramUser};
 use crate::i18n::{Lang, text};
 use crate::work::Job;
 use crate::ports::TelegramError;
+use crate::repo::RepoError;
 use crate::repo::connectors::{Connector, ConnectorStatus};
 use crate::repo::resolutions::Resolution;
 use crate::repo::safety::Counter;
@@ -99,7 +100,7 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
         // The earlier submit stopped between claiming the key and storing: finish its work.
     }
     uploads::use_uploads(svc, claims, &files, &id).await?;
-    admit_chat(svc, lang, &connector, user.peer).await?;
+    admit_from_tab(svc, lang, &connector, user.peer).await?;
     let message = Message {
         id,
         member_id: claims.portal.clone(),
@@ -122,6 +123,7 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
         activity: None,
         activity_requested: false,
         lease: None,
+        origin: None,
     };
     svc.messages.create(&message).await?;
     enqueue(svc, &message).await?;
@@ -163,21 +165,37 @@ pub async fn recipient_account(svc: &Services, claims: &Claims, connector_id: &s
     Ok((connector, recipient, user))
 }
 
-/// A message to someone this connector never wrote to opens a new chat: refused while
-/// Telegram limits the account, and beyond the day's budget of new chats.
-async fn admit_chat(svc: &Services, lang: Lang, connector: &Connector, peer: Peer) -> Result<(), AppError> {
+/// Whether a message to `peer` may go: to someone this connector never wrote to it opens a
+/// new chat, refused while Telegram limits the account and beyond the day's budget of new chats.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    Limited,
+    OverBudget { limit: u32 },
+}
+
+pub async fn admit_chat(svc: &Services, connector: &Connector, peer: Peer) -> Result<Admission, RepoError> {
     if svc.safety.knows_chat(&connector.id, peer.user_id).await? {
-        return Ok(());
+        return Ok(Admission::Admitted);
     }
     if connector.status == ConnectorStatus::Limited {
-        return Err(AppError::invalid("connector_limited", text(lang, "connector_limited", &[])));
+        return Ok(Admission::Limited);
     }
     let limit = svc.limits.budgets(connector).new_chats_per_day;
     if !svc.safety.take(&connector.id, Counter::NewChats, limit).await? {
         tracing::warn!(connector_id = connector.id, limit, "daily new-chat budget used up");
-        return Err(AppError::invalid("budget_new_chats", text(lang, "budget_new_chats", &[("limit", &limit.to_string())])));
+        return Ok(Admission::OverBudget { limit });
     }
-    Ok(svc.safety.remember_chat(&connector.id, peer).await?)
+    svc.safety.remember_chat(&connector.id, peer).await?;
+    Ok(Admission::Admitted)
+}
+
+async fn admit_from_tab(svc: &Services, lang: Lang, connector: &Connector, peer: Peer) -> Result<(), AppError> {
+    match admit_chat(svc, connector, peer).await? {
+        Admission::Admitted => Ok(()),
+        Admission::Limited => Err(AppError::invalid("connector_limited", text(lang, "connector_limited", &[]))),
+        Admission::OverBudget { limit } => Err(AppError::invalid("budget_new_chats", text(lang, "budget_new_chats", &[("limit", &limit.to_string())]))),
+    }
 }
 
 async fn enqueue(svc: &Services, message: &Message) -> Result<(), AppError> {
@@ -250,5 +268,15 @@ pub fn failure_text(lang: Lang, failure: &Failure) -> String {
         Failure::ConnectorUnauthorized => text(lang, "connector_unauthorized", &[]),
         Failure::ConnectorLimited => text(lang, "connector_limited", &[]),
         Failure::Rejected { detail } => text(lang, "send_failed", &[("detail", detail)]),
+        Failure::EmptyText => text(lang, "empty_text", &[]),
+        Failure::NoConnector => text(lang, "automation_no_connector", &[]),
+        Failure::NoRecipient => text(lang, "automation_no_recipient", &[]),
+        Failure::OverBudget { budget, limit } => {
+            let key = match budget {
+                Budget::NewChats => "budget_new_chats",
+                Budget::PhoneLookups => "budget_phone_lookups",
+            };
+            text(lang, key, &[("limit", &limit.to_string())])
+        }
     }
 }

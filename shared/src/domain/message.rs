@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::automation::Origin;
 use super::lease::{Lease, Leased};
 use super::publication::{Publication, PublicationMode};
 use super::{EntityRef, Peer, RecipientKey};
@@ -45,6 +46,22 @@ pub enum Failure {
     ConnectorLimited,
     /// Telegram refused for another reason.
     Rejected { detail: String },
+    /// Automation was given nothing to say.
+    EmptyText,
+    /// Automation found no account to send from: none chosen and none the responsible used.
+    NoConnector,
+    /// Automation found nothing on the record to write to: no phone, username or link.
+    NoRecipient,
+    /// The account's daily budget was used up, and its administrator chose failing over waiting.
+    OverBudget { budget: Budget, limit: u32 },
+}
+
+/// The daily budgets of an account that automation can use up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Budget {
+    NewChats,
+    PhoneLookups,
 }
 
 /// How a file goes to Telegram.
@@ -120,6 +137,9 @@ pub struct Message {
     /// for the same message waits instead of doing either again.
     #[serde(default)]
     pub lease: Option<Lease>,
+    /// Set when automation asked for it rather than someone in the tab: told how it went.
+    #[serde(default)]
+    pub origin: Option<Origin>,
 }
 
 impl Leased for Message {
@@ -282,6 +302,7 @@ mod tests {
             activity: None,
             activity_requested: false,
             lease: None,
+            origin: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Pure domain types: no I/O, no HTTP, no SDKs.
 
+pub mod automation;
 pub mod contact;
 pub mod entity;
 pub mod formatting;
@@ -14,7 +15,7 @@ pub mod voice;
 pub use contact::{ContactPoint, FieldSource, OpenLineChat, RecipientKey};
 pub use entity::{EntityRef, EntityType};
 pub use formatting::Formatted;
-pub use message::{Attachment, Failure, Message, MessageStatus, Part, SendAs};
+pub use message::{Attachment, Budget, Failure, Message, MessageStatus, Part, SendAs};
 pub use publication::{Publication, PublicationMode};
 pub use peer::{Peer, TelegramUser};
 pub use phone::PhoneE164;

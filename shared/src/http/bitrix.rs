@@ -17,7 +17,7 @@ use super::connectors::render_connectors;
 use super::placement::error_page;
 use crate::app::install::{InstallGrant, connect_line, install_from_page};
 use crate::app::placement::PlacementQuery;
-use crate::app::{AppError, connectors, events};
+use crate::app::{AppError, automation, connectors, events};
 use crate::crypto::Secret;
 use crate::i18n::{Lang, text};
 use crate::repo::portals::UserAuth;
@@ -27,6 +27,8 @@ pub fn routes() -> Router<AppState> {
         .route("/bitrix/install", post(install))
         .route("/bitrix/events", post(event))
         .route("/bitrix/connector", post(connector_settings))
+        .route("/bitrix/robot", post(robot))
+        .route("/bitrix/provider", post(provider))
 }
 
 /// The install page's form: the same POST as any app page, with `PLACEMENT=DEFAULT`.
@@ -95,6 +97,16 @@ fn done_page(lang: Lang, message: &str, finish: bool) -> Response {
 
 async fn event(State(svc): State<AppState>, body: Bytes) -> Response {
     events::accept(&svc, &body).await.map_or_else(IntoResponse::into_response, |()| ok())
+}
+
+/// Our robot or workflow action reached its step (`bizproc-robot-add.md`, `HANDLER`).
+async fn robot(State(svc): State<AppState>, body: Bytes) -> Response {
+    automation::accept_robot(&svc, &body).await.map_or_else(IntoResponse::into_response, |()| ok())
+}
+
+/// An "SMS" through our message provider (`messageservice-sender-add.md`, `HANDLER`).
+async fn provider(State(svc): State<AppState>, body: Bytes) -> Response {
+    automation::accept_provider(&svc, &body).await.map_or_else(IntoResponse::into_response, |()| ok())
 }
 
 #[derive(Deserialize)]

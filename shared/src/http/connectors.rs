@@ -18,7 +18,7 @@ use crate::app::placement::PlacementQuery;
 use crate::app::connectors::ConnectorFlag;
 use crate::app::{AppError, connectors};
 use crate::crypto::Secret;
-use crate::repo::connectors::{Access, Budgets};
+use crate::repo::connectors::{Access, Budgets, OverBudget};
 use crate::repo::portals::UserAuth;
 use crate::i18n::Lang;
 
@@ -33,6 +33,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/connectors/{id}/disconnect", post(disconnect))
         .route("/api/connectors/{id}/line", put(line))
         .route("/api/connectors/{id}/budgets", put(budgets))
+        .route("/api/connectors/{id}/over-budget", put(over_budget))
+        .route("/api/connectors/provider", put(provider))
         // `accept-all`, `keep-imported-contacts` (the other settings have routes of their own, which win).
         .route("/api/connectors/{id}/{flag}", put(flag))
         .route("/api/connectors/{id}/access", put(access))
@@ -164,6 +166,38 @@ async fn flag(
         .and_then(serde_json::Value::as_bool)
         .ok_or_else(|| AppError::bad_request("bad_json", format!("{field} must be true or false")))?;
     Ok(Json(connectors::set_flag(&svc, &admin, &id, flag, on).await?))
+}
+
+#[derive(Deserialize)]
+struct OverBudgetRequest {
+    over_budget: OverBudget,
+}
+
+/// `PUT /api/connectors/{id}/over-budget` with `{"over_budget": "wait"}` or `"fail"`.
+async fn over_budget(
+    State(svc): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    body: Result<Json<OverBudgetRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let r = json_body(body)?;
+    Ok(Json(connectors::set_over_budget(&svc, &admin, &id, r.over_budget).await?))
+}
+
+#[derive(Deserialize)]
+struct ProviderRequest {
+    /// `null`: the portal's only connector.
+    connector_id: Option<String>,
+}
+
+/// `PUT /api/connectors/provider` with `{"connector_id": "..."}`: who sends the portal's SMS.
+async fn provider(
+    State(svc): State<AppState>,
+    Admin(admin): Admin,
+    body: Result<Json<ProviderRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let r = json_body(body)?;
+    Ok(Json(connectors::set_provider_connector(&svc, &admin, r.connector_id.as_deref()).await?))
 }
 
 #[derive(Deserialize)]

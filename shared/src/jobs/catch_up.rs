@@ -11,6 +11,7 @@ use tokio::io::AsyncWriteExt;
 use super::{Outcome, backoff, note_connector};
 use crate::work::Job;
 use crate::app::Services;
+use crate::app::automation::message_changed;
 use crate::app::catch_up::request_catch_up;
 use crate::app::send::publish_job;
 use crate::app::uploads::safe_name;
@@ -244,8 +245,11 @@ async fn read(svc: &Services, connector: &Connector, user_id: i64, max_id: i32) 
             Sent::Message { message_id } => {
                 let mut marked = false;
                 let message = svc.messages.update(message_id, |m| { marked = m.mark_read(); marked }).await?;
-                if let Some(message) = message.filter(|m| marked && m.create_activity) {
-                    publish_job(&message).enqueue(svc.queue.as_ref(), Duration::ZERO).await.map_err(|e| Stop::Storage(format!("queue: {e:#}")))?;
+                if let Some(message) = message.filter(|_| marked) {
+                    if message.create_activity {
+                        publish_job(&message).enqueue(svc.queue.as_ref(), Duration::ZERO).await.map_err(|e| Stop::Storage(format!("queue: {e:#}")))?;
+                    }
+                    message_changed(svc, &message).await.map_err(|e| Stop::Storage(format!("queue: {e:#}")))?;
                 }
                 tracing::info!(message_id, "message read");
             }

@@ -14,11 +14,12 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use crate::app::openlines::{self, retryable};
+use crate::app::automation::{self, HandOver};
+pub use crate::app::connectors::note_connector;
 use crate::app::{AppError, Progress, Services, install};
 use crate::domain::Failure;
 use crate::ports::{Delivery, TelegramError};
 use crate::work::Job;
-use crate::repo::connectors::ConnectorStatus;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -40,23 +41,6 @@ impl From<TelegramError> for Failure {
             TelegramError::FloodWait { seconds } => Failure::Rejected { detail: format!("FLOOD_WAIT {seconds}") },
         }
     }
-}
-
-/// What a refusal from Telegram says about the account itself: a dead session needs a login,
-/// PEER_FLOOD limits it. Every job that talks to Telegram records it the same way.
-pub async fn note_connector(svc: &Services, member_id: &str, connector_id: &str, e: &TelegramError) -> Result<(), crate::repo::RepoError> {
-    let status = match e {
-        TelegramError::Unauthorized(detail) => {
-            tracing::warn!(connector_id, "connector session unauthorized: {detail}");
-            ConnectorStatus::NeedsLogin
-        }
-        TelegramError::PeerFlood => {
-            tracing::warn!(connector_id, "connector limited by Telegram (PEER_FLOOD)");
-            ConnectorStatus::Limited
-        }
-        _ => return Ok(()),
-    };
-    svc.connectors.set_status(member_id, connector_id, status).await
 }
 
 /// Backoff for failures whose outcome is unknown: 5 s, 10 s, 20 s ... capped at 5 min.
@@ -134,6 +118,22 @@ async fn run(svc: &Services, job: Job, receive: u32) -> Outcome {
         Job::ForgetPortal { member_id } => {
             let span = tracing::info_span!("forget_portal", member_id = %member_id, receive);
             async { portal_outcome(install::forget_portal(svc, &member_id).await, receive) }.instrument(span).await
+        }
+        Job::Automate { member_id, request_id } => {
+            let span = tracing::info_span!("automate", request_id = %request_id, receive);
+            async { portal_outcome(automation::advance(svc, &member_id, &request_id).await, receive) }.instrument(span).await
+        }
+        Job::SendAutomated { member_id, request_id, .. } => {
+            let span = tracing::info_span!("send_automated", request_id = %request_id, receive);
+            async {
+                match automation::hand_over(svc, &member_id, &request_id).await {
+                    Ok(HandOver::Done) => Outcome::Done,
+                    Ok(HandOver::Later(wait)) => Outcome::RetryAfter(wait),
+                    Err(e) => portal_outcome(Err::<(), _>(e), receive),
+                }
+            }
+            .instrument(span)
+            .await
         }
         Job::SyncContacts { member_id, connector_id } => {
             let span = tracing::info_span!("sync_contacts", connector_id = %connector_id, receive);

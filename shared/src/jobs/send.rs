@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use super::{Outcome, backoff, note_connector};
+use crate::app::automation;
 use crate::app::catch_up::request_catch_up;
 use crate::app::Services;
 use crate::app::send::publish_job;
@@ -24,6 +25,7 @@ use crate::ports::{Media, MediaKind, TelegramError, TelegramSession};
 use crate::repo::RepoError;
 use crate::repo::connectors::{Connector, ConnectorStatus};
 use crate::repo::mailbox::Sent;
+use crate::repo::safety::Counter;
 
 pub async fn send_message(svc: &Services, message_id: &str, receive_count: u32) -> Outcome {
     match try_send(svc, message_id, receive_count).await {
@@ -89,6 +91,9 @@ async fn send_parts(svc: &Services, telegram: &dyn TelegramSession, connector: &
         }
     }
     tracing::info!("message sent");
+    if message.origin.is_some() {
+        svc.safety.count(&connector.id, Counter::AutomationSent).await?;
+    }
     Ok(finished(svc, &message, Outcome::Done).await)
 }
 
@@ -175,6 +180,7 @@ async fn hand_on(svc: &Services, message: &Message) -> anyhow::Result<()> {
     if message.publication != PublicationMode::None || message.create_activity {
         publish_job(message).enqueue(svc.queue.as_ref(), Duration::ZERO).await?;
     }
+    automation::message_changed(svc, message).await?;
     if let (MessageStatus::Sent, Some(last)) = (message.status, message.last_telegram_id()) {
         let sent = Sent::Message { message_id: message.id.clone() };
         svc.mailbox.sent(&message.connector_id, message.peer.user_id, last, &sent).await?;

@@ -41,6 +41,20 @@ pub struct Connector {
     /// Who may send from the account: it is a person's own, so its owner's administrator decides.
     #[serde(default)]
     pub access: Access,
+    /// What automated messages do once the account's daily budget is used up.
+    #[serde(default)]
+    pub over_budget: OverBudget,
+}
+
+/// An administrator's choice per account, for automation beyond the day's budget.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverBudget {
+    /// Wait for the next UTC day's budget: nothing is lost, it only goes later.
+    #[default]
+    Wait,
+    /// Fail at once with the reason, so the rule or campaign hears of it now.
+    Fail,
 }
 
 /// Who of the portal's employees may use a connector.

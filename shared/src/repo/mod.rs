@@ -1,5 +1,6 @@
 //! Domain repositories, written once over the table port.
 
+pub mod automation;
 pub mod cards;
 pub mod connectors;
 pub mod logins;

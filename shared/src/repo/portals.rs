@@ -42,6 +42,10 @@ pub struct Portal {
     /// Made at each fresh install: tokens issued under another (before an uninstall) are refused.
     #[serde(default)]
     pub install_id: String,
+    /// The connector our message provider sends through (the card's SMS form, campaigns);
+    /// `None`: the portal's only connector, if it has one.
+    #[serde(default)]
+    pub provider_connector: Option<String>,
 }
 
 impl Portal {

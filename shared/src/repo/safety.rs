@@ -17,11 +17,14 @@ pub struct SafetyLimits {
     pub phone_lookups_per_day: u32,
     /// At most one phone look-up per this long per account (Telegram asks for 3 s).
     pub phone_pace: Duration,
+    /// At most one automated message per this long per account: a campaign or a rule firing
+    /// for thousands of records trickles out instead of bursting.
+    pub automation_pace: Duration,
 }
 
 impl Default for SafetyLimits {
     fn default() -> Self {
-        Self { new_chats_per_day: 40, phone_lookups_per_day: 50, phone_pace: Duration::from_secs(3) }
+        Self { new_chats_per_day: 40, phone_lookups_per_day: 50, phone_pace: Duration::from_secs(3), automation_pace: Duration::from_secs(5) }
     }
 }
 
@@ -39,12 +42,19 @@ impl SafetyLimits {
 pub struct Usage {
     pub new_chats: u32,
     pub phone_lookups: u32,
+    /// Automated messages given a turn today, and those of them sent.
+    #[serde(default)]
+    pub automation_queued: u32,
+    #[serde(default)]
+    pub automation_sent: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
 pub enum Counter {
     NewChats,
     PhoneLookups,
+    AutomationQueued,
+    AutomationSent,
 }
 
 fn today_sk() -> String {
@@ -75,8 +85,15 @@ impl Safety {
             .count_up(&pk(connector_id), &today_sk(), DAY, limit, |usage: &mut Usage| match counter {
                 Counter::NewChats => &mut usage.new_chats,
                 Counter::PhoneLookups => &mut usage.phone_lookups,
+                Counter::AutomationQueued => &mut usage.automation_queued,
+                Counter::AutomationSent => &mut usage.automation_sent,
             })
             .await
+    }
+
+    /// Counts one more today, without a limit.
+    pub async fn count(&self, connector_id: &str, counter: Counter) -> Result<(), RepoError> {
+        self.take(connector_id, counter, u32::MAX).await.map(drop)
     }
 
     /// Whether this connector has a chat with this Telegram user (wrote or was written to).

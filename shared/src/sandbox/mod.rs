@@ -152,6 +152,7 @@ impl Sandbox {
                 accept_all: false,
                 keep_imported_contacts: false,
                 access: Default::default(),
+                over_budget: Default::default(),
             };
             svc.connectors.save(&connector).await?;
         }
