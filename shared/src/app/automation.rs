@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::card::{ContactRecord, RecipientProblem, id_field, read_contact_points, resolve};
+use super::card::{ContactRecord, RecipientProblem, contact_sync, id_field, read_contact_points, resolve};
 use super::events::{decode, genuine};
 use super::openlines::retryable;
 use super::portal::PortalClient;
@@ -311,6 +311,11 @@ async fn prepare(svc: &Services, request: AutomationRequest) -> Result<Automatio
     if recipients.is_empty() {
         return fail(svc, &request, Failure::NoRecipient).await;
     }
+    // The account's own contacts are found without a look-up, as the tab finds them: their
+    // sync starts now, ahead of this request's turn in the account's queue.
+    if connector.status != ConnectorStatus::NeedsLogin {
+        contact_sync(svc, &connector).await?;
+    }
     let deferred = Stage::Deferred { connector_id: connector.id, recipients, author, until: now_millis() };
     let request = svc.automation.update(&request.member_id, &request.id, |r| set_stage(r, deferred.clone(), &Stage::Received)).await?;
     take_turn(svc, &request.ok_or_else(gone)?).await
@@ -425,11 +430,24 @@ async fn report(svc: &Services, request: &AutomationRequest) -> Result<(), AppEr
             }
             let params = json!({ "CODE": code, "MESSAGE_ID": message_id, "STATUS": status.as_str() });
             tell(svc, request, "messageservice.message.status.update", &params).await?;
+            if let Some(failure) = failure.filter(|_| request.user_id > 0) {
+                tell_sender(svc, request, failure).await?;
+            }
             let newer = |r: &mut AutomationRequest| r.status_reported.is_none_or(|told| told < status) && { r.status_reported = Some(status); true };
             svc.automation.update(&request.member_id, &request.id, newer).await?;
         }
     }
     Ok(())
+}
+
+/// A status has no room for why: the employee who sent the SMS is told in a system
+/// notification (`im-notify-system-add.md`: any user may be notified with the app's token),
+/// once per message (its `TAG`).
+async fn tell_sender(svc: &Services, request: &AutomationRequest, failure: &Failure) -> Result<(), AppError> {
+    let to = request.to.as_deref().unwrap_or_default();
+    let message = text(request.lang, "sms_failed", &[("to", to), ("reason", &failure_text(request.lang, failure))]);
+    let params = json!({ "USER_ID": request.user_id, "MESSAGE": message, "TAG": format!("olchat-sms-{}", request.id) });
+    tell(svc, request, "im.notify.system.add", &params).await
 }
 
 /// One report to the portal with its own token. What it reports to may be gone by now (the
