@@ -800,3 +800,41 @@ pub fn form_or_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> (R
 pub(super) fn form_body(payload: &Value) -> String {
     serde_qs::Config::new().use_form_encoding(true).serialize_string(payload).expect("a JSON value encodes")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[derive(Deserialize, Default, Debug, PartialEq)]
+    #[serde(rename_all = "snake_case")]
+    enum Attach {
+        #[default]
+        None,
+        Photo,
+    }
+
+    #[derive(Deserialize)]
+    struct PageForm {
+        user_id: i64,
+        text: String,
+        #[serde(default)]
+        attach: Attach,
+        #[serde(default)]
+        properties: BTreeMap<String, String>,
+    }
+
+    /// What a browser submits: `+` for spaces, percent-encoded brackets.
+    #[test]
+    fn a_pages_form_reads_flat_and_bracket_fields() {
+        let headers = HeaderMap::from_iter([(axum::http::header::CONTENT_TYPE, "application/x-www-form-urlencoded".parse().unwrap())]);
+        let (form, is_form) = form_or_json::<PageForm>(&headers, b"user_id=1001&text=Guten+Tag%21&attach=photo&properties%5Btext%5D=Hi+%7B%3DDocument%3ANAME%7D");
+        let form = form.expect("the form reads");
+        assert!(is_form);
+        assert_eq!((form.user_id, form.text.as_str(), form.attach), (1001, "Guten Tag!", Attach::Photo));
+        assert_eq!(form.properties["text"], "Hi {=Document:NAME}");
+        let (plain, _) = form_or_json::<PageForm>(&headers, b"user_id=1&text=");
+        assert_eq!(plain.expect("defaults").attach, Attach::None);
+    }
+}
