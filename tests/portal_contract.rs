@@ -1076,3 +1076,451 @@ async fn settings_app_installation_installation_finish() {
     assert_eq!(app.post_json("/sandbox/portal/openlines/disconnect", disconnect).await.status, StatusCode::NO_CONTENT);
     eventually(WAIT, "the line forgotten once installed", || async { app_line(&app, member).await.is_none().then_some(()) }).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Automation: robots, workflow actions, message providers.
+
+/// A token of no app, as an incoming webhook's would be ("Application context required").
+fn webhook_token(app: &TestApp) -> String {
+    app.app.sandbox().portal.issue_tokens_of("", DEMO, ADMIN).0
+}
+
+/// A registration of the test's own: its handler under the app's URL, at a path the app does
+/// not serve (the fire hook reports what the app answered there).
+fn robot(app: &TestApp, code: &str, use_subscription: &str) -> Value {
+    json!({
+        "CODE": code, "HANDLER": app.url("/contract/robot"), "AUTH_USER_ID": EMPLOYEE, "USE_SUBSCRIPTION": use_subscription,
+        "NAME": { "en": "Contract robot", "ru": "Робот" },
+        "PROPERTIES": {
+            "text": { "Name": "Text", "Type": "string", "Default": "Hello, {=Document:TITLE}" },
+            "mode": { "Name": { "en": "Mode" }, "Type": "select", "Options": { "now": "Now", "later": "Later" }, "Default": "now" },
+        },
+        "RETURN_PROPERTIES": { "sent": { "Name": "Sent", "Type": "bool" } },
+        "DOCUMENT_TYPE": ["crm", "CCrmDocumentDeal", "DEAL"],
+        "FILTER": { "INCLUDE": [["crm", "CCrmDocumentDeal"], ["crm", "CCrmDocumentLead"]] },
+    })
+}
+
+/// `params` with `key` set to `value` (`Value::Null` removes it).
+fn with(mut params: Value, key: &str, value: Value) -> Value {
+    let object = params.as_object_mut().unwrap();
+    if value.is_null() {
+        object.remove(key);
+    } else {
+        object.insert(key.into(), value);
+    }
+    params
+}
+
+/// Every refusal of `bizproc-robot-add.md` / `bizproc-activity-add.md`, HTTP 400 each.
+async fn registration_contract(app: &TestApp, method: &str, code: &str, already_installed: &str) {
+    let valid = robot(app, code, "Y");
+    assert_eq!(ok(app, ADMIN, method, valid.clone()).await["result"], true);
+    let validation = |text: &'static str| ("ERROR_ACTIVITY_VALIDATION_FAILURE", text);
+    let cases: Vec<(Value, (&str, &str))> = vec![
+        (json!({}), validation("Empty data!")),
+        (with(valid.clone(), "CODE", Value::Null), validation("Empty activity code!")),
+        (with(valid.clone(), "CODE", json!("bad code!")), validation("Wrong activity code!")),
+        (with(valid.clone(), "HANDLER", json!("ftp://127.0.0.1/robot")), ("ERROR_UNSUPPORTED_PROTOCOL", "Unsupported handler protocol")),
+        (with(valid.clone(), "HANDLER", json!("https://elsewhere.example/robot")), ("ERROR_WRONG_HANDLER_URL", "Wrong handler URL")),
+        (with(valid.clone(), "NAME", Value::Null), validation("Empty activity NAME!")),
+        (with(valid.clone(), "PROPERTIES", json!("text")), validation("Wrong properties array!")),
+        (with(valid.clone(), "PROPERTIES", json!({ "1text": { "Name": "Text" } })), validation("Wrong property key 1text!")),
+        (with(valid.clone(), "RETURN_PROPERTIES", json!({ "sent": { "Type": "bool" } })), validation("Empty property NAME sent!")),
+        (with(valid.clone(), "FILTER", json!({ "INCLUDE": "crm" })), validation("Wrong activity FILTER!")),
+        (with(valid.clone(), "DOCUMENT_TYPE", json!(["crm", "CCrmDocumentDeal"])), validation("Wrong activity DOCUMENT_TYPE!")),
+        (with(valid.clone(), "CODE", json!(format!("{code}.other"))), ("", "")),
+        (valid.clone(), ("ERROR_ACTIVITY_ALREADY_INSTALLED", already_installed)),
+    ];
+    for (params, (error, text)) in cases {
+        let answer = call(app, ADMIN, method, params.clone()).await;
+        if error.is_empty() {
+            assert_eq!(answer.1["result"], true, "{params}: {}", answer.1);
+        } else {
+            refused(&answer, 400, error, Some(text));
+        }
+    }
+    refused(&call(app, EMPLOYEE, method, robot(app, "by_employee", "Y")).await, 400, "ACCESS_DENIED", Some("Access denied!"));
+    let webhook = call_with(app, &webhook_token(app), method, robot(app, "by_webhook", "Y")).await;
+    refused(&webhook, 400, "ACCESS_DENIED", Some("Application context required"));
+}
+
+async fn codes(app: &TestApp, method: &str) -> Vec<String> {
+    serde_json::from_value(ok(app, ADMIN, method, json!({})).await["result"].clone()).unwrap()
+}
+
+/// `api-reference/bizproc/bizproc-robot/bizproc-robot-add.md`: administrators, in an app's
+/// context; `{"result": true}`; each refusal of the page's table with HTTP 400. DOCS SILENT:
+/// whether a robot may take the code of the app's action (they share one mechanism,
+/// `bizproc-activity/index.md`): refused as already installed.
+#[tokio::test]
+async fn api_reference_bizproc_bizproc_robot_bizproc_robot_add() {
+    let app = spawn_app().await;
+    registration_contract(&app, "bizproc.robot.add", "contract_robot", "Activity or Automation rule already installed!").await;
+    assert!(codes(&app, "bizproc.robot.list").await.contains(&"contract_robot".to_owned()));
+    ok(&app, ADMIN, "bizproc.activity.add", robot(&app, "contract_action", "Y")).await;
+    let clash = call(&app, ADMIN, "bizproc.robot.add", robot(&app, "contract_action", "Y")).await;
+    refused(&clash, 400, "ERROR_ACTIVITY_ALREADY_INSTALLED", None);
+}
+
+/// `api-reference/bizproc/bizproc-activity/bizproc-activity-add.md`: the same, in its own words.
+#[tokio::test]
+async fn api_reference_bizproc_bizproc_activity_bizproc_activity_add() {
+    let app = spawn_app().await;
+    registration_contract(&app, "bizproc.activity.add", "contract_action", "Activity or Robot already installed!").await;
+    assert!(codes(&app, "bizproc.activity.list").await.contains(&"contract_action".to_owned()));
+}
+
+/// `bizproc-robot-update.md` / `bizproc-activity-update.md`: `CODE` and `FIELDS`.
+async fn update_contract(app: &TestApp, kind: &str, not_found: &str) {
+    let (add, update) = (format!("bizproc.{kind}.add"), format!("bizproc.{kind}.update"));
+    ok(app, ADMIN, &add, robot(app, "contract_update", "Y")).await;
+    let renamed = ok(app, ADMIN, &update, json!({ "CODE": "contract_update", "FIELDS": { "NAME": "Renamed", "USE_SUBSCRIPTION": "N" } })).await;
+    assert_eq!(renamed["result"], true);
+    let validation = |text: &'static str| ("ERROR_ACTIVITY_VALIDATION_FAILURE", text);
+    let cases: Vec<(Value, (&str, &str))> = vec![
+        (json!({ "FIELDS": { "NAME": "x" } }), validation("Empty activity code!")),
+        (json!({ "CODE": "bad code!", "FIELDS": { "NAME": "x" } }), validation("Wrong activity code!")),
+        (json!({ "CODE": "no_such_robot", "FIELDS": { "NAME": "x" } }), ("ERROR_ACTIVITY_NOT_FOUND", not_found)),
+        (json!({ "CODE": "contract_update", "FIELDS": {} }), validation("No fields to update")),
+        (json!({ "CODE": "contract_update" }), validation("No fields to update")),
+        (json!({ "CODE": "contract_update", "FIELDS": { "HANDLER": "gopher://127.0.0.1/" } }), ("ERROR_UNSUPPORTED_PROTOCOL", "Unsupported handler protocol")),
+        (json!({ "CODE": "contract_update", "FIELDS": { "HANDLER": "https://elsewhere.example/" } }), ("ERROR_WRONG_HANDLER_URL", "Wrong handler URL")),
+        (json!({ "CODE": "contract_update", "FIELDS": { "PROPERTIES": [1] } }), validation("Wrong properties array!")),
+        (json!({ "CODE": "contract_update", "FIELDS": { "PROPERTIES": { "a-b": { "Name": "x" } } } }), validation("Wrong property key a-b!")),
+        (json!({ "CODE": "contract_update", "FIELDS": { "PROPERTIES": { "ab": {} } } }), validation("Empty property NAME ab!")),
+        (json!({ "CODE": "contract_update", "FIELDS": { "FILTER": { "ONLY": ["b24"] } } }), validation("Wrong activity FILTER!")),
+        (json!({ "CODE": "contract_update", "FIELDS": { "DOCUMENT_TYPE": "DEAL" } }), validation("Wrong activity DOCUMENT_TYPE!")),
+    ];
+    for (params, (error, text)) in cases {
+        refused(&call(app, ADMIN, &update, params.clone()).await, 400, error, Some(text));
+    }
+    refused(&call(app, EMPLOYEE, &update, json!({ "CODE": "contract_update", "FIELDS": { "NAME": "x" } })).await, 400, "ACCESS_DENIED", Some("Access denied!"));
+    let webhook = call_with(app, &webhook_token(app), &update, json!({ "CODE": "contract_update", "FIELDS": { "NAME": "x" } })).await;
+    refused(&webhook, 400, "ACCESS_DENIED", Some("Application context required"));
+    // The other kind's methods do not find it: robots and actions are listed apart.
+    let other = if kind == "robot" { "bizproc.activity.update" } else { "bizproc.robot.update" };
+    refused(&call(app, ADMIN, other, json!({ "CODE": "contract_update", "FIELDS": { "NAME": "x" } })).await, 400, "ERROR_ACTIVITY_NOT_FOUND", None);
+}
+
+/// `api-reference/bizproc/bizproc-robot/bizproc-robot-update.md`.
+#[tokio::test]
+async fn api_reference_bizproc_bizproc_robot_bizproc_robot_update() {
+    update_contract(&spawn_app().await, "robot", "Activity or Automation Rule not found!").await;
+}
+
+/// `api-reference/bizproc/bizproc-activity/bizproc-activity-update.md`.
+#[tokio::test]
+async fn api_reference_bizproc_bizproc_activity_bizproc_activity_update() {
+    update_contract(&spawn_app().await, "activity", "Activity or Automation rule not found!").await;
+}
+
+/// `bizproc-robot-list.md` / `bizproc-activity-list.md`: the app's codes of that kind only;
+/// 400 `ACCESS_DENIED` for a non-administrator and outside an app's context.
+async fn list_contract(app: &TestApp, list: &str) {
+    ok(app, ADMIN, "bizproc.robot.add", robot(app, "listed_robot", "Y")).await;
+    ok(app, ADMIN, "bizproc.activity.add", robot(app, "listed_action", "Y")).await;
+    let (mine, theirs) = if list.contains("robot") { ("listed_robot", "listed_action") } else { ("listed_action", "listed_robot") };
+    let listed = codes(app, list).await;
+    assert!(listed.contains(&mine.to_owned()) && !listed.contains(&theirs.to_owned()), "{listed:?}");
+    let (other_app, _) = app.app.sandbox().portal.issue_tokens_of(OTHER_APP_CLIENT_ID, DEMO, ADMIN);
+    let others = call_with(app, &other_app, list, json!({})).await;
+    assert_eq!(others.1["result"], json!([]), "another app's list: {}", others.1);
+    refused(&call(app, EMPLOYEE, list, json!({})).await, 400, "ACCESS_DENIED", Some("Access denied!"));
+    refused(&call_with(app, &webhook_token(app), list, json!({})).await, 400, "ACCESS_DENIED", Some("Application context required"));
+}
+
+/// `api-reference/bizproc/bizproc-robot/bizproc-robot-list.md`.
+#[tokio::test]
+async fn api_reference_bizproc_bizproc_robot_bizproc_robot_list() {
+    list_contract(&spawn_app().await, "bizproc.robot.list").await;
+}
+
+/// `api-reference/bizproc/bizproc-activity/bizproc-activity-list.md`.
+#[tokio::test]
+async fn api_reference_bizproc_bizproc_activity_bizproc_activity_list() {
+    list_contract(&spawn_app().await, "bizproc.activity.list").await;
+}
+
+/// `bizproc-robot-delete.md` / `bizproc-activity-delete.md`.
+async fn delete_contract(app: &TestApp, kind: &str, not_found: &str) {
+    let (add, delete, list) = (format!("bizproc.{kind}.add"), format!("bizproc.{kind}.delete"), format!("bizproc.{kind}.list"));
+    ok(app, ADMIN, &add, robot(app, "contract_delete", "Y")).await;
+    refused(&call(app, EMPLOYEE, &delete, json!({ "CODE": "contract_delete" })).await, 400, "ACCESS_DENIED", Some("Access denied!"));
+    refused(&call_with(app, &webhook_token(app), &delete, json!({ "CODE": "contract_delete" })).await, 400, "ACCESS_DENIED", Some("Application context required"));
+    assert_eq!(ok(app, ADMIN, &delete, json!({ "CODE": "contract_delete" })).await["result"], true);
+    assert!(!codes(app, &list).await.contains(&"contract_delete".to_owned()));
+    refused(&call(app, ADMIN, &delete, json!({ "CODE": "contract_delete" })).await, 400, "ERROR_ACTIVITY_NOT_FOUND", Some(not_found));
+    refused(&call(app, ADMIN, &delete, json!({})).await, 400, "ERROR_ACTIVITY_VALIDATION_FAILURE", Some("Empty activity code!"));
+    refused(&call(app, ADMIN, &delete, json!({ "CODE": "a b" })).await, 400, "ERROR_ACTIVITY_VALIDATION_FAILURE", Some("Wrong activity code!"));
+}
+
+/// `api-reference/bizproc/bizproc-robot/bizproc-robot-delete.md`; and "When the application is
+/// deleted ... the associated robots are removed": gone with the app, back only if it
+/// registers them again.
+#[tokio::test]
+async fn api_reference_bizproc_bizproc_robot_bizproc_robot_delete() {
+    let app = spawn_app().await;
+    delete_contract(&app, "robot", "Activity or Robot not found!").await;
+    ok(&app, ADMIN, "bizproc.robot.add", robot(&app, "left_with_the_app", "Y")).await;
+    ok(&app, ADMIN, "bizproc.activity.add", robot(&app, "left_too", "Y")).await;
+    ok(&app, ADMIN, "messageservice.sender.add", provider(&app, "left_sender")).await;
+    assert_eq!(app.post_json("/sandbox/portal/uninstall", json!({ "member_id": DEMO })).await.status, StatusCode::NO_CONTENT);
+    app.install(DEMO, "page").await;
+    assert!(!codes(&app, "bizproc.robot.list").await.contains(&"left_with_the_app".to_owned()));
+    assert!(!codes(&app, "bizproc.activity.list").await.contains(&"left_too".to_owned()));
+    assert!(!codes(&app, "messageservice.sender.list").await.contains(&"left_sender".to_owned()));
+}
+
+/// `api-reference/bizproc/bizproc-activity/bizproc-activity-delete.md`.
+#[tokio::test]
+async fn api_reference_bizproc_bizproc_activity_bizproc_activity_delete() {
+    delete_contract(&spawn_app().await, "activity", "Activity or Automation rule not found!").await;
+}
+
+/// Fires robot or action `code` for deal 1, as an automation rule reaching it: the hook's answer.
+async fn fire(app: &TestApp, code: &str, properties: Value) -> Value {
+    let answer = app.post_json("/sandbox/portal/automation/fire", json!({ "member_id": DEMO, "code": code, "entity": "deal", "id": 1, "properties": properties })).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.body
+}
+
+async fn run_of(app: &TestApp, workflow_id: &Value) -> Value {
+    let runs = app.get_json("/sandbox/portal/automation/runs").await;
+    runs["runs"].as_array().unwrap().iter().find(|r| r["workflow_id"] == *workflow_id).cloned().expect("the run is kept")
+}
+
+/// `tutorials/bizproc/activity.md`: when a rule reaches a robot, its handler is called (the
+/// fire hook reports the app's answer: 404 at a path it does not serve) with the record's
+/// `document_id`, the properties, their defaults, the document's fields substituted
+/// (`{=Document:TITLE}`); the run waits for `bizproc.event.send`. The form's every field is
+/// checked by the sandbox's unit tests (`automation_runs`).
+#[tokio::test]
+async fn tutorials_bizproc_activity() {
+    let app = spawn_app().await;
+    ok(&app, ADMIN, "bizproc.robot.add", robot(&app, "contract_fire", "")).await;
+    let fired = fire(&app, "contract_fire", json!({ "mode": "later" })).await;
+    assert_eq!(fired["handler_status"], 404, "{fired}");
+    assert!(fired["event_token"].as_str().unwrap().starts_with(fired["workflow_id"].as_str().unwrap()), "{fired}");
+    let run = run_of(&app, &fired["workflow_id"]).await;
+    assert_eq!(run["document_id"], json!(["crm", "CCrmDocumentDeal", "DEAL_1"]));
+    assert_eq!(run["properties"], json!({ "text": "Hello, Chairs for Acme Shop", "mode": "later" }));
+    assert_eq!((run["status"].as_str(), run["kind"].as_str(), run["handler_status"].as_u64()), (Some("waiting"), Some("robot"), Some(404)), "empty USE_SUBSCRIPTION waits: {run}");
+    let unknown = app.post_json("/sandbox/portal/automation/fire", json!({ "member_id": DEMO, "code": "no_such", "entity": "deal", "id": 1 })).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
+    let no_record = app.post_json("/sandbox/portal/automation/fire", json!({ "member_id": DEMO, "code": "contract_fire", "entity": "deal", "id": 999 })).await;
+    assert_eq!(no_record.status, StatusCode::NOT_FOUND, "{}", no_record.body);
+}
+
+/// `api-reference/bizproc/bizproc-robot/bizproc-event-send.md`: a waiting run's `EVENT_TOKEN`
+/// (either case: the page's table says `EVENT_TOKEN`, its example `event_token`) takes
+/// `RETURN_VALUES` (the registered `RETURN_PROPERTIES`; DOCS SILENT on others: dropped) and
+/// `LOG_MESSAGE`, once; 403 `ACCESS_DENIED` "Access denied!" for an unknown token, a used
+/// one, and one of a run that does not wait (`USE_SUBSCRIPTION` N).
+#[tokio::test]
+async fn api_reference_bizproc_bizproc_robot_bizproc_event_send() {
+    let app = spawn_app().await;
+    ok(&app, ADMIN, "bizproc.robot.add", robot(&app, "contract_send", "Y")).await;
+    let fired = fire(&app, "contract_send", json!({})).await;
+    let token = fired["event_token"].clone();
+    let sent = ok(&app, EMPLOYEE, "bizproc.event.send", json!({ "event_token": token, "return_values": { "sent": "Y", "extra": "dropped" }, "log_message": "Sent to Telegram" })).await;
+    assert_eq!(sent["result"], true);
+    let run = run_of(&app, &fired["workflow_id"]).await;
+    assert_eq!((run["status"].as_str(), &run["return_values"], &run["log"]), (Some("completed"), &json!({ "sent": "Y" }), &json!(["Sent to Telegram"])), "{run}");
+    let again = call(&app, EMPLOYEE, "bizproc.event.send", json!({ "EVENT_TOKEN": token, "RETURN_VALUES": { "sent": "N" } })).await;
+    refused(&again, 403, "ACCESS_DENIED", Some("Access denied!"));
+    refused(&call(&app, EMPLOYEE, "bizproc.event.send", json!({ "EVENT_TOKEN": "no-such-token" })).await, 403, "ACCESS_DENIED", Some("Access denied!"));
+
+    let second = fire(&app, "contract_send", json!({})).await;
+    assert_eq!(ok(&app, ADMIN, "bizproc.event.send", json!({ "EVENT_TOKEN": second["event_token"], "RETURN_VALUES": { "sent": "N" } })).await["result"], true);
+    assert_eq!(run_of(&app, &second["workflow_id"]).await["return_values"], json!({ "sent": "N" }));
+
+    ok(&app, ADMIN, "bizproc.robot.add", robot(&app, "contract_no_wait", "N")).await;
+    let no_wait = fire(&app, "contract_no_wait", json!({})).await;
+    assert_eq!(run_of(&app, &no_wait["workflow_id"]).await["status"], "not_waiting");
+    refused(&call(&app, ADMIN, "bizproc.event.send", json!({ "EVENT_TOKEN": no_wait["event_token"] })).await, 403, "ACCESS_DENIED", Some("Access denied!"));
+}
+
+/// `api-reference/bizproc/bizproc-activity/bizproc-activity-log.md`: `LOG_MESSAGE` into a
+/// waiting run's log, which keeps waiting; 400 `ERROR_EMPTY_LOG_MESSAGE` "Empty log message!";
+/// `ACCESS_DENIED` for a token not current (its status as `bizproc.event.send`'s, 403: the
+/// page gives none).
+#[tokio::test]
+async fn api_reference_bizproc_bizproc_activity_bizproc_activity_log() {
+    let app = spawn_app().await;
+    ok(&app, ADMIN, "bizproc.activity.add", robot(&app, "contract_log", "Y")).await;
+    let fired = fire(&app, "contract_log", json!({})).await;
+    assert_eq!(ok(&app, EMPLOYEE, "bizproc.activity.log", json!({ "event_token": fired["event_token"], "log_message": "Please wait for answer!" })).await["result"], true);
+    let run = run_of(&app, &fired["workflow_id"]).await;
+    assert_eq!((run["status"].as_str(), run["kind"].as_str(), &run["log"]), (Some("waiting"), Some("activity"), &json!(["Please wait for answer!"])), "{run}");
+    refused(&call(&app, EMPLOYEE, "bizproc.activity.log", json!({ "EVENT_TOKEN": fired["event_token"] })).await, 400, "ERROR_EMPTY_LOG_MESSAGE", Some("Empty log message!"));
+    refused(&call(&app, EMPLOYEE, "bizproc.activity.log", json!({ "EVENT_TOKEN": "nope", "LOG_MESSAGE": "x" })).await, 403, "ACCESS_DENIED", Some("Access denied!"));
+    ok(&app, EMPLOYEE, "bizproc.event.send", json!({ "EVENT_TOKEN": fired["event_token"] })).await;
+    refused(&call(&app, EMPLOYEE, "bizproc.activity.log", json!({ "EVENT_TOKEN": fired["event_token"], "LOG_MESSAGE": "late" })).await, 403, "ACCESS_DENIED", None);
+}
+
+/// A provider of the test's own, its handler at a path of the app's URL it does not serve.
+fn provider(app: &TestApp, code: &str) -> Value {
+    json!({ "CODE": code, "TYPE": "SMS", "HANDLER": app.url("/contract/sms"), "NAME": { "en": "Contract SMS" }, "DESCRIPTION": "A probe" })
+}
+
+/// `api-reference/messageservice/messageservice-sender-add.md`: administrators in an app's
+/// context (403 `ACCESS_DENIED`), `TYPE` `SMS` only, each refusal of the page's table (400).
+#[tokio::test]
+async fn api_reference_messageservice_messageservice_sender_add() {
+    let app = spawn_app().await;
+    let valid = provider(&app, "contract_sms");
+    assert_eq!(ok(&app, ADMIN, "messageservice.sender.add", valid.clone()).await["result"], true);
+    let validation = |text: &'static str| ("ERROR_SENDER_VALIDATION_FAILURE", text);
+    let cases: Vec<(Value, (&str, &str))> = vec![
+        (json!({}), validation("Empty data!")),
+        (with(valid.clone(), "CODE", Value::Null), validation("Empty sender code!")),
+        (with(valid.clone(), "CODE", json!("sms provider")), validation("Wrong sender code!")),
+        (with(valid.clone(), "NAME", Value::Null), validation("Empty sender NAME!")),
+        (with(valid.clone(), "TYPE", Value::Null), validation("Empty sender message TYPE!")),
+        (with(valid.clone(), "TYPE", json!("VOICE")), validation("Unknown sender message TYPE!")),
+        (valid.clone(), ("ERROR_SENDER_ALREADY_INSTALLED", "Sender already installed!")),
+    ];
+    for (params, (error, text)) in cases {
+        refused(&call(&app, ADMIN, "messageservice.sender.add", params.clone()).await, 400, error, Some(text));
+    }
+    // DOCS SILENT on the handler's refusals: those of the robot pages for the same rule.
+    refused(&call(&app, ADMIN, "messageservice.sender.add", with(provider(&app, "elsewhere"), "HANDLER", json!("https://elsewhere.example/sms"))).await, 400, "ERROR_WRONG_HANDLER_URL", None);
+    refused(&call(&app, EMPLOYEE, "messageservice.sender.add", provider(&app, "by_employee")).await, 403, "ACCESS_DENIED", Some("Access denied!"));
+    refused(&call_with(&app, &webhook_token(&app), "messageservice.sender.add", provider(&app, "by_webhook")).await, 403, "ACCESS_DENIED", Some("Application context required"));
+}
+
+/// `api-reference/messageservice/messageservice-sender-update.md`: `CODE` and one of `HANDLER`,
+/// `NAME`, `DESCRIPTION`.
+#[tokio::test]
+async fn api_reference_messageservice_messageservice_sender_update() {
+    let app = spawn_app().await;
+    ok(&app, ADMIN, "messageservice.sender.add", provider(&app, "contract_sms")).await;
+    assert_eq!(ok(&app, ADMIN, "messageservice.sender.update", json!({ "CODE": "contract_sms", "NAME": "Renamed" })).await["result"], true);
+    refused(&call(&app, ADMIN, "messageservice.sender.update", json!({ "NAME": "x" })).await, 400, "ERROR_SENDER_CODE_REQUIRED", Some("CODE is required!"));
+    refused(&call(&app, ADMIN, "messageservice.sender.update", json!({ "CODE": "contract_sms" })).await, 400, "ERROR_SENDER_OTHER_PARAMS_REQUIRED", Some("At least one other parameter is required!"));
+    refused(&call(&app, ADMIN, "messageservice.sender.update", json!({ "CODE": "no_such", "NAME": "x" })).await, 400, "ERROR_SENDER_NOT_FOUND", Some("Sender not found!"));
+    refused(&call(&app, EMPLOYEE, "messageservice.sender.update", json!({ "CODE": "contract_sms", "NAME": "x" })).await, 403, "ACCESS_DENIED", Some("Access denied!"));
+    refused(&call_with(&app, &webhook_token(&app), "messageservice.sender.update", json!({ "CODE": "contract_sms", "NAME": "x" })).await, 403, "ACCESS_DENIED", Some("Application context required"));
+}
+
+/// `api-reference/messageservice/messageservice-sender-list.md`: the app's provider codes.
+#[tokio::test]
+async fn api_reference_messageservice_messageservice_sender_list() {
+    let app = spawn_app().await;
+    ok(&app, ADMIN, "messageservice.sender.add", provider(&app, "contract_sms")).await;
+    assert!(codes(&app, "messageservice.sender.list").await.contains(&"contract_sms".to_owned()));
+    let (other_app, _) = app.app.sandbox().portal.issue_tokens_of(OTHER_APP_CLIENT_ID, DEMO, ADMIN);
+    assert_eq!(call_with(&app, &other_app, "messageservice.sender.list", json!({})).await.1["result"], json!([]));
+    refused(&call(&app, EMPLOYEE, "messageservice.sender.list", json!({})).await, 403, "ACCESS_DENIED", Some("Access denied!"));
+    refused(&call_with(&app, &webhook_token(&app), "messageservice.sender.list", json!({})).await, 403, "ACCESS_DENIED", Some("Application context required"));
+}
+
+/// `api-reference/messageservice/messageservice-sender-delete.md`.
+#[tokio::test]
+async fn api_reference_messageservice_messageservice_sender_delete() {
+    let app = spawn_app().await;
+    ok(&app, ADMIN, "messageservice.sender.add", provider(&app, "contract_sms")).await;
+    refused(&call(&app, EMPLOYEE, "messageservice.sender.delete", json!({ "CODE": "contract_sms" })).await, 403, "ACCESS_DENIED", Some("Access denied!"));
+    assert_eq!(ok(&app, ADMIN, "messageservice.sender.delete", json!({ "CODE": "contract_sms" })).await["result"], true);
+    assert!(!codes(&app, "messageservice.sender.list").await.contains(&"contract_sms".to_owned()));
+    refused(&call(&app, ADMIN, "messageservice.sender.delete", json!({ "CODE": "contract_sms" })).await, 400, "ERROR_SENDER_NOT_FOUND", Some("Sender not found!"));
+    refused(&call(&app, ADMIN, "messageservice.sender.delete", json!({})).await, 400, "ERROR_SENDER_VALIDATION_FAILURE", Some("Empty sender code!"));
+    refused(&call(&app, ADMIN, "messageservice.sender.delete", json!({ "CODE": "a/b" })).await, 400, "ERROR_SENDER_VALIDATION_FAILURE", Some("Wrong sender code!"));
+}
+
+async fn provider_messages(app: &TestApp) -> Vec<Value> {
+    app.get_json("/sandbox/portal/messageservice/messages").await["messages"].as_array().cloned().unwrap()
+}
+
+/// `api-reference/messageservice/messageservice-message-status-update.md`: "message sender or
+/// administrator"; the five statuses, kept in order; `ERROR_MESSAGE_NOT_FOUND`,
+/// `ERROR_MESSAGE_STATUS_INCORRECT`, `ERROR_SENDER_VALIDATION_FAILURE`, 403 `ACCESS_DENIED`.
+#[tokio::test]
+async fn api_reference_messageservice_messageservice_message_status_update() {
+    let app = spawn_app().await;
+    ok(&app, ADMIN, "messageservice.sender.add", provider(&app, "contract_sms")).await;
+    let sent = app.post_json("/sandbox/portal/messageservice/send", json!({ "member_id": DEMO, "code": "contract_sms", "entity": "lead", "id": 1, "text": "Hi", "user_id": EMPLOYEE })).await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    let id = sent.body["message_id"].as_str().unwrap().to_owned();
+    assert!(id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    let update = |status: &str| json!({ "CODE": "contract_sms", "MESSAGE_ID": id, "STATUS": status });
+    assert_eq!(ok(&app, EMPLOYEE, "messageservice.message.status.update", update("queued")).await["result"], true);
+    assert_eq!(ok(&app, ADMIN, "messageservice.message.status.update", update("sent")).await["result"], true);
+    refused(&call(&app, 3, "messageservice.message.status.update", update("delivered")).await, 403, "ACCESS_DENIED", Some("Access denied!"));
+    refused(&call(&app, EMPLOYEE, "messageservice.message.status.update", update("read")).await, 400, "ERROR_MESSAGE_STATUS_INCORRECT", Some("Message status incorrect!"));
+    let unknown = json!({ "CODE": "contract_sms", "MESSAGE_ID": "0123456789abcdef0123456789abcdef", "STATUS": "sent" });
+    refused(&call(&app, ADMIN, "messageservice.message.status.update", unknown).await, 400, "ERROR_MESSAGE_NOT_FOUND", Some("Message not found!"));
+    refused(&call(&app, ADMIN, "messageservice.message.status.update", with(update("sent"), "CODE", Value::Null)).await, 400, "ERROR_SENDER_VALIDATION_FAILURE", Some("Empty sender code!"));
+    refused(&call(&app, ADMIN, "messageservice.message.status.update", with(update("sent"), "CODE", json!("a b"))).await, 400, "ERROR_SENDER_VALIDATION_FAILURE", Some("Wrong sender code!"));
+    refused(&call_with(&app, &webhook_token(&app), "messageservice.message.status.update", update("sent")).await, 403, "ACCESS_DENIED", Some("Application context required"));
+    for status in ["delivered", "failed", "undelivered"] {
+        ok(&app, EMPLOYEE, "messageservice.message.status.update", update(status)).await;
+    }
+    let message = provider_messages(&app).await.into_iter().find(|m| m["message_id"] == id.as_str()).unwrap();
+    assert_eq!((&message["status"], &message["history"]), (&json!("undelivered"), &json!(["queued", "sent", "delivered", "failed", "undelivered"])));
+    assert_eq!((message["to"].as_str(), message["module_id"].as_str(), &message["bindings"]), (Some("+7 916 123-45-67"), Some("crm"), &json!([{ "OWNER_TYPE_ID": 1, "OWNER_ID": 1 }])));
+}
+
+/// `tutorials/messageservice/index.md` (section 4): a message from a CRM card (`module_id`
+/// crm, bound to the record) or from the "Send SMS" robot (`bizproc`, its text a template);
+/// a campaign sends one message per record with a phone, its text filled from each record,
+/// and skips the rest.
+#[tokio::test]
+async fn tutorials_messageservice_index() {
+    let app = spawn_app().await;
+    ok(&app, ADMIN, "messageservice.sender.add", provider(&app, "contract_sms")).await;
+    let robot_sms = app.post_json("/sandbox/portal/messageservice/send", json!({ "member_id": DEMO, "code": "contract_sms", "entity": "contact", "id": 1, "text": "Hi {=Document:NAME}", "module": "bizproc" })).await;
+    assert_eq!(robot_sms.status, StatusCode::OK, "{}", robot_sms.body);
+    let message = provider_messages(&app).await.into_iter().find(|m| m["message_id"] == robot_sms.body["message_id"]).unwrap();
+    assert_eq!((message["body"].as_str(), message["module_id"].as_str(), message["handler_status"].as_u64()), (Some("Hi Dmitry"), Some("bizproc"), Some(404)), "{message}");
+    let no_phone = app.post_json("/sandbox/portal/messageservice/send", json!({ "member_id": DEMO, "code": "contract_sms", "entity": "contact", "id": 3, "text": "Hi" })).await;
+    assert_eq!(no_phone.status, StatusCode::BAD_REQUEST, "{}", no_phone.body);
+
+    let mut records: Vec<Value> = seed::CAMPAIGN_CONTACTS.map(|id| json!({ "entity": "contact", "id": id })).collect();
+    records.push(json!({ "entity": "contact", "id": 3 }));
+    let campaign = app.post_json("/sandbox/portal/messageservice/campaign", json!({ "member_id": DEMO, "code": "contract_sms", "records": records, "text": "Hello, {=Document:NAME} {=Document:LAST_NAME}" })).await;
+    assert_eq!(campaign.status, StatusCode::OK, "{}", campaign.body);
+    assert_eq!(campaign.body["message_ids"].as_array().unwrap().len(), 50);
+    assert_eq!(campaign.body["skipped"], json!([{ "entity": "contact", "id": 3 }]));
+    let sent = provider_messages(&app).await;
+    let first = sent.iter().find(|m| m["message_id"] == campaign.body["message_ids"][0]).unwrap();
+    assert_eq!((first["body"].as_str(), first["to"].as_str(), first["module_id"].as_str()), (Some("Hello, Campaign Client 01"), Some("+79005550000"), Some("crm")), "{first}");
+    assert_eq!(first["bindings"], json!([{ "OWNER_TYPE_ID": 3, "OWNER_ID": 100 }]));
+    let last = sent.iter().find(|m| m["message_id"] == campaign.body["message_ids"][49]).unwrap();
+    assert_eq!(last["to"], "+79006660009");
+}
+
+/// The sandbox card page: the record, the app tab's launcher, the robots and providers our app
+/// registered, and what came of them, HTML-escaped; its forms post to the hooks and come back.
+#[tokio::test]
+async fn sandbox_card_page() {
+    let app = spawn_app().await;
+    ok(&app, ADMIN, "bizproc.robot.add", with(robot(&app, "card_robot", "Y"), "NAME", json!("<b>Send</b> a Telegram message"))).await;
+    ok(&app, ADMIN, "messageservice.sender.add", provider(&app, "card_sms")).await;
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let form = [("member_id", DEMO), ("code", "card_robot"), ("entity", "deal"), ("id", "1"), ("properties[text]", "From the card")];
+    let posted = no_redirects.post(app.url("/sandbox/portal/automation/fire")).form(&form).send().await.unwrap();
+    assert_eq!(posted.status(), StatusCode::SEE_OTHER);
+    assert_eq!(posted.headers()["location"], "/sandbox/card?entity=deal&id=1");
+    let sms = [("member_id", DEMO), ("code", "card_sms"), ("entity", "deal"), ("id", "1"), ("text", "<i>hi</i>")];
+    assert_eq!(no_redirects.post(app.url("/sandbox/portal/messageservice/send")).form(&sms).send().await.unwrap().status(), StatusCode::BAD_REQUEST, "deal 1 has no phone");
+    let lead_sms = [("member_id", DEMO), ("code", "card_sms"), ("entity", "lead"), ("id", "1"), ("phone", "+7 (495) 100-20-30"), ("text", "<i>hi</i>")];
+    assert_eq!(no_redirects.post(app.url("/sandbox/portal/messageservice/send")).form(&lead_sms).send().await.unwrap().status(), StatusCode::SEE_OTHER);
+
+    let deal = app.http.get(app.url("/sandbox/card?entity=deal&id=1&lang=en")).send().await.unwrap().text().await.unwrap();
+    assert!(deal.contains("id=run-robot") && deal.contains("/sandbox/open?entity=deal&amp;id=1&amp;lang=en"), "{deal}");
+    assert!(deal.contains("&lt;b&gt;Send") && !deal.contains("<b>Send"), "escaped names");
+    assert!(deal.contains("name=\"properties[mode]\"") && deal.contains("value=\"now\" selected"), "select properties: {deal}");
+    let run = &app.get_json("/sandbox/portal/automation/runs").await["runs"][0];
+    assert_eq!(run["properties"]["text"], "From the card");
+    assert!(deal.contains(&format!("data-workflow-id=\"{}\"", run["workflow_id"].as_str().unwrap())), "{deal}");
+    let lead = app.http.get(app.url("/sandbox/card?entity=lead&id=1")).send().await.unwrap().text().await.unwrap();
+    let message = &provider_messages(&app).await[0];
+    assert!(lead.contains("id=send-sms") && lead.contains(&format!("data-message-id=\"{}\"", message["message_id"].as_str().unwrap())), "{lead}");
+    assert!(lead.contains("&lt;i&gt;hi") && !lead.contains("<i>hi"), "escaped texts");
+    let campaign = app.http.get(app.url("/sandbox/campaign")).send().await.unwrap().text().await.unwrap();
+    assert!(campaign.contains("id=send-campaign") && campaign.contains("name=\"records[49][id]\" value=\"149\""), "{campaign}");
+    let index = app.http.get(app.url("/sandbox")).send().await.unwrap().text().await.unwrap();
+    assert!(index.contains("/sandbox/card?entity=deal&amp;id=1") && index.contains("/sandbox/campaign"));
+}

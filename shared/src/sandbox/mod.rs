@@ -3,7 +3,10 @@
 //! Each behaviour cites its documentation: the portal its b24restdocs page, the Telegram side
 //! its core.telegram.org method.
 
+pub mod automation;
+pub mod automation_runs;
 pub mod bbcode;
+pub mod cards_page;
 pub mod clients;
 pub mod crm;
 pub mod openlines;
@@ -194,7 +197,7 @@ impl Sandbox {
             .route("/sandbox/portal/install", post(install_hook))
             .route("/sandbox/portal/uninstall", post(uninstall_hook))
             .with_state(self.clone());
-        hooks.merge(portal::routes().with_state(self.portal.clone()))
+        hooks.merge(portal::routes().merge(cards_page::routes()).with_state(self.portal.clone()))
     }
 }
 
@@ -213,7 +216,7 @@ async fn index() -> Html<String> {
     let mut rows = String::new();
     for (kind, id, what) in CARDS {
         rows.push_str(&format!(
-            "<tr><td>{kind} #{id}</td><td>{what}</td><td>{links}</td></tr>",
+            "<tr><td><a href=\"/sandbox/card?entity={kind}&amp;id={id}&amp;lang=en\">{kind} #{id}</a></td><td>{what}</td><td>{links}</td></tr>",
             kind = kind.as_str(),
             what = HtmlEscape(what),
             links = ["en", "ru"]
@@ -232,6 +235,9 @@ loopback, which the app reaches with the same client (grammers) it uses for Tele
 as Bitrix24 would: it POSTs the placement with a fresh user token. What the data centres saw:
 <a href=/sandbox/telegram/stats>/sandbox/telegram/stats</a>.</p>
 <table class=olc-table><thead><tr><th>Card</th><th>What it shows</th><th>Open the app</th></tr></thead><tbody>{rows}</tbody></table>
+<p>Each card's page (the first column) runs the robots our app registered and sends an SMS through its
+message provider, as an automation rule and the card's SMS form would; a CRM campaign to a segment of 50
+contacts: <a href=/sandbox/campaign>/sandbox/campaign</a>.</p>
 <p>Answer as a client, or read the accounts' messages, in Telegram: <a href=/sandbox/telegram>/sandbox/telegram</a>;
 every message as JSON: <a href=/sandbox/telegram/messages>/sandbox/telegram/messages</a>.
 The Open Line chats, where you can answer as an operator: <a href=/sandbox/openlines>/sandbox/openlines</a>;

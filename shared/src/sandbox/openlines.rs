@@ -43,7 +43,7 @@ fn connector_flag(connector: Option<&Value>, name: &str, default: bool) -> bool 
 
 /// Whether `handler` is a URL of the app: the same scheme, host and port, no credentials, a
 /// path under the app's (a plain prefix would let `http://app:80@elsewhere/` through).
-fn under_app(handler: &str, app_url: &str) -> bool {
+pub(super) fn under_app(handler: &str, app_url: &str) -> bool {
     let (Ok(handler), Ok(app)) = (url::Url::parse(handler), url::Url::parse(app_url)) else { return false };
     handler.scheme() == app.scheme()
         && handler.host_str() == app.host_str()

@@ -246,6 +246,9 @@ impl SandboxPortal {
         if let Some(answer) = state.crm_call(grant, method, params) {
             return answer;
         }
+        if let Some(answer) = state.automation_call(grant, method, params, &self.app_url) {
+            return answer;
+        }
         if let Some(answer) = state.platform_call(grant, method, params, &self.app_url) {
             let (answer, caused) = answer?;
             events.extend(caused);
@@ -536,6 +539,7 @@ pub fn routes() -> Router<Arc<SandboxPortal>> {
         .route("/sandbox/portal/openlines/disconnect", post(disconnect_line))
         .route("/sandbox/portal/activities", get(activities))
         .route("/sandbox/portal/notifications", get(notifications))
+        .merge(super::automation_runs::routes())
 }
 
 async fn rest(State(portal): PortalRef, Path(method): Path<String>, RawQuery(query): RawQuery, body: Bytes) -> Response {
@@ -711,7 +715,7 @@ async fn disconnect_line(State(portal): PortalRef, Json(d): Json<DisconnectLine>
 }
 
 /// The auth block of an event (`_includes/auth-params-in-events.md`).
-fn event_auth(portal: &SimPortal, access_token: &str, rest_url: &str, user_id: u64) -> Value {
+pub(super) fn event_auth(portal: &SimPortal, access_token: &str, rest_url: &str, user_id: u64) -> Value {
     json!({
         "access_token": access_token, "expires": now_secs() + TOKEN_LIFETIME, "expires_in": TOKEN_LIFETIME,
         "scope": super::state::APP_SCOPE, "domain": portal.domain,
@@ -739,7 +743,7 @@ impl SandboxPortal {
                     "event": name.to_ascii_uppercase(), "event_handler_id": binding["id"], "data": data, "ts": now_secs().to_string(),
                     "auth": event_auth(&portal, &access, &self.rest_url, admin),
                 });
-                let body = serde_qs::Config::new().use_form_encoding(true).serialize_string(&payload).expect("events encode");
+                let body = form_body(&payload);
                 let (http, handler) = (self.http.clone(), binding["handler"].as_str().unwrap_or("").to_owned());
                 tokio::spawn(async move {
                     let sent = http.post(&handler).header("content-type", "application/x-www-form-urlencoded").body(body).send().await;
@@ -777,11 +781,60 @@ impl SandboxPortal {
     }
 }
 
-/// A sandbox page's form, or the same fields as JSON from a test: the fields, and whether
-/// they came from a form (whose answer is the page again).
+/// A sandbox page's form (bracket keys, `properties[text]=...`, read as nested fields), or the
+/// same fields as JSON from a test: the fields, and whether they came from a form (whose
+/// answer is the page again).
 pub fn form_or_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> (Result<T, String>, bool) {
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let is_form = content_type.starts_with("application/x-www-form-urlencoded");
-    let parsed = if is_form { serde_urlencoded::from_bytes(body).map_err(|e| e.to_string()) } else { serde_json::from_slice(body).map_err(|e| e.to_string()) };
+    let parsed = if is_form {
+        serde_qs::Config::new().use_form_encoding(true).deserialize_bytes(body).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    };
     (parsed, is_form)
+}
+
+/// A POST body as Bitrix24 sends events and handler calls: form-encoded, bracket keys for
+/// nested values (`auth[access_token]`, `document_id[0]`).
+pub(super) fn form_body(payload: &Value) -> String {
+    serde_qs::Config::new().use_form_encoding(true).serialize_string(payload).expect("a JSON value encodes")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[derive(Deserialize, Default, Debug, PartialEq)]
+    #[serde(rename_all = "snake_case")]
+    enum Attach {
+        #[default]
+        None,
+        Photo,
+    }
+
+    #[derive(Deserialize)]
+    struct PageForm {
+        user_id: i64,
+        text: String,
+        #[serde(default)]
+        attach: Attach,
+        #[serde(default)]
+        properties: BTreeMap<String, String>,
+    }
+
+    /// What a browser submits: `+` for spaces, percent-encoded brackets.
+    #[test]
+    fn a_pages_form_reads_flat_and_bracket_fields() {
+        let headers = HeaderMap::from_iter([(axum::http::header::CONTENT_TYPE, "application/x-www-form-urlencoded".parse().unwrap())]);
+        let (form, is_form) = form_or_json::<PageForm>(&headers, b"user_id=1001&text=Guten+Tag%21&attach=photo&properties%5Btext%5D=Hi+%7B%3DDocument%3ANAME%7D");
+        let form = form.expect("the form reads");
+        assert!(is_form);
+        assert_eq!((form.user_id, form.text.as_str(), form.attach), (1001, "Guten Tag!", Attach::Photo));
+        assert_eq!(form.properties["text"], "Hi {=Document:NAME}");
+        let (plain, _) = form_or_json::<PageForm>(&headers, b"user_id=1&text=");
+        assert_eq!(plain.expect("defaults").attach, Attach::None);
+    }
 }

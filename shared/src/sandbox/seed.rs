@@ -66,6 +66,33 @@ fn tg(id: i64, phone: &str, username: Option<&str>, name: (&str, &str), privacy:
 
 /// Clients in the sales account's own Telegram contacts, found by the first-use sync.
 const SALES_CONTACTS: std::ops::Range<i64> = 3000..3040;
+/// A CRM campaign's segment on the demo portal: contacts "Campaign Client 01" … "50", one
+/// phone each. The first 40 carry the phones of [`SALES_CONTACTS`], the last 10 those of
+/// [`CAMPAIGN_PROSPECTS`].
+pub const CAMPAIGN_CONTACTS: std::ops::Range<u64> = 100..150;
+/// Telegram users nobody has in their contacts, found by anyone by phone: the campaign's new clients.
+const CAMPAIGN_PROSPECTS: std::ops::Range<i64> = 3100..3110;
+
+fn sales_contact_phone(id: i64) -> String {
+    format!("+7900555{:04}", id - SALES_CONTACTS.start)
+}
+
+fn prospect_phone(id: i64) -> String {
+    format!("+7900666{:04}", id - CAMPAIGN_PROSPECTS.start)
+}
+
+/// The campaign segment's contacts, in `crm.contact.get` shape.
+fn campaign_contacts() -> impl Iterator<Item = ((EntityType, u64), Value)> {
+    let phones = SALES_CONTACTS.map(sales_contact_phone).chain(CAMPAIGN_PROSPECTS.map(prospect_phone));
+    CAMPAIGN_CONTACTS.zip(phones).map(|(id, phone)| {
+        let contact = json!({
+            "ID": id.to_string(), "NAME": "Campaign", "LAST_NAME": format!("Client {:02}", id - CAMPAIGN_CONTACTS.start + 1),
+            "COMPANY_ID": "0", "TYPE_ID": "CLIENT", "PHONE": multi("PHONE", &[("MOBILE", &phone)]),
+        });
+        ((EntityType::Contact, id), contact)
+    })
+}
+
 /// In the sales account's contacts, but hides his number from everybody: only the sync finds him.
 pub const PAVEL: i64 = 1007;
 
@@ -89,7 +116,8 @@ pub fn maria_peer() -> Peer {
 
 pub fn telegram_users() -> Vec<SimUser> {
     let sales_contacts = SALES_CONTACTS.chain([PAVEL]).collect();
-    let clients = SALES_CONTACTS.map(|id| tg(id, &format!("+7900555{:04}", id - 3000), None, ("Client", &format!("{}", id - 2999)), PhonePrivacy::Nobody));
+    let clients = SALES_CONTACTS.map(|id| tg(id, &sales_contact_phone(id), None, ("Client", &format!("{}", id - 2999)), PhonePrivacy::Nobody));
+    let prospects = CAMPAIGN_PROSPECTS.map(|id| tg(id, &prospect_phone(id), None, ("Prospect", &format!("{}", id - 3099)), PhonePrivacy::Everybody));
     let mut users = vec![
         SimUser {
             contacts: sales_contacts,
@@ -115,7 +143,7 @@ pub fn telegram_users() -> Vec<SimUser> {
         tg(PAVEL, "+79037778899", None, ("Pavel", "Orlov"), PhonePrivacy::Nobody),
         tg(MARIA, "+79261110099", None, MARIA_NAME.split_once(' ').expect("first and last name"), PhonePrivacy::Nobody),
     ];
-    users.extend(clients);
+    users.extend(clients.chain(prospects));
     users
 }
 
@@ -198,6 +226,7 @@ pub fn portals() -> Vec<SimPortal> {
     // Her first message through our connector opened a chat; the tracker made her lead.
     let maria = tracker::imol_value(CONNECTOR_ID, MARIA_LINE, &external_chat_id(MARIA_CONNECTOR, maria_peer()), &external_user_id(maria_peer()));
     tracker::link_or_create_lead(&mut records, &maria, MARIA_NAME, "");
+    records.extend(campaign_contacts());
     let deal_contacts = HashMap::from([(1, vec![
         json!({ "CONTACT_ID": 1, "SORT": 10, "ROLE_ID": 0, "IS_PRIMARY": "Y" }),
         json!({ "CONTACT_ID": 2, "SORT": 20, "ROLE_ID": 0, "IS_PRIMARY": "N" }),

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::domain::EntityType;
+use crate::domain::{EntityRef, EntityType};
 
 /// A REST error as Bitrix24 writes it: `{"error": CODE, "error_description": TEXT}`.
 #[derive(Debug)]
@@ -55,7 +55,7 @@ pub fn access_denied(description: impl Into<String>) -> RestError {
 pub type Params = Map<String, Value>;
 
 /// The scopes the app asks for (the install grant and its tokens say them).
-pub const APP_SCOPE: &str = "crm,placement,imopenlines,imconnector,im,user,department";
+pub const APP_SCOPE: &str = "crm,placement,imopenlines,imconnector,im,user,department,bizproc,messageservice";
 
 /// A scalar parameter as text (Bitrix24 takes `1`, `"1"`, `true` and `"Y"` alike).
 pub fn text_param(params: &Params, name: &str) -> Option<String> {
@@ -162,6 +162,87 @@ pub struct Installation {
     pub connector_data: BTreeMap<String, Value>,
     /// `event.get` rows.
     pub events: Vec<Value>,
+    /// Robots and workflow actions (`bizproc.robot.add`, `bizproc.activity.add`). They go with
+    /// the app (`bizproc-robot-delete.md`: "When the application is deleted ... the associated
+    /// robots are removed"); the app cannot delete them itself as it leaves, since
+    /// `OnAppUninstall` carries no access token (`common/events/on-app-uninstall.md`).
+    pub automations: Vec<Automation>,
+    /// Message providers (`messageservice.sender.add`), which go with the app likewise.
+    pub senders: Vec<Sender>,
+}
+
+/// A robot or a workflow action an app registered: the two share one model and are told apart
+/// by `IS_ROBOT` (`api-reference/bizproc/bizproc-activity/index.md`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Automation {
+    /// The `client_id` of the app that registered it: codes are unique within an app.
+    pub app: String,
+    pub code: String,
+    pub is_robot: bool,
+    /// The registration's documented fields (`HANDLER`, `NAME`, `PROPERTIES` ...), as given.
+    pub fields: Params,
+}
+
+/// A message provider an app registered (`messageservice-sender-add.md`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Sender {
+    pub app: String,
+    pub code: String,
+    /// `TYPE`, `HANDLER`, `NAME`, `DESCRIPTION`.
+    pub fields: Params,
+}
+
+/// One run of a robot or an action for a record: what the handler got and what the app sent back.
+#[derive(Clone, Debug, Serialize)]
+pub struct RobotRun {
+    pub workflow_id: String,
+    pub member_id: String,
+    pub code: String,
+    /// `robot` or `activity`.
+    pub kind: &'static str,
+    pub document_id: Vec<String>,
+    pub event_token: String,
+    pub properties: Value,
+    /// The HTTP status the app's handler answered; none when it could not be reached.
+    pub handler_status: Option<u16>,
+    /// `waiting` (for `bizproc.event.send`), `completed`, or `not_waiting` (`USE_SUBSCRIPTION` N).
+    pub status: &'static str,
+    pub return_values: Map<String, Value>,
+    /// `LOG_MESSAGE`s of `bizproc.activity.log` and `bizproc.event.send`, in order.
+    pub log: Vec<String>,
+    #[serde(skip)]
+    pub app: String,
+    #[serde(skip)]
+    pub record: EntityRef,
+    /// The `RETURN_PROPERTIES` keys as registered when the run started: a started process
+    /// keeps its copy of the template (`api-reference/bizproc/index.md`).
+    #[serde(skip)]
+    pub return_keys: Vec<String>,
+}
+
+/// A message handed to a provider's handler (`messageservice-sender-add.md#handler`).
+#[derive(Clone, Debug, Serialize)]
+pub struct ProviderMessage {
+    pub message_id: String,
+    pub code: String,
+    pub member_id: String,
+    /// `crm` or `bizproc`.
+    pub module_id: &'static str,
+    /// Set when `module_id` is `crm`.
+    pub bindings: Value,
+    pub to: String,
+    pub body: String,
+    /// The last status `messageservice.message.status.update` reported; none until then.
+    pub status: Option<String>,
+    pub history: Vec<String>,
+    pub handler_status: Option<u16>,
+    /// The employee who sent it: with an administrator, the one who may update its status
+    /// (`messageservice-message-status-update.md`).
+    pub user_id: u64,
+    #[serde(skip)]
+    pub app: String,
+    #[serde(skip)]
+    pub record: EntityRef,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -253,6 +334,8 @@ pub struct PortalState {
     pub activities: Vec<SimActivity>,
     pub notifications: Vec<Notification>,
     pub private_messages: Vec<PrivateMessage>,
+    pub robot_runs: Vec<RobotRun>,
+    pub provider_messages: Vec<ProviderMessage>,
 }
 
 impl PortalState {
