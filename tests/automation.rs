@@ -207,9 +207,25 @@ async fn an_sms_from_the_card_goes_over_telegram_and_its_statuses_come_back() {
     app.app.sandbox().telegram.read_all(DMITRY);
     assert_eq!(sms_history(&app, &id, "delivered").await, ["queued", "sent", "delivered"]);
 
-    // A hidden number: undelivered.
+    // A hidden number: undelivered, and the employee who sent it is told why.
     let hidden = send_sms(&app, "contact", SVETLANA_CONTACT, "Your code: 5678").await;
     assert_eq!(sms_history(&app, &hidden, "undelivered").await, ["queued", "undelivered"]);
+    let number = sms(&app).await.into_iter().find(|m| m["message_id"] == hidden).unwrap()["to"].as_str().unwrap().to_owned();
+    let notified = eventually(WAIT, "the sender's notification", || async {
+        let all = app.get_json("/sandbox/portal/notifications").await["notifications"].as_array().cloned().unwrap_or_default();
+        all.into_iter().find(|n| n["user_id"] == 1 && n["message"].as_str().is_some_and(|m| m.contains(&number)))
+    })
+    .await;
+    assert!(notified["message"].as_str().unwrap().contains("Who can find me by my number"), "{notified}");
+
+    // The standard "Send SMS" robot of a rule, through the provider (`module_id` = bizproc).
+    let body = json!({ "member_id": seed::DEMO_MEMBER_ID, "code": PROVIDER_CODE, "entity": "deal", "id": 1, "phone": "+79857776655",
+                       "text": "Deal {=Document:TITLE}", "module": "bizproc" });
+    let answer = app.post_json("/sandbox/portal/messageservice/send", body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let robot_sms = answer.body["message_id"].as_str().unwrap().to_owned();
+    assert_eq!(sms_history(&app, &robot_sms, "sent").await, ["queued", "sent"]);
+    assert!(app.telegram_messages().await.iter().any(|m| m["text"] == "Deal Chairs for Acme Shop" && m["to_user_id"] == DMITRY));
 }
 
 #[tokio::test]
@@ -221,13 +237,13 @@ async fn a_campaign_of_fifty_goes_out_paced_and_within_the_accounts_daily_budget
     // The sales account may start 45 new chats today; 50 clients are on the list.
     let budgets = json!({ "budgets": { "new_chats_per_day": 45, "phone_lookups_per_day": 50 } });
     assert_eq!(app.put_json(&admin, "/api/connectors/sales/budgets", budgets).await.status, StatusCode::OK);
-    let records: Vec<Value> = (100..150u64).map(|id| json!({ "entity": "contact", "id": id })).collect();
+    let records: Vec<Value> = seed::CAMPAIGN_CONTACTS.map(|id| json!({ "entity": "contact", "id": id })).collect();
     let body = json!({ "member_id": seed::DEMO_MEMBER_ID, "code": PROVIDER_CODE, "records": records, "text": "Spring sale, {=Document:NAME}!", "user_id": 1 });
     let answer = app.post_json("/sandbox/portal/messageservice/campaign", body).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(answer.body["message_ids"].as_array().map(Vec::len), Some(50));
 
-    let statuses = eventually(Duration::from_secs(60), "45 sent and 5 waiting for tomorrow", || async {
+    let statuses = eventually(Duration::from_secs(120), "45 sent and 5 waiting for tomorrow", || async {
         let mut count = BTreeMap::new();
         for m in sms(&app).await {
             *count.entry(m["status"].as_str().unwrap_or("").to_owned()).or_insert(0) += 1;
@@ -263,7 +279,7 @@ async fn beyond_the_budget_an_account_set_to_fail_fails_with_the_reason() {
     assert_eq!(app.put_json(&admin, "/api/connectors/sales/budgets", budgets).await.status, StatusCode::OK);
     let set = app.put_json(&admin, "/api/connectors/sales/over-budget", json!({ "over_budget": "fail" })).await;
     assert_eq!((set.status, set.body["over_budget"].as_str()), (StatusCode::OK, Some("fail")), "{}", set.body);
-    assert_eq!(app.put_json(&admin, "/api/connectors/sales/over-budget", json!({ "over_budget": "later" })).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.put_json(&admin, "/api/connectors/sales/over-budget", json!({ "over_budget": "later" })).await.status, StatusCode::BAD_REQUEST);
 
     let first = send_sms(&app, "contact", 1, "First").await;
     assert_eq!(sms_history(&app, &first, "sent").await, ["queued", "sent"]);

@@ -293,17 +293,23 @@ pub async fn advance(svc: &Services, member_id: &str, request_id: &str) -> Resul
 async fn prepare(svc: &Services, request: AutomationRequest) -> Result<AutomationRequest, AppError> {
     let entity = request.entity.expect("a request without a record fails when received");
     let mut portal = PortalClient::app(svc, &request.member_id).await?;
-    let record = match read_contact_points(&mut portal, entity).await {
-        Ok(record) => record,
-        Err(e) if retryable(&e) => return Err(e),
-        Err(e) => return fail(svc, &request, Failure::Rejected { detail: e.message }).await,
+    // An SMS names its number and its sender: its record is not read, since a campaign's
+    // thousands of reads would spend the portal's REST budget (2 a second) for nothing.
+    let sms_sender = match request.origin {
+        Origin::Provider { .. } if request.user_id > 0 && request.to.is_some() => Some(request.user_id),
+        _ => None,
     };
-    let responsible = id_field(&record.fields, "ASSIGNED_BY_ID");
+    let record = match sms_sender {
+        Some(_) => None,
+        None => match read_contact_points(&mut portal, entity).await {
+            Ok(record) => Some(record),
+            Err(e) if retryable(&e) => return Err(e),
+            Err(e) => return fail(svc, &request, Failure::Rejected { detail: e.message }).await,
+        },
+    };
+    let responsible = record.as_ref().and_then(|r| id_field(&r.fields, "ASSIGNED_BY_ID"));
     // An SMS is written by the employee who sent it; a rule's message by the record's owner.
-    let author = match request.origin {
-        Origin::Provider { .. } if request.user_id > 0 => request.user_id,
-        _ => responsible.unwrap_or(request.user_id),
-    };
+    let author = sms_sender.or(responsible).unwrap_or(request.user_id);
     let Some(connector) = choose_connector(svc, &portal.portal, &request.from, responsible).await? else {
         return fail(svc, &request, Failure::NoConnector).await;
     };
@@ -368,12 +374,12 @@ async fn choose_connector(svc: &Services, portal: &Portal, from: &ConnectorChoic
 
 /// Whom to write to: the written recipient, else every Telegram contact point of the record
 /// (in the order the tab shows them); the first that resolves gets the message.
-fn recipients(svc: &Services, portal: &Portal, request: &AutomationRequest, record: ContactRecord) -> Vec<RecipientKey> {
+fn recipients(svc: &Services, portal: &Portal, request: &AutomationRequest, record: Option<ContactRecord>) -> Vec<RecipientKey> {
     match &request.to {
         Some(to) => parse_im_value(to, svc.phone_region_of(portal)).map(RecipientKey::from).into_iter().collect(),
         None => {
             let mut keys: Vec<RecipientKey> = Vec::new();
-            for point in record.points {
+            for point in record.map(|r| r.points).unwrap_or_default() {
                 if !keys.contains(&point.key) {
                     keys.push(point.key);
                 }
