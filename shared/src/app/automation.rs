@@ -21,13 +21,14 @@ use sha2::{Digest, Sha256};
 use super::card::{ContactRecord, RecipientProblem, contact_sync, id_field, read_contact_points, resolve};
 use super::events::{decode, genuine};
 use super::openlines::retryable;
-use super::portal::PortalClient;
+use super::portal::{PortalClient, portal_error};
 use super::send::{Admission, admit_chat, failure_text};
 use super::{AppError, ErrorKind, Services};
 use crate::clock::now_millis;
+use crate::bitrix::BatchResult;
 use crate::crypto::Secret;
 use crate::domain::automation::{Origin, ProviderStatus, binding_entity, document_entity, robot_status};
-use crate::domain::message::{MAX_PARTS, TEXT_LIMIT, split_text};
+use crate::domain::message::{MAX_PARTS, NewMessage, TEXT_LIMIT, split_text};
 use crate::domain::username::parse_im_value;
 use crate::domain::{Budget, EntityRef, Failure, Message, MessageStatus, Part, PublicationMode, RecipientKey, TelegramUser};
 use crate::i18n::{Lang, text};
@@ -505,6 +506,9 @@ pub async fn hand_over(svc: &Services, member_id: &str, request_id: &str) -> Res
         Admission::Limited => return failed(svc, &request, Failure::ConnectorLimited).await,
         Admission::OverBudget { limit } => return over_budget(svc, &request, &connector, Budget::NewChats, limit).await,
     }
+    if let Some(wait) = svc.automation.take_send_slot(&connector.id, svc.limits.automation_pace).await? {
+        return Ok(HandOver::Later(wait));
+    }
     let message = message_of(&request, &connector, *author, recipient, user);
     svc.messages.create(&message).await?;
     let handed = svc.automation.update(member_id, request_id, |r| matches!(r.stage, Stage::Scheduled { .. }) && { r.stage = Stage::Handed; true }).await?;
@@ -525,7 +529,7 @@ pub async fn hand_over(svc: &Services, member_id: &str, request_id: &str) -> Res
 #[derive(Debug, PartialEq, Eq)]
 pub enum HandOver {
     Done,
-    /// Telegram asked to wait before the next look-up.
+    /// Telegram asked to wait before the next look-up, or the account's pace before the next message.
     Later(Duration),
 }
 
@@ -567,71 +571,80 @@ async fn over_budget(svc: &Services, request: &AutomationRequest, connector: &Co
 fn message_of(request: &AutomationRequest, connector: &Connector, author: u64, recipient: RecipientKey, user: TelegramUser) -> Message {
     // Longer than the tab allows is cut, not refused: no one is there to shorten it.
     let parts = split_text(&request.text, TEXT_LIMIT);
-    Message {
+    let new = NewMessage {
         id: request.id.clone(),
         member_id: request.member_id.clone(),
         user_id: author,
         entity: request.entity.expect("a handed request has its record"),
         connector_id: connector.id.clone(),
         recipient,
-        recipient_name: user.username.as_ref().map(|u| format!("@{u}")).unwrap_or_else(|| user.display_name()),
-        peer: user.peer,
-        parts: parts.into_iter().take(MAX_PARTS).map(|text| Part { text, media: None, sent: false, telegram_id: None }).collect(),
-        status: MessageStatus::Queued,
-        failure: None,
-        retry_at: None,
-        created_at: now_millis(),
         lang: request.lang,
-        client_name: user.display_name(),
         publication: request.publication,
-        published: None,
         create_activity: request.create_activity,
-        activity: None,
-        activity_requested: false,
-        lease: None,
         origin: Some(request.origin.clone()),
-    }
+    };
+    let parts = parts.into_iter().take(MAX_PARTS).map(|text| Part { text, media: None, sent: false, telegram_id: None }).collect();
+    Message::queued(new, &user, parts, now_millis())
 }
 
 /// Registers (or brings up to date) the robot, the workflow action and the message provider:
 /// at install and at every update, and when the portal's accounts change (the robot's "From"
-/// lists them).
+/// lists them). Two `batch` calls (`settings/how-to-call-rest-api/batch.md`): what is
+/// registered, then an add or an update of each; the install page waits on them, and each
+/// call spends the portal's REST budget.
 pub async fn register(portal: &mut PortalClient<'_>, base: &str) -> Result<(), AppError> {
     let connectors = portal.svc.connectors.list(&portal.portal.member_id).await?;
+    let lists = [("robots", "bizproc.robot.list"), ("actions", "bizproc.activity.list"), ("senders", "messageservice.sender.list")];
+    let listed = portal.batch(&lists.map(|(key, method)| (key.to_owned(), method.to_owned()))).await?;
+    first_error(&listed)?;
+    let registered = |key: &str, code: &str| listed.results.get(key).is_some_and(|codes| listed_code(codes, code));
     let step = step_fields(portal.portal.lang, &connectors, &format!("{base}/bitrix/robot"));
-    upsert(portal, "bizproc.robot", ROBOT_CODE, &step).await?;
-    upsert(portal, "bizproc.activity", ACTION_CODE, &step).await?;
     let provider = json!({
         "HANDLER": format!("{base}/bitrix/provider"),
         "NAME": both("provider_name"),
         "DESCRIPTION": both("provider_description"),
     });
-    let listed = portal.call("messageservice.sender.list", &json!({})).await?;
-    if listed_code(&listed, PROVIDER_CODE) {
-        let mut params = provider;
-        params["CODE"] = json!(PROVIDER_CODE);
-        portal.call("messageservice.sender.update", &params).await?;
-    } else {
-        let mut params = provider;
-        params["CODE"] = json!(PROVIDER_CODE);
-        params["TYPE"] = json!("SMS");
-        portal.call("messageservice.sender.add", &params).await?;
-    }
-    Ok(())
+    let commands = [
+        ("robot", upsert("bizproc.robot", ROBOT_CODE, &step, registered("robots", ROBOT_CODE))),
+        ("action", upsert("bizproc.activity", ACTION_CODE, &step, registered("actions", ACTION_CODE))),
+        ("provider", upsert_sender(&provider, registered("senders", PROVIDER_CODE))),
+    ];
+    first_error(&portal.batch(&commands.map(|(key, command)| (key.to_owned(), command))).await?)
 }
 
-/// `<family>.add` when the code is not registered yet, else `<family>.update` with `FIELDS`
-/// (`bizproc-robot-update.md`, `bizproc-activity-update.md`).
-async fn upsert(portal: &mut PortalClient<'_>, family: &str, code: &str, fields: &Value) -> Result<(), AppError> {
-    let listed = portal.call(&format!("{family}.list"), &json!({})).await?;
-    if listed_code(&listed, code) {
-        portal.call(&format!("{family}.update"), &json!({ "CODE": code, "FIELDS": fields })).await?;
-    } else {
-        let mut params = fields.clone();
-        params["CODE"] = json!(code);
-        portal.call(&format!("{family}.add"), &params).await?;
+/// A batch command: the method and its parameters, bracket-encoded.
+fn command(method: &str, params: &Value) -> String {
+    format!("{method}?{}", serde_qs::to_string(params).expect("parameters encode"))
+}
+
+fn first_error(batch: &BatchResult) -> Result<(), AppError> {
+    match batch.errors.values().next() {
+        Some(e) => Err(portal_error(e.clone())),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// `<family>.add` for a code not registered yet, else `<family>.update` with `FIELDS`
+/// (`bizproc-robot-update.md`, `bizproc-activity-update.md`).
+fn upsert(family: &str, code: &str, fields: &Value, registered: bool) -> String {
+    if registered {
+        return command(&format!("{family}.update"), &json!({ "CODE": code, "FIELDS": fields }));
+    }
+    let mut params = fields.clone();
+    params["CODE"] = json!(code);
+    command(&format!("{family}.add"), &params)
+}
+
+/// `messageservice.sender.add`, or `.update` with the fields at the top level
+/// (`messageservice-sender-update.md`).
+fn upsert_sender(fields: &Value, registered: bool) -> String {
+    let mut params = fields.clone();
+    params["CODE"] = json!(PROVIDER_CODE);
+    if registered {
+        return command("messageservice.sender.update", &params);
+    }
+    params["TYPE"] = json!("SMS");
+    command("messageservice.sender.add", &params)
 }
 
 /// `*.list` answers an array of codes (`bizproc-robot-list.md`, `messageservice-sender-list.md`).

@@ -9,7 +9,7 @@ use super::uploads::{self, FileRef, VoiceRef};
 use super::{AppError, ErrorKind, Services};
 use crate::auth::Claims;
 use crate::clock::now_millis;
-use crate::domain::message::{MAX_PARTS, TEXT_LIMIT, split_text};
+use crate::domain::message::{MAX_PARTS, NewMessage, TEXT_LIMIT, split_text};
 use crate::domain::{Budget, Failure, Message, MessageStatus, Part, Publication, PublicationMode, Peer, RecipientKey, SendAs, TelegramUser};
 use crate::i18n::{Lang, text};
 use crate::work::Job;
@@ -101,30 +101,20 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
     }
     uploads::use_uploads(svc, claims, &files, &id).await?;
     admit_from_tab(svc, lang, &connector, user.peer).await?;
-    let message = Message {
+    let new = NewMessage {
         id,
         member_id: claims.portal.clone(),
         user_id: claims.user,
         entity: claims.entity,
         connector_id: connector.id.clone(),
         recipient,
-        recipient_name: user.username.as_ref().map(|u| format!("@{u}")).unwrap_or_else(|| user.display_name()),
-        peer: user.peer,
-        parts: text_parts.chain(files.into_iter().map(|file| Part { text: String::new(), media: Some(file), sent: false, telegram_id: None })).collect(),
-        status: MessageStatus::Queued,
-        failure: None,
-        retry_at: None,
-        created_at: now_millis(),
         lang,
-        client_name: user.display_name(),
         publication: request.publication,
-        published: None,
         create_activity: request.create_activity,
-        activity: None,
-        activity_requested: false,
-        lease: None,
         origin: None,
     };
+    let file_parts = files.into_iter().map(|file| Part { text: String::new(), media: Some(file), sent: false, telegram_id: None });
+    let message = Message::queued(new, &user, text_parts.chain(file_parts).collect(), now_millis());
     svc.messages.create(&message).await?;
     enqueue(svc, &message).await?;
     if message.create_activity {

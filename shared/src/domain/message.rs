@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use super::automation::Origin;
 use super::lease::{Lease, Leased};
 use super::publication::{Publication, PublicationMode};
-use super::{EntityRef, Peer, RecipientKey};
+use super::{EntityRef, Peer, RecipientKey, TelegramUser};
 use crate::i18n::Lang;
 
 /// Telegram's limit for one text message, counted in UTF-16 code units as Telegram does.
@@ -159,7 +159,49 @@ pub struct ActivityShown {
     pub status: MessageStatus,
 }
 
+/// Who writes what to whom, for a new message.
+pub struct NewMessage {
+    pub id: String,
+    pub member_id: String,
+    pub user_id: u64,
+    pub entity: EntityRef,
+    pub connector_id: String,
+    pub recipient: RecipientKey,
+    pub lang: Lang,
+    pub publication: PublicationMode,
+    pub create_activity: bool,
+    pub origin: Option<Origin>,
+}
+
 impl Message {
+    /// A message to `user`, queued at `now` (unix ms): nothing of it sent, published or shown yet.
+    pub fn queued(new: NewMessage, user: &TelegramUser, parts: Vec<Part>, now: i64) -> Self {
+        Self {
+            id: new.id,
+            member_id: new.member_id,
+            user_id: new.user_id,
+            entity: new.entity,
+            connector_id: new.connector_id,
+            recipient: new.recipient,
+            recipient_name: user.username.as_ref().map(|u| format!("@{u}")).unwrap_or_else(|| user.display_name()),
+            peer: user.peer,
+            parts,
+            status: MessageStatus::Queued,
+            failure: None,
+            retry_at: None,
+            created_at: now,
+            lang: new.lang,
+            client_name: user.display_name(),
+            publication: new.publication,
+            published: None,
+            create_activity: new.create_activity,
+            activity: None,
+            activity_requested: false,
+            lease: None,
+            origin: new.origin,
+        }
+    }
+
     /// Claims the message for a send attempt; `false` when it is already final.
     pub fn begin_sending(&mut self) -> bool {
         if self.status.is_final() {

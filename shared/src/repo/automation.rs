@@ -14,6 +14,7 @@ use crate::i18n::Lang;
 /// A request outlives its message's sending by far; the message keeps what lasts.
 const REQUEST_TTL: Duration = Duration::from_secs(30 * 86_400);
 const PACE_SK: &str = "pace#automation";
+const LAST_SENT_SK: &str = "pace#automation-sent";
 
 /// Which account a request goes out from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,5 +113,23 @@ impl AutomationRequests {
             })
             .await?;
         Ok(turn)
+    }
+
+    /// Takes the moment of an automated message going out on `connector_id` if the last one
+    /// went at least `pace` ago; else how much longer to wait. Turns spread the messages out,
+    /// this keeps them apart even when a stalled account catches up on turns gone by.
+    pub async fn take_send_slot(&self, connector_id: &str, pace: Duration) -> Result<Option<Duration>, RepoError> {
+        let pk = connector_pk(connector_id);
+        self.records.create(&pk, LAST_SENT_SK, &0i64, None).await?;
+        let mut wait = None;
+        self.records
+            .update::<i64, _>(&pk, LAST_SENT_SK, |last| {
+                let now = now_millis();
+                let next = *last + pace.as_millis() as i64;
+                wait = (next > now).then(|| Duration::from_millis((next - now) as u64));
+                wait.is_none() && { *last = now; true }
+            })
+            .await?;
+        Ok(wait)
     }
 }

@@ -469,7 +469,20 @@ fn batch_params(query: &str, results: &Map<String, Value>) -> Params {
         let rest: Vec<String> = path.collect();
         insert_path(out.entry(head).or_insert(Value::Null), &rest, value);
     }
+    out.values_mut().for_each(indexed_as_lists);
     out
+}
+
+/// Bitrix24 reads a query as PHP does (`parse_str`): `A[0]=x&A[1]=y` is the list `[x, y]`,
+/// as the same parameter sent as JSON would be.
+fn indexed_as_lists(value: &mut Value) {
+    let Value::Object(map) = value else { return };
+    map.values_mut().for_each(indexed_as_lists);
+    let indexed = !map.is_empty() && (0..map.len()).all(|i| map.contains_key(&i.to_string()));
+    if indexed {
+        let items = (0..map.len()).map(|i| map.remove(&i.to_string()).expect("every index is there")).collect();
+        *value = Value::Array(items);
+    }
 }
 
 fn insert_path(slot: &mut Value, path: &[String], value: Value) {
@@ -806,6 +819,15 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    #[test]
+    fn a_batch_command_reads_indexed_keys_as_lists_as_php_does() {
+        let query = serde_qs::to_string(&json!({ "FILTER": { "INCLUDE": [["crm", "CCrmDocumentDeal"]] }, "NAME": { "en": "x" } })).unwrap();
+        let params = batch_params(&query, &Map::new());
+        assert_eq!(params["FILTER"], json!({ "INCLUDE": [["crm", "CCrmDocumentDeal"]] }));
+        assert_eq!(params["NAME"], json!({ "en": "x" }), "named keys stay an object");
+        assert_eq!(batch_params("A[1]=x", &Map::new())["A"], json!({ "1": "x" }), "a list starts at 0");
+    }
 
     #[derive(Deserialize, Default, Debug, PartialEq)]
     #[serde(rename_all = "snake_case")]
