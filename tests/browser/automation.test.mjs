@@ -34,7 +34,11 @@ async function withPage(fn) {
 
 describe('automation', () => {
   test('a robot run from the sandbox card sends the filled text over Telegram and shows its result', () => withPage(async (page) => {
-    await page.goto(`${app.url}/sandbox/card?entity=deal&id=1&lang=en`);
+    // The robot's "From" lists the accounts once the app registered it again after they connected.
+    await eventually(async () => {
+      await page.goto(`${app.url}/sandbox/card?entity=deal&id=1&lang=en`);
+      return (await page.locator('#robot option[value="sales"]').count()) > 0;
+    });
     await page.locator('#robot-code').selectOption({ label: 'Send a Telegram message (OLChat)' });
     const fields = page.locator('#robot fieldset:not([disabled])');
     await fields.getByLabel('From (Telegram account)').selectOption('sales');

@@ -159,6 +159,8 @@ impl Sandbox {
             };
             svc.connectors.save(&connector).await?;
         }
+        // As after a login: the robot's "From" now lists the accounts (`app::connectors`).
+        crate::work::Job::SetUp { member_id: seed::DEMO_MEMBER_ID.to_owned() }.enqueue(svc.queue.as_ref(), std::time::Duration::ZERO).await?;
         // Maria wrote first: the chat link the app stored when it forwarded her message, and
         // the chat known both ways, as the catch-up left them.
         let peer = seed::maria_peer();
