@@ -131,10 +131,6 @@ impl Sandbox {
     /// Telegram accounts as connected, as the connector login would: each gets a session whose
     /// auth keys the sandbox data centres know, logged in (kept across restarts).
     pub async fn install_demo(&self, svc: &Services, sessions: &TelegramSessions) -> anyhow::Result<()> {
-        for member_id in [seed::DEMO_MEMBER_ID, seed::OTHER_MEMBER_ID] {
-            let (status, page) = self.install_app(member_id, InstallVia::Page).await?;
-            anyhow::ensure!(status == 200, "installing on {member_id} answered {status}: {page}");
-        }
         let users = self.telegram.users();
         for demo in seed::DEMO_CONNECTORS {
             let account = users.iter().find(|u| u.id == demo.telegram_user_id).expect("seeded account");
@@ -159,8 +155,11 @@ impl Sandbox {
             };
             svc.connectors.save(&connector).await?;
         }
-        // As after a login: the robot's "From" now lists the accounts (`app::connectors`).
-        crate::work::Job::SetUp { member_id: seed::DEMO_MEMBER_ID.to_owned() }.enqueue(svc.queue.as_ref(), std::time::Duration::ZERO).await?;
+        // Installed once the accounts are there, so the robot's "From" lists them at once.
+        for member_id in [seed::DEMO_MEMBER_ID, seed::OTHER_MEMBER_ID] {
+            let (status, page) = self.install_app(member_id, InstallVia::Page).await?;
+            anyhow::ensure!(status == 200, "installing on {member_id} answered {status}: {page}");
+        }
         // Maria wrote first: the chat link the app stored when it forwarded her message, and
         // the chat known both ways, as the catch-up left them.
         let peer = seed::maria_peer();
