@@ -21,11 +21,10 @@ use sha2::{Digest, Sha256};
 use super::card::{ContactRecord, RecipientProblem, contact_sync, id_field, read_contact_points, resolve};
 use super::events::{decode, genuine};
 use super::openlines::retryable;
-use super::portal::{PortalClient, portal_error};
+use super::portal::PortalClient;
 use super::send::{Admission, admit_chat, failure_text};
 use super::{AppError, ErrorKind, Services};
 use crate::clock::now_millis;
-use crate::bitrix::BatchResult;
 use crate::crypto::Secret;
 use crate::domain::automation::{Origin, ProviderStatus, binding_entity, document_entity, robot_status};
 use crate::domain::message::{MAX_PARTS, NewMessage, TEXT_LIMIT, split_text};
@@ -506,8 +505,8 @@ pub async fn hand_over(svc: &Services, member_id: &str, request_id: &str) -> Res
         Admission::Limited => return failed(svc, &request, Failure::ConnectorLimited).await,
         Admission::OverBudget { limit } => return over_budget(svc, &request, &connector, Budget::NewChats, limit).await,
     }
-    if let Some(wait) = svc.automation.take_send_slot(&connector.id, svc.limits.automation_pace).await? {
-        return Ok(HandOver::Later(wait));
+    if !svc.automation.take_send_slot(&connector.id, svc.limits.automation_pace).await? {
+        return later_turn(svc, &request).await;
     }
     let message = message_of(&request, &connector, *author, recipient, user);
     svc.messages.create(&message).await?;
@@ -529,7 +528,7 @@ pub async fn hand_over(svc: &Services, member_id: &str, request_id: &str) -> Res
 #[derive(Debug, PartialEq, Eq)]
 pub enum HandOver {
     Done,
-    /// Telegram asked to wait before the next look-up, or the account's pace before the next message.
+    /// Telegram asked to wait before the next look-up.
     Later(Duration),
 }
 
@@ -544,6 +543,19 @@ async fn first_account(svc: &Services, connector: &Connector, recipients: &[Reci
         }
     }
     Ok(None)
+}
+
+/// Another automated message went less than a pace ago (turns gone by, caught up at once):
+/// this one takes the account's next turn and waits for it on the openline queue, not in the
+/// account's own queue, where waiting would count as a failed delivery.
+async fn later_turn(svc: &Services, request: &AutomationRequest) -> Result<HandOver, AppError> {
+    let Stage::Scheduled { connector_id, recipients, author, .. } = &request.stage else { return Ok(HandOver::Done) };
+    let due = svc.automation.next_turn(connector_id, svc.limits.automation_pace).await?;
+    let scheduled = Stage::Scheduled { connector_id: connector_id.clone(), recipients: recipients.clone(), author: *author, due };
+    svc.automation.update(&request.member_id, &request.id, |r| r.stage == request.stage && { r.stage = scheduled.clone(); true }).await?;
+    let wait = Duration::from_millis((due - now_millis()).max(0) as u64);
+    queue(svc, advance_job(&request.member_id, &request.id), wait.min(LONGEST_WAIT)).await?;
+    Ok(HandOver::Done)
 }
 
 async fn failed(svc: &Services, request: &AutomationRequest, failure: Failure) -> Result<HandOver, AppError> {
@@ -595,56 +607,43 @@ fn message_of(request: &AutomationRequest, connector: &Connector, author: u64, r
 pub async fn register(portal: &mut PortalClient<'_>, base: &str) -> Result<(), AppError> {
     let connectors = portal.svc.connectors.list(&portal.portal.member_id).await?;
     let lists = [("robots", "bizproc.robot.list"), ("actions", "bizproc.activity.list"), ("senders", "messageservice.sender.list")];
-    let listed = portal.batch(&lists.map(|(key, method)| (key.to_owned(), method.to_owned()))).await?;
-    first_error(&listed)?;
-    let registered = |key: &str, code: &str| listed.results.get(key).is_some_and(|codes| listed_code(codes, code));
+    let listed = portal.batch_calls(&lists.map(|(key, method)| (key.to_owned(), method, json!({})))).await?;
+    let registered = |key: &str, code: &str| listed.get(key).is_some_and(|codes| listed_code(codes, code));
     let step = step_fields(portal.portal.lang, &connectors, &format!("{base}/bitrix/robot"));
     let provider = json!({
         "HANDLER": format!("{base}/bitrix/provider"),
         "NAME": both("provider_name"),
         "DESCRIPTION": both("provider_description"),
     });
-    let commands = [
-        ("robot", upsert("bizproc.robot", ROBOT_CODE, &step, registered("robots", ROBOT_CODE))),
-        ("action", upsert("bizproc.activity", ACTION_CODE, &step, registered("actions", ACTION_CODE))),
-        ("provider", upsert_sender(&provider, registered("senders", PROVIDER_CODE))),
+    let calls = [
+        upsert("robot", ("bizproc.robot.add", "bizproc.robot.update"), ROBOT_CODE, &step, registered("robots", ROBOT_CODE)),
+        upsert("action", ("bizproc.activity.add", "bizproc.activity.update"), ACTION_CODE, &step, registered("actions", ACTION_CODE)),
+        upsert_sender(&provider, registered("senders", PROVIDER_CODE)),
     ];
-    first_error(&portal.batch(&commands.map(|(key, command)| (key.to_owned(), command))).await?)
-}
-
-/// A batch command: the method and its parameters, bracket-encoded.
-fn command(method: &str, params: &Value) -> String {
-    format!("{method}?{}", serde_qs::to_string(params).expect("parameters encode"))
-}
-
-fn first_error(batch: &BatchResult) -> Result<(), AppError> {
-    match batch.errors.values().next() {
-        Some(e) => Err(portal_error(e.clone())),
-        None => Ok(()),
-    }
+    portal.batch_calls(&calls).await.map(drop)
 }
 
 /// `<family>.add` for a code not registered yet, else `<family>.update` with `FIELDS`
 /// (`bizproc-robot-update.md`, `bizproc-activity-update.md`).
-fn upsert(family: &str, code: &str, fields: &Value, registered: bool) -> String {
+fn upsert(key: &str, (add, update): (&'static str, &'static str), code: &str, fields: &Value, registered: bool) -> (String, &'static str, Value) {
     if registered {
-        return command(&format!("{family}.update"), &json!({ "CODE": code, "FIELDS": fields }));
+        return (key.to_owned(), update, json!({ "CODE": code, "FIELDS": fields }));
     }
     let mut params = fields.clone();
     params["CODE"] = json!(code);
-    command(&format!("{family}.add"), &params)
+    (key.to_owned(), add, params)
 }
 
 /// `messageservice.sender.add`, or `.update` with the fields at the top level
 /// (`messageservice-sender-update.md`).
-fn upsert_sender(fields: &Value, registered: bool) -> String {
+fn upsert_sender(fields: &Value, registered: bool) -> (String, &'static str, Value) {
     let mut params = fields.clone();
     params["CODE"] = json!(PROVIDER_CODE);
     if registered {
-        return command("messageservice.sender.update", &params);
+        return ("provider".to_owned(), "messageservice.sender.update", params);
     }
     params["TYPE"] = json!("SMS");
-    command("messageservice.sender.add", &params)
+    ("provider".to_owned(), "messageservice.sender.add", params)
 }
 
 /// `*.list` answers an array of codes (`bizproc-robot-list.md`, `messageservice-sender-list.md`).

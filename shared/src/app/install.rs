@@ -167,19 +167,25 @@ pub async fn set_up(svc: &Services, member_id: &str) -> Result<(), AppError> {
     let mut portal = PortalClient::app(svc, member_id).await?;
     let base = svc.site.public_url.trim_end_matches('/');
 
+    // What is missing goes in one `batch` per kind: an install spends few of the portal's
+    // REST requests, and the install page waits on few.
     let placement_handler = format!("{base}/placement");
     let bound = portal.call("placement.get", &json!({})).await?;
-    for kind in EntityType::ALL {
-        if bound_to(&bound, "placement", kind.placement(), &placement_handler) {
-            continue;
-        }
-        let title = |lang| text(lang, "placement_title", &[]);
-        let params = json!({
-            "PLACEMENT": kind.placement(), "HANDLER": placement_handler, "TITLE": title(Lang::En),
-            "LANG_ALL": { "en": { "TITLE": title(Lang::En) }, "ru": { "TITLE": title(Lang::Ru) } },
-        });
-        portal.call("placement.bind", &params).await?;
-    }
+    let title = |lang| text(lang, "placement_title", &[]);
+    let binds: Vec<_> = EntityType::ALL
+        .into_iter()
+        .filter(|kind| !bound_to(&bound, "placement", kind.placement(), &placement_handler))
+        .enumerate()
+        .map(|(i, kind)| {
+            let params = json!({
+                "PLACEMENT": kind.placement(), "HANDLER": placement_handler, "TITLE": title(Lang::En),
+                "LANG_ALL": { "en": { "TITLE": title(Lang::En) }, "ru": { "TITLE": title(Lang::Ru) } },
+            });
+X
+            (format!("tab{i}"), "placement.bind", params)
+        })
+        .collect();
+    portal.batch_calls(&binds).await?;
 
     register_connector(&mut portal, base).await?;
     let line = match portal.portal.line.clone() {
@@ -195,11 +201,12 @@ pub async fn set_up(svc: &Services, member_id: &str) -> Result<(), AppError> {
 
     let event_handler = format!("{base}/bitrix/events");
     let bound = portal.call("event.get", &json!({})).await?;
-    for event in EVENTS {
-        if !bound_to(&bound, "event", &event.to_ascii_uppercase(), &event_handler) {
-            portal.call("event.bind", &json!({ "event": event, "handler": event_handler, "event_type": "online" })).await?;
-        }
-    }
+    let binds: Vec<_> = EVENTS
+        .into_iter()
+        .filter(|event| !bound_to(&bound, "event", &event.to_ascii_uppercase(), &event_handler))
+        .map(|event| (event.to_owned(), "event.bind", json!({ "event": event, "handler": event_handler, "event_type": "online" })))
+        .collect();
+    portal.batch_calls(&binds).await?;
     tracing::info!(member_id, "portal set up");
     Ok(())
 }

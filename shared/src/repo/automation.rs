@@ -116,20 +116,19 @@ impl AutomationRequests {
     }
 
     /// Takes the moment of an automated message going out on `connector_id` if the last one
-    /// went at least `pace` ago; else how much longer to wait. Turns spread the messages out,
-    /// this keeps them apart even when a stalled account catches up on turns gone by.
-    pub async fn take_send_slot(&self, connector_id: &str, pace: Duration) -> Result<Option<Duration>, RepoError> {
+    /// went at least `pace` ago; `false` when it did not. Turns spread the messages out, this
+    /// keeps them apart even when a stalled account catches up on turns gone by.
+    pub async fn take_send_slot(&self, connector_id: &str, pace: Duration) -> Result<bool, RepoError> {
         let pk = connector_pk(connector_id);
         self.records.create(&pk, LAST_SENT_SK, &0i64, None).await?;
-        let mut wait = None;
+        let mut taken = false;
         self.records
             .update::<i64, _>(&pk, LAST_SENT_SK, |last| {
                 let now = now_millis();
-                let next = *last + pace.as_millis() as i64;
-                wait = (next > now).then(|| Duration::from_millis((next - now) as u64));
-                wait.is_none() && { *last = now; true }
+                taken = now >= *last + pace.as_millis() as i64;
+                taken && { *last = now; true }
             })
             .await?;
-        Ok(wait)
+        Ok(taken)
     }
 }
