@@ -181,7 +181,7 @@ pub async fn set_up(svc: &Services, member_id: &str) -> Result<(), AppError> {
                 "PLACEMENT": kind.placement(), "HANDLER": placement_handler, "TITLE": title(Lang::En),
                 "LANG_ALL": { "en": { "TITLE": title(Lang::En) }, "ru": { "TITLE": title(Lang::Ru) } },
             });
-X
+            // Keyed in the cards' order: the batch's commands go sorted by key.
             (format!("tab{i}"), "placement.bind", params)
         })
         .collect();
