@@ -143,7 +143,8 @@
   function zoneName() { return state.timeZone?.name || 'UTC'; }
 
   function scheduledTime(ms) {
-    return new Intl.DateTimeFormat(LANG, { dateStyle: 'medium', timeStyle: 'short', timeZone: zoneName() }).format(new Date(ms));
+    const options = { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', timeZoneName: 'short', timeZone: zoneName() };
+    return new Intl.DateTimeFormat(LANG, options).format(new Date(ms));
   }
 
   let bxReady = false;

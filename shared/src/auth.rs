@@ -157,15 +157,15 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let token = signer().issue(&M1, 5, vec![3], entity(), Lang::Ru);
+        let token = signer().issue(&M1, 5, vec![3], Some("Asia/Tokyo".into()), entity(), Lang::Ru);
         let claims: Claims = signer().verify(&token).unwrap();
         assert_eq!((claims.portal.as_str(), claims.user, claims.entity, claims.lang), ("m1", 5, entity(), Lang::Ru));
-        assert_eq!(claims.departments, [3]);
+        assert_eq!((claims.departments, claims.time_zone.as_deref()), (vec![3], Some("Asia/Tokyo")));
     }
 
     #[test]
     fn refuses_forged_tampered_and_expired_tokens() {
-        let token = signer().issue(&M1, 5, Vec::new(), entity(), Lang::En);
+        let token = signer().issue(&M1, 5, Vec::new(), None, entity(), Lang::En);
         assert_eq!(SessionSigner::new([8; 32], 60).verify::<Claims>(&token), Err(TokenError::BadSignature));
         let (_, tag) = token.split_once('.').unwrap();
         let forged = Claims { portal: "m2".into(), install: "i1".into(), user: 5, entity: entity(), lang: Lang::En, departments: Vec::new(), time_zone: None, exp: now_secs() + 60 };
@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn tab_and_admin_tokens_do_not_stand_for_each_other() {
-        let tab = signer().issue(&M1, 5, Vec::new(), entity(), Lang::En);
+        let tab = signer().issue(&M1, 5, Vec::new(), None, entity(), Lang::En);
         assert_eq!(signer().verify::<AdminClaims>(&tab), Err(TokenError::Malformed));
         let admin = signer().issue_admin(&M1, 5, Lang::En);
         assert_eq!(signer().verify::<Claims>(&admin), Err(TokenError::Malformed));
