@@ -214,6 +214,27 @@ async fn bad_times_and_foreign_messages_are_refused_clearly() {
     assert_eq!((kept["status"].as_str(), kept["text"].as_str()), (Some("scheduled"), Some("Kept")));
 }
 
+#[tokio::test]
+async fn only_someone_who_may_use_its_account_changes_a_scheduled_message() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let only_boris = json!({ "access": { "kind": "chosen", "users": [seed::BORIS], "departments": [] } });
+    assert_eq!(app.put_json(&admin, "/api/connectors/sales/access", only_boris).await.status, StatusCode::OK);
+    let boris = app.lead_tab_of(seed::BORIS).await;
+    assert_eq!(app.get(&boris, "/api/card").await.status, StatusCode::OK);
+    let due = now_millis() + HOUR;
+    let id = schedule(&app, &boris, "Boris's own", due).await;
+    // Clara opens the same lead: the sales account is not hers to use.
+    let clara = app.lead_tab_of(seed::CLARA).await;
+    let path = format!("/api/messages/{id}");
+    let cancel = app.post_raw(&clara, &format!("{path}/cancel"), String::new()).await;
+    assert_eq!((cancel.status, cancel.body["error"].as_str()), (StatusCode::FORBIDDEN, Some("connector_not_permitted")), "{}", cancel.body);
+    let edit = app.put_json(&clara, &path, json!({ "text": "Clara's", "send_at": due })).await;
+    assert_eq!(edit.status, StatusCode::FORBIDDEN, "{}", edit.body);
+    assert_eq!(view(&app, &boris, &id).await["text"], "Boris's own");
+    assert_eq!(app.post_raw(&boris, &format!("{path}/cancel"), String::new()).await.status, StatusCode::OK);
+}
+
 fn uuid_like() -> &'static str {
     "00000000-0000-4000-8000-000000000000"
 }
