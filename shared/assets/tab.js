@@ -441,7 +441,6 @@
   function laterChanged() {
     const on = el.sendLater.checked;
     el.laterBox.hidden = !on;
-    el.sendLater.setAttribute('aria-expanded', String(on));
     if (!state.sending) el.send.textContent = sendLabel();
     if (on) {
       const now = Date.now();
@@ -856,6 +855,8 @@
     } catch (e) {
       showError(e);
     }
+    // The button goes with the redrawn list: the keyboard carries on from the message field.
+    el.message.focus();
     loadMessages();
   }
 
@@ -893,6 +894,7 @@
   function closeEdit() {
     state.editing = null;
     state.msgSig = '';
+    el.message.focus();
     loadMessages();
   }
 
