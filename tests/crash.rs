@@ -4,12 +4,11 @@
 //! counts them (it outlives the process, as Telegram would).
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use olchat_tests::deployed::{Process, free_port, local_binary};
-use olchat_tests::{eventually, launcher_form, page_token};
+use olchat_tests::deployed::{answering, free_port, lead_tab, local_runner};
+use olchat_tests::eventually;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -17,16 +16,6 @@ const BURST: usize = 300;
 /// Long enough for the restarted worker to wait out what the killed one held (the queue's
 /// visibility, the account's lease) and send the rest.
 const RECOVERY: Duration = Duration::from_secs(240);
-
-fn start(url: &str, dir: &std::path::Path) -> Process {
-    let mut command = Command::new(local_binary());
-    command.env_clear().env("RUST_LOG", "warn").env("OLCHAT_ADDR", &url[7..]).env("OLCHAT_DATA_DIR", dir);
-    Process::spawn(command)
-}
-
-async fn answering(http: &reqwest::Client, url: &str) {
-    eventually(Duration::from_secs(30), "the local runner", || async { http.get(format!("{url}/sandbox")).send().await.ok().filter(|r| r.status().is_success()) }).await;
-}
 
 /// Every message the sandbox Telegram holds from the sales account, counted by text.
 async fn delivered(http: &reqwest::Client, url: &str) -> HashMap<String, usize> {
@@ -38,26 +27,14 @@ async fn delivered(http: &reqwest::Client, url: &str) -> HashMap<String, usize> 
     counts
 }
 
-/// The lead's tab, once the runner has installed the app on the sandbox portal (it answers
-/// a little before that).
-async fn open_card(http: &reqwest::Client, url: &str) -> String {
-    eventually(Duration::from_secs(30), "the lead's tab", || async {
-        let launcher = http.get(format!("{url}/sandbox/open?entity=lead&id=1&lang=en")).send().await.ok()?.text().await.ok()?;
-        let (action, form) = launcher_form(&launcher).ok()?;
-        let page = http.post(action).form(&form).send().await.ok()?.text().await.ok()?;
-        page_token(&page)
-    })
-    .await
-}
-
 #[tokio::test]
 async fn a_runner_killed_mid_burst_loses_no_accepted_message_and_sends_none_twice() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{}", free_port());
     let http = reqwest::Client::new();
-    let first = start(&url, dir.path());
+    let first = local_runner(&url, dir.path());
     answering(&http, &url).await;
-    let token = open_card(&http, &url).await;
+    let token = lead_tab(&http, &url).await;
     // The demo connectors are stored right after the install.
     eventually(Duration::from_secs(30), "the sales connector", || async {
         let card = http.get(format!("{url}/api/card?connector=sales")).bearer_auth(&token).send().await.ok()?;
@@ -89,9 +66,9 @@ async fn a_runner_killed_mid_burst_loses_no_accepted_message_and_sends_none_twic
     first.kill();
     assert!(before < BURST, "the burst was over before the kill ({before} sent): nothing was cut short");
 
-    let _second = start(&url, dir.path());
+    let _second = local_runner(&url, dir.path());
     answering(&http, &url).await;
-    let token = open_card(&http, &url).await;
+    let token = lead_tab(&http, &url).await;
     // Every accepted message ends sent; only then are the counts final.
     for (id, text) in &accepted {
         eventually(RECOVERY, &format!("{text} sent"), || async {

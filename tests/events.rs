@@ -90,7 +90,7 @@ async fn every_sample_event_runs_through_its_handler() {
     };
     svc.portals.save(&other).await.unwrap();
     let demo = svc.portals.get(seed::DEMO_MEMBER_ID).await.unwrap().expect("the demo portal is installed");
-    let token = svc.sessions.issue(&demo.installed(), 1, Vec::new(), EntityRef { kind: EntityType::Lead, id: 1 }, Lang::En);
+    let token = svc.sessions.issue(&demo.installed(), 1, Vec::new(), None, EntityRef { kind: EntityType::Lead, id: 1 }, Lang::En);
 
     let dir = events_dir();
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();

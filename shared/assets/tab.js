@@ -10,7 +10,9 @@
   // A sent message turns read when the client reads it (the app catches up with Telegram
   // every few seconds): looked at again, less often.
   const READ_POLL_MS = 6000;
-  const FINAL = new Set(['sent', 'read', 'failed']);
+  const FINAL = new Set(['sent', 'read', 'failed', 'cancelled']);
+  // A scheduled message is looked at now and then: to see it leave, or an edit from elsewhere.
+  const SCHEDULED_POLL_MS = 6000;
 
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -28,6 +30,7 @@
     voiceRecord: $('voice-record'), voiceTimer: $('voice-timer'), voiceDelete: $('voice-delete'),
     voicePreview: $('voice-preview'), voiceLabel: $('voice-label'), voiceWave: $('voice-wave'), voiceAudio: $('voice-audio'),
     messages: $('messages'), messagesLoading: $('messages-loading'), messagesEmpty: $('messages-empty'),
+    sendLater: $('send-later'), laterBox: $('later-box'), sendAt: $('send-at'), sendAtZone: $('send-at-zone'),
   };
 
   const TOKEN = document.querySelector('meta[name="olchat-token"]')?.content ?? '';
@@ -54,6 +57,9 @@
     voice: null,         // {blob, url, duration, waveform, upload: Promise<key>}
     recorder: null,      // {media, chunks, started, timer}
     emojiLoaded: false,
+    timeZone: null,      // {name, source: 'user'|'browser'}: the zone "send later" is picked in
+    editing: null,       // id of the scheduled message being edited: the list is not redrawn under it
+    list: [],            // the messages as last drawn
   };
   const MAX_FILES = Number(el.files.dataset.maxFiles) || 10;
   const MAX_BYTES = Number(el.files.dataset.maxBytes) || 2 ** 31;
@@ -83,6 +89,62 @@
     b[8] = (b[8] & 0x3f) | 0x80;
     const x = Array.from(b, (v) => v.toString(16).padStart(2, '0')).join('');
     return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+  }
+
+  // ---- time zones: the picker's wall time in a named zone, without a library ----
+
+  function validZone(name) {
+    if (!name) return false;
+    try { new Intl.DateTimeFormat('en', { timeZone: name }); return true; } catch { return false; }
+  }
+
+  // Minutes the zone is ahead of UTC at instant `ms`.
+  function zoneOffset(zone, ms) {
+    const parts = new Intl.DateTimeFormat('en-US', {
+      timeZone: zone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit',
+      hour: '2-digit', minute: '2-digit', second: '2-digit',
+    }).formatToParts(new Date(ms));
+    const p = Object.fromEntries(parts.map((x) => [x.type, Number(x.value)]));
+    const wall = Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second);
+    return Math.round((wall - Math.floor(ms / 1000) * 1000) / 60000);
+  }
+
+  // "2026-12-02T09:30" (seconds optional) in `zone` → unix ms; twice, so a guess across a
+  // DST change settles.
+  function wallToInstant(value, zone) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?$/.exec(value);
+    if (!m) return null;
+    const wall = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6] ?? 0));
+    const first = wall - zoneOffset(zone, wall) * 60000;
+    return wall - zoneOffset(zone, first) * 60000;
+  }
+
+  // unix ms → the picker's "YYYY-MM-DDTHH:mm" in `zone`.
+  function instantToWall(ms, zone) {
+    return new Date(ms + zoneOffset(zone, ms) * 60000).toISOString().slice(0, 16);
+  }
+
+  function zoneLabel(zone) {
+    const offset = zoneOffset(zone, Date.now());
+    const sign = offset < 0 ? '−' : '+';
+    const abs = Math.abs(offset);
+    const hm = abs % 60 ? `${Math.floor(abs / 60)}:${String(abs % 60).padStart(2, '0')}` : String(abs / 60);
+    return `${zone} (UTC${offset ? sign + hm : ''})`;
+  }
+
+  function setTimeZone(fromCard) {
+    state.timeZone = validZone(fromCard)
+      ? { name: fromCard, source: 'user' }
+      : { name: Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC', source: 'browser' };
+    const key = state.timeZone.source === 'user' ? 'time_zone_user' : 'time_zone_browser';
+    setText(el.sendAtZone, fmt(key, { zone: zoneLabel(state.timeZone.name) }));
+  }
+
+  function zoneName() { return state.timeZone?.name || 'UTC'; }
+
+  function scheduledTime(ms) {
+    const options = { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', timeZoneName: 'short', timeZone: zoneName() };
+    return new Intl.DateTimeFormat(LANG, options).format(new Date(ms));
   }
 
   let bxReady = false;
@@ -180,6 +242,7 @@
     renderConnectors(connectors);
     renderRecipients(Array.isArray(card.recipients) ? card.recipients : []);
     renderSync(card.sync);
+    setTimeZone(card.time_zone);
     el.to.setAttribute('aria-busy', 'false');
     updateSendButton();
     fit();
@@ -317,6 +380,12 @@
     }
     if (!state.connectorId) { showAlert(fmt(state.connectors.length ? 'choose_connector' : 'no_connectors')); return; }
     if (!state.selectedKey) { showAlert(fmt('choose_recipient')); return; }
+    const sendAt = el.sendLater.checked ? wallToInstant(el.sendAt.value, zoneName()) : null;
+    if (el.sendLater.checked && sendAt === null) {
+      showAlert(fmt('send_at_missing'));
+      el.sendAt.focus();
+      return;
+    }
 
     if (!state.idemKey) state.idemKey = uuid();
     state.sending = true;
@@ -340,6 +409,7 @@
           attachments: files.map((f) => ({ key: f.key, name: f.file.name, size: f.file.size, content_type: f.file.type })),
           as_document: el.asDocument.checked,
           voice,
+          send_at: sendAt,
         },
       });
       state.idemKey = null;
@@ -348,7 +418,8 @@
       el.fileList.replaceChildren();
       deleteVoice();
       updateCounter();
-      announce(fmt('queued'));
+      announce(sendAt === null ? fmt('queued') : fmt('message_scheduled', { time: scheduledTime(sendAt) }));
+      if (sendAt !== null) { el.sendLater.checked = false; laterChanged(); }
       if (res.message_id) state.watched.set(String(res.message_id), 'queued');
       loadMessages();
       el.message.focus();
@@ -359,9 +430,25 @@
     } finally {
       state.sending = false;
       el.message.readOnly = false;
-      el.send.textContent = fmt('send');
+      el.send.textContent = sendLabel();
       updateSendButton();
     }
+  }
+
+  function sendLabel() { return fmt(el.sendLater.checked ? 'schedule' : 'send'); }
+
+  // The picker opens an hour ahead, in the zone it says, and never offers the past.
+  function laterChanged() {
+    const on = el.sendLater.checked;
+    el.laterBox.hidden = !on;
+    if (!state.sending) el.send.textContent = sendLabel();
+    if (on) {
+      const now = Date.now();
+      el.sendAt.min = instantToWall(now, zoneName());
+      if (!el.sendAt.value) el.sendAt.value = instantToWall(Math.ceil((now + 3600000) / 300000) * 300000, zoneName());
+    }
+    composeChanged();
+    fit();
   }
 
   // ---- files: straight to storage, with progress ----
@@ -690,6 +777,8 @@
       state.msgTimer = setTimeout(loadMessages, MESSAGES_POLL_MS);
     } else if (list.some((m) => m.status === 'sent')) {
       state.msgTimer = setTimeout(loadMessages, READ_POLL_MS);
+    } else if (list.some((m) => m.status === 'scheduled')) {
+      state.msgTimer = setTimeout(loadMessages, SCHEDULED_POLL_MS);
     }
   }
 
@@ -721,6 +810,14 @@
         m.connector ? fmt('message_meta', { connector: m.connector }) : null,
         m.connector && valid ? ' · ' : null,
         valid ? h('time', { dateTime: date.toISOString() }, timeFormat.format(date)) : null),
+      m.status === 'scheduled' && m.send_at
+        ? h('p', { className: 'olc-msg-meta' }, fmt('scheduled_for', { time: scheduledTime(Number(m.send_at)) }))
+        : null,
+      m.status === 'scheduled'
+        ? h('div', { className: 'olc-actions' },
+          h('button', { type: 'button', className: 'olc-btn olc-btn-light olc-btn-small', dataset: { action: 'edit' } }, fmt('edit_message')),
+          h('button', { type: 'button', className: 'olc-btn olc-btn-light olc-btn-small', dataset: { action: 'cancel' } }, fmt('cancel_message')))
+        : null,
       m.reason ? h('p', { className: 'olc-msg-reason' }, String(m.reason)) : null,
       m.published?.state === 'failed'
         ? h('p', { className: 'olc-msg-reason' }, fmt('publication_failed', { reason: String(m.published.reason ?? '') }))
@@ -731,8 +828,9 @@
     el.messagesLoading.hidden = true;
     el.messagesEmpty.hidden = list.length > 0;
     const sig = JSON.stringify(list);
-    if (sig !== state.msgSig) {
+    if (sig !== state.msgSig && !state.editing) {
       state.msgSig = sig;
+      state.list = list;
       el.messages.replaceChildren(...list.map(messageItem));
     }
 
@@ -746,6 +844,71 @@
     }
     fit();
   }
+
+  // ---- scheduled messages: cancel, edit ----
+
+  async function cancelScheduled(item) {
+    clearAlert();
+    try {
+      await api(`/api/messages/${encodeURIComponent(item.dataset.id)}/cancel`, { method: 'POST' });
+      announce(fmt('message_cancelled'));
+    } catch (e) {
+      showError(e);
+    }
+    // The button goes with the redrawn list: the keyboard carries on from the message field.
+    el.message.focus();
+    loadMessages();
+  }
+
+  function openEdit(item, m) {
+    state.editing = item.dataset.id;
+    const id = `edit-${item.dataset.id}`;
+    const text = h('textarea', { id: `${id}-text`, className: 'olc-control', rows: 3, value: String(m.text ?? '') });
+    const at = h('input', { id: `${id}-at`, type: 'datetime-local', className: 'olc-control', value: instantToWall(Number(m.send_at), zoneName()) });
+    at.setAttribute('aria-describedby', 'send-at-zone');
+    const form = h('form', { className: 'olc-msg-edit' },
+      h('label', { className: 'olc-sublabel', htmlFor: text.id }, fmt('message')), text,
+      h('label', { className: 'olc-sublabel', htmlFor: at.id }, fmt('send_at')), at,
+      h('div', { className: 'olc-actions' },
+        h('button', { type: 'submit', className: 'olc-btn olc-btn-small' }, fmt('save_message')),
+        h('button', { type: 'button', className: 'olc-btn olc-btn-light olc-btn-small', dataset: { action: 'keep' } }, fmt('keep_message'))));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      clearAlert();
+      const sendAt = wallToInstant(at.value, zoneName());
+      if (sendAt === null) { showAlert(fmt('send_at_missing')); at.focus(); return; }
+      try {
+        await api(`/api/messages/${encodeURIComponent(item.dataset.id)}`, { method: 'PUT', body: { text: text.value, send_at: sendAt } });
+        announce(fmt('message_changed'));
+        closeEdit();
+      } catch (e2) {
+        showError(e2);
+        if (e2.status === 409) closeEdit();
+      }
+    });
+    item.querySelector('.olc-actions')?.replaceWith(form);
+    text.focus();
+    fit();
+  }
+
+  function closeEdit() {
+    state.editing = null;
+    state.msgSig = '';
+    el.message.focus();
+    loadMessages();
+  }
+
+  el.messages.addEventListener('click', (e) => {
+    const button = e.target.closest('button[data-action]');
+    const item = button?.closest('.olc-msg');
+    if (!item) return;
+    if (button.dataset.action === 'cancel') cancelScheduled(item);
+    else if (button.dataset.action === 'keep') closeEdit();
+    else if (button.dataset.action === 'edit' && !state.editing) {
+      const m = state.list.find((x) => String(x.id) === item.dataset.id);
+      if (m) openEdit(item, m);
+    }
+  });
 
   // ---- wiring ----
 
@@ -792,6 +955,8 @@
   // Another publication mode or activity choice is another message: a new idempotency key.
   el.publication.addEventListener('change', composeChanged);
   el.createActivity.addEventListener('change', composeChanged);
+  el.sendLater.addEventListener('change', laterChanged);
+  el.sendAt.addEventListener('change', composeChanged);
   el.chatBox.addEventListener('toggle', () => { if (el.chatBox.open) loadEmployees(); fit(); });
   el.createChat.addEventListener('click', createChat);
 

@@ -27,6 +27,10 @@ pub struct Claims {
     /// which connectors they may use depends on them.
     #[serde(default)]
     pub departments: Vec<u64>,
+    /// The user's IANA time zone (`TIME_ZONE` of `user.current`), for picking a time to send
+    /// later; `None` when the user keeps the portal's.
+    #[serde(default)]
+    pub time_zone: Option<String>,
     /// Unix seconds.
     pub exp: i64,
 }
@@ -106,9 +110,9 @@ impl SessionSigner {
         mac
     }
 
-    pub fn issue(&self, portal: &Installed, user: u64, departments: Vec<u64>, entity: EntityRef, lang: Lang) -> String {
+    pub fn issue(&self, portal: &Installed, user: u64, departments: Vec<u64>, time_zone: Option<String>, entity: EntityRef, lang: Lang) -> String {
         let (portal, install) = (portal.member_id.to_owned(), portal.install_id.to_owned());
-        let claims = Claims { portal, install, user, entity, lang, departments, exp: now_secs() + self.lifetime_secs };
+        let claims = Claims { portal, install, user, entity, lang, departments, time_zone, exp: now_secs() + self.lifetime_secs };
         self.sign(&claims)
     }
 
@@ -153,18 +157,18 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let token = signer().issue(&M1, 5, vec![3], entity(), Lang::Ru);
+        let token = signer().issue(&M1, 5, vec![3], Some("Asia/Tokyo".into()), entity(), Lang::Ru);
         let claims: Claims = signer().verify(&token).unwrap();
         assert_eq!((claims.portal.as_str(), claims.user, claims.entity, claims.lang), ("m1", 5, entity(), Lang::Ru));
-        assert_eq!(claims.departments, [3]);
+        assert_eq!((claims.departments, claims.time_zone.as_deref()), (vec![3], Some("Asia/Tokyo")));
     }
 
     #[test]
     fn refuses_forged_tampered_and_expired_tokens() {
-        let token = signer().issue(&M1, 5, Vec::new(), entity(), Lang::En);
+        let token = signer().issue(&M1, 5, Vec::new(), None, entity(), Lang::En);
         assert_eq!(SessionSigner::new([8; 32], 60).verify::<Claims>(&token), Err(TokenError::BadSignature));
         let (_, tag) = token.split_once('.').unwrap();
-        let forged = Claims { portal: "m2".into(), install: "i1".into(), user: 5, entity: entity(), lang: Lang::En, departments: Vec::new(), exp: now_secs() + 60 };
+        let forged = Claims { portal: "m2".into(), install: "i1".into(), user: 5, entity: entity(), lang: Lang::En, departments: Vec::new(), time_zone: None, exp: now_secs() + 60 };
         let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
         assert_eq!(signer().verify::<Claims>(&format!("{forged_payload}.{tag}")), Err(TokenError::BadSignature));
         let expired = Claims { exp: now_secs() - 1, ..forged };
@@ -176,7 +180,7 @@ mod tests {
 
     #[test]
     fn tab_and_admin_tokens_do_not_stand_for_each_other() {
-        let tab = signer().issue(&M1, 5, Vec::new(), entity(), Lang::En);
+        let tab = signer().issue(&M1, 5, Vec::new(), None, entity(), Lang::En);
         assert_eq!(signer().verify::<AdminClaims>(&tab), Err(TokenError::Malformed));
         let admin = signer().issue_admin(&M1, 5, Lang::En);
         assert_eq!(signer().verify::<Claims>(&admin), Err(TokenError::Malformed));

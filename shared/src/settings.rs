@@ -41,9 +41,10 @@ pub struct Settings {
     /// look-ups (`OLCHAT_DAILY_PHONE_LOOKUPS`, default 50); seconds between two phone look-ups
     /// (`OLCHAT_PHONE_PACE_SECS`, default 0 here: the sandbox Telegram needs no pacing).
     pub limits: SafetyLimits,
-    /// How often every connected account is caught up with Telegram (`OLCHAT_CATCH_UP_SECS`,
-    /// default 5 with the sandbox Telegram, 60 with real Telegram; 0: only after sends). On AWS
-    /// an EventBridge rule does this every minute.
+    /// How often every connected account is caught up with Telegram and due scheduled messages
+    /// are queued (`OLCHAT_CATCH_UP_SECS`, default 5 with the sandbox Telegram, 60 with real
+    /// Telegram; 0: catch-ups only after sends, no scheduled send). On AWS an EventBridge rule
+    /// does this every minute.
     pub catch_up_every: Option<std::time::Duration>,
     /// How the embedded runner delivers the openline queue (`OLCHAT_OPENLINE_ORDER`):
     /// `grouped` (default), or `unordered` as SQS does on AWS. The telegram queue is always

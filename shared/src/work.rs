@@ -17,8 +17,8 @@ pub enum Job {
     Publish { message_id: String, member_id: String },
     /// Read what happened on a connected account since the last look.
     CatchUp { member_id: String, connector_id: String },
-    /// The schedule's tick: a catch-up for every connected account (and, once a day, the
-    /// keep-alive of quiet portals' tokens).
+    /// The schedule's tick: scheduled messages that are due queued, a catch-up for every
+    /// connected account (and, once a day, the keep-alive of quiet portals' tokens).
     CatchUpAll,
     /// Refresh the own tokens of portals that went quiet, before their refresh tokens die.
     KeepPortalsAlive,

@@ -183,3 +183,27 @@ impl Deployed {
         self.http.get(format!("{}{path}", self.portal_url)).send().await.unwrap().json().await.unwrap()
     }
 }
+
+/// The local runner in sandbox mode on `url`, keeping its data in `dir`: started again on
+/// the same directory, it is the same instance after a restart.
+pub fn local_runner(url: &str, dir: &std::path::Path) -> Process {
+    let mut command = Command::new(local_binary());
+    command.env_clear().env("RUST_LOG", "warn").env("OLCHAT_ADDR", &url[7..]).env("OLCHAT_DATA_DIR", dir);
+    Process::spawn(command)
+}
+
+pub async fn answering(http: &reqwest::Client, url: &str) {
+    eventually(Duration::from_secs(30), "the local runner", || async { http.get(format!("{url}/sandbox")).send().await.ok().filter(|r| r.status().is_success()) }).await;
+}
+
+/// The lead's tab, once the runner has installed the app on the sandbox portal (it answers
+/// a little before that).
+pub async fn lead_tab(http: &reqwest::Client, url: &str) -> String {
+    eventually(Duration::from_secs(30), "the lead's tab", || async {
+        let launcher = http.get(format!("{url}/sandbox/open?entity=lead&id=1&lang=en")).send().await.ok()?.text().await.ok()?;
+        let (action, form) = launcher_form(&launcher).ok()?;
+        let page = http.post(action).form(&form).send().await.ok()?.text().await.ok()?;
+        page_token(&page)
+    })
+    .await
+}

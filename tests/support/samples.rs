@@ -150,5 +150,6 @@ pub fn message(app: &TestApp, status: MessageStatus) -> Message {
         activity_requested: false,
         lease: None,
         origin: None,
+        send_at: None,
     }
 }

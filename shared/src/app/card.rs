@@ -26,6 +26,9 @@ pub struct CardView {
     pub recipients: Vec<RecipientView>,
     /// Contact sync progress of the selected connector; `None` when not syncing.
     pub sync: Option<SyncProgress>,
+    /// The zone "send later" is picked in: the user's own (a CRM record has no time zone
+    /// field); `None` when the user keeps the portal's, and the tab uses the browser's.
+    pub time_zone: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -111,6 +114,7 @@ pub async fn load_card(svc: &Services, claims: &Claims, connector: Option<&str>)
         connector_id: selected.map(|c| c.id.clone()),
         recipients,
         sync,
+        time_zone: claims.time_zone.clone(),
     })
 }
 

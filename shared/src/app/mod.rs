@@ -9,6 +9,7 @@ pub mod install;
 pub mod openlines;
 pub mod placement;
 pub mod portal;
+pub mod schedule;
 pub mod send;
 pub mod uploads;
 
@@ -29,6 +30,7 @@ use crate::repo::connectors::Connectors;
 use crate::repo::logins::Logins;
 use crate::repo::mailbox::Mailbox;
 use crate::repo::messages::Messages;
+use crate::repo::schedule::Schedule;
 use crate::repo::openlines::OpenLines;
 use crate::repo::portals::{Portal, Portals};
 use crate::repo::resolutions::Resolutions;
@@ -47,6 +49,8 @@ pub struct Services {
     pub limits: SafetyLimits,
     pub cards: Cards,
     pub messages: Messages,
+    /// The due-time index of scheduled messages.
+    pub schedule: Schedule,
     pub automation: AutomationRequests,
     pub uploads: Uploads,
     pub openlines: OpenLines,
@@ -98,6 +102,7 @@ impl Services {
             limits,
             cards: Cards::new(records.clone()),
             messages: Messages::new(records.clone()),
+            schedule: Schedule::new(records.clone()),
             automation: AutomationRequests::new(records.clone()),
             uploads: Uploads::new(records.clone()),
             openlines: OpenLines::new(records.clone()),
@@ -142,6 +147,8 @@ pub enum ErrorKind {
     NotFound,
     /// Well-formed but not acceptable (422).
     Invalid,
+    /// Too late for this: the record moved on (409).
+    Conflict,
     /// The portal or Telegram failed us (502).
     Upstream,
     /// Try again later (503).

@@ -271,10 +271,12 @@ async fn find_activity(portal: &mut PortalClient<'_>, message: &Message) -> Resu
 fn activity_layout(m: &Message, look: &TimelineLook) -> Value {
     let lang = m.lang;
     let (status, tag) = match m.status {
+        MessageStatus::Scheduled => ("status_scheduled", "warning"),
         MessageStatus::Queued | MessageStatus::Sending => ("status_queued", "secondary"),
         MessageStatus::Sent => ("status_sent", "primary"),
         MessageStatus::Read => ("status_read", "success"),
         MessageStatus::Failed => ("status_failed", "failure"),
+        MessageStatus::Cancelled => ("status_cancelled", "secondary"),
     };
     let recipient = Some(m.recipient_name.trim()).filter(|r| !r.is_empty()).unwrap_or("Telegram");
     let mut blocks = json!({

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::portal::{batch_record, portal_error, refuse_unlikely_token, unknown_portal, user_departments, user_id};
+use super::portal::{batch_record, portal_error, refuse_unlikely_token, unknown_portal, user_departments, user_id, user_time_zone};
 use super::{AppError, ErrorKind, Services};
 use crate::crypto::Secret;
 use crate::domain::{EntityRef, EntityType};
@@ -102,9 +102,9 @@ pub async fn open_tab(svc: &Services, query: &PlacementQuery, form: &PlacementFo
     let auth = UserAuth { access_token: form.auth_id.clone(), refresh_token: form.refresh_id.clone() };
     svc.portals.save_auth(&portal.member_id, TokenOwner::User(user_id), &auth).await?;
     let lang = Lang::from_portal(&query.lang);
-    // The departments ride in the tab's signed token: `user.current` is in this batch anyway,
+    // The departments and the time zone ride in the tab's signed token: `user.current` is in this batch anyway,
     // so no call and no cache is added, and a change of department counts from the next
     // opening of the tab, as a token's lifetime already bounds everything else it carries.
-    let token = svc.sessions.issue(&portal.installed(), user_id, user_departments(&user), entity, lang);
+    let token = svc.sessions.issue(&portal.installed(), user_id, user_departments(&user), user_time_zone(&user), entity, lang);
     Ok(OpenedTab { token, lang, portal_time })
 }

@@ -262,6 +262,12 @@ pub fn user_departments(user: &Value) -> Vec<u64> {
     ids.filter_map(|d| d.as_u64().or_else(|| d.as_str()?.parse().ok())).collect()
 }
 
+/// A user's time zone from a `user.current` answer (`TIME_ZONE`, empty when the user keeps
+/// the portal's, `api-reference/user/user-current.md`).
+pub fn user_time_zone(user: &Value) -> Option<String> {
+    user.get("TIME_ZONE").and_then(Value::as_str).map(str::trim).filter(|z| !z.is_empty() && z.len() <= 64).map(str::to_owned)
+}
+
 /// The record a batch command read, or the error the portal gave for it.
 pub fn batch_record(batch: &BatchResult, key: &str) -> Result<Value, AppError> {
     if let Some(err) = batch.errors.get(key) {

@@ -6,7 +6,7 @@ use super::card::telegram_problem;
 use super::connectors::{may_use, not_permitted, usable_connector};
 use super::openlines::{ChatClient, chat_client};
 use super::uploads::{self, FileRef, VoiceRef};
-use super::{AppError, ErrorKind, Services};
+use super::{AppError, ErrorKind, Services, schedule};
 use crate::auth::Claims;
 use crate::clock::now_millis;
 use crate::domain::message::{MAX_PARTS, NewMessage, TEXT_LIMIT, split_text};
@@ -38,6 +38,9 @@ pub struct SendRequest {
     pub publication: PublicationMode,
     #[serde(default)]
     pub create_activity: bool,
+    /// Send later: when (unix ms). A time already come (within a minute's grace) sends at once.
+    #[serde(default)]
+    pub send_at: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -56,6 +59,8 @@ pub struct MessageView {
     pub publication: PublicationMode,
     /// The Open Line chat it was published to, or why not.
     pub published: Option<Publication>,
+    /// When a scheduled message goes (or went), unix ms.
+    pub send_at: Option<i64>,
 }
 
 fn valid_idempotency_key(key: &str) -> bool {
@@ -69,22 +74,14 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
     if !valid_idempotency_key(&request.idempotency_key) {
         return Err(AppError::invalid("bad_idempotency_key", text(lang, "bad_idempotency_key", &[])));
     }
-    let message_text = request.text.trim();
-    if message_text.is_empty() && request.attachments.is_empty() && request.voice.is_none() {
-        return Err(AppError::invalid("empty_text", text(lang, "empty_text", &[])));
-    }
-    let parts = if message_text.is_empty() { Vec::new() } else { split_text(message_text, TEXT_LIMIT) };
-    if parts.len() > MAX_PARTS {
-        let args = [("parts", MAX_PARTS.to_string()), ("limit", TEXT_LIMIT.to_string())];
-        let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        return Err(AppError::invalid("too_long", text(lang, "too_long", &args)));
-    }
+    let text_parts = text_parts(lang, &request.text, !request.attachments.is_empty() || request.voice.is_some())?;
+    let now = now_millis();
+    let send_at = request.send_at.map(|at| schedule::check_send_at(lang, at, now)).transpose()?.filter(|&at| at > now);
     let mut files = uploads::attachments(svc, claims, &request.attachments, request.as_document).await?;
     if let Some(voice) = &request.voice {
         files.push(uploads::voice_attachment(svc, claims, voice).await?);
     }
     let (connector, recipient, user) = recipient_account(svc, claims, &request.connector_id, &request.recipient).await?;
-    let text_parts = parts.into_iter().map(|text| Part { text, media: None, sent: false, telegram_id: None });
 
     let new_id = uuid::Uuid::new_v4().to_string();
     let id = svc.messages.claim_idempotency_key(&claims.portal, claims.user, &request.idempotency_key, &new_id).await?;
@@ -114,16 +111,39 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
         origin: None,
     };
     let file_parts = files.into_iter().map(|file| Part { text: String::new(), media: Some(file), sent: false, telegram_id: None });
-    let message = Message::queued(new, &user, text_parts.chain(file_parts).collect(), now_millis());
+    let mut message = Message::queued(new, &user, text_parts.into_iter().chain(file_parts).collect(), now);
+    if let Some(at) = send_at {
+        message.schedule(at);
+        // In the index before the message exists: a crash between them leaves only an entry
+        // the sweep drops, never a scheduled message nothing would send.
+        svc.schedule.add(at, &message.id).await?;
+    }
     svc.messages.create(&message).await?;
-    enqueue(svc, &message).await?;
+    if message.status == MessageStatus::Queued {
+        enqueue(svc, &message).await?;
+    }
     if message.create_activity {
-        // The activity shows "queued" at once; the worker updates it as the message goes.
+        // The activity shows "queued" (or "scheduled") at once; the worker updates it as the message goes.
         publish_job(&message).enqueue(svc.queue.as_ref(), std::time::Duration::ZERO).await.map_err(|e| AppError::internal(format!("queue: {e:#}")))?;
     }
     svc.connectors.set_last_used(&claims.portal, claims.user, &connector.id).await?;
-    tracing::info!(message_id = %message.id, parts = message.parts.len(), "message queued");
+    tracing::info!(message_id = %message.id, parts = message.parts.len(), send_at = ?message.send_at, "message accepted");
     Ok(message.id)
+}
+
+/// The text as Telegram's parts; empty only when files or a voice note go along.
+pub fn text_parts(lang: Lang, message_text: &str, with_files: bool) -> Result<Vec<Part>, AppError> {
+    let message_text = message_text.trim();
+    if message_text.is_empty() && !with_files {
+        return Err(AppError::invalid("empty_text", text(lang, "empty_text", &[])));
+    }
+    let parts = if message_text.is_empty() { Vec::new() } else { split_text(message_text, TEXT_LIMIT) };
+    if parts.len() > MAX_PARTS {
+        let args = [("parts", MAX_PARTS.to_string()), ("limit", TEXT_LIMIT.to_string())];
+        let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        return Err(AppError::invalid("too_long", text(lang, "too_long", &args)));
+    }
+    Ok(parts.into_iter().map(|text| Part { text, media: None, sent: false, telegram_id: None }).collect())
 }
 
 /// The connector, the recipient and their Telegram account, if this card may address them.
@@ -188,7 +208,8 @@ async fn admit_from_tab(svc: &Services, lang: Lang, connector: &Connector, peer:
     }
 }
 
-async fn enqueue(svc: &Services, message: &Message) -> Result<(), AppError> {
+/// The message's send job, on its connector's queue group.
+pub async fn enqueue(svc: &Services, message: &Message) -> Result<(), AppError> {
     let job = Job::Send { message_id: message.id.clone(), connector_id: message.connector_id.clone() };
     job.enqueue(svc.queue.as_ref(), std::time::Duration::ZERO).await.map_err(|e| AppError::internal(format!("queue: {e:#}")))
 }
@@ -199,17 +220,26 @@ pub fn publish_job(message: &Message) -> Job {
 }
 
 pub async fn message_view(svc: &Services, claims: &Claims, id: &str) -> Result<MessageView, AppError> {
-    let not_found = || AppError::new(ErrorKind::NotFound, "message_not_found", "No such message.");
+    let (message, connectors) = card_message(svc, claims, id).await?;
+    Ok(view(claims.lang, &message, &connectors))
+}
+
+pub fn message_not_found() -> AppError {
+    AppError::new(ErrorKind::NotFound, "message_not_found", "No such message.")
+}
+
+/// A message of the token's own card through a connector this user may use, and the
+/// portal's connectors: a tab on one record reads or changes nothing of another.
+pub async fn card_message(svc: &Services, claims: &Claims, id: &str) -> Result<(Message, Vec<Connector>), AppError> {
     if uuid::Uuid::parse_str(id).is_err() {
-        return Err(not_found());
+        return Err(message_not_found());
     }
-    // Only a message of the token's own card: a tab on one record reads nothing of another.
-    let message = svc.messages.get(id).await?.filter(|m| m.member_id == claims.portal && m.entity == claims.entity).ok_or_else(not_found)?;
+    let message = svc.messages.get(id).await?.filter(|m| m.member_id == claims.portal && m.entity == claims.entity).ok_or_else(message_not_found)?;
     let connectors = svc.connectors.list(&claims.portal).await?;
     if !visible(claims, &message, &connectors) {
         return Err(not_permitted(claims.lang));
     }
-    Ok(view(claims.lang, &message, &connectors))
+    Ok((message, connectors))
 }
 
 /// The card's conversation through the connectors this user may use.
@@ -225,7 +255,7 @@ fn visible(claims: &Claims, message: &Message, connectors: &[Connector]) -> bool
     connectors.iter().find(|c| c.id == message.connector_id).is_none_or(|c| may_use(claims, c))
 }
 
-fn view(lang: Lang, m: &Message, connectors: &[Connector]) -> MessageView {
+pub fn view(lang: Lang, m: &Message, connectors: &[Connector]) -> MessageView {
     let reason = match (&m.failure, m.retry_at) {
         (Some(failure), _) => Some(failure_text(lang, failure)),
         (None, Some(at)) if m.status == MessageStatus::Queued => {
@@ -247,6 +277,7 @@ fn view(lang: Lang, m: &Message, connectors: &[Connector]) -> MessageView {
         created_at: m.created_at,
         publication: m.publication,
         published: m.published.clone(),
+        send_at: m.send_at,
     }
 }
 

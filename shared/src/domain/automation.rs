@@ -65,10 +65,11 @@ impl ProviderStatus {
     /// A message's state as the provider reports it; `None` while it is on its way.
     pub fn of(status: MessageStatus, failure: Option<&Failure>) -> Option<Self> {
         match status {
-            MessageStatus::Queued | MessageStatus::Sending => None,
+            MessageStatus::Scheduled | MessageStatus::Queued | MessageStatus::Sending => None,
             MessageStatus::Sent => Some(Self::Sent),
             MessageStatus::Read => Some(Self::Delivered),
             MessageStatus::Failed => Some(failure.map_or(Self::Failed, Self::of_failure)),
+            MessageStatus::Cancelled => Some(Self::Failed),
         }
     }
 
@@ -84,8 +85,8 @@ impl ProviderStatus {
 pub fn robot_status(status: MessageStatus) -> Option<&'static str> {
     match status {
         MessageStatus::Sent | MessageStatus::Read => Some("sent"),
-        MessageStatus::Failed => Some("failed"),
-        MessageStatus::Queued | MessageStatus::Sending => None,
+        MessageStatus::Failed | MessageStatus::Cancelled => Some("failed"),
+        MessageStatus::Scheduled | MessageStatus::Queued | MessageStatus::Sending => None,
     }
 }
 

@@ -1,4 +1,5 @@
-//! A message's life: queued → sending → sent → read, or failed with a reason.
+//! A message's life: (scheduled →) queued → sending → sent → read, or failed with a reason;
+//! a scheduled one may be cancelled until it leaves.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -17,17 +18,20 @@ pub const MAX_PARTS: usize = 10;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
+    /// Waits in the due-time index for its `send_at`; editable and cancellable until then.
+    Scheduled,
     Queued,
     Sending,
     Sent,
     Read,
     Failed,
+    Cancelled,
 }
 
 impl MessageStatus {
     /// Nothing more will be sent for a message in a final state.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Sent | Self::Read | Self::Failed)
+        matches!(self, Self::Sent | Self::Read | Self::Failed | Self::Cancelled)
     }
 }
 
@@ -140,6 +144,9 @@ pub struct Message {
     /// Set when automation asked for it rather than someone in the tab: told how it went.
     #[serde(default)]
     pub origin: Option<Origin>,
+    /// When a scheduled message is due (unix ms); kept once it left, to show when it was meant to.
+    #[serde(default)]
+    pub send_at: Option<i64>,
 }
 
 impl Leased for Message {
@@ -199,12 +206,55 @@ impl Message {
             activity_requested: false,
             lease: None,
             origin: new.origin,
+            send_at: None,
         }
     }
 
-    /// Claims the message for a send attempt; `false` when it is already final.
+    /// Held back until `at` (unix ms), when the sweep of the due-time index queues it.
+    pub fn schedule(&mut self, at: i64) {
+        self.status = MessageStatus::Scheduled;
+        self.send_at = Some(at);
+    }
+
+    /// The sweep found it due at `due`: queued, unless it was cancelled or moved to another
+    /// time meanwhile. `false` when it was not scheduled for `due`.
+    pub fn release(&mut self, due: i64) -> bool {
+        let due_now = self.status == MessageStatus::Scheduled && self.send_at == Some(due);
+        if due_now {
+            self.status = MessageStatus::Queued;
+        }
+        due_now
+    }
+
+    /// Released for `due` and not yet picked up by the worker: a sweep cut short after the
+    /// release queues it again.
+    pub fn released_for(&self, due: i64) -> bool {
+        self.status == MessageStatus::Queued && self.send_at == Some(due)
+    }
+
+    /// `false` once it left (or was cancelled already).
+    pub fn cancel(&mut self) -> bool {
+        let scheduled = self.status == MessageStatus::Scheduled;
+        if scheduled {
+            self.status = MessageStatus::Cancelled;
+        }
+        scheduled
+    }
+
+    /// New text parts (the files stay) and a new time; `false` once it left.
+    pub fn reschedule(&mut self, text_parts: Vec<Part>, at: i64) -> bool {
+        if self.status != MessageStatus::Scheduled {
+            return false;
+        }
+        self.parts.retain(|p| p.media.is_some());
+        self.parts.splice(0..0, text_parts);
+        self.send_at = Some(at);
+        true
+    }
+
+    /// Claims the message for a send attempt; `false` when it is already final or not due yet.
     pub fn begin_sending(&mut self) -> bool {
-        if self.status.is_final() {
+        if self.status.is_final() || self.status == MessageStatus::Scheduled {
             return false;
         }
         self.status = MessageStatus::Sending;
@@ -345,7 +395,36 @@ mod tests {
             activity_requested: false,
             lease: None,
             origin: None,
+            send_at: None,
         }
+    }
+
+    #[test]
+    fn a_scheduled_message_leaves_once_and_only_for_its_time() {
+        let mut m = message(&["a"]);
+        m.schedule(1_000);
+        assert!(!m.begin_sending(), "not before the sweep releases it");
+        assert!(!m.release(999), "an index entry of an earlier time releases nothing");
+        assert!(m.release(1_000));
+        assert!(m.released_for(1_000));
+        assert!(!m.release(1_000), "a second sweep releases nothing more");
+        assert!(!m.cancel(), "too late to cancel once queued");
+        assert!(m.begin_sending());
+    }
+
+    #[test]
+    fn a_scheduled_message_is_edited_or_cancelled_until_it_leaves() {
+        let mut m = message(&["old"]);
+        let file = Attachment { key: "k".into(), file_name: "a.pdf".into(), mime_type: "application/pdf".into(), size: 3, send_as: SendAs::Document };
+        m.parts.push(Part { text: String::new(), media: Some(file), sent: false, telegram_id: None });
+        m.schedule(1_000);
+        let new = vec![Part { text: "new".into(), media: None, sent: false, telegram_id: None }];
+        assert!(m.reschedule(new.clone(), 2_000));
+        assert_eq!((m.text(), m.attachments().count(), m.send_at), ("new".to_owned(), 1, Some(2_000)));
+        assert!(!m.release(1_000), "the old time is no longer due");
+        assert!(m.cancel());
+        assert!(!m.reschedule(new, 3_000) && !m.release(2_000) && !m.begin_sending());
+        assert!(m.status.is_final());
     }
 
     #[test]

@@ -13,7 +13,8 @@ use super::{AppState, Session, json_body};
 use crate::app::openlines::{self, ChatRequest};
 use crate::app::send::SendRequest;
 use crate::app::uploads::UploadRequest;
-use crate::app::{AppError, card, send, uploads};
+use crate::app::schedule::EditRequest;
+use crate::app::{AppError, card, schedule, send, uploads};
 
 pub fn card_routes() -> Router<AppState> {
     Router::new().route("/api/card", get(get_card))
@@ -24,7 +25,8 @@ pub fn send_routes() -> Router<AppState> {
         .route("/api/send", post(post_send))
         .route("/api/uploads", post(post_upload))
         .route("/api/messages", get(list_messages))
-        .route("/api/messages/{id}", get(get_message))
+        .route("/api/messages/{id}", get(get_message).put(put_message))
+        .route("/api/messages/{id}/cancel", post(cancel_message))
         .route("/api/chats", post(post_chat))
         .route("/api/employees", get(list_employees))
 }
@@ -72,6 +74,24 @@ async fn get_message(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(send::message_view(&svc, &claims, &id).await?))
+}
+
+async fn put_message(
+    State(svc): State<AppState>,
+    Session(claims): Session,
+    Path(id): Path<String>,
+    body: Result<Json<EditRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let request = json_body(body)?;
+    Ok(Json(schedule::edit(&svc, &claims, &id, request).await?))
+}
+
+async fn cancel_message(
+    State(svc): State<AppState>,
+    Session(claims): Session,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(schedule::cancel(&svc, &claims, &id).await?))
 }
 
 async fn post_chat(

@@ -16,7 +16,8 @@ use tracing::Instrument;
 use crate::app::openlines::{self, retryable};
 use crate::app::automation::{self, HandOver};
 pub use crate::app::connectors::note_connector;
-use crate::app::{AppError, Progress, Services, install};
+use crate::app::{AppError, Progress, Services, install, schedule};
+use crate::clock::now_millis;
 use crate::domain::Failure;
 use crate::ports::{Delivery, TelegramError};
 use crate::work::Job;
@@ -88,7 +89,17 @@ async fn run(svc: &Services, job: Job, receive: u32) -> Outcome {
             let span = tracing::info_span!("catch_up", connector_id = %connector_id, receive);
             catch_up::catch_up(svc, &member_id, &connector_id, receive).instrument(span).await
         }
-        Job::CatchUpAll => catch_up::request_all(svc, receive).instrument(tracing::info_span!("catch_up_all")).await,
+        Job::CatchUpAll => async {
+            // The same tick sends what is due: the FIFO telegram queue cannot hold a message back.
+            let swept = schedule::sweep(svc, now_millis()).await;
+            let outcome = catch_up::request_all(svc, receive).await;
+            match swept {
+                Ok(_) => outcome,
+                Err(e) => portal_outcome(Err::<(), _>(e), receive),
+            }
+        }
+        .instrument(tracing::info_span!("catch_up_all"))
+        .await,
         Job::KeepPortalsAlive => {
             let kept = crate::app::portal::keep_portals_alive(svc, crate::app::portal::KEEP_ALIVE_AFTER);
             async { portal_outcome(kept.await, receive) }.instrument(tracing::info_span!("keep_portals_alive")).await

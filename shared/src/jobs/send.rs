@@ -42,6 +42,10 @@ async fn try_send(svc: &Services, message_id: &str, receive_count: u32) -> Resul
     let Some(message) = svc.messages.update(message_id, |m| { claimed = m.begin_sending(); claimed }).await? else {
         return Ok(Outcome::Failed("no such message".into()));
     };
+    if !claimed && !message.status.is_final() {
+        tracing::info!("scheduled; the sweep queues it when it is due");
+        return Ok(Outcome::Done);
+    }
     if !claimed {
         tracing::info!(status = ?message.status, "already final; nothing to send");
         // The earlier run may have stopped before handing it on; the next steps repeat nothing.

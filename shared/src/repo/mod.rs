@@ -10,6 +10,7 @@ pub mod openlines;
 pub mod portals;
 pub mod resolutions;
 pub mod safety;
+pub mod schedule;
 pub mod sessions;
 pub mod uploads;
 
