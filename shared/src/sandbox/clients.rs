@@ -1,8 +1,10 @@
 //! The clients' side of the sandbox Telegram: a page where a person answers a connected
 //! account as one of the demo clients (text, and a photo, document or voice note) and reads
 //! its messages. Both produce the updates the real Telegram would: a new message, and
-//! `updateReadHistoryOutbox` for the account.
-//! (core.telegram.org/type/Update: `updateNewMessage`, `updateReadHistoryOutbox`).
+//! `updateReadHistoryOutbox` for the account; a client's edit or deletion (JSON hooks) gives
+//! `updateEditMessage` / `updateDeleteMessages`.
+//! (core.telegram.org/type/Update: `updateNewMessage`, `updateReadHistoryOutbox`,
+//! `updateEditMessage`, `updateDeleteMessages`).
 
 use std::sync::Arc;
 
@@ -29,6 +31,8 @@ pub fn routes() -> Router<Arc<Sandbox>> {
         .route(PAGE, get(page))
         .route("/sandbox/telegram/reply", post(reply))
         .route("/sandbox/telegram/read", post(read))
+        .route("/sandbox/telegram/edit", post(edit))
+        .route("/sandbox/telegram/delete", post(delete))
 }
 
 /// What a sandbox client can attach: small real files of each kind.
@@ -89,6 +93,31 @@ async fn reply(State(sandbox): State<Arc<Sandbox>>, headers: HeaderMap, body: By
         (Ok(_), true) => Redirect::to(PAGE).into_response(),
         (Ok(id), false) => Json(json!({ "message_id": id })).into_response(),
         (Err(e), _) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct EditRequest {
+    from_user_id: i64,
+    message_id: i32,
+    #[serde(default)]
+    text: String,
+}
+
+/// A client edits a message they wrote (JSON): `updateEditMessage` for both sides.
+async fn edit(State(sandbox): State<Arc<Sandbox>>, Json(r): Json<EditRequest>) -> Response {
+    changed(sandbox.telegram.edit(r.from_user_id, r.message_id, &r.text))
+}
+
+/// A client deletes a message of their chat for both sides (JSON): `updateDeleteMessages`.
+async fn delete(State(sandbox): State<Arc<Sandbox>>, Json(r): Json<EditRequest>) -> Response {
+    changed(sandbox.telegram.delete(r.from_user_id, r.message_id))
+}
+
+fn changed(done: Result<(), String>) -> Response {
+    match done {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response(),
     }
 }
 

@@ -549,6 +549,8 @@ pub fn routes() -> Router<Arc<SandboxPortal>> {
         .route("/sandbox/portal/state", get(state))
         .route("/sandbox/portal/openlines/messages", get(openline_messages))
         .route("/sandbox/portal/openlines/operator", post(operator_writes))
+        .route("/sandbox/portal/openlines/operator/edit", post(operator_edits))
+        .route("/sandbox/portal/openlines/operator/delete", post(operator_deletes))
         .route("/sandbox/portal/openlines/disconnect", post(disconnect_line))
         .route("/sandbox/portal/activities", get(activities))
         .route("/sandbox/portal/notifications", get(notifications))
@@ -707,6 +709,37 @@ async fn operator_writes(State(portal): PortalRef, headers: HeaderMap, body: Byt
         (Ok(_), true) => axum::response::Redirect::to("/sandbox/openlines").into_response(),
         (Ok(id), false) => Json(json!({ "message_id": id })).into_response(),
         (Err(e), _) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct OperatorRevision {
+    message_id: u64,
+    #[serde(default)]
+    text: String,
+}
+
+/// Test and demo hook: an operator edits what they wrote (JSON).
+async fn operator_edits(State(portal): PortalRef, Json(r): Json<OperatorRevision>) -> Response {
+    if r.text.trim().is_empty() {
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": "the text is empty" }))).into_response();
+    }
+    revised(&portal, r.message_id, Some(&r.text))
+}
+
+/// Test and demo hook: an operator deletes what they wrote (JSON).
+async fn operator_deletes(State(portal): PortalRef, Json(r): Json<OperatorRevision>) -> Response {
+    revised(&portal, r.message_id, None)
+}
+
+fn revised(portal: &SandboxPortal, message_id: u64, text: Option<&str>) -> Response {
+    let caused = portal.lock().operator_revises(message_id, text);
+    match caused {
+        Ok(caused) => {
+            portal.deliver(caused);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e.description }))).into_response(),
     }
 }
 
