@@ -56,7 +56,9 @@ async fn the_install_flow_registers_everything_on_a_fresh_portal() {
     assert_eq!(state["active"], json!([["olchat_telegram", "7"]]));
     let mut events: Vec<&str> = state["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
     events.sort();
-    assert_eq!(events, ["ONAPPUNINSTALL", "ONAPPUPDATE", "ONIMCONNECTORLINEDELETE", "ONIMCONNECTORMESSAGEADD", "ONIMCONNECTORSTATUSDELETE"]);
+    let expected = ["ONAPPUNINSTALL", "ONAPPUPDATE", "ONIMCONNECTORLINEDELETE", "ONIMCONNECTORMESSAGEADD", "ONIMCONNECTORMESSAGEDELETE",
+        "ONIMCONNECTORMESSAGEUPDATE", "ONIMCONNECTORSTATUSDELETE"];
+    assert_eq!(events, expected);
     // Open Lines' own messages do not reach clients unless an administrator allows it.
     assert_eq!(connector["NEED_SYSTEM_MESSAGES"], false);
     // The Contact Center shows the connector as connected on its line.
@@ -83,13 +85,13 @@ async fn onappinstall_alone_installs_and_the_demo_portals_went_through_it_too() 
     assert_eq!(status, 200, "{body}");
     let state = eventually(WAIT, "the queued set-up", || async {
         let state = app.portal_state(seed::FRESH_MEMBER_ID).await;
-        (state["events"].as_array().map(Vec::len) == Some(5)).then_some(state)
+        (state["events"].as_array().map(Vec::len) == Some(7)).then_some(state)
     })
     .await;
     assert_eq!(state["placements"].as_array().unwrap().len(), 4);
     assert_eq!(state["active"], json!([["olchat_telegram", "7"]]));
     let demo = app.portal_state(seed::DEMO_MEMBER_ID).await;
-    assert_eq!((demo["placements"].as_array().unwrap().len(), demo["events"].as_array().unwrap().len()), (4, 5));
+    assert_eq!((demo["placements"].as_array().unwrap().len(), demo["events"].as_array().unwrap().len()), (4, 7));
 }
 
 #[tokio::test]
