@@ -1077,6 +1077,59 @@ async fn api_reference_imopenlines_imconnector_events_on_im_connector_message_ad
     assert_eq!(received[2]["text"], "Plain");
 }
 
+/// An employee's message in Ivan's chat, once the app confirmed its delivery: its id and the
+/// Telegram message it became.
+async fn delivered_reply(app: &TestApp, chat: u64, text: &str, shown: &str) -> (u64, Value) {
+    let id = app.operator_writes(chat, EMPLOYEE, text).await;
+    let sent = eventually(WAIT, "the reply in Telegram", || async { app.telegram_messages().await.into_iter().find(|m| m["text"] == shown) }).await;
+    eventually(WAIT, "its delivery status", || async { app.ol_messages().await.into_iter().find(|m| m["id"] == id && m["delivered"] == true).map(drop) }).await;
+    (id, sent)
+}
+
+async fn operator_changes(app: &TestApp, change: &str, message_id: u64, text: &str) -> StatusCode {
+    app.post_json(&format!("/sandbox/portal/openlines/operator/{change}"), json!({ "message_id": message_id, "text": text })).await.status
+}
+
+/// `api-reference/imopenlines/imconnector/events/on-im-connector-message-update.md`: an
+/// employee's edit reaches the connector with the new text (signed as the message was), named
+/// by the ids it gave on delivery; the app edits the Telegram message and confirms with
+/// `imconnector.send.status.delivery`, as the page asks. Not raised for a message the
+/// connector sent ("when a message sent from the external system channel is modified").
+#[tokio::test]
+async fn api_reference_imopenlines_imconnector_events_on_im_connector_message_update() {
+    let app = spawn_app().await;
+    let chat = ivans_chat(&app).await;
+    let (id, sent) = delivered_reply(&app, chat, "Guten Tag!", "Boris Ivanov:\nGuten Tag!").await;
+    let delivered = app.ol_messages().await.into_iter().find(|m| m["id"] == id).unwrap()["delivered_ids"].clone();
+    assert_eq!(delivered, json!([sent["id"].to_string()]), "the connector named the message by its Telegram id");
+    assert_eq!(operator_changes(&app, "edit", id, "Guten Abend!").await, StatusCode::NO_CONTENT);
+    let edited = eventually(WAIT, "the edit in Telegram", || async {
+        app.telegram_messages().await.into_iter().find(|m| m["text"] == "Boris Ivanov:\nGuten Abend!")
+    })
+    .await;
+    assert_eq!(edited["id"], sent["id"]);
+    let published = app.ol_messages().await.into_iter().find(|m| m["external_id"].is_string()).unwrap();
+    assert_eq!(operator_changes(&app, "edit", published["id"].as_u64().unwrap(), "x").await, StatusCode::BAD_REQUEST, "no event for the connector's own message");
+}
+
+/// `api-reference/imopenlines/imconnector/events/on-im-connector-message-delete.md`: an
+/// employee's deletion reaches the connector (`message.id` one string here); the app deletes
+/// the Telegram message for both sides. The chat keeps only the mark.
+#[tokio::test]
+async fn api_reference_imopenlines_imconnector_events_on_im_connector_message_delete() {
+    let app = spawn_app().await;
+    let chat = ivans_chat(&app).await;
+    let (id, sent) = delivered_reply(&app, chat, "Falsch", "Boris Ivanov:\nFalsch").await;
+    assert_eq!(operator_changes(&app, "delete", id, "").await, StatusCode::NO_CONTENT);
+    eventually(WAIT, "the message gone from Telegram", || async {
+        app.telegram_messages().await.iter().all(|m| m["id"] != sent["id"]).then_some(())
+    })
+    .await;
+    let gone = app.ol_messages().await.into_iter().find(|m| m["id"] == id).unwrap();
+    assert_eq!((&gone["deleted"], &gone["text"]), (&json!(true), &json!("")), "{gone}");
+    assert_eq!(operator_changes(&app, "delete", id, "").await, StatusCode::BAD_REQUEST, "deleted once");
+}
+
 /// The line the app keeps for the demo portal.
 async fn app_line(app: &TestApp, member_id: &str) -> Option<String> {
     app.app.services.portals.get(member_id).await.unwrap().and_then(|p| p.line)
