@@ -368,6 +368,22 @@ async fn a_clients_edit_and_deletion_reach_the_open_line_once() {
 }
 
 #[tokio::test]
+async fn a_client_edits_and_deletes_from_the_sandbox_page() {
+    let app = spawn_manual().await;
+    let token = app.lead_tab().await;
+    write_to_ivan(&app, &token, "Here is our offer").await;
+    let id = client_writes(&app, IVAN_ID, "Tomorow", "none").await;
+    let page = app.http.get(app.url("/sandbox/telegram")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("action=/sandbox/telegram/edit") && page.contains(">Delete</button>"), "{page}");
+    let edit = [("from_user_id", IVAN_ID.to_string()), ("message_id", id.to_string()), ("text", "Tomorrow".into())];
+    let page = app.http.post(app.url("/sandbox/telegram/edit")).form(&edit).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Tomorrow<small> (edited)"), "{page}");
+    let delete = [("from_user_id", IVAN_ID.to_string()), ("message_id", id.to_string())];
+    let page = app.http.post(app.url("/sandbox/telegram/delete")).form(&delete).send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains("Tomorrow"), "gone for both sides: {page}");
+}
+
+#[tokio::test]
 async fn a_message_deleted_before_it_was_forwarded_never_reaches_the_open_line() {
     let app = spawn_manual().await;
     let token = app.lead_tab().await;

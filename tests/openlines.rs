@@ -525,6 +525,17 @@ async fn the_sandbox_page_lets_a_person_answer_as_an_operator() {
     assert!(page.contains("&lt;b&gt;not html") && !page.contains("<b>not html"), "escaped on the page: {page}");
     let received = eventually(WAIT, "the reply", || async { app.telegram_messages().await.get(1).cloned() }).await;
     assert_eq!(received["text"], "Boris Ivanov:\n<b>not html</b>");
+
+    // The operator edits the reply from the page, then deletes it.
+    let reply = app.ol_messages().await.into_iter().find(|m| m["author_id"] == 2).unwrap()["id"].as_u64().unwrap();
+    assert!(page.contains("/sandbox/portal/openlines/operator/edit") && page.contains(">Delete</button>"), "{page}");
+    let form = [("message_id", reply.to_string()), ("text", "Fixed".into())];
+    let answer = app.http.post(app.url("/sandbox/portal/openlines/operator/edit")).form(&form).send().await.unwrap();
+    assert!(answer.text().await.unwrap().contains(", edited): Fixed"), "the page shows the edit");
+    reply_in_telegram(&app, "Boris Ivanov:\nFixed").await;
+    let answer = app.http.post(app.url("/sandbox/portal/openlines/operator/delete")).form(&[("message_id", reply.to_string())]).send().await.unwrap();
+    assert!(answer.text().await.unwrap().contains(", deleted): <"), "the page keeps the mark");
+    eventually(WAIT, "the reply gone from Telegram", || async { (app.telegram_messages().await.len() == 1).then_some(()) }).await;
 }
 
 #[tokio::test]

@@ -104,20 +104,23 @@ struct EditRequest {
     text: String,
 }
 
-/// A client edits a message they wrote (JSON): `updateEditMessage` for both sides.
-async fn edit(State(sandbox): State<Arc<Sandbox>>, Json(r): Json<EditRequest>) -> Response {
-    changed(sandbox.telegram.edit(r.from_user_id, r.message_id, &r.text))
+/// A client edits a message they wrote (a form from the page, or JSON): `updateEditMessage` for both sides.
+async fn edit(State(sandbox): State<Arc<Sandbox>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (request, is_form) = form_or_json::<EditRequest>(&headers, &body);
+    changed(request.and_then(|r| sandbox.telegram.edit(r.from_user_id, r.message_id, &r.text)), is_form)
 }
 
-/// A client deletes a message of their chat for both sides (JSON): `updateDeleteMessages`.
-async fn delete(State(sandbox): State<Arc<Sandbox>>, Json(r): Json<EditRequest>) -> Response {
-    changed(sandbox.telegram.delete(r.from_user_id, r.message_id))
+/// A client deletes a message of their chat for both sides (a form, or JSON): `updateDeleteMessages`.
+async fn delete(State(sandbox): State<Arc<Sandbox>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (request, is_form) = form_or_json::<EditRequest>(&headers, &body);
+    changed(request.and_then(|r| sandbox.telegram.delete(r.from_user_id, r.message_id)), is_form)
 }
 
-fn changed(done: Result<(), String>) -> Response {
-    match done {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response(),
+fn changed(done: Result<(), String>, is_form: bool) -> Response {
+    match (done, is_form) {
+        (Ok(()), true) => Redirect::to(PAGE).into_response(),
+        (Ok(()), false) => StatusCode::NO_CONTENT.into_response(),
+        (Err(e), _) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response(),
     }
 }
 
@@ -210,5 +213,19 @@ fn message_line(m: &ReceivedMessage, client_id: i64) -> String {
         (false, false) => " ✓ unread",
     };
     let file = m.file.as_ref().map(|f| format!(" [{}: {}]", m.media, HtmlEscape(&f.file_name))).unwrap_or_default();
-    format!("<li><b>{who}</b>{file}: {}<small>{status}</small></li>", HtmlEscape(&m.text))
+    let edited = if m.edit_date.is_some() { " (edited)" } else { "" };
+    // The client may edit what they wrote and delete it (for both sides).
+    let controls = if from_client {
+        format!(
+            " <form method=post action=/sandbox/telegram/edit style=display:inline><input type=hidden name=from_user_id value={client_id}>
+<input type=hidden name=message_id value={id}><input name=text required aria-label=\"New text\" value=\"{text}\"> <button class=olc-btn>Edit</button></form>
+<form method=post action=/sandbox/telegram/delete style=display:inline><input type=hidden name=from_user_id value={client_id}>
+<input type=hidden name=message_id value={id}><button class=olc-btn>Delete</button></form>",
+            id = m.id,
+            text = HtmlEscape(&m.text),
+        )
+    } else {
+        String::new()
+    };
+    format!("<li><b>{who}</b>{file}: {}<small>{edited}{status}</small>{controls}</li>", HtmlEscape(&m.text))
 }

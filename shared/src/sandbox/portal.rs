@@ -719,27 +719,27 @@ struct OperatorRevision {
     text: String,
 }
 
-/// Test and demo hook: an operator edits what they wrote (JSON).
-async fn operator_edits(State(portal): PortalRef, Json(r): Json<OperatorRevision>) -> Response {
-    if r.text.trim().is_empty() {
-        return (StatusCode::BAD_REQUEST, Json(json!({ "error": "the text is empty" }))).into_response();
-    }
-    revised(&portal, r.message_id, Some(&r.text))
+/// An operator edits what they wrote (JSON, or the form of the sandbox page).
+async fn operator_edits(State(portal): PortalRef, headers: HeaderMap, body: Bytes) -> Response {
+    let (parsed, is_form) = form_or_json::<OperatorRevision>(&headers, &body);
+    let parsed = parsed.and_then(|r| if r.text.trim().is_empty() { Err("the text is empty".into()) } else { Ok(r) });
+    revised(&portal, parsed.map(|r| (r.message_id, Some(r.text))), is_form)
 }
 
-/// Test and demo hook: an operator deletes what they wrote (JSON).
-async fn operator_deletes(State(portal): PortalRef, Json(r): Json<OperatorRevision>) -> Response {
-    revised(&portal, r.message_id, None)
+/// An operator deletes what they wrote (JSON, or the form of the sandbox page).
+async fn operator_deletes(State(portal): PortalRef, headers: HeaderMap, body: Bytes) -> Response {
+    let (parsed, is_form) = form_or_json::<OperatorRevision>(&headers, &body);
+    revised(&portal, parsed.map(|r| (r.message_id, None)), is_form)
 }
 
-fn revised(portal: &SandboxPortal, message_id: u64, text: Option<&str>) -> Response {
-    let caused = portal.lock().operator_revises(message_id, text);
-    match caused {
-        Ok(caused) => {
+fn revised(portal: &SandboxPortal, change: Result<(u64, Option<String>), String>, is_form: bool) -> Response {
+    let caused = change.and_then(|(id, text)| portal.lock().operator_revises(id, text.as_deref()).map_err(|e| e.description));
+    match (caused, is_form) {
+        (Ok(caused), form) => {
             portal.deliver(caused);
-            StatusCode::NO_CONTENT.into_response()
+            if form { axum::response::Redirect::to("/sandbox/openlines").into_response() } else { StatusCode::NO_CONTENT.into_response() }
         }
-        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e.description }))).into_response(),
+        (Err(e), _) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response(),
     }
 }
 
