@@ -328,3 +328,72 @@ async fn an_sqs_batch_retries_a_waiting_job_and_holds_the_rest_of_its_group_behi
     assert_eq!(failed, ["a", "b"], "the flood wait retries a, and b waits behind it in the sales group");
     assert!(app.app.services.mailbox.catch_up_state("support").await.unwrap().is_some(), "another group goes on");
 }
+
+/// A client's change to their message in the sandbox Telegram (`edit` or `delete`).
+async fn client_revises(app: &TestApp, change: &str, from: i64, message_id: i64, text: &str) {
+    let answer = app.post_json(&format!("/sandbox/telegram/{change}"), json!({ "from_user_id": from, "message_id": message_id, "text": text })).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.body);
+}
+
+#[tokio::test]
+async fn a_clients_edit_and_deletion_reach_the_open_line_once() {
+    let app = spawn_manual().await;
+    let token = app.lead_tab().await;
+    write_to_ivan(&app, &token, "Here is our offer").await;
+    let first = client_writes(&app, IVAN_ID, "Deliver on Monday", "none").await;
+    let second = client_writes(&app, IVAN_ID, "To Lenina 1", "none").await;
+    assert_eq!(catch_up(&app).await, Outcome::Done);
+    client_messages(&app, 2).await;
+
+    client_revises(&app, "edit", IVAN_ID, first, "Deliver on Tuesday").await;
+    client_revises(&app, "delete", IVAN_ID, second, "").await;
+    let before = app.app.services.mailbox.catch_up_state("sales").await.unwrap().unwrap();
+    assert_eq!(catch_up(&app).await, Outcome::Done);
+    let changed = eventually(WAIT, "the edit and the deletion in the Open Line", || async {
+        let messages = client_messages(&app, 2).await;
+        (messages[0]["edited"] == true && messages[1]["deleted"] == true).then_some(messages)
+    })
+    .await;
+    assert_eq!(changed[0]["text"], "Deliver on Tuesday", "{changed:?}");
+    assert_eq!((changed[0]["external_id"].as_str(), changed[1]["text"].as_str()), (Some(format!("tg-sales-{first}").as_str()), Some("")));
+
+    // The same difference again changes nothing more: no call to the portal either.
+    app.settled().await;
+    let calls = app.portal_requests().await;
+    app.app.services.mailbox.save_catch_up_state("sales", &before).await.unwrap();
+    assert_eq!(catch_up(&app).await, Outcome::Done);
+    app.settled().await;
+    assert_eq!(app.portal_requests().await, calls);
+    assert_eq!(texts(&client_messages(&app, 2).await), ["Deliver on Tuesday", ""]);
+}
+
+#[tokio::test]
+async fn a_client_edits_and_deletes_from_the_sandbox_page() {
+    let app = spawn_manual().await;
+    let token = app.lead_tab().await;
+    write_to_ivan(&app, &token, "Here is our offer").await;
+    let id = client_writes(&app, IVAN_ID, "Tomorow", "none").await;
+    let page = app.http.get(app.url("/sandbox/telegram")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("action=/sandbox/telegram/edit") && page.contains(">Delete</button>"), "{page}");
+    let edit = [("from_user_id", IVAN_ID.to_string()), ("message_id", id.to_string()), ("text", "Tomorrow".into())];
+    let page = app.http.post(app.url("/sandbox/telegram/edit")).form(&edit).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Tomorrow<small> (edited)"), "{page}");
+    let delete = [("from_user_id", IVAN_ID.to_string()), ("message_id", id.to_string())];
+    let page = app.http.post(app.url("/sandbox/telegram/delete")).form(&delete).send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains("Tomorrow"), "gone for both sides: {page}");
+}
+
+#[tokio::test]
+async fn a_message_deleted_before_it_was_forwarded_never_reaches_the_open_line() {
+    let app = spawn_manual().await;
+    let token = app.lead_tab().await;
+    write_to_ivan(&app, &token, "Here is our offer").await;
+    let gone = client_writes(&app, IVAN_ID, "Oops, wrong chat", "none").await;
+    let kept = client_writes(&app, IVAN_ID, "Sounds good", "none").await;
+    client_revises(&app, "edit", IVAN_ID, kept, "Sounds great").await;
+    client_revises(&app, "delete", IVAN_ID, gone, "").await;
+    assert_eq!(catch_up(&app).await, Outcome::Done);
+    app.settled().await;
+    let incoming = client_messages(&app, 1).await;
+    assert_eq!(texts(&incoming), ["Sounds great"], "the edited text, and nothing of the deleted message");
+}

@@ -56,7 +56,9 @@ async fn the_install_flow_registers_everything_on_a_fresh_portal() {
     assert_eq!(state["active"], json!([["olchat_telegram", "7"]]));
     let mut events: Vec<&str> = state["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
     events.sort();
-    assert_eq!(events, ["ONAPPUNINSTALL", "ONAPPUPDATE", "ONIMCONNECTORLINEDELETE", "ONIMCONNECTORMESSAGEADD", "ONIMCONNECTORSTATUSDELETE"]);
+    let expected = ["ONAPPUNINSTALL", "ONAPPUPDATE", "ONIMCONNECTORLINEDELETE", "ONIMCONNECTORMESSAGEADD", "ONIMCONNECTORMESSAGEDELETE",
+        "ONIMCONNECTORMESSAGEUPDATE", "ONIMCONNECTORSTATUSDELETE"];
+    assert_eq!(events, expected);
     // Open Lines' own messages do not reach clients unless an administrator allows it.
     assert_eq!(connector["NEED_SYSTEM_MESSAGES"], false);
     // The Contact Center shows the connector as connected on its line.
@@ -83,13 +85,13 @@ async fn onappinstall_alone_installs_and_the_demo_portals_went_through_it_too() 
     assert_eq!(status, 200, "{body}");
     let state = eventually(WAIT, "the queued set-up", || async {
         let state = app.portal_state(seed::FRESH_MEMBER_ID).await;
-        (state["events"].as_array().map(Vec::len) == Some(5)).then_some(state)
+        (state["events"].as_array().map(Vec::len) == Some(7)).then_some(state)
     })
     .await;
     assert_eq!(state["placements"].as_array().unwrap().len(), 4);
     assert_eq!(state["active"], json!([["olchat_telegram", "7"]]));
     let demo = app.portal_state(seed::DEMO_MEMBER_ID).await;
-    assert_eq!((demo["placements"].as_array().unwrap().len(), demo["events"].as_array().unwrap().len()), (4, 5));
+    assert_eq!((demo["placements"].as_array().unwrap().len(), demo["events"].as_array().unwrap().len()), (4, 7));
 }
 
 #[tokio::test]
@@ -523,6 +525,17 @@ async fn the_sandbox_page_lets_a_person_answer_as_an_operator() {
     assert!(page.contains("&lt;b&gt;not html") && !page.contains("<b>not html"), "escaped on the page: {page}");
     let received = eventually(WAIT, "the reply", || async { app.telegram_messages().await.get(1).cloned() }).await;
     assert_eq!(received["text"], "Boris Ivanov:\n<b>not html</b>");
+
+    // The operator edits the reply from the page, then deletes it.
+    let reply = app.ol_messages().await.into_iter().find(|m| m["author_id"] == 2).unwrap()["id"].as_u64().unwrap();
+    assert!(page.contains("/sandbox/portal/openlines/operator/edit") && page.contains(">Delete</button>"), "{page}");
+    let form = [("message_id", reply.to_string()), ("text", "Fixed".into())];
+    let answer = app.http.post(app.url("/sandbox/portal/openlines/operator/edit")).form(&form).send().await.unwrap();
+    assert!(answer.text().await.unwrap().contains(", edited): Fixed"), "the page shows the edit");
+    reply_in_telegram(&app, "Boris Ivanov:\nFixed").await;
+    let answer = app.http.post(app.url("/sandbox/portal/openlines/operator/delete")).form(&[("message_id", reply.to_string())]).send().await.unwrap();
+    assert!(answer.text().await.unwrap().contains(", deleted): <"), "the page keeps the mark");
+    eventually(WAIT, "the reply gone from Telegram", || async { (app.telegram_messages().await.len() == 1).then_some(()) }).await;
 }
 
 #[tokio::test]
@@ -667,6 +680,7 @@ async fn received_from_ivan(app: &TestApp, telegram_id: i32) -> String {
     let Some(shared::repo::resolutions::Resolution::Found { user }) = found else { panic!("Ivan resolved: {found:?}") };
     let received = shared::repo::mailbox::Received {
         telegram_id, from: user, date: 0, text: "Is it in stock?".into(), files: vec![], forwarded: false, lease: None,
+        edited: false, deleted: false, removed: false,
     };
     assert!(services.mailbox.receive("sales", &received).await.unwrap());
     let job = shared::work::Job::ForwardReceived { member_id: seed::DEMO_MEMBER_ID.into(), connector_id: "sales".into(), telegram_ids: vec![telegram_id] };
@@ -744,4 +758,73 @@ async fn a_method_past_its_time_budget_waits_for_the_reset_and_is_not_called_mea
     assert!(matches!(again, shared::jobs::Outcome::RetryAfter(d) if d >= Duration::from_secs(50)), "{again:?}");
     assert_eq!(app.portal_requests().await, before, "no call to the blocked method before its reset");
     assert!(app.ol_messages().await.is_empty());
+}
+
+/// The reply `text` the operator wrote, once Telegram has it: its Telegram message.
+async fn reply_in_telegram(app: &TestApp, text: &str) -> Value {
+    eventually(WAIT, &format!("{text:?} in Telegram"), || async { app.telegram_messages().await.into_iter().find(|m| m["text"] == text) }).await
+}
+
+/// An operator's change to their message, through the sandbox portal's hook (`edit` or `delete`).
+async fn operator_revises(app: &TestApp, change: &str, message_id: u64, text: &str) {
+    let answer = app.post_json(&format!("/sandbox/portal/openlines/operator/{change}"), json!({ "message_id": message_id, "text": text })).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.body);
+}
+
+#[tokio::test]
+async fn an_operators_edited_and_deleted_reply_is_edited_and_deleted_on_telegram_once() {
+    let app = spawn_app().await;
+    let token = app.lead_tab().await;
+    let chat = ivans_chat(&app, &token).await;
+    let reply = app.operator_writes(chat, 2, "See you at [b]10[/b]").await;
+    let sent = reply_in_telegram(&app, "Boris Ivanov:\nSee you at 10").await;
+    eventually(WAIT, "the reply's delivery status", || async {
+        app.ol_messages().await.iter().find(|m| m["id"] == reply && m["delivered"] == true).map(drop)
+    })
+    .await;
+
+    operator_revises(&app, "edit", reply, "See you at [b]11[/b]").await;
+    let edited = reply_in_telegram(&app, "Boris Ivanov:\nSee you at 11").await;
+    assert_eq!(edited["id"], sent["id"], "the same message, edited");
+    assert!(edited["edit_date"].is_i64(), "{edited}");
+    let kinds: Vec<&str> = edited["entities"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["bold", "bold"]);
+    // The same edit again (a repeated event) changes nothing more.
+    operator_revises(&app, "edit", reply, "See you at [b]11[/b]").await;
+    app.settled().await;
+    let texts: Vec<Value> = app.telegram_messages().await.into_iter().map(|m| m["text"].clone()).collect();
+    assert_eq!(texts, [json!("Hello"), json!("Boris Ivanov:\nSee you at 11")], "edited once, nothing sent");
+
+    operator_revises(&app, "delete", reply, "").await;
+    eventually(WAIT, "the reply gone from Telegram", || async { (app.telegram_messages().await.len() == 1).then_some(()) }).await;
+    // Redelivered, the deletion's job finds it done: no connection, nothing else deleted.
+    let job = json!({ "kind": "delete_reply", "member_id": seed::DEMO_MEMBER_ID, "connector_id": "sales", "line": "1",
+        "external_chat_id": "sales-1001", "ol_chat_id": chat, "im_message_id": reply, "text": "" });
+    let connections = app.get_json("/sandbox/telegram/stats").await["calls"]["messages.deleteMessages"].clone();
+    assert_eq!(app.run_job(&job.to_string(), 2).await, shared::jobs::Outcome::Done);
+    app.settled().await;
+    assert_eq!(app.get_json("/sandbox/telegram/stats").await["calls"]["messages.deleteMessages"], connections);
+    assert_eq!(app.telegram_messages().await[0]["text"], "Hello", "the client's chat keeps the rest");
+}
+
+#[tokio::test]
+async fn a_change_to_a_message_we_do_not_know_is_ignored_with_200() {
+    let app = spawn_app().await;
+    let token = app.lead_tab().await;
+    let chat = ivans_chat(&app, &token).await;
+    let application_token = app.app.sandbox().portal.portal(seed::DEMO_MEMBER_ID).unwrap().installation.application_token.unwrap();
+    for (event, message) in [("ONIMCONNECTORMESSAGEUPDATE", json!({ "id": ["77"], "text": "forged" })), ("ONIMCONNECTORMESSAGEDELETE", json!({ "id": "77" }))] {
+        let body = json!({
+            "event": event, "event_handler_id": 1, "ts": "1",
+            "data": { "CONNECTOR": "olchat_telegram", "LINE": 1,
+                      "MESSAGES": [{ "im": { "chat_id": chat, "message_id": 999_999 }, "message": message, "chat": { "id": "sales-1001" } }] },
+            "auth": { "member_id": seed::DEMO_MEMBER_ID, "domain": seed::DEMO_DOMAIN, "application_token": application_token },
+        });
+        let form = serde_qs::Config::new().use_form_encoding(true).serialize_string(&body).unwrap();
+        assert_eq!(app.post_event(&form).await, StatusCode::OK, "{event}");
+    }
+    app.settled().await;
+    let telegram = app.telegram_messages().await;
+    assert_eq!((telegram.len(), telegram[0]["text"].as_str()), (1, Some("Hello")));
+    assert!(telegram[0].get("edit_date").is_none(), "{telegram:?}");
 }

@@ -693,6 +693,85 @@ async fn api_reference_imopenlines_imconnector_imconnector_send_messages() {
     refused(&broken, 400, "ERROR_ARGUMENT", Some("The incorrect structure of a message inside MESSAGES parameter"));
 }
 
+/// `api-reference/imopenlines/imconnector/imconnector-update-messages.md`: the `message.id`
+/// and `chat.id` of the `send.messages` name the message; `RESULT[]` items `{user (string),
+/// message {id, date, text, files}, chat {id, name}, SUCCESS}`; 400 `ERROR_ARGUMENT` for a
+/// missing `CONNECTOR`, `LINE` or `MESSAGES`, `NOT_ACTIVE_LINE` for an inactive line.
+#[tokio::test]
+async fn api_reference_imopenlines_imconnector_imconnector_update_messages() {
+    let app = spawn_app().await;
+    probe_connector(&app).await;
+    let sent = client_message("channel-300", "ext-user-300", "Klaus", "Guten Tag");
+    assert_eq!(send_on_probe(&app, json!([sent.clone()])).await.1["result"]["SUCCESS"], true);
+    let mut edit = sent.clone();
+    edit["message"]["text"] = json!("Guten Abend");
+    let update = |messages: Value| call(&app, ADMIN, "imconnector.update.messages", json!({ "CONNECTOR": PROBE, "LINE": PROBE_LINE, "MESSAGES": messages }));
+    let (status, body) = update(json!([edit.clone()])).await;
+    assert_eq!((status, &body["result"]["SUCCESS"]), (StatusCode::OK, &json!(true)), "{body}");
+    let item = &body["result"]["DATA"]["RESULT"][0];
+    assert_eq!(keys(item), ["SUCCESS", "chat", "message", "user"], "{item}");
+    assert!(item["user"].is_string(), "{item}");
+    assert_eq!((&item["message"]["id"], &item["message"]["text"], &item["chat"]["id"]), (&sent["message"]["id"], &json!("Guten Abend"), &json!("channel-300")));
+    let shown = app.ol_messages().await.into_iter().find(|m| m["external_id"] == sent["message"]["id"]).unwrap();
+    assert_eq!((&shown["text"], &shown["edited"]), (&json!("Guten Abend"), &json!(true)), "{shown}");
+
+    // "Pass either text or files".
+    let mut empty = edit.clone();
+    empty["message"].as_object_mut().unwrap().remove("text");
+    let item = update(json!([empty])).await.1["result"]["DATA"]["RESULT"][0].clone();
+    assert!(item["SUCCESS"] == false && item["ERRORS"].is_array(), "{item}");
+    // DOCS SILENT: an id the line never had is refused for that element.
+    let mut unknown = edit.clone();
+    unknown["message"]["id"] = json!("ext-never-sent");
+    let item = update(json!([unknown])).await.1["result"]["DATA"]["RESULT"][0].clone();
+    assert!(item["SUCCESS"] == false && item["ERRORS"].is_array(), "{item}");
+
+    revision_refusals(&app, "imconnector.update.messages", edit).await;
+}
+
+/// `api-reference/imopenlines/imconnector/imconnector-delete-messages.md`: `user.id`,
+/// `message.id` and `chat.id` required; `RESULT[]` items `{user, message {id}, chat {id},
+/// SUCCESS}`; the same refusals as the update.
+#[tokio::test]
+async fn api_reference_imopenlines_imconnector_imconnector_delete_messages() {
+    let app = spawn_app().await;
+    probe_connector(&app).await;
+    let sent = client_message("channel-301", "ext-user-301", "Klaus", "Guten Tag");
+    assert_eq!(send_on_probe(&app, json!([sent.clone()])).await.1["result"]["SUCCESS"], true);
+    let gone = json!({ "user": { "id": "ext-user-301" }, "message": { "id": sent["message"]["id"] }, "chat": { "id": "channel-301" } });
+    let delete = |messages: Value| call(&app, ADMIN, "imconnector.delete.messages", json!({ "CONNECTOR": PROBE, "LINE": PROBE_LINE, "MESSAGES": messages }));
+    let (status, body) = delete(json!([gone.clone()])).await;
+    assert_eq!((status, &body["result"]["SUCCESS"]), (StatusCode::OK, &json!(true)), "{body}");
+    let item = &body["result"]["DATA"]["RESULT"][0];
+    assert_eq!((&item["SUCCESS"], &item["message"]["id"], &item["chat"]["id"]), (&json!(true), &sent["message"]["id"], &json!("channel-301")), "{item}");
+    assert!(item["user"].is_string(), "{item}");
+    let shown = app.ol_messages().await.into_iter().find(|m| m["external_id"] == sent["message"]["id"]).unwrap();
+    assert_eq!((&shown["deleted"], &shown["text"]), (&json!(true), &json!("")), "{shown}");
+
+    // DOCS SILENT: a message deleted already is refused for that element.
+    let item = delete(json!([gone.clone()])).await.1["result"]["DATA"]["RESULT"][0].clone();
+    assert!(item["SUCCESS"] == false && item["ERRORS"].is_array(), "{item}");
+    let mut anonymous = gone.clone();
+    anonymous["user"] = json!({});
+    let item = delete(json!([anonymous])).await.1["result"]["DATA"]["RESULT"][0].clone();
+    assert!(item["SUCCESS"] == false, "user.id is required: {item}");
+
+    revision_refusals(&app, "imconnector.delete.messages", gone).await;
+}
+
+/// What `imconnector.update.messages` and `.delete.messages` both refuse, as their pages list it.
+async fn revision_refusals(app: &TestApp, method: &str, message: Value) {
+    let with = |params: Value| call(app, ADMIN, method, params);
+    refused(&with(json!({ "LINE": PROBE_LINE, "MESSAGES": [message.clone()] })).await, 400, "ERROR_ARGUMENT", Some("Argument 'CONNECTOR' is null or empty"));
+    refused(&with(json!({ "CONNECTOR": PROBE, "MESSAGES": [message.clone()] })).await, 400, "ERROR_ARGUMENT", Some("Argument 'LINE' is null or empty"));
+    refused(&with(json!({ "CONNECTOR": PROBE, "LINE": PROBE_LINE })).await, 400, "ERROR_ARGUMENT", Some("Argument 'MESSAGES' is null or empty"));
+    // The two pages word this description apart ("Line with such ID …" on the delete page): the code is what they share.
+    let inactive = with(json!({ "CONNECTOR": PROBE, "LINE": "1", "MESSAGES": [message] })).await;
+    refused(&inactive, 400, "NOT_ACTIVE_LINE", None);
+    let broken = with(json!({ "CONNECTOR": PROBE, "LINE": PROBE_LINE, "MESSAGES": [{ "message": { "id": "x" }, "chat": { "id": "c" } }] })).await;
+    refused(&broken, 400, "ERROR_ARGUMENT", Some("The incorrect structure of a message inside MESSAGES parameter"));
+}
+
 /// `api-reference/imopenlines/imconnector/imconnector-send-status-delivery.md`:
 /// `{"result": {"SUCCESS": true, "DATA": []}}`; 400 `ERROR_ARGUMENT` for a missing `MESSAGES`.
 #[tokio::test]
@@ -996,6 +1075,59 @@ async fn api_reference_imopenlines_imconnector_events_on_im_connector_message_ad
     })
     .await;
     assert_eq!(received[2]["text"], "Plain");
+}
+
+/// An employee's message in Ivan's chat, once the app confirmed its delivery: its id and the
+/// Telegram message it became.
+async fn delivered_reply(app: &TestApp, chat: u64, text: &str, shown: &str) -> (u64, Value) {
+    let id = app.operator_writes(chat, EMPLOYEE, text).await;
+    let sent = eventually(WAIT, "the reply in Telegram", || async { app.telegram_messages().await.into_iter().find(|m| m["text"] == shown) }).await;
+    eventually(WAIT, "its delivery status", || async { app.ol_messages().await.into_iter().find(|m| m["id"] == id && m["delivered"] == true).map(drop) }).await;
+    (id, sent)
+}
+
+async fn operator_changes(app: &TestApp, change: &str, message_id: u64, text: &str) -> StatusCode {
+    app.post_json(&format!("/sandbox/portal/openlines/operator/{change}"), json!({ "message_id": message_id, "text": text })).await.status
+}
+
+/// `api-reference/imopenlines/imconnector/events/on-im-connector-message-update.md`: an
+/// employee's edit reaches the connector with the new text (signed as the message was), named
+/// by the ids it gave on delivery; the app edits the Telegram message and confirms with
+/// `imconnector.send.status.delivery`, as the page asks. Not raised for a message the
+/// connector sent ("when a message sent from the external system channel is modified").
+#[tokio::test]
+async fn api_reference_imopenlines_imconnector_events_on_im_connector_message_update() {
+    let app = spawn_app().await;
+    let chat = ivans_chat(&app).await;
+    let (id, sent) = delivered_reply(&app, chat, "Guten Tag!", "Boris Ivanov:\nGuten Tag!").await;
+    let delivered = app.ol_messages().await.into_iter().find(|m| m["id"] == id).unwrap()["delivered_ids"].clone();
+    assert_eq!(delivered, json!([sent["id"].to_string()]), "the connector named the message by its Telegram id");
+    assert_eq!(operator_changes(&app, "edit", id, "Guten Abend!").await, StatusCode::NO_CONTENT);
+    let edited = eventually(WAIT, "the edit in Telegram", || async {
+        app.telegram_messages().await.into_iter().find(|m| m["text"] == "Boris Ivanov:\nGuten Abend!")
+    })
+    .await;
+    assert_eq!(edited["id"], sent["id"]);
+    let published = app.ol_messages().await.into_iter().find(|m| m["external_id"].is_string()).unwrap();
+    assert_eq!(operator_changes(&app, "edit", published["id"].as_u64().unwrap(), "x").await, StatusCode::BAD_REQUEST, "no event for the connector's own message");
+}
+
+/// `api-reference/imopenlines/imconnector/events/on-im-connector-message-delete.md`: an
+/// employee's deletion reaches the connector (`message.id` one string here); the app deletes
+/// the Telegram message for both sides. The chat keeps only the mark.
+#[tokio::test]
+async fn api_reference_imopenlines_imconnector_events_on_im_connector_message_delete() {
+    let app = spawn_app().await;
+    let chat = ivans_chat(&app).await;
+    let (id, sent) = delivered_reply(&app, chat, "Falsch", "Boris Ivanov:\nFalsch").await;
+    assert_eq!(operator_changes(&app, "delete", id, "").await, StatusCode::NO_CONTENT);
+    eventually(WAIT, "the message gone from Telegram", || async {
+        app.telegram_messages().await.iter().all(|m| m["id"] != sent["id"]).then_some(())
+    })
+    .await;
+    let gone = app.ol_messages().await.into_iter().find(|m| m["id"] == id).unwrap();
+    assert_eq!((&gone["deleted"], &gone["text"]), (&json!(true), &json!("")), "{gone}");
+    assert_eq!(operator_changes(&app, "delete", id, "").await, StatusCode::BAD_REQUEST, "deleted once");
 }
 
 /// The line the app keeps for the demo portal.

@@ -810,3 +810,58 @@ async fn a_download_follows_file_migrate_to_where_the_file_went() {
     assert_eq!(received(&app, "his file").file.unwrap().dc, 2, "the fault moved his file");
     assert_eq!(sha256(&moved), sha256(&his), "FILE_MIGRATE_2 followed");
 }
+
+/// core.telegram.org/method/messages.editMessage: our message's new text and entities, for
+/// both sides; the same again is `MESSAGE_NOT_MODIFIED` (the adapter's `Ok`); the client's
+/// message is `MESSAGE_AUTHOR_REQUIRED`, an id of no chat of ours `MESSAGE_ID_INVALID`. The
+/// client sees `updateEditMessage`; our own edit is not the client's in our difference.
+#[tokio::test]
+async fn an_edit_changes_our_message_for_both_sides_and_refuses_what_is_not_ours() {
+    let app = spawn().await;
+    let ivan = peer(&app, IVAN);
+    let session = app.app.services.telegram.connect(&sales()).await.unwrap();
+    let start = session.updates_state().await.unwrap();
+    let id = session.send_text(ivan, &Formatted::plain("Meet at 10"), 51).await.unwrap().id.unwrap();
+    let theirs = world(&app).reply(IVAN, seed::SALES_ACCOUNT, "Fine", None).unwrap();
+    session.edit_text(ivan, id, &from_bbcode("Meet at [b]11[/b]")).await.unwrap();
+    let edited = received(&app, "Meet at 11");
+    assert_eq!((edited.id, edited.entities.len()), (id, 1));
+    assert!(edited.edit_date.is_some());
+    let edits = calls(&app, "messages.editMessage");
+    assert_eq!(session.edit_text(ivan, id, &from_bbcode("Meet at [b]11[/b]")).await, Ok(()), "MESSAGE_NOT_MODIFIED");
+    assert_eq!(calls(&app, "messages.editMessage"), edits + 1);
+    assert_eq!(session.edit_text(ivan, theirs, &Formatted::plain("Not fine")).await, Err(TelegramError::Rejected("MESSAGE_AUTHOR_REQUIRED".into())));
+    assert_eq!(session.edit_text(ivan, id + 1_000_000, &Formatted::plain("x")).await, Err(TelegramError::Rejected("MESSAGE_ID_INVALID".into())));
+    assert_eq!(session.edit_text(ivan, id, &Formatted::plain(" ")).await, Err(TelegramError::Rejected("MESSAGE_EMPTY".into())));
+    let Difference::Updates { updates, .. } = session.difference(start).await.unwrap() else { panic!() };
+    session.close().await;
+    assert!(!updates.iter().any(|u| matches!(u, Update::Edited(_))), "our own edit: {updates:?}");
+    assert_eq!(received(&app, "Fine").edit_date, None);
+}
+
+/// core.telegram.org/method/messages.deleteMessages with `revoke`: gone for both sides, ours
+/// and the client's alike; an id we do not have is skipped. The account's difference then
+/// names the ids only (core.telegram.org/constructor/updateDeleteMessages), and a client's
+/// edit comes as `updateEditMessage`.
+#[tokio::test]
+async fn deletions_go_for_both_sides_and_the_difference_names_only_their_ids() {
+    let app = spawn().await;
+    let ivan = peer(&app, IVAN);
+    let session = app.app.services.telegram.connect(&sales()).await.unwrap();
+    let ours = session.send_text(ivan, &Formatted::plain("Wrong price"), 61).await.unwrap().id.unwrap();
+    let start = session.updates_state().await.unwrap();
+    let edited = world(&app).reply(IVAN, seed::SALES_ACCOUNT, "Two please", None).unwrap();
+    let theirs = world(&app).reply(IVAN, seed::SALES_ACCOUNT, "Oops", None).unwrap();
+    world(&app).edit(IVAN, edited, "Three please").unwrap();
+    world(&app).delete(IVAN, theirs).unwrap();
+    session.delete_messages(&[ours, ours + 1_000_000]).await.unwrap();
+    assert!(chat_with(&app, IVAN).iter().all(|m| m.id != ours && m.id != theirs), "gone for both sides");
+
+    let Difference::Updates { updates, .. } = session.difference(start).await.unwrap() else { panic!() };
+    session.close().await;
+    let changes: Vec<&Update> = updates.iter().filter(|u| !matches!(u, Update::Message(_))).collect();
+    let [Update::Edited(now), Update::Deleted { ids: theirs_gone }, Update::Deleted { ids: ours_gone }] = changes.as_slice() else { panic!("{updates:?}") };
+    assert_eq!((now.id, now.text.text.as_str()), (edited, "Three please"));
+    assert_eq!((theirs_gone.as_slice(), ours_gone.as_slice()), ([theirs].as_slice(), [ours].as_slice()));
+    assert_eq!(messages(&updates).iter().map(|m| m.text.text.as_str()).collect::<Vec<_>>(), ["Three please"], "a deleted message is not new");
+}

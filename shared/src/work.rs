@@ -29,6 +29,12 @@ pub enum Job {
     /// A message written into one of our Open Line chats: an operator's reply for the
     /// client, or our own publication come back.
     Reply(OperatorMessage),
+    /// An operator edited their reply in the Open Line: edit it on Telegram.
+    EditReply(OperatorMessage),
+    /// An operator deleted their reply in the Open Line: delete it on Telegram, both sides.
+    DeleteReply(OperatorMessage),
+    /// Clients edited or deleted these stored messages on Telegram: the Open Line follows.
+    ReviseReceived { member_id: String, connector_id: String, telegram_ids: Vec<i32> },
     /// Register the card tabs, the connector and the events (after `ONAPPINSTALL` or an update).
     SetUp { member_id: String },
     /// Copy a connector's Telegram contacts into its resolutions (first use).
@@ -45,7 +51,8 @@ pub enum Job {
     SendAutomated { member_id: String, request_id: String, connector_id: String },
 }
 
-/// One message of an `OnImConnectorMessageAdd` event.
+/// One message of an `OnImConnectorMessageAdd` event (or `…Update`, `…Delete`: the same
+/// ids, the new text or none).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorMessage {
     pub member_id: String,
@@ -76,10 +83,11 @@ impl Job {
             | Self::SyncContacts { connector_id, .. }
             | Self::SignOut { connector_id, .. }
             | Self::SendAutomated { connector_id, .. } => connector_id,
-            Self::Reply(m) => &m.connector_id,
+            Self::Reply(m) | Self::EditReply(m) | Self::DeleteReply(m) => &m.connector_id,
             Self::Publish { member_id, .. }
             | Self::SetUp { member_id }
             | Self::ForwardReceived { member_id, .. }
+            | Self::ReviseReceived { member_id, .. }
             | Self::Reading { member_id, .. }
             | Self::ForgetPortal { member_id }
             | Self::Automate { member_id, .. } => member_id,
@@ -90,14 +98,20 @@ impl Job {
     /// Telegram work goes to the telegram-worker, portal work to the openline-worker.
     pub fn queue(&self) -> JobQueue {
         match self {
-            Self::Send { .. } | Self::CatchUp { .. } | Self::Reply(_) | Self::SyncContacts { .. } | Self::SignOut { .. } | Self::SendAutomated { .. } => {
-                JobQueue::Telegram
-            }
+            Self::Send { .. }
+            | Self::CatchUp { .. }
+            | Self::Reply(_)
+            | Self::EditReply(_)
+            | Self::DeleteReply(_)
+            | Self::SyncContacts { .. }
+            | Self::SignOut { .. }
+            | Self::SendAutomated { .. } => JobQueue::Telegram,
             Self::Publish { .. }
             | Self::SetUp { .. }
             | Self::CatchUpAll
             | Self::KeepPortalsAlive
             | Self::ForwardReceived { .. }
+            | Self::ReviseReceived { .. }
             | Self::Reading { .. }
             | Self::ForgetPortal { .. }
             | Self::Automate { .. } => JobQueue::Openline,

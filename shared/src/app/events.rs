@@ -141,6 +141,8 @@ pub async fn accept(svc: &Services, body: &[u8]) -> Result<(), AppError> {
     }
     match event.as_str() {
         "ONIMCONNECTORMESSAGEADD" => queue_operator_messages(svc, &member_id, decode::<WithData<ConnectorMessages>>(body)?.data).await,
+        "ONIMCONNECTORMESSAGEUPDATE" => queue_revisions(svc, &member_id, decode::<WithData<ConnectorMessages>>(body)?.data, Job::EditReply).await,
+        "ONIMCONNECTORMESSAGEDELETE" => queue_revisions(svc, &member_id, decode::<WithData<ConnectorMessages>>(body)?.data, Job::DeleteReply).await,
         "ONAPPUNINSTALL" => uninstall(svc, &member_id).await,
         "ONIMCONNECTORSTATUSDELETE" => {
             let off = decode::<WithData<ConnectorTurnedOff>>(body)?.data;
@@ -168,15 +170,39 @@ pub(super) fn genuine<'p>(svc: &Services, portal: Option<&'p Portal>, offered: O
 
 /// Each message of one of our chats becomes a job; others' connectors and unknown chats are not ours.
 async fn queue_operator_messages(svc: &Services, member_id: &str, data: ConnectorMessages) -> Result<(), AppError> {
-    if data.connector != CONNECTOR_ID {
-        return Ok(());
+    for message in operator_messages(svc, member_id, data).await? {
+        queue(svc, Job::Reply(message)).await?;
     }
+    Ok(())
+}
+
+/// An edit or a deletion (`on-im-connector-message-update.md`, `-delete.md`: the same `im`
+/// and `chat` ids as the message had) becomes a job only for a reply that reached Telegram:
+/// nothing else costs the account a connection.
+async fn queue_revisions(svc: &Services, member_id: &str, data: ConnectorMessages, job: fn(OperatorMessage) -> Job) -> Result<(), AppError> {
+    for message in operator_messages(svc, member_id, data).await? {
+        let reply = svc.openlines.known_reply(member_id, message.ol_chat_id, message.im_message_id).await?;
+        if reply.is_none_or(|r| r.telegram_id.is_none() || r.deleted) {
+            tracing::info!(im_message_id = message.im_message_id, "a change to a message we did not send to Telegram; ignored");
+            continue;
+        }
+        queue(svc, job(message)).await?;
+    }
+    Ok(())
+}
+
+/// The event's messages in chats of our connector that we know.
+async fn operator_messages(svc: &Services, member_id: &str, data: ConnectorMessages) -> Result<Vec<OperatorMessage>, AppError> {
+    if data.connector != CONNECTOR_ID {
+        return Ok(Vec::new());
+    }
+    let mut messages = Vec::new();
     for item in data.messages {
         let Some(link) = svc.openlines.chat(member_id, &item.chat.id).await? else {
             tracing::info!(chat = item.chat.id, "message in a chat we do not know; ignored");
             continue;
         };
-        let message = OperatorMessage {
+        messages.push(OperatorMessage {
             member_id: member_id.to_owned(),
             connector_id: link.connector_id,
             line: data.line.clone(),
@@ -185,10 +211,9 @@ async fn queue_operator_messages(svc: &Services, member_id: &str, data: Connecto
             im_message_id: item.im.message_id,
             user_id: item.message.user_id,
             text: item.message.text,
-        };
-        queue(svc, Job::Reply(message)).await?;
+        });
     }
-    Ok(())
+    Ok(messages)
 }
 
 #[cfg(test)]
@@ -211,6 +236,12 @@ mod tests {
             assert_eq!((m.message.text.as_str(), m.chat.id.as_str()), ("[b]Hi[/b] there", "sales-1001"));
         }
         assert!(decode::<Envelope>(b"garbage").is_err());
+        // on-im-connector-message-update.md names the message by a list of ids, -delete.md by one.
+        for id in ["data[MESSAGES][0][message][id][0]=555", "data[MESSAGES][0][message][id]=555"] {
+            let body = format!("data[CONNECTOR]=olchat_telegram&data[LINE]=1&data[MESSAGES][0][im][chat_id]=12&data[MESSAGES][0][im][message_id]=34&{id}&data[MESSAGES][0][chat][id]=sales-1001");
+            let data = decode::<WithData<ConnectorMessages>>(body.as_bytes()).unwrap().data;
+            assert_eq!((data.messages[0].im.message_id, data.messages[0].message.text.as_str()), (34, ""), "{id}");
+        }
         assert!(decode::<Envelope>(b"event=X").is_err(), "auth is required");
     }
 }

@@ -20,7 +20,10 @@ pub const CONNECTOR_NAME: &str = "OLChat for Telegram";
 /// The Telegram plane, as the connector's icon (`ICON[DATA_IMAGE]`).
 const CONNECTOR_ICON: &str = "data:image/svg+xml;charset=US-ASCII,%3Csvg%20xmlns%3D%22http%3A%2F%2Fwww.w3.org%2F2000%2Fsvg%22%20viewBox%3D%220%200%2024%2024%22%3E%3Cpath%20fill%3D%22%23fff%22%20d%3D%22M9.8%2015.2l-.4%205.3c.6%200%20.8-.2%201.1-.5l2.7-2.6%205.6%204.1c1%20.6%201.8.3%202-.9l3.7-17.2c.3-1.5-.6-2.1-1.6-1.7L1.3%209.9c-1.4.6-1.4%201.4-.2%201.8l5.5%201.7L19.3%205.4c.6-.4%201.2-.2.7.2%22%2F%3E%3C%2Fsvg%3E";
 /// The events the app reacts to; Bitrix24 drops bindings on update, so they are bound again each time.
-const EVENTS: [&str; 5] = ["OnImConnectorMessageAdd", "OnImConnectorStatusDelete", "OnImConnectorLineDelete", "OnAppUninstall", "OnAppUpdate"];
+const EVENTS: [&str; 7] = [
+    "OnImConnectorMessageAdd", "OnImConnectorStatusDelete", "OnImConnectorLineDelete", "OnAppUninstall", "OnAppUpdate",
+    "OnImConnectorMessageUpdate", "OnImConnectorMessageDelete",
+];
 /// The timeline looks we prefer, best first; the first the portal offers is taken.
 const ICONS: [&str; 3] = ["telegram", "comment", "info"];
 const LOGOS: [&str; 3] = ["channel-telegram", "notification", "info"];

@@ -154,11 +154,7 @@ async fn send_to_open_line(
     employee: Option<u64>,
     files: &[Value],
 ) -> Result<Option<u64>, AppError> {
-    // The connector's own Open Line, else the portal's.
-    let own_line = svc.connectors.get(&portal.portal.member_id, &link.connector_id).await?.and_then(|c| c.line);
-    let line = own_line.or_else(|| portal.portal.line.clone()).ok_or_else(|| {
-        AppError::invalid("no_open_line", "The Telegram connector is not connected to an Open Line of this portal.")
-    })?;
+    let line = open_line(svc, portal, link).await?;
     let (first, last) = link.client_name.split_once(' ').unwrap_or((&link.client_name, ""));
     let first = Some(ol_name(first)).filter(|n| !n.is_empty()).unwrap_or_else(|| "Telegram".into());
     let mut message = json!({ "id": external_message_id, "date": now_secs(), "text": text });
@@ -191,6 +187,14 @@ async fn send_to_open_line(
         svc.openlines.set_chat_id(&portal.portal.member_id, &link.external_chat_id, chat_id).await?;
     }
     Ok(chat_id.or(link.ol_chat_id))
+}
+
+/// The connector's own Open Line, else the portal's.
+async fn open_line(svc: &Services, portal: &PortalClient<'_>, link: &ChatLink) -> Result<String, AppError> {
+    let own_line = svc.connectors.get(&portal.portal.member_id, &link.connector_id).await?.and_then(|c| c.line);
+    own_line.or_else(|| portal.portal.line.clone()).ok_or_else(|| {
+        AppError::invalid("no_open_line", "The Telegram connector is not connected to an Open Line of this portal.")
+    })
 }
 
 /// The Open Line chat of a dialog, by its user code (`imopenlines-dialog-get.md`).
@@ -427,14 +431,82 @@ pub async fn forward_received(svc: &Services, member_id: &str, connector_id: &st
             svc.mailbox.release_forward(connector_id, telegram_id, &holder).await?;
             return Err(e);
         }
-        svc.mailbox.mark_forwarded(connector_id, telegram_id).await?;
+        let stored = svc.mailbox.mark_forwarded(connector_id, telegram_id).await?;
         tracing::info!(telegram_id, "client message forwarded to the Open Line");
+        // Edited or deleted while it was being posted: the revision that saw it unposted left it.
+        if let Some(message) = stored.filter(Received::revision_due) {
+            revise(svc, &mut portal, connector_id, &message).await?;
+        }
     }
     Ok(Progress::Done)
 }
 
+/// Clients' edits and deletions of forwarded messages, into the Open Line
+/// (`imconnector.update.messages`, `imconnector.delete.messages`, by the ids `forward` gave).
+/// A message not forwarded yet goes with its new text, or not at all once deleted.
+pub async fn revise_received(svc: &Services, member_id: &str, connector_id: &str, telegram_ids: &[i32]) -> Result<Progress, AppError> {
+    let mut portal = PortalClient::app(svc, member_id).await?;
+    for &telegram_id in telegram_ids {
+        if let Some(message) = svc.mailbox.received(connector_id, telegram_id).await?.filter(Received::revision_due) {
+            revise(svc, &mut portal, connector_id, &message).await?;
+        }
+    }
+    Ok(Progress::Done)
+}
+
+/// One message's revision, recorded once made. Bitrix24 refusing it (the pages list no
+/// reason; the sandbox refuses an id it does not have) leaves nothing to retry.
+async fn revise(svc: &Services, portal: &mut PortalClient<'_>, connector_id: &str, message: &Received) -> Result<(), AppError> {
+    let telegram_id = message.telegram_id;
+    let link = link_chat(svc, &portal.portal.member_id, connector_id, message.from.peer, &message.from.display_name()).await?;
+    let line = open_line(svc, portal, &link).await?;
+    let user = json!({ "id": external_user_id(link.peer) });
+    let chat = json!({ "id": link.external_chat_id });
+    let id = received_id(connector_id, telegram_id);
+    let delete = message.deleted;
+    let (method, item) = if delete {
+        ("imconnector.delete.messages", json!({ "user": user, "message": { "id": id }, "chat": chat }))
+    } else {
+        let (text, files) = received_body(svc, portal, message);
+        let mut body = json!({ "id": id, "date": now_secs(), "text": text });
+        if text.is_empty() {
+            body["files"] = json!(files);
+        }
+        ("imconnector.update.messages", json!({ "user": user, "message": body, "chat": chat }))
+    };
+    let answer = portal.call(method, &json!({ "CONNECTOR": CONNECTOR_ID, "LINE": line, "MESSAGES": [item] })).await?;
+    if answer.pointer("/DATA/RESULT/0/SUCCESS") != Some(&Value::Bool(true)) {
+        tracing::warn!(telegram_id, method, "Open Lines refused the client's change: {answer}");
+    }
+    let text = message.text.clone();
+    svc.mailbox
+        .revise(connector_id, telegram_id, |m| {
+            if delete {
+                !std::mem::replace(&mut m.removed, true)
+            } else {
+                // A newer edit stays due.
+                m.text == text && std::mem::replace(&mut m.edited, false)
+            }
+        })
+        .await?;
+    tracing::info!(telegram_id, method, "client's change made in the Open Line");
+    Ok(())
+}
+
+/// The id a client's message has in the Open Line.
+fn received_id(connector_id: &str, telegram_id: i32) -> String {
+    format!("tg-{connector_id}-{telegram_id}")
+}
+
 async fn forward(svc: &Services, portal: &mut PortalClient<'_>, connector_id: &str, message: &Received) -> Result<(), AppError> {
     let link = link_chat(svc, &portal.portal.member_id, connector_id, message.from.peer, &message.from.display_name()).await?;
+    let (body, files) = received_body(svc, portal, message);
+    send_to_open_line(svc, portal, &link, &received_id(connector_id, message.telegram_id), &body, None, &files).await.map(drop)
+}
+
+/// A client's message as the Open Line shows it: its text (with a note for a file that could
+/// not come over) and its files' download URLs.
+fn received_body(svc: &Services, portal: &PortalClient<'_>, message: &Received) -> (String, Vec<Value>) {
     let mut body = message.text.clone();
     let mut files = Vec::new();
     for file in &message.files {
@@ -457,8 +529,7 @@ async fn forward(svc: &Services, portal: &mut PortalClient<'_>, connector_id: &s
             }
         }
     }
-    let external_id = format!("tg-{connector_id}-{}", message.telegram_id);
-    send_to_open_line(svc, portal, &link, &external_id, &body, None, &files).await.map(drop)
+    (body, files)
 }
 
 /// Tells the operator why their message did not reach the client: a system notification

@@ -145,6 +145,7 @@ async fn read_updates(svc: &Services, telegram: &dyn TelegramSession, connector:
 /// Handles one difference in order; the newest client message id in it.
 async fn handle(svc: &Services, telegram: &dyn TelegramSession, connector: &Connector, updates: &[Update]) -> Result<i32, Stop> {
     let mut forward = Vec::new();
+    let mut revised = Vec::new();
     let mut last = 0;
     for update in updates {
         match update {
@@ -153,10 +154,46 @@ async fn handle(svc: &Services, telegram: &dyn TelegramSession, connector: &Conn
                 last = last.max(message.id);
             }
             Update::ReadOutbox { user_id, max_id } => read(svc, connector, *user_id, *max_id).await?,
+            Update::Edited(message) => revised.extend(edited(svc, connector, message).await?),
+            Update::Deleted { ids } => {
+                for &id in ids {
+                    revised.extend(deleted(svc, connector, id).await?);
+                }
+            }
         }
     }
     hand_on(svc, connector, forward).await?;
+    if !revised.is_empty() {
+        let job = Job::ReviseReceived { member_id: connector.member_id.clone(), connector_id: connector.id.clone(), telegram_ids: revised };
+        job.enqueue(svc.queue.as_ref(), Duration::ZERO).await.map_err(|e| Stop::Storage(format!("queue: {e:#}")))?;
+    }
     Ok(last)
+}
+
+/// A client's edit of a message we stored: its new text, for the Open Line to follow once it
+/// has the message. Its id when there is something to revise; the same text again is nothing.
+async fn edited(svc: &Services, connector: &Connector, message: &IncomingMessage) -> Result<Option<i32>, Stop> {
+    let text = to_bbcode(&message.text);
+    let mut changed = false;
+    let stored = svc.mailbox.revise(&connector.id, message.id, |m| {
+        changed = !m.deleted && m.text != text;
+        if changed {
+            (m.text, m.edited) = (text.clone(), true);
+        }
+        changed
+    });
+    Ok(stored.await?.filter(|m| changed && m.forwarded).map(|m| m.telegram_id))
+}
+
+/// A deletion on Telegram names only ids of the account's mailbox: those of messages we
+/// stored are the clients' (ours and unknown ones are not in it).
+async fn deleted(svc: &Services, connector: &Connector, telegram_id: i32) -> Result<Option<i32>, Stop> {
+    let mut changed = false;
+    let stored = svc.mailbox.revise(&connector.id, telegram_id, |m| {
+        changed = !std::mem::replace(&mut m.deleted, true);
+        changed
+    });
+    Ok(stored.await?.filter(|m| changed && m.forwarded).map(|m| m.telegram_id))
 }
 
 async fn hand_on(svc: &Services, connector: &Connector, telegram_ids: Vec<i32>) -> Result<(), Stop> {
@@ -190,6 +227,9 @@ async fn receive(svc: &Services, telegram: &dyn TelegramSession, connector: &Con
         files,
         forwarded: false,
         lease: None,
+        edited: false,
+        deleted: false,
+        removed: false,
     };
     if !svc.mailbox.receive(&connector.id, &received).await? {
         return Ok(None); // stored meanwhile by another catch-up, which hands it on

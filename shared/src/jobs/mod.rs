@@ -118,6 +118,19 @@ async fn run(svc: &Services, job: Job, receive: u32) -> Outcome {
             let span = tracing::info_span!("reply", ol_chat_id = message.ol_chat_id, im_message_id = message.im_message_id, receive);
             reply::deliver(svc, &message, receive).instrument(span).await
         }
+        Job::EditReply(message) => {
+            let span = tracing::info_span!("edit_reply", ol_chat_id = message.ol_chat_id, im_message_id = message.im_message_id, receive);
+            reply::revise(svc, &message, reply::Revision::Edit, receive).instrument(span).await
+        }
+        Job::DeleteReply(message) => {
+            let span = tracing::info_span!("delete_reply", ol_chat_id = message.ol_chat_id, im_message_id = message.im_message_id, receive);
+            reply::revise(svc, &message, reply::Revision::Delete, receive).instrument(span).await
+        }
+        Job::ReviseReceived { member_id, connector_id, telegram_ids } => {
+            let span = tracing::info_span!("revise_received", connector_id = %connector_id, receive);
+            let revised = openlines::revise_received(svc, &member_id, &connector_id, &telegram_ids);
+            async { portal_outcome(revised.await, receive) }.instrument(span).await
+        }
         Job::SetUp { member_id } => {
             let span = tracing::info_span!("set_up", member_id = %member_id, receive);
             async { portal_outcome(install::set_up(svc, &member_id).await, receive) }.instrument(span).await

@@ -9,7 +9,7 @@ use super::{Outcome, backoff, note_connector, portal_outcome};
 use crate::work::OperatorMessage;
 use crate::app::openlines::{confirm_delivery, report_undelivered};
 use crate::app::{AppError, Services};
-use crate::domain::Failure;
+use crate::domain::{Failure, Formatted};
 use crate::domain::formatting::{from_bbcode, strip_signature, tidy_signature};
 use crate::domain::message::random_id;
 use crate::ports::TelegramError;
@@ -38,7 +38,7 @@ async fn try_deliver(svc: &Services, m: &OperatorMessage, receive_count: u32) ->
                         await_reading(svc, m, link, telegram_id).await?;
                     }
                     let record = |r: &mut Reply| {
-                        *r = Reply { sent: true, telegram_id, confirmed: false };
+                        *r = Reply { sent: true, telegram_id, ..Reply::default() };
                         true
                     };
                     svc.openlines.update_reply(member, m.ol_chat_id, m.im_message_id, record).await?;
@@ -85,13 +85,86 @@ async fn await_reading(svc: &Services, m: &OperatorMessage, link: &ChatLink, tel
     Ok(())
 }
 
+/// The operator's BBCode as Telegram formatting, their signature as the portal wants it.
+async fn telegram_text(svc: &Services, m: &OperatorMessage) -> Result<Formatted, AppError> {
+    let keep_signature = svc.portals.get(&m.member_id).await?.is_some_and(|p| p.keep_operator_signature);
+    Ok(from_bbcode(&if keep_signature { tidy_signature(&m.text) } else { strip_signature(&m.text).into() }))
+}
+
+/// What an operator did to a reply already sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revision {
+    Edit,
+    Delete,
+}
+
+/// An operator edited or deleted a reply of theirs: the same on Telegram
+/// (`messages.editMessage`, `messages.deleteMessages` for both sides), through the chat's
+/// connector. A reply never sent, deleted already, or unknown is left alone; an edit Telegram
+/// has already (`MESSAGE_NOT_MODIFIED`) changes nothing, so a repeated one is harmless. An
+/// edit is confirmed with `imconnector.send.status.delivery`
+/// (`events/on-im-connector-message-update.md`: "to mark the message as successfully updated").
+pub async fn revise(svc: &Services, m: &OperatorMessage, revision: Revision, receive_count: u32) -> Outcome {
+    match try_revise(svc, m, revision).await {
+        Ok(Ok(())) => Outcome::Done,
+        Ok(Err(TelegramError::FloodWait { seconds })) => Outcome::RetryAfter(Duration::from_secs(seconds.into())),
+        Ok(Err(TelegramError::Transient(e))) => {
+            tracing::warn!("Telegram did not answer ({e}); trying again");
+            Outcome::RetryAfter(backoff(receive_count))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(?revision, "Telegram refused the operator's change: {e}");
+            Outcome::Failed(format!("{revision:?}: {e}"))
+        }
+        Err(e) => portal_outcome(Err::<(), _>(e), receive_count),
+    }
+}
+
+async fn try_revise(svc: &Services, m: &OperatorMessage, revision: Revision) -> Result<Result<(), TelegramError>, AppError> {
+    let member = m.member_id.as_str();
+    let reply = svc.openlines.known_reply(member, m.ol_chat_id, m.im_message_id).await?;
+    let Some(telegram_id) = reply.filter(|r| !r.deleted).and_then(|r| r.telegram_id) else {
+        tracing::info!("a change to a reply that never reached Telegram; ignored");
+        return Ok(Ok(()));
+    };
+    let Some(link) = svc.openlines.chat(member, &m.external_chat_id).await? else { return Ok(Ok(())) };
+    let Some(connector) = svc.connectors.get(member, &link.connector_id).await? else { return Ok(Ok(())) };
+    let text = telegram_text(svc, m).await?;
+    if revision == Revision::Edit && text.text.trim().is_empty() {
+        return Ok(Err(TelegramError::Rejected("only text goes to Telegram from an Open Line for now".into())));
+    }
+    let telegram = match svc.telegram.connect(&connector.account()).await {
+        Ok(telegram) => telegram,
+        Err(e) => return Ok(Err(e)),
+    };
+    let done = match revision {
+        Revision::Edit => telegram.edit_text(link.peer, telegram_id, &text).await,
+        Revision::Delete => telegram.delete_messages(&[telegram_id]).await,
+    };
+    telegram.close().await;
+    if let Err(e) = done {
+        return Ok(Err(e));
+    }
+    match revision {
+        Revision::Edit => {
+            let id = telegram_id.to_string();
+            confirm_delivery(svc, member, &m.line, m.ol_chat_id, m.im_message_id, &m.external_chat_id, &id).await?;
+            tracing::info!("operator's edit made on Telegram");
+        }
+        Revision::Delete => {
+            svc.openlines.update_reply(member, m.ol_chat_id, m.im_message_id, |r| !std::mem::replace(&mut r.deleted, true)).await?;
+            tracing::info!("operator's deletion made on Telegram");
+        }
+    }
+    Ok(Ok(()))
+}
+
 /// Sends the reply through the chat's connector; the outer error is ours, the inner Telegram's.
 async fn send_to_client(svc: &Services, m: &OperatorMessage, link: Option<&ChatLink>) -> Result<Result<Option<i32>, TelegramError>, AppError> {
     let unauthorized = || Ok(Err(TelegramError::Unauthorized("the connector is gone".into())));
     let Some(link) = link else { return unauthorized() };
     let Some(connector) = svc.connectors.get(&m.member_id, &link.connector_id).await? else { return unauthorized() };
-    let keep_signature = svc.portals.get(&m.member_id).await?.is_some_and(|p| p.keep_operator_signature);
-    let text = from_bbcode(&if keep_signature { tidy_signature(&m.text) } else { strip_signature(&m.text).into() });
+    let text = telegram_text(svc, m).await?;
     if text.text.trim().is_empty() {
         return Ok(Err(TelegramError::Rejected("only text goes to Telegram from an Open Line for now".into())));
     }

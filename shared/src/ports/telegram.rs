@@ -105,6 +105,11 @@ pub enum Update {
     Message(IncomingMessage),
     /// `updateReadHistoryOutbox`: the user read our messages up to `max_id`.
     ReadOutbox { user_id: i64, max_id: i32 },
+    /// `updateEditMessage` of a message a user wrote to the account: its text now.
+    Edited(IncomingMessage),
+    /// `updateDeleteMessages`: these messages of the account's mailbox are gone. Telegram
+    /// names no chat (core.telegram.org/constructor/updateDeleteMessages): the ids alone.
+    Deleted { ids: Vec<i32> },
 }
 
 /// `updates.getDifference`, reduced to what the app acts on.
@@ -206,6 +211,11 @@ pub trait TelegramSession: Send + Sync {
     /// `messages.sendMedia` with the file streamed from `body` (memory does not grow with size);
     /// Telegram drops a repeated `random_id`.
     async fn send_media(&self, peer: Peer, media: &Media, body: crate::ports::blobs::BlobReader, caption: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError>;
+    /// `messages.editMessage` of one of our messages in the chat with `peer`; `Ok` also when
+    /// it reads so already (`MESSAGE_NOT_MODIFIED`).
+    async fn edit_text(&self, peer: Peer, id: i32, text: &Formatted) -> Result<(), TelegramError>;
+    /// `messages.deleteMessages` with `revoke`: gone for both sides of the private chat.
+    async fn delete_messages(&self, ids: &[i32]) -> Result<(), TelegramError>;
     /// The account's contact list, with the `access_hash` and phone of each.
     async fn contacts(&self) -> Result<Vec<Contact>, TelegramError>;
     /// The id of the newest message of ours the peer has read (`messages.getPeerDialogs`

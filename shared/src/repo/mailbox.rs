@@ -43,6 +43,22 @@ pub struct Received {
     /// Held by the job forwarding it: nobody else posts it meanwhile.
     #[serde(default)]
     pub lease: Option<Lease>,
+    /// The client edited it since the Open Line got its text.
+    #[serde(default)]
+    pub edited: bool,
+    /// The client deleted it on Telegram.
+    #[serde(default)]
+    pub deleted: bool,
+    /// The Open Line removed it too.
+    #[serde(default)]
+    pub removed: bool,
+}
+
+impl Received {
+    /// What the Open Line still has to be told of a forwarded message.
+    pub fn revision_due(&self) -> bool {
+        self.forwarded && ((self.deleted && !self.removed) || (self.edited && !self.deleted))
+    }
 }
 
 impl Leased for Received {
@@ -122,8 +138,15 @@ impl Mailbox {
     }
 
     /// Claims a stored message for forwarding by `holder` for `term`; `Done` once forwarded.
+    /// A message the client deleted first is never forwarded.
     pub async fn claim_forward(&self, connector_id: &str, telegram_id: i32, holder: &str, term: Duration) -> Result<Claim<Received>, RepoError> {
-        self.records.claim(&pk(connector_id), &received_sk(telegram_id), holder, term, |m: &Received| !m.forwarded).await
+        self.records.claim(&pk(connector_id), &received_sk(telegram_id), holder, term, |m: &Received| !m.forwarded && !m.deleted).await
+    }
+
+    /// Changes a stored message (`change` says whether it did); the message as stored after,
+    /// `None` when none is stored.
+    pub async fn revise(&self, connector_id: &str, telegram_id: i32, change: impl FnMut(&mut Received) -> bool) -> Result<Option<Received>, RepoError> {
+        self.records.update(&pk(connector_id), &received_sk(telegram_id), change).await
     }
 
     /// A forward that failed: its message is free for the retry.
@@ -131,14 +154,15 @@ impl Mailbox {
         self.records.release::<Received>(&pk(connector_id), &received_sk(telegram_id), holder).await
     }
 
-    pub async fn mark_forwarded(&self, connector_id: &str, telegram_id: i32) -> Result<(), RepoError> {
+    /// The message as stored once marked: an edit or a deletion may have come meanwhile.
+    pub async fn mark_forwarded(&self, connector_id: &str, telegram_id: i32) -> Result<Option<Received>, RepoError> {
         let key = received_sk(telegram_id);
         let forwarded = |m: &mut Received| {
             let changed = !m.forwarded || m.lease.is_some();
             (m.forwarded, m.lease) = (true, None);
             changed
         };
-        self.records.update::<Received, _>(&pk(connector_id), &key, forwarded).await.map(drop)
+        self.records.update::<Received, _>(&pk(connector_id), &key, forwarded).await
     }
 
     /// Remembers a message of ours that `user_id` has not read yet.

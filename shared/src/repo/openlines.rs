@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 use super::{Records, RepoError, portal_pk};
 use crate::domain::Peer;
 
-/// Operator messages are remembered long after any redelivery could come.
-const REPLY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Operator messages are remembered long after any redelivery could come, and for as long
+/// as the client's side keeps an edit or a deletion worth mirroring (a deletion has no time
+/// limit in private chats; what is older is left as it is).
+const REPLY_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The Open Line chat of one client as seen through one connector.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +45,9 @@ pub struct Reply {
     pub telegram_id: Option<i32>,
     /// Open Lines was told.
     pub confirmed: bool,
+    /// The operator deleted it, and so it was on Telegram.
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 fn chat_sk(external_chat_id: &str) -> String {
@@ -91,6 +96,11 @@ impl OpenLines {
             return Ok(Reply::default());
         }
         Ok(self.records.get::<Reply>(&pk, &sk).await?.map(|s| s.value).unwrap_or_default())
+    }
+
+    /// The record of an operator message, if it was ever handled.
+    pub async fn known_reply(&self, member_id: &str, ol_chat_id: u64, im_message_id: u64) -> Result<Option<Reply>, RepoError> {
+        Ok(self.records.get(&portal_pk(member_id), &reply_sk(ol_chat_id, im_message_id)).await?.map(|s| s.value))
     }
 
     pub async fn update_reply(&self, member_id: &str, ol_chat_id: u64, im_message_id: u64, change: impl FnMut(&mut Reply) -> bool) -> Result<(), RepoError> {

@@ -1,8 +1,10 @@
 //! The clients' side of the sandbox Telegram: a page where a person answers a connected
 //! account as one of the demo clients (text, and a photo, document or voice note) and reads
 //! its messages. Both produce the updates the real Telegram would: a new message, and
-//! `updateReadHistoryOutbox` for the account.
-//! (core.telegram.org/type/Update: `updateNewMessage`, `updateReadHistoryOutbox`).
+//! `updateReadHistoryOutbox` for the account; a client's edit or deletion (JSON hooks) gives
+//! `updateEditMessage` / `updateDeleteMessages`.
+//! (core.telegram.org/type/Update: `updateNewMessage`, `updateReadHistoryOutbox`,
+//! `updateEditMessage`, `updateDeleteMessages`).
 
 use std::sync::Arc;
 
@@ -29,6 +31,8 @@ pub fn routes() -> Router<Arc<Sandbox>> {
         .route(PAGE, get(page))
         .route("/sandbox/telegram/reply", post(reply))
         .route("/sandbox/telegram/read", post(read))
+        .route("/sandbox/telegram/edit", post(edit))
+        .route("/sandbox/telegram/delete", post(delete))
 }
 
 /// What a sandbox client can attach: small real files of each kind.
@@ -88,6 +92,34 @@ async fn reply(State(sandbox): State<Arc<Sandbox>>, headers: HeaderMap, body: By
     match (sent, is_form) {
         (Ok(_), true) => Redirect::to(PAGE).into_response(),
         (Ok(id), false) => Json(json!({ "message_id": id })).into_response(),
+        (Err(e), _) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct EditRequest {
+    from_user_id: i64,
+    message_id: i32,
+    #[serde(default)]
+    text: String,
+}
+
+/// A client edits a message they wrote (a form from the page, or JSON): `updateEditMessage` for both sides.
+async fn edit(State(sandbox): State<Arc<Sandbox>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (request, is_form) = form_or_json::<EditRequest>(&headers, &body);
+    changed(request.and_then(|r| sandbox.telegram.edit(r.from_user_id, r.message_id, &r.text)), is_form)
+}
+
+/// A client deletes a message of their chat for both sides (a form, or JSON): `updateDeleteMessages`.
+async fn delete(State(sandbox): State<Arc<Sandbox>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (request, is_form) = form_or_json::<EditRequest>(&headers, &body);
+    changed(request.and_then(|r| sandbox.telegram.delete(r.from_user_id, r.message_id)), is_form)
+}
+
+fn changed(done: Result<(), String>, is_form: bool) -> Response {
+    match (done, is_form) {
+        (Ok(()), true) => Redirect::to(PAGE).into_response(),
+        (Ok(()), false) => StatusCode::NO_CONTENT.into_response(),
         (Err(e), _) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response(),
     }
 }
@@ -181,5 +213,19 @@ fn message_line(m: &ReceivedMessage, client_id: i64) -> String {
         (false, false) => " ✓ unread",
     };
     let file = m.file.as_ref().map(|f| format!(" [{}: {}]", m.media, HtmlEscape(&f.file_name))).unwrap_or_default();
-    format!("<li><b>{who}</b>{file}: {}<small>{status}</small></li>", HtmlEscape(&m.text))
+    let edited = if m.edit_date.is_some() { " (edited)" } else { "" };
+    // The client may edit what they wrote and delete it (for both sides).
+    let controls = if from_client {
+        format!(
+            " <form method=post action=/sandbox/telegram/edit style=display:inline><input type=hidden name=from_user_id value={client_id}>
+<input type=hidden name=message_id value={id}><input name=text required aria-label=\"New text\" value=\"{text}\"> <button class=olc-btn>Edit</button></form>
+<form method=post action=/sandbox/telegram/delete style=display:inline><input type=hidden name=from_user_id value={client_id}>
+<input type=hidden name=message_id value={id}><button class=olc-btn>Delete</button></form>",
+            id = m.id,
+            text = HtmlEscape(&m.text),
+        )
+    } else {
+        String::new()
+    };
+    format!("<li><b>{who}</b>{file}: {}<small>{edited}{status}</small>{controls}</li>", HtmlEscape(&m.text))
 }

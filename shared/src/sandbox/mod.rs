@@ -393,6 +393,21 @@ async fn uninstall_hook(State(sandbox): SandboxState, Json(r): Json<UninstallReq
     StatusCode::NO_CONTENT
 }
 
+/// Edit and Delete for an operator's own message (what raises `OnImConnectorMessageUpdate`/`Delete`).
+fn operator_controls(m: &state::OlMessage) -> String {
+    if m.deleted || m.external_id.is_some() || m.author_id.is_none() || m.direction != "outgoing" {
+        return String::new();
+    }
+    format!(
+        " <form method=post action=/sandbox/portal/openlines/operator/edit style=display:inline><input type=hidden name=message_id value={id}>
+<input name=text required aria-label=\"New text\" value=\"{text}\"> <button class=olc-btn>Edit</button></form>
+<form method=post action=/sandbox/portal/openlines/operator/delete style=display:inline><input type=hidden name=message_id value={id}>
+<button class=olc-btn>Delete</button></form>",
+        id = m.id,
+        text = HtmlEscape(&m.text),
+    )
+}
+
 /// The Open Line chats of the demo portal; a form on each lets a person answer as an operator.
 async fn openlines_page(State(sandbox): SandboxState) -> Html<String> {
     let messages = sandbox.portal.ol_messages();
@@ -407,10 +422,11 @@ async fn openlines_page(State(sandbox): SandboxState) -> Html<String> {
         let lines: String = messages
             .iter()
             .filter(|m| m.chat_id == chat.id)
-            .map(|m| format!("<li><b>{}</b> ({}{}{}): {}{}</li>", HtmlEscape(&m.author), m.direction,
-                if m.delivered { ", delivered" } else { "" }, if m.read { ", read" } else { "" }, HtmlEscape(&m.text),
+            .map(|m| format!("<li><b>{}</b> ({}{}{}{}): {}{}{}</li>", HtmlEscape(&m.author), m.direction,
+                if m.delivered { ", delivered" } else { "" }, if m.read { ", read" } else { "" },
+                if m.deleted { ", deleted" } else if m.edited { ", edited" } else { "" }, HtmlEscape(&m.text),
                 m.files.iter().map(|f| format!(" <a href=\"{}\">{}</a>", HtmlEscape(f["url"].as_str().unwrap_or("")),
-                    HtmlEscape(f["name"].as_str().unwrap_or("file")))).collect::<String>()))
+                    HtmlEscape(f["name"].as_str().unwrap_or("file")))).collect::<String>(), operator_controls(m)))
             .collect();
         chats.push_str(&format!(
             "<section><h2 class=olc-heading>Chat {id} — {name}</h2><ul>{lines}</ul>

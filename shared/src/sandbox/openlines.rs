@@ -3,7 +3,8 @@
 //! bindings (`api-reference/events/event-bind.md`, `event-get.md`), the connector
 //! (`api-reference/imopenlines/imconnector/imconnector-register.md`, `-activate.md`,
 //! `-connector-data-set.md`, `-send-messages.md`, `-send-status-delivery.md`,
-//! `-send-status-reading.md`, `events/on-im-connector-*.md`), lines
+//! `-send-status-reading.md`, `-update-messages.md`, `-delete-messages.md`,
+//! `events/on-im-connector-*.md`), lines
 //! (`api-reference/imopenlines/openlines/imopenlines-config-list-get.md`), CRM chats
 //! (`…/openlines/chats/imopenlines-crm-chat-get.md`, `-user-add.md`,
 //! `…/openlines/sessions/imopenlines-dialog-get.md`), chat messages and notifications
@@ -79,8 +80,13 @@ impl PortalState {
             "imconnector.connector.data.set" => plain(self.connector_data_set(grant, params)),
             "imopenlines.config.list.get" => plain(self.lines(grant, params)),
             "imconnector.send.messages" => self.send_messages(grant, params),
-            "imconnector.send.status.delivery" => plain(self.message_status(grant, params, |m| m.delivered = true)),
-            "imconnector.send.status.reading" => plain(self.message_status(grant, params, |m| m.read = true)),
+            "imconnector.send.status.delivery" => plain(self.message_status(grant, params, |m, ids| {
+                m.delivered = true;
+                m.delivered_ids = ids;
+            })),
+            "imconnector.send.status.reading" => plain(self.message_status(grant, params, |m, _| m.read = true)),
+            "imconnector.update.messages" => plain(self.revise_messages(grant, params, Revision::Update)),
+            "imconnector.delete.messages" => plain(self.revise_messages(grant, params, Revision::Delete)),
             "imopenlines.crm.chat.get" => plain(self.crm_chats(grant, params)),
             "imopenlines.crm.chat.user.add" => plain(self.chat_user_add(grant, params)),
             "imopenlines.dialog.get" => plain(self.dialog(grant, params)),
@@ -312,7 +318,7 @@ impl PortalState {
             };
             self.ol_messages.push(OlMessage {
                 id, portal: grant.member_id.clone(), chat_id: chat.id, direction, author, author_id: employee,
-                shown: show(&text), text: text.clone(), files, external_id: message.get("id").and_then(scalar), delivered: false, read: false,
+                shown: show(&text), text: text.clone(), files, external_id: message.get("id").and_then(scalar), delivered: false, read: false, delivered_ids: Vec::new(), edited: false, deleted: false,
             });
             let registered = self.installation(&grant.member_id)?.connectors.get(&connector).cloned();
             if opened && employee.is_none() && connector_flag(registered.as_ref(), "NEED_SYSTEM_MESSAGES", true) {
@@ -336,22 +342,83 @@ impl PortalState {
         let id = self.next_id();
         self.ol_messages.push(OlMessage {
             id, portal: chat.portal.clone(), chat_id: chat.id, direction: "system", author: "Open Lines".into(), author_id: None,
-            text: text.to_owned(), shown: show(text), files: Vec::new(), external_id: None, delivered: false, read: false,
+            text: text.to_owned(), shown: show(text), files: Vec::new(), external_id: None, delivered: false, read: false, delivered_ids: Vec::new(), edited: false, deleted: false,
         });
         (chat.portal.clone(), "OnImConnectorMessageAdd", connector_message_event(chat, id, 0, text))
     }
 
     /// `imconnector-send-status-delivery.md` / `-reading.md`: marks each message named by its `im` ids.
-    fn message_status(&mut self, grant: &Grant, params: &Params, mark: fn(&mut OlMessage)) -> Result<Value, RestError> {
+    fn message_status(&mut self, grant: &Grant, params: &Params, mark: fn(&mut OlMessage, Vec<String>)) -> Result<Value, RestError> {
         self.active_line(grant, params)?;
         let messages = params.get("MESSAGES").and_then(Value::as_array).cloned().ok_or_else(|| arg_error("Argument 'MESSAGES' is null or empty"))?;
         for m in messages {
             let (chat, id) = (number(m.pointer("/im/chat_id")), number(m.pointer("/im/message_id")));
             let found = self.ol_messages.iter_mut().find(|o| Some(o.chat_id) == chat && Some(o.id) == id && o.portal == grant.member_id);
-            mark(found.ok_or_else(|| arg_error("No such message"))?);
+            let ids = m.pointer("/message/id").and_then(Value::as_array).map(|ids| ids.iter().filter_map(scalar).collect()).unwrap_or_default();
+            mark(found.ok_or_else(|| arg_error("No such message"))?, ids);
         }
         // imconnector-send-status-delivery.md / -reading.md: `{"SUCCESS": true, "DATA": []}`.
         Ok(json!({ "SUCCESS": true, "DATA": [] }))
+    }
+
+    /// `imconnector-update-messages.md` / `imconnector-delete-messages.md`: messages the
+    /// connector sent, named by the `message.id` and `chat.id` of their `send.messages`; each
+    /// element needs `user`, `message` and `chat`, with `user.id`, `chat.id` (and for a
+    /// deletion `message.id`) in them, as the pages mark them. An update passes `text` or
+    /// `files`. The pages are silent on an id the line never had, or a message deleted
+    /// already: the stricter reading refuses that element (`SUCCESS: false` with `ERRORS`).
+    fn revise_messages(&mut self, grant: &Grant, params: &Params, revision: Revision) -> Result<Value, RestError> {
+        let (connector, line) = self.active_line(grant, params)?;
+        let messages = params.get("MESSAGES").and_then(Value::as_array).filter(|m| !m.is_empty()).cloned().ok_or_else(|| arg_error("Argument 'MESSAGES' is null or empty"))?;
+        let mut results = Vec::new();
+        for m in &messages {
+            let (Some(user), Some(message), Some(chat)) = (m.get("user"), m.get("message"), m.get("chat")) else {
+                return Err(arg_error("The incorrect structure of a message inside MESSAGES parameter"));
+            };
+            let refuse = |why: &str| json!({ "SUCCESS": false, "ERRORS": [why] });
+            let (user_id, external_chat, message_id) = (user.get("id").and_then(scalar), chat.get("id").and_then(scalar), message.get("id").and_then(scalar));
+            let (Some(_), Some(external_chat), Some(message_id)) = (user_id, external_chat, message_id) else {
+                results.push(refuse("user.id, message.id and chat.id are required"));
+                continue;
+            };
+            let text = message.get("text").and_then(Value::as_str).map(str::to_owned);
+            let files = message.get("files").and_then(Value::as_array).cloned();
+            if revision == Revision::Update && text.as_deref().unwrap_or("").is_empty() && files.as_ref().is_none_or(Vec::is_empty) {
+                results.push(refuse("You must pass either the text or files element"));
+                continue;
+            }
+            let Some(chat) = self.chats.iter().find(|c| c.portal == grant.member_id && c.connector == connector && c.line == line && c.external_chat_id == external_chat).cloned() else {
+                results.push(refuse("Chat not found"));
+                continue;
+            };
+            let found = self.ol_messages.iter_mut().find(|o| o.chat_id == chat.id && o.external_id.as_deref() == Some(message_id.as_str()) && !o.deleted);
+            let Some(found) = found else {
+                results.push(refuse("Message not found"));
+                continue;
+            };
+            let chat_block = json!({ "id": external_chat, "name": chat.user_name });
+            match revision {
+                Revision::Update => {
+                    if let Some(text) = text {
+                        found.shown = show(&text);
+                        found.text = text;
+                    }
+                    if let Some(files) = files {
+                        found.files = files;
+                    }
+                    found.edited = true;
+                    results.push(json!({
+                        "user": chat.id.to_string(), "chat": chat_block, "SUCCESS": true,
+                        "message": { "id": message_id, "date": {}, "text": found.text.clone(), "files": found.files.clone() },
+                    }));
+                }
+                Revision::Delete => {
+                    (found.deleted, found.text, found.shown, found.files) = (true, String::new(), show(""), Vec::new());
+                    results.push(json!({ "user": chat.id.to_string(), "message": { "id": message_id }, "chat": { "id": external_chat }, "SUCCESS": true }));
+                }
+            }
+        }
+        Ok(json!({ "SUCCESS": true, "DATA": { "RESULT": results } }))
     }
 
     fn record_exists(&self, grant: &Grant, params: &Params) -> bool {
@@ -446,7 +513,7 @@ impl PortalState {
         let author = if system { "System".to_owned() } else { self.employee_name(&grant.member_id, grant.user_id).unwrap_or_default() };
         self.ol_messages.push(OlMessage {
             id, portal: grant.member_id.clone(), chat_id, direction: if system { "system" } else { "outgoing" }, author,
-            author_id: (!system).then_some(grant.user_id), shown: show(&text), text, files: Vec::new(), external_id: None, delivered: false, read: false,
+            author_id: (!system).then_some(grant.user_id), shown: show(&text), text, files: Vec::new(), external_id: None, delivered: false, read: false, delivered_ids: Vec::new(), edited: false, deleted: false,
         });
         Ok(json!(id))
     }
@@ -486,9 +553,43 @@ impl PortalState {
         }
         self.ol_messages.push(OlMessage {
             id, portal: chat.portal.clone(), chat_id, direction: "outgoing", author: name, author_id: Some(user_id),
-            text: text.to_owned(), shown: show(text), files: Vec::new(), external_id: None, delivered: false, read: false,
+            text: text.to_owned(), shown: show(text), files: Vec::new(), external_id: None, delivered: false, read: false, delivered_ids: Vec::new(), edited: false, deleted: false,
         });
         Ok((id, vec![(chat.portal.clone(), "OnImConnectorMessageAdd", connector_message_event(&chat, id, user_id, &shown))]))
+    }
+
+    /// An operator edits (`text`) or deletes (`None`) what they wrote in an Open Line chat; the
+    /// connector gets `OnImConnectorMessageUpdate` (the new text, signed as when written) or
+    /// `OnImConnectorMessageDelete`, naming it by the ids it gave on delivery. Neither is
+    /// raised for a message the connector sent ("The event does not trigger ... when a
+    /// message sent from the external system channel is modified").
+    pub(super) fn operator_revises(&mut self, message_id: u64, text: Option<&str>) -> Result<Caused, RestError> {
+        let message = self.ol_messages.iter().find(|m| m.id == message_id && !m.deleted).cloned().ok_or_else(|| arg_error("No such message"))?;
+        let Some(author) = message.author_id.filter(|_| message.external_id.is_none() && message.direction == "outgoing") else {
+            return Err(arg_error("Only an operator's own message is edited or deleted here"));
+        };
+        let chat = self.chats.iter().find(|c| c.id == message.chat_id).cloned().ok_or_else(|| arg_error("No such chat"))?;
+        let registered = self.installation(&chat.portal)?.connectors.get(&chat.connector).cloned();
+        let name = self.employee_name(&chat.portal, author).unwrap_or_default();
+        let found = self.ol_messages.iter_mut().find(|m| m.id == message_id).ok_or_else(|| arg_error("No such message"))?;
+        let line = chat.line.parse::<u64>().map(Value::from).unwrap_or_else(|_| json!(chat.line));
+        let im = json!({ "chat_id": chat.id, "message_id": message_id });
+        let (event, data) = match text {
+            Some(text) => {
+                (found.text, found.shown, found.edited) = (text.to_owned(), show(text), true);
+                let sent = if connector_flag(registered.as_ref(), "NEED_SIGNATURE", true) { signature(&name, text) } else { text.to_owned() };
+                let item = json!({ "im": im, "message": { "id": message.delivered_ids, "text": sent }, "chat": { "id": chat.external_chat_id } });
+                ("OnImConnectorMessageUpdate", json!({ "CONNECTOR": chat.connector, "LINE": line, "MESSAGES": [item] }))
+            }
+            None => {
+                (found.deleted, found.text, found.shown, found.files) = (true, String::new(), show(""), Vec::new());
+                // on-im-connector-message-delete.md: `message.id` is one string here, not a list.
+                let id = message.delivered_ids.first().cloned().unwrap_or_default();
+                let item = json!({ "im": im, "message": { "id": id }, "chat": { "id": chat.external_chat_id } });
+                ("OnImConnectorMessageDelete", json!({ "CONNECTOR": chat.connector, "LINE": line, "MESSAGES": [item] }))
+            }
+        };
+        Ok(vec![(chat.portal.clone(), event, data)])
     }
 
     /// An administrator turns our connectors off on a line (`OnImConnectorStatusDelete`, data
@@ -507,6 +608,13 @@ impl PortalState {
         }
         connectors.into_iter().map(|c| (member_id.to_owned(), "OnImConnectorStatusDelete", json!({ "connector": c, "line": line_id }))).collect()
     }
+}
+
+/// What `imconnector.update.messages` / `.delete.messages` do to a message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Revision {
+    Update,
+    Delete,
 }
 
 /// `OnImConnectorMessageAdd` data for one message written in the chat, as the docs show it.

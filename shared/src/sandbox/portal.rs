@@ -549,6 +549,8 @@ pub fn routes() -> Router<Arc<SandboxPortal>> {
         .route("/sandbox/portal/state", get(state))
         .route("/sandbox/portal/openlines/messages", get(openline_messages))
         .route("/sandbox/portal/openlines/operator", post(operator_writes))
+        .route("/sandbox/portal/openlines/operator/edit", post(operator_edits))
+        .route("/sandbox/portal/openlines/operator/delete", post(operator_deletes))
         .route("/sandbox/portal/openlines/disconnect", post(disconnect_line))
         .route("/sandbox/portal/activities", get(activities))
         .route("/sandbox/portal/notifications", get(notifications))
@@ -706,6 +708,37 @@ async fn operator_writes(State(portal): PortalRef, headers: HeaderMap, body: Byt
     match (written, is_form) {
         (Ok(_), true) => axum::response::Redirect::to("/sandbox/openlines").into_response(),
         (Ok(id), false) => Json(json!({ "message_id": id })).into_response(),
+        (Err(e), _) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct OperatorRevision {
+    message_id: u64,
+    #[serde(default)]
+    text: String,
+}
+
+/// An operator edits what they wrote (JSON, or the form of the sandbox page).
+async fn operator_edits(State(portal): PortalRef, headers: HeaderMap, body: Bytes) -> Response {
+    let (parsed, is_form) = form_or_json::<OperatorRevision>(&headers, &body);
+    let parsed = parsed.and_then(|r| if r.text.trim().is_empty() { Err("the text is empty".into()) } else { Ok(r) });
+    revised(&portal, parsed.map(|r| (r.message_id, Some(r.text))), is_form)
+}
+
+/// An operator deletes what they wrote (JSON, or the form of the sandbox page).
+async fn operator_deletes(State(portal): PortalRef, headers: HeaderMap, body: Bytes) -> Response {
+    let (parsed, is_form) = form_or_json::<OperatorRevision>(&headers, &body);
+    revised(&portal, parsed.map(|r| (r.message_id, None)), is_form)
+}
+
+fn revised(portal: &SandboxPortal, change: Result<(u64, Option<String>), String>, is_form: bool) -> Response {
+    let caused = change.and_then(|(id, text)| portal.lock().operator_revises(id, text.as_deref()).map_err(|e| e.description));
+    match (caused, is_form) {
+        (Ok(caused), form) => {
+            portal.deliver(caused);
+            if form { axum::response::Redirect::to("/sandbox/openlines").into_response() } else { StatusCode::NO_CONTENT.into_response() }
+        }
         (Err(e), _) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response(),
     }
 }

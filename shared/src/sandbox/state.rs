@@ -280,6 +280,14 @@ pub struct OlMessage {
     pub delivered: bool,
     /// The connector reported that the client read it.
     pub read: bool,
+    /// The ids the connector gave it on delivery (`imconnector-send-status-delivery.md`
+    /// `message.id`): what `OnImConnectorMessageUpdate`/`Delete` name it by.
+    pub delivered_ids: Vec<String>,
+    /// Changed after it was written (`imconnector.update.messages`, or the operator).
+    pub edited: bool,
+    /// Deleted (`imconnector.delete.messages`, or the operator). The docs do not say what the
+    /// chat keeps of it: the stricter reading keeps only the mark, no text and no files.
+    pub deleted: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]

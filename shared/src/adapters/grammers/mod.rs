@@ -405,6 +405,35 @@ impl Connection<'_> {
         self.learn_id(sent, peer, caption).await
     }
 
+    /// core.telegram.org/method/messages.editMessage: the new text with its entities.
+    async fn edit_text(&self, peer: Peer, id: i32, text: &Formatted) -> Result<(), TelegramError> {
+        let request = tl::functions::messages::EditMessage {
+            no_webpage: false,
+            invert_media: false,
+            peer: input_peer(peer),
+            id,
+            message: Some(text.text.clone()),
+            media: None,
+            reply_markup: None,
+            entities: entities(text),
+            schedule_date: None,
+            schedule_repeat_period: None,
+            quick_reply_shortcut_id: None,
+            rich_message: None,
+        };
+        match self.invoke(&request).await {
+            Ok(_) => Ok(()),
+            // The message reads so already: an edit done on an earlier try.
+            Err(InvocationError::Rpc(e)) if e.is("MESSAGE_NOT_MODIFIED") => Ok(()),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    /// core.telegram.org/method/messages.deleteMessages, for both sides (`revoke`).
+    async fn delete_messages(&self, ids: &[i32]) -> Result<(), TelegramError> {
+        self.call(&tl::functions::messages::DeleteMessages { revoke: true, id: ids.to_vec() }).await.map(drop)
+    }
+
     async fn read_outbox_max_id(&self, peer: Peer) -> Result<i32, TelegramError> {
         let dialog = tl::types::InputDialogPeer { peer: input_peer(peer) };
         let tl::enums::messages::PeerDialogs::Dialogs(found) =
@@ -550,6 +579,14 @@ impl TelegramSession for Connection<'_> {
 
     async fn send_media(&self, peer: Peer, media: &Media, body: BlobReader, caption: &Formatted, random_id: i64) -> Result<SentMessage, TelegramError> {
         Connection::send_media(self, peer, media, body, caption, random_id).await
+    }
+
+    async fn edit_text(&self, peer: Peer, id: i32, text: &Formatted) -> Result<(), TelegramError> {
+        Connection::edit_text(self, peer, id, text).await
+    }
+
+    async fn delete_messages(&self, ids: &[i32]) -> Result<(), TelegramError> {
+        Connection::delete_messages(self, ids).await
     }
 
     async fn contacts(&self) -> Result<Vec<Contact>, TelegramError> {

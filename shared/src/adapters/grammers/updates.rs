@@ -74,8 +74,8 @@ fn state(s: tl::types::updates::State) -> UpdatesState {
     UpdatesState { pts: s.pts, qts: s.qts, date: s.date, seq: s.seq }
 }
 
-/// `updates.Difference` as the port's: every new message first, then the reads, so a read
-/// never comes before a message it covers.
+/// `updates.Difference` as the port's: every new message first, then edits and deletions in
+/// their order, then the reads, so neither comes before a message it covers.
 fn difference(answer: tl::enums::updates::Difference, from: UpdatesState) -> Difference {
     use tl::enums::updates::Difference as D;
     let (new_messages, other_updates, users, after, more) = match answer {
@@ -97,6 +97,8 @@ fn difference(answer: tl::enums::updates::Difference, from: UpdatesState) -> Dif
                     reads.push(Update::ReadOutbox { user_id: peer.user_id, max_id: u.max_id });
                 }
             }
+            tl::enums::Update::EditMessage(u) => updates.extend(incoming(u.message, &users).map(Update::Edited)),
+            tl::enums::Update::DeleteMessages(u) => updates.push(Update::Deleted { ids: u.messages }),
             _ => {}
         }
     }
@@ -254,6 +256,7 @@ mod tests {
             file: None,
             date: 1_700_000_000,
             read: false,
+            edit_date: None,
         };
         tl_message(&written, ME)
     }
@@ -397,6 +400,19 @@ mod tests {
         let [Update::Message(first), Update::Message(second), read] = updates.as_slice() else { panic!("{updates:?}") };
         assert_eq!((first.id, second.id), (5, 6));
         assert_eq!(read, &Update::ReadOutbox { user_id: THEM, max_id: 3 });
+    }
+
+    #[test]
+    fn a_clients_edit_and_deletions_follow_the_messages() {
+        let edit = tl::types::UpdateEditMessage { message: message(5, "hi, fixed").into(), pts: 11, pts_count: 1 };
+        let mut ours = message(6, "ours, edited");
+        ours.out = true;
+        let our_edit = tl::types::UpdateEditMessage { message: ours.into(), pts: 12, pts_count: 1 };
+        let deleted = tl::types::UpdateDeleteMessages { messages: vec![5, 9], pts: 14, pts_count: 2 };
+        let Difference::Updates { updates, .. } = got(vec![message(5, "hi")], vec![edit.into(), our_edit.into(), deleted.into()]) else { panic!() };
+        let [Update::Message(first), Update::Edited(edited), deleted] = updates.as_slice() else { panic!("{updates:?}") };
+        assert_eq!((first.id, edited.id, edited.text.text.as_str()), (5, 5, "hi, fixed"), "our own edit is not the client's");
+        assert_eq!(deleted, &Update::Deleted { ids: vec![5, 9] });
     }
 
     #[test]

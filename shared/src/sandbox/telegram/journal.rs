@@ -23,6 +23,10 @@ pub enum Event {
     KeyAuthorized { key_id: i64, user_id: Option<i64> },
     /// A message written, with the sender's `random_id` when it came through the API.
     Message { message: ReceivedMessage, random_id: Option<i64> },
+    /// The sender changed a message's text (`edit_date` is when).
+    Edited { id: i32, text: String, entities: Vec<crate::domain::formatting::TextEntity>, edit_date: i64 },
+    /// Messages deleted for both sides of their chat.
+    Deleted { ids: Vec<i32> },
     /// `to_user_id` read every message sent to them.
     Read { to_user_id: i64 },
     Contacts { owner: i64, added: Vec<i64>, removed: Vec<i64> },

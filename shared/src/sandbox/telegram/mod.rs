@@ -84,6 +84,9 @@ pub struct ReceivedMessage {
     pub file: Option<ReceivedFile>,
     pub date: i64,
     pub read: bool,
+    /// When the sender last edited it (core.telegram.org/constructor/message `edit_date`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub edit_date: Option<i64>,
 }
 
 /// A file as the sandbox Telegram holds it: counted and hashed when its upload finished.
@@ -211,6 +214,10 @@ enum SimUpdate {
     Message(i32),
     /// `user_id` read the account's messages up to `max_id`.
     ReadOutbox { user_id: i64, max_id: i32 },
+    /// A message of the account's chats was edited (`updateEditMessage`).
+    Edit(i32),
+    /// A message of the account's chats was deleted (`updateDeleteMessages`).
+    Delete(i32),
 }
 
 /// More updates than this behind and `getDifference` answers `differenceTooLong`.
@@ -381,6 +388,33 @@ impl SandboxTelegram {
         Ok(id)
     }
 
+    /// `from_user_id` edits a message they wrote (from their own app): the text changes for
+    /// both sides, each gets `updateEditMessage`.
+    pub fn edit(&self, from_user_id: i64, message_id: i32, text: &str) -> Result<(), String> {
+        if text.trim().is_empty() {
+            return Err("an edit keeps some text".into());
+        }
+        let mut state = self.lock();
+        let m = state.message(message_id).filter(|m| m.from_user_id == from_user_id).ok_or_else(|| format!("user {from_user_id} wrote no message {message_id}"))?;
+        if m.text == text {
+            return Err("the text is the same".into());
+        }
+        self.record(&mut state, Event::Edited { id: message_id, text: text.to_owned(), entities: Vec::new(), edit_date: now_secs() });
+        Ok(())
+    }
+
+    /// `from_user_id` deletes a message of their chat for both sides (`revoke`): it is gone,
+    /// each side gets `updateDeleteMessages`.
+    pub fn delete(&self, from_user_id: i64, message_id: i32) -> Result<(), String> {
+        let mut state = self.lock();
+        let known = state.message(message_id).is_some_and(|m| m.from_user_id == from_user_id || m.to_user_id == from_user_id);
+        if !known {
+            return Err(format!("user {from_user_id} has no message {message_id}"));
+        }
+        self.record(&mut state, Event::Deleted { ids: vec![message_id] });
+        Ok(())
+    }
+
     /// Someone scans the newest QR code on their phone as `user_id` (`auth.acceptLoginToken`
     /// from their app); `false` when none is shown.
     pub fn scan_qr(&self, user_id: i64) -> bool {
@@ -488,6 +522,22 @@ impl State {
                 self.log(message.to_user_id, SimUpdate::Message(message.id));
                 self.received.push(message);
             }
+            Event::Edited { id, text, entities, edit_date } => {
+                let Some(m) = self.message_mut(id) else { return };
+                (m.text, m.entities, m.edit_date) = (text, entities, Some(edit_date));
+                let sides = [m.from_user_id, m.to_user_id];
+                for user in sides {
+                    self.log(user, SimUpdate::Edit(id));
+                }
+            }
+            Event::Deleted { ids } => {
+                for id in ids {
+                    let Some(at) = self.received.binary_search_by_key(&id, |m| m.id).ok() else { continue };
+                    let m = self.received.remove(at);
+                    self.log(m.from_user_id, SimUpdate::Delete(id));
+                    self.log(m.to_user_id, SimUpdate::Delete(id));
+                }
+            }
             Event::Read { to_user_id } => {
                 let mut newest: HashMap<i64, i32> = HashMap::new();
                 for m in self.received.iter_mut().filter(|m| m.to_user_id == to_user_id && !m.read) {
@@ -542,6 +592,7 @@ impl State {
             file,
             date: now_secs(),
             read: false,
+            edit_date: None,
         }
     }
 
@@ -561,6 +612,11 @@ impl State {
         // Ids grow with the log: a binary search finds one among many.
         let at = self.received.binary_search_by_key(&id, |m| m.id).ok()?;
         self.received.get(at)
+    }
+
+    fn message_mut(&mut self, id: i32) -> Option<&mut ReceivedMessage> {
+        let at = self.received.binary_search_by_key(&id, |m| m.id).ok()?;
+        self.received.get_mut(at)
     }
 
     /// The next fault aimed at `method`, if any.

@@ -15,6 +15,9 @@ use crate::clock::now_secs;
 use crate::domain::Formatted;
 use crate::domain::formatting::TextEntity;
 
+/// `help.getConfig`'s `edit_time_limit`: how long a message stays editable.
+const EDIT_TIME_LIMIT_SECS: i64 = 172_800;
+
 /// The sandbox's Telegram application (my.telegram.org): the app's `api_id`/`api_hash` in the sandbox.
 pub const API_ID: i32 = 94_575;
 pub const API_HASH: &str = "a3406de8d171bb422bb6ddf3bbd800e2";
@@ -149,6 +152,8 @@ async fn dispatch(world: &Arc<SandboxTelegram>, caller: &Caller, method: &str, b
         contacts::DeleteContacts => |r| call.delete_contacts(r),
         contacts::GetContacts => |_: contacts::GetContacts| call.get_contacts(),
         messages::SendMessage => |r| call.send_message(r),
+        messages::EditMessage => |r| call.edit_message(r),
+        messages::DeleteMessages => |r| call.delete_messages(r),
         messages::GetHistory => |r| call.get_history(r),
         messages::GetPeerDialogs => |r| call.get_peer_dialogs(r),
         updates::GetState => |_: updates::GetState| call.get_state(),
@@ -333,7 +338,7 @@ pub(crate) fn tl_message(m: &ReceivedMessage, me: i64) -> tl::types::Message {
         views: None,
         forwards: None,
         replies: None,
-        edit_date: None,
+        edit_date: m.edit_date.map(|d| d as i32),
         post_author: None,
         grouped_id: None,
         reactions: None,
@@ -476,7 +481,7 @@ impl Call<'_> {
             notify_default_delay_ms: 1500,
             push_chat_period_ms: 60_000,
             push_chat_limit: 2,
-            edit_time_limit: 172_800,
+            edit_time_limit: EDIT_TIME_LIMIT_SECS as i32,
             revoke_time_limit: i32::MAX,
             revoke_pm_time_limit: i32::MAX,
             rating_e_decay: 2_419_200,
@@ -843,6 +848,62 @@ impl Call<'_> {
         Ok(tl::types::UpdateShortSentMessage { out: true, id, pts: self.state.pts(me), pts_count: 1, date, media: None, entities: None, ttl_period: None }.into())
     }
 
+    /// messages.editMessage (core.telegram.org/method/messages.editMessage): one's own message
+    /// of the chat with `peer` (`MESSAGE_ID_INVALID` for any other, `MESSAGE_AUTHOR_REQUIRED`
+    /// for the other side's), within the config's `edit_time_limit` (`MESSAGE_EDIT_TIME_EXPIRED`);
+    /// the same text and entities again is `MESSAGE_NOT_MODIFIED`. Only text is edited here
+    /// (a new `media` is refused as `MEDIA_INVALID`, the stricter reading). The answer is
+    /// `updates` with `updateEditMessage`; the other side gets it in its difference.
+    fn edit_message(&mut self, r: tl::functions::messages::EditMessage) -> Result<tl::enums::Updates, Fail> {
+        let me = self.account()?;
+        let peer = self.input_peer(me, &r.peer)?;
+        if r.media.is_some() {
+            return Err(bad("MEDIA_INVALID"));
+        }
+        let m = self.state.message(r.id).filter(|m| [(me, peer), (peer, me)].contains(&(m.from_user_id, m.to_user_id))).ok_or_else(|| bad("MESSAGE_ID_INVALID"))?;
+        if m.from_user_id != me {
+            return Err(Fail(403, "MESSAGE_AUTHOR_REQUIRED".into()));
+        }
+        if m.date + EDIT_TIME_LIMIT_SECS < now_secs() {
+            return Err(bad("MESSAGE_EDIT_TIME_EXPIRED"));
+        }
+        let Some(text) = r.message else { return Err(bad("MESSAGE_NOT_MODIFIED")) };
+        let entities = our_entities(r.entities.as_deref());
+        if m.file.is_none() && text.trim().is_empty() {
+            return Err(bad("MESSAGE_EMPTY"));
+        }
+        let (limit, too_long) = if m.file.is_some() { (1024, "MEDIA_CAPTION_TOO_LONG") } else { (4096, "MESSAGE_TOO_LONG") };
+        if text.encode_utf16().count() > limit {
+            return Err(bad(too_long));
+        }
+        if m.text == text && m.entities == entities {
+            return Err(bad("MESSAGE_NOT_MODIFIED"));
+        }
+        self.world.record(self.state, Event::Edited { id: r.id, text, entities, edit_date: now_secs() });
+        let m = self.state.message(r.id).ok_or_else(|| bad("MESSAGE_ID_INVALID"))?;
+        let update = tl::types::UpdateEditMessage { message: tl_message(m, me).into(), pts: self.state.pts(me), pts_count: 1 };
+        let users = [me, peer].iter().filter_map(|id| self.state.user(*id)).map(|u| self.shown(u, me)).collect();
+        Ok(tl::types::Updates { updates: vec![update.into()], users, chats: Vec::new(), date: now_secs() as i32, seq: 0 }.into())
+    }
+
+    /// messages.deleteMessages (core.telegram.org/method/messages.deleteMessages): with
+    /// `revoke`, messages of the account's private chats go for both sides, the other side's
+    /// too (the config's `revoke_pm_inbox`, no time limit); ids it does not have are skipped,
+    /// as `pts_count` counts only what was deleted. Deleting for oneself only is not
+    /// simulated: refused as `MESSAGE_DELETE_FORBIDDEN` rather than done wrong.
+    fn delete_messages(&mut self, r: tl::functions::messages::DeleteMessages) -> Result<tl::enums::messages::AffectedMessages, Fail> {
+        let me = self.account()?;
+        if !r.revoke {
+            return Err(Fail(403, "MESSAGE_DELETE_FORBIDDEN".into()));
+        }
+        let ids: Vec<i32> = r.id.iter().copied().filter(|id| self.state.message(*id).is_some_and(|m| m.from_user_id == me || m.to_user_id == me)).collect();
+        let pts_count = ids.len() as i32;
+        if !ids.is_empty() {
+            self.world.record(self.state, Event::Deleted { ids });
+        }
+        Ok(tl::types::messages::AffectedMessages { pts: self.state.pts(me), pts_count }.into())
+    }
+
     /// messages.getHistory (core.telegram.org/api/offsets): newest first, the window starts
     /// at the first message older than `offset_id` (the newest for 0), moved by `add_offset`,
     /// `limit` long and cut to what exists; then `max_id`/`min_id` filter it.
@@ -969,6 +1030,13 @@ impl Call<'_> {
                         new_messages.push(tl_message(m, me).into());
                     }
                 }
+                SimUpdate::Edit(id) => {
+                    if let Some(m) = self.state.message(id) {
+                        involved.extend([m.from_user_id, m.to_user_id]);
+                        other_updates.push(tl::types::UpdateEditMessage { message: tl_message(m, me).into(), pts, pts_count: 1 }.into());
+                    }
+                }
+                SimUpdate::Delete(id) => other_updates.push(tl::types::UpdateDeleteMessages { messages: vec![id], pts, pts_count: 1 }.into()),
                 SimUpdate::ReadOutbox { user_id, max_id } => {
                     involved.push(user_id);
                     let peer = tl::types::PeerUser { user_id }.into();
