@@ -1,26 +1,15 @@
 // Bitrix24's own automation in headless Chromium: a robot run from the sandbox's CRM card (as
 // an automation rule would run it) reaches the client on Telegram and its result shows on the
 // card; an administrator sets what automation does beyond an account's budgets.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { ARTIFACTS, eventually, launchBrowser, startApp, unique } from './support.mjs';
+import { ARTIFACTS, appAndBrowser, eventually, unique } from './support.mjs';
 
-let app;
-let browser;
-
-before(async () => {
-  app = await startApp();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await app?.stop();
-});
+const started = appAndBrowser();
 
 async function withPage(fn) {
-  const context = await browser.newContext();
+  const context = await started.browser.newContext();
   const page = await context.newPage();
   const problems = [];
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
@@ -36,7 +25,7 @@ describe('automation', () => {
   test('a robot run from the sandbox card sends the filled text over Telegram and shows its result', () => withPage(async (page) => {
     // The robot's "From" lists the accounts once the app registered it again after they connected.
     await eventually(async () => {
-      await page.goto(`${app.url}/sandbox/card?entity=deal&id=1&lang=en`);
+      await page.goto(`${started.app.url}/sandbox/card?entity=deal&id=1&lang=en`);
       return (await page.locator('#robot option[value="sales"]').count()) > 0;
     });
     await page.locator('#robot-code').selectOption({ label: 'Send a Telegram message (OLChat)' });
@@ -47,7 +36,7 @@ describe('automation', () => {
     await Promise.all([page.waitForURL(/\/sandbox\/card\?/), page.locator('#run-robot').click()]);
 
     const expected = template.replace('{=Document:TITLE}', 'Chairs for Acme Shop');
-    const received = await eventually(async () => (await app.json('/sandbox/telegram/messages')).messages.filter((m) => m.text === expected), { timeout: 20_000 });
+    const received = await eventually(async () => (await started.app.json('/sandbox/telegram/messages')).messages.filter((m) => m.text === expected), { timeout: 20_000 });
     assert.equal(received.length, 1, 'once');
     assert.equal(received[0].to_user_id, 1005, 'to Dmitry, the deal\'s first client on Telegram');
 
@@ -63,7 +52,7 @@ describe('automation', () => {
 
   test('an administrator chooses what automation does beyond an account\'s budgets, and sees what it did today', () => withPage(async (page) => {
     const automation = () => page.locator('tr[data-connector="sales"]').getByRole('group', { name: 'Automation (robots, SMS, campaigns)' });
-    await page.goto(`${app.url}/sandbox/connectors?lang=en`);
+    await page.goto(`${started.app.url}/sandbox/connectors?lang=en`);
     await automation().getByLabel('Beyond the daily budgets:').waitFor();
     assert.match(await automation().textContent(), /Today: \d+ queued, \d+ sent/);
     assert.equal(await automation().getByLabel('Beyond the daily budgets:').inputValue(), 'wait', 'waiting, by default');

@@ -1,26 +1,15 @@
 // "Send later" in the card tab, in headless Chromium, by label and keyboard: a message is
 // scheduled in the zone the tab names, listed as scheduled with Cancel and Edit, and either
 // leaves at its time (the sandbox runner sweeps every 5 s) or is cancelled and never leaves.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { ARTIFACTS, eventually, launchBrowser, openCard, startApp, unique } from './support.mjs';
+import { ARTIFACTS, appAndBrowser, eventually, openCard, unique } from './support.mjs';
 
-let app;
-let browser;
-
-before(async () => {
-  app = await startApp();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await app?.stop();
-});
+const started = appAndBrowser();
 
 async function telegram() {
-  return (await app.json('/sandbox/telegram/messages')).messages;
+  return (await started.app.json('/sandbox/telegram/messages')).messages;
 }
 
 // The demo users' TIME_ZONE is Europe/Moscow: UTC+3 all year round.
@@ -33,7 +22,7 @@ function moscowWall(at, seconds = false) {
 
 function tab(t) {
   return async (fn) => {
-    const opened = await openCard(browser, app, t);
+    const opened = await openCard(started.browser, started.app, t);
     try {
       await fn(opened);
       assert.deepEqual(opened.problems, [], 'no script errors or dialogs');

@@ -5,6 +5,7 @@ import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -93,4 +94,18 @@ export async function eventually(check, { timeout = 10_000, interval = 100 } = {
 
 export function unique(label) {
   return `${label} ${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+}
+
+/** The app and Chromium for one test file: started before its tests, stopped after them. */
+export function appAndBrowser() {
+  const started = {};
+  before(async () => {
+    started.app = await startApp();
+    started.browser = await launchBrowser();
+  });
+  after(async () => {
+    await started.browser?.close();
+    await started.app?.stop();
+  });
+  return started;
 }

@@ -2,6 +2,14 @@
 //! tab's launcher, and the automation our app registered there: run a robot or an action for
 //! the record (as an automation rule would), send an SMS through a provider (the card's SMS
 //! form), and what came of both. And a CRM campaign to the demo segment.
+//!
+//! What the page offers is what Bitrix24's card does, per b24restdocs: a robot's settings form
+//! is one field per registered `PROPERTIES` entry, a `select` listing its `Options` and every
+//! field starting from its `Default` (`api-reference/bizproc/bizproc-robot/bizproc-robot-add.md`,
+//! "Object PROPERTY"); the card's **SMS/WhatsApp** form lists the providers the apps registered
+//! and the record's phones (`tutorials/messageservice/index.md`, "3. Verifying Sending from
+//! Bitrix24"); a campaign sends through a provider as the card does (`messageservice/index.md`,
+//! "Connection with Other Objects"). How the page looks is the sandbox's own.
 
 use std::fmt::Write;
 use std::sync::Arc;
