@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Peer;
 use crate::ports::{JobQueue, Queue, QueueError};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +38,9 @@ pub enum Job {
     ReviseReceived { member_id: String, connector_id: String, telegram_ids: Vec<i32> },
     /// Register the card tabs, the connector and the events (after `ONAPPINSTALL` or an update).
     SetUp { member_id: String },
+    /// A manager opened a client's conversation the first time: read its earlier history back
+    /// from Telegram.
+    Backfill { member_id: String, connector_id: String, peer: Peer },
     /// Copy a connector's Telegram contacts into its resolutions (first use).
     SyncContacts { member_id: String, connector_id: String },
     /// The portal uninstalled the app: sign a connector's account out and forget it.
@@ -81,6 +85,7 @@ impl Job {
             Self::Send { connector_id, .. }
             | Self::CatchUp { connector_id, .. }
             | Self::SyncContacts { connector_id, .. }
+            | Self::Backfill { connector_id, .. }
             | Self::SignOut { connector_id, .. }
             | Self::SendAutomated { connector_id, .. } => connector_id,
             Self::Reply(m) | Self::EditReply(m) | Self::DeleteReply(m) => &m.connector_id,
@@ -104,6 +109,7 @@ impl Job {
             | Self::EditReply(_)
             | Self::DeleteReply(_)
             | Self::SyncContacts { .. }
+            | Self::Backfill { .. }
             | Self::SignOut { .. }
             | Self::SendAutomated { .. } => JobQueue::Telegram,
             Self::Publish { .. }

@@ -45,6 +45,13 @@ pub async fn table_contract(table: Arc<dyn Table>) {
     table.delete("q", "m#2").await.unwrap();
     assert_eq!(sks(table.query("q", "m#", 10, false).await.unwrap()), ["m#1", "m#3"]);
     assert_eq!(sks(table.query("q", "", 10, false).await.unwrap()), ["m#1", "m#3", "n#1"], "no prefix: the whole partition");
+    // Paging back: below a key, greatest first, within the prefix.
+    for sk in ["m#2", "m#4", "m#5", "l#9"] {
+        table.put(item("q", sk, sk, 1, None), Condition::Always).await.unwrap();
+    }
+    assert_eq!(sks(table.query_below("q", "m#", "m#4", 2).await.unwrap()), ["m#3", "m#2"], "the key itself and above stay out");
+    assert_eq!(sks(table.query_below("q", "m#", "m#2", 10).await.unwrap()), ["m#1"], "nothing of another prefix below it");
+    assert_eq!(sks(table.query_below("q", "m#", "m#0", 10).await.unwrap()), Vec::<String>::new());
 }
 
 /// `unit` is the backend's time granularity (SQS counts whole seconds).

@@ -1,4 +1,4 @@
-//! Lambda behind API Gateway: POST /api/send, GET /api/messages[/{id}].
+//! Lambda behind API Gateway: POST /api/send, the messages (GET, PUT, cancel) and the conversation.
 
 #[tokio::main]
 async fn main() -> Result<(), shared::lambda::Error> {

@@ -56,6 +56,25 @@ impl SqliteTable {
     pub fn new(db: SqliteDb) -> Self {
         Self { db }
     }
+
+    /// Live items with `from <= sk < to`, in sort key order.
+    fn select(&self, pk: &str, from: &str, to: &str, limit: usize, descending: bool) -> Result<Vec<Item>, TableError> {
+        let conn = self.db.lock();
+        let sql = if descending {
+            "SELECT pk, sk, data, version, expires_at FROM items
+             WHERE pk = ?1 AND sk >= ?2 AND sk < ?3 AND (expires_at IS NULL OR expires_at > ?4)
+             ORDER BY sk DESC LIMIT ?5"
+        } else {
+            "SELECT pk, sk, data, version, expires_at FROM items
+             WHERE pk = ?1 AND sk >= ?2 AND sk < ?3 AND (expires_at IS NULL OR expires_at > ?4)
+             ORDER BY sk ASC LIMIT ?5"
+        };
+        let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+        let rows = stmt
+            .query_map(params![pk, from, to, now_secs(), limit as i64], row_to_item)
+            .map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+    }
 }
 
 fn row_to_item(row: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
@@ -122,24 +141,14 @@ impl Table for SqliteTable {
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str, limit: usize, descending: bool) -> Result<Vec<Item>, TableError> {
-        let conn = self.db.lock();
-        let sql = if descending {
-            "SELECT pk, sk, data, version, expires_at FROM items
-             WHERE pk = ?1 AND sk >= ?2 AND sk < ?3 AND (expires_at IS NULL OR expires_at > ?4)
-             ORDER BY sk DESC LIMIT ?5"
-        } else {
-            "SELECT pk, sk, data, version, expires_at FROM items
-             WHERE pk = ?1 AND sk >= ?2 AND sk < ?3 AND (expires_at IS NULL OR expires_at > ?4)
-             ORDER BY sk ASC LIMIT ?5"
-        };
-        let upper = format!("{sk_prefix}\u{10FFFF}");
-        let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
-        let rows = stmt
-            .query_map(params![pk, sk_prefix, upper, now_secs(), limit as i64], row_to_item)
-            .map_err(backend)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+        self.select(pk, sk_prefix, &format!("{sk_prefix}\u{10FFFF}"), limit, descending)
+    }
+
+    async fn query_below(&self, pk: &str, sk_prefix: &str, below: &str, limit: usize) -> Result<Vec<Item>, TableError> {
+        self.select(pk, sk_prefix, below, limit, true)
     }
 }
+
 
 /// The embedded queue: jobs survive a restart; a message received more than
 /// `max_receives` times goes to the dead-letter table instead.

@@ -16,7 +16,7 @@ use crate::ports::TelegramError;
 use crate::repo::connectors::{Connector, ConnectorStatus};
 use crate::work::Job;
 use crate::repo::resolutions::Resolution;
-use crate::repo::safety::Counter;
+use crate::repo::safety::{Counter, Paced};
 
 #[derive(Serialize)]
 pub struct CardView {
@@ -307,7 +307,7 @@ async fn open_line_client(svc: &Services, connector: &Connector, chat: &OpenLine
 
 /// Paces phone look-ups (one per `phone_pace` per account) and keeps them in the day's budget.
 async fn phone_lookup_allowed(svc: &Services, connector: &Connector) -> Result<(), RecipientProblem> {
-    if !svc.safety.phone_slot(&connector.id, svc.limits.phone_pace, LOOKUP_PATIENCE).await.map_err(storage_problem)? {
+    if !svc.safety.slot(&connector.id, Paced::PhoneLookup, svc.limits.phone_pace, LOOKUP_PATIENCE).await.map_err(storage_problem)? {
         let seconds = svc.limits.phone_pace.as_secs().max(1) as u32;
         return Err(RecipientProblem::Telegram(TelegramError::FloodWait { seconds }));
     }

@@ -4,6 +4,7 @@ pub mod automation;
 pub mod card;
 pub mod catch_up;
 pub mod connectors;
+pub mod conversation;
 pub mod events;
 pub mod install;
 pub mod openlines;
@@ -27,6 +28,7 @@ use crate::repo::RepoError;
 use crate::repo::automation::AutomationRequests;
 use crate::repo::cards::Cards;
 use crate::repo::connectors::Connectors;
+use crate::repo::conversations::Conversations;
 use crate::repo::logins::Logins;
 use crate::repo::mailbox::Mailbox;
 use crate::repo::messages::Messages;
@@ -49,6 +51,8 @@ pub struct Services {
     pub limits: SafetyLimits,
     pub cards: Cards,
     pub messages: Messages,
+    /// Each connector's conversation with each client, as the tab shows it.
+    pub conversations: Conversations,
     /// The due-time index of scheduled messages.
     pub schedule: Schedule,
     pub automation: AutomationRequests,
@@ -102,6 +106,7 @@ impl Services {
             limits,
             cards: Cards::new(records.clone()),
             messages: Messages::new(records.clone()),
+            conversations: Conversations::new(records.clone()),
             schedule: Schedule::new(records.clone()),
             automation: AutomationRequests::new(records.clone()),
             uploads: Uploads::new(records.clone()),

@@ -146,13 +146,19 @@ pub fn text_parts(lang: Lang, message_text: &str, with_files: bool) -> Result<Ve
     Ok(parts.into_iter().map(|text| Part { text, media: None, sent: false, telegram_id: None }).collect())
 }
 
-/// The connector, the recipient and their Telegram account, if this card may address them.
+/// The connector, the recipient and their Telegram account, if this card may write to them.
 pub async fn recipient_account(svc: &Services, claims: &Claims, connector_id: &str, recipient: &str) -> Result<(Connector, RecipientKey, TelegramUser), AppError> {
+    let found = card_recipient(svc, claims, connector_id, recipient).await?;
+    if found.0.status == ConnectorStatus::NeedsLogin {
+        return Err(AppError::invalid("connector_unavailable", text(claims.lang, "connector_unavailable", &[])));
+    }
+    Ok(found)
+}
+
+/// The connector, the recipient and their Telegram account, if this card may see them.
+pub async fn card_recipient(svc: &Services, claims: &Claims, connector_id: &str, recipient: &str) -> Result<(Connector, RecipientKey, TelegramUser), AppError> {
     let lang = claims.lang;
     let connector = usable_connector(svc, claims, connector_id).await?;
-    if connector.status == ConnectorStatus::NeedsLogin {
-        return Err(AppError::invalid("connector_unavailable", text(lang, "connector_unavailable", &[])));
-    }
     let unknown_recipient = || AppError::invalid("unknown_recipient", text(lang, "unknown_recipient", &[]));
     let recipient: RecipientKey = recipient.parse().map_err(|_| unknown_recipient())?;
     if !svc.cards.recipients(&claims.portal, claims.entity).await?.contains(&recipient) {

@@ -210,6 +210,12 @@ impl Message {
         }
     }
 
+    /// What a tab shows of it: a change of any of these is news to the tabs watching.
+    pub fn shown(&self) -> impl PartialEq + use<> {
+        let parts: Vec<(String, bool)> = self.parts.iter().map(|p| (p.text.clone(), p.sent)).collect();
+        (self.status, self.failure.clone(), self.retry_at, self.send_at, parts, self.published.clone())
+    }
+
     /// Held back until `at` (unix ms), when the sweep of the due-time index queues it.
     pub fn schedule(&mut self, at: i64) {
         self.status = MessageStatus::Scheduled;

@@ -14,6 +14,7 @@ use crate::app::openlines::{self, ChatRequest};
 use crate::app::send::SendRequest;
 use crate::app::uploads::UploadRequest;
 use crate::app::schedule::EditRequest;
+use crate::app::conversation::{self, ConversationQuery, Looked};
 use crate::app::{AppError, card, schedule, send, uploads};
 
 pub fn card_routes() -> Router<AppState> {
@@ -27,6 +28,7 @@ pub fn send_routes() -> Router<AppState> {
         .route("/api/messages", get(list_messages))
         .route("/api/messages/{id}", get(get_message).put(put_message))
         .route("/api/messages/{id}/cancel", post(cancel_message))
+        .route("/api/conversation", get(get_conversation))
         .route("/api/chats", post(post_chat))
         .route("/api/employees", get(list_employees))
 }
@@ -92,6 +94,19 @@ async fn cancel_message(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(schedule::cancel(&svc, &claims, &id).await?))
+}
+
+/// 304 while the conversation is as the tab has it: an open tab's poll reads one marker.
+async fn get_conversation(
+    State(svc): State<AppState>,
+    Session(claims): Session,
+    query: Result<Query<ConversationQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::response::Response, AppError> {
+    let Query(query) = query.map_err(|e| AppError::bad_request("bad_query", e.body_text()))?;
+    Ok(match conversation::look(&svc, &claims, &query).await? {
+        Looked::Unchanged => StatusCode::NOT_MODIFIED.into_response(),
+        Looked::Changed(view) => Json(view).into_response(),
+    })
 }
 
 async fn post_chat(

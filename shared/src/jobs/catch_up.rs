@@ -20,6 +20,7 @@ use crate::ports::{Difference, IncomingMessage, Peer, RemoteFile, TelegramError,
 use crate::repo::RepoError;
 use crate::repo::connectors::{Connector, ConnectorStatus};
 use crate::repo::mailbox::{CatchUpState, RECEIVED_FILE_LIMIT, Received, ReceivedFile, Sent};
+use crate::repo::conversations::{SaidFile, Written, telegram_time};
 use crate::repo::openlines::external_chat_id;
 
 /// Slices read per job; a longer backlog goes on in the next job.
@@ -173,6 +174,7 @@ async fn handle(svc: &Services, telegram: &dyn TelegramSession, connector: &Conn
 /// A client's edit of a message we stored: its new text, for the Open Line to follow once it
 /// has the message. Its id when there is something to revise; the same text again is nothing.
 async fn edited(svc: &Services, connector: &Connector, message: &IncomingMessage) -> Result<Option<i32>, Stop> {
+    svc.conversations.revise(&connector.id, message.id, |w| w.edit(&message.text.text)).await?;
     let text = to_bbcode(&message.text);
     let mut changed = false;
     let stored = svc.mailbox.revise(&connector.id, message.id, |m| {
@@ -188,6 +190,7 @@ async fn edited(svc: &Services, connector: &Connector, message: &IncomingMessage
 /// A deletion on Telegram names only ids of the account's mailbox: those of messages we
 /// stored are the clients' (ours and unknown ones are not in it).
 async fn deleted(svc: &Services, connector: &Connector, telegram_id: i32) -> Result<Option<i32>, Stop> {
+    svc.conversations.revise(&connector.id, telegram_id, Written::delete).await?;
     let mut changed = false;
     let stored = svc.mailbox.revise(&connector.id, telegram_id, |m| {
         changed = !std::mem::replace(&mut m.deleted, true);
@@ -234,6 +237,14 @@ async fn receive(svc: &Services, telegram: &dyn TelegramSession, connector: &Con
     if !svc.mailbox.receive(&connector.id, &received).await? {
         return Ok(None); // stored meanwhile by another catch-up, which hands it on
     }
+    let files = message.file.iter().zip(&received.files).map(|(file, stored)| SaidFile {
+        name: stored.file_name.clone(),
+        kind: file.kind,
+        mime_type: file.mime_type.clone(),
+        key: stored.key.clone(),
+    });
+    let written = Written { telegram_id: message.id, out: false, text: message.text.text.clone(), files: files.collect(), edited: false, deleted: false };
+    svc.conversations.add_written(&connector.id, peer.user_id, telegram_time(message.date), written).await?;
     // A chat both ways now: answering it opens nothing new.
     svc.safety.remember_chat(&connector.id, peer).await?;
     tracing::info!(telegram_id = message.id, "client message received");

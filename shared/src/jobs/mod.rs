@@ -1,6 +1,7 @@
 //! Queue jobs and their handlers: `job -> Done | RetryAfter | Failed`. Lambda maps the
 //! outcome to SQS batch failures and visibility; the embedded runner to its queue.
 
+pub mod backfill;
 pub mod catch_up;
 pub mod forget;
 pub mod publish;
@@ -158,6 +159,10 @@ async fn run(svc: &Services, job: Job, receive: u32) -> Outcome {
             }
             .instrument(span)
             .await
+        }
+        Job::Backfill { member_id, connector_id, peer } => {
+            let span = tracing::info_span!("backfill", connector_id = %connector_id, receive);
+            backfill::backfill(svc, &member_id, &connector_id, peer, receive).instrument(span).await
         }
         Job::SyncContacts { member_id, connector_id } => {
             let span = tracing::info_span!("sync_contacts", connector_id = %connector_id, receive);

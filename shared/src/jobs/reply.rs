@@ -13,6 +13,8 @@ use crate::domain::{Failure, Formatted};
 use crate::domain::formatting::{from_bbcode, strip_signature, tidy_signature};
 use crate::domain::message::random_id;
 use crate::ports::TelegramError;
+use crate::clock::now_millis;
+use crate::repo::conversations::Written;
 use crate::repo::mailbox::Sent;
 use crate::repo::openlines::{ChatLink, Reply};
 
@@ -33,9 +35,11 @@ async fn try_deliver(svc: &Services, m: &OperatorMessage, receive_count: u32) ->
         Reply { sent: false, .. } => {
             let link = svc.openlines.chat(member, &m.external_chat_id).await?;
             match send_to_client(svc, m, link.as_ref()).await? {
-                Ok(telegram_id) => {
+                Ok((telegram_id, text)) => {
                     if let (Some(link), Some(telegram_id)) = (&link, telegram_id) {
                         await_reading(svc, m, link, telegram_id).await?;
+                        let written = Written { telegram_id, out: true, text, files: Vec::new(), edited: false, deleted: false };
+                        svc.conversations.add_written(&link.connector_id, link.peer.user_id, now_millis(), written).await?;
                     }
                     let record = |r: &mut Reply| {
                         *r = Reply { sent: true, telegram_id, ..Reply::default() };
@@ -147,11 +151,13 @@ async fn try_revise(svc: &Services, m: &OperatorMessage, revision: Revision) -> 
     }
     match revision {
         Revision::Edit => {
+            svc.conversations.revise(&link.connector_id, telegram_id, |w| w.edit(&text.text)).await?;
             let id = telegram_id.to_string();
             confirm_delivery(svc, member, &m.line, m.ol_chat_id, m.im_message_id, &m.external_chat_id, &id).await?;
             tracing::info!("operator's edit made on Telegram");
         }
         Revision::Delete => {
+            svc.conversations.revise(&link.connector_id, telegram_id, Written::delete).await?;
             svc.openlines.update_reply(member, m.ol_chat_id, m.im_message_id, |r| !std::mem::replace(&mut r.deleted, true)).await?;
             tracing::info!("operator's deletion made on Telegram");
         }
@@ -159,8 +165,9 @@ async fn try_revise(svc: &Services, m: &OperatorMessage, revision: Revision) -> 
     Ok(Ok(()))
 }
 
-/// Sends the reply through the chat's connector; the outer error is ours, the inner Telegram's.
-async fn send_to_client(svc: &Services, m: &OperatorMessage, link: Option<&ChatLink>) -> Result<Result<Option<i32>, TelegramError>, AppError> {
+/// Sends the reply through the chat's connector: its Telegram id and text as sent; the outer
+/// error is ours, the inner Telegram's.
+async fn send_to_client(svc: &Services, m: &OperatorMessage, link: Option<&ChatLink>) -> Result<Result<(Option<i32>, String), TelegramError>, AppError> {
     let unauthorized = || Ok(Err(TelegramError::Unauthorized("the connector is gone".into())));
     let Some(link) = link else { return unauthorized() };
     let Some(connector) = svc.connectors.get(&m.member_id, &link.connector_id).await? else { return unauthorized() };
@@ -173,7 +180,7 @@ async fn send_to_client(svc: &Services, m: &OperatorMessage, link: Option<&ChatL
         Ok(telegram) => telegram,
         Err(e) => return Ok(Err(e)),
     };
-    let sent = telegram.send_text(link.peer, &text, random_id).await.map(|sent| sent.id);
+    let sent = telegram.send_text(link.peer, &text, random_id).await.map(|sent| (sent.id, text.text));
     telegram.close().await;
     Ok(sent)
 }

@@ -84,6 +84,10 @@ async fn send_parts(svc: &Services, telegram: &dyn TelegramSession, connector: &
         };
         match sent {
             Ok(sent) => {
+                if let Some(telegram_id) = sent.id {
+                    // Before the part counts as sent: a history read back never lists it twice.
+                    svc.conversations.listed_ours(&connector.id, message.peer.user_id, telegram_id).await?;
+                }
                 message = svc
                     .messages
                     .update(&message_id, |m| { m.part_sent(index, sent.id); true })

@@ -41,4 +41,7 @@ pub trait Table: Send + Sync {
     async fn delete(&self, pk: &str, sk: &str) -> Result<(), TableError>;
     /// Live items of one partition whose sort key starts with `sk_prefix`, in sort key order.
     async fn query(&self, pk: &str, sk_prefix: &str, limit: usize, descending: bool) -> Result<Vec<Item>, TableError>;
+    /// Live items of one partition whose sort key starts with `sk_prefix` and sorts below
+    /// `below` (a key with that prefix), greatest first: the page further back from `below`.
+    async fn query_below(&self, pk: &str, sk_prefix: &str, below: &str, limit: usize) -> Result<Vec<Item>, TableError>;
 }

@@ -89,6 +89,18 @@ pub struct IncomingMessage {
     pub file: Option<RemoteFile>,
 }
 
+/// A message of a private chat, either side's, as its history gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub id: i32,
+    /// Written by the account (on any of its devices, or by the app).
+    pub out: bool,
+    /// Unix seconds.
+    pub date: i64,
+    pub text: Formatted,
+    pub file: Option<RemoteFile>,
+}
+
 /// A page of a chat's history.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HistoryPage {
@@ -228,6 +240,9 @@ pub trait TelegramSession: Send + Sync {
     /// The next [`HISTORY_LIMIT`] messages of the chat with `peer` after message `after_id`
     /// (`messages.getHistory` paging forward).
     async fn history(&self, peer: Peer, after_id: i32) -> Result<HistoryPage, TelegramError>;
+    /// Up to [`HISTORY_LIMIT`] messages of the chat with `peer` before message `before_id`
+    /// (the newest for 0), both sides', newest first (`messages.getHistory` paging back).
+    async fn earlier(&self, peer: Peer, before_id: i32) -> Result<Vec<ChatMessage>, TelegramError>;
     /// Streams a received file into `sink` (`upload.getFile`); the bytes written.
     async fn download(&self, file: &RemoteFile, sink: &mut (dyn tokio::io::AsyncWrite + Send + Unpin)) -> Result<u64, TelegramError>;
     /// Ends the connection and gives the account back.

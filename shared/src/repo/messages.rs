@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::conversations::{Conversations, touch};
 use super::{Records, RepoError, portal_pk};
 use crate::domain::lease::Claim;
 use crate::domain::{EntityRef, Message};
@@ -27,11 +28,12 @@ fn card_prefix(entity: EntityRef) -> String {
 #[derive(Clone)]
 pub struct Messages {
     records: Records,
+    conversations: Conversations,
 }
 
 impl Messages {
     pub fn new(records: Records) -> Self {
-        Self { records }
+        Self { conversations: Conversations::new(records.clone()), records }
     }
 
     /// Claims the client's idempotency key for `message_id`. Returns the id the key
@@ -49,11 +51,13 @@ impl Messages {
         }
     }
 
-    /// Stores a new message and lists it on its card; `false` if it was stored already.
+    /// Stores a new message and lists it on its card and in its conversation; `false` if it
+    /// was stored already.
     pub async fn create(&self, message: &Message) -> Result<bool, RepoError> {
         let created = self.records.create(&message_pk(&message.id), MESSAGE_SK, message, None).await?;
         let index_sk = format!("{}{:013}#{}", card_prefix(message.entity), message.created_at, message.id);
         self.records.put(&portal_pk(&message.member_id), &index_sk, &message.id, None).await?;
+        self.conversations.add_ours(message).await?;
         Ok(created)
     }
 
@@ -62,8 +66,22 @@ impl Messages {
     }
 
     /// Applies `change` atomically (retrying on concurrent writes); the message as stored after.
-    pub async fn update(&self, id: &str, change: impl FnMut(&mut Message) -> bool) -> Result<Option<Message>, RepoError> {
-        self.records.update(&message_pk(id), MESSAGE_SK, change).await
+    /// A change the tab shows tells the tabs watching its conversation.
+    pub async fn update(&self, id: &str, mut change: impl FnMut(&mut Message) -> bool) -> Result<Option<Message>, RepoError> {
+        let mut shown_changed = false;
+        let after = self
+            .records
+            .update(&message_pk(id), MESSAGE_SK, |m: &mut Message| {
+                let before = m.shown();
+                let changed = change(m);
+                shown_changed = changed && m.shown() != before;
+                changed
+            })
+            .await?;
+        if let Some(m) = after.as_ref().filter(|_| shown_changed) {
+            touch(&self.records, &m.connector_id, m.peer.user_id).await?;
+        }
+        Ok(after)
     }
 
     /// Claims the message's Open Line work (its publication, its activity) for one job run;

@@ -3,6 +3,7 @@
 pub mod automation;
 pub mod cards;
 pub mod connectors;
+pub mod conversations;
 pub mod logins;
 pub mod mailbox;
 pub mod messages;
@@ -175,6 +176,16 @@ impl Records {
     /// Like [`Self::query`], with each record's sort key.
     pub async fn entries<T: DeserializeOwned>(&self, pk: &str, sk_prefix: &str, limit: usize) -> Result<Vec<(String, T)>, RepoError> {
         let items = self.table.query(pk, sk_prefix, limit, false).await?;
+        items.iter().map(|item| Ok((item.sk.clone(), decode(item)?))).collect()
+    }
+
+    /// Records whose sort key starts with `sk_prefix`, greatest first, from just below `below`
+    /// (or from the greatest), each with its sort key.
+    pub async fn entries_below<T: DeserializeOwned>(&self, pk: &str, sk_prefix: &str, below: Option<&str>, limit: usize) -> Result<Vec<(String, T)>, RepoError> {
+        let items = match below {
+            Some(below) => self.table.query_below(pk, sk_prefix, below, limit).await?,
+            None => self.table.query(pk, sk_prefix, limit, true).await?,
+        };
         items.iter().map(|item| Ok((item.sk.clone(), decode(item)?))).collect()
     }
 

@@ -1,5 +1,5 @@
 //! Account safety: what each connector did today (new chats, phone look-ups) against its
-//! budgets, the chats it already has, and the pace of its phone look-ups.
+//! budgets, the chats it already has, and the pace of its phone look-ups and history reads.
 
 use std::time::Duration;
 
@@ -47,6 +47,8 @@ pub struct Usage {
     pub automation_queued: u32,
     #[serde(default)]
     pub automation_sent: u32,
+    #[serde(default)]
+    pub history_reads: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -55,13 +57,34 @@ pub enum Counter {
     PhoneLookups,
     AutomationQueued,
     AutomationSent,
+    /// Pages of a chat's history read back for the tab's conversation.
+    HistoryReads,
 }
+
+/// Calls paced per account, each on its own.
+#[derive(Clone, Copy, Debug)]
+pub enum Paced {
+    PhoneLookup,
+    HistoryRead,
+}
+
+impl Paced {
+    fn sk(self) -> &'static str {
+        match self {
+            Self::PhoneLookup => "pace#phone",
+            Self::HistoryRead => "pace#history",
+        }
+    }
+}
+
+/// Histories read back per account and day: one page each time a manager first opens a
+/// client, far below what an official client reads while someone scrolls.
+pub const HISTORY_READS_PER_DAY: u32 = 100;
 
 fn today_sk() -> String {
     format!("usage#{}", now_secs() / 86_400)
 }
 
-const PACE_SK: &str = "pace#phone";
 const CHAT: &str = "chat#";
 const DAY: Duration = Duration::from_secs(2 * 86_400);
 
@@ -87,6 +110,7 @@ impl Safety {
                 Counter::PhoneLookups => &mut usage.phone_lookups,
                 Counter::AutomationQueued => &mut usage.automation_queued,
                 Counter::AutomationSent => &mut usage.automation_sent,
+                Counter::HistoryReads => &mut usage.history_reads,
             })
             .await
     }
@@ -110,9 +134,9 @@ impl Safety {
         self.records.query(&pk(connector_id), CHAT, usize::MAX >> 1, false).await
     }
 
-    /// Waits for this account's next phone look-up slot (one per `pace`); `false` when none
-    /// came within `patience`.
-    pub async fn phone_slot(&self, connector_id: &str, pace: Duration, patience: Duration) -> Result<bool, RepoError> {
+    /// Waits for this account's next slot for `what` (one per `pace`); `false` when none came
+    /// within `patience`.
+    pub async fn slot(&self, connector_id: &str, what: Paced, pace: Duration, patience: Duration) -> Result<bool, RepoError> {
         if pace.is_zero() {
             return Ok(true);
         }
@@ -120,7 +144,7 @@ impl Safety {
         // Expiry counts in whole seconds: round up so slots are never closer than `pace`.
         let ttl = Duration::from_secs(pace.as_secs() + u64::from(pace.subsec_nanos() > 0) + 1);
         loop {
-            if self.records.create(&pk(connector_id), PACE_SK, &now_secs(), Some(ttl)).await? {
+            if self.records.create(&pk(connector_id), what.sk(), &now_secs(), Some(ttl)).await? {
                 return Ok(true);
             }
             if tokio::time::Instant::now() >= deadline {

@@ -24,6 +24,45 @@ impl DynamoTable {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
     }
+
+    async fn select(&self, pk: &str, condition: &str, bounds: &[(&str, &str)], limit: usize, descending: bool, except: Option<&str>) -> Result<Vec<Item>, TableError> {
+        let mut out = Vec::new();
+        let mut start: Option<Attributes> = None;
+        // A filter applies after DynamoDB's page limit, so page until enough live items are in.
+        loop {
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression(condition)
+                .filter_expression(LIVE)
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":now", n(now_secs()));
+            for (name, value) in bounds {
+                request = request.expression_attribute_values(*name, s(value));
+            }
+            let answer = request
+                .scan_index_forward(!descending)
+                .limit(limit.clamp(1, 1000) as i32)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| TableError::Backend(sdk_error(e)))?;
+            for attrs in answer.items() {
+                let item = to_item(attrs)?;
+                if except != Some(item.sk.as_str()) {
+                    out.push(item);
+                }
+            }
+            match answer.last_evaluated_key() {
+                Some(key) if out.len() < limit => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
 }
 
 type Attributes = HashMap<String, AttributeValue>;
@@ -111,38 +150,17 @@ impl Table for DynamoTable {
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str, limit: usize, descending: bool) -> Result<Vec<Item>, TableError> {
-        let mut out = Vec::new();
-        let mut start: Option<Attributes> = None;
-        // A filter applies after DynamoDB's page limit, so page until enough live items are in.
         // DynamoDB refuses an empty prefix: no prefix is the whole partition.
-        let key_condition = if sk_prefix.is_empty() { "pk = :pk" } else { "pk = :pk AND begins_with(sk, :prefix)" };
-        loop {
-            let request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression(key_condition)
-                .filter_expression(LIVE)
-                .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":now", n(now_secs()));
-            let request = if sk_prefix.is_empty() { request } else { request.expression_attribute_values(":prefix", s(sk_prefix)) };
-            let answer = request
-                .scan_index_forward(!descending)
-                .limit(limit.clamp(1, 1000) as i32)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| TableError::Backend(sdk_error(e)))?;
-            for attrs in answer.items() {
-                out.push(to_item(attrs)?);
-            }
-            match answer.last_evaluated_key() {
-                Some(key) if out.len() < limit => start = Some(key.clone()),
-                _ => break,
-            }
+        if sk_prefix.is_empty() {
+            return self.select(pk, "pk = :pk", &[], limit, descending, None).await;
         }
-        out.truncate(limit);
-        Ok(out)
+        self.select(pk, "pk = :pk AND begins_with(sk, :from)", &[(":from", sk_prefix)], limit, descending, None).await
+    }
+
+    async fn query_below(&self, pk: &str, sk_prefix: &str, below: &str, limit: usize) -> Result<Vec<Item>, TableError> {
+        // A key condition has one test of the sort key: BETWEEN takes both bounds, and `below`
+        // itself, which BETWEEN includes, is left out.
+        let condition = "pk = :pk AND sk BETWEEN :from AND :to";
+        self.select(pk, condition, &[(":from", sk_prefix), (":to", below)], limit, true, Some(below)).await
     }
 }

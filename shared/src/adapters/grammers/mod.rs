@@ -32,7 +32,7 @@ use crate::domain::formatting::{EntityKind, TextEntity};
 use crate::domain::{Formatted, PhoneE164, TelegramUsername};
 use crate::ports::blobs::BlobReader;
 use crate::ports::{
-    Account, Contact, Difference, HistoryPage, LoginError, LoginStep, Media, MediaKind, Peer, RemoteFile, SentMessage, Telegram,
+    Account, ChatMessage, Contact, Difference, HistoryPage, LoginError, LoginStep, Media, MediaKind, Peer, RemoteFile, SentMessage, Telegram,
     TelegramError, TelegramSession, TelegramUser, UpdatesState,
 };
 use crate::repo::sessions::TelegramSessions;
@@ -607,6 +607,10 @@ impl TelegramSession for Connection<'_> {
 
     async fn history(&self, peer: Peer, after_id: i32) -> Result<HistoryPage, TelegramError> {
         Connection::history(self, peer, after_id).await
+    }
+
+    async fn earlier(&self, peer: Peer, before_id: i32) -> Result<Vec<ChatMessage>, TelegramError> {
+        Connection::earlier(self, peer, before_id).await
     }
 
     async fn download(&self, file: &RemoteFile, sink: &mut (dyn tokio::io::AsyncWrite + Send + Unpin)) -> Result<u64, TelegramError> {

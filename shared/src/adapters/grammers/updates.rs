@@ -9,7 +9,7 @@ use super::errors::classify;
 use super::{Connection, in_time, input_peer, transfer_time, user_by_id};
 use crate::domain::Formatted;
 use crate::domain::formatting::{EntityKind, TextEntity};
-use crate::ports::{Difference, HISTORY_LIMIT, HistoryPage, IncomingKind, IncomingMessage, Peer, RemoteFile, TelegramError, Update, UpdatesState};
+use crate::ports::{ChatMessage, Difference, HISTORY_LIMIT, HistoryPage, IncomingKind, IncomingMessage, Peer, RemoteFile, TelegramError, Update, UpdatesState};
 
 impl Connection<'_> {
     pub(super) async fn updates_state(&self) -> Result<UpdatesState, TelegramError> {
@@ -47,6 +47,23 @@ impl Connection<'_> {
             hash: 0,
         };
         Ok(history(self.call(&request).await?, peer.user_id, after_id))
+    }
+
+    pub(super) async fn earlier(&self, peer: Peer, before_id: i32) -> Result<Vec<ChatMessage>, TelegramError> {
+        // Back from `before_id` as Telegram's offsets page (core.telegram.org/api/offsets): the
+        // window starts at the first message older than `offset_id`, the newest for 0.
+        let request = tl::functions::messages::GetHistory {
+            peer: input_peer(peer),
+            offset_id: before_id,
+            offset_date: 0,
+            add_offset: 0,
+            limit: HISTORY_LIMIT as i32,
+            max_id: 0,
+            min_id: 0,
+            hash: 0,
+        };
+        let (messages, _) = messages_of(self.call(&request).await?);
+        Ok(messages.into_iter().filter_map(|m| chat_message(m, peer.user_id)).collect())
     }
 
     pub(super) async fn download(&self, file: &RemoteFile, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64, TelegramError> {
@@ -147,7 +164,7 @@ pub(super) fn own_message_id(answer: tl::enums::messages::Messages, text: &str) 
 /// A message a user wrote to the account in their private chat, as the port's; `None` for
 /// anything else (our own, groups, service messages, nothing we can pass on).
 fn incoming(message: tl::enums::Message, users: &[tl::enums::User]) -> Option<IncomingMessage> {
-    let tl::enums::Message::Message(m) = message else { return None };
+    let tl::enums::Message::Message(m) = &message else { return None };
     let tl::enums::Peer::User(chat) = &m.peer_id else { return None };
     let by_them = match &m.from_id {
         None => true,
@@ -158,12 +175,24 @@ fn incoming(message: tl::enums::Message, users: &[tl::enums::User]) -> Option<In
         return None;
     }
     let from = user_by_id(users, chat.user_id)?;
+    let said = chat_message(message, from.peer.user_id)?;
+    Some(IncomingMessage { id: said.id, from, date: said.date, text: said.text, file: said.file })
+}
+
+/// A message of the private chat with `user_id`, either side's; `None` for service messages,
+/// other chats and what has neither text nor a file we can pass on.
+fn chat_message(message: tl::enums::Message, user_id: i64) -> Option<ChatMessage> {
+    let tl::enums::Message::Message(m) = message else { return None };
+    let tl::enums::Peer::User(chat) = &m.peer_id else { return None };
+    if chat.user_id != user_id {
+        return None;
+    }
     let file = m.media.and_then(|media| remote_file(m.id, media));
     if m.message.is_empty() && file.is_none() {
         return None;
     }
     let entities = m.entities.iter().flatten().filter_map(text_entity).collect();
-    Some(IncomingMessage { id: m.id, from, date: m.date.into(), text: Formatted { text: m.message, entities }, file })
+    Some(ChatMessage { id: m.id, out: m.out, date: m.date.into(), text: Formatted { text: m.message, entities }, file })
 }
 
 /// Telegram's entity as our formatting, for the kinds we have (offsets are UTF-16 units on both sides).
