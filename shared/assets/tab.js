@@ -4,15 +4,14 @@
 
 (() => {
   const TG_LIMIT = 4096; // Telegram's limit per text message; longer texts are split by the server
-  const MESSAGES_POLL_MS = 1500;
   const SYNC_POLL_MS = 3000;
-  const ACTIVE = new Set(['queued', 'sending']);
-  // A sent message turns read when the client reads it (the app catches up with Telegram
-  // every few seconds): looked at again, less often.
-  const READ_POLL_MS = 6000;
   const FINAL = new Set(['sent', 'read', 'failed', 'cancelled']);
-  // A scheduled message is looked at now and then: to see it leave, or an edit from elsewhere.
-  const SCHEDULED_POLL_MS = 6000;
+  // An open conversation asks for its change marker (304 while nothing changed): soon after a
+  // change, then less and less often while nothing happens; never while the page is hidden.
+  const POLL_MIN_MS = 2000;
+  const POLL_MAX_MS = 10000;
+  // Scrolled this close to the top, the page further back is loaded.
+  const EARLIER_MARGIN_PX = 40;
 
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -23,13 +22,14 @@
     unavailableBox: $('to-unavailable-box'), unavailable: $('to-unavailable'),
     message: $('message'), counter: $('counter'), split: $('split'), send: $('send'),
     publication: $('publication'), createActivity: $('create-activity'),
-    chatBox: $('chat-box'), employees: $('employees'), createChat: $('create-chat'),
+    chatOpen: $('chat-open'), chatBox: $('chat-box'), employees: $('employees'), createChat: $('create-chat'),
     emojiToggle: $('emoji-toggle'), emojiPanel: $('emoji-panel'), emojiSearch: $('emoji-search'),
     emojiGroups: $('emoji-groups'), emojiNone: $('emoji-none'),
     files: $('files'), fileList: $('file-list'), asDocument: $('as-document'),
-    voiceRecord: $('voice-record'), voiceTimer: $('voice-timer'), voiceDelete: $('voice-delete'),
+    voiceRecord: $('voice-record'), voiceRecordLabel: $('voice-record-label'), voiceTimer: $('voice-timer'), voiceDelete: $('voice-delete'),
     voicePreview: $('voice-preview'), voiceLabel: $('voice-label'), voiceWave: $('voice-wave'), voiceAudio: $('voice-audio'),
     messages: $('messages'), messagesLoading: $('messages-loading'), messagesEmpty: $('messages-empty'),
+    conversation: $('conversation'), earlier: $('earlier'), backfilling: $('backfilling'),
     sendLater: $('send-later'), laterBox: $('later-box'), sendAt: $('send-at'), sendAtZone: $('send-at-zone'),
   };
 
@@ -59,8 +59,15 @@
     emojiLoaded: false,
     timeZone: null,      // {name, source: 'user'|'browser'}: the zone "send later" is picked in
     editing: null,       // id of the scheduled message being edited: the list is not redrawn under it
-    list: [],            // the messages as last drawn
+    list: [],            // the conversation's items as last drawn, oldest first
+    recipients: [],      // the card's recipients found on Telegram
+    conv: freshConversation(null),
   };
+
+  // The conversation through one connector with one recipient, as far back as it was loaded.
+  function freshConversation(key) {
+    return { key, items: new Map(), rev: null, earlier: null, olderLoaded: false, backfilling: false, delay: POLL_MIN_MS, loadingEarlier: false };
+  }
   const MAX_FILES = Number(el.files.dataset.maxFiles) || 10;
   const MAX_BYTES = Number(el.files.dataset.maxBytes) || 2 ** 31;
   const WAVE_LEVELS = 100; // Telegram shows up to 100 levels of 0..31
@@ -194,6 +201,7 @@
     } catch {
       throw new ApiError(fmt('network_error'), 0, 'network');
     }
+    if (res.status === 304) return null; // nothing changed since the marker the request named
     let data = null;
     try { data = await res.json(); } catch { /* empty or non-JSON body */ }
     if (!res.ok) {
@@ -241,6 +249,8 @@
     state.connectorId = card.connector_id || connectorId || null;
     renderConnectors(connectors);
     renderRecipients(Array.isArray(card.recipients) ? card.recipients : []);
+    el.chatOpen.disabled = !state.selectedKey;
+    recipientChanged();
     renderSync(card.sync);
     setTimeZone(card.time_zone);
     el.to.setAttribute('aria-busy', 'false');
@@ -281,6 +291,7 @@
 
     const found = recipients.filter((r) => r.state === 'found' && r.account);
     const others = recipients.filter((r) => !(r.state === 'found' && r.account));
+    state.recipients = found;
     if (!found.some((r) => r.key === state.selectedKey)) {
       state.selectedKey = found[0]?.key ?? null;
     }
@@ -288,7 +299,7 @@
 
     el.toList.replaceChildren(...found.map(recipientChoice));
     el.toEmpty.hidden = found.length > 0 || state.connectors.length === 0;
-    el.unavailable.replaceChildren(...others.map(unavailableItem));
+    el.unavailable.replaceChildren(...unavailableGroups(others));
     el.unavailableBox.hidden = others.length === 0;
 
     if (focused) el.toList.querySelector('input:checked')?.focus();
@@ -325,10 +336,19 @@
     return [src.label, src.value].filter(Boolean).join(': ');
   }
 
-  function unavailableItem(r) {
-    return h('li', { dataset: { key: r.key, state: r.state } },
-      h('span', { className: 'olc-source' }, sourceText(r.source || {}) || r.key),
-      r.explanation ? h('p', { className: 'olc-explanation' }, r.explanation) : null);
+  // Recipients with the same explanation (the privacy one, mostly) share it: said once, with
+  // the numbers it concerns.
+  function unavailableGroups(others) {
+    const groups = new Map();
+    for (const r of others) {
+      const why = r.explanation || '';
+      if (!groups.has(why)) groups.set(why, []);
+      groups.get(why).push(r);
+    }
+    return Array.from(groups, ([why, list]) => h('li', { dataset: { state: list[0].state } },
+      h('ul', { className: 'olc-sources' },
+        ...list.map((r) => h('li', { className: 'olc-source', dataset: { key: r.key } }, sourceText(r.source || {}) || r.key))),
+      why ? h('p', { className: 'olc-explanation' }, why) : null));
   }
 
   function renderSync(sync) {
@@ -421,6 +441,7 @@
       announce(sendAt === null ? fmt('queued') : fmt('message_scheduled', { time: scheduledTime(sendAt) }));
       if (sendAt !== null) { el.sendLater.checked = false; laterChanged(); }
       if (res.message_id) state.watched.set(String(res.message_id), 'queued');
+      state.conv.delay = POLL_MIN_MS;
       loadMessages();
       el.message.focus();
     } catch (e) {
@@ -589,7 +610,7 @@
     media.ondataavailable = (e) => { if (e.data.size) rec.chunks.push(e.data); };
     media.onstop = () => finishRecording(rec, stream);
     media.start(250);
-    el.voiceRecord.textContent = fmt('voice_stop');
+    el.voiceRecordLabel.textContent = fmt('voice_stop');
     el.voiceRecord.setAttribute('aria-pressed', 'true');
     el.voiceTimer.hidden = false;
     el.voiceTimer.textContent = '0:00';
@@ -612,7 +633,7 @@
     state.voice = voice;
     state.recorder = null;
     composeChanged();
-    el.voiceRecord.textContent = fmt('voice_record');
+    el.voiceRecordLabel.textContent = fmt('voice_record');
     el.voiceRecord.setAttribute('aria-pressed', 'false');
     el.voiceTimer.hidden = true;
     el.voiceAudio.src = voice.url;
@@ -755,31 +776,105 @@
     }
   }
 
-  // ---- recent messages ----
+  // ---- the conversation with the chosen recipient ----
+
+  function conversationKey() {
+    return state.connectorId && state.selectedKey ? `${state.connectorId}|${state.selectedKey}` : null;
+  }
+
+  function conversationPath(extra) {
+    const q = `connector=${encodeURIComponent(state.connectorId)}&recipient=${encodeURIComponent(state.selectedKey)}`;
+    return `/api/conversation?${q}${extra}`;
+  }
+
+  // Another connector or recipient is another conversation.
+  function recipientChanged() {
+    if (conversationKey() !== state.conv.key) loadMessages();
+  }
 
   async function loadMessages() {
-    const seq = ++state.msgSeq;
     clearTimeout(state.msgTimer);
-    let list;
+    const key = conversationKey();
+    if (key !== state.conv.key) {
+      state.conv = freshConversation(key);
+      state.msgSig = '';
+      renderMessages();
+    }
+    if (!key || state.stopped) return;
+    const seq = ++state.msgSeq;
+    const conv = state.conv;
+    let view;
     try {
-      ({ messages: list = [] } = await api('/api/messages'));
+      view = await api(conversationPath(conv.rev ? `&rev=${encodeURIComponent(conv.rev)}` : ''));
     } catch (e) {
       if (seq !== state.msgSeq) return;
       el.messagesLoading.hidden = true;
       showError(e);
-      if (!state.stopped && state.watched.size) state.msgTimer = setTimeout(loadMessages, MESSAGES_POLL_MS * 2);
+      schedulePoll(false);
       return;
     }
-    if (seq !== state.msgSeq) return;
-    renderMessages(list);
-    if (state.stopped) return;
-    if (list.some((m) => ACTIVE.has(m.status))) {
-      state.msgTimer = setTimeout(loadMessages, MESSAGES_POLL_MS);
-    } else if (list.some((m) => m.status === 'sent')) {
-      state.msgTimer = setTimeout(loadMessages, READ_POLL_MS);
-    } else if (list.some((m) => m.status === 'scheduled')) {
-      state.msgTimer = setTimeout(loadMessages, SCHEDULED_POLL_MS);
+    if (seq !== state.msgSeq || conv !== state.conv) return;
+    if (view) {
+      mergeNewest(conv, view);
+      renderMessages();
     }
+    schedulePoll(Boolean(view));
+  }
+
+  // The newest page replaces what it covers: everything from its oldest entry on (all of it
+  // when it is the whole conversation), scheduled messages included.
+  function mergeNewest(conv, view) {
+    const items = Array.isArray(view.items) ? view.items : [];
+    const listed = items.filter((i) => !isPlanned(i));
+    const floor = view.earlier && listed.length ? String(listed[0].key) : null;
+    for (const key of Array.from(conv.items.keys())) {
+      if (floor === null || key >= floor) conv.items.delete(key);
+    }
+    for (const item of items) conv.items.set(String(item.key), item);
+    conv.rev = view.rev ?? null;
+    conv.backfilling = Boolean(view.backfilling);
+    if (!conv.olderLoaded) conv.earlier = view.earlier ?? null;
+  }
+
+  function schedulePoll(changed) {
+    clearTimeout(state.msgTimer);
+    if (state.stopped || !state.conv.key || document.hidden) return;
+    const conv = state.conv;
+    conv.delay = changed || conv.backfilling ? POLL_MIN_MS : Math.min(POLL_MAX_MS, Math.round(conv.delay * 1.5));
+    state.msgTimer = setTimeout(loadMessages, conv.delay);
+  }
+
+  async function loadEarlier() {
+    const conv = state.conv;
+    if (!conv.earlier || conv.loadingEarlier) return;
+    conv.loadingEarlier = true;
+    const box = el.conversation;
+    const fromBottom = box.scrollHeight - box.scrollTop;
+    try {
+      const view = await api(conversationPath(`&before=${encodeURIComponent(conv.earlier)}`));
+      if (conv !== state.conv || !view) return;
+      for (const item of view.items || []) conv.items.set(String(item.key), item);
+      conv.earlier = view.earlier ?? null;
+      conv.olderLoaded = true;
+      renderMessages();
+      box.scrollTop = box.scrollHeight - fromBottom; // what was on screen stays there
+    } catch (e) {
+      showError(e);
+    } finally {
+      conv.loadingEarlier = false;
+    }
+  }
+
+  function isPlanned(item) { return String(item.key).startsWith('talkplan#'); }
+
+  // Oldest first; scheduled messages after everything sent, by the time they go.
+  function sortedItems() {
+    return Array.from(state.conv.items.values()).sort((a, b) => {
+      const [pa, pb] = [isPlanned(a), isPlanned(b)];
+      if (pa !== pb) return pa ? 1 : -1;
+      if (pa) return Number(a.send_at) - Number(b.send_at);
+      return a.key < b.key ? -1 : (a.key > b.key ? 1 : 0);
+    });
   }
 
   function statusText(status) {
@@ -797,7 +892,7 @@
   function messageItem(m) {
     const date = new Date(Number(m.created_at));
     const valid = !Number.isNaN(date.getTime());
-    return h('li', { className: 'olc-msg', dataset: { id: String(m.id), status: String(m.status) } },
+    return h('li', { className: 'olc-msg olc-msg-out', dataset: { id: String(m.id), key: String(m.key), status: String(m.status) } },
       h('div', { className: 'olc-msg-head' },
         h('span', { className: 'olc-msg-to' }, String(m.recipient ?? '')),
         h('span', { className: 'olc-badge' }, statusText(m.status))),
@@ -824,20 +919,65 @@
         : null);
   }
 
-  function renderMessages(list) {
-    el.messagesLoading.hidden = true;
-    el.messagesEmpty.hidden = list.length > 0;
-    const sig = JSON.stringify(list);
+  function clientName() {
+    const r = state.recipients.find((x) => x.key === state.selectedKey);
+    return r?.account?.name || (r?.account?.username ? `@${r.account.username}` : '');
+  }
+
+  function connectorName() {
+    return state.connectors.find((c) => c.id === state.connectorId)?.name ?? '';
+  }
+
+  // A file of a written message: played or shown in place when it was brought over.
+  function fileView(f) {
+    const name = String(f.name ?? '');
+    if (!f.url) return h('p', { className: 'olc-msg-files' }, fmt('message_files', { names: name }));
+    if (f.kind === 'voice') {
+      const audio = h('audio', { controls: true, preload: 'none', src: String(f.url), className: 'olc-msg-audio' });
+      audio.setAttribute('aria-label', fmt('voice_note'));
+      return audio;
+    }
+    if (f.kind === 'photo') return h('img', { src: String(f.url), alt: name, className: 'olc-msg-photo', loading: 'lazy' });
+    return h('a', { href: String(f.url), download: name, className: 'olc-msg-file', target: '_blank', rel: 'noopener' }, `📎 ${name}`);
+  }
+
+  function writtenItem(w) {
+    const date = new Date(Number(w.date));
+    const valid = !Number.isNaN(date.getTime());
+    const author = w.out ? fmt('from_account', { connector: connectorName() }) : clientName();
+    return h('li', { className: `olc-msg ${w.out ? 'olc-msg-out' : 'olc-msg-in'}`, dataset: { key: String(w.key), direction: w.out ? 'out' : 'in', deleted: String(Boolean(w.deleted)) } },
+      h('div', { className: 'olc-msg-head' }, h('span', { className: 'olc-msg-to' }, author)),
+      w.deleted
+        ? h('p', { className: 'olc-msg-deleted' }, fmt('message_deleted'))
+        : (w.text ? h('p', { className: 'olc-msg-text' }, String(w.text)) : null),
+      ...(w.deleted ? [] : (Array.isArray(w.files) ? w.files : []).map(fileView)),
+      h('div', { className: 'olc-msg-meta' },
+        valid ? h('time', { dateTime: date.toISOString() }, timeFormat.format(date)) : null,
+        w.edited && !w.deleted ? h('span', { className: 'olc-msg-edited' }, ` · ${fmt('message_edited')}`) : null));
+  }
+
+  function renderMessages() {
+    const conv = state.conv;
+    const list = sortedItems();
+    el.messagesLoading.hidden = Boolean(conv.key) && conv.rev === null && !list.length && !state.stopped;
+    el.messagesEmpty.textContent = conv.key ? fmt('no_messages') : fmt('conversation_no_recipient');
+    el.messagesEmpty.hidden = list.length > 0 || (Boolean(conv.key) && conv.rev === null) || conv.backfilling;
+    el.backfilling.hidden = !conv.backfilling;
+    el.earlier.hidden = !conv.earlier;
+    const sig = JSON.stringify([list, conv.earlier]);
     if (sig !== state.msgSig && !state.editing) {
+      const box = el.conversation;
+      const atBottom = !state.msgSig || box.scrollHeight - box.scrollTop - box.clientHeight < EARLIER_MARGIN_PX;
       state.msgSig = sig;
       state.list = list;
-      el.messages.replaceChildren(...list.map(messageItem));
+      el.messages.replaceChildren(...list.map((i) => (i.kind === 'written' ? writtenItem(i) : messageItem(i))));
+      if (atBottom) box.scrollTop = box.scrollHeight; // the newest stays in view
     }
 
     // Tell screen-reader users how the messages they sent here ended up.
     for (const m of list) {
       const id = String(m.id);
-      if (!state.watched.has(id) || !FINAL.has(m.status)) continue;
+      if (m.kind !== 'ours' || !state.watched.has(id) || !FINAL.has(m.status)) continue;
       state.watched.delete(id);
       const status = m.reason ? `${statusText(m.status)}. ${m.reason}` : statusText(m.status);
       announce(fmt('status_changed', { recipient: m.recipient ?? '', status }));
@@ -945,6 +1085,7 @@
     state.selectedKey = e.target.value;
     composeChanged();
     updateSendButton();
+    recipientChanged();
   });
 
   el.message.addEventListener('input', () => {
@@ -957,7 +1098,23 @@
   el.createActivity.addEventListener('change', composeChanged);
   el.sendLater.addEventListener('change', laterChanged);
   el.sendAt.addEventListener('change', composeChanged);
-  el.chatBox.addEventListener('toggle', () => { if (el.chatBox.open) loadEmployees(); fit(); });
+  el.chatOpen.addEventListener('click', () => {
+    const open = el.chatBox.hidden;
+    el.chatBox.hidden = !open;
+    el.chatOpen.setAttribute('aria-expanded', String(open));
+    if (open) { loadEmployees(); el.employees.focus(); }
+    fit();
+  });
+  el.earlier.addEventListener('click', loadEarlier);
+  el.conversation.addEventListener('scroll', () => {
+    if (el.conversation.scrollTop < EARLIER_MARGIN_PX) loadEarlier();
+  });
+  // A hidden page asks nothing; back in view, it asks at once.
+  document.addEventListener('visibilitychange', () => {
+    if (document.hidden) { clearTimeout(state.msgTimer); return; }
+    state.conv.delay = POLL_MIN_MS;
+    loadMessages();
+  });
   el.createChat.addEventListener('click', createChat);
 
   el.message.addEventListener('keydown', (e) => {

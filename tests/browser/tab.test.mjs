@@ -230,11 +230,11 @@ describe('the card tab', () => {
   }));
 
   test('Create chat opens the Open Line chat with the invited employee', () => tab({})(async ({ page }) => {
-    await page.locator('#chat-box summary').click();
+    await page.getByRole('button', { name: 'Create chat', exact: true }).click();
     const employees = page.getByLabel('Employees to invite');
     await eventually(async () => (await employees.locator('option').count()) > 1);
     await employees.selectOption({ label: 'Boris Ivanov' });
-    await page.getByRole('button', { name: 'Create chat' }).click();
+    await page.getByRole('button', { name: 'Create the chat' }).click();
     await eventually(async () => /chat is ready/.test(await page.locator('#status').innerText()));
     const state = await app.json('/sandbox/portal/state?member_id=sandbox-demo-portal');
     assert.ok(state.chats.some((c) => c.members.includes(2)), JSON.stringify(state.chats));
