@@ -326,6 +326,59 @@
   });
   $('qr-cancel').addEventListener('click', () => show('phone'));
 
+  // ---- templates: the portal's, for the tab and the robot ----
+
+  let editingTemplate = null; // id of the template in the form, or null for a new one
+
+  function editTemplate(tpl) {
+    editingTemplate = tpl ? tpl.id : null;
+    $('template-name').value = tpl ? tpl.name : '';
+    $('template-text').value = tpl ? tpl.text : '';
+    $('template-save').textContent = tpl ? t('save') : t('template_add');
+    $('template-cancel').hidden = !tpl;
+    if (tpl) $('template-name').focus();
+  }
+
+  function templateItem(tpl) {
+    const li = document.createElement('li');
+    li.dataset.template = tpl.id;
+    const name = document.createElement('strong');
+    name.textContent = tpl.name;
+    const body = document.createElement('p');
+    body.className = 'olc-muted';
+    body.textContent = tpl.text;
+    li.append(name, ' ', button(t('template_edit'), () => editTemplate(tpl)), button(t('template_delete'), async () => {
+      if (!window.confirm(t('template_delete_confirm', { name: tpl.name }))) return;
+      try {
+        await api('DELETE', `/api/templates/admin/${encodeURIComponent(tpl.id)}`);
+        say(t('template_deleted'));
+        if (editingTemplate === tpl.id) editTemplate(null);
+        await loadTemplates();
+      } catch (e) { say(e.message, true); }
+    }), body);
+    return li;
+  }
+
+  async function loadTemplates() {
+    const { templates } = await api('GET', '/api/templates/admin');
+    $('templates').replaceChildren(...templates.map(templateItem));
+    $('templates-empty').hidden = templates.length > 0;
+  }
+
+  $('template-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const body = { name: $('template-name').value, text: $('template-text').value };
+    try {
+      if (editingTemplate) await api('PUT', `/api/templates/admin/${encodeURIComponent(editingTemplate)}`, body);
+      else await api('POST', '/api/templates/admin', body);
+      say(t('saved'));
+      editTemplate(null);
+      await loadTemplates();
+    } catch (e) { say(e.message, true); }
+  });
+  $('template-cancel').addEventListener('click', () => editTemplate(null));
+  loadTemplates().catch((e) => say(e.message, true));
+
   // Whom access can be given to; the list shows without it if the portal does not answer.
   api('GET', '/api/connectors/people')
     .then((people) => { state.people = people; })

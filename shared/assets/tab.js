@@ -365,7 +365,7 @@
   // ---- composing and sending ----
 
   function canSend() {
-    return !state.sending && !state.recorder && Boolean(state.connectorId) && Boolean(state.selectedKey);
+    return !state.sending && !state.recorder && Boolean(state.connectorId) && Boolean(state.selectedKey) && !templateUnfilled();
   }
 
   function updateSendButton() {
@@ -386,6 +386,7 @@
 
   async function send() {
     if (state.sending) return; // a second click or Ctrl+Enter while in flight sends nothing more
+    if (templateUnfilled()) { el.message.focus(); return; }
     clearAlert();
     const text = el.message.value;
     if (state.files.some((f) => f.status === 'uploading')) {
@@ -430,10 +431,12 @@
           as_document: el.asDocument.checked,
           voice,
           send_at: sendAt,
+          template_id: template.id,
         },
       });
       state.idemKey = null;
       el.message.value = '';
+      templateDone();
       state.files = [];
       el.fileList.replaceChildren();
       deleteVoice();
@@ -1049,6 +1052,60 @@
       if (m) openEdit(item, m);
     }
   });
+
+  // ---- templates: picked, filled from this card, flagged until every field is filled ----
+
+  const template = { id: null, missing: [], box: $('template-box'), select: $('template'), warning: $('template-missing') };
+
+  // A placeholder the card could not fill that the text still has, written as it is.
+  function templateUnfilled() {
+    return template.missing.some((name) => el.message.value.includes(`{${name}}`));
+  }
+
+  function showTemplateWarning() {
+    const left = template.missing.filter((name) => el.message.value.includes(`{${name}}`));
+    template.warning.hidden = left.length === 0;
+    setText(template.warning, left.length ? fmt('template_missing', { fields: left.map((n) => `{${n}}`).join(', ') }) : '');
+    updateSendButton();
+    fit();
+  }
+
+  async function loadTemplates() {
+    try {
+      const { templates = [] } = await api('/api/templates');
+      template.select.append(...templates.map((t) => new Option(t.name, t.id)));
+      template.box.hidden = templates.length === 0;
+      fit();
+    } catch (e) { showError(e); }
+  }
+
+  async function pickTemplate() {
+    const id = template.select.value;
+    template.id = id || null;
+    template.missing = [];
+    if (id) {
+      try {
+        const filled = await api(`/api/templates/${encodeURIComponent(id)}/fill`, { method: 'POST', body: {} });
+        if (template.select.value !== id) return; // another pick superseded this one
+        el.message.value = filled.text;
+        template.missing = Array.isArray(filled.missing) ? filled.missing : [];
+        composeChanged();
+        updateCounter();
+      } catch (e) { showError(e); }
+    }
+    showTemplateWarning();
+  }
+
+  function templateDone() {
+    template.id = null;
+    template.missing = [];
+    template.select.value = '';
+    showTemplateWarning();
+  }
+
+  template.select.addEventListener('change', pickTemplate);
+  el.message.addEventListener('input', showTemplateWarning);
+  loadTemplates();
 
   // ---- wiring ----
 

@@ -18,16 +18,17 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::card::{ContactRecord, RecipientProblem, contact_sync, id_field, read_contact_points, resolve};
+use super::card::{ContactRecord, RecipientProblem, contact_sync, id_field, read_record, resolve};
 use super::events::{decode, genuine};
 use super::openlines::retryable;
 use super::portal::PortalClient;
 use super::send::{Admission, admit_chat, failure_text};
-use super::{AppError, ErrorKind, Services};
+use super::{AppError, ErrorKind, Services, templates};
 use crate::clock::now_millis;
 use crate::crypto::Secret;
 use crate::domain::automation::{Origin, ProviderStatus, binding_entity, document_entity, robot_status};
 use crate::domain::message::{MAX_PARTS, NewMessage, TEXT_LIMIT, split_text};
+use crate::domain::template::fill;
 use crate::domain::username::parse_im_value;
 use crate::domain::{Budget, EntityRef, Failure, Message, MessageStatus, Part, PublicationMode, RecipientKey, TelegramUser};
 use crate::i18n::{Lang, text};
@@ -36,6 +37,7 @@ use crate::repo::automation::{AutomationRequest, ConnectorChoice, Stage};
 use crate::repo::connectors::{Connector, ConnectorStatus, OverBudget};
 use crate::repo::portals::Portal;
 use crate::repo::safety::Counter;
+use crate::repo::templates::Template;
 use crate::work::Job;
 
 /// Our robot, for automation rules (CRM automation, workflows, smart scripts).
@@ -127,6 +129,8 @@ struct Draft {
     from: ConnectorChoice,
     to: Option<String>,
     text: String,
+    /// The template to fill the text from when `text` is empty.
+    template_id: Option<String>,
     publication: PublicationMode,
     create_activity: bool,
     user_id: u64,
@@ -163,6 +167,7 @@ pub async fn accept_robot(svc: &Services, body: &[u8]) -> Result<(), AppError> {
         from,
         to: property("to"),
         text: property("text").unwrap_or_default(),
+        template_id: property("template"),
         publication,
         create_activity,
         user_id: call.auth.user(),
@@ -188,6 +193,7 @@ pub async fn accept_provider(svc: &Services, body: &[u8]) -> Result<(), AppError
         from: ConnectorChoice::Provider,
         to: Some(call.message_to.trim().to_owned()).filter(|t| !t.is_empty()),
         text: call.message_body.trim().to_owned(),
+        template_id: None,
         // Bitrix24 keeps its own record of an SMS in the card's timeline.
         publication: PublicationMode::None,
         create_activity: false,
@@ -211,7 +217,7 @@ async fn receive(svc: &Services, portal: &Portal, key: &str, draft: Draft) -> Re
         tracing::info!(request_id = id, "automation call repeated: nothing new is sent");
         return queue(svc, advance_job(&portal.member_id, &id), Duration::ZERO).await;
     }
-    let stage = match (draft.entity, draft.text.is_empty()) {
+    let stage = match (draft.entity, draft.text.is_empty() && draft.template_id.is_none()) {
         (_, true) => Stage::Failed { failure: Failure::EmptyText },
         (None, _) => Stage::Failed { failure: Failure::NoRecipient },
         _ => Stage::Received,
@@ -224,6 +230,7 @@ async fn receive(svc: &Services, portal: &Portal, key: &str, draft: Draft) -> Re
         from: draft.from,
         to: draft.to,
         text: draft.text,
+        template_id: draft.template_id,
         publication: draft.publication,
         create_activity: draft.create_activity,
         user_id: draft.user_id,
@@ -299,13 +306,31 @@ async fn prepare(svc: &Services, request: AutomationRequest) -> Result<Automatio
         Origin::Provider { .. } if request.user_id > 0 && request.to.is_some() => Some(request.user_id),
         _ => None,
     };
+    // A template's text is filled from the record, its linked records and its responsible.
+    let template = match request.template_id.as_deref().filter(|_| request.text.is_empty()) {
+        Some(id) => match svc.templates.get(&request.member_id, id).await? {
+            Some(template) => Some(template),
+            None => return fail(svc, &request, Failure::TemplateGone).await,
+        },
+        None => None,
+    };
     let record = match sms_sender {
         Some(_) => None,
-        None => match read_contact_points(&mut portal, entity).await {
+        None => match read_record(&mut portal, entity, template.is_some()).await {
             Ok(record) => Some(record),
             Err(e) if retryable(&e) => return Err(e),
             Err(e) => return fail(svc, &request, Failure::Rejected { detail: e.message }).await,
         },
+    };
+    let filled_text = match (&template, &record) {
+        (Some(template), Some(record)) => {
+            let filled = fill(&template.text, &templates::sources(entity, record));
+            if !filled.missing.is_empty() {
+                return fail(svc, &request, Failure::TemplateUnfilled { fields: filled.missing }).await;
+            }
+            Some(filled.text)
+        }
+        _ => None,
     };
     let responsible = record.as_ref().and_then(|r| id_field(&r.fields, "ASSIGNED_BY_ID"));
     // An SMS is written by the employee who sent it; a rule's message by the record's owner.
@@ -323,7 +348,17 @@ async fn prepare(svc: &Services, request: AutomationRequest) -> Result<Automatio
         contact_sync(svc, &connector).await?;
     }
     let deferred = Stage::Deferred { connector_id: connector.id, recipients, author, until: now_millis() };
-    let request = svc.automation.update(&request.member_id, &request.id, |r| set_stage(r, deferred.clone(), &Stage::Received)).await?;
+    let request = svc
+        .automation
+        .update(&request.member_id, &request.id, |r| {
+            set_stage(r, deferred.clone(), &Stage::Received) && {
+                if let Some(text) = &filled_text {
+                    r.text.clone_from(text);
+                }
+                true
+            }
+        })
+        .await?;
     take_turn(svc, &request.ok_or_else(gone)?).await
 }
 
@@ -606,10 +641,11 @@ fn message_of(request: &AutomationRequest, connector: &Connector, author: u64, r
 /// call spends the portal's REST budget.
 pub async fn register(portal: &mut PortalClient<'_>, base: &str) -> Result<(), AppError> {
     let connectors = portal.svc.connectors.list(&portal.portal.member_id).await?;
+    let templates = portal.svc.templates.list(&portal.portal.member_id).await?;
     let lists = [("robots", "bizproc.robot.list"), ("actions", "bizproc.activity.list"), ("senders", "messageservice.sender.list")];
     let listed = portal.batch_calls(&lists.map(|(key, method)| (key.to_owned(), method, json!({})))).await?;
     let registered = |key: &str, code: &str| listed.get(key).is_some_and(|codes| listed_code(codes, code));
-    let step = step_fields(portal.portal.lang, &connectors, &format!("{base}/bitrix/robot"));
+    let step = step_fields(portal.portal.lang, &connectors, &templates, &format!("{base}/bitrix/robot"));
     let provider = json!({
         "HANDLER": format!("{base}/bitrix/provider"),
         "NAME": both("provider_name"),
@@ -658,12 +694,13 @@ fn both(key: &str) -> Value {
 
 /// The robot's and action's registration (`bizproc-robot-add.md`): waits for its result, for
 /// the four card types, its properties as the tab's controls.
-fn step_fields(lang: Lang, connectors: &[Connector], handler: &str) -> Value {
+fn step_fields(lang: Lang, connectors: &[Connector], templates: &[Template], handler: &str) -> Value {
     let mut from = serde_json::Map::new();
     from.insert(FROM_RESPONSIBLE.into(), json!(text(lang, "robot_from_responsible", &[])));
     for c in connectors {
         from.insert(c.id.clone(), json!(format!("{} ({})", c.name, c.phone)));
     }
+    let template: serde_json::Map<String, Value> = templates.iter().map(|t| (t.id.clone(), json!(t.name))).collect();
     let publication = json!({
         "none": text(lang, "publication_none", &[]),
         "outgoing": text(lang, "publication_outgoing", &[]),
@@ -677,7 +714,9 @@ fn step_fields(lang: Lang, connectors: &[Connector], handler: &str) -> Value {
         "PROPERTIES": {
             "from": { "Name": both("robot_from"), "Type": "select", "Options": from, "Default": FROM_RESPONSIBLE, "Required": "Y", "Multiple": "N" },
             "to": { "Name": both("robot_to"), "Description": both("robot_to_description"), "Type": "string", "Required": "N", "Multiple": "N" },
-            "text": { "Name": both("message"), "Type": "text", "Required": "Y", "Multiple": "N" },
+            // Either a text or a template: neither is required alone.
+            "text": { "Name": both("message"), "Type": "text", "Required": "N", "Multiple": "N" },
+            "template": { "Name": both("robot_template"), "Description": both("robot_template_description"), "Type": "select", "Options": template, "Required": "N", "Multiple": "N" },
             "publication": { "Name": both("publication"), "Type": "select", "Options": publication, "Default": "none", "Required": "N", "Multiple": "N" },
             "activity": { "Name": both("create_activity"), "Type": "bool", "Default": "Y", "Required": "N", "Multiple": "N" },
         },

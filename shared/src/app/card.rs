@@ -170,11 +170,21 @@ pub struct ContactRecord {
     /// The record's fields as `crm.<type>.get` returns them.
     pub fields: Value,
     pub points: Vec<ContactPoint>,
+    /// Its linked contacts and company as `crm.<type>.get` returns them, in the order read.
+    pub linked: Vec<(EntityType, Value)>,
+    /// Its responsible employee (`ASSIGNED_BY_ID`) as `user.get` returns them, when asked for.
+    pub responsible: Option<Value>,
 }
 
 /// Reads the record and, for a lead or a deal, its linked contacts and company, in two
 /// batches, with the token `portal` holds (the user's own in the tab, the portal's for automation).
 pub async fn read_contact_points(portal: &mut PortalClient<'_>, entity: EntityRef) -> Result<ContactRecord, AppError> {
+    read_record(portal, entity, false).await
+}
+
+/// The same, and with `with_responsible` the record's responsible employee, read in the
+/// second batch (`user.get` by `ID`, `api-reference/user/user-get.md`).
+pub async fn read_record(portal: &mut PortalClient<'_>, entity: EntityRef, with_responsible: bool) -> Result<ContactRecord, AppError> {
     let region = portal.svc.phone_region_of(&portal.portal);
     let EntityRef { kind, id } = entity;
     let mut first = vec![("record".to_owned(), format!("{}?id={id}", kind.get_method()))];
@@ -187,21 +197,29 @@ pub async fn read_contact_points(portal: &mut PortalClient<'_>, entity: EntityRe
     let mut points = Vec::new();
     contact_points(kind, id, &title, &record, region, CONNECTOR_ID, &mut points);
 
-    let linked = linked_records(kind, &record, batch.results.get("contacts"));
-    if !linked.is_empty() {
-        let commands: Vec<(String, String)> = linked
-            .iter()
-            .map(|(t, i)| (format!("{}_{i}", t.as_str()), format!("{}?id={i}", t.get_method())))
-            .collect();
+    let linked_ids = linked_records(kind, &record, batch.results.get("contacts"));
+    let mut commands: Vec<(String, String)> = linked_ids
+        .iter()
+        .map(|(t, i)| (format!("{}_{i}", t.as_str()), format!("{}?id={i}", t.get_method())))
+        .collect();
+    let responsible_id = id_field(&record, "ASSIGNED_BY_ID").filter(|_| with_responsible);
+    if let Some(user) = responsible_id {
+        commands.push(("responsible".to_owned(), format!("user.get?FILTER[ID]={user}")));
+    }
+    let mut linked = Vec::new();
+    let mut responsible = None;
+    if !commands.is_empty() {
         let batch = portal.batch(&commands).await?;
-        for ((linked_kind, linked_id), (key, _)) in linked.iter().zip(&commands) {
+        for ((linked_kind, linked_id), (key, _)) in linked_ids.iter().zip(&commands) {
             // A linked record the user may not see is skipped, not an error for the whole card.
             let Some(found) = batch.results.get(key) else { continue };
             let linked_title = record_title(*linked_kind, found);
             contact_points(*linked_kind, *linked_id, &linked_title, found, region, CONNECTOR_ID, &mut points);
+            linked.push((*linked_kind, found.clone()));
         }
+        responsible = batch.results.get("responsible").and_then(|users| users.get(0)).cloned();
     }
-    Ok(ContactRecord { title, fields: record, points })
+    Ok(ContactRecord { title, fields: record, points, linked, responsible })
 }
 
 pub fn id_field(record: &Value, field: &str) -> Option<u64> {

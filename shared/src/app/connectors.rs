@@ -240,8 +240,9 @@ pub async fn disconnect(svc: &Services, admin: &AdminClaims, id: &str) -> Result
     Ok(())
 }
 
-/// The robot's "From" lists the portal's accounts: registered again once they change.
-async fn refresh_automation(svc: &Services, member_id: &str) {
+/// The robot's "From" lists the portal's accounts (its "Template" the templates): registered
+/// again once they change.
+pub(super) async fn refresh_automation(svc: &Services, member_id: &str) {
     let job = crate::work::Job::SetUp { member_id: member_id.to_owned() };
     if let Err(e) = job.enqueue(svc.queue.as_ref(), std::time::Duration::ZERO).await {
         tracing::warn!(member_id, "the robot's accounts not brought up to date (the next update does): {e:#}");

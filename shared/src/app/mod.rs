@@ -12,6 +12,7 @@ pub mod placement;
 pub mod portal;
 pub mod schedule;
 pub mod send;
+pub mod templates;
 pub mod uploads;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use crate::repo::openlines::OpenLines;
 use crate::repo::portals::{Portal, Portals};
 use crate::repo::resolutions::Resolutions;
 use crate::repo::safety::{Safety, SafetyLimits};
+use crate::repo::templates::Templates;
 use crate::repo::uploads::Uploads;
 use crate::repo::Records;
 
@@ -56,6 +58,7 @@ pub struct Services {
     /// The due-time index of scheduled messages.
     pub schedule: Schedule,
     pub automation: AutomationRequests,
+    pub templates: Templates,
     pub uploads: Uploads,
     pub openlines: OpenLines,
     pub mailbox: Mailbox,
@@ -109,6 +112,7 @@ impl Services {
             conversations: Conversations::new(records.clone()),
             schedule: Schedule::new(records.clone()),
             automation: AutomationRequests::new(records.clone()),
+            templates: Templates::new(records.clone()),
             uploads: Uploads::new(records.clone()),
             openlines: OpenLines::new(records.clone()),
             mailbox: Mailbox::new(records),

@@ -6,7 +6,7 @@ use super::card::telegram_problem;
 use super::connectors::{may_use, not_permitted, usable_connector};
 use super::openlines::{ChatClient, chat_client};
 use super::uploads::{self, FileRef, VoiceRef};
-use super::{AppError, ErrorKind, Services, schedule};
+use super::{AppError, ErrorKind, Services, schedule, templates};
 use crate::auth::Claims;
 use crate::clock::now_millis;
 use crate::domain::message::{MAX_PARTS, NewMessage, TEXT_LIMIT, split_text};
@@ -41,6 +41,9 @@ pub struct SendRequest {
     /// Send later: when (unix ms). A time already come (within a minute's grace) sends at once.
     #[serde(default)]
     pub send_at: Option<i64>,
+    /// The template the text was filled from: then no placeholder may be left in it.
+    #[serde(default)]
+    pub template_id: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -73,6 +76,9 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
     let lang = claims.lang;
     if !valid_idempotency_key(&request.idempotency_key) {
         return Err(AppError::invalid("bad_idempotency_key", text(lang, "bad_idempotency_key", &[])));
+    }
+    if request.template_id.is_some() {
+        templates::refuse_unfilled(lang, &request.text)?;
     }
     let text_parts = text_parts(lang, &request.text, !request.attachments.is_empty() || request.voice.is_some())?;
     let now = now_millis();
@@ -298,6 +304,8 @@ pub fn failure_text(lang: Lang, failure: &Failure) -> String {
         Failure::EmptyText => text(lang, "empty_text", &[]),
         Failure::NoConnector => text(lang, "automation_no_connector", &[]),
         Failure::NoRecipient => text(lang, "automation_no_recipient", &[]),
+        Failure::TemplateGone => text(lang, "template_not_found", &[]),
+        Failure::TemplateUnfilled { fields } => text(lang, "automation_template_unfilled", &[("fields", &fields.join(", "))]),
         Failure::OverBudget { budget, limit } => {
             let key = match budget {
                 Budget::NewChats => "budget_new_chats",

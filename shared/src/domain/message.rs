@@ -58,6 +58,10 @@ pub enum Failure {
     NoRecipient,
     /// The account's daily budget was used up, and its administrator chose failing over waiting.
     OverBudget { budget: Budget, limit: u32 },
+    /// Automation named a template that was deleted since.
+    TemplateGone,
+    /// Automation's template has placeholders the record could not fill (`CONTACT.PHONE`).
+    TemplateUnfilled { fields: Vec<String> },
 }
 
 /// The daily budgets of an account that automation can use up.

@@ -9,6 +9,7 @@ pub mod message;
 pub mod peer;
 pub mod phone;
 pub mod publication;
+pub mod template;
 pub mod username;
 pub mod voice;
 

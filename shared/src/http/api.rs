@@ -15,10 +15,13 @@ use crate::app::send::SendRequest;
 use crate::app::uploads::UploadRequest;
 use crate::app::schedule::EditRequest;
 use crate::app::conversation::{self, ConversationQuery, Looked};
-use crate::app::{AppError, card, schedule, send, uploads};
+use crate::app::{AppError, card, schedule, send, templates, uploads};
 
 pub fn card_routes() -> Router<AppState> {
-    Router::new().route("/api/card", get(get_card))
+    Router::new()
+        .route("/api/card", get(get_card))
+        .route("/api/templates", get(list_templates))
+        .route("/api/templates/{id}/fill", post(fill_template))
 }
 
 pub fn send_routes() -> Router<AppState> {
@@ -45,6 +48,14 @@ async fn get_card(
 ) -> Result<impl IntoResponse, AppError> {
     let Query(query) = query.map_err(|e| AppError::bad_request("bad_query", e.body_text()))?;
     Ok(Json(card::load_card(&svc, &claims, query.connector.as_deref()).await?))
+}
+
+async fn list_templates(State(svc): State<AppState>, Session(claims): Session) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(json!({ "templates": templates::offered(&svc, &claims).await? })))
+}
+
+async fn fill_template(State(svc): State<AppState>, Session(claims): Session, Path(id): Path<String>) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(templates::fill_for_card(&svc, &claims, &id).await?))
 }
 
 async fn post_send(

@@ -16,7 +16,8 @@ use super::placement::{error_page, render_page};
 use super::{Admin, AppState, json_body};
 use crate::app::placement::PlacementQuery;
 use crate::app::connectors::ConnectorFlag;
-use crate::app::{AppError, connectors};
+use crate::app::templates::TemplateInput;
+use crate::app::{AppError, connectors, templates};
 use crate::crypto::Secret;
 use crate::repo::connectors::{Access, Budgets, OverBudget};
 use crate::repo::portals::UserAuth;
@@ -40,6 +41,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/connectors/{id}/access", put(access))
         .route("/api/connectors/people", get(people))
         .route("/api/connectors/system-messages", put(system_messages))
+        .route("/api/templates/admin", get(list_templates).post(create_template))
+        .route("/api/templates/admin/{id}", put(update_template).delete(delete_template))
 }
 
 /// The form Bitrix24 POSTs to an app page.
@@ -241,4 +244,28 @@ async fn line(
 ) -> Result<impl IntoResponse, AppError> {
     let r = json_body(body)?;
     Ok(Json(connectors::link_line(&svc, &admin, &id, r.line.as_deref()).await?))
+}
+
+async fn list_templates(State(svc): State<AppState>, Admin(admin): Admin) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(serde_json::json!({ "templates": templates::list(&svc, &admin).await? })))
+}
+
+async fn create_template(State(svc): State<AppState>, Admin(admin): Admin, body: Result<Json<TemplateInput>, JsonRejection>) -> Result<impl IntoResponse, AppError> {
+    let input = json_body(body)?;
+    Ok((StatusCode::CREATED, Json(templates::create(&svc, &admin, input).await?)))
+}
+
+async fn update_template(
+    State(svc): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    body: Result<Json<TemplateInput>, JsonRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let input = json_body(body)?;
+    Ok(Json(templates::update(&svc, &admin, &id, input).await?))
+}
+
+async fn delete_template(State(svc): State<AppState>, Admin(admin): Admin, Path(id): Path<String>) -> Result<impl IntoResponse, AppError> {
+    templates::delete(&svc, &admin, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

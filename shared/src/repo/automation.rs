@@ -55,6 +55,9 @@ pub struct AutomationRequest {
     /// The recipient as written (a phone, @username or t.me link); `None`: the record's.
     pub to: Option<String>,
     pub text: String,
+    /// The template the text is filled from when the call gave none (its record's fields).
+    #[serde(default)]
+    pub template_id: Option<String>,
     pub publication: PublicationMode,
     pub create_activity: bool,
     /// The employee Bitrix24 named in the call's `auth` (who sent an SMS, or the rule's user).

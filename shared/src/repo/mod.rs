@@ -13,6 +13,7 @@ pub mod resolutions;
 pub mod safety;
 pub mod schedule;
 pub mod sessions;
+pub mod templates;
 pub mod uploads;
 
 use std::sync::Arc;

@@ -221,7 +221,7 @@ pub fn portals() -> Vec<SimPortal> {
     }));
     records.insert((EntityType::Deal, 1), json!({
         "ID": "1", "TITLE": "Chairs for Acme Shop", "STAGE_ID": "NEW", "COMPANY_ID": "1", "CONTACT_ID": "1",
-        "OPPORTUNITY": "96000.00", "CURRENCY_ID": "RUB",
+        "OPPORTUNITY": "96000.00", "CURRENCY_ID": "RUB", "ASSIGNED_BY_ID": "2",
     }));
     // Her first message through our connector opened a chat; the tracker made her lead.
     let maria = tracker::imol_value(CONNECTOR_ID, MARIA_LINE, &external_chat_id(MARIA_CONNECTOR, maria_peer()), &external_user_id(maria_peer()));
