@@ -217,7 +217,7 @@ async fn edits_and_deletions_on_either_side_show_in_the_conversation() {
 }
 
 #[tokio::test]
-async fn a_scheduled_message_waits_at_the_bottom_then_takes_its_place_or_goes_when_cancelled() {
+async fn a_scheduled_message_waits_at_the_bottom_then_takes_its_place_when_it_leaves_or_is_cancelled() {
     let app = spawn_manual().await;
     let token = app.lead_tab().await;
     let now = shared::clock::now_millis();
@@ -236,7 +236,8 @@ async fn a_scheduled_message_waits_at_the_bottom_then_takes_its_place_or_goes_wh
     shared::app::schedule::sweep(&app.app.services, now + 3_600_000).await.unwrap();
     app.wait_for_status(&token, &later, "sent", WAIT).await;
     let view = conversation(&app, &token).await;
-    assert_eq!(texts(&view), ["Right now", "Good morning!"], "the cancelled one is gone");
+    assert_eq!(texts(&view), ["Right now", "Never mind", "Good morning!"], "each where it left or was called off");
+    assert_eq!(item(&view, "Never mind")["status"], "cancelled");
     let good_morning = item(&view, "Good morning!");
     assert!(good_morning["key"].as_str().unwrap().starts_with("talk#"), "listed at its time now: {good_morning}");
 }

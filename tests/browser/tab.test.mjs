@@ -158,7 +158,7 @@ describe('the card tab', () => {
     assert.equal(got.file.mime_type, 'audio/ogg');
     assert.ok(got.file.duration >= 1 && got.file.duration <= 3, `duration ${got.file.duration}`);
     assert.ok(got.file.waveform_bytes > 0, 'the waveform went along');
-    await eventually(async () => (await page.locator('#messages li').first().innerText()).includes('Voice note'));
+    await eventually(async () => (await page.locator('#messages li').last().innerText()).includes('Voice note'), { timeout: 15_000 });
     assert.ok(await page.locator('#voice-preview').isHidden(), 'the recording is cleared after sending');
   }));
 

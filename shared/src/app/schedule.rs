@@ -57,7 +57,7 @@ async fn release(svc: &Services, entry: &DueEntry) -> Result<bool, AppError> {
     // message once however often it is queued); else cancelled, moved to another time, gone.
     if let Some(message) = message.filter(|m| m.released_for(entry.due)) {
         // Listed at its time, the same on a repeated sweep.
-        svc.conversations.plan_ended(&message, Some(entry.due)).await?;
+        svc.conversations.plan_ended(&message, entry.due).await?;
         enqueue(svc, &message).await?;
         tracing::info!(message_id = %message.id, due = entry.due, "scheduled message queued");
     }
@@ -76,7 +76,8 @@ pub async fn cancel(svc: &Services, claims: &Claims, id: &str) -> Result<Message
     if let Some(due) = message.send_at {
         svc.schedule.remove(&DueEntry { due, message_id: message.id.clone() }).await?;
     }
-    svc.conversations.plan_ended(&message, None).await?;
+    // Kept in the conversation, at the time it was called off.
+    svc.conversations.plan_ended(&message, now_millis()).await?;
     if message.create_activity {
         // The activity shows "cancelled".
         publish_job(&message).enqueue(svc.queue.as_ref(), std::time::Duration::ZERO).await.map_err(|e| AppError::internal(format!("queue: {e:#}")))?;

@@ -151,14 +151,11 @@ impl Conversations {
         touch(&self.records, connector, user).await
     }
 
-    /// A scheduled message left at `at_ms` (or was cancelled, `None`): in the conversation at
-    /// the time it went, or no longer in it.
-    pub async fn plan_ended(&self, message: &Message, at_ms: Option<i64>) -> Result<(), RepoError> {
+    /// A scheduled message left or was cancelled at `at_ms`: in the conversation at that time.
+    pub async fn plan_ended(&self, message: &Message, at_ms: i64) -> Result<(), RepoError> {
         let (connector, user) = (&message.connector_id, message.peer.user_id);
-        if let Some(at) = at_ms {
-            let said = Said::Ours { message_id: message.id.clone() };
-            self.records.put(&pk(connector), &entry_sk(user, at, &format!("m{}", message.id)), &said, None).await?;
-        }
+        let said = Said::Ours { message_id: message.id.clone() };
+        self.records.put(&pk(connector), &entry_sk(user, at_ms, &format!("m{}", message.id)), &said, None).await?;
         self.records.delete(&pk(connector), &plan_sk(user, &message.id)).await?;
         touch(&self.records, connector, user).await
     }
