@@ -5,7 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { ARTIFACTS, appAndBrowser, eventually, openCard, unique } from './support.mjs';
+import { ARTIFACTS, appAndBrowser, eventually, unique, withTab } from './support.mjs';
 
 const started = appAndBrowser();
 const SALES_ACCOUNT = 9001;
@@ -25,17 +25,7 @@ async function writes(from, to, text, attach = 'none') {
   return (await hook('/sandbox/telegram/reply', { from_user_id: from, to_user_id: to, text, attach })).message_id;
 }
 
-function tab(t) {
-  return async (fn) => {
-    const opened = await openCard(started.browser, started.app, t);
-    try {
-      await fn(opened);
-      assert.deepEqual(opened.problems, [], 'no script errors or dialogs');
-    } finally {
-      await opened.context.close();
-    }
-  };
-}
+const tab = (t) => withTab(started, t);
 
 /** Sends `text` from the tab and waits until the conversation shows it sent. */
 async function sendFromTab(page, label, button, text) {

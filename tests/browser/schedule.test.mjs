@@ -4,7 +4,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { ARTIFACTS, appAndBrowser, eventually, openCard, unique } from './support.mjs';
+import { ARTIFACTS, appAndBrowser, eventually, unique, withTab } from './support.mjs';
 
 const started = appAndBrowser();
 
@@ -20,17 +20,7 @@ function moscowWall(at, seconds = false) {
   return new Date(at + MOSCOW_MS).toISOString().slice(0, seconds ? 19 : 16);
 }
 
-function tab(t) {
-  return async (fn) => {
-    const opened = await openCard(started.browser, started.app, t);
-    try {
-      await fn(opened);
-      assert.deepEqual(opened.problems, [], 'no script errors or dialogs');
-    } finally {
-      await opened.context.close();
-    }
-  };
-}
+const tab = (t) => withTab(started, t);
 
 /** Turns "Send later" on by keyboard, picks `wall`, writes `text` and schedules it. */
 async function scheduleMessage(page, { later, sendAt, message, schedule }, wall, text) {

@@ -1,5 +1,6 @@
 // Starts the product (the `local` binary on a free port, fresh data directory) and Debian's
 // Chromium through playwright-core. Nothing leaves the loopback interface.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -74,6 +75,20 @@ export async function openCard(browser, app, { entity = 'lead', id = 1, lang = '
   const response = await placement;
   await page.locator('#to-list input[type=radio]').first().waitFor({ state: 'attached', timeout: 10_000 }).catch(() => {});
   return { page, context, problems, placementHeaders: await response.allHeaders() };
+}
+
+/** Runs `fn` on a card tab opened in `started.browser`, then checks the page raised no script
+ * error or dialog, and closes it. */
+export function withTab(started, t) {
+  return async (fn) => {
+    const opened = await openCard(started.browser, started.app, t);
+    try {
+      await fn(opened);
+      assert.deepEqual(opened.problems, [], 'no script errors or dialogs');
+    } finally {
+      await opened.context.close();
+    }
+  };
 }
 
 /** Polls `check` until it returns a truthy value; that value. */

@@ -3,7 +3,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { ARTIFACTS, eventually, launchBrowser, openCard, startApp, unique } from './support.mjs';
+import { ARTIFACTS, eventually, launchBrowser, startApp, unique, withTab } from './support.mjs';
 
 let app;
 let browser;
@@ -38,17 +38,7 @@ async function shot(page, name) {
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
 }
 
-function tab(t) {
-  return async (fn) => {
-    const opened = await openCard(browser, app, t);
-    try {
-      await fn(opened);
-      assert.deepEqual(opened.problems, [], 'no script errors or dialogs');
-    } finally {
-      await opened.context.close();
-    }
-  };
-}
+const tab = (t) => withTab({ browser, app }, t);
 
 describe('the card tab', () => {
   test('every control has a visible label; only the portal may frame the tab', () => tab({})(async ({ page, placementHeaders }) => {

@@ -195,7 +195,20 @@ impl Portals {
     /// Deletes everything kept under the portal: its chats' links, operator replies,
     /// idempotency keys, pending logins, connector records (uninstall, once signed out).
     pub async fn delete_everything(&self, member_id: &str) -> Result<(), RepoError> {
-        self.records.delete_prefix(&portal_pk(member_id), "").await
+        // An install made meanwhile (its record, its tokens) is not the uninstalled one's to
+        // delete: a reinstall racing this keeps working.
+        let pk = portal_pk(member_id);
+        let of_an_install = |sk: &str| sk == PORTAL_SK || sk.starts_with(AUTH_PREFIX);
+        loop {
+            let listed = self.records.entries::<serde_json::Value>(&pk, "", 1000).await?;
+            let left: Vec<String> = listed.into_iter().map(|(sk, _)| sk).filter(|sk| !of_an_install(sk)).collect();
+            if left.is_empty() {
+                return Ok(());
+            }
+            for sk in left {
+                self.records.delete(&pk, &sk).await?;
+            }
+        }
     }
 
     /// Forgets the portal and every token of it (uninstall).
