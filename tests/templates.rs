@@ -56,7 +56,8 @@ async fn an_administrator_keeps_the_portals_templates_and_the_robot_offers_them(
     let edited = app.put_json(&admin, &format!("/api/templates/admin/{id}"), json!({ "name": "Order status", "text": "{DEAL.TITLE}: {DEAL.STAGE_ID}" })).await;
     assert_eq!((edited.status, edited.body["name"].as_str()), (StatusCode::OK, Some("Order status")), "{}", edited.body);
     app.settled().await;
-    assert_eq!(robot_template_options(&app), json!({ id.as_str(): "Order status" }), "registered again once changed");
+    let no_template = text(Lang::En, "robot_no_template", &[]);
+    assert_eq!(robot_template_options(&app), json!({ "none": no_template, id.as_str(): "Order status" }), "registered again once changed");
 
     // Refused with the reason, in the administrator's language.
     let ru = olchat_tests::page_token(&app.open_connectors(1, "ru").await.1).unwrap();
@@ -84,6 +85,8 @@ async fn an_administrator_keeps_the_portals_templates_and_the_robot_offers_them(
     assert_eq!(delete(&app, &admin, &format!("/api/templates/admin/{id}")).await, StatusCode::NO_CONTENT);
     assert_eq!(delete(&app, &admin, &format!("/api/templates/admin/{id}")).await, StatusCode::NOT_FOUND);
     assert_eq!(app.get(&admin, "/api/templates/admin").await.body["templates"], json!([]));
+    app.settled().await;
+    assert_eq!(robot_template_options(&app), json!({ "none": no_template }), "a deleted template is no longer offered");
 }
 
 #[tokio::test]

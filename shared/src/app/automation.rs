@@ -48,6 +48,8 @@ pub const ACTION_CODE: &str = "olchat_telegram_send_action";
 pub const PROVIDER_CODE: &str = "olchat_telegram";
 /// What the robot's "From" offers besides the accounts themselves.
 const FROM_RESPONSIBLE: &str = "responsible";
+/// What the robot's "Template" offers besides the templates (their ids are UUIDs).
+pub const NO_TEMPLATE: &str = "none";
 /// SQS's longest per-message delay: a request due later waits in hops of this.
 const LONGEST_WAIT: Duration = Duration::from_secs(15 * 60);
 
@@ -167,7 +169,7 @@ pub async fn accept_robot(svc: &Services, body: &[u8]) -> Result<(), AppError> {
         from,
         to: property("to"),
         text: property("text").unwrap_or_default(),
-        template_id: property("template"),
+        template_id: property("template").filter(|id| id != NO_TEMPLATE),
         publication,
         create_activity,
         user_id: call.auth.user(),
@@ -700,7 +702,11 @@ fn step_fields(lang: Lang, connectors: &[Connector], templates: &[Template], han
     for c in connectors {
         from.insert(c.id.clone(), json!(format!("{} ({})", c.name, c.phone)));
     }
-    let template: serde_json::Map<String, Value> = templates.iter().map(|t| (t.id.clone(), json!(t.name))).collect();
+    // Never without options: an emptied select would not reach Bitrix24 through `batch`'s query
+    // encoding, and the robot would go on offering deleted templates.
+    let mut template = serde_json::Map::new();
+    template.insert(NO_TEMPLATE.into(), json!(text(lang, "robot_no_template", &[])));
+    template.extend(templates.iter().map(|t| (t.id.clone(), json!(t.name))));
     let publication = json!({
         "none": text(lang, "publication_none", &[]),
         "outgoing": text(lang, "publication_outgoing", &[]),
@@ -716,7 +722,7 @@ fn step_fields(lang: Lang, connectors: &[Connector], templates: &[Template], han
             "to": { "Name": both("robot_to"), "Description": both("robot_to_description"), "Type": "string", "Required": "N", "Multiple": "N" },
             // Either a text or a template: neither is required alone.
             "text": { "Name": both("message"), "Type": "text", "Required": "N", "Multiple": "N" },
-            "template": { "Name": both("robot_template"), "Description": both("robot_template_description"), "Type": "select", "Options": template, "Required": "N", "Multiple": "N" },
+            "template": { "Name": both("robot_template"), "Description": both("robot_template_description"), "Type": "select", "Options": template, "Default": NO_TEMPLATE, "Required": "N", "Multiple": "N" },
             "publication": { "Name": both("publication"), "Type": "select", "Options": publication, "Default": "none", "Required": "N", "Multiple": "N" },
             "activity": { "Name": both("create_activity"), "Type": "bool", "Default": "Y", "Required": "N", "Multiple": "N" },
         },

@@ -11,7 +11,7 @@ use crate::app::Services;
 use crate::ports::{ChatMessage, Peer, TelegramError};
 use crate::repo::RepoError;
 use crate::repo::connectors::ConnectorStatus;
-use crate::repo::conversations::{SaidFile, Written, telegram_time};
+use crate::repo::conversations::{Placed, SaidFile, Written};
 use crate::repo::safety::{Counter, HISTORY_READS_PER_DAY, Paced};
 
 /// How long a job waits for the account's next history slot before it is delivered again.
@@ -58,8 +58,8 @@ async fn try_backfill(svc: &Services, member_id: &str, connector_id: &str, peer:
     };
     let mut listed = 0;
     for message in page {
-        let at = telegram_time(message.date);
-        listed += usize::from(conversations.add_written(connector_id, peer.user_id, at, written(message)).await?);
+        let placed = Placed::History { date_secs: message.date };
+        listed += usize::from(conversations.add_written(connector_id, peer.user_id, placed, written(message)).await?);
     }
     conversations.end_backfill(connector_id, peer.user_id, true).await?;
     tracing::info!(listed, "earlier history read back");

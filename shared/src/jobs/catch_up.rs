@@ -20,7 +20,7 @@ use crate::ports::{Difference, IncomingMessage, Peer, RemoteFile, TelegramError,
 use crate::repo::RepoError;
 use crate::repo::connectors::{Connector, ConnectorStatus};
 use crate::repo::mailbox::{CatchUpState, RECEIVED_FILE_LIMIT, Received, ReceivedFile, Sent};
-use crate::repo::conversations::{SaidFile, Written, telegram_time};
+use crate::repo::conversations::{Placed, SaidFile, Written};
 use crate::repo::openlines::external_chat_id;
 
 /// Slices read per job; a longer backlog goes on in the next job.
@@ -244,7 +244,7 @@ async fn receive(svc: &Services, telegram: &dyn TelegramSession, connector: &Con
         key: stored.key.clone(),
     });
     let written = Written { telegram_id: message.id, out: false, text: message.text.text.clone(), files: files.collect(), edited: false, deleted: false };
-    svc.conversations.add_written(&connector.id, peer.user_id, telegram_time(message.date), written).await?;
+    svc.conversations.add_written(&connector.id, peer.user_id, Placed::Arrived { date_secs: message.date }, written).await?;
     // A chat both ways now: answering it opens nothing new.
     svc.safety.remember_chat(&connector.id, peer).await?;
     tracing::info!(telegram_id = message.id, "client message received");

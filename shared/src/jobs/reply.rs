@@ -13,8 +13,7 @@ use crate::domain::{Failure, Formatted};
 use crate::domain::formatting::{from_bbcode, strip_signature, tidy_signature};
 use crate::domain::message::random_id;
 use crate::ports::TelegramError;
-use crate::clock::now_millis;
-use crate::repo::conversations::Written;
+use crate::repo::conversations::{Placed, Written};
 use crate::repo::mailbox::Sent;
 use crate::repo::openlines::{ChatLink, Reply};
 
@@ -39,7 +38,7 @@ async fn try_deliver(svc: &Services, m: &OperatorMessage, receive_count: u32) ->
                     if let (Some(link), Some(telegram_id)) = (&link, telegram_id) {
                         await_reading(svc, m, link, telegram_id).await?;
                         let written = Written { telegram_id, out: true, text, files: Vec::new(), edited: false, deleted: false };
-                        svc.conversations.add_written(&link.connector_id, link.peer.user_id, now_millis(), written).await?;
+                        svc.conversations.add_written(&link.connector_id, link.peer.user_id, Placed::Now, written).await?;
                     }
                     let record = |r: &mut Reply| {
                         *r = Reply { sent: true, telegram_id, ..Reply::default() };

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Records, RepoError, connector_pk as pk};
+use crate::clock::now_millis;
 use crate::domain::Message;
 use crate::ports::IncomingKind;
 
@@ -93,10 +94,28 @@ pub enum Backfill {
     Done,
 }
 
-/// Where a Telegram date (whole seconds) sorts among ours (listed at their millisecond): at
-/// the start of its second. Within one second the order is not Telegram's to tell.
-pub fn telegram_time(date_secs: i64) -> i64 {
-    date_secs * 1000
+/// Where a Telegram message goes among ours, which are listed at their millisecond; Telegram
+/// dates count whole seconds.
+#[derive(Clone, Copy, Debug)]
+pub enum Placed {
+    /// Read back from the history: written before anything the app did in its second, so at
+    /// the start of it, and before ours on the same millisecond.
+    History { date_secs: i64 },
+    /// Arrived: an answer to what came before it in its second, so at the end of it (never
+    /// later than now), and after ours on the same millisecond.
+    Arrived { date_secs: i64 },
+    /// Sent by the app just now (an operator's reply).
+    Now,
+}
+
+impl Placed {
+    fn at_and_source(self, telegram_id: i32) -> (i64, String) {
+        match self {
+            Self::History { date_secs } => (date_secs * 1000, format!("h{telegram_id:010}")),
+            Self::Arrived { date_secs } => ((date_secs * 1000 + 999).min(now_millis()), format!("t{telegram_id:010}")),
+            Self::Now => (now_millis(), format!("t{telegram_id:010}")),
+        }
+    }
 }
 
 fn prefix(user_id: i64) -> String {
@@ -165,9 +184,10 @@ impl Conversations {
         self.records.put(&pk(connector_id), &listed_sk(telegram_id), &Listed { user_id, entry: None }, None).await
     }
 
-    /// Lists a message written on Telegram at `at_ms`, unless it is listed already; whether it was new.
-    pub async fn add_written(&self, connector_id: &str, user_id: i64, at_ms: i64, written: Written) -> Result<bool, RepoError> {
-        let sk = entry_sk(user_id, at_ms, &format!("t{:010}", written.telegram_id));
+    /// Lists a message written on Telegram, unless it is listed already; whether it was new.
+    pub async fn add_written(&self, connector_id: &str, user_id: i64, placed: Placed, written: Written) -> Result<bool, RepoError> {
+        let (at_ms, source) = placed.at_and_source(written.telegram_id);
+        let sk = entry_sk(user_id, at_ms, &source);
         let listed = Listed { user_id, entry: Some(sk.clone()) };
         if !self.records.create(&pk(connector_id), &listed_sk(written.telegram_id), &listed, None).await? {
             return Ok(false);
@@ -251,5 +271,8 @@ mod tests {
         assert!(!Conversations::is_cursor_of(42, "talk#42#"), "a bare prefix would page from anywhere");
         assert!(!Conversations::is_cursor_of(42, "talk#42#zzzzzzzzzzzzz#x"));
         assert!(entry_sk(42, 999, "m1") < entry_sk(42, 1000, "m0"), "time sorts as text");
+        let (history, arrived) = (Placed::History { date_secs: 7 }.at_and_source(1), Placed::Arrived { date_secs: 7 }.at_and_source(2));
+        assert!(entry_sk(42, history.0, &history.1) < entry_sk(42, 7000, "mX"), "the history before ours in its second");
+        assert!(entry_sk(42, 7999, "mX") < entry_sk(42, arrived.0, &arrived.1), "an arrival after ours in its second");
     }
 }
