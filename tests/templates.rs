@@ -176,4 +176,12 @@ async fn the_robot_sends_a_template_filled_from_its_deal_and_fails_naming_a_miss
     assert_eq!(run["return_values"]["status"], "sent", "{run}");
     assert!(app.telegram_messages().await.iter().any(|m| m["text"] == "Plain Chairs for Acme Shop" && m["to_user_id"] == DMITRY));
     assert_eq!(app.telegram_messages().await.iter().filter(|m| m["text"].as_str().is_some_and(|t| t.contains('{'))).count(), 0);
+
+    // A rule still naming a deleted template fails with the reason; "No template" is no template.
+    let deleted = app.http.delete(app.url(&format!("/api/templates/admin/{filled}"))).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let run = fire(&app, json!({ "from": "sales", "template": filled, "activity": "N" })).await;
+    assert_eq!((run["return_values"]["status"].as_str(), run["return_values"]["reason"].as_str()), (Some("failed"), Some(text(Lang::En, "template_not_found", &[]).as_str())), "{run}");
+    let run = fire(&app, json!({ "from": "sales", "template": "none", "activity": "N" })).await;
+    assert_eq!(run["return_values"]["reason"], text(Lang::En, "empty_text", &[]), "{run}");
 }

@@ -28,7 +28,6 @@ use crate::clock::now_millis;
 use crate::crypto::Secret;
 use crate::domain::automation::{Origin, ProviderStatus, binding_entity, document_entity, robot_status};
 use crate::domain::message::{MAX_PARTS, NewMessage, TEXT_LIMIT, split_text};
-use crate::domain::template::fill;
 use crate::domain::username::parse_im_value;
 use crate::domain::{Budget, EntityRef, Failure, Message, MessageStatus, Part, PublicationMode, RecipientKey, TelegramUser};
 use crate::i18n::{Lang, text};
@@ -326,7 +325,7 @@ async fn prepare(svc: &Services, request: AutomationRequest) -> Result<Automatio
     };
     let filled_text = match (&template, &record) {
         (Some(template), Some(record)) => {
-            let filled = fill(&template.text, &templates::sources(entity, record));
+            let filled = templates::fill_from(&template.text, entity, record);
             if !filled.missing.is_empty() {
                 return fail(svc, &request, Failure::TemplateUnfilled { fields: filled.missing }).await;
             }

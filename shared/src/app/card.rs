@@ -97,7 +97,7 @@ pub async fn load_card(svc: &Services, claims: &Claims, connector: Option<&str>)
         _ => None,
     };
     let mut portal = PortalClient::user(svc, &claims.portal, claims.user).await?;
-    let ContactRecord { title, points, .. } = read_contact_points(&mut portal, claims.entity).await?;
+    let ContactRecord { title, points, .. } = read_record(&mut portal, claims.entity, false).await?;
     let keys: Vec<RecipientKey> = points.iter().map(|p| p.key.clone()).collect();
     svc.cards.save_recipients(&claims.portal, claims.entity, &keys).await?;
     let mut recipients = Vec::with_capacity(points.len());
@@ -177,13 +177,9 @@ pub struct ContactRecord {
 }
 
 /// Reads the record and, for a lead or a deal, its linked contacts and company, in two
-/// batches, with the token `portal` holds (the user's own in the tab, the portal's for automation).
-pub async fn read_contact_points(portal: &mut PortalClient<'_>, entity: EntityRef) -> Result<ContactRecord, AppError> {
-    read_record(portal, entity, false).await
-}
-
-/// The same, and with `with_responsible` the record's responsible employee, read in the
-/// second batch (`user.get` by `ID`, `api-reference/user/user-get.md`).
+/// batches, with the token `portal` holds (the user's own in the tab, the portal's for
+/// automation); with `with_responsible` also the record's responsible employee, in the second
+/// batch (`user.get` by `ID`, `api-reference/user/user-get.md`).
 pub async fn read_record(portal: &mut PortalClient<'_>, entity: EntityRef, with_responsible: bool) -> Result<ContactRecord, AppError> {
     let region = portal.svc.phone_region_of(&portal.portal);
     let EntityRef { kind, id } = entity;

@@ -109,20 +109,19 @@ pub async fn offered(svc: &Services, claims: &Claims) -> Result<Vec<TemplateChoi
 pub async fn fill_for_card(svc: &Services, claims: &Claims, id: &str) -> Result<FilledView, AppError> {
     let template = svc.templates.get(&claims.portal, id).await?.ok_or_else(|| not_found(claims.lang))?;
     let mut portal = PortalClient::user(svc, &claims.portal, claims.user).await?;
-    let Filled { text, missing } = fill_from(&mut portal, claims.entity, &template.text).await?;
+    let record = read_record(&mut portal, claims.entity, true).await?;
+    let Filled { text, missing } = fill_from(&template.text, claims.entity, &record);
     Ok(FilledView { text, missing })
 }
 
-/// `text` filled from the record, its linked contact and company, and its responsible
-/// employee, with the token `portal` holds.
-pub async fn fill_from(portal: &mut PortalClient<'_>, entity: EntityRef, text: &str) -> Result<Filled, AppError> {
-    let record = read_record(portal, entity, true).await?;
-    Ok(fill(text, &sources(entity, &record)))
+/// `text` filled from a record read with its responsible ([`read_record`]): the tab's and the robot's.
+pub fn fill_from(text: &str, entity: EntityRef, record: &ContactRecord) -> Filled {
+    fill(text, &sources(entity, record))
 }
 
 /// What a record's placeholders name: the record under its type (`DEAL`), its first linked
 /// contact (`CONTACT`) and its company (`COMPANY`), and its responsible (`ASSIGNED_BY`).
-pub fn sources(entity: EntityRef, record: &ContactRecord) -> Sources {
+fn sources(entity: EntityRef, record: &ContactRecord) -> Sources {
     let mut sources = Sources::new();
     for (kind, fields) in &record.linked {
         sources.entry(kind.as_str().to_ascii_uppercase()).or_insert_with(|| fields.clone());
