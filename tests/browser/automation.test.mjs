@@ -36,7 +36,11 @@ describe('automation', () => {
     await Promise.all([page.waitForURL(/\/sandbox\/card\?/), page.locator('#run-robot').click()]);
 
     const expected = template.replace('{=Document:TITLE}', 'Chairs for Acme Shop');
-    const received = await eventually(async () => (await started.app.json('/sandbox/telegram/messages')).messages.filter((m) => m.text === expected), { timeout: 20_000 });
+    // An empty list is truthy: wait for one to arrive, then count them.
+    const received = await eventually(async () => {
+      const sent = (await started.app.json('/sandbox/telegram/messages')).messages.filter((m) => m.text === expected);
+      return sent.length > 0 && sent;
+    }, { timeout: 20_000 });
     assert.equal(received.length, 1, 'once');
     assert.equal(received[0].to_user_id, 1005, 'to Dmitry, the deal\'s first client on Telegram');
 
