@@ -427,13 +427,9 @@ async fn put_chunked(url: &str, content_type: &str, chunks: &[&str]) -> u16 {
     answer.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("no status line: {answer}"))
 }
 
-/// Uploads `bytes` through `POST /api/uploads` and the signed URL; the key.
+/// Uploads `bytes` as the tab does; the key.
 async fn upload(app: &TestApp, token: &str, name: &str, content_type: &str, bytes: Vec<u8>) -> String {
-    let slot = app.post_raw(token, "/api/uploads", json!({ "name": name, "size": bytes.len(), "content_type": content_type }).to_string()).await;
-    assert_eq!(slot.status, StatusCode::OK, "{}", slot.body);
-    let put = app.http.put(slot.body["url"].as_str().unwrap()).header("content-type", content_type).body(bytes).send().await.unwrap();
-    assert_eq!(put.status(), StatusCode::OK);
-    slot.body["key"].as_str().unwrap().to_owned()
+    app.upload(token, "/api/uploads", name, content_type, bytes).await
 }
 
 /// The first page of an OGG/Opus stream as Firefox records it (enough to be recognised).

@@ -450,7 +450,8 @@ async fn uninstall_signs_the_accounts_out_and_deletes_everything_the_portal_left
     let token = app.lead_tab().await;
     let services = &app.app.services;
     let member = seed::DEMO_MEMBER_ID;
-    // What a portal leaves behind: a message with its idempotency key, a chat link, an upload.
+    // What a portal leaves behind: a message with its idempotency key, a chat link, an upload,
+    // a template's file.
     let sent = app.send(&token, json!({ "connector_id": "sales", "recipient": IVAN, "text": "before", "idempotency_key": "k-uninstall",
         "publication": "incoming" })).await;
     let id = sent.body["message_id"].as_str().unwrap().to_owned();
@@ -458,6 +459,8 @@ async fn uninstall_signs_the_accounts_out_and_deletes_everything_the_portal_left
     ol_messages(&app, 1).await;
     let upload = format!("uploads/{member}/left/file.txt");
     services.blobs.put(&upload, &mut &b"left behind"[..]).await.unwrap();
+    let template_file = format!("templates/{member}/left/price.pdf");
+    services.blobs.put(&template_file, &mut &b"%PDF"[..]).await.unwrap();
     assert!(services.openlines.chat(member, "sales-1001").await.unwrap().is_some());
 
     let answer = app.post_json("/sandbox/portal/uninstall", json!({ "member_id": member })).await;
@@ -478,6 +481,7 @@ async fn uninstall_signs_the_accounts_out_and_deletes_everything_the_portal_left
         let gone = services.messages.get(&id).await.unwrap().is_none()
             && services.openlines.chat(member, "sales-1001").await.unwrap().is_none()
             && services.blobs.size(&upload).await.unwrap().is_none()
+            && services.blobs.size(&template_file).await.unwrap().is_none()
             && services.connectors.list(member).await.unwrap().is_empty()
             && services.connectors.all().await.unwrap().iter().all(|c| c.member_id != member);
         gone.then_some(())

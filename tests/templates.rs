@@ -51,7 +51,7 @@ async fn an_administrator_keeps_the_portals_templates_and_the_robot_offers_them(
     let id = add_template(&app, &admin, "  Order  ", "Your order {DEAL.TITLE}").await;
     let listed = app.get(&admin, "/api/templates/admin").await;
     assert_eq!(listed.status, StatusCode::OK);
-    assert_eq!(listed.body["templates"], json!([{ "id": id, "name": "Order", "text": "Your order {DEAL.TITLE}" }]));
+    assert_eq!(listed.body["templates"], json!([{ "id": id, "name": "Order", "text": "Your order {DEAL.TITLE}", "files": [] }]));
 
     let edited = app.put_json(&admin, &format!("/api/templates/admin/{id}"), json!({ "name": "Order status", "text": "{DEAL.TITLE}: {DEAL.STAGE_ID}" })).await;
     assert_eq!((edited.status, edited.body["name"].as_str()), (StatusCode::OK, Some("Order status")), "{}", edited.body);
@@ -99,7 +99,7 @@ async fn a_template_fills_from_a_deal_and_flags_a_missing_field() {
     assert_eq!((offered.status, &offered.body["templates"]), (StatusCode::OK, &json!([{ "id": id, "name": "Order" }])));
     let filled = post_json_as(&app, &tab, &format!("/api/templates/{id}/fill"), json!({})).await;
     assert_eq!(filled.status, StatusCode::OK, "{}", filled.body);
-    assert_eq!(filled.body, json!({ "text": ORDER_FILLED, "missing": ["CONTACT.EMAIL"] }));
+    assert_eq!(filled.body, json!({ "text": ORDER_FILLED, "missing": ["CONTACT.EMAIL"], "files": [] }));
 
     // On a contact's card, the deal's fields are not there to fill.
     let contact = app.open_card("contact", 1, "en").await.unwrap();
@@ -184,4 +184,98 @@ async fn the_robot_sends_a_template_filled_from_its_deal_and_fails_naming_a_miss
     assert_eq!((run["return_values"]["status"].as_str(), run["return_values"]["reason"].as_str()), (Some("failed"), Some(text(Lang::En, "template_not_found", &[]).as_str())), "{run}");
     let run = fire(&app, json!({ "from": "sales", "template": "none", "activity": "N" })).await;
     assert_eq!(run["return_values"]["reason"], text(Lang::En, "empty_text", &[]), "{run}");
+}
+
+/// A template's upload slot, as the connectors page opens one.
+const TEMPLATE_UPLOADS: &str = "/api/templates/admin/uploads";
+
+#[tokio::test]
+async fn a_templates_files_go_with_it_from_the_tab_and_the_robot_each_message_its_own_copy() {
+    let app = spawn_app().await;
+    app.settled().await;
+    let admin = app.admin_token().await;
+    let blobs = &app.app.services.blobs;
+    let pdf = app.upload(&admin, TEMPLATE_UPLOADS, "price list.pdf", "application/pdf", b"%PDF-1.4 prices".to_vec()).await;
+    let photo = app.upload(&admin, TEMPLATE_UPLOADS, "chair.jpg", "image/jpeg", [&[0xFF, 0xD8, 0xFF, 0xE0][..], &[7; 3000]].concat()).await;
+    assert!(pdf.starts_with(&format!("templates/{}/", seed::DEMO_MEMBER_ID)), "{pdf}");
+
+    // Only the administrator's own template uploads become a template's; each one template's.
+    let tab = app.open_card("deal", 1, "en").await.unwrap();
+    assert_eq!(app.get(&tab, "/api/card").await.status, StatusCode::OK);
+    let managers = app.upload(&tab, "/api/uploads", "mine.pdf", "application/pdf", b"%PDF mine".to_vec()).await;
+    let body = |files: Value| json!({ "name": "Prices", "text": "Prices for {DEAL.TITLE}", "files": files });
+    let refused = post_json_as(&app, &admin, "/api/templates/admin", body(json!([{ "key": managers, "name": "mine.pdf" }]))).await;
+    assert_eq!((refused.status, refused.body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_upload")));
+    let files = json!([{ "key": pdf, "name": "Price list.pdf" }, { "key": photo, "name": "chair.jpg" }]);
+    let created = post_json_as(&app, &admin, "/api/templates/admin", body(files.clone())).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let kept: Vec<(&str, u64, &str)> =
+        created.body["files"].as_array().unwrap().iter().map(|f| (f["name"].as_str().unwrap(), f["size"].as_u64().unwrap(), f["content_type"].as_str().unwrap())).collect();
+    assert_eq!(kept, [("Price list.pdf", 15, "application/pdf"), ("chair.jpg", 3004, "image/jpeg")]);
+    let twice = post_json_as(&app, &admin, "/api/templates/admin", body(json!([{ "key": pdf, "name": "again.pdf" }]))).await;
+    assert_eq!((twice.status, twice.body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("upload_used")));
+    // A template's file is no upload of the manager's.
+    let send = |request: Value| app.send(&tab, request);
+    let base = || json!({ "connector_id": "sales", "recipient": DMITRY_PHONE, "text": "Prices for Chairs for Acme Shop", "idempotency_key": fresh_key() });
+    let mut misused = base();
+    misused["attachments"] = json!([{ "key": pdf, "name": "p.pdf" }]);
+    assert_eq!(send(misused).await.body["error"], "unknown_upload");
+
+    // The tab gets the files with the filled text; the send names those the manager kept.
+    let filled = post_json_as(&app, &tab, &format!("/api/templates/{id}/fill"), json!({})).await.body;
+    assert_eq!(filled["text"], "Prices for Chairs for Acme Shop");
+    let keys: Vec<&str> = filled["files"].as_array().unwrap().iter().map(|f| f["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, [pdf.as_str(), photo.as_str()]);
+    for (template_id, template_files) in [(Value::Null, json!([pdf])), (json!(id), json!([format!("templates/{}/x/other.pdf", seed::DEMO_MEMBER_ID)]))] {
+        let mut foreign = base();
+        foreign["template_id"] = template_id;
+        foreign["template_files"] = template_files;
+        let answer = send(foreign).await;
+        assert_eq!((answer.status, answer.body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("template_file_gone")), "{}", answer.body);
+    }
+    let mut request = base();
+    request["template_id"] = json!(id);
+    request["template_files"] = json!([pdf, photo]);
+    let accepted = send(request).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
+    let message_id = accepted.body["message_id"].as_str().unwrap().to_owned();
+    let view = app.wait_for_status(&tab, &message_id, "sent", WAIT).await;
+    assert_eq!(view["files"], json!(["Price list.pdf", "chair.jpg"]));
+    let to_dmitry = || async { app.telegram_messages().await.into_iter().filter(|m| m["to_user_id"] == DMITRY).collect::<Vec<Value>>() };
+    let received = to_dmitry().await;
+    let got: Vec<(&str, &str)> = received.iter().map(|m| (m["media"].as_str().unwrap(), m["file"]["file_name"].as_str().unwrap_or(""))).collect();
+    assert_eq!(got, [("text", ""), ("document", "Price list.pdf"), ("photo", "chair.jpg")]);
+    assert_eq!((received[1]["file"]["received_bytes"].as_u64(), received[1]["file"]["format"].as_str()), (Some(15), Some("pdf")));
+
+    // The message sent its own copies: dropping a file from the template deletes it from
+    // storage, and leaves the message's copy.
+    let message = app.app.services.messages.get(&message_id).await.unwrap().expect("stored");
+    let copies: Vec<String> = message.attachments().map(|a| a.key.clone()).collect();
+    assert!(copies.iter().all(|k| k.starts_with(&format!("uploads/{}/{message_id}/", seed::DEMO_MEMBER_ID))), "{copies:?}");
+    let edited = app.put_json(&admin, &format!("/api/templates/admin/{id}"), body(json!([{ "key": pdf, "name": "renamed.pdf" }]))).await;
+    assert_eq!(edited.status, StatusCode::OK, "{}", edited.body);
+    assert_eq!(edited.body["files"][0]["name"], "Price list.pdf", "a kept file stays as stored");
+    assert_eq!(edited.body["files"].as_array().unwrap().len(), 1);
+    assert_eq!(blobs.size(&photo).await.unwrap(), None, "the dropped file is deleted");
+    for copy in &copies {
+        assert!(blobs.size(copy).await.unwrap().is_some(), "{copy} stays");
+    }
+    let mut stale = base();
+    stale["template_id"] = json!(id);
+    stale["template_files"] = json!([photo]);
+    assert_eq!(send(stale).await.body["error"], "template_file_gone");
+
+    // The robot sends the template's files after its text.
+    app.settled().await;
+    let run = fire(&app, json!({ "from": "sales", "template": id, "activity": "N" })).await;
+    assert_eq!(run["return_values"]["status"], "sent", "{run}");
+    let received = to_dmitry().await;
+    let got: Vec<(&str, &str)> = received[3..].iter().map(|m| (m["media"].as_str().unwrap(), m["file"]["file_name"].as_str().unwrap_or(""))).collect();
+    assert_eq!(got, [("text", ""), ("document", "Price list.pdf")]);
+    assert_eq!(received[3]["text"], "Prices for Chairs for Acme Shop");
+
+    // Deleted, the template takes its files with it.
+    assert_eq!(delete(&app, &admin, &format!("/api/templates/admin/{id}")).await, StatusCode::NO_CONTENT);
+    assert_eq!(blobs.size(&pdf).await.unwrap(), None);
 }

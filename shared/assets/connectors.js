@@ -329,11 +329,60 @@
   // ---- templates: the portal's, for the tab and the robot ----
 
   let editingTemplate = null; // id of the template in the form, or null for a new one
+  let templateFiles = []; // { name, size, key, status: 'uploading' | 'done' | 'failed' }
+
+  function formatSize(bytes) {
+    const units = ['B', 'KB', 'MB', 'GB'];
+    let n = bytes;
+    let u = 0;
+    while (n >= 1024 && u < units.length - 1) { n /= 1024; u += 1; }
+    return `${n.toFixed(u ? 1 : 0)} ${units[u]}`;
+  }
+
+  function showTemplateFiles() {
+    $('template-file-list').replaceChildren(...templateFiles.map((f) => {
+      const li = document.createElement('li');
+      li.dataset.status = f.status;
+      const name = document.createElement('span');
+      name.textContent = f.name;
+      const remove = button('✕', () => { templateFiles = templateFiles.filter((x) => x !== f); showTemplateFiles(); });
+      remove.setAttribute('aria-label', t('remove_file', { name: f.name }));
+      li.append(name, ' ', formatSize(f.size), ' ', remove);
+      return li;
+    }));
+  }
+
+  // Uploaded as the tab uploads: a slot, then a PUT straight to storage.
+  async function uploadTemplateFile(entry, file) {
+    try {
+      const slot = await api('POST', '/api/templates/admin/uploads', { name: file.name, size: file.size, content_type: file.type });
+      const response = await fetch(slot.url, { method: slot.method || 'PUT', headers: slot.headers || {}, body: file });
+      if (!response.ok) throw new Error(t('upload_failed', { name: file.name, reason: response.status }));
+      entry.key = slot.key;
+      entry.status = 'done';
+    } catch (e) {
+      entry.status = 'failed';
+      say(t('upload_failed', { name: file.name, reason: e.message }), true);
+    }
+    showTemplateFiles();
+  }
+
+  $('template-files').addEventListener('change', () => {
+    for (const file of $('template-files').files) {
+      const entry = { name: file.name, size: file.size, key: null, status: 'uploading' };
+      templateFiles.push(entry);
+      uploadTemplateFile(entry, file);
+    }
+    $('template-files').value = '';
+    showTemplateFiles();
+  });
 
   function editTemplate(tpl) {
     editingTemplate = tpl ? tpl.id : null;
     $('template-name').value = tpl ? tpl.name : '';
     $('template-text').value = tpl ? tpl.text : '';
+    templateFiles = (tpl?.files || []).map((f) => ({ name: f.name, size: f.size, key: f.key, status: 'done' }));
+    showTemplateFiles();
     $('template-save').textContent = tpl ? t('save') : t('template_add');
     $('template-cancel').hidden = !tpl;
     if (tpl) $('template-name').focus();
@@ -347,6 +396,12 @@
     const body = document.createElement('p');
     body.className = 'olc-muted';
     body.textContent = tpl.text;
+    for (const f of tpl.files || []) {
+      const file = document.createElement('span');
+      file.className = 'olc-file-name';
+      file.textContent = `📎 ${f.name}`;
+      body.append(document.createElement('br'), file);
+    }
     li.append(name, ' ', button(t('template_edit'), () => editTemplate(tpl)), button(t('template_delete'), async () => {
       if (!window.confirm(t('template_delete_confirm', { name: tpl.name }))) return;
       try {
@@ -367,7 +422,9 @@
 
   $('template-form').addEventListener('submit', async (event) => {
     event.preventDefault();
-    const body = { name: $('template-name').value, text: $('template-text').value };
+    if (templateFiles.some((f) => f.status === 'uploading')) { say(t('uploads_pending'), true); return; }
+    const files = templateFiles.filter((f) => f.status === 'done').map((f) => ({ key: f.key, name: f.name }));
+    const body = { name: $('template-name').value, text: $('template-text').value, files };
     try {
       if (editingTemplate) await api('PUT', `/api/templates/admin/${encodeURIComponent(editingTemplate)}`, body);
       else await api('POST', '/api/templates/admin', body);

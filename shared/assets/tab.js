@@ -53,7 +53,7 @@
     syncTimer: 0, msgTimer: 0,
     connSig: '', rcptSig: '', msgSig: '',
     watched: new Map(),  // message id -> last status, for messages sent from this page
-    files: [],           // {file, key, status: 'uploading'|'done'|'failed', progress, row}
+    files: [],           // {file, key, status: 'uploading'|'done'|'failed', progress, row, fromTemplate}
     voice: null,         // {blob, url, duration, waveform, upload: Promise<key>}
     recorder: null,      // {media, chunks, started, timer}
     emojiLoaded: false,
@@ -427,7 +427,8 @@
           idempotency_key: state.idemKey,
           publication: el.publication.value,
           create_activity: el.createActivity.checked,
-          attachments: files.map((f) => ({ key: f.key, name: f.file.name, size: f.file.size, content_type: f.file.type })),
+          attachments: files.filter((f) => !f.fromTemplate).map((f) => ({ key: f.key, name: f.file.name, size: f.file.size, content_type: f.file.type })),
+          template_files: files.filter((f) => f.fromTemplate).map((f) => f.key),
           as_document: el.asDocument.checked,
           voice,
           send_at: sendAt,
@@ -1079,16 +1080,32 @@
     } catch (e) { showError(e); }
   }
 
+  // The template's files join the message's, already stored: the manager may remove any.
+  function useTemplateFiles(files) {
+    for (const f of state.files.filter((x) => x.fromTemplate)) f.row.remove();
+    state.files = state.files.filter((x) => !x.fromTemplate);
+    for (const f of files.slice(0, Math.max(0, MAX_FILES - state.files.length))) {
+      const entry = { file: { name: f.name, size: f.size, type: f.content_type }, key: f.key, status: 'done', fromTemplate: true };
+      state.files.push(entry);
+      el.fileList.append(fileRow(entry));
+      entry.row.dataset.status = 'done';
+      entry.progress.hidden = true; // stored already: nothing to upload
+    }
+    fit();
+  }
+
   async function pickTemplate() {
     const id = template.select.value;
     template.id = id || null;
     template.missing = [];
+    if (!id) useTemplateFiles([]);
     if (id) {
       try {
         const filled = await api(`/api/templates/${encodeURIComponent(id)}/fill`, { method: 'POST', body: {} });
         if (template.select.value !== id) return; // another pick superseded this one
         el.message.value = filled.text;
         template.missing = Array.isArray(filled.missing) ? filled.missing : [];
+        useTemplateFiles(Array.isArray(filled.files) ? filled.files : []);
         composeChanged();
         updateCounter();
       } catch (e) { showError(e); }

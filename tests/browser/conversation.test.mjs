@@ -41,6 +41,9 @@ async function layoutAsDescribed(page, createChat) {
   const recipient = page.locator('#to-list .olc-choice').first();
   const [c, r] = [await chat.boundingBox(), await recipient.boundingBox()];
   assert.ok(c.x >= r.x + r.width && c.y < r.y + r.height, `beside the recipient: ${JSON.stringify({ c, r })}`);
+  // Beside it, the recipient's name still has room (its copy button goes under it if need be).
+  const name = await page.locator('#to-list .olc-choice label').first().boundingBox();
+  assert.ok(name.width >= 150, `the name has room: ${name.width}px`);
   // The emoji menu opens from the message field's top right corner.
   const field = await page.locator('#message').boundingBox();
   const emoji = await page.locator('#emoji-toggle').boundingBox();

@@ -102,8 +102,17 @@ pub async fn blobs_contract(blobs: Arc<dyn Blobs>) {
     reader.read_to_end(&mut back).await.unwrap();
     assert_eq!((stored_size, back == data), (data.len() as u64, true));
     assert!(blobs.get("uploads/a/missing.bin").await.unwrap().is_none());
+    // A copy is whole and its own: deleting the original leaves it.
+    assert!(blobs.copy("uploads/a/file.bin", "uploads/b/copy.bin").await.unwrap());
+    assert!(!blobs.copy("uploads/a/missing.bin", "uploads/b/none.bin").await.unwrap());
+    assert_eq!(blobs.size("uploads/b/none.bin").await.unwrap(), None);
     blobs.delete("uploads/a/file.bin").await.unwrap();
     assert!(blobs.get("uploads/a/file.bin").await.unwrap().is_none());
+    let (_, mut reader) = blobs.get("uploads/b/copy.bin").await.unwrap().expect("the copy stays");
+    let mut copied = Vec::new();
+    reader.read_to_end(&mut copied).await.unwrap();
+    assert!(copied == data, "the copy has the original's bytes");
+    assert!(blobs.copy("uploads/b/copy.bin", "../escape").await.is_err());
     // A folder goes whole, and only that folder (not a sibling sharing its name's start).
     for key in ["uploads/p1/x/1.bin", "uploads/p1/2.bin", "uploads/p10/3.bin"] {
         blobs.put(key, &mut &b"x"[..]).await.unwrap();

@@ -179,6 +179,16 @@ impl TestApp {
         Answer { status: response.status(), body: response.json().await.unwrap_or(Value::Null) }
     }
 
+    /// Uploads `bytes` through the slot `slot_path` opens (`/api/uploads`, a template's) and
+    /// its signed URL; the key.
+    pub async fn upload(&self, token: &str, slot_path: &str, name: &str, content_type: &str, bytes: Vec<u8>) -> String {
+        let slot = self.post_raw(token, slot_path, json!({ "name": name, "size": bytes.len(), "content_type": content_type }).to_string()).await;
+        assert_eq!(slot.status, StatusCode::OK, "{}", slot.body);
+        let put = self.http.put(slot.body["url"].as_str().unwrap()).header("content-type", content_type).body(bytes).send().await.unwrap();
+        assert_eq!(put.status(), StatusCode::OK);
+        slot.body["key"].as_str().unwrap().to_owned()
+    }
+
     pub async fn post_raw(&self, token: &str, path: &str, body: String) -> Answer {
         let request = self.http.post(self.url(path)).bearer_auth(token).header("content-type", "application/json").body(body);
         let response = request.send().await.expect("answers");

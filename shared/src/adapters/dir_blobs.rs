@@ -86,6 +86,14 @@ impl Blobs for DirBlobs {
         }
     }
 
+    async fn copy(&self, from: &str, to: &str) -> Result<bool, BlobError> {
+        match tokio::fs::File::open(self.path(from)?).await {
+            Ok(mut file) => write_atomically(&self.path(to)?, &mut file).await.map(|_| true).map_err(io),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(e)),
+        }
+    }
+
     async fn delete_prefix(&self, prefix: &str) -> Result<(), BlobError> {
         match tokio::fs::remove_dir_all(self.path(prefix.trim_end_matches('/'))?).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),

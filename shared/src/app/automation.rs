@@ -23,13 +23,13 @@ use super::events::{decode, genuine};
 use super::openlines::retryable;
 use super::portal::PortalClient;
 use super::send::{Admission, admit_chat, failure_text};
-use super::{AppError, ErrorKind, Services, templates};
+use super::{AppError, ErrorKind, Services, templates, uploads};
 use crate::clock::now_millis;
 use crate::crypto::Secret;
 use crate::domain::automation::{Origin, ProviderStatus, binding_entity, document_entity, robot_status};
 use crate::domain::message::{MAX_PARTS, NewMessage, TEXT_LIMIT, split_text};
 use crate::domain::username::parse_im_value;
-use crate::domain::{Budget, EntityRef, Failure, Message, MessageStatus, Part, PublicationMode, RecipientKey, TelegramUser};
+use crate::domain::{Attachment, Budget, EntityRef, Failure, Message, MessageStatus, Part, PublicationMode, RecipientKey, TelegramUser};
 use crate::i18n::{Lang, text};
 use crate::ports::TelegramError;
 use crate::repo::automation::{AutomationRequest, ConnectorChoice, Stage};
@@ -232,6 +232,7 @@ async fn receive(svc: &Services, portal: &Portal, key: &str, draft: Draft) -> Re
         to: draft.to,
         text: draft.text,
         template_id: draft.template_id,
+        files: Vec::new(),
         publication: draft.publication,
         create_activity: draft.create_activity,
         user_id: draft.user_id,
@@ -323,13 +324,13 @@ async fn prepare(svc: &Services, request: AutomationRequest) -> Result<Automatio
             Err(e) => return fail(svc, &request, Failure::Rejected { detail: e.message }).await,
         },
     };
-    let filled_text = match (&template, &record) {
+    let filled = match (&template, &record) {
         (Some(template), Some(record)) => {
             let filled = templates::fill_from(&template.text, entity, record);
             if !filled.missing.is_empty() {
                 return fail(svc, &request, Failure::TemplateUnfilled { fields: filled.missing }).await;
             }
-            Some(filled.text)
+            Some((filled.text, template.files.clone()))
         }
         _ => None,
     };
@@ -353,8 +354,9 @@ async fn prepare(svc: &Services, request: AutomationRequest) -> Result<Automatio
         .automation
         .update(&request.member_id, &request.id, |r| {
             set_stage(r, deferred.clone(), &Stage::Received) && {
-                if let Some(text) = &filled_text {
+                if let Some((text, files)) = &filled {
                     r.text.clone_from(text);
+                    r.files.clone_from(files);
                 }
                 true
             }
@@ -544,7 +546,11 @@ pub async fn hand_over(svc: &Services, member_id: &str, request_id: &str) -> Res
     if !svc.automation.take_send_slot(&connector.id, svc.limits.automation_pace).await? {
         return later_turn(svc, &request).await;
     }
-    let message = message_of(&request, &connector, *author, recipient, user);
+    // The template's files are copied only now: a request may wait days for its turn.
+    let Some(files) = uploads::copied_attachments(svc, member_id, request_id, &request.files, false).await? else {
+        return failed(svc, &request, Failure::TemplateGone).await;
+    };
+    let message = message_of(&request, &connector, *author, recipient, user, files);
     svc.messages.create(&message).await?;
     let handed = svc.automation.update(member_id, request_id, |r| matches!(r.stage, Stage::Scheduled { .. }) && { r.stage = Stage::Handed; true }).await?;
     if handed.is_some_and(|r| r.stage == Stage::Handed) {
@@ -616,7 +622,7 @@ async fn over_budget(svc: &Services, request: &AutomationRequest, connector: &Co
     Ok(HandOver::Done)
 }
 
-fn message_of(request: &AutomationRequest, connector: &Connector, author: u64, recipient: RecipientKey, user: TelegramUser) -> Message {
+fn message_of(request: &AutomationRequest, connector: &Connector, author: u64, recipient: RecipientKey, user: TelegramUser, files: Vec<Attachment>) -> Message {
     // Longer than the tab allows is cut, not refused: no one is there to shorten it.
     let parts = split_text(&request.text, TEXT_LIMIT);
     let new = NewMessage {
@@ -631,8 +637,9 @@ fn message_of(request: &AutomationRequest, connector: &Connector, author: u64, r
         create_activity: request.create_activity,
         origin: Some(request.origin.clone()),
     };
-    let parts = parts.into_iter().take(MAX_PARTS).map(|text| Part { text, media: None, sent: false, telegram_id: None }).collect();
-    Message::queued(new, &user, parts, now_millis())
+    let texts = parts.into_iter().take(MAX_PARTS).map(|text| Part { text, media: None, sent: false, telegram_id: None });
+    let files = files.into_iter().map(|file| Part { text: String::new(), media: Some(file), sent: false, telegram_id: None });
+    Message::queued(new, &user, texts.chain(files).collect(), now_millis())
 }
 
 /// Registers (or brings up to date) the robot, the workflow action and the message provider:

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::portal::{PortalClient, confirm_admin, unknown_portal};
 use super::{AppError, ErrorKind, Services};
+use super::uploads::{templates_folder, uploads_folder};
 use crate::crypto::Secret;
 use crate::domain::EntityType;
 use crate::domain::phone::region_from_license;
@@ -322,7 +323,9 @@ pub async fn forget_portal(svc: &Services, member_id: &str) -> Result<(), AppErr
         return Ok(());
     }
     svc.messages.delete_all(member_id).await?;
-    svc.blobs.delete_prefix(&format!("uploads/{member_id}")).await.map_err(|e| AppError::internal(format!("blobs: {e:#}")))?;
+    for folder in [uploads_folder(member_id), templates_folder(member_id)] {
+        svc.blobs.delete_prefix(&folder).await.map_err(|e| AppError::internal(format!("blobs: {e:#}")))?;
+    }
     svc.portals.delete_everything(member_id).await?;
     tracing::info!(member_id, "an uninstalled portal's data deleted");
     Ok(())

@@ -44,6 +44,9 @@ pub struct SendRequest {
     /// The template the text was filled from: then no placeholder may be left in it.
     #[serde(default)]
     pub template_id: Option<String>,
+    /// Which of that template's files go along (by key): each message sends its own copy.
+    #[serde(default)]
+    pub template_files: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -80,9 +83,14 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
     if request.template_id.is_some() {
         templates::refuse_unfilled(lang, &request.text)?;
     }
-    let text_parts = text_parts(lang, &request.text, !request.attachments.is_empty() || request.voice.is_some())?;
+    let template_files = templates::chosen_files(svc, claims, request.template_id.as_deref(), &request.template_files).await?;
+    if request.attachments.len() + template_files.len() > uploads::MAX_FILES {
+        return Err(AppError::invalid("too_many_files", text(lang, "too_many_files", &[("count", &uploads::MAX_FILES.to_string())])));
+    }
+    let with_files = !request.attachments.is_empty() || !template_files.is_empty() || request.voice.is_some();
+    let text_parts = text_parts(lang, &request.text, with_files)?;
     let now = now_millis();
-    let send_at = request.send_at.map(|at| schedule::check_send_at(lang, at, now)).transpose()?.filter(|&at| at > now);
+    let send_at = request.send_at.map(|at| schedule::check_send_at(lang, at, now, with_files.then_some(now))).transpose()?.filter(|&at| at > now);
     let mut files = uploads::attachments(svc, claims, &request.attachments, request.as_document).await?;
     if let Some(voice) = &request.voice {
         files.push(uploads::voice_attachment(svc, claims, voice).await?);
@@ -103,6 +111,8 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
         // The earlier submit stopped between claiming the key and storing: finish its work.
     }
     uploads::use_uploads(svc, claims, &files, &id).await?;
+    let copies = uploads::copied_attachments(svc, &claims.portal, &id, &template_files, request.as_document).await?;
+    files.extend(copies.ok_or_else(|| templates::file_gone(lang))?);
     admit_from_tab(svc, lang, &connector, user.peer).await?;
     let new = NewMessage {
         id,

@@ -6,10 +6,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{AppError, Services};
-use crate::auth::Claims;
+use crate::auth::{AdminClaims, Claims};
 use crate::domain::voice::{MAX_LEVEL, MAX_LEVELS, pack_waveform};
 use crate::domain::{Attachment, SendAs};
 use crate::i18n::{Lang, text};
+use crate::repo::templates::TemplateFile;
 use crate::repo::uploads::AnnouncedUpload;
 
 const URL_LIFETIME: Duration = Duration::from_secs(3600);
@@ -26,7 +27,7 @@ const PHOTO_TYPES: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
 pub const MAX_VOICE: u64 = 32 * 1024 * 1024;
 const MAX_VOICE_SECS: u32 = 3 * 3600;
 
-/// A file the browser uploaded, as named in `POST /api/send`. Its size and type are the
+/// A file the browser uploaded, as named in `POST /api/send` or a template. Its size and type are the
 /// ones announced for its slot, not what the request says now.
 #[derive(Debug, Deserialize)]
 pub struct FileRef {
@@ -85,20 +86,46 @@ fn mime_type(content_type: &str) -> String {
     if valid { essence } else { "application/octet-stream".into() }
 }
 
-fn uploads_prefix(claims: &Claims) -> String {
-    format!("uploads/{}/", claims.portal)
+/// A portal's files for messages: uploads, and the copies of template files a message sends.
+/// They expire (the bucket's lifecycle rule): once sent, Telegram and the Open Line have them.
+pub fn uploads_folder(member_id: &str) -> String {
+    format!("uploads/{member_id}")
 }
 
-pub async fn create_upload(svc: &Services, claims: &Claims, request: UploadRequest) -> Result<UploadSlot, AppError> {
-    check_size(claims.lang, request.size, MAX_UPLOAD)?;
-    if !svc.uploads.take_daily(&claims.portal, claims.user, UPLOADS_PER_DAY).await? {
-        tracing::warn!(member_id = %claims.portal, user = claims.user, "daily upload slots used up");
-        return Err(AppError::invalid("uploads_per_day", text(claims.lang, "uploads_per_day", &[("count", &UPLOADS_PER_DAY.to_string())])));
+/// A portal's template files: kept until their template lets them go.
+pub fn templates_folder(member_id: &str) -> String {
+    format!("templates/{member_id}")
+}
+
+/// Who uploads into which folder: a manager for a message, an administrator for a template.
+pub struct Uploader<'a> {
+    portal: &'a str,
+    user: u64,
+    lang: Lang,
+    folder: String,
+}
+
+impl<'a> Uploader<'a> {
+    pub fn manager(claims: &'a Claims) -> Self {
+        Self { portal: &claims.portal, user: claims.user, lang: claims.lang, folder: uploads_folder(&claims.portal) }
+    }
+
+    pub fn administrator(admin: &'a AdminClaims) -> Self {
+        Self { portal: &admin.portal, user: admin.user, lang: admin.lang, folder: templates_folder(&admin.portal) }
+    }
+}
+
+pub async fn create_upload(svc: &Services, uploader: &Uploader<'_>, request: UploadRequest) -> Result<UploadSlot, AppError> {
+    let Uploader { portal, user, lang, folder } = uploader;
+    check_size(*lang, request.size, MAX_UPLOAD)?;
+    if !svc.uploads.take_daily(portal, *user, UPLOADS_PER_DAY).await? {
+        tracing::warn!(member_id = %portal, user, "daily upload slots used up");
+        return Err(AppError::invalid("uploads_per_day", text(*lang, "uploads_per_day", &[("count", &UPLOADS_PER_DAY.to_string())])));
     }
     let content_type = mime_type(&request.content_type);
-    let key = format!("{}{}/{}", uploads_prefix(claims), uuid::Uuid::new_v4().simple(), safe_name(&request.name));
-    let announced = AnnouncedUpload { user: claims.user, size: request.size, content_type: content_type.clone(), used_by: None };
-    svc.uploads.open(&claims.portal, &key, &announced).await?;
+    let key = format!("{folder}/{}/{}", uuid::Uuid::new_v4().simple(), safe_name(&request.name));
+    let announced = AnnouncedUpload { user: *user, size: request.size, content_type: content_type.clone(), used_by: None };
+    svc.uploads.open(portal, &key, &announced).await?;
     let target = svc.blobs.upload_target(&key, &content_type, request.size, URL_LIFETIME).await.map_err(|e| AppError::internal(format!("{e:#}")))?;
     let headers = target.headers.into_iter().map(|(name, value)| (name, serde_json::Value::String(value))).collect();
     Ok(UploadSlot { key, url: target.url, method: "PUT", headers: serde_json::Value::Object(headers) })
@@ -115,31 +142,75 @@ fn check_size(lang: Lang, size: u64, limit: u64) -> Result<(), AppError> {
     Ok(())
 }
 
-/// An upload of this user, stored as announced (size and type); refused when the key is
-/// another portal's or user's, malformed, names nothing stored, or the stored file is not
-/// the size announced (an S3 PUT binds it; this holds wherever the file came from).
-async fn announced_upload(svc: &Services, claims: &Claims, key: &str) -> Result<AnnouncedUpload, AppError> {
-    let unknown = || AppError::invalid("unknown_upload", text(claims.lang, "unknown_upload", &[]));
-    if !key.starts_with(&uploads_prefix(claims)) || crate::ports::blobs::check_key(key).is_err() {
+/// An upload of this user into their folder, stored as announced (size and type); refused
+/// when the key is another portal's, user's or folder's, malformed, names nothing stored, or
+/// the stored file is not the size announced (an S3 PUT binds it; this holds wherever the
+/// file came from).
+async fn announced_upload(svc: &Services, uploader: &Uploader<'_>, key: &str) -> Result<AnnouncedUpload, AppError> {
+    let unknown = || AppError::invalid("unknown_upload", text(uploader.lang, "unknown_upload", &[]));
+    let in_folder = key.strip_prefix(uploader.folder.as_str()).is_some_and(|rest| rest.starts_with('/'));
+    if !in_folder || crate::ports::blobs::check_key(key).is_err() {
         return Err(unknown());
     }
-    let announced = svc.uploads.get(&claims.portal, key).await?.filter(|a| a.user == claims.user).ok_or_else(unknown)?;
-    let stored = svc.blobs.size(key).await.map_err(|e| AppError::internal(format!("blobs: {e:#}")))?.ok_or_else(unknown)?;
+    let announced = svc.uploads.get(uploader.portal, key).await?.filter(|a| a.user == uploader.user).ok_or_else(unknown)?;
+    let stored = svc.blobs.size(key).await.map_err(blobs_error)?.ok_or_else(unknown)?;
     if stored != announced.size {
-        tracing::warn!(member_id = %claims.portal, stored, announced = announced.size, "an upload is not the size announced");
-        return Err(AppError::invalid("upload_mismatch", text(claims.lang, "upload_mismatch", &[])));
+        tracing::warn!(member_id = %uploader.portal, stored, announced = announced.size, "an upload is not the size announced");
+        return Err(AppError::invalid("upload_mismatch", text(uploader.lang, "upload_mismatch", &[])));
     }
     Ok(announced)
 }
 
-/// The message's uploads become its own: a file goes into one message only.
+fn blobs_error(e: crate::ports::BlobError) -> AppError {
+    AppError::internal(format!("blobs: {e:#}"))
+}
+
+/// An upload becomes `owner`'s (a message's or a template's): a file goes into one only.
+async fn use_upload(svc: &Services, uploader: &Uploader<'_>, key: &str, owner: &str) -> Result<(), AppError> {
+    if svc.uploads.use_for(uploader.portal, key, owner).await? {
+        return Ok(());
+    }
+    Err(AppError::invalid("upload_used", text(uploader.lang, "upload_used", &[])))
+}
+
+/// The message's uploads become its own.
 pub async fn use_uploads(svc: &Services, claims: &Claims, files: &[Attachment], message_id: &str) -> Result<(), AppError> {
     for file in files {
-        if !svc.uploads.use_for(&claims.portal, &file.key, message_id).await? {
-            return Err(AppError::invalid("upload_used", text(claims.lang, "upload_used", &[])));
-        }
+        use_upload(svc, &Uploader::manager(claims), &file.key, message_id).await?;
     }
     Ok(())
+}
+
+/// An administrator's upload as a file of template `template_id`, which it now belongs to.
+pub async fn template_file(svc: &Services, admin: &AdminClaims, key: &str, name: &str, template_id: &str) -> Result<TemplateFile, AppError> {
+    let uploader = Uploader::administrator(admin);
+    let AnnouncedUpload { size, content_type, .. } = announced_upload(svc, &uploader, key).await?;
+    use_upload(svc, &uploader, key, template_id).await?;
+    Ok(TemplateFile { key: key.to_owned(), name: display_name(name, key), size, content_type })
+}
+
+/// A template's files as the message's (or automated request's) own attachments: each copied
+/// into the portal's uploads under `owner`, so the template may change or go meanwhile. The
+/// same owner gets the same keys: a retry copies over its own copies. `None` when a file is
+/// no longer stored (its template let it go).
+pub async fn copied_attachments(svc: &Services, member_id: &str, owner: &str, files: &[TemplateFile], as_document: bool) -> Result<Option<Vec<Attachment>>, AppError> {
+    let mut out = Vec::with_capacity(files.len());
+    for (i, file) in files.iter().enumerate() {
+        let key = format!("{}/{owner}/{i}-{}", uploads_folder(member_id), safe_name(&file.name));
+        if !svc.blobs.copy(&file.key, &key).await.map_err(blobs_error)? {
+            tracing::warn!(member_id, owner, "a template's file is no longer stored");
+            return Ok(None);
+        }
+        let send_as = send_as(file.size, &file.content_type, as_document);
+        out.push(Attachment { key, file_name: file.name.clone(), mime_type: file.content_type.clone(), size: file.size, send_as });
+    }
+    Ok(Some(out))
+}
+
+/// A photo (Telegram compresses it) unless sent as a document, too large or not an image
+/// Telegram takes as a photo.
+fn send_as(size: u64, mime_type: &str, as_document: bool) -> SendAs {
+    if !as_document && size <= MAX_PHOTO && PHOTO_TYPES.contains(&mime_type) { SendAs::Photo } else { SendAs::Document }
 }
 
 /// A name to show in Telegram: the user's own, without path or control characters.
@@ -157,22 +228,16 @@ pub async fn attachments(svc: &Services, claims: &Claims, files: &[FileRef], as_
     }
     let mut out = Vec::with_capacity(files.len());
     for file in files {
-        let AnnouncedUpload { size, content_type: mime_type, .. } = announced_upload(svc, claims, &file.key).await?;
-        let photo = !as_document && size <= MAX_PHOTO && PHOTO_TYPES.contains(&mime_type.as_str());
-        out.push(Attachment {
-            key: file.key.clone(),
-            file_name: display_name(&file.name, &file.key),
-            mime_type,
-            size,
-            send_as: if photo { SendAs::Photo } else { SendAs::Document },
-        });
+        let AnnouncedUpload { size, content_type: mime_type, .. } = announced_upload(svc, &Uploader::manager(claims), &file.key).await?;
+        let send_as = send_as(size, &mime_type, as_document);
+        out.push(Attachment { key: file.key.clone(), file_name: display_name(&file.name, &file.key), mime_type, size, send_as });
     }
     Ok(out)
 }
 
 /// A voice note, checked against storage; its waveform packed for Telegram.
 pub async fn voice_attachment(svc: &Services, claims: &Claims, voice: &VoiceRef) -> Result<Attachment, AppError> {
-    let size = announced_upload(svc, claims, &voice.key).await?.size;
+    let size = announced_upload(svc, &Uploader::manager(claims), &voice.key).await?.size;
     check_size(claims.lang, size, MAX_VOICE)?;
     let valid = voice.duration.is_finite()
         && voice.duration > 0.0

@@ -74,7 +74,7 @@ async fn post_upload(
     body: Result<Json<UploadRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, AppError> {
     let request = json_body(body)?;
-    Ok(Json(uploads::create_upload(&svc, &claims, request).await?))
+    Ok(Json(uploads::create_upload(&svc, &uploads::Uploader::manager(&claims), request).await?))
 }
 
 async fn list_messages(State(svc): State<AppState>, Session(claims): Session) -> Result<impl IntoResponse, AppError> {

@@ -17,6 +17,7 @@ use super::{Admin, AppState, json_body};
 use crate::app::placement::PlacementQuery;
 use crate::app::connectors::ConnectorFlag;
 use crate::app::templates::TemplateInput;
+use crate::app::uploads::{UploadRequest, Uploader, create_upload};
 use crate::app::{AppError, connectors, templates};
 use crate::crypto::Secret;
 use crate::repo::connectors::{Access, Budgets, OverBudget};
@@ -42,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/connectors/people", get(people))
         .route("/api/connectors/system-messages", put(system_messages))
         .route("/api/templates/admin", get(list_templates).post(create_template))
+        .route("/api/templates/admin/uploads", post(template_upload))
         .route("/api/templates/admin/{id}", put(update_template).delete(delete_template))
 }
 
@@ -263,6 +265,12 @@ async fn update_template(
 ) -> Result<impl IntoResponse, AppError> {
     let input = json_body(body)?;
     Ok(Json(templates::update(&svc, &admin, &id, input).await?))
+}
+
+/// A file for a template, uploaded as the tab uploads one, into the portal's template files.
+async fn template_upload(State(svc): State<AppState>, Admin(admin): Admin, body: Result<Json<UploadRequest>, JsonRejection>) -> Result<impl IntoResponse, AppError> {
+    let request = json_body(body)?;
+    Ok(Json(create_upload(&svc, &Uploader::administrator(&admin), request).await?))
 }
 
 async fn delete_template(State(svc): State<AppState>, Admin(admin): Admin, Path(id): Path<String>) -> Result<impl IntoResponse, AppError> {

@@ -34,6 +34,9 @@ pub trait Blobs: Send + Sync {
     /// The stored size, or `None`, without reading the bytes.
     async fn size(&self, key: &str) -> Result<Option<u64>, BlobError>;
     async fn delete(&self, key: &str) -> Result<(), BlobError>;
+    /// Stores a copy of `from` under `to` within the store (no bytes through this process
+    /// where the store can copy itself); `false` when nothing is stored under `from`.
+    async fn copy(&self, from: &str, to: &str) -> Result<bool, BlobError>;
     /// Deletes every blob whose key lies under the folder `prefix` (`uploads/{member_id}`).
     async fn delete_prefix(&self, prefix: &str) -> Result<(), BlobError>;
     /// Where a browser PUTs one file straight to storage, without credentials, until it

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::templates::TemplateFile;
 use super::{Records, RepoError, connector_pk, portal_pk};
 use crate::clock::now_millis;
 use crate::domain::automation::{Origin, ProviderStatus};
@@ -58,6 +59,9 @@ pub struct AutomationRequest {
     /// The template the text is filled from when the call gave none (its record's fields).
     #[serde(default)]
     pub template_id: Option<String>,
+    /// The template's files, as it had them when its text was filled: sent with it.
+    #[serde(default)]
+    pub files: Vec<TemplateFile>,
     pub publication: PublicationMode,
     pub create_activity: bool,
     /// The employee Bitrix24 named in the call's `auth` (who sent an SMS, or the rule's user).

@@ -14,6 +14,19 @@ pub struct Template {
     pub id: String,
     pub name: String,
     pub text: String,
+    /// Files that go with the text, stored under `templates/<member_id>/`; each message
+    /// sends its own copy, so editing or deleting the template never touches a message.
+    #[serde(default)]
+    pub files: Vec<TemplateFile>,
+}
+
+/// A file of a template, as its upload was announced and stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateFile {
+    pub key: String,
+    pub name: String,
+    pub size: u64,
+    pub content_type: String,
 }
 
 fn sk(id: &str) -> String {
