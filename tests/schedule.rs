@@ -204,6 +204,17 @@ async fn bad_times_and_foreign_messages_are_refused_clearly() {
         let answer = app.put_json(&token, &path, body.clone()).await;
         assert_eq!(answer.status, status, "{body}: {}", answer.body);
     }
+    // A file goes while its upload is kept: a week from upload, so at most 5 days ahead.
+    let upload = app.upload(&token, "/api/uploads", "plan.pdf", "application/pdf", b"%PDF plan".to_vec()).await;
+    let mut with_file = schedule_body("x", json!(now + 6 * 24 * HOUR));
+    with_file["attachments"] = json!([{ "key": upload, "name": "plan.pdf" }]);
+    let answer = app.send(&token, with_file.clone()).await;
+    assert_eq!((answer.status, answer.body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("send_at_files_too_far")), "{}", answer.body);
+    with_file["send_at"] = json!(now + 4 * 24 * HOUR);
+    let answer = app.send(&token, with_file).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    let later = app.put_json(&token, &format!("/api/messages/{}", answer.body["message_id"].as_str().unwrap()), json!({ "text": "x", "send_at": now + 6 * 24 * HOUR })).await;
+    assert_eq!(later.body["error"], "send_at_files_too_far", "an edit keeps the bound");
     let missing = app.put_json(&token, &format!("/api/messages/{}", uuid_like()), json!({ "text": "x", "send_at": now + HOUR })).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     // Another card's tab changes nothing of this card's message.
