@@ -397,3 +397,55 @@ async fn a_message_deleted_before_it_was_forwarded_never_reaches_the_open_line()
     let incoming = client_messages(&app, 1).await;
     assert_eq!(texts(&incoming), ["Sounds great"], "the edited text, and nothing of the deleted message");
 }
+
+/// The schedule's tick at `at` (the one before a minute earlier), run to its end.
+async fn tick(app: &TestApp, at: i64) {
+    assert_eq!(shared::jobs::catch_up::request_all(&app.app.services, 1, at, 60_000).await, Outcome::Done);
+    app.settled().await;
+}
+
+/// The sandbox data centres' connections so far, all of them.
+fn connections(app: &TestApp) -> u64 {
+    app.app.sandbox().telegram.stats().connections.values().sum()
+}
+
+#[tokio::test]
+async fn an_idle_account_is_caught_up_once_a_quarter_hour_and_a_send_keeps_it_caught_up_every_minute() {
+    use shared::domain::cadence::AFTER_SEND_MS;
+    const MINUTE: i64 = 60_000;
+    let app = spawn_manual().await;
+    let token = app.lead_tab().await;
+    let svc = &app.app.services;
+    // A send keeps its account caught up at every tick for the hour after it.
+    let sent = app.send_published(&token, IVAN, "Hello", "none", false).await;
+    app.wait_for_status(&token, &sent, "sent", WAIT).await;
+    let sent_at = shared::clock::now_millis();
+    let sales = || async { svc.connectors.all().await.unwrap().into_iter().find(|c| c.id == "sales").unwrap() };
+    let marked = sales().await.active_until;
+    assert!(marked > sent_at + AFTER_SEND_MS - 60_000 && marked <= sent_at + AFTER_SEND_MS, "{marked} vs {sent_at}");
+    app.settled().await;
+    let accounts = svc.connectors.all().await.unwrap().len() as u64;
+
+    // The schedule's ticks of a whole day, a minute apart, starting when no activity is left.
+    let start = marked + MINUTE;
+    let before = connections(&app);
+    for minute in 1..=1440 {
+        tick(&app, start + minute * MINUTE).await;
+    }
+    let idle_day = connections(&app) - before;
+    println!("an idle day: {idle_day} Telegram connections for {accounts} accounts");
+    assert_eq!(idle_day, 96 * accounts, "once a quarter hour each, one connection each time");
+
+    // A send at noon of the next day: caught up at every tick of the hour that follows.
+    let noon = start + 1440 * MINUTE + 720 * MINUTE;
+    assert!(svc.connectors.mark_active(seed::DEMO_MEMBER_ID, "sales", noon + AFTER_SEND_MS, noon).await.unwrap(), "it had been idle");
+    assert!(!svc.connectors.mark_active(seed::DEMO_MEMBER_ID, "sales", noon + MINUTE + AFTER_SEND_MS, noon + MINUTE).await.unwrap(), "nothing written a minute later");
+    let before = connections(&app);
+    for minute in 1..=60 {
+        tick(&app, noon + minute * MINUTE).await;
+    }
+    let active_hour = connections(&app) - before;
+    println!("the hour after a send: {active_hour} Telegram connections");
+    // 59 minutes inside its window for the sales account, and the quarter-hour marks of all.
+    assert!((59..=59 + 4 * accounts + 1).contains(&active_hour), "{active_hour}");
+}

@@ -10,6 +10,9 @@
   // change, then less and less often while nothing happens; never while the page is hidden.
   const POLL_MIN_MS = 2000;
   const POLL_MAX_MS = 10000;
+  // How often a visible tab tells the server a manager is watching (its account is then
+  // caught up at every tick for 15 minutes): well inside that window.
+  const WATCH_EVERY_MS = 5 * 60 * 1000;
   // Scrolled this close to the top, the page further back is loaded.
   const EARLIER_MARGIN_PX = 40;
 
@@ -66,7 +69,7 @@
 
   // The conversation through one connector with one recipient, as far back as it was loaded.
   function freshConversation(key) {
-    return { key, items: new Map(), rev: null, earlier: null, olderLoaded: false, backfilling: false, delay: POLL_MIN_MS, loadingEarlier: false };
+    return { key, items: new Map(), rev: null, earlier: null, olderLoaded: false, backfilling: false, delay: POLL_MIN_MS, loadingEarlier: false, watchedAt: 0 };
   }
   const MAX_FILES = Number(el.files.dataset.maxFiles) || 10;
   const MAX_BYTES = Number(el.files.dataset.maxBytes) || 2 ** 31;
@@ -808,8 +811,11 @@
     const seq = ++state.msgSeq;
     const conv = state.conv;
     let view;
+    // The first look says so by itself (no rev); later polls every WATCH_EVERY_MS.
+    const watching = conv.rev && Date.now() - conv.watchedAt >= WATCH_EVERY_MS;
+    if (!conv.rev || watching) conv.watchedAt = Date.now();
     try {
-      view = await api(conversationPath(conv.rev ? `&rev=${encodeURIComponent(conv.rev)}` : ''));
+      view = await api(conversationPath(conv.rev ? `&rev=${encodeURIComponent(conv.rev)}${watching ? '&watching=true' : ''}` : ''));
     } catch (e) {
       if (seq !== state.msgSeq) return;
       el.messagesLoading.hidden = true;

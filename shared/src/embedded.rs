@@ -293,7 +293,8 @@ async fn catch_up_schedule(queue: SqliteQueue, every: Duration) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if let Err(e) = Job::CatchUpAll.enqueue(&queue, Duration::ZERO).await {
+        let tick = Job::CatchUpAll { every_ms: i64::try_from(every.as_millis()).unwrap_or(i64::MAX) };
+        if let Err(e) = tick.enqueue(&queue, Duration::ZERO).await {
             tracing::error!("catch-up tick not queued: {e:#}");
         }
     }

@@ -18,9 +18,13 @@ pub enum Job {
     Publish { message_id: String, member_id: String },
     /// Read what happened on a connected account since the last look.
     CatchUp { member_id: String, connector_id: String },
-    /// The schedule's tick: scheduled messages that are due queued, a catch-up for every
-    /// connected account (and, once a day, the keep-alive of quiet portals' tokens).
-    CatchUpAll,
+    /// The schedule's tick, every `every_ms` (EventBridge's rule: a minute): scheduled messages
+    /// that are due queued, a catch-up for every account due one (`domain::cadence`), and,
+    /// once a day, the keep-alive of quiet portals' tokens.
+    CatchUpAll {
+        #[serde(default = "a_minute")]
+        every_ms: i64,
+    },
     /// Refresh the own tokens of portals that went quiet, before their refresh tokens die.
     KeepPortalsAlive,
     /// Clients' messages, stored by the catch-up, into the connector's Open Line.
@@ -53,6 +57,10 @@ pub enum Job {
     /// An automated message's turn came: find its recipient within the account's budgets and
     /// make the message.
     SendAutomated { member_id: String, request_id: String, connector_id: String },
+}
+
+fn a_minute() -> i64 {
+    60_000
 }
 
 /// One message of an `OnImConnectorMessageAdd` event (or `…Update`, `…Delete`: the same
@@ -96,7 +104,7 @@ impl Job {
             | Self::Reading { member_id, .. }
             | Self::ForgetPortal { member_id }
             | Self::Automate { member_id, .. } => member_id,
-            Self::CatchUpAll | Self::KeepPortalsAlive => "schedule",
+            Self::CatchUpAll { .. } | Self::KeepPortalsAlive => "schedule",
         }
     }
 
@@ -114,7 +122,7 @@ impl Job {
             | Self::SendAutomated { .. } => JobQueue::Telegram,
             Self::Publish { .. }
             | Self::SetUp { .. }
-            | Self::CatchUpAll
+            | Self::CatchUpAll { .. }
             | Self::KeepPortalsAlive
             | Self::ForwardReceived { .. }
             | Self::ReviseReceived { .. }

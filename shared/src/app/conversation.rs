@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::catch_up::account_active;
 use super::send::{MessageView, card_recipient, view};
 use super::{AppError, Services};
 use crate::auth::Claims;
+use crate::domain::cadence;
 use crate::i18n::text;
 use crate::ports::IncomingKind;
 use crate::repo::conversations::{Backfill, Conversations, Entry, PAGE, Said, Written};
@@ -25,6 +27,10 @@ pub struct ConversationQuery {
     pub before: Option<String>,
     /// The `rev` the tab has: nothing is listed when it is still the conversation's.
     pub rev: Option<String>,
+    /// The tab is open and visible on this client (said every few minutes, not every poll):
+    /// the account is kept caught up at every tick meanwhile.
+    #[serde(default)]
+    pub watching: bool,
 }
 
 #[derive(Serialize)]
@@ -79,6 +85,12 @@ pub enum Looked {
 pub async fn look(svc: &Services, claims: &Claims, query: &ConversationQuery) -> Result<Looked, AppError> {
     let (connector, _, user) = card_recipient(svc, claims, &query.connector, &query.recipient).await?;
     let user_id = user.peer.user_id;
+    if query.rev.is_none() || query.watching {
+        // Replies should show within a tick while a manager looks; a failure only slows them.
+        if let Err(e) = account_active(svc, &connector.member_id, &connector.id, cadence::AFTER_LOOK_MS).await {
+            tracing::warn!(connector_id = connector.id, "the account's activity not noted: {e:#}");
+        }
+    }
     if query.before.as_deref().is_some_and(|key| !Conversations::is_cursor_of(user_id, key)) {
         return Err(AppError::bad_request("bad_cursor", text(claims.lang, "bad_cursor", &[])));
     }

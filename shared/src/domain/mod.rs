@@ -1,6 +1,7 @@
 //! Pure domain types: no I/O, no HTTP, no SDKs.
 
 pub mod automation;
+pub mod cadence;
 pub mod contact;
 pub mod entity;
 pub mod formatting;

@@ -15,6 +15,8 @@ use crate::app::automation::message_changed;
 use crate::app::catch_up::request_catch_up;
 use crate::app::send::publish_job;
 use crate::app::uploads::safe_name;
+use crate::clock::now_millis;
+use crate::domain::cadence::{self, catch_up_due};
 use crate::domain::formatting::to_bbcode;
 use crate::ports::{Difference, IncomingMessage, Peer, RemoteFile, TelegramError, TelegramSession, Update};
 use crate::repo::RepoError;
@@ -46,7 +48,9 @@ impl From<RepoError> for Stop {
 }
 
 /// The schedule's tick: a catch-up for every connected account.
-pub async fn request_all(svc: &Services, receive_count: u32) -> Outcome {
+/// The tick at `now` (the one before it `every_ms` earlier) queues a catch-up of each account
+/// due one: the active at every tick, the idle once a quarter hour (`domain::cadence`).
+pub async fn request_all(svc: &Services, receive_count: u32, now: i64, every_ms: i64) -> Outcome {
     if let Err(e) = request_daily_keep_alive(svc).await {
         tracing::error!("the portals' keep-alive not queued: {e:#}");
     }
@@ -54,7 +58,7 @@ pub async fn request_all(svc: &Services, receive_count: u32) -> Outcome {
         Ok(all) => all,
         Err(e) => return Outcome::RetryAfter(storage_failed(e.to_string(), receive_count)),
     };
-    for c in connectors {
+    for c in connectors.into_iter().filter(|c| catch_up_due(&c.id, c.active_until, now, every_ms)) {
         if let Err(e) = request_catch_up(svc, &c.member_id, &c.id).await {
             tracing::error!(connector_id = c.id, "catch-up not queued: {e:#}");
         }
@@ -129,6 +133,9 @@ async fn read_updates(svc: &Services, telegram: &dyn TelegramSession, connector:
             }
             Difference::Updates { updates, state, more } => {
                 let last = handle(svc, telegram, connector, &updates).await?;
+                // A client wrote or read: more is likely to follow soon.
+                let now = now_millis();
+                svc.connectors.mark_active(&connector.member_id, &connector.id, now + cadence::AFTER_LOOK_MS, now).await?;
                 saved = CatchUpState { state, last_message_id: saved.last_message_id.max(last) };
                 svc.mailbox.save_catch_up_state(&connector.id, &saved).await?;
                 tracing::info!(updates = updates.len(), pts = state.pts, more, "caught up");

@@ -90,10 +90,11 @@ async fn run(svc: &Services, job: Job, receive: u32) -> Outcome {
             let span = tracing::info_span!("catch_up", connector_id = %connector_id, receive);
             catch_up::catch_up(svc, &member_id, &connector_id, receive).instrument(span).await
         }
-        Job::CatchUpAll => async {
+        Job::CatchUpAll { every_ms } => async {
             // The same tick sends what is due: the FIFO telegram queue cannot hold a message back.
-            let swept = schedule::sweep(svc, now_millis()).await;
-            let outcome = catch_up::request_all(svc, receive).await;
+            let now = now_millis();
+            let swept = schedule::sweep(svc, now).await;
+            let outcome = catch_up::request_all(svc, receive, now, every_ms).await;
             match swept {
                 Ok(_) => outcome,
                 Err(e) => portal_outcome(Err::<(), _>(e), receive),

@@ -11,6 +11,8 @@ use crate::app::openlines::{confirm_delivery, report_undelivered};
 use crate::app::{AppError, Services};
 use crate::domain::{Failure, Formatted};
 use crate::domain::formatting::{from_bbcode, strip_signature, tidy_signature};
+use crate::clock::now_millis;
+use crate::domain::cadence;
 use crate::domain::message::random_id;
 use crate::ports::TelegramError;
 use crate::repo::conversations::{Placed, Written};
@@ -85,6 +87,8 @@ async fn await_reading(svc: &Services, m: &OperatorMessage, link: &ChatLink, tel
     };
     svc.mailbox.sent(&link.connector_id, link.peer.user_id, telegram_id, &sent).await?;
     svc.safety.remember_chat(&link.connector_id, link.peer).await?;
+    let now = now_millis();
+    svc.connectors.mark_active(&m.member_id, &link.connector_id, now + cadence::AFTER_SEND_MS, now).await?;
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use crate::app::Services;
 use crate::app::send::publish_job;
 use crate::app::uploads::MAX_VOICE;
 use crate::clock::now_millis;
+use crate::domain::cadence;
 use crate::domain::message::random_id;
 use crate::domain::voice::{self, VoiceContainer};
 use crate::domain::{Attachment, Failure, Formatted, Message, MessageStatus, PublicationMode, SendAs};
@@ -193,6 +194,9 @@ async fn hand_on(svc: &Services, message: &Message) -> anyhow::Result<()> {
         let sent = Sent::Message { message_id: message.id.clone() };
         svc.mailbox.sent(&message.connector_id, message.peer.user_id, last, &sent).await?;
         request_catch_up(svc, &message.member_id, &message.connector_id).await?;
+        // Caught up at every tick for the hour a reply or a read is likely in.
+        let now = now_millis();
+        svc.connectors.mark_active(&message.member_id, &message.connector_id, now + cadence::AFTER_SEND_MS, now).await?;
     }
     Ok(())
 }

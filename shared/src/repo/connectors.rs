@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Records, RepoError, connector_pk, portal_pk};
+use crate::clock::now_millis;
+use crate::domain::cadence;
 use crate::ports::Account;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,11 +105,15 @@ fn all_sk(member_id: &str, id: &str) -> String {
     format!("{PREFIX}{member_id}#{id}")
 }
 
-/// A connector as the index of all connectors names it.
+/// A connector as the index of all connectors names it, with what the schedule's fan-out
+/// needs to know of it without reading the connector itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectorRef {
     pub member_id: String,
     pub id: String,
+    /// Until when (unix ms) it is caught up at every tick (`domain::cadence`).
+    #[serde(default)]
+    pub active_until: i64,
 }
 
 fn last_used_sk(user: u64) -> String {
@@ -132,15 +138,35 @@ impl Connectors {
         Ok(self.records.get(&portal_pk(member_id), &sk(id)).await?.map(|s| s.value))
     }
 
+    /// Stores the connector; saved (signed in, set up), it counts as active.
     pub async fn save(&self, connector: &Connector) -> Result<(), RepoError> {
         let (member_id, id) = (connector.member_id.clone(), connector.id.clone());
-        self.records.put(ALL_PK, &all_sk(&member_id, &id), &ConnectorRef { member_id, id }, None).await?;
+        let active_until = now_millis() + cadence::AFTER_LOOK_MS;
+        self.records.put(ALL_PK, &all_sk(&member_id, &id), &ConnectorRef { member_id, id, active_until }, None).await?;
         self.records.put(&portal_pk(&connector.member_id), &sk(&connector.id), connector, None).await
     }
 
     /// Every connector of every portal.
     pub async fn all(&self) -> Result<Vec<ConnectorRef>, RepoError> {
         self.records.query(ALL_PK, PREFIX, usize::MAX >> 1, false).await
+    }
+
+    /// Keeps the connector caught up at every tick until `until` (unix ms), unless it already
+    /// is until nearly then (no write). Whether it had been idle at `now`: then what happened
+    /// meanwhile is worth a catch-up at once.
+    pub async fn mark_active(&self, member_id: &str, id: &str, until: i64, now: i64) -> Result<bool, RepoError> {
+        let mut was_idle = false;
+        self.records
+            .update::<ConnectorRef, _>(ALL_PK, &all_sk(member_id, id), |r| {
+                if r.active_until >= until - cadence::MARK_SLACK_MS {
+                    return false;
+                }
+                was_idle = r.active_until <= now;
+                r.active_until = until;
+                true
+            })
+            .await?;
+        Ok(was_idle)
     }
 
     /// Forgets one connector with everything kept under it: session, look-ups, counters.
