@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use olchat_tests::contracts::{blobs_contract, queue_contract, table_contract};
+use olchat_tests::contracts::{blobs_contract, heartbeat_contract, queue_contract, table_contract};
 use olchat_tests::moto::{Moto, provision};
 use shared::adapters::aws::{DynamoTable, S3Blobs, SqsQueue};
 use reqwest::StatusCode;
@@ -33,7 +33,9 @@ async fn aws_adapters_keep_the_port_contracts() {
     assert!(raw.item().unwrap().contains_key(deployed), "the table expires items by {deployed}: {raw:?}");
 
     let sqs = SqsQueue::new(aws_sdk_sqs::Client::new(&config), resources.queues.clone());
-    queue_contract(Arc::new(sqs), 5, Duration::from_secs(1)).await;
+    let sqs = Arc::new(sqs);
+    queue_contract(sqs.clone(), 5, Duration::from_secs(1)).await;
+    heartbeat_contract(sqs, shared::ports::JobQueue::Telegram).await;
 
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
     blobs_contract(Arc::new(S3Blobs::new(s3, &resources.bucket))).await;

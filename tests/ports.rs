@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use olchat_tests::contracts::{blobs_contract, queue_contract, table_contract};
+use olchat_tests::contracts::{blobs_contract, heartbeat_contract, queue_contract, table_contract};
 use shared::adapters::{DirBlobs, SqliteDb, SqliteQueue, SqliteTable};
 use shared::ports::{JobQueue, Queue};
 
@@ -57,4 +57,47 @@ async fn a_session_lease_is_one_holders_until_released_or_expired_and_sessions_a
     assert_eq!(sessions.load("c1").await.unwrap().as_deref(), Some(&b"auth-key-bytes"[..]));
     let stored = table.query("connector#c1", "session", 10, false).await.unwrap();
     assert!(!stored.is_empty() && stored.iter().all(|item| !item.data.contains("auth-key-bytes")), "sealed at rest");
+}
+
+#[tokio::test]
+async fn a_rotated_key_keeps_every_session_and_token_and_seals_them_again_until_the_old_key_can_go() {
+    use shared::crypto::{MasterKey, Secret};
+    use shared::ports::Table;
+    use shared::repo::Records;
+    use shared::repo::portals::{Portals, TokenOwner, UserAuth};
+    use shared::repo::sessions::TelegramSessions;
+
+    let dir = tempfile::tempdir().unwrap();
+    let table = Arc::new(SqliteTable::new(SqliteDb::open(&dir.path().join("t.db")).unwrap()));
+    let (old, new) = (MasterKey::generate_key(), MasterKey::generate_key());
+    let key = |keys: &str| MasterKey::from_base64(keys).unwrap();
+    let records = || Records::new(table.clone());
+    let auth = UserAuth { access_token: Secret::new("access"), refresh_token: Some(Secret::new("refresh")) };
+    TelegramSessions::new(records(), &key(&old)).save("c1", b"auth-key").await.unwrap();
+    Portals::new(records(), &key(&old)).save_auth("m1", TokenOwner::App, &auth).await.unwrap();
+    let obtained = Portals::new(records(), &key(&old)).auth_obtained_at("m1", TokenOwner::App).await.unwrap();
+
+    // Rotated: the new key first, the old one still accepted.
+    let rotated = key(&format!("{new},{old}"));
+    let sessions = TelegramSessions::new(records(), &rotated);
+    assert_eq!(sessions.load("c1").await.unwrap().as_deref(), Some(&b"auth-key"[..]), "the session still opens, and is sealed again");
+    let portals = Portals::new(records(), &rotated);
+    assert_eq!(portals.auth("m1", TokenOwner::App).await.unwrap().unwrap().refresh_token.unwrap().expose(), "refresh");
+    assert_eq!(portals.reseal("m1").await.unwrap(), 1, "the portal's token pair");
+    assert_eq!(portals.reseal("m1").await.unwrap(), 0, "once");
+    assert_eq!(portals.auth_obtained_at("m1", TokenOwner::App).await.unwrap(), obtained, "when it was obtained stays as it was");
+
+    // The old key gone: all of it opens with the new one alone.
+    let only_new = key(&new);
+    assert_eq!(TelegramSessions::new(records(), &only_new).load("c1").await.unwrap().as_deref(), Some(&b"auth-key"[..]));
+    let opened = Portals::new(records(), &only_new).auth("m1", TokenOwner::App).await.unwrap().expect("opens");
+    assert_eq!((opened.access_token.expose(), opened.refresh_token.unwrap().expose()), ("access", "refresh"));
+    let stored = table.query("connector#c1", "session", 10, false).await.unwrap();
+    assert!(stored.iter().all(|item| !item.data.contains("auth-key")), "sealed at rest");
+}
+
+#[tokio::test]
+async fn a_working_job_stays_hidden_while_it_beats_and_comes_back_soon_after_its_worker_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    heartbeat_contract(Arc::new(SqliteQueue::new(SqliteDb::open(&dir.path().join("q.db")).unwrap(), 5)), JobQueue::Telegram).await;
 }

@@ -236,7 +236,9 @@ pub async fn handle_sqs(svc: &Services, queue: JobQueue, event: SqsEvent) -> Sqs
             receive_count: record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
         };
         let span = tracing::info_span!("sqs_record", sqs_message_id = %id, queue = queue.name());
-        let retry = match jobs::handle(svc, &delivery).instrument(span).await {
+        // SQS hid it for the queue's timeout (no shorter than the function's): a minute, while it runs.
+        let work = jobs::handle(svc, &delivery).instrument(span);
+        let retry = match jobs::keep_hidden(svc.queue.as_ref(), queue, &delivery.receipt, jobs::HEARTBEAT, true, work).await {
             Outcome::Done => None,
             Outcome::Failed(reason) => {
                 tracing::warn!(sqs_message_id = %id, reason, "job failed for good");

@@ -127,3 +127,31 @@ pub async fn blobs_contract(blobs: Arc<dyn Blobs>) {
     }
 }
 
+/// A job that runs longer than its visibility is not handed to another worker while it beats,
+/// and is handed out again soon after its worker stops (dies): on SQLite and on moto's SQS.
+pub async fn heartbeat_contract(queue: Arc<dyn Queue>, name: JobQueue) {
+    use shared::jobs::{Heartbeat, keep_hidden};
+    let beat = Heartbeat { visibility: Duration::from_secs(2), every: Duration::from_millis(500) };
+    queue.send(name, "long job", "g1", Duration::ZERO).await.unwrap();
+    let first = queue.receive(name, 1, beat.visibility).await.unwrap().pop().expect("delivered");
+    // Another worker keeps asking; the job works for three times its visibility, then its
+    // worker dies without settling it.
+    let watcher = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(again) = queue.receive(name, 1, Duration::from_secs(30)).await.unwrap().pop() {
+                    return (tokio::time::Instant::now(), again.receive_count);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let work = tokio::time::sleep(3 * beat.visibility);
+    keep_hidden(queue.as_ref(), name, &first.receipt, beat, true, work).await;
+    let died = tokio::time::Instant::now();
+    let (seen, receive_count) = watcher.await.unwrap();
+    assert!(seen >= died, "not handed out while it was beating ({:?} before its worker stopped)", died - seen);
+    assert!(seen - died < beat.visibility + Duration::from_secs(2), "handed out again within its visibility: {:?}", seen - died);
+    assert_eq!(receive_count, 2);
+}

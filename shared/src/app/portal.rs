@@ -120,6 +120,11 @@ pub const KEEP_ALIVE_AFTER: std::time::Duration = std::time::Duration::from_secs
 pub async fn keep_portals_alive(svc: &Services, older_than: std::time::Duration) -> Result<(), AppError> {
     let due_before = crate::clock::now_secs() - older_than.as_secs() as i64;
     for member_id in svc.portals.all().await? {
+        // After a key rotation, the day's pass seals every portal's tokens again with the new key.
+        match svc.portals.reseal(&member_id).await? {
+            0 => {}
+            n => tracing::info!(member_id, tokens = n, "tokens sealed again with the current key"),
+        }
         let obtained = svc.portals.auth_obtained_at(&member_id, TokenOwner::App).await?;
         if obtained.is_none_or(|at| at > due_before) {
             continue;

@@ -20,7 +20,7 @@ pub use crate::app::connectors::note_connector;
 use crate::app::{AppError, Progress, Services, install, schedule};
 use crate::clock::now_millis;
 use crate::domain::Failure;
-use crate::ports::{Delivery, TelegramError};
+use crate::ports::{Delivery, JobQueue, Queue, TelegramError};
 use crate::work::Job;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +63,41 @@ pub fn portal_outcome(result: Result<impl Into<Progress>, AppError>, receive_cou
             Outcome::RetryAfter(e.retry_after.unwrap_or_else(|| backoff(receive_count)))
         }
         Err(e) => Outcome::Failed(format!("{}: {e}", e.code)),
+    }
+}
+
+/// How a running job keeps its message from other workers: hidden for `visibility` at a
+/// time, extended every `every` while it works. A worker that dies stops extending it, so the
+/// job is delivered again within `visibility`, not after the queue's own timeout (at least
+/// the function's on Lambda: 15 minutes for the telegram-worker).
+#[derive(Clone, Copy, Debug)]
+pub struct Heartbeat {
+    pub visibility: Duration,
+    pub every: Duration,
+}
+
+pub const HEARTBEAT: Heartbeat = Heartbeat { visibility: Duration::from_secs(60), every: Duration::from_secs(20) };
+
+/// Runs `work` while keeping delivery `receipt` of `name` hidden (`beat`); `now`: hidden for
+/// `beat.visibility` from the start (SQS hid it for the queue's timeout), else from the first beat.
+pub async fn keep_hidden<T>(queue: &dyn Queue, name: JobQueue, receipt: &str, beat: Heartbeat, now: bool, work: impl Future<Output = T>) -> T {
+    let extend = || async {
+        // A beat that fails leaves the message hidden until the last one ran out: at worst a
+        // second worker starts it, and every job is safe to run twice.
+        if let Err(e) = queue.retry_after(name, receipt, beat.visibility).await {
+            tracing::warn!("a running job's visibility not extended: {e:#}");
+        }
+    };
+    if now {
+        extend().await;
+    }
+    tokio::pin!(work);
+    let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + beat.every, beat.every);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = beats.tick() => extend().await,
+        }
     }
 }
 

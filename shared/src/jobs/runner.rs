@@ -6,14 +6,15 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use super::{Outcome, handle};
+use super::{HEARTBEAT, Outcome, handle, keep_hidden};
 use crate::work::Job;
 use crate::adapters::SqliteQueue;
 use crate::app::Services;
 use crate::ports::{Delivery, JobQueue, Queue};
 
-/// Longer than any job takes; a job whose worker died reappears after it.
-pub const VISIBILITY: Duration = Duration::from_secs(60);
+/// A received job is hidden this long, and as long again every 20 s while it runs
+/// ([`HEARTBEAT`]); a job whose worker died reappears after it.
+pub const VISIBILITY: Duration = HEARTBEAT.visibility;
 const BATCH: usize = 64;
 const IDLE_WAIT: Duration = Duration::from_millis(250);
 
@@ -49,7 +50,8 @@ pub async fn run(svc: Arc<Services>, queue: SqliteQueue, name: JobQueue, order: 
             let (svc, queue) = (svc.clone(), queue.clone());
             tasks.spawn(async move {
                 for delivery in deliveries {
-                    let outcome = handle(&svc, &delivery).await;
+                    // Received hidden for VISIBILITY: the beats keep it so while it runs.
+                    let outcome = keep_hidden(&queue, name, &delivery.receipt, HEARTBEAT, false, handle(&svc, &delivery)).await;
                     settle(&queue, name, &delivery, outcome).await;
                 }
             });

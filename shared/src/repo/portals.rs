@@ -192,6 +192,43 @@ impl Portals {
         })
     }
 
+    /// Seals the portal's tokens again with the current key where a previous one sealed them
+    /// (key rotation); what changed meanwhile (a refresh) is left as it is. How many were.
+    pub async fn reseal(&self, member_id: &str) -> Result<usize, RepoError> {
+        let pk = portal_pk(member_id);
+        let mut resealed = 0;
+        let context = format!("{pk}/{APPLICATION_TOKEN_CONTEXT}");
+        let mut changed = false;
+        self.update(member_id, |p| {
+            let stale = p.application_token.as_ref().filter(|t| !self.sealer.is_current(t));
+            changed = stale.and_then(|sealed| self.sealer.open(sealed, &context).ok()).map(|token| p.application_token = Some(self.sealer.seal(&token, &context))).is_some();
+            changed
+        })
+        .await?;
+        resealed += usize::from(changed);
+        for (sk, _) in self.records.entries::<SealedAuth>(&pk, AUTH_PREFIX, usize::MAX >> 1).await? {
+            let context = format!("{pk}/{sk}");
+            let mut changed = false;
+            self.records
+                .update::<SealedAuth, _>(&pk, &sk, |s| {
+                    let stale = !self.sealer.is_current(&s.access_token) || s.refresh_token.as_ref().is_some_and(|t| !self.sealer.is_current(t));
+                    let reseal = |t: &str| self.sealer.open(t, &context).map(|plain| self.sealer.seal(&plain, &context));
+                    changed = match (stale, reseal(&s.access_token), s.refresh_token.as_deref().map(reseal).transpose()) {
+                        (true, Ok(access), Ok(refresh)) => {
+                            s.access_token = access;
+                            s.refresh_token = refresh;
+                            true
+                        }
+                        _ => false,
+                    };
+                    changed
+                })
+                .await?;
+            resealed += usize::from(changed);
+        }
+        Ok(resealed)
+    }
+
     /// Deletes everything kept under the portal: its chats' links, operator replies,
     /// idempotency keys, pending logins, connector records (uninstall, once signed out).
     pub async fn delete_everything(&self, member_id: &str) -> Result<(), RepoError> {

@@ -39,7 +39,15 @@ impl TelegramSessions {
         let pk = pk(connector_id);
         let Some(stored) = self.records.get::<SealedSession>(&pk, SESSION_SK).await? else { return Ok(None) };
         match self.sealer.open(&stored.value.sealed, &format!("{pk}/{SESSION_SK}")) {
-            Ok(bytes) => Ok(Some(bytes)),
+            Ok(bytes) => {
+                // Sealed with a previous key (rotation): sealed again with the current one, by
+                // whoever loads it, who holds the session's lease.
+                if !self.sealer.is_current(&stored.value.sealed) {
+                    self.save(connector_id, &bytes).await?;
+                    tracing::info!(connector_id, "a Telegram session sealed again with the current key");
+                }
+                Ok(Some(bytes))
+            }
             Err(e) => {
                 tracing::error!(connector_id, "stored Telegram session unusable: {e}");
                 Ok(None)
