@@ -232,3 +232,22 @@ async fn a_scheduled_message_waits_at_the_bottom_then_takes_its_place_when_it_le
     let good_morning = item(&view, "Good morning!");
     assert!(good_morning["key"].as_str().unwrap().starts_with("talk#"), "listed at its time now: {good_morning}");
 }
+
+#[tokio::test]
+async fn a_message_and_its_place_in_the_conversation_expire_after_the_retention() {
+    use std::time::Duration;
+    let app = olchat_tests::spawn_app_with(|s| s.limits.retention = Duration::from_secs(4)).await;
+    let token = app.lead_tab().await;
+    let id = app.send_published(&token, "phone:+79161234567", "Kept a short while", "none", false).await;
+    app.wait_for_status(&token, &id, "sent", Duration::from_secs(10)).await;
+    let conversation = || async { app.get(&token, "/api/conversation?connector=sales&recipient=phone%3A%2B79161234567").await.body };
+    let listed = conversation().await;
+    assert!(listed["items"].as_array().unwrap().iter().any(|i| i["text"] == "Kept a short while"), "{listed}");
+    // The table expires them (DynamoDB's TTL; SQLite's reads skip them, and a sweep deletes them).
+    olchat_tests::eventually(Duration::from_secs(15), "the message expired", || async {
+        let gone = app.app.services.messages.get(&id).await.unwrap().is_none();
+        let unlisted = conversation().await["items"].as_array().is_some_and(|items| items.iter().all(|i| i["text"] != "Kept a short while"));
+        (gone && unlisted).then_some(())
+    })
+    .await;
+}

@@ -101,3 +101,19 @@ async fn a_working_job_stays_hidden_while_it_beats_and_comes_back_soon_after_its
     let dir = tempfile::tempdir().unwrap();
     heartbeat_contract(Arc::new(SqliteQueue::new(SqliteDb::open(&dir.path().join("q.db")).unwrap(), 5)), JobQueue::Telegram).await;
 }
+
+#[tokio::test]
+async fn the_embedded_table_deletes_expired_items_as_dynamodb_does() {
+    use shared::ports::{Condition, Item, Table};
+    let dir = tempfile::tempdir().unwrap();
+    let table = SqliteTable::new(SqliteDb::open(&dir.path().join("t.db")).unwrap());
+    let now = shared::clock::now_secs();
+    for (sk, expires_at) in [("past-1", Some(now - 10)), ("past-2", Some(now - 1)), ("future", Some(now + 3600)), ("forever", None)] {
+        table.put(Item { pk: "p".into(), sk: sk.into(), data: "{}".into(), version: 1, expires_at }, Condition::Always).await.unwrap();
+    }
+    assert_eq!(table.purge_expired(1).unwrap(), 1, "a batch at a time");
+    assert_eq!(table.purge_expired(100).unwrap(), 1);
+    assert_eq!(table.purge_expired(100).unwrap(), 0);
+    let left: Vec<String> = table.query("p", "", 10, false).await.unwrap().into_iter().map(|i| i.sk).collect();
+    assert_eq!(left, ["forever", "future"]);
+}

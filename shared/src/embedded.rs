@@ -150,7 +150,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
     let db = SqliteDb::open(&settings.data_dir.join("olchat.db"))?;
     let queue = SqliteQueue::new(db.clone(), settings.max_receives);
     let master = settings.master_key()?;
-    let table: Arc<dyn Table> = Arc::new(SqliteTable::new(db));
+    let sqlite = SqliteTable::new(db);
+    let table: Arc<dyn Table> = Arc::new(sqlite.clone());
     let sessions = TelegramSessions::new(Records::new(table.clone()), &master);
     let backends = match &settings.mode {
         Mode::Sandbox => sandbox_backends(&settings, &url, &sessions).await?,
@@ -188,7 +189,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
     let server = serve(listener, router, settings.server);
     let telegram_worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Telegram, Order::Grouped));
     let openline_worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Openline, settings.openline_order));
-    let mut tasks = vec![server, telegram_worker, openline_worker];
+    let mut tasks = vec![server, telegram_worker, openline_worker, tokio::spawn(purge_expired(sqlite))];
     if let Some(every) = settings.catch_up_every {
         tasks.push(tokio::spawn(catch_up_schedule(queue.clone(), every)));
     }
@@ -285,6 +286,26 @@ pub async fn start_portal(settings: PortalSettings) -> anyhow::Result<PortalOnly
     let sandbox = Arc::new(Sandbox::start(&url, &settings.app_url, &std::env::temp_dir().join(format!("olchat-portal-{}", std::process::id()))).await?);
     let server = serve(listener, sandbox.portal_routes(), ServerLimits::default());
     Ok(PortalOnly { url, sandbox, server })
+}
+
+/// What DynamoDB's TTL does on AWS: expired records (messages past their retention, spent
+/// markers, old counters) leave the database file, a batch at a time, every few minutes.
+async fn purge_expired(table: SqliteTable) {
+    const BATCH: usize = 2_000;
+    let mut ticks = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        ticks.tick().await;
+        loop {
+            match table.purge_expired(BATCH) {
+                Ok(n) if n == BATCH => tokio::task::yield_now().await,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!("expired records not purged: {e:#}");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// What the EventBridge rule does on AWS: a tick on the openline queue every `every`.

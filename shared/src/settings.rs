@@ -141,6 +141,10 @@ impl SafetyLimits {
                 "OLCHAT_AUTOMATION_PACE_MS",
                 if pace_secs == 0 { defaults.automation_pace.as_millis() as u64 / 10 } else { defaults.automation_pace.as_millis() as u64 },
             )?),
+            retention: match parsed("OLCHAT_RETENTION_DAYS", crate::repo::safety::RETENTION_DAYS)? {
+                0 => anyhow::bail!("OLCHAT_RETENTION_DAYS must be at least 1"),
+                days => std::time::Duration::from_secs(days * 86_400),
+            },
         })
     }
 }

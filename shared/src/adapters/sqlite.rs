@@ -57,6 +57,17 @@ impl SqliteTable {
         Self { db }
     }
 
+    /// Deletes up to `batch` expired items, as DynamoDB's TTL does on its own (reads already
+    /// skip them): how many. A few thousand at a time, so the lock is never held long.
+    pub fn purge_expired(&self, batch: usize) -> Result<usize, TableError> {
+        let conn = self.db.lock();
+        conn.execute(
+            "DELETE FROM items WHERE (pk, sk) IN (SELECT pk, sk FROM items WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2)",
+            params![now_secs(), batch as i64],
+        )
+        .map_err(backend)
+    }
+
     /// Live items with `from <= sk < to`, in sort key order.
     fn select(&self, pk: &str, from: &str, to: &str, limit: usize, descending: bool) -> Result<Vec<Item>, TableError> {
         let conn = self.db.lock();

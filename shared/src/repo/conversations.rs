@@ -7,6 +7,8 @@
 //! history read back lists nothing twice, and an edit or deletion, which names only the id,
 //! finds its entry); and a change marker `talkrev#<user>` a tab polls instead of the list.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use super::{Records, RepoError, connector_pk as pk};
@@ -151,11 +153,18 @@ pub async fn touch(records: &Records, connector_id: &str, user_id: i64) -> Resul
 #[derive(Clone)]
 pub struct Conversations {
     records: Records,
+    /// Entries, markers and the backfill's state live this long (`SafetyLimits::retention`);
+    /// the change marker lives on (one small record per client).
+    retention: Duration,
 }
 
 impl Conversations {
-    pub fn new(records: Records) -> Self {
-        Self { records }
+    pub fn new(records: Records, retention: Duration) -> Self {
+        Self { records, retention }
+    }
+
+    fn kept(&self) -> Option<Duration> {
+        Some(self.retention)
     }
 
     /// Lists a new message of ours: a scheduled one apart until it leaves.
@@ -166,7 +175,7 @@ impl Conversations {
             Some(_) => plan_sk(user, &message.id),
             None => entry_sk(user, message.created_at, &format!("m{}", message.id)),
         };
-        self.records.put(&pk(connector), &sk, &said, None).await?;
+        self.records.put(&pk(connector), &sk, &said, Some(super::messages::kept_for(self.retention, message))).await?;
         touch(&self.records, connector, user).await
     }
 
@@ -174,14 +183,14 @@ impl Conversations {
     pub async fn plan_ended(&self, message: &Message, at_ms: i64) -> Result<(), RepoError> {
         let (connector, user) = (&message.connector_id, message.peer.user_id);
         let said = Said::Ours { message_id: message.id.clone() };
-        self.records.put(&pk(connector), &entry_sk(user, at_ms, &format!("m{}", message.id)), &said, None).await?;
+        self.records.put(&pk(connector), &entry_sk(user, at_ms, &format!("m{}", message.id)), &said, self.kept()).await?;
         self.records.delete(&pk(connector), &plan_sk(user, &message.id)).await?;
         touch(&self.records, connector, user).await
     }
 
     /// Notes that a Telegram message of ours is listed (by its record): a history read back skips it.
     pub async fn listed_ours(&self, connector_id: &str, user_id: i64, telegram_id: i32) -> Result<(), RepoError> {
-        self.records.put(&pk(connector_id), &listed_sk(telegram_id), &Listed { user_id, entry: None }, None).await
+        self.records.put(&pk(connector_id), &listed_sk(telegram_id), &Listed { user_id, entry: None }, self.kept()).await
     }
 
     /// Lists a message written on Telegram, unless it is listed already; whether it was new.
@@ -189,10 +198,10 @@ impl Conversations {
         let (at_ms, source) = placed.at_and_source(written.telegram_id);
         let sk = entry_sk(user_id, at_ms, &source);
         let listed = Listed { user_id, entry: Some(sk.clone()) };
-        if !self.records.create(&pk(connector_id), &listed_sk(written.telegram_id), &listed, None).await? {
+        if !self.records.create(&pk(connector_id), &listed_sk(written.telegram_id), &listed, self.kept()).await? {
             return Ok(false);
         }
-        self.records.put(&pk(connector_id), &sk, &Said::Written(written), None).await?;
+        self.records.put(&pk(connector_id), &sk, &Said::Written(written), self.kept()).await?;
         touch(&self.records, connector_id, user_id).await?;
         Ok(true)
     }
@@ -241,7 +250,7 @@ impl Conversations {
 
     /// Claims reading this client's earlier history back; `false` when it was claimed before.
     pub async fn claim_backfill(&self, connector_id: &str, user_id: i64) -> Result<bool, RepoError> {
-        self.records.create(&pk(connector_id), &backfill_sk(user_id), &Backfill::Pending, None).await
+        self.records.create(&pk(connector_id), &backfill_sk(user_id), &Backfill::Pending, self.kept()).await
     }
 
     pub async fn backfill(&self, connector_id: &str, user_id: i64) -> Result<Option<Backfill>, RepoError> {
@@ -251,7 +260,7 @@ impl Conversations {
     /// The history was read back (`Done`), or could not be today (`None`: the next open asks again).
     pub async fn end_backfill(&self, connector_id: &str, user_id: i64, done: bool) -> Result<(), RepoError> {
         if done {
-            self.records.put(&pk(connector_id), &backfill_sk(user_id), &Backfill::Done, None).await?;
+            self.records.put(&pk(connector_id), &backfill_sk(user_id), &Backfill::Done, self.kept()).await?;
         } else {
             self.records.delete(&pk(connector_id), &backfill_sk(user_id)).await?;
         }

@@ -25,15 +25,23 @@ fn card_prefix(entity: EntityRef) -> String {
     format!("{CARD_INDEX}{}#{}#", entity.kind.as_str(), entity.id)
 }
 
+/// How long a message's records live: the retention, after the latest it may still leave if
+/// scheduled (a year ahead at most, and its time may be edited), after now otherwise.
+pub fn kept_for(retention: Duration, message: &Message) -> Duration {
+    let scheduled = if message.send_at.is_some() { Duration::from_secs(366 * 86_400) } else { Duration::ZERO };
+    retention + scheduled
+}
+
 #[derive(Clone)]
 pub struct Messages {
     records: Records,
     conversations: Conversations,
+    retention: Duration,
 }
 
 impl Messages {
-    pub fn new(records: Records) -> Self {
-        Self { conversations: Conversations::new(records.clone()), records }
+    pub fn new(records: Records, retention: Duration) -> Self {
+        Self { conversations: Conversations::new(records.clone(), retention), records, retention }
     }
 
     /// Claims the client's idempotency key for `message_id`. Returns the id the key
@@ -54,9 +62,10 @@ impl Messages {
     /// Stores a new message and lists it on its card and in its conversation; `false` if it
     /// was stored already.
     pub async fn create(&self, message: &Message) -> Result<bool, RepoError> {
-        let created = self.records.create(&message_pk(&message.id), MESSAGE_SK, message, None).await?;
+        let kept = Some(kept_for(self.retention, message));
+        let created = self.records.create(&message_pk(&message.id), MESSAGE_SK, message, kept).await?;
         let index_sk = format!("{}{:013}#{}", card_prefix(message.entity), message.created_at, message.id);
-        self.records.put(&portal_pk(&message.member_id), &index_sk, &message.id, None).await?;
+        self.records.put(&portal_pk(&message.member_id), &index_sk, &message.id, kept).await?;
         self.conversations.add_ours(message).await?;
         Ok(created)
     }

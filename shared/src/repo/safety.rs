@@ -20,11 +20,24 @@ pub struct SafetyLimits {
     /// At most one automated message per this long per account: a campaign or a rule firing
     /// for thousands of records trickles out instead of bursting.
     pub automation_pace: Duration,
+    /// How long a message, its place on its card and the conversation's entries are kept
+    /// (`OLCHAT_RETENTION_DAYS`): the CRM activity and the Open Line keep the history, and the
+    /// table does not grow with traffic for ever.
+    pub retention: Duration,
 }
+
+/// The default retention: a quarter's conversations in the tab.
+pub const RETENTION_DAYS: u64 = 90;
 
 impl Default for SafetyLimits {
     fn default() -> Self {
-        Self { new_chats_per_day: 40, phone_lookups_per_day: 50, phone_pace: Duration::from_secs(3), automation_pace: Duration::from_secs(5) }
+        Self {
+            new_chats_per_day: 40,
+            phone_lookups_per_day: 50,
+            phone_pace: Duration::from_secs(3),
+            automation_pace: Duration::from_secs(5),
+            retention: Duration::from_secs(RETENTION_DAYS * 86_400),
+        }
     }
 }
 
