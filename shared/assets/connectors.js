@@ -331,14 +331,6 @@
   let editingTemplate = null; // id of the template in the form, or null for a new one
   let templateFiles = []; // { name, size, key, status: 'uploading' | 'done' | 'failed' }
 
-  function formatSize(bytes) {
-    const units = ['B', 'KB', 'MB', 'GB'];
-    let n = bytes;
-    let u = 0;
-    while (n >= 1024 && u < units.length - 1) { n /= 1024; u += 1; }
-    return `${n.toFixed(u ? 1 : 0)} ${units[u]}`;
-  }
-
   function showTemplateFiles() {
     $('template-file-list').replaceChildren(...templateFiles.map((f) => {
       const li = document.createElement('li');
@@ -347,7 +339,7 @@
       name.textContent = f.name;
       const remove = button('✕', () => { templateFiles = templateFiles.filter((x) => x !== f); showTemplateFiles(); });
       remove.setAttribute('aria-label', t('remove_file', { name: f.name }));
-      li.append(name, ' ', formatSize(f.size), ' ', remove);
+      li.append(name, ' ', olc.formatSize(f.size), ' ', remove);
       return li;
     }));
   }

@@ -481,14 +481,6 @@
 
   // ---- files: straight to storage, with progress ----
 
-  function formatSize(bytes) {
-    const units = ['B', 'KB', 'MB', 'GB'];
-    let n = bytes;
-    let u = 0;
-    while (n >= 1024 && u < units.length - 1) { n /= 1024; u += 1; }
-    return `${n.toFixed(u ? 1 : 0)} ${units[u]}`;
-  }
-
   // PUT to the upload slot with XMLHttpRequest: fetch has no upload progress.
   function putFile(slot, body, onProgress) {
     return new Promise((resolve, reject) => {
@@ -517,7 +509,7 @@
     const { file } = entry;
     const progress = h('progress', { max: 1, value: 0 });
     progress.setAttribute('aria-label', fmt('uploading', { name: file.name }));
-    const note = h('span', { className: 'olc-muted' }, formatSize(file.size));
+    const note = h('span', { className: 'olc-muted' }, olc.formatSize(file.size));
     const remove = h('button', { type: 'button', className: 'olc-btn olc-btn-light olc-btn-small' }, '✕');
     remove.setAttribute('aria-label', fmt('remove_file', { name: file.name }));
     remove.addEventListener('click', () => {

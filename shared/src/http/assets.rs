@@ -15,6 +15,7 @@ const CACHE: &str = "public, max-age=300";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/assets/common.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../assets/common.js")) }))
         .route("/assets/tab.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../assets/tab.js")) }))
         .route("/assets/connectors.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../assets/connectors.js")) }))
         .route("/assets/tab.css", get(|| async { asset("text/css; charset=utf-8", include_str!("../../assets/tab.css")) }))
