@@ -197,12 +197,12 @@ async fn a_templates_files_go_with_it_from_the_tab_and_the_robot_each_message_it
     let blobs = &app.app.services.blobs;
     let pdf = app.upload(&admin, TEMPLATE_UPLOADS, "price list.pdf", "application/pdf", b"%PDF-1.4 prices".to_vec()).await;
     let photo = app.upload(&admin, TEMPLATE_UPLOADS, "chair.jpg", "image/jpeg", [&[0xFF, 0xD8, 0xFF, 0xE0][..], &[7; 3000]].concat()).await;
-    assert!(pdf.starts_with(&format!("templates/{}/", seed::DEMO_MEMBER_ID)), "{pdf}");
 
-    // Only the administrator's own template uploads become a template's; each one template's.
+    // Only the administrator's own uploads become a template's; each one template's.
     let tab = app.open_card("deal", 1, "en").await.unwrap();
     assert_eq!(app.get(&tab, "/api/card").await.status, StatusCode::OK);
-    let managers = app.upload(&tab, "/api/uploads", "mine.pdf", "application/pdf", b"%PDF mine".to_vec()).await;
+    let colleague = app.tab_on(seed::DEMO_MEMBER_ID, seed::DEMO_DOMAIN, 2, "CRM_DEAL_DETAIL_TAB", 1).await;
+    let managers = app.upload(&colleague, "/api/uploads", "mine.pdf", "application/pdf", b"%PDF mine".to_vec()).await;
     let body = |files: Value| json!({ "name": "Prices", "text": "Prices for {DEAL.TITLE}", "files": files });
     let refused = post_json_as(&app, &admin, "/api/templates/admin", body(json!([{ "key": managers, "name": "mine.pdf" }]))).await;
     assert_eq!((refused.status, refused.body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_upload")));
@@ -210,10 +210,14 @@ async fn a_templates_files_go_with_it_from_the_tab_and_the_robot_each_message_it
     let created = post_json_as(&app, &admin, "/api/templates/admin", body(files.clone())).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let id = created.body["id"].as_str().unwrap().to_owned();
+    // The template keeps its own copies, apart from the uploads, which expire.
+    let stored: Vec<String> = created.body["files"].as_array().unwrap().iter().map(|f| f["key"].as_str().unwrap().to_owned()).collect();
+    assert!(stored.iter().all(|k| k.starts_with(&format!("templates/{}/{id}/", seed::DEMO_MEMBER_ID))), "{stored:?}");
+    let (pdf_upload, pdf, photo) = (pdf, stored[0].clone(), stored[1].clone());
     let kept: Vec<(&str, u64, &str)> =
         created.body["files"].as_array().unwrap().iter().map(|f| (f["name"].as_str().unwrap(), f["size"].as_u64().unwrap(), f["content_type"].as_str().unwrap())).collect();
     assert_eq!(kept, [("Price list.pdf", 15, "application/pdf"), ("chair.jpg", 3004, "image/jpeg")]);
-    let twice = post_json_as(&app, &admin, "/api/templates/admin", body(json!([{ "key": pdf, "name": "again.pdf" }]))).await;
+    let twice = post_json_as(&app, &admin, "/api/templates/admin", body(json!([{ "key": pdf_upload, "name": "again.pdf" }]))).await;
     assert_eq!((twice.status, twice.body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("upload_used")));
     // A template's file is no upload of the manager's.
     let send = |request: Value| app.send(&tab, request);

@@ -97,7 +97,9 @@ pub fn templates_folder(member_id: &str) -> String {
     format!("templates/{member_id}")
 }
 
-/// Who uploads into which folder: a manager for a message, an administrator for a template.
+/// Who uploads: a manager for a message, an administrator for a template. Either upload lands
+/// in the portal's uploads, which expire: a template keeps its own copy once saved, so a file
+/// uploaded and never saved goes too.
 pub struct Uploader<'a> {
     portal: &'a str,
     user: u64,
@@ -111,7 +113,7 @@ impl<'a> Uploader<'a> {
     }
 
     pub fn administrator(admin: &'a AdminClaims) -> Self {
-        Self { portal: &admin.portal, user: admin.user, lang: admin.lang, folder: templates_folder(&admin.portal) }
+        Self { portal: &admin.portal, user: admin.user, lang: admin.lang, folder: uploads_folder(&admin.portal) }
     }
 }
 
@@ -181,12 +183,18 @@ pub async fn use_uploads(svc: &Services, claims: &Claims, files: &[Attachment], 
     Ok(())
 }
 
-/// An administrator's upload as a file of template `template_id`, which it now belongs to.
-pub async fn template_file(svc: &Services, admin: &AdminClaims, key: &str, name: &str, template_id: &str) -> Result<TemplateFile, AppError> {
+/// An administrator's upload as a file of template `template_id`: the upload is the
+/// template's now, which keeps a copy of its own under `templates/<member_id>/<template_id>/`.
+pub async fn template_file(svc: &Services, admin: &AdminClaims, upload: &str, name: &str, template_id: &str) -> Result<TemplateFile, AppError> {
     let uploader = Uploader::administrator(admin);
-    let AnnouncedUpload { size, content_type, .. } = announced_upload(svc, &uploader, key).await?;
-    use_upload(svc, &uploader, key, template_id).await?;
-    Ok(TemplateFile { key: key.to_owned(), name: display_name(name, key), size, content_type })
+    let AnnouncedUpload { size, content_type, .. } = announced_upload(svc, &uploader, upload).await?;
+    use_upload(svc, &uploader, upload, template_id).await?;
+    let name = display_name(name, upload);
+    let key = format!("{}/{template_id}/{}/{}", templates_folder(&admin.portal), uuid::Uuid::new_v4().simple(), safe_name(&name));
+    if !svc.blobs.copy(upload, &key).await.map_err(blobs_error)? {
+        return Err(AppError::invalid("unknown_upload", text(admin.lang, "unknown_upload", &[])));
+    }
+    Ok(TemplateFile { key, name, size, content_type })
 }
 
 /// A template's files as the message's (or automated request's) own attachments: each copied
