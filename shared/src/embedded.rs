@@ -24,7 +24,7 @@ use crate::domain::phone::region_from_code;
 use crate::http;
 use crate::jobs::runner::{self, Order};
 use crate::links::SignedLinks;
-use crate::ports::{JobQueue, Table, Telegram};
+use crate::ports::{Blobs, JobQueue, Queue, Table, Telegram};
 use crate::repo::Records;
 use crate::repo::sessions::TelegramSessions;
 use crate::sandbox::telegram::SandboxTelegram;
@@ -137,7 +137,35 @@ async fn real_telegram(settings: &Settings, real: &RealSettings, sessions: &Tele
 
 /// Binds, starts the server and both workers; in sandbox mode also installs the app on the
 /// sandbox portals.
+/// What sees the embedded backends before anything uses them: the cost benchmark wraps them
+/// to count what a run asks of storage and queues (as it would ask DynamoDB, SQS and S3).
+pub trait Instrument {
+    fn table(&self, table: Arc<dyn Table>) -> Arc<dyn Table>;
+    fn queue(&self, queue: Arc<dyn Queue>) -> Arc<dyn Queue>;
+    fn blobs(&self, blobs: Arc<dyn Blobs>) -> Arc<dyn Blobs>;
+}
+
+/// The backends as they are.
+pub struct Uninstrumented;
+
+impl Instrument for Uninstrumented {
+    fn table(&self, table: Arc<dyn Table>) -> Arc<dyn Table> {
+        table
+    }
+    fn queue(&self, queue: Arc<dyn Queue>) -> Arc<dyn Queue> {
+        queue
+    }
+    fn blobs(&self, blobs: Arc<dyn Blobs>) -> Arc<dyn Blobs> {
+        blobs
+    }
+}
+
 pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
+    start_instrumented(settings, &Uninstrumented).await
+}
+
+/// [`start`], with the backends seen through `instrument`.
+pub async fn start_instrumented(settings: Settings, instrument: &dyn Instrument) -> anyhow::Result<Embedded> {
     // Before anything is made: real mode has no key but the configured one.
     if matches!(settings.mode, Mode::Real(_)) {
         settings.master_key()?;
@@ -151,17 +179,17 @@ pub async fn start(settings: Settings) -> anyhow::Result<Embedded> {
     let queue = SqliteQueue::new(db.clone(), settings.max_receives);
     let master = settings.master_key()?;
     let sqlite = SqliteTable::new(db);
-    let table: Arc<dyn Table> = Arc::new(sqlite.clone());
+    let table = instrument.table(Arc::new(sqlite.clone()));
     let sessions = TelegramSessions::new(Records::new(table.clone()), &master);
     let backends = match &settings.mode {
         Mode::Sandbox => sandbox_backends(&settings, &url, &sessions).await?,
         Mode::Real(real) => real_backends(&settings, real, &sessions).await?,
     };
     // Upload URLs are opened by the users' browsers: at the public address.
-    let blobs = Arc::new(DirBlobs::new(settings.data_dir.join("blobs"), SignedLinks::of_site(&master, &backends.site.public_url))?);
+    let blobs = instrument.blobs(Arc::new(DirBlobs::new(settings.data_dir.join("blobs"), SignedLinks::of_site(&master, &backends.site.public_url))?));
     let summary = summary(&settings, addr, &backends.site);
     let hosts = Arc::new(AllowedHosts::new(&backends.site.public_url, addr));
-    let adapters = Adapters { table, queue: Arc::new(queue.clone()), blobs, telegram: backends.telegram };
+    let adapters = Adapters { table, queue: instrument.queue(Arc::new(queue.clone())), blobs, telegram: backends.telegram };
     let services = Arc::new(Services::new(
         adapters,
         BitrixClient::new(backends.credentials, PORTAL_TIMEOUT, settings.portal_rate, Reach::from_flag(settings.allow_loopback_portals)),

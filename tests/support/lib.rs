@@ -33,11 +33,16 @@ pub async fn spawn_app() -> TestApp {
 
 /// The same, with settings changed by `adjust`.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_instrumented(adjust, &embedded::Uninstrumented).await
+}
+
+/// The same, its backends seen through `instrument` (the cost benchmark's meters).
+pub async fn spawn_instrumented(adjust: impl FnOnce(&mut Settings), instrument: &dyn embedded::Instrument) -> TestApp {
     shared::telemetry::init("warn");
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings::ephemeral(dir.path().to_owned());
     adjust(&mut settings);
-    let app = embedded::start(settings).await.expect("app starts");
+    let app = embedded::start_instrumented(settings, instrument).await.expect("app starts");
     TestApp { app, http: reqwest::Client::new(), _dir: dir }
 }
 
