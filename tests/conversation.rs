@@ -118,17 +118,25 @@ async fn an_open_tab_polls_a_marker_answered_304_until_something_changes() {
     app.wait_for_status(&token, &ours, "sent", WAIT).await;
     let view = conversation(&app, &token).await;
     let rev = view["rev"].as_str().unwrap().to_owned();
-    let poll = |rev: String| {
-        let request = app.http.get(app.url(&conversation_path(&format!("&rev={rev}")))).bearer_auth(&token);
+    assert_eq!(view["peer"], IVAN_ID);
+    let poll = |rev: String, peer: Option<i64>| {
+        let peer = peer.map(|p| format!("&peer={p}")).unwrap_or_default();
+        let request = app.http.get(app.url(&conversation_path(&format!("&rev={rev}{peer}")))).bearer_auth(&token);
         async move { request.send().await.unwrap().status() }
     };
-    assert_eq!(poll(rev.clone()).await, StatusCode::NOT_MODIFIED);
+    // With the peer it named, a poll is answered from the marker alone; either way 304.
+    assert_eq!(poll(rev.clone(), None).await, StatusCode::NOT_MODIFIED);
+    assert_eq!(poll(rev.clone(), Some(IVAN_ID)).await, StatusCode::NOT_MODIFIED);
+    // A marker that is not that peer's is no shortcut: the card's own conversation answers.
+    assert_eq!(poll(rev.clone(), Some(IVAN_ID + 1)).await, StatusCode::NOT_MODIFIED, "the card's look, which is unchanged");
+    assert_eq!(poll("forged".into(), Some(IVAN_ID)).await, StatusCode::OK);
 
     // Ivan reads it: the status change is news.
     let read = app.post_json("/sandbox/telegram/read", json!({ "user_id": IVAN_ID })).await;
     assert_eq!(read.status, StatusCode::OK, "{}", read.body);
     catch_up(&app).await;
-    assert_eq!(poll(rev.clone()).await, StatusCode::OK);
+    assert_eq!(poll(rev.clone(), None).await, StatusCode::OK);
+    assert_eq!(poll(rev.clone(), Some(IVAN_ID)).await, StatusCode::OK);
     let view = conversation(&app, &token).await;
     assert_eq!(item(&view, "Your order is ready")["status"], "read");
     assert_ne!(view["rev"].as_str().unwrap(), rev);

@@ -8,8 +8,10 @@
   const FINAL = new Set(['sent', 'read', 'failed', 'cancelled']);
   // An open conversation asks for its change marker (304 while nothing changed): soon after a
   // change, then less and less often while nothing happens; never while the page is hidden.
+  // Replies arrive with the account's catch-up, a minute apart on AWS: polling a quiet
+  // conversation more often than every 20 s would show nothing sooner (each poll is a request).
   const POLL_MIN_MS = 2000;
-  const POLL_MAX_MS = 10000;
+  const POLL_MAX_MS = 20000;
   // How often a visible tab tells the server a manager is watching (its account is then
   // caught up at every tick for 15 minutes): well inside that window.
   const WATCH_EVERY_MS = 5 * 60 * 1000;
@@ -69,7 +71,7 @@
 
   // The conversation through one connector with one recipient, as far back as it was loaded.
   function freshConversation(key) {
-    return { key, items: new Map(), rev: null, earlier: null, olderLoaded: false, backfilling: false, delay: POLL_MIN_MS, loadingEarlier: false, watchedAt: 0 };
+    return { key, items: new Map(), rev: null, earlier: null, olderLoaded: false, backfilling: false, delay: POLL_MIN_MS, loadingEarlier: false, watchedAt: 0, peer: null };
   }
   const MAX_FILES = Number(el.files.dataset.maxFiles) || 10;
   const MAX_BYTES = Number(el.files.dataset.maxBytes) || 2 ** 31;
@@ -807,7 +809,8 @@
     const watching = conv.rev && Date.now() - conv.watchedAt >= WATCH_EVERY_MS;
     if (!conv.rev || watching) conv.watchedAt = Date.now();
     try {
-      view = await api(conversationPath(conv.rev ? `&rev=${encodeURIComponent(conv.rev)}${watching ? '&watching=true' : ''}` : ''));
+      const polled = conv.rev ? `&rev=${encodeURIComponent(conv.rev)}&peer=${encodeURIComponent(conv.peer)}` : '';
+      view = await api(conversationPath(`${polled}${watching ? '&watching=true' : ''}`));
     } catch (e) {
       if (seq !== state.msgSeq) return;
       el.messagesLoading.hidden = true;
@@ -834,6 +837,7 @@
     }
     for (const item of items) conv.items.set(String(item.key), item);
     conv.rev = view.rev ?? null;
+    conv.peer = view.peer ?? null;
     conv.backfilling = Boolean(view.backfilling);
     if (!conv.olderLoaded) conv.earlier = view.earlier ?? null;
   }
