@@ -201,7 +201,11 @@ impl Portals {
         let mut changed = false;
         self.update(member_id, |p| {
             let stale = p.application_token.as_ref().filter(|t| !self.sealer.is_current(t));
-            changed = stale.and_then(|sealed| self.sealer.open(sealed, &context).ok()).map(|token| p.application_token = Some(self.sealer.seal(&token, &context))).is_some();
+            let resealed = stale.and_then(|sealed| self.sealer.open(sealed, &context).ok()).map(|token| self.sealer.seal(&token, &context));
+            changed = resealed.is_some();
+            if resealed.is_some() {
+                p.application_token = resealed;
+            }
             changed
         })
         .await?;
