@@ -74,7 +74,12 @@ async fn a_rotated_key_keeps_every_session_and_token_and_seals_them_again_until_
     let records = || Records::new(table.clone());
     let auth = UserAuth { access_token: Secret::new("access"), refresh_token: Some(Secret::new("refresh")) };
     TelegramSessions::new(records(), &key(&old)).save("c1", b"auth-key").await.unwrap();
-    Portals::new(records(), &key(&old)).save_auth("m1", TokenOwner::App, &auth).await.unwrap();
+    let before = Portals::new(records(), &key(&old));
+    before.save_auth("m1", TokenOwner::App, &auth).await.unwrap();
+    let mut portal: shared::repo::portals::Portal =
+        serde_json::from_value(serde_json::json!({ "member_id": "m1", "domain": "m1.bitrix24.com", "client_endpoint": "https://m1.bitrix24.com/rest/", "application_token": null })).unwrap();
+    before.set_application_token(&mut portal, &Secret::new("app-token"));
+    before.save(&portal).await.unwrap();
     let obtained = Portals::new(records(), &key(&old)).auth_obtained_at("m1", TokenOwner::App).await.unwrap();
 
     // Rotated: the new key first, the old one still accepted.
@@ -83,14 +88,16 @@ async fn a_rotated_key_keeps_every_session_and_token_and_seals_them_again_until_
     assert_eq!(sessions.load("c1").await.unwrap().as_deref(), Some(&b"auth-key"[..]), "the session still opens, and is sealed again");
     let portals = Portals::new(records(), &rotated);
     assert_eq!(portals.auth("m1", TokenOwner::App).await.unwrap().unwrap().refresh_token.unwrap().expose(), "refresh");
-    assert_eq!(portals.reseal("m1").await.unwrap(), 1, "the portal's token pair");
+    assert_eq!(portals.reseal("m1").await.unwrap(), 2, "the application token and the portal's token pair");
     assert_eq!(portals.reseal("m1").await.unwrap(), 0, "once");
     assert_eq!(portals.auth_obtained_at("m1", TokenOwner::App).await.unwrap(), obtained, "when it was obtained stays as it was");
 
     // The old key gone: all of it opens with the new one alone.
     let only_new = key(&new);
     assert_eq!(TelegramSessions::new(records(), &only_new).load("c1").await.unwrap().as_deref(), Some(&b"auth-key"[..]));
-    let opened = Portals::new(records(), &only_new).auth("m1", TokenOwner::App).await.unwrap().expect("opens");
+    let after = Portals::new(records(), &only_new);
+    assert!(after.application_token_matches(&after.get("m1").await.unwrap().unwrap(), "app-token"), "events still check out");
+    let opened = after.auth("m1", TokenOwner::App).await.unwrap().expect("opens");
     assert_eq!((opened.access_token.expose(), opened.refresh_token.unwrap().expose()), ("access", "refresh"));
     let stored = table.query("connector#c1", "session", 10, false).await.unwrap();
     assert!(stored.iter().all(|item| !item.data.contains("auth-key")), "sealed at rest");

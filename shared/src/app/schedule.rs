@@ -11,29 +11,29 @@ use super::send::{MessageView, card_message, enqueue, message_not_found, publish
 use super::{AppError, ErrorKind, Services};
 use crate::auth::Claims;
 use crate::clock::now_millis;
+use crate::domain::message::MAX_AHEAD_DAYS;
 use crate::i18n::{Lang, text};
 use crate::repo::schedule::DueEntry;
 
 /// A time picked in the past by less than this still counts: the time it took to click Send.
 const GRACE_MS: i64 = 60_000;
-/// How far ahead a message may be scheduled.
-const MAX_AHEAD_DAYS: i64 = 365;
 /// How far ahead of its acceptance a message with files may go: they are sent from the
 /// uploads, which the bucket keeps 7 days from upload (`template.yaml`'s lifecycle rule), and
 /// a file may have been uploaded up to a day (its slot's life) before the message was accepted.
 const FILES_AHEAD_DAYS: i64 = 5;
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
-/// A time to send at (unix ms), if it is neither past nor too far ahead of `now`, nor, for a
-/// message with files accepted at `files_since`, beyond the life of its uploads.
-pub fn check_send_at(lang: Lang, at: i64, now: i64, files_since: Option<i64>) -> Result<i64, AppError> {
+/// A time to send at (unix ms), if it is not past at `now`, and within what a message written
+/// at `written` may wait: a year (as long as its records are kept, `repo::messages::kept_for`,
+/// however often its time is moved), and for one with files the life of its uploads.
+pub fn check_send_at(lang: Lang, at: i64, now: i64, written: i64, with_files: bool) -> Result<i64, AppError> {
     if at < now - GRACE_MS {
         return Err(AppError::invalid("send_at_past", text(lang, "send_at_past", &[])));
     }
-    if at > now + MAX_AHEAD_DAYS * DAY_MS {
+    if at > written + MAX_AHEAD_DAYS * DAY_MS {
         return Err(AppError::invalid("send_at_too_far", text(lang, "send_at_too_far", &[("days", &MAX_AHEAD_DAYS.to_string())])));
     }
-    if files_since.is_some_and(|since| at > since + FILES_AHEAD_DAYS * DAY_MS) {
+    if with_files && at > written + FILES_AHEAD_DAYS * DAY_MS {
         return Err(AppError::invalid("send_at_files_too_far", text(lang, "send_at_files_too_far", &[("days", &FILES_AHEAD_DAYS.to_string())])));
     }
     Ok(at)
@@ -109,7 +109,7 @@ pub async fn edit(svc: &Services, claims: &Claims, id: &str, request: EditReques
     let lang = claims.lang;
     let (earlier, connectors) = card_message(svc, claims, id).await?;
     let with_files = earlier.attachments().next().is_some();
-    let at = check_send_at(lang, request.send_at, now_millis(), with_files.then_some(earlier.created_at))?;
+    let at = check_send_at(lang, request.send_at, now_millis(), earlier.created_at, with_files)?;
     let parts = text_parts(lang, &request.text, with_files)?;
     let entry = |due| DueEntry { due, message_id: id.to_owned() };
     // Indexed before the message points at it: a crash in between leaves an entry the sweep drops.
@@ -137,26 +137,29 @@ mod tests {
     #[test]
     fn a_time_to_send_is_neither_past_nor_beyond_a_year() {
         let now = 1_800_000_000_000;
-        assert_eq!(check_send_at(Lang::En, now + 1, now, None).unwrap(), now + 1);
-        assert_eq!(check_send_at(Lang::En, now - GRACE_MS, now, None).unwrap(), now - GRACE_MS, "a moment ago still counts");
-        assert_eq!(check_send_at(Lang::En, now - GRACE_MS - 1, now, None).unwrap_err().code, "send_at_past");
+        assert_eq!(check_send_at(Lang::En, now + 1, now, now, false).unwrap(), now + 1);
+        assert_eq!(check_send_at(Lang::En, now - GRACE_MS, now, now, false).unwrap(), now - GRACE_MS, "a moment ago still counts");
+        assert_eq!(check_send_at(Lang::En, now - GRACE_MS - 1, now, now, false).unwrap_err().code, "send_at_past");
         let year = MAX_AHEAD_DAYS * DAY_MS;
-        assert!(check_send_at(Lang::En, now + year, now, None).is_ok());
-        let too_far = check_send_at(Lang::Ru, now + year + 1, now, None).unwrap_err();
+        assert!(check_send_at(Lang::En, now + year, now, now, false).is_ok());
+        let too_far = check_send_at(Lang::Ru, now + year + 1, now, now, false).unwrap_err();
         assert_eq!((too_far.code, too_far.kind), ("send_at_too_far", ErrorKind::Invalid));
         assert!(too_far.message.contains("365"), "{}", too_far.message);
+        // Moved later and later, it still goes within a year of when it was written.
+        let moved = check_send_at(Lang::En, now + year + 1, now + 30 * DAY_MS, now, false).unwrap_err();
+        assert_eq!(moved.code, "send_at_too_far");
     }
 
     #[test]
     fn a_message_with_files_goes_while_its_uploads_are_kept() {
         let accepted = 1_800_000_000_000;
         let last = accepted + FILES_AHEAD_DAYS * DAY_MS;
-        assert_eq!(check_send_at(Lang::En, last, accepted, Some(accepted)).unwrap(), last);
-        assert_eq!(check_send_at(Lang::En, last + 1, accepted, Some(accepted)).unwrap_err().code, "send_at_files_too_far");
+        assert_eq!(check_send_at(Lang::En, last, accepted, accepted, true).unwrap(), last);
+        assert_eq!(check_send_at(Lang::En, last + 1, accepted, accepted, true).unwrap_err().code, "send_at_files_too_far");
         // An edit a day later still counts from when the message was accepted.
-        assert_eq!(check_send_at(Lang::En, last + 1, accepted + DAY_MS, Some(accepted)).unwrap_err().code, "send_at_files_too_far");
-        assert!(check_send_at(Lang::Ru, last + 1, accepted, None).is_ok(), "no files, no such bound");
-        let message = check_send_at(Lang::Ru, last + 1, accepted, Some(accepted)).unwrap_err().message;
+        assert_eq!(check_send_at(Lang::En, last + 1, accepted + DAY_MS, accepted, true).unwrap_err().code, "send_at_files_too_far");
+        assert!(check_send_at(Lang::Ru, last + 1, accepted, accepted, false).is_ok(), "no files, no such bound");
+        let message = check_send_at(Lang::Ru, last + 1, accepted, accepted, true).unwrap_err().message;
         assert!(message.contains('5'), "{message}");
     }
 }

@@ -90,7 +90,7 @@ pub async fn accept(svc: &Services, claims: &Claims, request: SendRequest) -> Re
     let with_files = !request.attachments.is_empty() || !template_files.is_empty() || request.voice.is_some();
     let text_parts = text_parts(lang, &request.text, with_files)?;
     let now = now_millis();
-    let send_at = request.send_at.map(|at| schedule::check_send_at(lang, at, now, with_files.then_some(now))).transpose()?.filter(|&at| at > now);
+    let send_at = request.send_at.map(|at| schedule::check_send_at(lang, at, now, now, with_files)).transpose()?.filter(|&at| at > now);
     let mut files = uploads::attachments(svc, claims, &request.attachments, request.as_document).await?;
     if let Some(voice) = &request.voice {
         files.push(uploads::voice_attachment(svc, claims, voice).await?);

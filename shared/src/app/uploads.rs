@@ -104,28 +104,27 @@ pub struct Uploader<'a> {
     portal: &'a str,
     user: u64,
     lang: Lang,
-    folder: String,
 }
 
 impl<'a> Uploader<'a> {
     pub fn manager(claims: &'a Claims) -> Self {
-        Self { portal: &claims.portal, user: claims.user, lang: claims.lang, folder: uploads_folder(&claims.portal) }
+        Self { portal: &claims.portal, user: claims.user, lang: claims.lang }
     }
 
     pub fn administrator(admin: &'a AdminClaims) -> Self {
-        Self { portal: &admin.portal, user: admin.user, lang: admin.lang, folder: uploads_folder(&admin.portal) }
+        Self { portal: &admin.portal, user: admin.user, lang: admin.lang }
     }
 }
 
 pub async fn create_upload(svc: &Services, uploader: &Uploader<'_>, request: UploadRequest) -> Result<UploadSlot, AppError> {
-    let Uploader { portal, user, lang, folder } = uploader;
+    let Uploader { portal, user, lang } = uploader;
     check_size(*lang, request.size, MAX_UPLOAD)?;
     if !svc.uploads.take_daily(portal, *user, UPLOADS_PER_DAY).await? {
         tracing::warn!(member_id = %portal, user, "daily upload slots used up");
         return Err(AppError::invalid("uploads_per_day", text(*lang, "uploads_per_day", &[("count", &UPLOADS_PER_DAY.to_string())])));
     }
     let content_type = mime_type(&request.content_type);
-    let key = format!("{folder}/{}/{}", uuid::Uuid::new_v4().simple(), safe_name(&request.name));
+    let key = format!("{}/{}/{}", uploads_folder(portal), uuid::Uuid::new_v4().simple(), safe_name(&request.name));
     let announced = AnnouncedUpload { user: *user, size: request.size, content_type: content_type.clone(), used_by: None };
     svc.uploads.open(portal, &key, &announced).await?;
     let target = svc.blobs.upload_target(&key, &content_type, request.size, URL_LIFETIME).await.map_err(|e| AppError::internal(format!("{e:#}")))?;
@@ -144,13 +143,13 @@ fn check_size(lang: Lang, size: u64, limit: u64) -> Result<(), AppError> {
     Ok(())
 }
 
-/// An upload of this user into their folder, stored as announced (size and type); refused
-/// when the key is another portal's, user's or folder's, malformed, names nothing stored, or
+/// An upload of this user, stored as announced (size and type); refused when the key is
+/// another portal's or user's, not an upload, malformed, names nothing stored, or
 /// the stored file is not the size announced (an S3 PUT binds it; this holds wherever the
 /// file came from).
 async fn announced_upload(svc: &Services, uploader: &Uploader<'_>, key: &str) -> Result<AnnouncedUpload, AppError> {
     let unknown = || AppError::invalid("unknown_upload", text(uploader.lang, "unknown_upload", &[]));
-    let in_folder = key.strip_prefix(uploader.folder.as_str()).is_some_and(|rest| rest.starts_with('/'));
+    let in_folder = key.strip_prefix(uploads_folder(uploader.portal).as_str()).is_some_and(|rest| rest.starts_with('/'));
     if !in_folder || crate::ports::blobs::check_key(key).is_err() {
         return Err(unknown());
     }

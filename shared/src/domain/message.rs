@@ -14,6 +14,8 @@ use crate::i18n::Lang;
 pub const TEXT_LIMIT: usize = 4096;
 /// More parts than this is not a chat message any more; refused at the door.
 pub const MAX_PARTS: usize = 10;
+/// How far ahead a message may be scheduled.
+pub const MAX_AHEAD_DAYS: i64 = 365;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::conversations::{Conversations, touch};
 use super::{Records, RepoError, portal_pk};
 use crate::domain::lease::Claim;
+use crate::domain::message::MAX_AHEAD_DAYS;
 use crate::domain::{EntityRef, Message};
 
 /// How long a client's idempotency key keeps pointing at its message.
@@ -26,10 +27,10 @@ fn card_prefix(entity: EntityRef) -> String {
 }
 
 /// How long a message's records live: the retention, after the latest it may still leave if
-/// scheduled (a year ahead at most, and its time may be edited), after now otherwise.
+/// scheduled (its time may be edited up to `MAX_AHEAD_DAYS` from then), after now otherwise.
 pub fn kept_for(retention: Duration, message: &Message) -> Duration {
-    let scheduled = if message.send_at.is_some() { Duration::from_secs(366 * 86_400) } else { Duration::ZERO };
-    retention + scheduled
+    let ahead = if message.send_at.is_some() { MAX_AHEAD_DAYS as u64 * 86_400 } else { 0 };
+    retention + Duration::from_secs(ahead)
 }
 
 #[derive(Clone)]
