@@ -110,6 +110,35 @@ async fn the_conversation_shows_both_sides_with_the_history_from_before_read_bac
     assert_eq!(app.app.services.safety.today("sales").await.unwrap().history_reads, 1, "one history page, once");
 }
 
+/// The tab looks again when news can come: just after the next tick's catch-ups when replies
+/// come with them, every few seconds when they come any time.
+#[tokio::test]
+async fn a_look_says_when_the_next_one_can_bring_news() {
+    let look_within = |app: &TestApp, token: &str| {
+        let request = app.http.get(app.url(&conversation_path(""))).bearer_auth(token);
+        async move {
+            let answer = request.send().await.unwrap();
+            let header = answer.headers().get("x-olchat-look-within").expect("the look says when to look again");
+            header.to_str().unwrap().parse::<i64>().unwrap()
+        }
+    };
+    let ticking = spawn_app_with(|s| s.catch_up_every = Some(Duration::from_secs(60))).await;
+    let token = ticking.lead_tab().await;
+    let before = shared::clock::now_millis();
+    let within = look_within(&ticking, &token).await;
+    let after = shared::clock::now_millis();
+    // 10 s after one of the minute's ticks (multiples of 60 s since the epoch), within 70 s.
+    assert!((1..=70_000).contains(&within), "{within}");
+    // The server looked at some moment between `before` and `after`: that moment + `within`
+    // falls on a tick + 10 s.
+    let off = (before + within - 10_000).rem_euclid(60_000);
+    assert!(off == 0 || off >= 60_000 - (after - before), "{within} ms from {before}..{after}");
+
+    let live = spawn_manual().await;
+    let token = live.lead_tab().await;
+    assert_eq!(look_within(&live, &token).await, shared::domain::cadence::LIVE_LOOK_MS, "no ticks: news any time");
+}
+
 #[tokio::test]
 async fn an_open_tab_polls_a_marker_answered_304_until_something_changes() {
     let app = spawn_manual().await;

@@ -8,10 +8,12 @@
   const FINAL = new Set(['sent', 'read', 'failed', 'cancelled']);
   // An open conversation asks for its change marker (304 while nothing changed): soon after a
   // change, then less and less often while nothing happens; never while the page is hidden.
-  // Replies arrive with the account's catch-up, a minute apart on AWS: polling a quiet
-  // conversation more often than every 20 s would show nothing sooner (each poll is a request).
+  // A quiet conversation is looked at less and less often, but never later than the server's
+  // X-Olchat-Look-Within says: replies and reads arrive with the account's catch-ups, a minute
+  // apart on AWS, so the tab looks just after them and not between (each poll is a request).
   const POLL_MIN_MS = 2000;
-  const POLL_MAX_MS = 20000;
+  const POLL_MAX_MS = 20000; // when the server says nothing
+  const BACKOFF_MAX_MS = 600000;
   // How often a visible tab tells the server a manager is watching (its account is then
   // caught up at every tick for 15 minutes): well inside that window.
   const WATCH_EVERY_MS = 5 * 60 * 1000;
@@ -71,7 +73,7 @@
 
   // The conversation through one connector with one recipient, as far back as it was loaded.
   function freshConversation(key) {
-    return { key, items: new Map(), rev: null, earlier: null, olderLoaded: false, backfilling: false, delay: POLL_MIN_MS, loadingEarlier: false, watchedAt: 0, peer: null };
+    return { key, items: new Map(), rev: null, earlier: null, olderLoaded: false, backfilling: false, delay: POLL_MIN_MS, loadingEarlier: false, watchedAt: 0, peer: null, lookWithin: null };
   }
   const MAX_FILES = Number(el.files.dataset.maxFiles) || 10;
   const MAX_BYTES = Number(el.files.dataset.maxBytes) || 2 ** 31;
@@ -197,7 +199,7 @@
     }
   }
 
-  async function api(path, { method = 'GET', body } = {}) {
+  async function api(path, { method = 'GET', body, onResponse } = {}) {
     const headers = { Authorization: `Bearer ${TOKEN}`, Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     let res;
@@ -206,6 +208,7 @@
     } catch {
       throw new ApiError(fmt('network_error'), 0, 'network');
     }
+    onResponse?.(res);
     if (res.status === 304) return null; // nothing changed since the marker the request named
     let data = null;
     try { data = await res.json(); } catch { /* empty or non-JSON body */ }
@@ -810,7 +813,8 @@
     if (!conv.rev || watching) conv.watchedAt = Date.now();
     try {
       const polled = conv.rev ? `&rev=${encodeURIComponent(conv.rev)}&peer=${encodeURIComponent(conv.peer)}` : '';
-      view = await api(conversationPath(`${polled}${watching ? '&watching=true' : ''}`));
+      const lookWithin = (res) => { conv.lookWithin = Number(res.headers.get('X-Olchat-Look-Within')) || null; };
+      view = await api(conversationPath(`${polled}${watching ? '&watching=true' : ''}`), { onResponse: lookWithin });
     } catch (e) {
       if (seq !== state.msgSeq) return;
       el.messagesLoading.hidden = true;
@@ -846,8 +850,11 @@
     clearTimeout(state.msgTimer);
     if (state.stopped || !state.conv.key || document.hidden) return;
     const conv = state.conv;
-    conv.delay = changed || conv.backfilling ? POLL_MIN_MS : Math.min(POLL_MAX_MS, Math.round(conv.delay * 1.5));
-    state.msgTimer = setTimeout(loadMessages, conv.delay);
+    // The backoff grows on its own; the wait is the backoff or the server's bound, whichever
+    // comes first (a bound met early does not start the backoff over).
+    conv.delay = changed || conv.backfilling ? POLL_MIN_MS : Math.min(BACKOFF_MAX_MS, Math.round(conv.delay * 1.5));
+    const wait = Math.max(POLL_MIN_MS, Math.min(conv.delay, conv.lookWithin ?? POLL_MAX_MS));
+    state.msgTimer = setTimeout(loadMessages, wait);
   }
 
   async function loadEarlier() {

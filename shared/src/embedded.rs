@@ -20,6 +20,7 @@ use crate::app::{Adapters, Services, Site};
 use crate::bitrix::outbound::Reach;
 use crate::bitrix::{AppCredentials, BitrixClient};
 use crate::crypto::Secret;
+use crate::domain::cadence::Arrivals;
 use crate::domain::phone::region_from_code;
 use crate::http;
 use crate::jobs::runner::{self, Order};
@@ -92,6 +93,7 @@ async fn sandbox_backends(settings: &Settings, url: &str, sessions: &TelegramSes
                 domains: [seed::DEMO_DOMAIN, seed::OTHER_DOMAIN, seed::FRESH_DOMAIN].map(str::to_owned).to_vec(),
                 rest_url: sandbox.portal.rest_url.clone(),
             },
+            arrivals: arrivals(settings),
         },
         telegram: sandbox_telegram(sessions, sandbox.telegram.clone()),
         sandbox: Some(sandbox),
@@ -116,7 +118,7 @@ async fn real_backends(settings: &Settings, real: &RealSettings, sessions: &Tele
             client_secret: real.client_secret.clone(),
             oauth_url: real.oauth_url.clone(),
         },
-        site: Site { public_url: real.public_url.clone(), endpoints },
+        site: Site { public_url: real.public_url.clone(), endpoints, arrivals: arrivals(settings) },
         telegram: real_telegram(settings, real, sessions).await?,
         sandbox: None,
     })
@@ -336,9 +338,21 @@ async fn purge_expired(table: SqliteTable) {
     }
 }
 
-/// What the EventBridge rule does on AWS: a tick on the openline queue every `every`.
+/// Replies and reads come with the catch-ups of the schedule's ticks.
+fn arrivals(settings: &Settings) -> Arrivals {
+    match settings.catch_up_every {
+        Some(every) => Arrivals::AtTicks { every_ms: i64::try_from(every.as_millis()).unwrap_or(i64::MAX) },
+        None => Arrivals::Live,
+    }
+}
+
+/// What the EventBridge rule does on AWS: a tick on the openline queue every `every`, at its
+/// multiples since the epoch (as [`Arrivals::AtTicks`] tells the tabs).
 async fn catch_up_schedule(queue: SqliteQueue, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
+    let every_ms = every.as_millis().max(1);
+    let since_tick = u128::try_from(crate::clock::now_millis()).unwrap_or_default() % every_ms;
+    let first = tokio::time::Instant::now() + Duration::from_millis(u64::try_from(every_ms - since_tick).unwrap_or_default());
+    let mut ticks = tokio::time::interval_at(first, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;

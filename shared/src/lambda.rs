@@ -9,7 +9,7 @@ use anyhow::Context;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::Instrument;
 
-use crate::adapters::aws::{DynamoTable, QueueUrls, S3Blobs, SqsQueue};
+use crate::adapters::aws::{DynamoTable, HttpsOnFirstUse, QueueUrls, S3Blobs, SqsQueue};
 use crate::adapters::grammers::{ApiCredentials, GrammersTelegram, Servers};
 use crate::adapters::telegram_unavailable::TelegramUnavailable;
 use crate::app::install::RestEndpoints;
@@ -18,6 +18,7 @@ use crate::bitrix::pacer::PortalRate;
 use crate::bitrix::outbound::Reach;
 use crate::bitrix::{AppCredentials, BitrixClient};
 use crate::crypto::{MasterKey, Secret};
+use crate::domain::cadence::{AWS_TICK_MS, Arrivals};
 use crate::domain::phone::region_from_code;
 use crate::jobs::{self, Outcome};
 use crate::ports::{Delivery, JobQueue, Table, Telegram};
@@ -143,7 +144,8 @@ async fn secrets(ssm: &aws_sdk_ssm::Client, wanted: &[Wanted<'_>]) -> anyhow::Re
 /// A function's cold start: JSON logs, settings from the environment, the services.
 pub async fn cold_start() -> anyhow::Result<Arc<Services>> {
     crate::telemetry::init_json("info");
-    services(&aws_config::load_from_env().await, &AwsSettings::from_env()?).await
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(HttpsOnFirstUse::new()).load().await;
+    services(&config, &AwsSettings::from_env()?).await
 }
 
 /// Builds the AWS adapters and the services once; every invocation borrows them.
@@ -191,7 +193,7 @@ pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) ->
         &master,
         settings.session_minutes * 60,
         region_from_code(&settings.phone_region),
-        Site { public_url: settings.public_url.clone(), endpoints: RestEndpoints::Public },
+        Site { public_url: settings.public_url.clone(), endpoints: RestEndpoints::Public, arrivals: Arrivals::AtTicks { every_ms: AWS_TICK_MS } },
         settings.limits,
     )))
 }

@@ -22,7 +22,7 @@ pub enum Job {
     /// that are due queued, a catch-up for every account due one (`domain::cadence`), and,
     /// once a day, the keep-alive of quiet portals' tokens.
     CatchUpAll {
-        #[serde(default = "a_minute")]
+        #[serde(default = "aws_tick")]
         every_ms: i64,
     },
     /// Refresh the own tokens of portals that went quiet, before their refresh tokens die.
@@ -59,8 +59,8 @@ pub enum Job {
     SendAutomated { member_id: String, request_id: String, connector_id: String },
 }
 
-fn a_minute() -> i64 {
-    60_000
+fn aws_tick() -> i64 {
+    crate::domain::cadence::AWS_TICK_MS
 }
 
 /// One message of an `OnImConnectorMessageAdd` event (or `…Update`, `…Delete`: the same

@@ -5,12 +5,14 @@
 //! each job one invocation of its worker. It prints the requests per unit of work and a
 //! monthly bill for the reference load at the list prices stated in its output.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use olchat_tests::{TestApp, eventually, spawn_instrumented};
 use serde_json::json;
+use shared::domain::cadence::{AWS_TICK_MS, Arrivals};
 use shared::embedded::Instrument;
 use shared::ports::blobs::{BlobReader, Download, UploadTarget};
 use shared::ports::{BlobError, Blobs, Condition, Delivery, Item, JobQueue, Queue, QueueError, Table, TableError};
@@ -53,16 +55,35 @@ impl std::ops::Sub for Counts {
     }
 }
 
+/// DynamoDB units by the kind of record: read and write units, keyed by [`record_kind`].
+type ByRecord = BTreeMap<String, (u64, u64)>;
+
 #[derive(Clone, Default)]
-struct Meter(Arc<Mutex<Counts>>);
+struct Meter(Arc<Mutex<(Counts, ByRecord)>>);
 
 impl Meter {
     fn add(&self, f: impl FnOnce(&mut Counts)) {
-        f(&mut self.0.lock().unwrap());
+        f(&mut self.0.lock().unwrap().0);
+    }
+    fn units(&self, pk: &str, sk: &str, rru: u64, wru: u64) {
+        let mut meter = self.0.lock().unwrap();
+        meter.0.rru += rru;
+        meter.0.wru += wru;
+        let kind = meter.1.entry(record_kind(pk, sk)).or_default();
+        *kind = (kind.0 + rru, kind.1 + wru);
     }
     fn now(&self) -> Counts {
-        *self.0.lock().unwrap()
+        self.0.lock().unwrap().0
     }
+    fn take_by_record(&self) -> ByRecord {
+        std::mem::take(&mut self.0.lock().unwrap().1)
+    }
+}
+
+/// A record's kind: the leading words of its keys (`portal/message`, `connector/inbox`).
+fn record_kind(pk: &str, sk: &str) -> String {
+    let word = |key: &str| key.split('#').next().unwrap_or_default().to_owned();
+    format!("{}/{}", word(pk), word(sk))
 }
 
 /// DynamoDB's item size: names and values of its attributes (pk, sk, data, version, expiry).
@@ -75,9 +96,9 @@ struct MeteredQueue(Arc<dyn Queue>, Meter);
 struct MeteredBlobs(Arc<dyn Blobs>, Meter);
 
 impl MeteredTable {
-    fn read(&self, items: &[Item]) {
+    fn read(&self, pk: &str, sk_prefix: &str, items: &[Item]) {
         let bytes: u64 = items.iter().map(item_bytes).sum();
-        self.1.add(|c| c.rru += bytes.div_ceil(4096).max(1));
+        self.1.units(pk, sk_prefix, bytes.div_ceil(4096).max(1), 0);
     }
 }
 
@@ -85,27 +106,27 @@ impl MeteredTable {
 impl Table for MeteredTable {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, TableError> {
         let found = self.0.get(pk, sk).await?;
-        self.read(found.as_slice());
+        self.read(pk, sk, found.as_slice());
         Ok(found)
     }
     async fn put(&self, item: Item, condition: Condition) -> Result<(), TableError> {
         // A conditional write that fails is billed as well.
         let units = item_bytes(&item).div_ceil(1024).max(1);
-        self.1.add(|c| c.wru += units);
+        self.1.units(&item.pk, &item.sk, 0, units);
         self.0.put(item, condition).await
     }
     async fn delete(&self, pk: &str, sk: &str) -> Result<(), TableError> {
-        self.1.add(|c| c.wru += 1);
+        self.1.units(pk, sk, 0, 1);
         self.0.delete(pk, sk).await
     }
     async fn query(&self, pk: &str, sk_prefix: &str, limit: usize, descending: bool) -> Result<Vec<Item>, TableError> {
         let items = self.0.query(pk, sk_prefix, limit, descending).await?;
-        self.read(&items);
+        self.read(pk, sk_prefix, &items);
         Ok(items)
     }
     async fn query_below(&self, pk: &str, sk_prefix: &str, below: &str, limit: usize) -> Result<Vec<Item>, TableError> {
         let items = self.0.query_below(pk, sk_prefix, below, limit).await?;
-        self.read(&items);
+        self.read(pk, sk_prefix, &items);
         Ok(items)
     }
 }
@@ -212,13 +233,15 @@ fn dollars(c: &Counts, times: f64) -> [f64; 5] {
 const IVAN: &str = "phone:+79161234567";
 const MINUTE: i64 = 60_000;
 
-/// Runs `work` and returns what it asked for, once every job it queued ran to its end.
-async fn measure<F: std::future::Future<Output = u64>>(app: &TestApp, meter: &Meter, work: F) -> Counts {
+/// Runs `work` and returns what it asked for, once every job it queued ran to its end, and
+/// its DynamoDB units by kind of record.
+async fn measure<F: std::future::Future<Output = u64>>(app: &TestApp, meter: &Meter, work: F) -> (Counts, ByRecord) {
     let before = meter.now();
+    meter.take_by_record();
     let requests = work.await;
     app.settled().await;
     meter.add(|c| c.http += requests);
-    meter.now() - before
+    (meter.now() - before, meter.take_by_record())
 }
 
 /// `n` units of the same work, per unit.
@@ -264,14 +287,15 @@ async fn main() {
     })
     .await;
 
-    // An open tab with nothing changing: polls answered 304 from the change marker. The tab polls
-    // 2 s after a change, backing off by 1.5 to every 20 s (and says it is watching every 5 min).
+    // An open tab with nothing changing: polls answered 304 from the change marker, an hour's
+    // worth ([`tab_polls_per_hour`]), one in each 5 minutes saying the manager is watching.
     let looked = app.get(&token, &format!("/api/conversation?connector=sales&recipient={}", urlencode(IVAN))).await.body;
     let (rev, peer) = (looked["rev"].as_str().unwrap().to_owned(), looked["peer"].as_i64().unwrap());
-    let polls = 100;
+    let polls = tab_polls_per_hour();
+    let watch_every = (polls / 12).max(1);
     let poll = measure(&app, &meter, async {
         for i in 0..polls {
-            let watching = if i % 30 == 0 { "&watching=true" } else { "" };
+            let watching = if i % watch_every == 0 { "&watching=true" } else { "" };
             let path = format!("/api/conversation?connector=sales&recipient={}&rev={rev}&peer={peer}{watching}", urlencode(IVAN));
             let answer = app.http.get(app.url(&path)).bearer_auth(&token).send().await.unwrap();
             assert_eq!(answer.status(), reqwest::StatusCode::NOT_MODIFIED);
@@ -279,7 +303,6 @@ async fn main() {
         polls
     })
     .await;
-    let polls_per_hour = tab_polls_per_hour();
 
     // Client replies, caught up and forwarded into the Open Line.
     let replies = measure(&app, &meter, async {
@@ -293,11 +316,12 @@ async fn main() {
     })
     .await;
 
-    // An idle account's hour: its quarter-hour catch-ups, and its share of the minute's ticks
-    // (the fan-out reads its index entry); the ticks' own invocations are counted apart.
+    // An idle account's hour: its quarter-hour catch-ups. The ticks' own work (an invocation,
+    // the query of the accounts' index, the hourly keep-alive claim) is the tick's line: taken
+    // out of this row, where two accounts would bill a whole index query each minute.
     let accounts = svc.connectors.all().await.unwrap().len() as u64;
     let idle_from = shared::clock::now_millis() + 2 * 3600 * 1000;
-    let idle = measure(&app, &meter, async {
+    let (mut idle, by_record) = measure(&app, &meter, async {
         for minute in 1..=60 {
             shared::jobs::catch_up::request_all(svc, 1, idle_from + minute * MINUTE, MINUTE).await;
             app.settled().await;
@@ -305,39 +329,67 @@ async fn main() {
         0
     })
     .await;
+    const TICKS_OWN: [&str; 3] = ["connectors/connector", "schedule/keepalive", "portals/"];
+    let (ticks_own, by_record): (ByRecord, ByRecord) = by_record.into_iter().partition(|(kind, _)| TICKS_OWN.contains(&kind.as_str()));
+    for (rru, wru) in ticks_own.values() {
+        idle.rru -= rru;
+        idle.wru -= wru;
+    }
+    let idle = (idle, by_record);
 
-    print_report(&[
-        ("send (no publication, no activity)", per(plain, N), plain, N),
-        ("send published into the Open Line, with an activity", per(published, N), published, N),
-        ("tab opened (placement, card, first look)", per(opens, N), opens, N),
-        ("an open tab's poll with nothing new (304)", per(poll, polls), poll, polls),
-        ("client reply (catch-up, Open Line)", per(replies, N), replies, N),
-        ("idle account, an hour", per(idle, accounts), idle, accounts),
-    ], polls_per_hour);
+    let rows = [
+        ("send (no publication, no activity)", plain, N),
+        ("send published into the Open Line, with an activity", published, N),
+        ("tab opened (placement, card, first look)", opens, N),
+        ("an open tab's poll with nothing new (304)", poll, polls),
+        ("client reply (catch-up, Open Line)", replies, N),
+        ("idle account, an hour", idle, accounts),
+    ];
+    print_report(&rows, polls);
+    print_by_record(&rows);
+}
+
+/// Where each unit's DynamoDB units go, by kind of record, the costliest first.
+fn print_by_record(rows: &[(&str, (Counts, ByRecord), u64)]) {
+    println!();
+    println!("DynamoDB units per unit of work by kind of record (partition/sort key's first word: read units / write units):");
+    println!();
+    for (name, (_, by_record), n) in rows {
+        let mut kinds: Vec<_> = by_record.iter().collect();
+        kinds.sort_by_key(|(_, (rru, wru))| std::cmp::Reverse(rru + 5 * wru));
+        let kinds: Vec<String> = kinds.iter().map(|(kind, (rru, wru))| format!("{kind} {:.1}/{:.1}", *rru as f64 / *n as f64, *wru as f64 / *n as f64)).collect();
+        println!("- {name}: {}", kinds.join(", "));
+    }
 }
 
 fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
 
-/// The tab's polls in an hour with nothing changing: 2 s, ×1.5 each time, at most 20 s
-/// (`POLL_MIN_MS`, `POLL_MAX_MS` of `assets/tab.js`).
+/// An open tab's polls in an hour with nothing changing, as `assets/tab.js` paces them: 2 s
+/// after a change, the backoff ×1.5 each time, the wait never longer than the server's
+/// `X-Olchat-Look-Within` (on AWS: until just after the next minute's catch-ups).
 fn tab_polls_per_hour() -> u64 {
-    let (mut t, mut delay, mut n) = (0.0, 2.0_f64, 0);
-    while t < 3600.0 {
-        t += delay;
+    let arrivals = Arrivals::AtTicks { every_ms: AWS_TICK_MS };
+    let start = 1_800_000_017_000; // a change seen at some moment of a minute
+    let (mut t, mut backoff, mut n) = (start, 2_000_i64, 0);
+    let mut wait = backoff;
+    while t < start + 3_600_000 {
+        t += wait;
         n += 1;
-        delay = (delay * 1.5).min(20.0);
+        backoff = ((backoff as f64 * 1.5).round() as i64).min(600_000);
+        wait = backoff.min(arrivals.look_within_ms(t)).max(2_000);
     }
     n
 }
 
 /// The reference load (issue 16): 1,000 portals × 5 accounts × 200 messages a day, 20
 /// managers a portal with the tab open 4 hours a day.
-fn print_report(rows: &[(&str, [f64; 8], Counts, u64)], polls_per_hour: u64) {
+fn print_report(rows: &[(&str, (Counts, ByRecord), u64)], polls_per_hour: u64) {
     println!("| unit of work | API GW + Lambda | jobs (Lambda) | SQS FIFO | SQS std | DynamoDB RRU | DynamoDB WRU | S3 PUT | S3 GET |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    for (name, v, _, _) in rows {
+    for (name, (counts, _), n) in rows {
+        let v = per(*counts, *n);
         println!("| {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |", v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
     }
     let days = 30.0;
@@ -346,8 +398,8 @@ fn print_report(rows: &[(&str, [f64; 8], Counts, u64)], polls_per_hour: u64) {
     let opens = 1_000.0 * 20.0 * 30.0 * days; // 30 cards opened a manager a day
     let idle_hours = 1_000.0 * 5.0 * 24.0 * days;
     let scaled = |row: usize, units: f64| {
-        let (_, _, counts, n) = rows[row];
-        dollars(&counts, units / n as f64)
+        let (_, (counts, _), n) = &rows[row];
+        dollars(counts, units / *n as f64)
     };
     // The schedule's tick, once a minute whatever the load: an invocation, and a query of the
     // accounts' index (5,000 entries of about 150 bytes: 184 units at 4 KB; the idle row above

@@ -87,22 +87,28 @@ pub enum Looked {
 
 /// `GET /api/conversation`: the newest page (or one further back) of the conversation with a
 /// recipient of this card, through a connector this user may use.
+/// Notes that a manager watches one of the account's clients; a failure only slows replies.
+async fn watched(svc: &Services, member_id: &str, connector_id: &str) {
+    if let Err(e) = account_active(svc, member_id, connector_id, cadence::AFTER_LOOK_MS).await {
+        tracing::warn!(connector_id, "the account's activity not noted: {e:#}");
+    }
+}
+
 pub async fn look(svc: &Services, claims: &Claims, query: &ConversationQuery) -> Result<Looked, AppError> {
+    // Replies should show within a tick while a manager looks: the first look and a watching
+    // poll say so. The portal's own connector or none: the mark is keyed by the session's portal.
+    if query.rev.is_none() || query.watching {
+        watched(svc, &claims.portal, &query.connector).await;
+    }
     // A poll: one read of the marker, not the card's. Safe unchecked: only a tab that was shown
     // the list holds its marker (a random id), and 304 tells it only that nothing changed.
-    if let (Some(rev), Some(peer), false, None) = (&query.rev, query.peer, query.watching, &query.before) {
+    if let (Some(rev), Some(peer), None) = (&query.rev, query.peer, &query.before) {
         if svc.conversations.revision(&query.connector, peer).await?.as_ref() == Some(rev) {
             return Ok(Looked::Unchanged);
         }
     }
     let (connector, _, user) = card_recipient(svc, claims, &query.connector, &query.recipient).await?;
     let user_id = user.peer.user_id;
-    if query.rev.is_none() || query.watching {
-        // Replies should show within a tick while a manager looks; a failure only slows them.
-        if let Err(e) = account_active(svc, &connector.member_id, &connector.id, cadence::AFTER_LOOK_MS).await {
-            tracing::warn!(connector_id = connector.id, "the account's activity not noted: {e:#}");
-        }
-    }
     if query.before.as_deref().is_some_and(|key| !Conversations::is_cursor_of(user_id, key)) {
         return Err(AppError::bad_request("bad_cursor", text(claims.lang, "bad_cursor", &[])));
     }

@@ -79,6 +79,8 @@ pub struct Site {
     /// The app's public base URL: handlers registered with portals point here.
     pub public_url: String,
     pub endpoints: install::RestEndpoints,
+    /// When replies and reads come in: an open tab paces its looks by it.
+    pub arrivals: crate::domain::cadence::Arrivals,
 }
 
 /// The adapters a process runs on.

@@ -114,11 +114,16 @@ async fn get_conversation(
     query: Result<Query<ConversationQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::response::Response, AppError> {
     let Query(query) = query.map_err(|e| AppError::bad_request("bad_query", e.body_text()))?;
-    Ok(match conversation::look(&svc, &claims, &query).await? {
+    let answer = match conversation::look(&svc, &claims, &query).await? {
         Looked::Unchanged => StatusCode::NOT_MODIFIED.into_response(),
         Looked::Changed(view) => Json(view).into_response(),
-    })
+    };
+    let within = svc.site.arrivals.look_within_ms(crate::clock::now_millis());
+    Ok(([(LOOK_WITHIN, within.to_string())], answer).into_response())
 }
+
+/// How long a quiet tab may wait before it looks again (ms): the next catch-ups' news then.
+const LOOK_WITHIN: &str = "x-olchat-look-within";
 
 async fn post_chat(
     State(svc): State<AppState>,

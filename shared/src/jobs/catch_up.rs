@@ -54,8 +54,10 @@ const FAN_OUT: usize = 32;
 /// The tick at `now` (the one before it `every_ms` earlier) queues a catch-up of each account
 /// due one: the active at every tick, the idle once a quarter hour (`domain::cadence`).
 pub async fn request_all(svc: &Services, receive_count: u32, now: i64, every_ms: i64) -> Outcome {
-    if let Err(e) = request_daily_keep_alive(svc).await {
-        tracing::error!("the portals' keep-alive not queued: {e:#}");
+    if cadence::first_tick_of_hour(now, every_ms) {
+        if let Err(e) = request_daily_keep_alive(svc).await {
+            tracing::error!("the portals' keep-alive not queued: {e:#}");
+        }
     }
     let connectors = match svc.connectors.all().await {
         Ok(all) => all,
@@ -74,7 +76,8 @@ pub async fn request_all(svc: &Services, receive_count: u32, now: i64, every_ms:
     Outcome::Done
 }
 
-/// The first tick of each day queues the keep-alive of quiet portals' tokens.
+/// The first tick of each day queues the keep-alive of quiet portals' tokens (asked at each
+/// hour's first tick: a claim tried at every tick would be a write a minute).
 async fn request_daily_keep_alive(svc: &Services) -> anyhow::Result<()> {
     if svc.portals.claim_daily_keep_alive().await? {
         Job::KeepPortalsAlive.enqueue(svc.queue.as_ref(), Duration::ZERO).await?;

@@ -5,9 +5,43 @@ pub mod dynamodb;
 pub mod s3;
 pub mod sqs;
 
+use aws_smithy_http_client::tls::Provider;
+use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 pub use dynamodb::DynamoTable;
 pub use s3::S3Blobs;
 pub use sqs::{QueueUrls, SqsQueue};
+
+/// The HTTPS client of every SDK client, built on first use. Smithy builds a connector (a TLS
+/// configuration, every trusted root parsed again) to validate each SDK client as it is
+/// made: five times in a cold start, for clients most invocations never call. This one builds
+/// a connector when a request first needs it, once per connector settings.
+#[derive(Debug)]
+pub struct HttpsOnFirstUse(SharedHttpClient);
+
+impl HttpsOnFirstUse {
+    pub fn new() -> Self {
+        Self(aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).build_https())
+    }
+}
+
+impl Default for HttpsOnFirstUse {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpClient for HttpsOnFirstUse {
+    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
+}
 
 /// The SDK's error with its whole chain: `Display` on SDK errors only says "service error".
 pub fn sdk_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error {
