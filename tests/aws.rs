@@ -19,7 +19,7 @@ async fn aws_adapters_keep_the_port_contracts() {
     let resources = provision(&config, "contract", 5).await;
 
     let dynamo = aws_sdk_dynamodb::Client::new(&config);
-    let table = Arc::new(DynamoTable::new(dynamo.clone(), &resources.table));
+    let table = Arc::new(DynamoTable::new({ let dynamo = dynamo.clone(); move || dynamo }, &resources.table));
     table_contract(table.clone()).await;
 
     // What the adapter writes as an item's expiry is what the deployed table expires by.
@@ -32,13 +32,13 @@ async fn aws_adapters_keep_the_port_contracts() {
     let raw = dynamo.get_item().table_name(&resources.table).key("pk", s("ttl")).key("sk", s("item")).send().await.unwrap();
     assert!(raw.item().unwrap().contains_key(deployed), "the table expires items by {deployed}: {raw:?}");
 
-    let sqs = SqsQueue::new(aws_sdk_sqs::Client::new(&config), resources.queues.clone());
+    let sqs = SqsQueue::new({ let sqs = aws_sdk_sqs::Client::new(&config); move || sqs }, resources.queues.clone());
     let sqs = Arc::new(sqs);
     queue_contract(sqs.clone(), 5, Duration::from_secs(1)).await;
     heartbeat_contract(sqs, shared::ports::JobQueue::Telegram).await;
 
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
-    blobs_contract(Arc::new(S3Blobs::new(s3, &resources.bucket))).await;
+    blobs_contract(Arc::new(S3Blobs::new(move || s3, &resources.bucket))).await;
 }
 
 #[tokio::test]
@@ -47,7 +47,7 @@ async fn a_presigned_put_by_plain_http_is_read_back_streamed() {
     let config = moto.config().await;
     let resources = provision(&config, "presign", 5).await;
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
-    let blobs = S3Blobs::new(s3, &resources.bucket);
+    let blobs = S3Blobs::new(move || s3, &resources.bucket);
 
     let data: Vec<u8> = (0..20_000_000u32).map(|i| (i % 253) as u8).collect();
     let target = blobs.upload_target("uploads/m1/photo.jpg", "image/jpeg", data.len() as u64, Duration::from_secs(600)).await.unwrap();
@@ -103,7 +103,7 @@ async fn a_fifo_queue_keeps_each_groups_order_and_takes_no_delay() {
     let (main, dead) = (fifo("fifo-telegram.fifo").await.unwrap(), fifo("fifo-telegram-dlq.fifo").await.unwrap());
     let mut urls = resources.queues.clone();
     urls.insert(JobQueue::Telegram, QueueUrls { queue: main.queue_url().unwrap().into(), dead_letters: dead.queue_url().unwrap().into() });
-    let queue = SqsQueue::new(sqs.clone(), urls);
+    let queue = SqsQueue::new({ let sqs = sqs.clone(); move || sqs }, urls);
 
     for body in ["first", "second", "third"] {
         queue.send(JobQueue::Telegram, body, "connector-1", Duration::ZERO).await.unwrap();

@@ -150,7 +150,7 @@ pub async fn cold_start() -> anyhow::Result<Arc<Services>> {
 
 /// Builds the AWS adapters and the services once; every invocation borrows them.
 pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) -> anyhow::Result<Arc<Services>> {
-    let s3_config = aws_sdk_s3::config::Builder::from(config).force_path_style(settings.s3_path_style).build();
+    let (sqs_config, s3_config, s3_path_style) = (config.clone(), config.clone(), settings.s3_path_style);
     let mut wanted = vec![
         Wanted { what: "OLCHAT_ENCRYPTION_KEY", direct: &settings.encryption_key, parameter: &settings.encryption_key_parameter },
         Wanted { what: "BITRIX_CLIENT_SECRET", direct: &settings.bitrix_client_secret, parameter: &settings.bitrix_client_secret_parameter },
@@ -165,7 +165,8 @@ pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) ->
         (JobQueue::Telegram, settings.telegram_queue.clone()),
         (JobQueue::Openline, settings.openline_queue.clone()),
     ]);
-    let table: Arc<dyn Table> = Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(config), &settings.table));
+    let dynamo_config = config.clone();
+    let table: Arc<dyn Table> = Arc::new(DynamoTable::new(move || aws_sdk_dynamodb::Client::new(&dynamo_config), &settings.table));
     // Only the functions that talk to Telegram (placement: logins and look-ups; the
     // telegram-worker) are given its credentials.
     let telegram: Arc<dyn Telegram> = match (settings.telegram_api_id, api_hash) {
@@ -177,8 +178,8 @@ pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) ->
     };
     let adapters = Adapters {
         table,
-        queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(config), queues)),
-        blobs: Arc::new(S3Blobs::new(aws_sdk_s3::Client::from_conf(s3_config), &settings.bucket)),
+        queue: Arc::new(SqsQueue::new(move || aws_sdk_sqs::Client::new(&sqs_config), queues)),
+        blobs: Arc::new(S3Blobs::new(move || aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&s3_config).force_path_style(s3_path_style).build()), &settings.bucket)),
         telegram,
     };
     let credentials = AppCredentials {

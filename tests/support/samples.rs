@@ -68,7 +68,7 @@ pub async fn deployment(config: &SdkConfig, resources: &Resources, encryption_ke
 /// deployment's table, sealed with `encryption_key`), against `app`'s sandbox data centres,
 /// with the `sales` connector logged in as the sandbox sales account.
 pub async fn sandbox_telegram(config: &SdkConfig, resources: &Resources, encryption_key: &str, app: &TestApp) -> Arc<dyn Telegram> {
-    let table: Arc<dyn Table> = Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(config), &resources.table));
+    let table: Arc<dyn Table> = Arc::new(DynamoTable::new({ let dynamo = aws_sdk_dynamodb::Client::new(config); move || dynamo }, &resources.table));
     let sessions = TelegramSessions::new(Records::new(table), &MasterKey::from_base64(encryption_key).expect("a key"));
     let world = app.app.sandbox().telegram.clone();
     let sales = world.users().into_iter().find(|u| u.id == seed::SALES_ACCOUNT).expect("seeded");

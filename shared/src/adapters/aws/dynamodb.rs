@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::sdk_error;
+use super::{OnFirstUse, on_first_use, sdk_error};
 use crate::clock::now_secs;
 use crate::ports::{Condition, Item, Table, TableError};
 
@@ -16,13 +16,14 @@ const LIVE: &str = "attribute_not_exists(expires_at) OR expires_at > :now";
 
 #[derive(Clone)]
 pub struct DynamoTable {
-    client: Client,
+    client: OnFirstUse<Client>,
     table: String,
 }
 
 impl DynamoTable {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+    /// Over the client `make` makes when first called.
+    pub fn new(make: impl FnOnce() -> Client + Send + 'static, table: impl Into<String>) -> Self {
+        Self { client: on_first_use(make), table: table.into() }
     }
 
     async fn select(&self, pk: &str, condition: &str, bounds: &[(&str, &str)], limit: usize, descending: bool, except: Option<&str>) -> Result<Vec<Item>, TableError> {

@@ -14,6 +14,14 @@ pub use dynamodb::DynamoTable;
 pub use s3::S3Blobs;
 pub use sqs::{QueueUrls, SqsQueue};
 
+/// An SDK client made when first called: most invocations of most functions never call some
+/// of them, and a client's making is part of a cold start otherwise.
+pub type OnFirstUse<C> = std::sync::Arc<std::sync::LazyLock<C, Box<dyn FnOnce() -> C + Send>>>;
+
+fn on_first_use<C>(make: impl FnOnce() -> C + Send + 'static) -> OnFirstUse<C> {
+    std::sync::Arc::new(std::sync::LazyLock::new(Box::new(make)))
+}
+
 /// The HTTPS client of every SDK client, built on first use. Smithy builds a connector (a TLS
 /// configuration, every trusted root parsed again) to validate each SDK client as it is
 /// made: five times in a cold start, for clients most invocations never call. This one builds

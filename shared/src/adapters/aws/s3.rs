@@ -12,7 +12,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::sdk_error;
+use super::{OnFirstUse, on_first_use, sdk_error};
 use crate::ports::blobs::{BlobReader, Download, UploadTarget, check_key};
 use crate::ports::{BlobError, Blobs};
 
@@ -21,13 +21,14 @@ const PART: usize = 8 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct S3Blobs {
-    client: Client,
+    client: OnFirstUse<Client>,
     bucket: String,
 }
 
 impl S3Blobs {
-    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
-        Self { client, bucket: bucket.into() }
+    /// Over the client `make` makes when first called.
+    pub fn new(make: impl FnOnce() -> Client + Send + 'static, bucket: impl Into<String>) -> Self {
+        Self { client: on_first_use(make), bucket: bucket.into() }
     }
 
     async fn put_multipart(&self, key: &str, first: Vec<u8>, body: &mut (dyn AsyncRead + Send + Unpin)) -> Result<u64, BlobError> {

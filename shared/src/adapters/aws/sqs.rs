@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 
-use super::sdk_error;
+use super::{OnFirstUse, on_first_use, sdk_error};
 use crate::ports::{Delivery, JobQueue, Queue, QueueError};
 
 /// SQS's longest visibility timeout (12 h) and per-message delay (15 min).
@@ -24,13 +24,14 @@ pub struct QueueUrls {
 
 #[derive(Clone)]
 pub struct SqsQueue {
-    client: Client,
+    client: OnFirstUse<Client>,
     urls: HashMap<JobQueue, QueueUrls>,
 }
 
 impl SqsQueue {
-    pub fn new(client: Client, urls: HashMap<JobQueue, QueueUrls>) -> Self {
-        Self { client, urls }
+    /// Over the client `make` makes when first called.
+    pub fn new(make: impl FnOnce() -> Client + Send + 'static, urls: HashMap<JobQueue, QueueUrls>) -> Self {
+        Self { client: on_first_use(make), urls }
     }
 
     fn urls(&self, queue: JobQueue) -> Result<&QueueUrls, QueueError> {
