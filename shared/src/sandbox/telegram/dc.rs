@@ -89,6 +89,8 @@ struct Connection {
     push: tokio::sync::mpsc::UnboundedSender<Push>,
     /// When the connection closes unless another `ping_delay_disconnect` comes first.
     disconnect_at: Option<tokio::time::Instant>,
+    /// Counted among its account's connections (in the stats).
+    counted: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +117,7 @@ impl Connection {
             out: Vec::new(),
             push,
             disconnect_at: None,
+            counted: false,
         }
     }
 
@@ -299,7 +302,7 @@ impl Connection {
         let (key_id, _) = self.key.expect("a key before any call");
         // A call as a logged-in account makes this connection the one its updates go to
         // (before the answer: what the call changes is already the others' to push).
-        world.called(key_id, method, &self.push);
+        world.called(key_id, method, &self.push, &mut self.counted);
         let caller = Caller { dc: self.dc, key_id, fault: None };
         match rpc::call(world, &caller, method, body).await {
             Answer::Result(bytes) => self.answer(msg_id, bytes),

@@ -248,6 +248,19 @@ pub struct Stats {
     pub frames: u64,
     /// `Updates` pushed to sessions without being asked (one per session reached).
     pub pushes: u64,
+    /// The same, by the account (Telegram user id) calling or pushed to.
+    pub accounts: HashMap<i64, AccountStats>,
+}
+
+/// What one account's sessions did and were told.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AccountStats {
+    /// Connections that made an API call as the account (other than only files').
+    pub connections: u64,
+    /// RPC calls made as the account, by TL method name.
+    pub calls: HashMap<String, u64>,
+    /// `Updates` pushed to its sessions.
+    pub pushes: u64,
 }
 
 /// What a connection is told from outside its own calls.
@@ -357,15 +370,22 @@ impl SandboxTelegram {
     }
 
     /// A connection's call as auth key `key_id` on it: unless a file's, the connection now
-    /// receives the key's updates, if the key is logged in.
-    pub(crate) fn called(&self, key_id: i64, method: &str, push: &tokio::sync::mpsc::UnboundedSender<Push>) {
+    /// receives the key's updates, if the key is logged in. `counted`: the connection has
+    /// been counted among the account's already.
+    pub(crate) fn called(&self, key_id: i64, method: &str, push: &tokio::sync::mpsc::UnboundedSender<Push>, counted: &mut bool) {
         let mut state = self.lock();
         state.calls_made += 1;
-        let authorised = state.keys.get(&key_id).is_some_and(|k| k.user_id.is_some());
-        if authorised && !method.starts_with("upload.") {
-            let last_call = state.calls_made;
-            state.subscribers.insert(key_id, Subscriber { last_call, push: push.clone() });
+        let Some(user_id) = state.keys.get(&key_id).and_then(|k| k.user_id) else { return };
+        let account = state.stats.accounts.entry(user_id).or_default();
+        *account.calls.entry(method.to_owned()).or_default() += 1;
+        if method.starts_with("upload.") {
+            return;
         }
+        if !std::mem::replace(counted, true) {
+            account.connections += 1;
+        }
+        let last_call = state.calls_made;
+        state.subscribers.insert(key_id, Subscriber { last_call, push: push.clone() });
     }
 
     /// The data centres drop every connection that receives `user_id`'s updates, as a restart
@@ -700,8 +720,9 @@ impl State {
             .map(|(_, s)| s)
             .collect();
         sessions.sort_by_key(|s| std::cmp::Reverse(s.last_call));
-        let reached = sessions.iter().take(PUSHED_SESSIONS).filter(|s| s.push.send(Push::Updates(updates.clone())).is_ok()).count();
-        self.stats.pushes += reached as u64;
+        let reached = sessions.iter().take(PUSHED_SESSIONS).filter(|s| s.push.send(Push::Updates(updates.clone())).is_ok()).count() as u64;
+        self.stats.pushes += reached;
+        self.stats.accounts.entry(user_id).or_default().pushes += reached;
     }
 
     /// The next fault aimed at `method`, if any.

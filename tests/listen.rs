@@ -1,0 +1,125 @@
+//! The single-server deployment keeps each account connected: one long-lived connection per
+//! account takes the updates the sandbox data centres push (real MTProto on loopback), with
+//! no catch-up schedule at all (`catch_up_every: None`), and falls back to the catch-up over
+//! a new connection after the data centre dropped the old one.
+
+use std::time::Duration;
+
+use olchat_tests::{TestApp, eventually, spawn_app_with};
+use reqwest::StatusCode;
+use serde_json::json;
+use shared::sandbox::seed;
+use shared::sandbox::telegram::{AccountStats, Fault, FaultTarget};
+
+const IVAN: &str = "phone:+79161234567";
+const IVAN_ID: i64 = 1001;
+const WAIT: Duration = Duration::from_secs(15);
+
+/// An instance whose accounts stay connected, and nothing else catches up.
+async fn spawn_listening() -> TestApp {
+    let app = spawn_app_with(|s| {
+        s.catch_up_every = None;
+        s.keep_connected = true;
+    })
+    .await;
+    listening(&app).await;
+    app
+}
+
+/// Once the sales account's kept connection has had its first look.
+async fn listening(app: &TestApp) {
+    eventually(WAIT, "the sales account listening", || async { app.app.services.listening.covers("sales").then_some(()) }).await;
+}
+
+fn sales(app: &TestApp) -> AccountStats {
+    app.app.sandbox().telegram.stats().accounts.get(&seed::SALES_ACCOUNT).cloned().unwrap_or_default()
+}
+
+fn calls(stats: &AccountStats, method: &str) -> u64 {
+    stats.calls.get(method).copied().unwrap_or(0)
+}
+
+async fn client_writes(app: &TestApp, text: &str) {
+    let body = json!({ "from_user_id": IVAN_ID, "to_user_id": seed::SALES_ACCOUNT, "text": text, "attach": "none" });
+    let answer = app.post_json("/sandbox/telegram/reply", body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+}
+
+async fn in_open_line(app: &TestApp, text: &str) {
+    eventually(WAIT, &format!("{text:?} in the Open Line"), || async {
+        app.ol_messages().await.into_iter().any(|m| m["text"] == text && m["external_id"].as_str().is_some_and(|e| e.starts_with("tg-"))).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reply_and_a_read_arrive_pushed_over_the_one_kept_connection_with_no_polling() {
+    let app = spawn_listening().await;
+    let token = app.lead_tab().await;
+    let id = app.send_published(&token, IVAN, "Here is our offer", "incoming", true).await;
+    app.wait_for_status(&token, &id, "sent", WAIT).await;
+
+    let started = std::time::Instant::now();
+    client_writes(&app, "Thanks! Is delivery included?").await;
+    in_open_line(&app, "Thanks! Is delivery included?").await;
+    let reply_in = started.elapsed();
+
+    assert!(app.app.sandbox().telegram.read_all(IVAN_ID) > 0);
+    app.wait_for_status(&token, &id, "read", WAIT).await;
+
+    let stats = sales(&app);
+    assert_eq!(stats.connections, 1, "one connection for the account, its send included: {stats:?}");
+    assert_eq!(calls(&stats, "updates.getDifference"), 0, "nothing polled: {stats:?}");
+    assert_eq!(calls(&stats, "updates.getState"), 1, "the first look only: {stats:?}");
+    assert!(stats.pushes >= 2, "the reply and the read came pushed: {stats:?}");
+    eprintln!("a client's reply reached the Open Line {} ms after it was written (pushed)", reply_in.as_millis());
+}
+
+#[tokio::test]
+async fn a_dropped_connection_comes_back_after_a_pause_and_catches_up_what_came_meanwhile() {
+    let app = spawn_listening().await;
+    let token = app.lead_tab().await;
+    let id = app.send_published(&token, IVAN, "Here is our offer", "incoming", true).await;
+    app.wait_for_status(&token, &id, "sent", WAIT).await;
+    // The tab's look-ups done: no job connects on its own while the connection is down.
+    app.settled().await;
+    let before = sales(&app);
+
+    // The data centre drops the connection; the first catch-up after it fails once more.
+    app.app.sandbox().telegram.inject(Fault::Rpc { code: 500, message: "INTERNAL".into() }, FaultTarget::Updates, 1);
+    assert_eq!(app.app.sandbox().telegram.drop_connections(seed::SALES_ACCOUNT), 1);
+    let dropped = std::time::Instant::now();
+    eventually(WAIT, "the listener noticing the drop", || async { (!app.app.services.listening.covers("sales")).then_some(()) }).await;
+    // Written while no connection of the account was up: nobody is pushed it.
+    client_writes(&app, "Did you get my message?").await;
+
+    in_open_line(&app, "Did you get my message?").await;
+    listening(&app).await;
+    let back_in = dropped.elapsed();
+    let after = sales(&app);
+    assert_eq!(after.connections, before.connections + 1, "one new connection: {after:?}");
+    assert_eq!(calls(&after, "updates.getDifference"), calls(&before, "updates.getDifference") + 2, "the failed catch-up and the one after it: {after:?}");
+    // Two pauses: at least half of 2 s, then at least half of 4 s.
+    assert!(back_in >= Duration::from_secs(3), "backed off: {back_in:?}");
+
+    // And pushes flow on the new connection.
+    client_writes(&app, "Hello again").await;
+    in_open_line(&app, "Hello again").await;
+    assert_eq!(calls(&sales(&app), "updates.getDifference"), calls(&after, "updates.getDifference"), "pushed, not polled");
+}
+
+#[tokio::test]
+async fn a_send_while_listening_goes_over_the_kept_connection() {
+    let app = spawn_listening().await;
+    let before = sales(&app);
+    let token = app.lead_tab().await;
+    let id = app.send_published(&token, IVAN, "Over the kept connection", "incoming", true).await;
+    app.wait_for_status(&token, &id, "sent", WAIT).await;
+    let after = sales(&app);
+    assert_eq!(after.connections, before.connections, "no second connection: {after:?}");
+    assert_eq!(calls(&after, "messages.sendMessage"), calls(&before, "messages.sendMessage") + 1);
+    // Its own update moved the account's state on: a reply now follows it with no gap.
+    client_writes(&app, "Got it").await;
+    in_open_line(&app, "Got it").await;
+    assert_eq!(calls(&sales(&app), "updates.getDifference"), 0, "{:?}", sales(&app));
+}
