@@ -1,11 +1,13 @@
 //! The single-server deployment keeps each account connected: one long-lived connection per
 //! account takes the updates the sandbox data centres push (real MTProto on loopback), with
 //! no catch-up schedule at all (`catch_up_every: None`), and falls back to the catch-up over
-//! a new connection after the data centre dropped the old one.
+//! a new connection after the data centre dropped the old one. The first test runs the
+//! `local` binary itself (`cargo build -p local` first; tests/run does it), as deployed.
 
 use std::time::Duration;
 
-use olchat_tests::{TestApp, eventually, spawn_app_with};
+use olchat_tests::deployed::{Process, answering, free_port, lead_tab, local_binary};
+use olchat_tests::{TestApp, eventually, fresh_key, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::json;
 use shared::sandbox::seed;
@@ -50,6 +52,49 @@ async fn in_open_line(app: &TestApp, text: &str) {
         app.ol_messages().await.into_iter().any(|m| m["text"] == text && m["external_id"].as_str().is_some_and(|e| e.starts_with("tg-"))).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_single_server_deployment_delivers_a_clients_reply_without_any_catch_up() {
+    let (dir, http) = (tempfile::tempdir().unwrap(), reqwest::Client::new());
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let mut command = std::process::Command::new(local_binary());
+    // No catch-up schedule at all; accounts stay connected (the default).
+    command.env_clear().env("RUST_LOG", "warn").env("OLCHAT_ADDR", &url[7..]).env("OLCHAT_DATA_DIR", dir.path()).env("OLCHAT_CATCH_UP_SECS", "0");
+    let process = Process::spawn(command);
+    answering(&http, &url).await;
+    let stats = || async { http.get(format!("{url}/sandbox/telegram/stats")).send().await.unwrap().json::<serde_json::Value>().await.unwrap() };
+    let sales = |stats: serde_json::Value| stats["accounts"][seed::SALES_ACCOUNT.to_string()].clone();
+    eventually(WAIT, "the sales account's connection receiving its updates", || async { (sales(stats().await)["listening"] == 1).then_some(()) }).await;
+    let tab = lead_tab(&http, &url).await;
+    let card = http.get(format!("{url}/api/card?connector=sales")).bearer_auth(&tab).send().await.unwrap();
+    assert_eq!(card.status(), StatusCode::OK);
+    let body = json!({ "connector_id": "sales", "recipient": IVAN, "text": "Here is our offer", "idempotency_key": fresh_key(),
+                       "publication": "incoming", "create_activity": true });
+    let sent = http.post(format!("{url}/api/send")).bearer_auth(&tab).json(&body).send().await.unwrap();
+    let (code, sent) = (sent.status(), sent.json::<serde_json::Value>().await.unwrap());
+    assert_eq!(code, StatusCode::ACCEPTED, "{sent}");
+    let id = sent["message_id"].as_str().unwrap().to_owned();
+    let status = |id: String| {
+        let (http, url, tab) = (&http, &url, &tab);
+        async move { http.get(format!("{url}/api/messages/{id}")).bearer_auth(tab).send().await.ok()?.json::<serde_json::Value>().await.ok() }
+    };
+    eventually(WAIT, "the offer sent", || async { status(id.clone()).await.filter(|m| m["status"] == "sent") }).await;
+
+    let reply = json!({ "from_user_id": IVAN_ID, "to_user_id": seed::SALES_ACCOUNT, "text": "Pushed to the process", "attach": "none" });
+    let written = std::time::Instant::now();
+    assert_eq!(http.post(format!("{url}/sandbox/telegram/reply")).json(&reply).send().await.unwrap().status(), StatusCode::OK);
+    eventually(WAIT, "the reply in the Open Line", || async {
+        let messages: serde_json::Value = http.get(format!("{url}/sandbox/portal/openlines/messages")).send().await.ok()?.json().await.ok()?;
+        messages["messages"].as_array()?.iter().any(|m| m["text"] == "Pushed to the process").then_some(())
+    })
+    .await;
+    let took = written.elapsed();
+    let sales = sales(stats().await);
+    assert_eq!(sales["calls"]["updates.getDifference"], serde_json::Value::Null, "no catch-up: {sales}");
+    assert_eq!(sales["connections"], 1, "{sales}");
+    eprintln!("the local process: a client's reply reached the Open Line {} ms after it was written", took.as_millis());
+    process.kill();
 }
 
 #[tokio::test]

@@ -261,6 +261,8 @@ pub struct AccountStats {
     pub calls: HashMap<String, u64>,
     /// `Updates` pushed to its sessions.
     pub pushes: u64,
+    /// Its sessions that receive its updates now (live connections, one per auth key).
+    pub listening: u64,
 }
 
 /// What a connection is told from outside its own calls.
@@ -410,7 +412,14 @@ impl SandboxTelegram {
     }
 
     pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
+        let state = self.lock();
+        let mut stats = state.stats.clone();
+        for (key, subscriber) in &state.subscribers {
+            if let Some(user_id) = state.keys.get(key).and_then(|k| k.user_id).filter(|_| !subscriber.push.is_closed()) {
+                stats.accounts.entry(user_id).or_default().listening += 1;
+            }
+        }
+        stats
     }
 
     pub fn users(&self) -> Vec<SimUser> {
