@@ -540,6 +540,59 @@ mod tests {
         assert_eq!(difference(tl::types::updates::DifferenceTooLong { pts: 50 }.into(), from()), Difference::TooLong);
     }
 
+    fn pushed_updates(updates: Vec<tl::enums::Update>) -> Option<Pushed> {
+        let updates = tl::types::Updates { updates, users: vec![user(THEM)], chats: Vec::new(), date: 1, seq: 0 };
+        pushed(UpdatesLike::Updates(updates.into()))
+    }
+
+    #[test]
+    fn pushed_updates_that_follow_each_other_are_one_step_of_pts() {
+        let new = tl::types::UpdateNewMessage { message: message(5, "hi").into(), pts: 11, pts_count: 1 };
+        let read = tl::types::UpdateReadHistoryOutbox { peer: tl::types::PeerUser { user_id: THEM }.into(), max_id: 4, pts: 12, pts_count: 1 };
+        let typing = tl::types::UpdateUserStatus { user_id: THEM, status: tl::enums::UserStatus::Empty };
+        let Some(Pushed::Updates { updates, pts, pts_count }) = pushed_updates(vec![read.into(), typing.into(), new.into()]) else { panic!() };
+        assert_eq!((pts, pts_count), (12, 2));
+        let [Update::Message(m), read] = updates.as_slice() else { panic!("{updates:?}") };
+        assert_eq!((m.id, m.from.peer.access_hash), (5, 7), "the sender came with the update");
+        assert_eq!(read, &Update::ReadOutbox { user_id: THEM, max_id: 4 });
+    }
+
+    #[test]
+    fn pushed_updates_with_a_hole_between_them_are_a_gap() {
+        let a = tl::types::UpdateDeleteMessages { messages: vec![1], pts: 11, pts_count: 1 };
+        let b = tl::types::UpdateDeleteMessages { messages: vec![2], pts: 13, pts_count: 1 };
+        assert_eq!(pushed_updates(vec![a.into(), b.into()]), Some(Pushed::Gap));
+        let status = tl::types::UpdateUserStatus { user_id: THEM, status: tl::enums::UserStatus::Empty };
+        assert_eq!(pushed_updates(vec![status.into()]), None, "no pts: nothing to follow");
+        assert_eq!(pushed(UpdatesLike::Updates(tl::enums::Updates::TooLong)), Some(Pushed::Gap));
+        assert_eq!(pushed(UpdatesLike::ConnectionClosed), Some(Pushed::Closed));
+    }
+
+    #[test]
+    fn a_short_message_moves_pts_but_only_a_difference_can_say_who_wrote() {
+        let short = |out| tl::types::UpdateShortMessage {
+            out,
+            mentioned: false,
+            media_unread: false,
+            silent: false,
+            id: 5,
+            user_id: THEM,
+            message: "hi".into(),
+            pts: 20,
+            pts_count: 1,
+            date: 1,
+            fwd_from: None,
+            via_bot_id: None,
+            reply_to: None,
+            entities: None,
+            ttl_period: None,
+        };
+        assert_eq!(pushed(UpdatesLike::Updates(short(false).into())), Some(Pushed::Gap), "no access_hash for the sender");
+        assert_eq!(pushed(UpdatesLike::Updates(short(true).into())), Some(Pushed::Updates { updates: Vec::new(), pts: 20, pts_count: 1 }));
+        let affected = tl::types::messages::AffectedMessages { pts: 21, pts_count: 2 };
+        assert_eq!(pushed(UpdatesLike::AffectedMessages(affected)), Some(Pushed::Updates { updates: Vec::new(), pts: 21, pts_count: 2 }));
+    }
+
     #[test]
     fn history_is_what_they_wrote_oldest_first() {
         let mut ours = message(7, "ours");
