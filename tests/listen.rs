@@ -10,6 +10,7 @@ use olchat_tests::deployed::{Process, answering, free_port, lead_tab, local_bina
 use olchat_tests::{TestApp, eventually, fresh_key, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::json;
+use shared::repo::connectors::ConnectorStatus;
 use shared::sandbox::seed;
 use shared::sandbox::telegram::{AccountStats, Fault, FaultTarget};
 
@@ -167,4 +168,34 @@ async fn a_send_while_listening_goes_over_the_kept_connection() {
     client_writes(&app, "Got it").await;
     in_open_line(&app, "Got it").await;
     assert_eq!(calls(&sales(&app), "updates.getDifference"), 0, "{:?}", sales(&app));
+}
+
+#[tokio::test]
+async fn a_session_telegram_refuses_ends_the_listener_and_asks_for_a_new_login() {
+    let app = spawn_listening().await;
+    app.app.sandbox().telegram.inject(Fault::Unauthorized, FaultTarget::Updates, 1);
+    assert_eq!(app.app.sandbox().telegram.drop_connections(seed::SALES_ACCOUNT), 1);
+    eventually(WAIT, "the connector marked as needing a login", || async {
+        let connector = app.app.services.connectors.get(seed::DEMO_MEMBER_ID, "sales").await.unwrap()?;
+        (connector.status == ConnectorStatus::NeedsLogin).then_some(())
+    })
+    .await;
+    eventually(WAIT, "no session of the account listening", || async { (sales(&app).listening == 0).then_some(()) }).await;
+    assert!(!app.app.services.listening.covers("sales"));
+    // Its session is given back: a new login starts at once (a held one would keep it
+    // waiting, then answer that the session is busy).
+    let phone = app.app.sandbox().telegram.users().into_iter().find(|u| u.id == seed::SALES_ACCOUNT).unwrap().phone;
+    let phone = shared::domain::PhoneE164::parse(&phone, None).unwrap();
+    let step = tokio::time::timeout(Duration::from_secs(5), app.app.services.telegram.send_code("sales", &phone)).await;
+    assert!(matches!(step, Ok(Ok(shared::ports::LoginStep::CodeSent { .. }))), "{step:?}");
+}
+
+#[tokio::test]
+async fn a_disconnected_account_keeps_no_connection() {
+    let app = spawn_listening().await;
+    let admin = app.admin_token().await;
+    let answer = app.post_raw(&admin, "/api/connectors/sales/disconnect", String::new()).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.body);
+    eventually(WAIT, "no session of the account listening", || async { (sales(&app).listening == 0).then_some(()) }).await;
+    eventually(WAIT, "the listener gone", || async { (!app.app.services.listening.covers("sales")).then_some(()) }).await;
 }

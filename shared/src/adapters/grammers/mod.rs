@@ -112,6 +112,8 @@ struct Shared {
     holder: String,
     session: Arc<TableSession>,
     client: Client,
+    /// Told when the account signed out over it: its keeper must stop.
+    signed_out: Arc<tokio::sync::Notify>,
 }
 
 impl GrammersTelegram {
@@ -123,7 +125,7 @@ impl GrammersTelegram {
     /// over its kept connection when there is one.
     async fn connect_account(&self, account: &Account, work: Duration) -> Result<Connection<'_>, TelegramError> {
         let shared = self.kept.lock().unwrap_or_else(|p| p.into_inner()).get(&account.connector_id).cloned();
-        if let Some(Shared { holder, session, client }) = shared {
+        if let Some(Shared { holder, session, client, .. }) = shared {
             return Ok(Connection { adapter: self, connector_id: account.connector_id.clone(), holder, session, client, runner: None });
         }
         self.connect_session(&account.connector_id, work, false).await
@@ -671,6 +673,7 @@ struct Kept<'a> {
     connection: Connection<'a>,
     updates: tokio::sync::Mutex<mpsc::Receiver<UpdatesLike>>,
     renewal: JoinHandle<()>,
+    signed_out: Arc<tokio::sync::Notify>,
 }
 
 #[async_trait]
@@ -682,8 +685,13 @@ impl KeptConnection for Kept<'_> {
     async fn next(&self) -> Pushed {
         let mut updates = self.updates.lock().await;
         loop {
+            let update = tokio::select! {
+                update = updates.recv() => update,
+                // Signed out over this connection: the next call says so (401), which ends it.
+                () = self.signed_out.notified() => return Pushed::Closed,
+            };
             // The channel ends with the pool: nothing more comes on this connection.
-            let Some(update) = updates.recv().await else { return Pushed::Closed };
+            let Some(update) = update else { return Pushed::Closed };
             if let Some(pushed) = updates::pushed(update) {
                 return pushed;
             }
@@ -711,7 +719,8 @@ impl Telegram for GrammersTelegram {
         }
         let (holder, session) = self.lease_session(&connector_id, KEPT_LEASE, false).await?;
         let (connection, updates) = self.open(connector_id.clone(), holder.clone(), session.clone(), Some(PUSHED_BUFFER));
-        let shared = Shared { holder: holder.clone(), session, client: connection.client.clone() };
+        let signed_out = Arc::new(tokio::sync::Notify::new());
+        let shared = Shared { holder: holder.clone(), session, client: connection.client.clone(), signed_out: signed_out.clone() };
         self.kept.lock().unwrap_or_else(|p| p.into_inner()).insert(connector_id.clone(), shared);
         let sessions = self.sessions.clone();
         let renewal = tokio::spawn(async move {
@@ -725,7 +734,7 @@ impl Telegram for GrammersTelegram {
             }
         });
         let updates = updates.expect("a kept connection reads its updates");
-        Ok(Box::new(Kept { connection, updates: tokio::sync::Mutex::new(updates), renewal }))
+        Ok(Box::new(Kept { connection, updates: tokio::sync::Mutex::new(updates), renewal, signed_out }))
     }
 
     async fn send_code(&self, login: &str, phone: &PhoneE164) -> Result<LoginStep, LoginError> {
@@ -764,6 +773,9 @@ impl Telegram for GrammersTelegram {
                     tracing::warn!("auth.logOut failed ({e}); forgetting the session anyway");
                 }
                 conn.close().await;
+                if let Some(kept) = self.kept.lock().unwrap_or_else(|p| p.into_inner()).get(&account.connector_id) {
+                    kept.signed_out.notify_one();
+                }
             }
             Err(TelegramError::Unauthorized(_)) => {}
             Err(e) => return Err(e),
