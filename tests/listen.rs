@@ -199,3 +199,23 @@ async fn a_disconnected_account_keeps_no_connection() {
     eventually(WAIT, "no session of the account listening", || async { (sales(&app).listening == 0).then_some(()) }).await;
     eventually(WAIT, "the listener gone", || async { (!app.app.services.listening.covers("sales")).then_some(()) }).await;
 }
+
+#[tokio::test]
+async fn an_account_logged_in_again_while_listening_is_listened_to_on_its_new_session() {
+    let app = spawn_listening().await;
+    let admin = app.admin_token().await;
+    let phone = app.app.sandbox().telegram.users().into_iter().find(|u| u.id == seed::SALES_ACCOUNT).unwrap().phone;
+    // The old session signs out over the kept connection, which gives the account back for the login.
+    let step = app.post_raw(&admin, "/api/connectors/login/phone", json!({ "phone": phone, "reconnect": "sales" }).to_string()).await;
+    assert_eq!(step.status, StatusCode::OK, "{}", step.body);
+    let login_id = step.body["login_id"].as_str().unwrap().to_owned();
+    let done = app.post_raw(&admin, "/api/connectors/login/code", json!({ "login_id": login_id, "code": shared::sandbox::telegram::LOGIN_CODE }).to_string()).await;
+    assert_eq!(done.body["step"], "done", "{}", done.body);
+    listening(&app).await;
+    eventually(WAIT, "one session of the account listening", || async { (sales(&app).listening == 1).then_some(()) }).await;
+    let token = app.lead_tab().await;
+    let id = app.send_published(&token, IVAN, "After the new login", "incoming", true).await;
+    app.wait_for_status(&token, &id, "sent", WAIT).await;
+    client_writes(&app, "Still here").await;
+    in_open_line(&app, "Still here").await;
+}
