@@ -1021,10 +1021,11 @@ impl Call<'_> {
         let (logged, involved) = logged(self.state, me, start, end);
         let mut new_messages = Vec::new();
         let mut other_updates = Vec::new();
-        for (_, update) in logged {
+        // A difference lists new messages apart (core.telegram.org/constructor/updates.difference).
+        for update in logged {
             match update {
-                Logged::Message(m) => new_messages.push(m.into()),
-                Logged::Other(u) => other_updates.push(u),
+                tl::enums::Update::NewMessage(u) => new_messages.push(u.message),
+                other => other_updates.push(other),
             }
         }
         let users = involved.iter().filter_map(|id| self.state.user(*id)).map(|u| self.shown(u, me)).collect();
@@ -1043,17 +1044,11 @@ impl Call<'_> {
     }
 }
 
-/// One update of an account's log as Telegram writes it for the account: a new message, or
-/// another update with its `pts`.
-enum Logged {
-    Message(tl::types::Message),
-    Other(tl::enums::Update),
-}
-
-/// `me`'s updates `start..end` of its log, each with its `pts` (its place in the log, from 1),
-/// and the users they involve (`me` among them): what `getDifference` answers and what is
+/// `me`'s updates `start..end` of its log as Telegram writes them for the account, each
+/// with its `pts` (its place in the log, from 1; a new message as `updateNewMessage`), and
+/// the users they involve (`me` among them): what `getDifference` answers and what is
 /// pushed, one rendering.
-fn logged(state: &State, me: i64, start: usize, end: usize) -> (Vec<(i32, Logged)>, Vec<i64>) {
+fn logged(state: &State, me: i64, start: usize, end: usize) -> (Vec<tl::enums::Update>, Vec<i64>) {
     let log = state.updates.get(&me).map(Vec::as_slice).unwrap_or_default();
     let mut logged = Vec::new();
     let mut involved = vec![me];
@@ -1063,20 +1058,20 @@ fn logged(state: &State, me: i64, start: usize, end: usize) -> (Vec<(i32, Logged
             SimUpdate::Message(id) => {
                 if let Some(m) = state.message(id) {
                     involved.extend([m.from_user_id, m.to_user_id]);
-                    logged.push((pts, Logged::Message(tl_message(m, me))));
+                    logged.push(tl::types::UpdateNewMessage { message: tl_message(m, me).into(), pts, pts_count: 1 }.into());
                 }
             }
             SimUpdate::Edit(id) => {
                 if let Some(m) = state.message(id) {
                     involved.extend([m.from_user_id, m.to_user_id]);
-                    logged.push((pts, Logged::Other(tl::types::UpdateEditMessage { message: tl_message(m, me).into(), pts, pts_count: 1 }.into())));
+                    logged.push(tl::types::UpdateEditMessage { message: tl_message(m, me).into(), pts, pts_count: 1 }.into());
                 }
             }
-            SimUpdate::Delete(id) => logged.push((pts, Logged::Other(tl::types::UpdateDeleteMessages { messages: vec![id], pts, pts_count: 1 }.into()))),
+            SimUpdate::Delete(id) => logged.push(tl::types::UpdateDeleteMessages { messages: vec![id], pts, pts_count: 1 }.into()),
             SimUpdate::ReadOutbox { user_id, max_id } => {
                 involved.push(user_id);
                 let peer = tl::types::PeerUser { user_id }.into();
-                logged.push((pts, Logged::Other(tl::types::UpdateReadHistoryOutbox { peer, max_id, pts, pts_count: 1 }.into())));
+                logged.push(tl::types::UpdateReadHistoryOutbox { peer, max_id, pts, pts_count: 1 }.into());
             }
         }
     }
@@ -1095,15 +1090,8 @@ fn logged(state: &State, me: i64, start: usize, end: usize) -> (Vec<(i32, Logged
 /// `seq` (its `updates.state` says 0 too); `pts` orders these updates.
 pub(super) fn pushed(state: &State, me: i64, from: i32) -> Option<Vec<u8>> {
     let start = usize::try_from(from).ok()?;
-    let (logged, involved) = logged(state, me, start, state.pts(me) as usize);
+    let (updates, involved) = logged(state, me, start, state.pts(me) as usize);
     let date = now_secs() as i32;
-    let updates: Vec<tl::enums::Update> = logged
-        .into_iter()
-        .map(|(pts, update)| match update {
-            Logged::Message(m) => tl::types::UpdateNewMessage { message: m.into(), pts, pts_count: 1 }.into(),
-            Logged::Other(u) => u,
-        })
-        .collect();
     let names_others = updates.iter().any(|u| !matches!(u, tl::enums::Update::ReadHistoryOutbox(_) | tl::enums::Update::DeleteMessages(_)));
     let pushed: tl::enums::Updates = match updates.as_slice() {
         [] => return None,
