@@ -237,6 +237,10 @@ async fn apply(svc: &Services, kept: &dyn KeptConnection, connector: &Connector,
     }
     let state = crate::ports::UpdatesState { pts, ..saved.state };
     handled(svc, kept.session(), connector, updates, &saved, state).await?;
-    tracing::info!(updates = updates.len(), pts, "pushed updates handled");
+    if updates.is_empty() {
+        tracing::debug!(pts, "pts moved with nothing to act on (the account's own send, a group)");
+    } else {
+        tracing::info!(updates = updates.len(), pts, "pushed updates handled");
+    }
     Ok(())
 }

@@ -135,7 +135,10 @@ impl GrammersTelegram {
     /// `fresh` (a login), else the account must log in.
     async fn connect_session(&self, connector_id: &str, work: Duration, fresh: bool) -> Result<Connection<'_>, TelegramError> {
         let (holder, session) = self.lease_session(connector_id, work, fresh).await?;
-        Ok(self.open(connector_id.to_owned(), holder, session, None).0)
+        // A job's connection reads no pushed updates (the catch-up asks for a difference); with
+        // the channel closed the runner stops forwarding them.
+        let (connection, _) = self.open(connector_id.to_owned(), holder, session, NonZeroUsize::MIN);
+        Ok(connection)
     }
 
     /// Takes the lease of the session named `connector_id` for `work` and loads it.
@@ -176,9 +179,9 @@ impl GrammersTelegram {
         }
     }
 
-    /// Starts the sender pool over `session`; connections are made on the first call. With
-    /// `pushed`, what Telegram pushes is buffered for the caller to read (that many at most).
-    fn open(&self, connector_id: String, holder: String, session: Arc<TableSession>, pushed: Option<NonZeroUsize>) -> (Connection<'_>, Option<mpsc::Receiver<UpdatesLike>>) {
+    /// Starts the sender pool over `session`; connections are made on the first call. What
+    /// Telegram pushes comes out of the receiver, `pushed` of it buffered at most.
+    fn open(&self, connector_id: String, holder: String, session: Arc<TableSession>, pushed: NonZeroUsize) -> (Connection<'_>, mpsc::Receiver<UpdatesLike>) {
         let retry_policy = AutoSleep { tries: NonZeroU32::MIN, threshold: FLOOD_SLEEP, io_errors_as_flood_of: None };
         // Named as the app in the account's list of devices, not after the host. (grammers'
         // default asks the OS who it is, spawning processes: 11 ms of every connection.)
@@ -190,16 +193,13 @@ impl GrammersTelegram {
             lang_code: "en".into(),
             use_ipv6: false,
             retry_policy: Box::new(retry_policy),
-            updates_channel_capacity: pushed.unwrap_or(NonZeroUsize::MIN),
+            updates_channel_capacity: pushed,
             __non_exhaustive: (),
         };
         let pool = SenderPool::with_configuration(session.clone(), self.credentials.api_id, params);
         let client = Client::with_configuration(pool.handle, ClientConfiguration { auto_cache_peers: false });
         let runner = tokio::spawn(pool.runner.run());
-        // A job's connection reads no pushed updates (the catch-up asks for a difference); with
-        // the channel closed the runner stops forwarding them.
-        let updates = pushed.map(|_| pool.updates);
-        (Connection { adapter: self, connector_id, holder, session, client, runner: Some(runner) }, updates)
+        (Connection { adapter: self, connector_id, holder, session, client, runner: Some(runner) }, pool.updates)
     }
 
     async fn release(&self, connector_id: &str, holder: &str) {
@@ -718,7 +718,7 @@ impl Telegram for GrammersTelegram {
             return Err(TelegramError::Rejected("the account's connection is kept already".into()));
         }
         let (holder, session) = self.lease_session(&connector_id, KEPT_LEASE, false).await?;
-        let (connection, updates) = self.open(connector_id.clone(), holder.clone(), session.clone(), Some(PUSHED_BUFFER));
+        let (connection, updates) = self.open(connector_id.clone(), holder.clone(), session.clone(), PUSHED_BUFFER);
         let signed_out = Arc::new(tokio::sync::Notify::new());
         let shared = Shared { holder: holder.clone(), session, client: connection.client.clone(), signed_out: signed_out.clone() };
         self.kept.lock().unwrap_or_else(|p| p.into_inner()).insert(connector_id.clone(), shared);
@@ -733,7 +733,6 @@ impl Telegram for GrammersTelegram {
                 }
             }
         });
-        let updates = updates.expect("a kept connection reads its updates");
         Ok(Box::new(Kept { connection, updates: tokio::sync::Mutex::new(updates), renewal, signed_out }))
     }
 
