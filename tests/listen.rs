@@ -219,3 +219,15 @@ async fn an_account_logged_in_again_while_listening_is_listened_to_on_its_new_se
     client_writes(&app, "Still here").await;
     in_open_line(&app, "Still here").await;
 }
+
+#[tokio::test]
+async fn what_an_administrator_changes_applies_to_the_next_pushed_message() {
+    let app = spawn_listening().await;
+    let admin = app.admin_token().await;
+    let set = app.put_json(&admin, "/api/connectors/sales/accept-all", json!({ "accept_all": true })).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    // Olga, whom nobody here wrote to, reaches the Open Line now.
+    let body = json!({ "from_user_id": 1002, "to_user_id": seed::SALES_ACCOUNT, "text": "Hi, I saw your ad", "attach": "none" });
+    assert_eq!(app.post_json("/sandbox/telegram/reply", body).await.status, StatusCode::OK);
+    in_open_line(&app, "Hi, I saw your ad").await;
+}

@@ -185,10 +185,24 @@ fn after_failure(failures: &mut u32, why: &str) -> Duration {
 }
 
 /// Follows the account over one kept connection: first the catch-up (what came while no
-/// connection received it), then each push, until the connection drops or fails.
+/// connection received it), then each push, until the connection drops or fails. Each step
+/// reads the connector afresh: what an administrator changed meanwhile (accept messages from
+/// anyone, its Open Line) applies to the next message, as it does to the next catch-up job.
 async fn follow(svc: &Services, connector: &Connector, kept: &dyn KeptConnection, stop: &mut watch::Receiver<bool>) -> End {
-    if let Err(e) = catch_up_fully(svc, kept, connector).await {
-        return End::Failed(e);
+    // A catch-up (`None`: the first look, or after a gap) or pushed updates to apply.
+    let step = |pushed: Option<(Vec<Update>, i32, i32)>| async move {
+        // Gone or logged out meanwhile: its listener is stopped.
+        let Some(connector) = current(svc, connector).await? else { return Ok(false) };
+        match pushed {
+            None => catch_up_fully(svc, kept, &connector).await?,
+            Some((updates, pts, pts_count)) => apply(svc, kept, &connector, &updates, pts, pts_count).await?,
+        }
+        Ok::<_, Stop>(true)
+    };
+    match step(None).await {
+        Ok(true) => {}
+        Ok(false) => return End::Stopped,
+        Err(e) => return End::Failed(e),
     }
     svc.listening.set(&connector.id, true);
     tracing::info!("listening: Telegram pushes this account's updates");
@@ -197,18 +211,26 @@ async fn follow(svc: &Services, connector: &Connector, kept: &dyn KeptConnection
             pushed = kept.next() => pushed,
             _ = stop.changed() => return End::Stopped,
         };
-        let result = match pushed {
+        let stepped = match pushed {
             Pushed::Closed => return End::Dropped,
             Pushed::Gap => {
                 tracing::info!("a gap in the pushed updates: catching up over the kept connection");
-                catch_up_fully(svc, kept, connector).await
+                step(None).await
             }
-            Pushed::Updates { updates, pts, pts_count } => apply(svc, kept, connector, &updates, pts, pts_count).await,
+            Pushed::Updates { updates, pts, pts_count } => step(Some((updates, pts, pts_count))).await,
         };
-        if let Err(e) = result {
-            return End::Failed(e);
+        match stepped {
+            Ok(true) => {}
+            Ok(false) => return End::Stopped,
+            Err(e) => return End::Failed(e),
         }
     }
+}
+
+/// The connector as stored now, if it may still connect.
+async fn current(svc: &Services, connector: &Connector) -> Result<Option<Connector>, Stop> {
+    let stored = svc.connectors.get(&connector.member_id, &connector.id).await?;
+    Ok(stored.filter(|c| c.status != ConnectorStatus::NeedsLogin))
 }
 
 /// The catch-up over the kept connection, to the end of what is waiting.
