@@ -357,3 +357,84 @@ fn bad_msg_id(msg_id: i64) -> Option<i32> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use grammers_client::{Client, SenderPool};
+    use grammers_session::updates::UpdatesLike;
+
+    use super::*;
+    use crate::adapters::grammers::KeyRegistry;
+    use crate::adapters::grammers::session::TableSession;
+    use crate::sandbox::seed;
+
+    const IVAN: i64 = 1001;
+
+    /// The sandbox data centres, and a grammers client logged in as the sales account.
+    async fn connected(dir: &std::path::Path) -> (Arc<SandboxTelegram>, Client, tokio::sync::mpsc::Receiver<UpdatesLike>) {
+        let world = Arc::new(SandboxTelegram::open(seed::telegram_users(), dir).unwrap());
+        start(world.clone()).await.unwrap();
+        let keys = world.register_keys(Some(seed::SALES_ACCOUNT));
+        let pool = SenderPool::new(Arc::new(TableSession::registered(&keys, None)), rpc::API_ID);
+        tokio::spawn(pool.runner.run());
+        (world, Client::new(pool.handle), pool.updates)
+    }
+
+    async fn next(updates: &mut tokio::sync::mpsc::Receiver<UpdatesLike>) -> UpdatesLike {
+        tokio::time::timeout(Duration::from_secs(5), updates.recv()).await.expect("in time").expect("open")
+    }
+
+    #[tokio::test]
+    async fn a_session_that_asked_is_pushed_what_getdifference_tells_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let (world, client, mut updates) = connected(dir.path()).await;
+        let tl::enums::updates::State::State(before) = client.invoke(&tl::functions::updates::GetState {}).await.unwrap();
+        let id = world.reply(IVAN, seed::SALES_ACCOUNT, "pushed", None).unwrap();
+        let UpdatesLike::Updates(tl::enums::Updates::Updates(pushed)) = next(&mut updates).await else { panic!("not updates") };
+        let [tl::enums::Update::NewMessage(new)] = pushed.updates.as_slice() else { panic!("{:?}", pushed.updates) };
+        assert_eq!((new.pts, new.pts_count), (before.pts + 1, 1));
+        assert!(pushed.users.iter().any(|u| matches!(u, tl::enums::User::User(u) if u.id == IVAN && u.access_hash.is_some())), "the sender comes along");
+        let request = tl::functions::updates::GetDifference { pts: before.pts, pts_limit: None, pts_total_limit: None, date: before.date, qts: 0, qts_limit: None };
+        let tl::enums::updates::Difference::Difference(difference) = client.invoke(&request).await.unwrap() else { panic!("one difference") };
+        let tl::enums::updates::State::State(after) = difference.state;
+        assert_eq!(after.pts, new.pts, "the same pts as the push");
+        assert!(matches!(difference.new_messages.as_slice(), [tl::enums::Message::Message(m)] if m.id == id));
+
+        // A deletion goes short: it names nobody the client must know.
+        world.delete(IVAN, id).unwrap();
+        let UpdatesLike::Updates(tl::enums::Updates::UpdateShort(short)) = next(&mut updates).await else { panic!("not short") };
+        assert!(matches!(short.update, tl::enums::Update::DeleteMessages(d) if d.messages == [id] && d.pts == after.pts + 1));
+        assert_eq!(world.stats().accounts[&seed::SALES_ACCOUNT].pushes, 2);
+    }
+
+    #[tokio::test]
+    async fn of_two_connections_of_one_auth_key_only_the_one_that_called_last_is_pushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let world = Arc::new(SandboxTelegram::open(seed::telegram_users(), dir.path()).unwrap());
+        start(world.clone()).await.unwrap();
+        let keys = world.register_keys(Some(seed::SALES_ACCOUNT));
+        let session = Arc::new(TableSession::registered(&keys, None));
+        let (first, second) = (SenderPool::new(session.clone(), rpc::API_ID), SenderPool::new(session, rpc::API_ID));
+        let mut pushed = second.updates;
+        tokio::spawn(first.runner.run());
+        tokio::spawn(second.runner.run());
+        let (first, second) = (Client::new(first.handle), Client::new(second.handle));
+        first.invoke(&tl::functions::updates::GetState {}).await.unwrap();
+        second.invoke(&tl::functions::updates::GetState {}).await.unwrap();
+        world.reply(IVAN, seed::SALES_ACCOUNT, "to the latest", None).unwrap();
+        assert!(matches!(next(&mut pushed).await, UpdatesLike::Updates(_)));
+        let stats = world.stats();
+        assert_eq!((stats.pushes, stats.accounts[&seed::SALES_ACCOUNT].listening), (1, 1), "one session per key");
+    }
+
+    #[tokio::test]
+    async fn a_connection_closes_once_its_ping_delay_passes_without_a_ping() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_world, client, mut updates) = connected(dir.path()).await;
+        let tl::enums::Pong::Pong(pong) = client.invoke(&tl::functions::PingDelayDisconnect { ping_id: 7, disconnect_delay: 1 }).await.unwrap();
+        assert_eq!(pong.ping_id, 7);
+        assert!(matches!(next(&mut updates).await, UpdatesLike::ConnectionClosed));
+    }
+}
