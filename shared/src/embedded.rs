@@ -278,6 +278,11 @@ fn summary(settings: &Settings, addr: SocketAddr, site: &Site) -> String {
             }
         }
     }
+    let _ = if settings.keep_connected {
+        writeln!(out, "  Telegram accounts: each keeps one connection that receives what Telegram pushes (OLCHAT_KEEP_CONNECTED=false to catch up on a schedule instead)")
+    } else {
+        writeln!(out, "  Telegram accounts: caught up on a schedule (OLCHAT_KEEP_CONNECTED=false)")
+    };
     out
 }
 
