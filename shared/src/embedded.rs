@@ -36,6 +36,9 @@ use crate::http::guard::{AllowedHosts, check_host};
 use crate::settings::{Mode, PortalSettings, Portals, RealSettings, ServerLimits, Settings};
 
 const PORTAL_TIMEOUT: Duration = Duration::from_secs(15);
+/// How soon an account connected (or back from a new login) gets its kept connection, and
+/// one disconnected loses it.
+const LISTENERS_EVERY: Duration = Duration::from_secs(2);
 
 pub struct Embedded {
     pub addr: SocketAddr,
@@ -223,6 +226,12 @@ pub async fn start_instrumented(settings: Settings, instrument: &dyn Instrument)
     if let Some(every) = settings.catch_up_every {
         tasks.push(tokio::spawn(catch_up_schedule(queue.clone(), every)));
     }
+    if settings.keep_connected {
+        // One process that stays up: each account keeps one connection and takes the updates
+        // Telegram pushes (`jobs::listen`), as official clients do; the catch-up covers it while
+        // that connection is down.
+        tasks.push(tokio::spawn(crate::jobs::listen::supervise(services.clone(), LISTENERS_EVERY)));
+    }
     let app = Embedded { addr, url, services, sandbox: backends.sandbox, queue, summary, tasks };
     if let Some(sandbox) = &app.sandbox {
         // The sandbox portals install the app over HTTP, as Bitrix24 would, once the server answers.
@@ -271,6 +280,11 @@ fn summary(settings: &Settings, addr: SocketAddr, site: &Site) -> String {
             }
         }
     }
+    let _ = if settings.keep_connected {
+        writeln!(out, "  Telegram accounts: each keeps one connection that receives what Telegram pushes (OLCHAT_KEEP_CONNECTED=false to catch up on a schedule instead)")
+    } else {
+        writeln!(out, "  Telegram accounts: caught up on a schedule (OLCHAT_KEEP_CONNECTED=false)")
+    };
     out
 }
 

@@ -46,6 +46,11 @@ pub struct Settings {
     /// Telegram; 0: catch-ups only after sends, no scheduled send). On AWS an EventBridge rule
     /// does this every minute.
     pub catch_up_every: Option<std::time::Duration>,
+    /// Whether each connected account keeps one long-lived connection that receives the
+    /// updates Telegram pushes, as official clients do (`OLCHAT_KEEP_CONNECTED`, default
+    /// true): replies arrive within seconds and the catch-up only covers a dropped connection.
+    /// `false`: every account is caught up on `catch_up_every`'s cadence, as on AWS.
+    pub keep_connected: bool,
     /// How the embedded runner delivers the openline queue (`OLCHAT_OPENLINE_ORDER`):
     /// `grouped` (default), or `unordered` as SQS does on AWS. The telegram queue is always
     /// grouped: it is FIFO on AWS.
@@ -173,6 +178,7 @@ impl Settings {
             },
             limits: SafetyLimits::from_env(phone_pace_secs)?,
             catch_up_every: Some(parsed("OLCHAT_CATCH_UP_SECS", catch_up_secs)?).filter(|&s| s > 0).map(std::time::Duration::from_secs),
+            keep_connected: parsed("OLCHAT_KEEP_CONNECTED", true)?,
             mode,
             server: ServerLimits::from_env()?,
         })
@@ -194,6 +200,8 @@ impl Settings {
             limits: SafetyLimits { phone_pace: std::time::Duration::ZERO, automation_pace: std::time::Duration::from_millis(50), ..SafetyLimits::default() },
             // As often as a test can wait for; tests that drive catch-ups themselves turn it off.
             catch_up_every: Some(std::time::Duration::from_millis(250)),
+            // The tests of the catch-up measure its schedule; those of the kept connections turn it on.
+            keep_connected: false,
             // Out of order and in parallel, as on AWS: the tests see production's races.
             openline_order: Order::Unordered,
             mode: Mode::Sandbox,

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use crate::crypto::Secret;
 use crate::domain::PhoneE164;
-use crate::ports::{Account, LoginError, LoginStep, Telegram, TelegramError, TelegramSession};
+use crate::ports::{Account, KeptConnection, LoginError, LoginStep, Telegram, TelegramError, TelegramSession};
 
 pub struct TelegramUnavailable;
 
@@ -16,6 +16,10 @@ fn unavailable() -> TelegramError {
 #[async_trait]
 impl Telegram for TelegramUnavailable {
     async fn connect(&self, _: &Account) -> Result<Box<dyn TelegramSession + '_>, TelegramError> {
+        Err(unavailable())
+    }
+
+    async fn keep(&self, _: &Account) -> Result<Box<dyn KeptConnection + '_>, TelegramError> {
         Err(unavailable())
     }
 

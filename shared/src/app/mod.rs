@@ -65,6 +65,8 @@ pub struct Services {
     pub queue: Arc<dyn Queue>,
     pub blobs: Arc<dyn Blobs>,
     pub telegram: Arc<dyn Telegram>,
+    /// The accounts a kept connection listens for (the single-server deployment only).
+    pub listening: catch_up::Listening,
     pub bitrix: BitrixClient,
     pub sessions: SessionSigner,
     /// Links to stored files: what Bitrix24 downloads published files from.
@@ -121,6 +123,7 @@ impl Services {
             queue: adapters.queue,
             blobs: adapters.blobs,
             telegram: adapters.telegram,
+            listening: catch_up::Listening::default(),
             bitrix,
             sessions: SessionSigner::new(master.derive_key(KeyPurpose::SignTabTokens), session_secs),
             links: SignedLinks::of_site(master, &site.public_url),

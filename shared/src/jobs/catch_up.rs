@@ -1,5 +1,7 @@
 //! The catch-up: what happened on a connected account since the last look, read with
-//! `updates.getDifference` (no long-lived connection). Clients' messages are stored once
+//! `updates.getDifference` on a connection of its own (or, in the single-server deployment,
+//! over the account's kept connection, by `jobs::listen`, which hands the updates Telegram
+//! pushes to the same [`handle`]). Clients' messages are stored once
 //! (by Telegram id) with their files and handed to the openline-worker; read receipts mark
 //! our messages read. The state moves on only after what came in is handled, so a catch-up
 //! cut short reads the same difference again and repeats nothing.
@@ -19,7 +21,7 @@ use crate::app::uploads::safe_name;
 use crate::clock::now_millis;
 use crate::domain::cadence::{self, catch_up_due};
 use crate::domain::formatting::to_bbcode;
-use crate::ports::{Difference, IncomingMessage, Peer, RemoteFile, TelegramError, TelegramSession, Update};
+use crate::ports::{Difference, IncomingMessage, Peer, RemoteFile, TelegramError, TelegramSession, Update, UpdatesState};
 use crate::repo::RepoError;
 use crate::repo::connectors::{Connector, ConnectorStatus};
 use crate::repo::mailbox::{CatchUpState, RECEIVED_FILE_LIMIT, Received, ReceivedFile, Sent};
@@ -31,7 +33,7 @@ const MAX_SLICES: usize = 10;
 /// History pages read per chat when recovering from `differenceTooLong`.
 const MAX_HISTORY_PAGES: usize = 20;
 
-enum Stop {
+pub(super) enum Stop {
     Telegram(TelegramError),
     Storage(String),
 }
@@ -106,7 +108,12 @@ pub async fn catch_up(svc: &Services, member_id: &str, connector_id: &str, recei
         Err(e) => Err(Stop::Telegram(e)),
     };
     match result {
-        Ok(()) => Outcome::Done,
+        Ok(Read::Done) => Outcome::Done,
+        // A long backlog: the rest in a job of its own, after what else waits for this account.
+        Ok(Read::More) => match request_catch_up(svc, member_id, connector_id).await {
+            Ok(()) => Outcome::Done,
+            Err(e) => Outcome::RetryAfter(storage_failed(format!("{e:#}"), receive_count)),
+        },
         Err(Stop::Storage(e)) => Outcome::RetryAfter(storage_failed(e, receive_count)),
         Err(Stop::Telegram(TelegramError::FloodWait { seconds })) => Outcome::RetryAfter(Duration::from_secs(seconds.into())),
         Err(Stop::Telegram(TelegramError::Transient(e))) => {
@@ -120,45 +127,72 @@ pub async fn catch_up(svc: &Services, member_id: &str, connector_id: &str, recei
     }
 }
 
-/// The connector to catch up, if it can be: one that must log in again has nothing to read.
+/// The connector to catch up, if it can be: one that must log in again has nothing to read,
+/// and one whose kept connection listens is caught up by it.
 async fn start(svc: &Services, member_id: &str, connector_id: &str) -> Result<Option<Connector>, RepoError> {
     svc.mailbox.catch_up_started(connector_id).await?;
+    if svc.listening.covers(connector_id) {
+        return Ok(None);
+    }
     let connector = svc.connectors.get(member_id, connector_id).await?;
     Ok(connector.filter(|c| c.status != ConnectorStatus::NeedsLogin))
 }
 
-async fn read_updates(svc: &Services, telegram: &dyn TelegramSession, connector: &Connector) -> Result<(), Stop> {
+/// How far a catch-up got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Read {
+    /// Up to date.
+    Done,
+    /// [`MAX_SLICES`] slices read and more waiting.
+    More,
+}
+
+pub(super) async fn read_updates(svc: &Services, telegram: &dyn TelegramSession, connector: &Connector) -> Result<Read, Stop> {
     let Some(mut saved) = svc.mailbox.catch_up_state(&connector.id).await? else {
         // The first look: what happened before the account was connected is not ours.
         let state = telegram.updates_state().await?;
         svc.mailbox.save_catch_up_state(&connector.id, &CatchUpState { state, last_message_id: 0 }).await?;
         tracing::info!("catch-up starts");
-        return Ok(());
+        return Ok(Read::Done);
     };
     for _ in 0..MAX_SLICES {
         match telegram.difference(saved.state).await? {
             Difference::Updates { updates, state, .. } if updates.is_empty() && (state.pts, state.qts) == (saved.state.pts, saved.state.qts) => {
                 // Nothing happened: no write (the stored, older `date` only widens a recovery).
                 tracing::debug!(pts = state.pts, "nothing new");
-                return Ok(());
+                return Ok(Read::Done);
             }
             Difference::Updates { updates, state, more } => {
-                let last = handle(svc, telegram, connector, &updates).await?;
-                // A client wrote or read: more is likely to follow soon.
-                let now = now_millis();
-                svc.connectors.mark_active(&connector.member_id, &connector.id, now + cadence::AFTER_LOOK_MS, now).await?;
-                saved = CatchUpState { state, last_message_id: saved.last_message_id.max(last) };
-                svc.mailbox.save_catch_up_state(&connector.id, &saved).await?;
+                saved = handled(svc, telegram, connector, &updates, &saved, state).await?;
                 tracing::info!(updates = updates.len(), pts = state.pts, more, "caught up");
                 if !more {
-                    return Ok(());
+                    return Ok(Read::Done);
                 }
             }
-            Difference::TooLong => return recover(svc, telegram, connector, saved).await,
+            Difference::TooLong => return recover(svc, telegram, connector, saved).await.map(|()| Read::Done),
         }
     }
-    // A long backlog: the rest in a job of its own, after what else waits for this account.
-    request_catch_up(svc, &connector.member_id, &connector.id).await.map_err(|e| Stop::Storage(format!("{e:#}")))
+    Ok(Read::More)
+}
+
+/// Handles `updates` that took the account from `saved` to `state`, then moves the stored
+/// state on: what was handled is never asked for again, and a failure before asks for all
+/// of it again (each step is idempotent). The state now stored.
+pub(super) async fn handled(
+    svc: &Services,
+    telegram: &dyn TelegramSession,
+    connector: &Connector,
+    updates: &[Update],
+    saved: &CatchUpState,
+    state: UpdatesState,
+) -> Result<CatchUpState, Stop> {
+    let last = handle(svc, telegram, connector, updates).await?;
+    // Something happened on the account (a client wrote or read): more is likely to follow soon.
+    let now = now_millis();
+    svc.connectors.mark_active(&connector.member_id, &connector.id, now + cadence::AFTER_LOOK_MS, now).await?;
+    let saved = CatchUpState { state, last_message_id: saved.last_message_id.max(last) };
+    svc.mailbox.save_catch_up_state(&connector.id, &saved).await?;
+    Ok(saved)
 }
 
 /// Handles one difference in order; the newest client message id in it.

@@ -4,6 +4,7 @@
 pub mod backfill;
 pub mod catch_up;
 pub mod forget;
+pub mod listen;
 pub mod publish;
 pub mod reply;
 pub mod runner;

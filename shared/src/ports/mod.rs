@@ -9,6 +9,6 @@ pub use blobs::{BlobError, Blobs};
 pub use queue::{Delivery, JobQueue, Queue, QueueError};
 pub use table::{Condition, Item, Table, TableError};
 pub use telegram::{
-    Account, ChatMessage, Contact, Difference, HISTORY_LIMIT, HistoryPage, IncomingKind, IncomingMessage, LoggedIn, LoginError, LoginStep, Media, MediaKind, Peer,
-    RemoteFile, SentMessage, Telegram, TelegramError, TelegramSession, TelegramUser, Update, UpdatesState,
+    Account, ChatMessage, Contact, Difference, HISTORY_LIMIT, HistoryPage, IncomingKind, IncomingMessage, KeptConnection, LoggedIn, LoginError, LoginStep, Media, MediaKind, Peer,
+    Pushed, RemoteFile, SentMessage, Telegram, TelegramError, TelegramSession, TelegramUser, Update, UpdatesState,
 };

@@ -134,6 +134,21 @@ pub enum Difference {
     TooLong,
 }
 
+/// What a kept connection hears from Telegram without asking (core.telegram.org/api/updates).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pushed {
+    /// Updates that take the account's `pts` from `pts - pts_count` to `pts`, and what the
+    /// app acts on among them (the account's own sends move `pts` too, with nothing to act on).
+    Updates { updates: Vec<Update>, pts: i32, pts_count: i32 },
+    /// Something happened that the push alone does not tell enough of (updates that could not
+    /// be read, `updatesTooLong`, a message whose sender came without an `access_hash`): a
+    /// difference tells.
+    Gap,
+    /// The connection dropped: the next call connects again, and only a difference tells
+    /// what came meanwhile.
+    Closed,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TelegramError {
     #[error("FLOOD_WAIT: retry after {seconds} s")]
@@ -190,13 +205,19 @@ pub enum LoginError {
     Telegram(#[from] TelegramError),
 }
 
-/// Telegram as the app reaches it: one connection per job ([`Telegram::connect`]), and the
-/// login steps, each its own short connection.
+/// Telegram as the app reaches it: one connection per job ([`Telegram::connect`]), or one
+/// kept per account ([`Telegram::keep`], the single-server deployment), and the login steps,
+/// each its own short connection.
 #[async_trait]
 pub trait Telegram: Send + Sync {
     /// Connects as the connector's account for one job: every call of the job goes over this
-    /// connection, which [`TelegramSession::close`] ends.
+    /// connection, which [`TelegramSession::close`] ends. While the account's connection is
+    /// kept, the job's calls go over that one instead, and closing ends nothing.
     async fn connect(&self, account: &Account) -> Result<Box<dyn TelegramSession + '_>, TelegramError>;
+
+    /// Keeps one long-lived connection as the account, which receives what Telegram pushes,
+    /// until [`KeptConnection::close`]; it holds the account's session all along.
+    async fn keep(&self, account: &Account) -> Result<Box<dyn KeptConnection + '_>, TelegramError>;
 
     /// `auth.sendCode` for a new login: `CodeSent`, or `Done` when Telegram needs no code.
     async fn send_code(&self, login: &str, phone: &PhoneE164) -> Result<LoginStep, LoginError>;
@@ -208,6 +229,17 @@ pub trait Telegram: Send + Sync {
     async fn qr_login(&self, login: &str) -> Result<LoginStep, LoginError>;
     /// Signs the account out (`auth.logOut`) and forgets its session.
     async fn log_out(&self, account: &Account) -> Result<(), TelegramError>;
+}
+
+/// A long-lived connection as one account, as official clients keep.
+#[async_trait]
+pub trait KeptConnection: Send + Sync {
+    /// Calls over this connection (it connects again on a call after a drop).
+    fn session(&self) -> &dyn TelegramSession;
+    /// What Telegram pushes next.
+    async fn next(&self) -> Pushed;
+    /// Ends the connection and gives the account back.
+    async fn close(self: Box<Self>);
 }
 
 /// One job's connection as one account.

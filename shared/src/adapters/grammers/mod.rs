@@ -1,7 +1,9 @@
 //! The telegram port over a real Telegram user account, with grammers (MTProto).
 //!
 //! Every job connects once, does all its calls over that connection and disconnects: a Lambda
-//! holds no connection between invocations. A lease in the table keeps one session on one
+//! holds no connection between invocations. The single-server deployment instead keeps one
+//! connection per account ([`Telegram::keep`]) that receives the updates Telegram pushes, and
+//! its jobs' calls go over that same connection. A lease in the table keeps one session on one
 //! connection at a time (Telegram answers AUTH_KEY_DUPLICATED otherwise); every call has a
 //! timeout and follows `303` migrations; flood waits longer than a few seconds go back to the
 //! queue instead of sleeping. Sends are raw `messages.sendMessage`/`sendMedia` with our
@@ -14,8 +16,9 @@ mod updates;
 
 pub(crate) use updates::text_entity;
 
+use std::collections::HashMap;
 use std::num::{NonZeroU32, NonZeroUsize};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,6 +26,8 @@ use grammers_client::client::ClientConfiguration;
 use grammers_client::sender::{AutoSleep, ConnectionParams};
 use grammers_client::{Client, InvocationError, SenderPool, tl};
 use grammers_session::Session as _;
+use grammers_session::updates::UpdatesLike;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use self::errors::{classify, sent};
@@ -32,8 +37,8 @@ use crate::domain::formatting::{EntityKind, TextEntity};
 use crate::domain::{Formatted, PhoneE164, TelegramUsername};
 use crate::ports::blobs::BlobReader;
 use crate::ports::{
-    Account, ChatMessage, Contact, Difference, HistoryPage, LoginError, LoginStep, Media, MediaKind, Peer, RemoteFile, SentMessage, Telegram,
-    TelegramError, TelegramSession, TelegramUser, UpdatesState,
+    Account, ChatMessage, Contact, Difference, HistoryPage, KeptConnection, LoginError, LoginStep, Media, MediaKind, Peer, Pushed, RemoteFile,
+    SentMessage, Telegram, TelegramError, TelegramSession, TelegramUser, UpdatesState,
 };
 use crate::repo::sessions::TelegramSessions;
 
@@ -54,6 +59,13 @@ const DUPLICATE_LOOKBACK: i32 = 20;
 const JOB_LEASE: Duration = Duration::from_secs(60);
 /// Slowest upload or download we wait for before giving up: 128 KiB/s.
 const TRANSFER_BYTES_PER_SEC: u64 = 128 * 1024;
+/// A kept connection's hold on its account, renewed every [`KEPT_RENEW`]: a process that
+/// dies holds the account no longer than this.
+const KEPT_LEASE: Duration = Duration::from_secs(60);
+const KEPT_RENEW: Duration = Duration::from_secs(15);
+/// Pushed updates a kept connection buffers while its listener is busy; grammers drops what
+/// comes beyond (a gap the next push shows, which a difference fills).
+const PUSHED_BUFFER: NonZeroUsize = NonZeroUsize::new(1000).expect("not zero");
 
 /// The app's Telegram API credentials (my.telegram.org).
 #[derive(Clone, Debug)]
@@ -90,21 +102,47 @@ pub struct GrammersTelegram {
     credentials: ApiCredentials,
     sessions: TelegramSessions,
     servers: Servers,
+    /// The accounts whose connection is kept, by connector id.
+    kept: Mutex<HashMap<String, Shared>>,
+}
+
+/// A kept connection as its account's jobs share it.
+#[derive(Clone)]
+struct Shared {
+    holder: String,
+    session: Arc<TableSession>,
+    client: Client,
+    /// Told when the account signed out over it: its keeper must stop.
+    signed_out: Arc<tokio::sync::Notify>,
 }
 
 impl GrammersTelegram {
     pub fn new(credentials: ApiCredentials, sessions: TelegramSessions, servers: Servers) -> Self {
-        Self { credentials, sessions, servers }
+        Self { credentials, sessions, servers, kept: Mutex::default() }
     }
 
-    /// Connects as the connector's account, holding its session's lease for `work` at most.
+    /// Connects as the connector's account, holding its session's lease for `work` at most;
+    /// over its kept connection when there is one.
     async fn connect_account(&self, account: &Account, work: Duration) -> Result<Connection<'_>, TelegramError> {
+        let shared = self.kept.lock().unwrap_or_else(|p| p.into_inner()).get(&account.connector_id).cloned();
+        if let Some(Shared { holder, session, client, .. }) = shared {
+            return Ok(Connection { adapter: self, connector_id: account.connector_id.clone(), holder, session, client, runner: None });
+        }
         self.connect_session(&account.connector_id, work, false).await
     }
 
     /// Connects with the session named `connector_id`; a missing one is made afresh when
     /// `fresh` (a login), else the account must log in.
     async fn connect_session(&self, connector_id: &str, work: Duration, fresh: bool) -> Result<Connection<'_>, TelegramError> {
+        let (holder, session) = self.lease_session(connector_id, work, fresh).await?;
+        // A job's connection reads no pushed updates (the catch-up asks for a difference); with
+        // the channel closed the runner stops forwarding them.
+        let (connection, _) = self.open(connector_id.to_owned(), holder, session, NonZeroUsize::MIN);
+        Ok(connection)
+    }
+
+    /// Takes the lease of the session named `connector_id` for `work` and loads it.
+    async fn lease_session(&self, connector_id: &str, work: Duration, fresh: bool) -> Result<(String, Arc<TableSession>), TelegramError> {
         let holder = uuid::Uuid::new_v4().to_string();
         let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
         let lease = (work + CALL_TIMEOUT).min(MAX_LEASE);
@@ -124,14 +162,13 @@ impl GrammersTelegram {
             Ok(None) => Err(TelegramError::Unauthorized("no session: the account has not logged in".into())),
             Err(e) => Err(e),
         };
-        let session = match session {
-            Ok(session) => Arc::new(session),
+        match session {
+            Ok(session) => Ok((holder, Arc::new(session))),
             Err(e) => {
                 self.release(connector_id, &holder).await;
-                return Err(e);
+                Err(e)
             }
-        };
-        Ok(self.open(connector_id.to_owned(), holder, session))
+        }
     }
 
     fn fresh_session(&self) -> TableSession {
@@ -142,8 +179,9 @@ impl GrammersTelegram {
         }
     }
 
-    /// Starts the sender pool over `session`; connections are made on the first call.
-    fn open(&self, connector_id: String, holder: String, session: Arc<TableSession>) -> Connection<'_> {
+    /// Starts the sender pool over `session`; connections are made on the first call. What
+    /// Telegram pushes comes out of the receiver, `pushed` of it buffered at most.
+    fn open(&self, connector_id: String, holder: String, session: Arc<TableSession>, pushed: NonZeroUsize) -> (Connection<'_>, mpsc::Receiver<UpdatesLike>) {
         let retry_policy = AutoSleep { tries: NonZeroU32::MIN, threshold: FLOOD_SLEEP, io_errors_as_flood_of: None };
         // Named as the app in the account's list of devices, not after the host. (grammers'
         // default asks the OS who it is, spawning processes: 11 ms of every connection.)
@@ -155,16 +193,13 @@ impl GrammersTelegram {
             lang_code: "en".into(),
             use_ipv6: false,
             retry_policy: Box::new(retry_policy),
-            updates_channel_capacity: NonZeroUsize::MIN,
+            updates_channel_capacity: pushed,
             __non_exhaustive: (),
         };
         let pool = SenderPool::with_configuration(session.clone(), self.credentials.api_id, params);
         let client = Client::with_configuration(pool.handle, ClientConfiguration { auto_cache_peers: false });
         let runner = tokio::spawn(pool.runner.run());
-        // Nobody reads pushed updates (the catch-up asks for a difference); with the channel
-        // closed the runner stops forwarding them.
-        drop(pool.updates);
-        Connection { adapter: self, connector_id, holder, session, client, runner }
+        (Connection { adapter: self, connector_id, holder, session, client, runner: Some(runner) }, pool.updates)
     }
 
     async fn release(&self, connector_id: &str, holder: &str) {
@@ -190,14 +225,15 @@ fn session_error(_: session::Poisoned) -> &'static str {
     "the session lock was poisoned"
 }
 
-/// One connection of one account, for one job.
+/// One connection of one account, for one job (or a job's share of a kept one).
 struct Connection<'a> {
     adapter: &'a GrammersTelegram,
     connector_id: String,
     holder: String,
     session: Arc<TableSession>,
     client: Client,
-    runner: JoinHandle<()>,
+    /// The sender pool, when this connection is its own; `None` for a kept connection's share.
+    runner: Option<JoinHandle<()>>,
 }
 
 impl Connection<'_> {
@@ -235,18 +271,27 @@ impl Connection<'_> {
         self.invoke(request).await.map_err(|e| classify(&e))
     }
 
-    /// Disconnects, writes the session back if it changed, and gives up the lease.
-    async fn close(self) {
+    /// Disconnects, writes the session back if it changed, and gives up the lease; a share
+    /// of a kept connection only writes the session back.
+    async fn close(mut self) {
+        let Some(runner) = self.runner.take() else {
+            self.save_session().await;
+            return;
+        };
         self.client.disconnect();
-        if tokio::time::timeout(CALL_TIMEOUT, self.runner).await.is_err() {
+        if tokio::time::timeout(CALL_TIMEOUT, runner).await.is_err() {
             tracing::warn!("the Telegram connection did not close in time");
         }
+        self.save_session().await;
+        self.adapter.release(&self.connector_id, &self.holder).await;
+    }
+
+    async fn save_session(&self) {
         if self.session.take_dirty()
             && let Err(e) = self.adapter.sessions.save(&self.connector_id, &self.session.to_bytes()).await
         {
             tracing::error!(connector_id = self.connector_id, "Telegram session not saved: {e}");
         }
-        self.adapter.release(&self.connector_id, &self.holder).await;
     }
 
     /// Keeps the account's lease for `work` more: a long transfer outlives the job's first hold.
@@ -623,10 +668,72 @@ impl TelegramSession for Connection<'_> {
     }
 }
 
+/// An account's kept connection: its pool, what it pushes, and the lease renewal.
+struct Kept<'a> {
+    connection: Connection<'a>,
+    updates: tokio::sync::Mutex<mpsc::Receiver<UpdatesLike>>,
+    renewal: JoinHandle<()>,
+    signed_out: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait]
+impl KeptConnection for Kept<'_> {
+    fn session(&self) -> &dyn TelegramSession {
+        &self.connection
+    }
+
+    async fn next(&self) -> Pushed {
+        let mut updates = self.updates.lock().await;
+        loop {
+            let update = tokio::select! {
+                update = updates.recv() => update,
+                // Signed out over this connection: the next call says so (401), which ends it.
+                () = self.signed_out.notified() => return Pushed::Closed,
+            };
+            // The channel ends with the pool: nothing more comes on this connection.
+            let Some(update) = update else { return Pushed::Closed };
+            if let Some(pushed) = updates::pushed(update) {
+                return pushed;
+            }
+        }
+    }
+
+    async fn close(self: Box<Self>) {
+        let Kept { connection, renewal, .. } = *self;
+        renewal.abort();
+        connection.adapter.kept.lock().unwrap_or_else(|p| p.into_inner()).remove(&connection.connector_id);
+        connection.close().await;
+    }
+}
+
 #[async_trait]
 impl Telegram for GrammersTelegram {
     async fn connect(&self, account: &Account) -> Result<Box<dyn TelegramSession + '_>, TelegramError> {
         Ok(Box::new(self.connect_account(account, JOB_LEASE).await?))
+    }
+
+    async fn keep(&self, account: &Account) -> Result<Box<dyn KeptConnection + '_>, TelegramError> {
+        let connector_id = account.connector_id.clone();
+        if self.kept.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&connector_id) {
+            return Err(TelegramError::Rejected("the account's connection is kept already".into()));
+        }
+        let (holder, session) = self.lease_session(&connector_id, KEPT_LEASE, false).await?;
+        let (connection, updates) = self.open(connector_id.clone(), holder.clone(), session.clone(), PUSHED_BUFFER);
+        let signed_out = Arc::new(tokio::sync::Notify::new());
+        let shared = Shared { holder: holder.clone(), session, client: connection.client.clone(), signed_out: signed_out.clone() };
+        self.kept.lock().unwrap_or_else(|p| p.into_inner()).insert(connector_id.clone(), shared);
+        let sessions = self.sessions.clone();
+        let renewal = tokio::spawn(async move {
+            let mut every = tokio::time::interval(KEPT_RENEW);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Err(e) = sessions.renew(&connector_id, &holder, KEPT_LEASE).await {
+                    tracing::warn!(connector_id, "kept connection's session lease not renewed: {e}");
+                }
+            }
+        });
+        Ok(Box::new(Kept { connection, updates: tokio::sync::Mutex::new(updates), renewal, signed_out }))
     }
 
     async fn send_code(&self, login: &str, phone: &PhoneE164) -> Result<LoginStep, LoginError> {
@@ -665,6 +772,9 @@ impl Telegram for GrammersTelegram {
                     tracing::warn!("auth.logOut failed ({e}); forgetting the session anyway");
                 }
                 conn.close().await;
+                if let Some(kept) = self.kept.lock().unwrap_or_else(|p| p.into_inner()).get(&account.connector_id) {
+                    kept.signed_out.notify_one();
+                }
             }
             Err(TelegramError::Unauthorized(_)) => {}
             Err(e) => return Err(e),

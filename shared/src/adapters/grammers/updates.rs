@@ -3,13 +3,14 @@
 
 use grammers_client::media::{Media, Photo};
 use grammers_client::tl::{self, Deserializable, Serializable};
+use grammers_session::updates::UpdatesLike;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::errors::classify;
 use super::{Connection, in_time, input_peer, transfer_time, user_by_id};
 use crate::domain::Formatted;
 use crate::domain::formatting::{EntityKind, TextEntity};
-use crate::ports::{ChatMessage, Difference, HISTORY_LIMIT, HistoryPage, IncomingKind, IncomingMessage, Peer, RemoteFile, TelegramError, Update, UpdatesState};
+use crate::ports::{ChatMessage, Difference, HISTORY_LIMIT, HistoryPage, IncomingKind, IncomingMessage, Peer, Pushed, RemoteFile, TelegramError, Update, UpdatesState};
 
 impl Connection<'_> {
     pub(super) async fn updates_state(&self) -> Result<UpdatesState, TelegramError> {
@@ -91,8 +92,7 @@ fn state(s: tl::types::updates::State) -> UpdatesState {
     UpdatesState { pts: s.pts, qts: s.qts, date: s.date, seq: s.seq }
 }
 
-/// `updates.Difference` as the port's: every new message first, then edits and deletions in
-/// their order, then the reads, so neither comes before a message it covers.
+/// `updates.Difference` as the port's ([`acted_on`]).
 fn difference(answer: tl::enums::updates::Difference, from: UpdatesState) -> Difference {
     use tl::enums::updates::Difference as D;
     let (new_messages, other_updates, users, after, more) = match answer {
@@ -104,23 +104,101 @@ fn difference(answer: tl::enums::updates::Difference, from: UpdatesState) -> Dif
         D::Slice(d) => (d.new_messages, d.other_updates, d.users, d.intermediate_state, true),
     };
     let tl::enums::updates::State::State(after) = after;
-    let mut updates: Vec<Update> = new_messages.into_iter().filter_map(|m| incoming(m, &users)).map(Update::Message).collect();
+    Difference::Updates { updates: acted_on(new_messages, other_updates, &users), state: state(after), more }
+}
+
+/// What the app acts on among new messages and other updates: every new message first, then
+/// edits and deletions in their order, then the reads, so neither comes before a message it
+/// covers.
+fn acted_on(new_messages: Vec<tl::enums::Message>, other_updates: Vec<tl::enums::Update>, users: &[tl::enums::User]) -> Vec<Update> {
+    let mut updates: Vec<Update> = new_messages.into_iter().filter_map(|m| incoming(m, users)).map(Update::Message).collect();
     let mut reads = Vec::new();
     for update in other_updates {
         match update {
-            tl::enums::Update::NewMessage(u) => updates.extend(incoming(u.message, &users).map(Update::Message)),
+            tl::enums::Update::NewMessage(u) => updates.extend(incoming(u.message, users).map(Update::Message)),
             tl::enums::Update::ReadHistoryOutbox(u) => {
                 if let tl::enums::Peer::User(peer) = u.peer {
                     reads.push(Update::ReadOutbox { user_id: peer.user_id, max_id: u.max_id });
                 }
             }
-            tl::enums::Update::EditMessage(u) => updates.extend(incoming(u.message, &users).map(Update::Edited)),
+            tl::enums::Update::EditMessage(u) => updates.extend(incoming(u.message, users).map(Update::Edited)),
             tl::enums::Update::DeleteMessages(u) => updates.push(Update::Deleted { ids: u.messages }),
             _ => {}
         }
     }
     updates.append(&mut reads);
-    Difference::Updates { updates, state: state(after), more }
+    updates
+}
+
+/// What a kept connection was pushed, as the port's; `None` for what does not touch the
+/// account's `pts` (typing, statuses, channels: core.telegram.org/api/updates keeps those apart).
+/// Answers to our own calls come this way too (grammers hands them over as well), and move
+/// `pts` like the rest.
+pub(super) fn pushed(update: UpdatesLike) -> Option<Pushed> {
+    use tl::enums::Updates as U;
+    let moved = |pts, pts_count| Some(Pushed::Updates { updates: Vec::new(), pts, pts_count });
+    let updates = match update {
+        UpdatesLike::ConnectionClosed => return Some(Pushed::Closed),
+        UpdatesLike::MalformedUpdates => return Some(Pushed::Gap),
+        UpdatesLike::ShortSentMessage { update, .. } => return moved(update.pts, update.pts_count),
+        UpdatesLike::AffectedMessages(affected) => return moved(affected.pts, affected.pts_count),
+        UpdatesLike::AffectedChannelMessages { .. } => return None,
+        UpdatesLike::InvitedUsers(invited) => invited.updates,
+        UpdatesLike::ChatInviteJoinResult(joined) => joined.updates,
+        UpdatesLike::Updates(updates) => updates,
+    };
+    let (list, users) = match updates {
+        U::TooLong => return Some(Pushed::Gap),
+        // Names the sender by id alone: only a difference brings their access_hash. Ours
+        // (and a group's) only move `pts`.
+        U::UpdateShortMessage(m) if !m.out => return Some(Pushed::Gap),
+        U::UpdateShortMessage(m) => return moved(m.pts, m.pts_count),
+        U::UpdateShortChatMessage(m) => return moved(m.pts, m.pts_count),
+        U::UpdateShortSentMessage(m) => return moved(m.pts, m.pts_count),
+        U::UpdateShort(short) => (vec![short.update], Vec::new()),
+        U::Combined(c) => (c.updates, c.users),
+        U::Updates(u) => (u.updates, u.users),
+    };
+    let mut counted: Vec<(i32, i32, tl::enums::Update)> = list.into_iter().filter_map(|u| common_pts(&u).map(|(pts, count)| (pts, count, u))).collect();
+    if counted.is_empty() {
+        return None;
+    }
+    // core.telegram.org/api/updates#update-handling: each update moves `pts` from
+    // `pts - pts_count`; together they must follow each other, or something is missing.
+    counted.sort_by_key(|(pts, count, _)| pts - count);
+    let (first_pts, first_count, _) = counted[0];
+    let mut end = first_pts;
+    for (pts, count, _) in &counted[1..] {
+        if pts - count != end {
+            return Some(Pushed::Gap);
+        }
+        end = *pts;
+    }
+    let pts_count = end - (first_pts - first_count);
+    Some(Pushed::Updates { updates: acted_on(Vec::new(), counted.into_iter().map(|(_, _, u)| u).collect(), &users), pts: end, pts_count })
+}
+
+/// The `pts` and `pts_count` of an update of the account's own sequence (private chats and
+/// basic groups; channels count their own), as grammers' message box reads them.
+fn common_pts(update: &tl::enums::Update) -> Option<(i32, i32)> {
+    use tl::enums::Update as U;
+    let in_channel = |m: &tl::enums::Message| match m {
+        tl::enums::Message::Message(m) => matches!(m.peer_id, tl::enums::Peer::Channel(_)),
+        tl::enums::Message::Service(m) => matches!(m.peer_id, tl::enums::Peer::Channel(_)),
+        tl::enums::Message::Empty(_) => false,
+    };
+    match update {
+        U::NewMessage(u) if !in_channel(&u.message) => Some((u.pts, u.pts_count)),
+        U::EditMessage(u) if !in_channel(&u.message) => Some((u.pts, u.pts_count)),
+        U::DeleteMessages(u) => Some((u.pts, u.pts_count)),
+        U::ReadHistoryInbox(u) if !matches!(u.peer, tl::enums::Peer::Channel(_)) => Some((u.pts, u.pts_count)),
+        U::ReadHistoryOutbox(u) if !matches!(u.peer, tl::enums::Peer::Channel(_)) => Some((u.pts, u.pts_count)),
+        U::WebPage(u) => Some((u.pts, u.pts_count)),
+        U::ReadMessagesContents(u) => Some((u.pts, u.pts_count)),
+        U::PinnedMessages(u) => Some((u.pts, u.pts_count)),
+        U::FolderPeers(u) => Some((u.pts, u.pts_count)),
+        _ => None,
+    }
 }
 
 fn message_id(m: &tl::enums::Message) -> i32 {
@@ -460,6 +538,59 @@ mod tests {
         let expected = UpdatesState { date: 8, seq: 9, ..from() };
         assert_eq!(difference(empty.into(), from()), Difference::Updates { updates: Vec::new(), state: expected, more: false });
         assert_eq!(difference(tl::types::updates::DifferenceTooLong { pts: 50 }.into(), from()), Difference::TooLong);
+    }
+
+    fn pushed_updates(updates: Vec<tl::enums::Update>) -> Option<Pushed> {
+        let updates = tl::types::Updates { updates, users: vec![user(THEM)], chats: Vec::new(), date: 1, seq: 0 };
+        pushed(UpdatesLike::Updates(updates.into()))
+    }
+
+    #[test]
+    fn pushed_updates_that_follow_each_other_are_one_step_of_pts() {
+        let new = tl::types::UpdateNewMessage { message: message(5, "hi").into(), pts: 11, pts_count: 1 };
+        let read = tl::types::UpdateReadHistoryOutbox { peer: tl::types::PeerUser { user_id: THEM }.into(), max_id: 4, pts: 12, pts_count: 1 };
+        let typing = tl::types::UpdateUserStatus { user_id: THEM, status: tl::enums::UserStatus::Empty };
+        let Some(Pushed::Updates { updates, pts, pts_count }) = pushed_updates(vec![read.into(), typing.into(), new.into()]) else { panic!() };
+        assert_eq!((pts, pts_count), (12, 2));
+        let [Update::Message(m), read] = updates.as_slice() else { panic!("{updates:?}") };
+        assert_eq!((m.id, m.from.peer.access_hash), (5, 7), "the sender came with the update");
+        assert_eq!(read, &Update::ReadOutbox { user_id: THEM, max_id: 4 });
+    }
+
+    #[test]
+    fn pushed_updates_with_a_hole_between_them_are_a_gap() {
+        let a = tl::types::UpdateDeleteMessages { messages: vec![1], pts: 11, pts_count: 1 };
+        let b = tl::types::UpdateDeleteMessages { messages: vec![2], pts: 13, pts_count: 1 };
+        assert_eq!(pushed_updates(vec![a.into(), b.into()]), Some(Pushed::Gap));
+        let status = tl::types::UpdateUserStatus { user_id: THEM, status: tl::enums::UserStatus::Empty };
+        assert_eq!(pushed_updates(vec![status.into()]), None, "no pts: nothing to follow");
+        assert_eq!(pushed(UpdatesLike::Updates(tl::enums::Updates::TooLong)), Some(Pushed::Gap));
+        assert_eq!(pushed(UpdatesLike::ConnectionClosed), Some(Pushed::Closed));
+    }
+
+    #[test]
+    fn a_short_message_moves_pts_but_only_a_difference_can_say_who_wrote() {
+        let short = |out| tl::types::UpdateShortMessage {
+            out,
+            mentioned: false,
+            media_unread: false,
+            silent: false,
+            id: 5,
+            user_id: THEM,
+            message: "hi".into(),
+            pts: 20,
+            pts_count: 1,
+            date: 1,
+            fwd_from: None,
+            via_bot_id: None,
+            reply_to: None,
+            entities: None,
+            ttl_period: None,
+        };
+        assert_eq!(pushed(UpdatesLike::Updates(short(false).into())), Some(Pushed::Gap), "no access_hash for the sender");
+        assert_eq!(pushed(UpdatesLike::Updates(short(true).into())), Some(Pushed::Updates { updates: Vec::new(), pts: 20, pts_count: 1 }));
+        let affected = tl::types::messages::AffectedMessages { pts: 21, pts_count: 2 };
+        assert_eq!(pushed(UpdatesLike::AffectedMessages(affected)), Some(Pushed::Updates { updates: Vec::new(), pts: 21, pts_count: 2 }));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::rpc::{self, Answer, Caller};
 use super::wire::{self, Incoming, MsgIds, Query};
-use super::{DCS, SandboxTelegram};
+use super::{DCS, Push, SandboxTelegram};
 use crate::clock::now_secs;
 
 /// The largest frame a client may send: an upload part of 512 KiB and its envelope.
@@ -53,7 +53,8 @@ pub async fn start(world: Arc<SandboxTelegram>) -> anyhow::Result<()> {
                 world.lock().stats.connections.entry(dc).and_modify(|n| *n += 1).or_insert(1);
                 let world = world.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = Connection::new(dc).serve(&world, stream).await {
+                    let (push, pushed) = tokio::sync::mpsc::unbounded_channel();
+                    if let Err(e) = Connection::new(dc, push).serve(&world, stream, pushed).await {
                         tracing::debug!(dc, "sandbox DC connection closed: {e}");
                     }
                 });
@@ -84,6 +85,12 @@ struct Connection {
     content_sent: i32,
     /// Bodies to send: (body, answers a client message, content-related).
     out: Vec<(Vec<u8>, bool, bool)>,
+    /// Where the world pushes this connection's updates once it receives its key's.
+    push: tokio::sync::mpsc::UnboundedSender<Push>,
+    /// When the connection closes unless another `ping_delay_disconnect` comes first.
+    disconnect_at: Option<tokio::time::Instant>,
+    /// Counted among its account's connections (in the stats).
+    counted: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +104,7 @@ enum Closed {
 }
 
 impl Connection {
-    fn new(dc: i32) -> Self {
+    fn new(dc: i32, push: tokio::sync::mpsc::UnboundedSender<Push>) -> Self {
         Self {
             dc,
             transport: Full::new(),
@@ -108,10 +115,13 @@ impl Connection {
             msg_ids: MsgIds::default(),
             content_sent: 0,
             out: Vec::new(),
+            push,
+            disconnect_at: None,
+            counted: false,
         }
     }
 
-    async fn serve(mut self, world: &Arc<SandboxTelegram>, mut stream: TcpStream) -> Result<(), Closed> {
+    async fn serve(mut self, world: &Arc<SandboxTelegram>, mut stream: TcpStream, mut pushed: tokio::sync::mpsc::UnboundedReceiver<Push>) -> Result<(), Closed> {
         stream.set_nodelay(true)?;
         let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
         loop {
@@ -120,24 +130,47 @@ impl Connection {
                     Ok(offset) => {
                         let frame = buf[offset.data_range].to_vec();
                         buf.drain(..offset.next_offset);
-                        break frame;
+                        break Some(frame);
                     }
                     Err(transport::Error::MissingBytes) => {
                         if buf.len() > MAX_FRAME {
                             return Err(Closed::Protocol("frame too large"));
                         }
                         let mut chunk = [0u8; 64 * 1024];
-                        let n = stream.read(&mut chunk).await?;
-                        if n == 0 {
-                            return Err(Closed::Eof);
+                        let disconnect_at = self.disconnect_at;
+                        let disconnect = async move {
+                            match disconnect_at {
+                                Some(at) => tokio::time::sleep_until(at).await,
+                                None => std::future::pending().await,
+                            }
+                        };
+                        tokio::select! {
+                            n = stream.read(&mut chunk) => {
+                                let n = n?;
+                                if n == 0 {
+                                    return Err(Closed::Eof);
+                                }
+                                buf.extend_from_slice(&chunk[..n]);
+                            }
+                            push = pushed.recv() => match push {
+                                // Updates go out as a message of their own, content-related, not an answer.
+                                Some(Push::Updates(updates)) => {
+                                    self.out.push((updates, false, true));
+                                    break None;
+                                }
+                                Some(Push::Close) | None => return Err(Closed::Protocol("dropped by the data centre")),
+                            },
+                            () = disconnect => return Err(Closed::Protocol("no ping within its disconnect_delay")),
                         }
-                        buf.extend_from_slice(&chunk[..n]);
                     }
                     Err(_) => return Err(Closed::Protocol("bad transport frame")),
                 }
             };
-            world.lock().stats.frames += 1;
-            let dropped = self.receive(world, &frame).await?;
+            let mut dropped = false;
+            if let Some(frame) = frame {
+                world.lock().stats.frames += 1;
+                dropped = self.receive(world, &frame).await?;
+            }
             for (body, answer, content) in std::mem::take(&mut self.out) {
                 let payload = self.seal(world, &body, answer, content);
                 let mut packed = grammers_crypto::DequeBuffer::with_capacity(payload.len() + 12, 8);
@@ -216,6 +249,13 @@ impl Connection {
                 tl::types::MsgsAck::CONSTRUCTOR_ID => Ok(false),
                 tl::functions::Ping::CONSTRUCTOR_ID | tl::functions::PingDelayDisconnect::CONSTRUCTOR_ID => {
                     let ping_id = i64::from_le_bytes(body.get(4..12).ok_or(Closed::Protocol("short ping"))?.try_into().expect("8 bytes"));
+                    if wire::constructor(&body) == Some(tl::functions::PingDelayDisconnect::CONSTRUCTOR_ID) {
+                        // core.telegram.org/mtproto/service_messages#deferred-connection-closure--ping:
+                        // the connection closes `disconnect_delay` seconds after this ping
+                        // unless another one of its kind resets the timer.
+                        let delay = i32::from_le_bytes(body.get(12..16).ok_or(Closed::Protocol("short ping"))?.try_into().expect("4 bytes"));
+                        self.disconnect_at = Some(tokio::time::Instant::now() + std::time::Duration::from_secs(delay.max(0) as u64));
+                    }
                     let pong = tl::enums::Pong::Pong(tl::types::Pong { msg_id, ping_id });
                     self.out.push((pong.to_bytes(), true, true));
                     Ok(false)
@@ -260,6 +300,9 @@ impl Connection {
         let method = wire::constructor(body).map_or("unknown", tl::name_for_id);
         world.lock().stats.calls.entry(method.to_owned()).and_modify(|n| *n += 1).or_insert(1);
         let (key_id, _) = self.key.expect("a key before any call");
+        // A call as a logged-in account makes this connection the one its updates go to
+        // (before the answer: what the call changes is already the others' to push).
+        world.called(key_id, method, &self.push, &mut self.counted);
         let caller = Caller { dc: self.dc, key_id, fault: None };
         match rpc::call(world, &caller, method, body).await {
             Answer::Result(bytes) => self.answer(msg_id, bytes),
@@ -312,5 +355,86 @@ fn bad_msg_id(msg_id: i64) -> Option<i32> {
         Some(17)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use grammers_client::{Client, SenderPool};
+    use grammers_session::updates::UpdatesLike;
+
+    use super::*;
+    use crate::adapters::grammers::KeyRegistry;
+    use crate::adapters::grammers::session::TableSession;
+    use crate::sandbox::seed;
+
+    const IVAN: i64 = 1001;
+
+    /// The sandbox data centres, and a grammers client logged in as the sales account.
+    async fn connected(dir: &std::path::Path) -> (Arc<SandboxTelegram>, Client, tokio::sync::mpsc::Receiver<UpdatesLike>) {
+        let world = Arc::new(SandboxTelegram::open(seed::telegram_users(), dir).unwrap());
+        start(world.clone()).await.unwrap();
+        let keys = world.register_keys(Some(seed::SALES_ACCOUNT));
+        let pool = SenderPool::new(Arc::new(TableSession::registered(&keys, None)), rpc::API_ID);
+        tokio::spawn(pool.runner.run());
+        (world, Client::new(pool.handle), pool.updates)
+    }
+
+    async fn next(updates: &mut tokio::sync::mpsc::Receiver<UpdatesLike>) -> UpdatesLike {
+        tokio::time::timeout(Duration::from_secs(5), updates.recv()).await.expect("in time").expect("open")
+    }
+
+    #[tokio::test]
+    async fn a_session_that_asked_is_pushed_what_getdifference_tells_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let (world, client, mut updates) = connected(dir.path()).await;
+        let tl::enums::updates::State::State(before) = client.invoke(&tl::functions::updates::GetState {}).await.unwrap();
+        let id = world.reply(IVAN, seed::SALES_ACCOUNT, "pushed", None).unwrap();
+        let UpdatesLike::Updates(tl::enums::Updates::Updates(pushed)) = next(&mut updates).await else { panic!("not updates") };
+        let [tl::enums::Update::NewMessage(new)] = pushed.updates.as_slice() else { panic!("{:?}", pushed.updates) };
+        assert_eq!((new.pts, new.pts_count), (before.pts + 1, 1));
+        assert!(pushed.users.iter().any(|u| matches!(u, tl::enums::User::User(u) if u.id == IVAN && u.access_hash.is_some())), "the sender comes along");
+        let request = tl::functions::updates::GetDifference { pts: before.pts, pts_limit: None, pts_total_limit: None, date: before.date, qts: 0, qts_limit: None };
+        let tl::enums::updates::Difference::Difference(difference) = client.invoke(&request).await.unwrap() else { panic!("one difference") };
+        let tl::enums::updates::State::State(after) = difference.state;
+        assert_eq!(after.pts, new.pts, "the same pts as the push");
+        assert!(matches!(difference.new_messages.as_slice(), [tl::enums::Message::Message(m)] if m.id == id));
+
+        // A deletion goes short: it names nobody the client must know.
+        world.delete(IVAN, id).unwrap();
+        let UpdatesLike::Updates(tl::enums::Updates::UpdateShort(short)) = next(&mut updates).await else { panic!("not short") };
+        assert!(matches!(short.update, tl::enums::Update::DeleteMessages(d) if d.messages == [id] && d.pts == after.pts + 1));
+        assert_eq!(world.stats().accounts[&seed::SALES_ACCOUNT].pushes, 2);
+    }
+
+    #[tokio::test]
+    async fn of_two_connections_of_one_auth_key_only_the_one_that_called_last_is_pushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let world = Arc::new(SandboxTelegram::open(seed::telegram_users(), dir.path()).unwrap());
+        start(world.clone()).await.unwrap();
+        let keys = world.register_keys(Some(seed::SALES_ACCOUNT));
+        let session = Arc::new(TableSession::registered(&keys, None));
+        let (first, second) = (SenderPool::new(session.clone(), rpc::API_ID), SenderPool::new(session, rpc::API_ID));
+        let mut pushed = second.updates;
+        tokio::spawn(first.runner.run());
+        tokio::spawn(second.runner.run());
+        let (first, second) = (Client::new(first.handle), Client::new(second.handle));
+        first.invoke(&tl::functions::updates::GetState {}).await.unwrap();
+        second.invoke(&tl::functions::updates::GetState {}).await.unwrap();
+        world.reply(IVAN, seed::SALES_ACCOUNT, "to the latest", None).unwrap();
+        assert!(matches!(next(&mut pushed).await, UpdatesLike::Updates(_)));
+        let stats = world.stats();
+        assert_eq!((stats.pushes, stats.accounts[&seed::SALES_ACCOUNT].listening), (1, 1), "one session per key");
+    }
+
+    #[tokio::test]
+    async fn a_connection_closes_once_its_ping_delay_passes_without_a_ping() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_world, client, mut updates) = connected(dir.path()).await;
+        let tl::enums::Pong::Pong(pong) = client.invoke(&tl::functions::PingDelayDisconnect { ping_id: 7, disconnect_delay: 1 }).await.unwrap();
+        assert_eq!(pong.ping_id, 7);
+        assert!(matches!(next(&mut updates).await, UpdatesLike::ConnectionClosed));
     }
 }

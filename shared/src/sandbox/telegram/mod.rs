@@ -246,7 +246,50 @@ pub struct Stats {
     pub calls: HashMap<String, u64>,
     /// Encrypted messages received from clients (each a request, a resend or a container).
     pub frames: u64,
+    /// `Updates` pushed to sessions without being asked (one per session reached).
+    pub pushes: u64,
+    /// The same, by the account (Telegram user id) calling or pushed to.
+    pub accounts: HashMap<i64, AccountStats>,
 }
+
+/// What one account's sessions did and were told.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AccountStats {
+    /// Connections that made an API call as the account (other than only files').
+    pub connections: u64,
+    /// RPC calls made as the account, by TL method name.
+    pub calls: HashMap<String, u64>,
+    /// `Updates` pushed to its sessions.
+    pub pushes: u64,
+    /// Its sessions that receive its updates now (live connections, one per auth key).
+    pub listening: u64,
+}
+
+/// What a connection is told from outside its own calls.
+#[derive(Debug)]
+pub(crate) enum Push {
+    /// `Updates`, serialized: sent as a content-related message of its own.
+    Updates(Vec<u8>),
+    /// The data centre drops the connection (a restart, a network change).
+    Close,
+}
+
+/// The session that receives an auth key's updates: the connection of its most recent API
+/// call other than a file's (core.telegram.org/api/updates#subscribing-to-updates: "When any
+/// high-level API query is executed on behalf of an authorized user, the session identifier
+/// will be stored in association with the user identifier and the current authorization key
+/// identifier ... except these file handling methods"; "only one notification will be sent at
+/// a time, per key, to the most recent session"). The stricter reading: a connection that
+/// only logged in, only uploaded or downloaded, or never called at all gets nothing.
+struct Subscriber {
+    /// When it last called, in calls made on the data centres: the most recent win.
+    last_call: u64,
+    push: tokio::sync::mpsc::UnboundedSender<Push>,
+}
+
+/// How many of an account's sessions get each update: "the server will find a list of the
+/// 10 most recent active sessions and send messages to those sessions" (core.telegram.org/api/updates).
+const PUSHED_SESSIONS: usize = 10;
 
 #[derive(Default)]
 struct State {
@@ -270,6 +313,10 @@ struct State {
     exported: HashMap<i64, (i64, Vec<u8>)>,
     /// The cloud passwords' verifiers, made once per process (PBKDF2 is slow on purpose).
     verifiers: HashMap<i64, srp::Verifier>,
+    /// Each auth key's session that receives its updates, by key id.
+    subscribers: HashMap<i64, Subscriber>,
+    /// Calls made so far (what orders the subscribers).
+    calls_made: u64,
 }
 
 pub struct SandboxTelegram {
@@ -303,8 +350,52 @@ impl SandboxTelegram {
 
     /// Applies `event` and writes it down before anyone learns of it.
     fn record(&self, state: &mut State, event: Event) {
+        self.record_by(state, None, event);
+    }
+
+    /// [`Self::record`] of what a call with auth key `acting` did: the updates it makes are
+    /// pushed to every account's sessions but that one, which learns them from its answer
+    /// (core.telegram.org/api/updates: the results of methods that change state carry the
+    /// updates, and are applied as pushed ones are).
+    fn record_by(&self, state: &mut State, acting: Option<i64>, event: Event) {
         self.journal.append(&event);
+        let mut listening: Vec<i64> = state.subscribers.keys().filter_map(|k| state.keys.get(k)?.user_id).collect();
+        listening.sort();
+        listening.dedup();
+        let before: Vec<(i64, i32)> = listening.into_iter().map(|user| (user, state.pts(user))).collect();
         state.apply(event);
+        for (user, from) in before {
+            if state.pts(user) > from {
+                state.push(user, from, acting);
+            }
+        }
+    }
+
+    /// A connection's call as auth key `key_id` on it: unless a file's, the connection now
+    /// receives the key's updates, if the key is logged in. `counted`: the connection has
+    /// been counted among the account's already.
+    pub(crate) fn called(&self, key_id: i64, method: &str, push: &tokio::sync::mpsc::UnboundedSender<Push>, counted: &mut bool) {
+        let mut state = self.lock();
+        state.calls_made += 1;
+        let Some(user_id) = state.keys.get(&key_id).and_then(|k| k.user_id) else { return };
+        let account = state.stats.accounts.entry(user_id).or_default();
+        *account.calls.entry(method.to_owned()).or_default() += 1;
+        if method.starts_with("upload.") {
+            return;
+        }
+        if !std::mem::replace(counted, true) {
+            account.connections += 1;
+        }
+        let last_call = state.calls_made;
+        state.subscribers.insert(key_id, Subscriber { last_call, push: push.clone() });
+    }
+
+    /// The data centres drop every connection that receives `user_id`'s updates, as a restart
+    /// or a network change would; how many.
+    pub fn drop_connections(&self, user_id: i64) -> usize {
+        let state = self.lock();
+        let sessions = state.subscribers.iter().filter(|(key, _)| state.keys.get(key).is_some_and(|k| k.user_id == Some(user_id)));
+        sessions.filter(|(_, s)| s.push.send(Push::Close).is_ok()).count()
     }
 
     pub fn received(&self) -> Vec<ReceivedMessage> {
@@ -321,7 +412,14 @@ impl SandboxTelegram {
     }
 
     pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
+        let state = self.lock();
+        let mut stats = state.stats.clone();
+        for (key, subscriber) in &state.subscribers {
+            if let Some(user_id) = state.keys.get(key).and_then(|k| k.user_id).filter(|_| !subscriber.push.is_closed()) {
+                stats.accounts.entry(user_id).or_default().listening += 1;
+            }
+        }
+        stats
     }
 
     pub fn users(&self) -> Vec<SimUser> {
@@ -617,6 +715,23 @@ impl State {
     fn message_mut(&mut self, id: i32) -> Option<&mut ReceivedMessage> {
         let at = self.received.binary_search_by_key(&id, |m| m.id).ok()?;
         self.received.get_mut(at)
+    }
+
+    /// Pushes `user_id`'s updates after `from` to their most recent sessions, but the one of
+    /// auth key `acting`.
+    fn push(&mut self, user_id: i64, from: i32, acting: Option<i64>) {
+        self.subscribers.retain(|_, s| !s.push.is_closed());
+        let Some(updates) = rpc::pushed(self, user_id, from) else { return };
+        let mut sessions: Vec<&Subscriber> = self
+            .subscribers
+            .iter()
+            .filter(|(key, _)| Some(**key) != acting && self.keys.get(key).is_some_and(|k| k.user_id == Some(user_id)))
+            .map(|(_, s)| s)
+            .collect();
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.last_call));
+        let reached = sessions.iter().take(PUSHED_SESSIONS).filter(|s| s.push.send(Push::Updates(updates.clone())).is_ok()).count() as u64;
+        self.stats.pushes += reached;
+        self.stats.accounts.entry(user_id).or_default().pushes += reached;
     }
 
     /// The next fault aimed at `method`, if any.

@@ -840,7 +840,7 @@ impl Call<'_> {
             None => {
                 let message = self.state.new_message(me, to, r.message, our_entities(r.entities.as_deref()), "text", None);
                 let id = message.id;
-                self.world.record(self.state, Event::Message { message, random_id: Some(r.random_id) });
+                self.world.record_by(self.state, Some(self.caller.key_id), Event::Message { message, random_id: Some(r.random_id) });
                 id
             }
         };
@@ -879,7 +879,7 @@ impl Call<'_> {
         if m.text == text && m.entities == entities {
             return Err(bad("MESSAGE_NOT_MODIFIED"));
         }
-        self.world.record(self.state, Event::Edited { id: r.id, text, entities, edit_date: now_secs() });
+        self.world.record_by(self.state, Some(self.caller.key_id), Event::Edited { id: r.id, text, entities, edit_date: now_secs() });
         let m = self.state.message(r.id).ok_or_else(|| bad("MESSAGE_ID_INVALID"))?;
         let update = tl::types::UpdateEditMessage { message: tl_message(m, me).into(), pts: self.state.pts(me), pts_count: 1 };
         let users = [me, peer].iter().filter_map(|id| self.state.user(*id)).map(|u| self.shown(u, me)).collect();
@@ -899,7 +899,7 @@ impl Call<'_> {
         let ids: Vec<i32> = r.id.iter().copied().filter(|id| self.state.message(*id).is_some_and(|m| m.from_user_id == me || m.to_user_id == me)).collect();
         let pts_count = ids.len() as i32;
         if !ids.is_empty() {
-            self.world.record(self.state, Event::Deleted { ids });
+            self.world.record_by(self.state, Some(self.caller.key_id), Event::Deleted { ids });
         }
         Ok(tl::types::messages::AffectedMessages { pts: self.state.pts(me), pts_count }.into())
     }
@@ -1018,34 +1018,16 @@ impl Call<'_> {
             return Ok(D::TooLong(tl::types::updates::DifferenceTooLong { pts: log.len() as i32 }));
         }
         let end = log.len().min(start + DIFFERENCE_SLICE);
+        let (logged, involved) = logged(self.state, me, start, end);
         let mut new_messages = Vec::new();
         let mut other_updates = Vec::new();
-        let mut involved = vec![me];
-        for (at, update) in log[start..end].iter().enumerate() {
-            let pts = (start + at + 1) as i32;
-            match *update {
-                SimUpdate::Message(id) => {
-                    if let Some(m) = self.state.message(id) {
-                        involved.extend([m.from_user_id, m.to_user_id]);
-                        new_messages.push(tl_message(m, me).into());
-                    }
-                }
-                SimUpdate::Edit(id) => {
-                    if let Some(m) = self.state.message(id) {
-                        involved.extend([m.from_user_id, m.to_user_id]);
-                        other_updates.push(tl::types::UpdateEditMessage { message: tl_message(m, me).into(), pts, pts_count: 1 }.into());
-                    }
-                }
-                SimUpdate::Delete(id) => other_updates.push(tl::types::UpdateDeleteMessages { messages: vec![id], pts, pts_count: 1 }.into()),
-                SimUpdate::ReadOutbox { user_id, max_id } => {
-                    involved.push(user_id);
-                    let peer = tl::types::PeerUser { user_id }.into();
-                    other_updates.push(tl::types::UpdateReadHistoryOutbox { peer, max_id, pts, pts_count: 1 }.into());
-                }
+        // A difference lists new messages apart (core.telegram.org/constructor/updates.difference).
+        for update in logged {
+            match update {
+                tl::enums::Update::NewMessage(u) => new_messages.push(u.message),
+                other => other_updates.push(other),
             }
         }
-        involved.sort();
-        involved.dedup();
         let users = involved.iter().filter_map(|id| self.state.user(*id)).map(|u| self.shown(u, me)).collect();
         let state = tl_state(end as i32);
         if end < log.len() {
@@ -1060,6 +1042,67 @@ impl Call<'_> {
         }
         Ok(D::Difference(tl::types::updates::Difference { new_messages, new_encrypted_messages: Vec::new(), other_updates, chats: Vec::new(), users, state }))
     }
+}
+
+/// `me`'s updates `start..end` of its log as Telegram writes them for the account, each
+/// with its `pts` (its place in the log, from 1; a new message as `updateNewMessage`), and
+/// the users they involve (`me` among them): what `getDifference` answers and what is
+/// pushed, one rendering.
+fn logged(state: &State, me: i64, start: usize, end: usize) -> (Vec<tl::enums::Update>, Vec<i64>) {
+    let log = state.updates.get(&me).map(Vec::as_slice).unwrap_or_default();
+    let mut logged = Vec::new();
+    let mut involved = vec![me];
+    for (at, update) in log[start.min(log.len())..end.min(log.len())].iter().enumerate() {
+        let pts = (start + at + 1) as i32;
+        match *update {
+            SimUpdate::Message(id) => {
+                if let Some(m) = state.message(id) {
+                    involved.extend([m.from_user_id, m.to_user_id]);
+                    logged.push(tl::types::UpdateNewMessage { message: tl_message(m, me).into(), pts, pts_count: 1 }.into());
+                }
+            }
+            SimUpdate::Edit(id) => {
+                if let Some(m) = state.message(id) {
+                    involved.extend([m.from_user_id, m.to_user_id]);
+                    logged.push(tl::types::UpdateEditMessage { message: tl_message(m, me).into(), pts, pts_count: 1 }.into());
+                }
+            }
+            SimUpdate::Delete(id) => logged.push(tl::types::UpdateDeleteMessages { messages: vec![id], pts, pts_count: 1 }.into()),
+            SimUpdate::ReadOutbox { user_id, max_id } => {
+                involved.push(user_id);
+                let peer = tl::types::PeerUser { user_id }.into();
+                logged.push(tl::types::UpdateReadHistoryOutbox { peer, max_id, pts, pts_count: 1 }.into());
+            }
+        }
+    }
+    involved.sort();
+    involved.dedup();
+    (logged, involved)
+}
+
+/// What `me`'s sessions are pushed for its log after `from` (core.telegram.org/api/updates):
+/// one update that names no one else goes as `updateShort` (a read, a deletion); anything
+/// else as `updates`, new messages as `updateNewMessage`, with the users they involve, so
+/// the client can address the sender without asking. (Telegram may also send a private
+/// chat's text as `updateShortMessage`, which names the sender by id alone; which form it
+/// picks when is not documented, and a client must take both: the stricter choice for a
+/// server is the form a client can act on without a call.) `seq` 0: the sandbox keeps no
+/// `seq` (its `updates.state` says 0 too); `pts` orders these updates.
+pub(super) fn pushed(state: &State, me: i64, from: i32) -> Option<Vec<u8>> {
+    let start = usize::try_from(from).ok()?;
+    let (updates, involved) = logged(state, me, start, state.pts(me) as usize);
+    let date = now_secs() as i32;
+    let names_others = updates.iter().any(|u| !matches!(u, tl::enums::Update::ReadHistoryOutbox(_) | tl::enums::Update::DeleteMessages(_)));
+    let pushed: tl::enums::Updates = match updates.as_slice() {
+        [] => return None,
+        [only] if !names_others => tl::types::UpdateShort { update: only.clone(), date }.into(),
+        _ => {
+            let me_user = state.user(me)?;
+            let users = involved.iter().filter_map(|id| state.user(*id)).map(|u| tl_user(u, me_user).into()).collect();
+            tl::types::Updates { updates, users, chats: Vec::new(), date, seq: 0 }.into()
+        }
+    };
+    Some(pushed.to_bytes())
 }
 
 /// `upload.*`: parts of an upload under way, and chunks of a stored file.
@@ -1194,7 +1237,7 @@ async fn send_media(world: &Arc<SandboxTelegram>, caller: &Caller, r: tl::functi
     }
     let message = call.state.new_message(me, to, r.message, our_entities(r.entities.as_deref()), kind, Some(received));
     let id = message.id;
-    world.record(call.state, Event::Message { message, random_id: Some(r.random_id) });
+    world.record_by(call.state, Some(caller.key_id), Event::Message { message, random_id: Some(r.random_id) });
     Ok(sent_updates(&call, me, to, id, r.random_id))
 }
 
