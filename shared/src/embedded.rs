@@ -352,11 +352,12 @@ async fn purge_expired(table: SqliteTable) {
     }
 }
 
-/// Replies and reads come with the catch-ups of the schedule's ticks.
+/// Replies and reads come pushed over the kept connections, else with the catch-ups of the
+/// schedule's ticks.
 fn arrivals(settings: &Settings) -> Arrivals {
     match settings.catch_up_every {
-        Some(every) => Arrivals::AtTicks { every_ms: i64::try_from(every.as_millis()).unwrap_or(i64::MAX) },
-        None => Arrivals::Live,
+        Some(every) if !settings.keep_connected => Arrivals::AtTicks { every_ms: i64::try_from(every.as_millis()).unwrap_or(i64::MAX) },
+        _ => Arrivals::Live,
     }
 }
 
