@@ -197,7 +197,7 @@ pub async fn start_instrumented(settings: Settings, instrument: &dyn Instrument)
     let adapters = Adapters { table, queue: instrument.queue(Arc::new(queue.clone())), blobs, telegram: backends.telegram };
     let services = Arc::new(Services::new(
         adapters,
-        BitrixClient::new(backends.credentials, PORTAL_TIMEOUT, settings.portal_rate, Reach::from_flag(settings.allow_loopback_portals)),
+        BitrixClient::new(backends.credentials, PORTAL_TIMEOUT, settings.portal_rate, settings.check_rate, Reach::from_flag(settings.allow_loopback_portals)),
         &master,
         settings.session_minutes * 60,
         region_from_code(&settings.phone_region),

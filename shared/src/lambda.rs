@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use aws_config::environment::{EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::Instrument;
 
@@ -55,6 +56,8 @@ pub struct AwsSettings {
     pub session_minutes: i64,
     /// Our pace per portal (`OLCHAT_PORTAL_RATE` / `OLCHAT_PORTAL_BURST`), per function instance.
     pub portal_rate: PortalRate,
+    /// The pace of token checks (`OLCHAT_PORTAL_CHECK_RATE` / `_BURST`), per function instance.
+    pub check_rate: PortalRate,
     /// Portals on the loopback may be called (`OLCHAT_ALLOW_LOOPBACK_PORTALS=true`): only
     /// tests against a sandbox portal set it; a deployment never does (the template does not).
     pub allow_loopback_portals: bool,
@@ -97,6 +100,7 @@ impl AwsSettings {
             phone_region: var("OLCHAT_PHONE_REGION").unwrap_or_else(|| "RU".into()),
             session_minutes: parsed("OLCHAT_SESSION_MINUTES", 60)?,
             portal_rate: PortalRate::from_env()?,
+            check_rate: PortalRate::checks_from_env()?,
             allow_loopback_portals: var("OLCHAT_ALLOW_LOOPBACK_PORTALS").is_some_and(|v| v == "true"),
             public_url: required("OLCHAT_PUBLIC_URL")?,
             telegram_api_id: var("TELEGRAM_API_ID").map(|v| v.parse()).transpose().context("TELEGRAM_API_ID must be a number")?,
@@ -116,13 +120,15 @@ struct Wanted<'a> {
 
 /// The secrets, those not given directly read (decrypted) from SSM Parameter Store in one
 /// call: a cold start waits for one round trip, not one per secret.
-async fn secrets(ssm: &aws_sdk_ssm::Client, wanted: &[Wanted<'_>]) -> anyhow::Result<Vec<Secret>> {
+async fn secrets(config: &aws_config::SdkConfig, wanted: &[Wanted<'_>]) -> anyhow::Result<Vec<Secret>> {
     let mut names = Vec::new();
     for w in wanted.iter().filter(|w| w.direct.is_none()) {
         names.push(w.parameter.clone().with_context(|| format!("neither {} nor its SSM parameter is configured", w.what))?);
     }
     let mut fetched = HashMap::new();
     if !names.is_empty() {
+        // Made only here: a function given its secrets directly has no SSM client to make.
+        let ssm = aws_sdk_ssm::Client::new(config);
         let answer = ssm.get_parameters().set_names(Some(names)).with_decryption(true).send().await.map_err(crate::adapters::aws::sdk_error)?;
         for p in answer.parameters() {
             fetched.insert(p.name().unwrap_or_default().to_owned(), p.value().unwrap_or_default().to_owned());
@@ -141,10 +147,18 @@ async fn secrets(ssm: &aws_sdk_ssm::Client, wanted: &[Wanted<'_>]) -> anyhow::Re
         .collect()
 }
 
-/// A function's cold start: JSON logs, settings from the environment, the services.
+/// A function's cold start: JSON logs, settings from the environment, the services. Region and
+/// credentials are the environment's, as Lambda gives them (AWS_REGION, AWS_ACCESS_KEY_ID,
+/// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN): the default chains' making (profiles, IMDS, SSO,
+/// web identity) was a quarter of the init, for providers a function never reaches.
 pub async fn cold_start() -> anyhow::Result<Arc<Services>> {
     crate::telemetry::init_json("info");
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(HttpsOnFirstUse::new()).load().await;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(EnvironmentVariableRegionProvider::new())
+        .credentials_provider(EnvironmentVariableCredentialsProvider::new())
+        .http_client(HttpsOnFirstUse::new())
+        .load()
+        .await;
     services(&config, &AwsSettings::from_env()?).await
 }
 
@@ -158,7 +172,7 @@ pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) ->
     if settings.telegram_api_id.is_some() {
         wanted.push(Wanted { what: "TELEGRAM_API_HASH", direct: &settings.telegram_api_hash, parameter: &settings.telegram_api_hash_parameter });
     }
-    let mut secrets = secrets(&aws_sdk_ssm::Client::new(config), &wanted).await?.into_iter();
+    let mut secrets = secrets(config, &wanted).await?.into_iter();
     let (encryption_key, client_secret, api_hash) = (secrets.next().expect("asked"), secrets.next().expect("asked"), secrets.next());
     let master = MasterKey::from_base64(encryption_key.expose())?;
     let queues = HashMap::from([
@@ -190,7 +204,7 @@ pub async fn services(config: &aws_config::SdkConfig, settings: &AwsSettings) ->
     };
     Ok(Arc::new(Services::new(
         adapters,
-        BitrixClient::new(credentials, PORTAL_TIMEOUT, settings.portal_rate, Reach::from_flag(settings.allow_loopback_portals)),
+        BitrixClient::new(credentials, PORTAL_TIMEOUT, settings.portal_rate, settings.check_rate, Reach::from_flag(settings.allow_loopback_portals)),
         &master,
         settings.session_minutes * 60,
         region_from_code(&settings.phone_region),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::bitrix::pacer::PortalRate;
+use crate::bitrix::pacer::{CHECK_RATE, PortalRate};
 use crate::jobs::runner::Order;
 use crate::repo::safety::SafetyLimits;
 use crate::crypto::{MasterKey, Secret};
@@ -33,6 +33,10 @@ pub struct Settings {
     /// Our pace per portal (`OLCHAT_PORTAL_RATE` requests a second, default 2, and
     /// `OLCHAT_PORTAL_BURST`, default 50): the portal's plan's limits.
     pub portal_rate: PortalRate,
+    /// The pace of token checks of unauthenticated requests per portal (placements, the
+    /// connectors page, installs; `OLCHAT_PORTAL_CHECK_RATE`, default 1 a second, and
+    /// `OLCHAT_PORTAL_CHECK_BURST`, default 10; beyond it such a request gets 503).
+    pub check_rate: PortalRate,
     /// Whether portals and the OAuth server may be called on the loopback: the sandbox's
     /// own portal answers there. Off in real mode unless `OLCHAT_ALLOW_LOOPBACK_PORTALS=true`
     /// (a stand-in portal on this machine, for testing); private addresses never are.
@@ -124,11 +128,18 @@ where
 }
 
 impl PortalRate {
+    /// The pace of real work (`OLCHAT_PORTAL_RATE` / `OLCHAT_PORTAL_BURST`).
     pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            per_sec: parsed("OLCHAT_PORTAL_RATE", Self::default().per_sec)?,
-            burst: parsed("OLCHAT_PORTAL_BURST", Self::default().burst)?,
-        })
+        Self::from_vars("OLCHAT_PORTAL_RATE", "OLCHAT_PORTAL_BURST", Self::default())
+    }
+
+    /// The pace of token checks (`OLCHAT_PORTAL_CHECK_RATE` / `OLCHAT_PORTAL_CHECK_BURST`).
+    pub fn checks_from_env() -> anyhow::Result<Self> {
+        Self::from_vars("OLCHAT_PORTAL_CHECK_RATE", "OLCHAT_PORTAL_CHECK_BURST", CHECK_RATE)
+    }
+
+    fn from_vars(rate: &str, burst: &str, default: Self) -> anyhow::Result<Self> {
+        Ok(Self { per_sec: parsed(rate, default.per_sec)?, burst: parsed(burst, default.burst)? })
     }
 }
 
@@ -170,6 +181,7 @@ impl Settings {
             max_receives: parsed("OLCHAT_MAX_RECEIVES", 10)?,
             public_url: var("OLCHAT_PUBLIC_URL"),
             portal_rate: PortalRate::from_env()?,
+            check_rate: PortalRate::checks_from_env()?,
             allow_loopback_portals: matches!(mode, Mode::Sandbox) || var("OLCHAT_ALLOW_LOOPBACK_PORTALS").is_some_and(|v| v == "true"),
             openline_order: match var("OLCHAT_OPENLINE_ORDER").as_deref() {
                 None | Some("grouped") => Order::Grouped,
@@ -195,6 +207,7 @@ impl Settings {
             max_receives: 10,
             public_url: None,
             portal_rate: PortalRate::default(),
+            check_rate: CHECK_RATE,
             allow_loopback_portals: true,
             // Automated messages keep a pace a test can see (spaced) and wait for (quick).
             limits: SafetyLimits { phone_pace: std::time::Duration::ZERO, automation_pace: std::time::Duration::from_millis(50), ..SafetyLimits::default() },

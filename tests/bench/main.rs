@@ -43,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
     // Thousands of tab opens: unpaced, as the sandbox portal has no plan limits.
     let app = spawn_app_with(|s| {
         s.portal_rate = PortalRate { per_sec: 1e6, burst: 1e6 };
+        s.check_rate = PortalRate { per_sec: 1e6, burst: 1e6 };
         s.catch_up_every = None;
     })
     .await;
@@ -193,7 +194,8 @@ async fn connection_cost(app: &olchat_tests::TestApp) -> anyhow::Result<()> {
 /// The tab's open time as deployed: the sandbox portal in its own process, the app in real
 /// mode in another (the release `local` binary); all, and without the portal round trips.
 async fn placement_with_the_portal_apart() -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
-    let deployed = Deployed::start_with(&[("OLCHAT_PORTAL_RATE", "1000000"), ("OLCHAT_PORTAL_BURST", "1000000"), ("OLCHAT_CATCH_UP_SECS", "0")]).await;
+    let unpaced = [("OLCHAT_PORTAL_RATE", "1000000"), ("OLCHAT_PORTAL_BURST", "1000000"), ("OLCHAT_PORTAL_CHECK_RATE", "1000000"), ("OLCHAT_PORTAL_CHECK_BURST", "1000000")];
+    let deployed = Deployed::start_with(&[&unpaced[..], &[("OLCHAT_CATCH_UP_SECS", "0")]].concat()).await;
     let (status, page) = deployed.install(seed::DEMO_MEMBER_ID).await;
     anyhow::ensure!(status == 200, "install answered {status}: {page}");
     let (mut all, mut own) = (Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS));

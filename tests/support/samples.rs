@@ -52,6 +52,7 @@ pub async fn deployment(config: &SdkConfig, resources: &Resources, encryption_ke
         phone_region: "RU".into(),
         session_minutes: 60,
         portal_rate: Default::default(),
+        check_rate: shared::bitrix::pacer::CHECK_RATE,
         // The sandbox portal answers on the loopback.
         allow_loopback_portals: true,
         public_url: app.app.url.clone(),

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::clock::now_secs;
 use crate::crypto::Secret;
 use outbound::Reach;
-use pacer::{CHECK_RATE, LeakyBucket, PortalRate};
+use pacer::{LeakyBucket, PortalRate};
 
 /// How many times a rate-limited call is tried before giving up.
 const RATE_LIMIT_TRIES: u32 = 3;
@@ -140,7 +140,7 @@ pub struct BitrixClient {
     app: AppCredentials,
     /// One bucket per REST endpoint, which is one portal: the calls of real work.
     work: Arc<LeakyBucket>,
-    /// The checks of tokens that came with unauthenticated requests ([`CHECK_RATE`]).
+    /// The checks of tokens that came with unauthenticated requests ([`pacer::CHECK_RATE`] unless configured).
     checks: Arc<LeakyBucket>,
     /// Per (endpoint, method): when its time budget next resets, from the last answer's
     /// `operating_reset_at`, and whether it is blocked until then.
@@ -156,8 +156,8 @@ struct MethodBudget {
 impl BitrixClient {
     /// `reach` says which hosts may be called: [`Reach::Public`] unless the deployment
     /// explicitly serves a portal on the loopback (the sandbox, tests).
-    pub fn new(app: AppCredentials, timeout: Duration, rate: PortalRate, reach: Reach) -> Self {
-        let (work, checks) = (Arc::new(LeakyBucket::new(rate)), Arc::new(LeakyBucket::new(CHECK_RATE)));
+    pub fn new(app: AppCredentials, timeout: Duration, rate: PortalRate, check_rate: PortalRate, reach: Reach) -> Self {
+        let (work, checks) = (Arc::new(LeakyBucket::new(rate)), Arc::new(LeakyBucket::new(check_rate)));
         Self { http: Arc::default(), timeout, reach, app, work, checks, budgets: Arc::default() }
     }
 
@@ -363,7 +363,7 @@ mod tests {
 
     fn client(reach: Reach) -> BitrixClient {
         let app = AppCredentials { client_id: "app".into(), client_secret: Secret::new("s"), code: "app".into(), oauth_url: "http://127.0.0.1:9".into() };
-        BitrixClient::new(app, Duration::from_secs(5), PortalRate::default(), reach)
+        BitrixClient::new(app, Duration::from_secs(5), PortalRate::default(), CHECK_RATE, reach)
     }
 
     async fn call(reach: Reach, endpoint: &str) -> Result<Value, BitrixError> {

@@ -27,8 +27,8 @@ impl Default for PortalRate {
 /// Bitrix24 counts "each application request" (`settings/performance/limits.md`); a
 /// request with a token it does not know is no application's, so a forged check costs the
 /// portal's count nothing, and a confirmed one is then charged to the work bucket too.
-/// Ten at once and one a second: more tabs than a portal's users open at once, far fewer
-/// requests than a flood would make us send.
+/// Ten at once and one a second by default (settings: `OLCHAT_PORTAL_CHECK_RATE` / `_BURST`):
+/// more tabs than a portal's users open at once, far fewer requests than a flood would make us send.
 pub const CHECK_RATE: PortalRate = PortalRate { per_sec: 1.0, burst: 10.0 };
 
 pub struct LeakyBucket {
