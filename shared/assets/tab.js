@@ -7,10 +7,9 @@
   const SYNC_POLL_MS = 3000;
   const FINAL = new Set(['sent', 'read', 'failed', 'cancelled']);
   // An open conversation asks for its change marker (304 while nothing changed): soon after a
-  // change, then less and less often while nothing happens; never while the page is hidden.
-  // A quiet conversation is looked at less and less often, but never later than the server's
-  // X-Olchat-Look-Within says: replies and reads arrive with the account's catch-ups, a minute
-  // apart on AWS, so the tab looks just after them and not between (each poll is a request).
+  // change, then less and less often, but never later than the server's X-Olchat-Look-Within
+  // says (on AWS replies and reads come with the minute's catch-ups: the tab looks just after
+  // them, not between; each poll is a request); never while the page is hidden.
   const POLL_MIN_MS = 2000;
   const POLL_MAX_MS = 20000; // when the server says nothing
   const BACKOFF_MAX_MS = 600000;

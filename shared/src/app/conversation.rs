@@ -85,8 +85,6 @@ pub enum Looked {
     Changed(ConversationView),
 }
 
-/// `GET /api/conversation`: the newest page (or one further back) of the conversation with a
-/// recipient of this card, through a connector this user may use.
 /// Notes that a manager watches one of the account's clients; a failure only slows replies.
 async fn watched(svc: &Services, member_id: &str, connector_id: &str) {
     if let Err(e) = account_active(svc, member_id, connector_id, cadence::AFTER_LOOK_MS).await {
@@ -94,6 +92,8 @@ async fn watched(svc: &Services, member_id: &str, connector_id: &str) {
     }
 }
 
+/// `GET /api/conversation`: the newest page (or one further back) of the conversation with a
+/// recipient of this card, through a connector this user may use.
 pub async fn look(svc: &Services, claims: &Claims, query: &ConversationQuery) -> Result<Looked, AppError> {
     // Replies should show within a tick while a manager looks: the first look and a watching
     // poll say so. The portal's own connector or none: the mark is keyed by the session's portal.

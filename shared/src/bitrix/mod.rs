@@ -363,7 +363,7 @@ mod tests {
 
     fn client(reach: Reach) -> BitrixClient {
         let app = AppCredentials { client_id: "app".into(), client_secret: Secret::new("s"), code: "app".into(), oauth_url: "http://127.0.0.1:9".into() };
-        BitrixClient::new(app, Duration::from_secs(5), PortalRate::default(), CHECK_RATE, reach)
+        BitrixClient::new(app, Duration::from_secs(5), PortalRate::default(), pacer::CHECK_RATE, reach)
     }
 
     async fn call(reach: Reach, endpoint: &str) -> Result<Value, BitrixError> {

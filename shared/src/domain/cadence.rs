@@ -30,7 +30,8 @@ pub enum Arrivals {
 
 /// How long a quiet open tab waits at most before it looks again while Telegram pushes.
 pub const LIVE_LOOK_MS: i64 = 5_000;
-/// How long after its tick a tick's catch-ups are taken to be done (a quarter of the tick, at most 10 s: the fan-out, the queue, a connection to Telegram).
+/// How long after its tick a tick's catch-ups are taken to be done, at most (else a quarter of
+/// the tick): the fan-out, the queue, a connection to Telegram.
 const TICK_SETTLES_MS: i64 = 10_000;
 
 impl Arrivals {

@@ -23,9 +23,9 @@ fn on_first_use<C>(make: impl FnOnce() -> C + Send + 'static) -> OnFirstUse<C> {
 }
 
 /// The HTTPS client of every SDK client, built on first use. Smithy builds a connector (a TLS
-/// configuration, every trusted root parsed again) to validate each SDK client as it is
-/// made: five times in a cold start, for clients most invocations never call. This one builds
-/// a connector when a request first needs it, once per connector settings.
+/// configuration, every trusted root parsed again) to validate each SDK client as it is made;
+/// this one builds a connector when a request first needs it, once per connector settings.
+/// Like smithy's `build_https`, it takes no proxy from the environment (Lambda needs none).
 #[derive(Debug)]
 pub struct HttpsOnFirstUse(SharedHttpClient);
 
