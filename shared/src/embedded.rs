@@ -219,7 +219,7 @@ pub async fn start_instrumented(settings: Settings, instrument: &dyn Instrument)
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.server.request_timeout))
         .merge(http::with_security_headers(http::blobs::upload_routes().with_state(services.clone())))
         .layer(axum::middleware::from_fn_with_state(hosts, check_host));
-    let server = serve(listener, router, settings.server);
+    let server = serve(listener, router, settings.server)?;
     let telegram_worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Telegram, Order::Grouped));
     let openline_worker = tokio::spawn(runner::run(services.clone(), queue.clone(), JobQueue::Openline, settings.openline_order));
     let mut tasks = vec![server, telegram_worker, openline_worker, tokio::spawn(purge_expired(sqlite))];
@@ -240,8 +240,20 @@ pub async fn start_instrumented(settings: Settings, instrument: &dyn Instrument)
     Ok(app)
 }
 
-fn serve(listener: TcpListener, router: axum::Router, limits: ServerLimits) -> JoinHandle<()> {
-    tokio::spawn(http::server::serve(listener, router.layer(axum::middleware::from_fn(log_request)), limits))
+/// The app's server, on a thread of its own (see [`http::server::serve_on_own_thread`]).
+fn serve(listener: TcpListener, router: axum::Router, limits: ServerLimits) -> anyhow::Result<JoinHandle<()>> {
+    Ok(http::server::serve_on_own_thread(listener, logged(router), limits)?)
+}
+
+/// The stand-in portal's server, on the shared runtime: it stands for another machine, and its
+/// work after answering spreads over the cores (on a thread of its own a tab's whole opening
+/// took ~35 µs longer, BENCHMARKS.md).
+fn serve_shared(listener: TcpListener, router: axum::Router, limits: ServerLimits) -> JoinHandle<()> {
+    tokio::spawn(http::server::serve(listener, logged(router), limits))
+}
+
+fn logged(router: axum::Router) -> axum::Router {
+    router.layer(axum::middleware::from_fn(log_request))
 }
 
 /// The start-up message: the mode, where it answers, its data, the portals it accepts,
@@ -328,7 +340,7 @@ pub async fn start_portal(settings: PortalSettings) -> anyhow::Result<PortalOnly
     let url = format!("http://{}", listener.local_addr()?);
     // The portal's process serves no Telegram: its world lives in a directory of its own.
     let sandbox = Arc::new(Sandbox::start(&url, &settings.app_url, &std::env::temp_dir().join(format!("olchat-portal-{}", std::process::id()))).await?);
-    let server = serve(listener, sandbox.portal_routes(), ServerLimits::default());
+    let server = serve_shared(listener, sandbox.portal_routes(), ServerLimits::default());
     Ok(PortalOnly { url, sandbox, server })
 }
 

@@ -120,7 +120,10 @@ impl Table for SqliteTable {
         let version = item.version as i64;
         let changed = match condition {
             Condition::Always => conn
-                .prepare_cached("INSERT OR REPLACE INTO items (pk, sk, data, version, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .prepare_cached(
+                    "INSERT INTO items (pk, sk, data, version, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (pk, sk) DO UPDATE SET data = excluded.data, version = excluded.version, expires_at = excluded.expires_at",
+                )
                 .and_then(|mut s| s.execute(params![item.pk, item.sk, item.data, version, item.expires_at])),
             Condition::Absent => conn
                 .prepare_cached(

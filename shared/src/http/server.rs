@@ -1,6 +1,6 @@
 //! The local server's HTTP/1 loop: a deadline for every request's head, a pause limit on
-//! every body, and a bound on the connections served at once. (On Lambda, API Gateway holds
-//! the connections.)
+//! every body, and a bound on the connections served at once; the app's on a thread of its
+//! own. (On Lambda, API Gateway holds the connections.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +11,39 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 use tower_http::timeout::TimeoutBody;
 
 use crate::settings::ServerLimits;
+
+/// [`serve`] on a thread of its own with a single-threaded runtime, until the returned task is
+/// aborted or dropped with its runtime. A request is then never handed from one worker thread to
+/// another (each hand-off wakes a thread whose CPU may be idle: on the shared runtime a tab's
+/// opening took ~40 µs more, BENCHMARKS.md) and never waits behind a job on the shared runtime.
+/// What a request spawns runs on that thread too.
+pub fn serve_on_own_thread(listener: TcpListener, router: Router, limits: ServerLimits) -> std::io::Result<JoinHandle<()>> {
+    let listener = listener.into_std()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (ended, ended_rx) = oneshot::channel::<()>();
+    std::thread::Builder::new().name("http".into()).spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime for the server");
+        runtime.block_on(async move {
+            let listener = TcpListener::from_std(listener).expect("the listener moves to the server's runtime");
+            tokio::select! {
+                () = serve(listener, router, limits) => {}
+                _ = stopped => {}
+            }
+        });
+        let _ = ended.send(());
+    })?;
+    Ok(tokio::spawn(async move {
+        // Dropping `stop` (this task aborted) stops the server's thread.
+        let _stop = stop;
+        let _ = ended_rx.await;
+    }))
+}
 
 /// Serves `router` on `listener` until the task is dropped. A connection is accepted only
 /// with a free slot: past `max_connections` new ones wait in the kernel's backlog.
