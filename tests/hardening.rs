@@ -105,6 +105,16 @@ async fn connections_past_the_limit_wait_for_one_to_close() {
     drop(holders);
 }
 
+/// The server runs on a thread of its own: dropping the app stops it and closes its port.
+#[tokio::test]
+async fn a_dropped_app_stops_serving() {
+    let app = app_with(ServerLimits::default()).await;
+    let addr = app.app.addr;
+    TcpStream::connect(addr).await.expect("the server accepts");
+    drop(app);
+    olchat_tests::eventually(PATIENCE, "the port closed", || async { TcpStream::connect(addr).await.is_err().then_some(()) }).await;
+}
+
 fn assert_guarded(headers: &HeaderMap, framed_by: &str, what: &str) {
     assert_eq!(headers[X_CONTENT_TYPE_OPTIONS], "nosniff", "{what}");
     let policy = headers[CONTENT_SECURITY_POLICY].to_str().unwrap();
