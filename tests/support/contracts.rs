@@ -27,6 +27,12 @@ pub async fn table_contract(table: Arc<dyn Table>) {
     assert!(matches!(stale, Err(TableError::ConditionFailed)));
     let stored = table.get("p", "a").await.unwrap().unwrap();
     assert_eq!((stored.data.as_str(), stored.version), ("3", 2));
+    // An unconditional put replaces the whole item: data, version and expiry alike.
+    table.put(item("p", "a", "5", 7, Some(now() + 60)), Condition::Always).await.unwrap();
+    let stored = table.get("p", "a").await.unwrap().unwrap();
+    assert_eq!((stored.data.as_str(), stored.version, stored.expires_at), ("5", 7, Some(now() + 60)));
+    table.put(item("p", "a", "3", 2, None), Condition::Always).await.unwrap();
+    assert_eq!(table.get("p", "a").await.unwrap().unwrap().expires_at, None);
     // TTL: the attribute is kept; an expired item reads as absent and may be created again.
     table.put(item("p", "ttl", "live", 1, Some(now() + 3600)), Condition::Always).await.unwrap();
     assert_eq!(table.get("p", "ttl").await.unwrap().unwrap().expires_at, Some(now() + 3600));

@@ -26,8 +26,10 @@ use crate::settings::ServerLimits;
 pub fn serve_on_own_thread(listener: TcpListener, router: Router, limits: ServerLimits) -> std::io::Result<JoinHandle<()>> {
     let listener = listener.into_std()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let (ended, ended_rx) = oneshot::channel::<()>();
+    // Never sent: dropped when the thread ends.
+    let (alive, ended) = oneshot::channel::<()>();
     std::thread::Builder::new().name("http".into()).spawn(move || {
+        let _alive = alive;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime for the server");
         runtime.block_on(async move {
             let listener = TcpListener::from_std(listener).expect("the listener moves to the server's runtime");
@@ -36,12 +38,13 @@ pub fn serve_on_own_thread(listener: TcpListener, router: Router, limits: Server
                 _ = stopped => {}
             }
         });
-        let _ = ended.send(());
     })?;
     Ok(tokio::spawn(async move {
-        // Dropping `stop` (this task aborted) stops the server's thread.
+        // Dropping `stop` (this task aborted) stops the server's thread; while the task lives,
+        // the thread can only have ended by a panic, which the task's awaiter must see.
         let _stop = stop;
-        let _ = ended_rx.await;
+        let _ = ended.await;
+        panic!("the HTTP server's thread ended");
     }))
 }
 
