@@ -4,7 +4,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { ARTIFACTS, appAndBrowser, eventually, unique } from './support.mjs';
+import { ARTIFACTS, appAndBrowser, eventually, saved, unique } from './support.mjs';
 
 const started = appAndBrowser();
 
@@ -60,17 +60,11 @@ describe('automation', () => {
     await automation().getByLabel('Beyond the daily budgets:').waitFor();
     assert.match(await automation().textContent(), /Today: \d+ queued, \d+ sent/);
     assert.equal(await automation().getByLabel('Beyond the daily budgets:').inputValue(), 'wait', 'waiting, by default');
-    await Promise.all([
-      page.waitForResponse((r) => r.url().endsWith('/api/connectors/sales/over-budget') && r.ok()),
-      automation().getByLabel('Beyond the daily budgets:').selectOption('fail'),
-    ]);
+    await saved(page, '/api/connectors/sales/over-budget', () => automation().getByLabel('Beyond the daily budgets:').selectOption('fail'));
     await page.reload();
     await automation().getByLabel('Beyond the daily budgets:').waitFor();
     assert.equal(await automation().getByLabel('Beyond the daily budgets:').inputValue(), 'fail');
     await page.screenshot({ path: join(ARTIFACTS, 'connectors-automation.png'), fullPage: true });
-    await Promise.all([
-      page.waitForResponse((r) => r.url().endsWith('/api/connectors/sales/over-budget') && r.ok()),
-      automation().getByLabel('Beyond the daily budgets:').selectOption('wait'),
-    ]);
+    await saved(page, '/api/connectors/sales/over-budget', () => automation().getByLabel('Beyond the daily budgets:').selectOption('wait'));
   }));
 });

@@ -107,6 +107,12 @@ export async function eventually(check, { timeout = 10_000, interval = 100 } = {
   }
 }
 
+/** Runs `action` and waits until the PUT or POST it causes to `path` succeeded: a navigation
+ *  right after a click would otherwise abort the save it started. */
+export async function saved(page, path, action) {
+  await Promise.all([page.waitForResponse((r) => r.url().endsWith(path) && r.ok()), action()]);
+}
+
 export function unique(label) {
   return `${label} ${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 }

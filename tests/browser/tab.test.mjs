@@ -3,7 +3,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { ARTIFACTS, eventually, launchBrowser, startApp, unique, withTab } from './support.mjs';
+import { ARTIFACTS, eventually, launchBrowser, saved, startApp, unique, withTab } from './support.mjs';
 
 let app;
 let browser;
@@ -280,16 +280,13 @@ describe('the other direction', () => {
       const page = await context.newPage();
       const label = 'Forward messages from anyone, not only from people we wrote to';
       await page.goto(`${app.url}/sandbox/connectors?lang=en`);
-      const box = page.getByLabel(label).first();
-      await box.waitFor();
-      assert.equal(await box.isChecked(), false);
-      await box.check();
-      await eventually(async () => {
-        await page.goto(`${app.url}/sandbox/connectors?lang=en`);
-        const again = page.getByLabel(label).first();
-        await again.waitFor();
-        return again.isChecked();
-      });
+      const box = () => page.locator('tr[data-connector="sales"]').getByLabel(label);
+      await box().waitFor();
+      assert.equal(await box().isChecked(), false);
+      await saved(page, '/api/connectors/sales/accept-all', () => box().check());
+      await page.reload();
+      await box().waitFor();
+      assert.equal(await box().isChecked(), true, 'the choice is kept');
       // Olga, whom nobody here wrote to, writes to the sales account: with the box checked,
       // the next catch-up (5 s) brings her message to the Open Line, as hers.
       const text = unique('Hi, I saw your ad');
@@ -301,7 +298,7 @@ describe('the other direction', () => {
       const arrived = await eventually(async () => (await olMessages()).find((m) => m.text === text), { timeout: 20_000 });
       assert.equal(arrived.direction, 'incoming');
       assert.equal(arrived.author, 'Olga Smirnova');
-      await page.getByLabel(label).first().uncheck();
+      await saved(page, '/api/connectors/sales/accept-all', () => box().uncheck());
     } finally {
       await context.close();
     }
@@ -312,7 +309,6 @@ describe('the other direction', () => {
     const page = await context.newPage();
     const access = () => page.locator('tr[data-connector="sales"]').getByRole('group', { name: 'Who may write from this account' });
     const greetings = "Let Open Lines' automatic messages (greetings, ratings) reach clients";
-    const saving = (path, action) => Promise.all([page.waitForResponse((r) => r.url().endsWith(path) && r.ok()), action()]);
     try {
       await page.goto(`${app.url}/sandbox/connectors?lang=en`);
       await access().getByLabel('Everyone').waitFor();
@@ -320,11 +316,11 @@ describe('the other direction', () => {
       await access().getByLabel('Everyone').uncheck();
       await access().getByLabel('Employees').selectOption({ label: 'Boris Ivanov' });
       await access().getByLabel('Departments').selectOption({ label: 'Customer care' });
-      await saving('/api/connectors/sales/access', () => access().getByRole('button', { name: 'Save' }).click());
+      await saved(page, '/api/connectors/sales/access', () => access().getByRole('button', { name: 'Save' }).click());
 
       const box = page.getByLabel(greetings);
       assert.equal(await box.isChecked(), false, 'off by default');
-      await saving('/api/connectors/system-messages', () => box.check());
+      await saved(page, '/api/connectors/system-messages', () => box.check());
       await shot(page, 'connectors-access');
 
       await page.reload();
@@ -337,8 +333,8 @@ describe('the other direction', () => {
     } finally {
       // The other tests write from the sales account as Anna, without greetings.
       await access().getByLabel('Everyone').check();
-      await saving('/api/connectors/sales/access', () => access().getByRole('button', { name: 'Save' }).click());
-      await saving('/api/connectors/system-messages', () => page.getByLabel(greetings).uncheck());
+      await saved(page, '/api/connectors/sales/access', () => access().getByRole('button', { name: 'Save' }).click());
+      await saved(page, '/api/connectors/system-messages', () => page.getByLabel(greetings).uncheck());
       await context.close();
     }
   });
