@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use olchat_tests::contracts::{blobs_contract, heartbeat_contract, queue_contract, table_contract};
-use olchat_tests::moto::{Moto, provision};
+use olchat_tests::moto::{Moto, fifo_queues, provision};
 use shared::adapters::aws::{DynamoTable, S3Blobs, SqsQueue};
 use reqwest::StatusCode;
 use shared::ports::blobs::Download;
@@ -23,7 +23,7 @@ async fn aws_adapters_keep_the_port_contracts() {
     table_contract(table.clone()).await;
 
     // What the adapter writes as an item's expiry is what the deployed table expires by.
-    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
+    let template = std::fs::read_to_string(olchat_tests::workspace().join("template.yaml")).unwrap();
     let ttl_spec = template.split("TimeToLiveSpecification:").nth(1).unwrap();
     let deployed = ttl_spec.split("AttributeName:").nth(1).unwrap().lines().next().unwrap().trim();
     let item = Item { pk: "ttl".into(), sk: "item".into(), data: "{}".into(), version: 1, expires_at: Some(4_000_000_000) };
@@ -87,23 +87,15 @@ async fn a_presigned_put_by_plain_http_is_read_back_streamed() {
 
 #[tokio::test]
 async fn a_fifo_queue_keeps_each_groups_order_and_takes_no_delay() {
-    use shared::adapters::aws::QueueUrls;
     use shared::ports::{JobQueue, Queue};
 
     let moto = Moto::start().await;
     let config = moto.config().await;
     let resources = provision(&config, "fifo", 5).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let fifo = |name: &str| {
-        sqs.create_queue()
-            .queue_name(name)
-            .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
-            .send()
-    };
-    let (main, dead) = (fifo("fifo-telegram.fifo").await.unwrap(), fifo("fifo-telegram-dlq.fifo").await.unwrap());
     let mut urls = resources.queues.clone();
-    urls.insert(JobQueue::Telegram, QueueUrls { queue: main.queue_url().unwrap().into(), dead_letters: dead.queue_url().unwrap().into() });
-    let queue = SqsQueue::new({ let sqs = sqs.clone(); move || sqs }, urls);
+    urls.insert(JobQueue::Telegram, fifo_queues(&config, "fifo-telegram").await);
+    let queue = SqsQueue::new(move || sqs, urls);
 
     for body in ["first", "second", "third"] {
         queue.send(JobQueue::Telegram, body, "connector-1", Duration::ZERO).await.unwrap();

@@ -56,7 +56,7 @@ async fn run_sqs_sample(svc: &Services, name: &str) {
 
 
 fn events_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
+    olchat_tests::workspace().join("events")
 }
 
 #[tokio::test]

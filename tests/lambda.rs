@@ -5,12 +5,12 @@
 //! name put into the table (`olchat_tests::samples`), each worker binary runs its job to the
 //! end against the sandbox portal.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use olchat_tests::moto::{Moto, free_port, provision};
-use olchat_tests::{drain, samples, spawn_app};
+use olchat_tests::{drain, samples, spawn_app, workspace};
 use serde_json::{Value, json};
 use shared::crypto::MasterKey;
 use shared::domain::{MessageStatus, Publication};
@@ -25,10 +25,6 @@ fn cargo_lambda() -> PathBuf {
     }
     let venv = PathBuf::from("/opt/olchat-tools/bin/cargo-lambda");
     if venv.exists() { venv } else { "cargo-lambda".into() }
-}
-
-fn workspace() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
 
 /// Stops `cargo lambda watch` and the functions it started (its process group) when dropped;

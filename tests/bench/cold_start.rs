@@ -48,7 +48,7 @@ async fn error(State(api): State<Arc<Api>>) -> &'static str {
 fn release(name: &str) -> PathBuf {
     let dir = std::env::var("LAMBDA_BINARIES")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release"));
+        .unwrap_or_else(|_| olchat_tests::workspace().join("target/release"));
     dir.join(name)
 }
 
@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
         .with_state(api.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
 
-    let events = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let events = olchat_tests::workspace().join("events");
     let cases = [
         ("hello-lambda", "card.json"),
         ("placement", "card.json"),

@@ -26,6 +26,14 @@ pub struct Answer {
     pub body: Value,
 }
 
+/// The checkout's root. Cargo names the package's directory again when it runs a test or a
+/// bin, so that directory wins over the one compiled in: a target directory shared by two
+/// checkouts then serves each its own files.
+pub fn workspace() -> std::path::PathBuf {
+    let package = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from);
+    package.parent().expect("the tests package is in the workspace").to_owned()
+}
+
 /// A fresh instance with its own storage and sandbox.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await

@@ -130,3 +130,19 @@ pub async fn provision(config: &SdkConfig, prefix: &str, max_receives: u32) -> R
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     Resources { table, bucket, queues }
 }
+
+/// A FIFO queue `{name}.fifo` with its dead-letter queue, as `template.yaml` makes the
+/// telegram queue: high throughput (its limits per message group, one group per account).
+pub async fn fifo_queues(config: &SdkConfig, name: &str) -> QueueUrls {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let fifo = |name: String| {
+        sqs.create_queue()
+            .queue_name(name)
+            .attributes(QueueAttributeName::FifoQueue, "true")
+            .attributes(QueueAttributeName::DeduplicationScope, "messageGroup")
+            .attributes(QueueAttributeName::FifoThroughputLimit, "perMessageGroupId")
+            .send()
+    };
+    let (main, dead) = (fifo(format!("{name}.fifo")).await.unwrap(), fifo(format!("{name}-dlq.fifo")).await.unwrap());
+    QueueUrls { queue: main.queue_url().unwrap().into(), dead_letters: dead.queue_url().unwrap().into() }
+}
