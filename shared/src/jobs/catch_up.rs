@@ -51,7 +51,7 @@ impl From<RepoError> for Stop {
 }
 
 /// How many accounts' catch-ups the tick queues at once.
-const FAN_OUT: usize = 32;
+pub const FAN_OUT: usize = 32;
 
 /// The tick at `now` (the one before it `every_ms` earlier) queues a catch-up of each account
 /// due one: the active at every tick, the idle once a quarter hour (`domain::cadence`).
