@@ -22,7 +22,7 @@ use shared::jobs::Outcome;
 use shared::jobs::catch_up::{FAN_OUT, request_all};
 use shared::links::SignedLinks;
 use shared::ports::{Condition, Item, JobQueue, Queue, Table};
-use shared::repo::connectors::{Connector, ConnectorStatus};
+use shared::repo::connectors::Connector;
 use shared::sandbox::seed;
 
 pub const ACCOUNTS: usize = 10_000;
@@ -86,19 +86,5 @@ fn services(dir: &std::path::Path, table: Arc<dyn Table>, queue: Arc<dyn Queue>)
 }
 
 fn connector(i: usize) -> Connector {
-    Connector {
-        id: format!("account-{i}"),
-        member_id: seed::DEMO_MEMBER_ID.into(),
-        name: format!("Account {i}"),
-        phone: format!("+7999{i:07}"),
-        username: None,
-        telegram_user_id: 5_000_000 + i as i64,
-        status: ConnectorStatus::Connected,
-        line: None,
-        budgets: None,
-        accept_all: false,
-        keep_imported_contacts: false,
-        access: Default::default(),
-        over_budget: Default::default(),
-    }
+    Connector::connected(seed::DEMO_MEMBER_ID, &format!("account-{i}"), &format!("Account {i}"), format!("+7999{i:07}"), None, 5_000_000 + i as i64)
 }

@@ -20,7 +20,7 @@ use shared::lambda::{AwsSettings, services};
 use shared::ports::JobQueue;
 use shared::domain::{EntityRef, EntityType, Message, MessageStatus, Part, Peer, PublicationMode, RecipientKey, TelegramUsername};
 use shared::i18n::Lang;
-use shared::repo::connectors::{Connector, ConnectorStatus};
+use shared::repo::connectors::Connector;
 use shared::repo::portals::{Portal, TokenOwner, UserAuth};
 use shared::sandbox::seed;
 
@@ -105,21 +105,7 @@ pub async fn install_demo_portal(svc: &Services, app: &TestApp) {
         let auth = UserAuth { access_token: Secret::new(access), refresh_token: Some(Secret::new(refresh)) };
         svc.portals.save_auth(seed::DEMO_MEMBER_ID, owner, &auth).await.unwrap();
     }
-    let sales = Connector {
-        id: "sales".into(),
-        member_id: seed::DEMO_MEMBER_ID.into(),
-        name: "Sales".into(),
-        phone: "+79990001122".into(),
-        username: None,
-        telegram_user_id: seed::SALES_ACCOUNT,
-        status: ConnectorStatus::Connected,
-        line: None,
-        budgets: None,
-        accept_all: false,
-        keep_imported_contacts: false,
-        access: Default::default(),
-        over_budget: Default::default(),
-    };
+    let sales = Connector::connected(seed::DEMO_MEMBER_ID, "sales", "Sales", "+79990001122".into(), None, seed::SALES_ACCOUNT);
     svc.connectors.save(&sales).await.unwrap();
 }
 

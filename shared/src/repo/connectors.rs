@@ -87,6 +87,26 @@ pub struct Budgets {
 }
 
 impl Connector {
+    /// A newly connected account, set up as an administrator finds one: no Open Line yet,
+    /// the default budgets and access, only its own chats forwarded.
+    pub fn connected(member_id: &str, id: &str, name: &str, phone: String, username: Option<String>, telegram_user_id: i64) -> Self {
+        Self {
+            id: id.to_owned(),
+            member_id: member_id.to_owned(),
+            name: name.to_owned(),
+            phone,
+            username,
+            telegram_user_id,
+            status: ConnectorStatus::Connected,
+            line: None,
+            budgets: None,
+            accept_all: false,
+            keep_imported_contacts: false,
+            access: Access::default(),
+            over_budget: OverBudget::default(),
+        }
+    }
+
     pub fn account(&self) -> Account {
         Account { connector_id: self.id.clone(), user_id: self.telegram_user_id }
     }

@@ -32,7 +32,7 @@ use crate::adapters::grammers::session::TableSession;
 use crate::app::Services;
 use crate::repo::sessions::TelegramSessions;
 use crate::domain::{EntityType, PhoneE164};
-use crate::repo::connectors::{Connector, ConnectorStatus};
+use crate::repo::connectors::Connector;
 use crate::repo::openlines::{ChatLink, external_chat_id};
 use portal::{SandboxApps, SandboxPortal};
 use telegram::{Fault, FaultTarget, SandboxTelegram};
@@ -138,21 +138,8 @@ impl Sandbox {
                 let session = TableSession::registered(&self.telegram.register_keys(Some(account.id)), Some((account.id, account.access_hash)));
                 sessions.save(demo.id, &session.to_bytes()).await?;
             }
-            let connector = Connector {
-                id: demo.id.to_owned(),
-                member_id: seed::DEMO_MEMBER_ID.to_owned(),
-                name: demo.name.to_owned(),
-                phone: PhoneE164::parse(&account.phone, None).map(|p| p.to_string()).unwrap_or_default(),
-                username: account.username.clone(),
-                telegram_user_id: account.id,
-                status: ConnectorStatus::Connected,
-                line: None,
-                budgets: None,
-                accept_all: false,
-                keep_imported_contacts: false,
-                access: Default::default(),
-                over_budget: Default::default(),
-            };
+            let phone = PhoneE164::parse(&account.phone, None).map(|p| p.to_string()).unwrap_or_default();
+            let connector = Connector::connected(seed::DEMO_MEMBER_ID, demo.id, demo.name, phone, account.username.clone(), account.id);
             svc.connectors.save(&connector).await?;
         }
         // Installed once the accounts are there, so the robot's "From" lists them at once.
