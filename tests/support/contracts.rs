@@ -28,14 +28,16 @@ pub async fn table_contract(table: Arc<dyn Table>) {
     let stored = table.get("p", "a").await.unwrap().unwrap();
     assert_eq!((stored.data.as_str(), stored.version), ("3", 2));
     // An unconditional put replaces the whole item: data, version and expiry alike.
-    table.put(item("p", "a", "5", 7, Some(now() + 60)), Condition::Always).await.unwrap();
+    let expires_at = Some(now() + 60);
+    table.put(item("p", "a", "5", 7, expires_at), Condition::Always).await.unwrap();
     let stored = table.get("p", "a").await.unwrap().unwrap();
-    assert_eq!((stored.data.as_str(), stored.version, stored.expires_at), ("5", 7, Some(now() + 60)));
+    assert_eq!((stored.data.as_str(), stored.version, stored.expires_at), ("5", 7, expires_at));
     table.put(item("p", "a", "3", 2, None), Condition::Always).await.unwrap();
     assert_eq!(table.get("p", "a").await.unwrap().unwrap().expires_at, None);
     // TTL: the attribute is kept; an expired item reads as absent and may be created again.
-    table.put(item("p", "ttl", "live", 1, Some(now() + 3600)), Condition::Always).await.unwrap();
-    assert_eq!(table.get("p", "ttl").await.unwrap().unwrap().expires_at, Some(now() + 3600));
+    let in_an_hour = Some(now() + 3600);
+    table.put(item("p", "ttl", "live", 1, in_an_hour), Condition::Always).await.unwrap();
+    assert_eq!(table.get("p", "ttl").await.unwrap().unwrap().expires_at, in_an_hour);
     table.put(item("p", "gone", "old", 1, Some(now() - 1)), Condition::Always).await.unwrap();
     assert!(table.get("p", "gone").await.unwrap().is_none());
     table.put(item("p", "gone", "new", 1, None), Condition::Absent).await.unwrap();
